@@ -1,0 +1,82 @@
+/**
+ * Every error fleetlink raises or sends over the wire has a stable code from this table.
+ * `definite: true` means the operation surely did not happen (safe to retry or give up);
+ * `definite: false` means it may have happened (a retry must be idempotent).
+ * docs/errors.md lists the same table; test/protocol/errors.test.ts keeps the two in sync.
+ */
+export const ErrorCodes = {
+  INVALID_ARGUMENT: { status: 400, definite: true, text: "An argument is missing or malformed" },
+  PAYLOAD_TOO_LARGE: { status: 413, definite: true, text: "The payload exceeds the size limit" },
+  UNAUTHORIZED: { status: 401, definite: true, text: "Missing or wrong credentials" },
+  FORBIDDEN: { status: 403, definite: true, text: "The caller may not act on this resource" },
+  RUN_NOT_FOUND: { status: 404, definite: true, text: "No run with this id" },
+  NODE_NOT_FOUND: { status: 404, definite: true, text: "No node with this id" },
+  INSTRUCTION_NOT_FOUND: { status: 404, definite: true, text: "No instruction with this id" },
+  NOT_ADDRESSEE: { status: 403, definite: true, text: "The instruction is addressed to another node" },
+  RUN_MISMATCH: { status: 409, definite: true, text: "The instruction belongs to another run" },
+  RUN_FINISHED: { status: 409, definite: true, text: "The run is finished and takes no new instructions" },
+  INVALID_TRANSITION: { status: 409, definite: true, text: "This status change is not allowed" },
+  STATUS_CONFLICT: {
+    status: 409,
+    definite: true,
+    text: "The status changed concurrently (compare-and-set failed)",
+  },
+  NODE_UNREGISTERED: { status: 409, definite: true, text: "The node is unregistered" },
+  MESSAGE_EXPIRED: { status: 410, definite: true, text: "The instruction's TTL passed without a reply" },
+  NODE_UNAVAILABLE: {
+    status: 503,
+    definite: false,
+    text: "The node missed its heartbeat window or was unregistered before replying",
+  },
+  DELIVERY_FAILED: {
+    status: 503,
+    definite: false,
+    text: "The instruction's lease expired the maximum number of times without a reply",
+  },
+  HANDLER_FAILED: { status: 500, definite: false, text: "The node's handler threw an error" },
+  UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
+  STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },
+} as const;
+
+export type ErrorName = keyof typeof ErrorCodes;
+export type ErrorCode = `FLEETLINK_E_${ErrorName}`;
+
+export const errorCode = (name: ErrorName): ErrorCode => `FLEETLINK_E_${name}`;
+
+export class FleetlinkError extends Error {
+  override readonly name = "FleetlinkError";
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly definite: boolean;
+  /** The input field at fault, when there is one. */
+  readonly field: string | undefined;
+
+  constructor(kind: ErrorName, message?: string, opts: { field?: string; cause?: unknown } = {}) {
+    const entry = ErrorCodes[kind];
+    super(message ?? entry.text, { cause: opts.cause });
+    this.code = errorCode(kind);
+    this.status = entry.status;
+    this.definite = entry.definite;
+    this.field = opts.field;
+  }
+
+  get kind(): ErrorName {
+    return this.code.slice("FLEETLINK_E_".length) as ErrorName;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; field?: string; definite: boolean } {
+    return {
+      code: this.code,
+      message: this.message,
+      definite: this.definite,
+      ...(this.field ? { field: this.field } : {}),
+    };
+  }
+}
+
+export const isFleetlinkError = (e: unknown, kind?: ErrorName): e is FleetlinkError =>
+  e instanceof FleetlinkError && (kind === undefined || e.kind === kind);
+
+/** Shorthand for an INVALID_ARGUMENT error naming its field. */
+export const invalid = (field: string, message: string): FleetlinkError =>
+  new FleetlinkError("INVALID_ARGUMENT", `${field}: ${message}`, { field });

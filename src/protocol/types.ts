@@ -1,0 +1,84 @@
+/** Wire and store types shared by every layer. Times are milliseconds since the epoch. */
+
+export const RunStatus = { pending: "pending", running: "running", finished: "finished" } as const;
+export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
+
+/** Allowed run status changes; anything else is INVALID_TRANSITION. */
+export const RUN_TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> = {
+  pending: ["running", "finished"],
+  running: ["finished"],
+  finished: [],
+};
+
+export interface Run {
+  id: string;
+  status: RunStatus;
+  /** Why the run finished (set with the `finished` status). */
+  reason: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export const NodeStatus = {
+  registered: "registered",
+  online: "online",
+  offline: "offline",
+  unregistered: "unregistered",
+} as const;
+export type NodeStatus = (typeof NodeStatus)[keyof typeof NodeStatus];
+
+export interface NodeRecord {
+  id: string;
+  name: string;
+  status: NodeStatus;
+  heartbeatIntervalMs: number;
+  /** Last heartbeat + 2 × interval; null before the first heartbeat. */
+  onlineUntil: number | null;
+  /** A hash of the node's credential, never the credential itself. */
+  credentialHash: string | null;
+  createdAt: number;
+}
+
+export const InstructionState = { pending: "pending", leased: "leased", done: "done" } as const;
+export type InstructionState = (typeof InstructionState)[keyof typeof InstructionState];
+
+/** A message from the coordinator to one node. */
+export interface Instruction {
+  id: string;
+  runId: string;
+  src: string;
+  dst: string;
+  groupId: string | null;
+  method: string;
+  payload: Uint8Array;
+  createdAt: number;
+  ttlMs: number;
+  expiresAt: number;
+  state: InstructionState;
+  /** Deliveries so far (a claim counts one). */
+  attempts: number;
+  maxAttempts: number;
+  leaseUntil: number | null;
+  /** Keep the instruction until its TTL while its node is offline, instead of failing it at once. */
+  holdWhileOffline: boolean;
+}
+
+export interface ReplyError {
+  code: string;
+  message: string;
+}
+
+/** A message from a node back to the coordinator: a handler's result or an error outcome. */
+export interface Reply {
+  id: string;
+  runId: string;
+  /** The node that replied (for error outcomes made by the hub: the instruction's destination). */
+  src: string;
+  dst: string;
+  replyTo: string;
+  groupId: string | null;
+  method: string;
+  payload: Uint8Array;
+  createdAt: number;
+  error: ReplyError | null;
+}

@@ -1,0 +1,350 @@
+import { FleetlinkError } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
+import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
+import {
+  type ClaimInstructionsInput,
+  type ClaimRepliesInput,
+  type CleanupResult,
+  checkClaim,
+  checkId,
+  checkIds,
+  checkInstructions,
+  checkName,
+  checkPositiveInt,
+  checkReply,
+  checkTransition,
+  diagnoseReply,
+  type NewInstruction,
+  type NewNode,
+  type NewReply,
+  OUTCOME_TEXT,
+  type OutcomeCode,
+  type ResolvedStoreOptions,
+  resolveOptions,
+  type Store,
+  type StoreOptions,
+  type StoreReplyResult,
+  type StoreStats,
+} from "./store.ts";
+
+interface MemReply extends Reply {
+  claimed: boolean;
+  seq: number;
+}
+
+/**
+ * In-process store for tests and single-process embedding. JavaScript runs one operation at a time, so each
+ * method body is atomic; state is copied in and out so callers never alias it.
+ */
+export class MemoryStore implements Store {
+  readonly backend = "memory" as const;
+  readonly options: ResolvedStoreOptions;
+  private runs = new Map<string, Run>();
+  private nodes = new Map<string, NodeRecord>();
+  private instructions = new Map<string, Instruction & { seq: number }>();
+  private replies = new Map<string, MemReply>();
+  private repliesByInstruction = new Map<string, MemReply>();
+  private seq = 0;
+
+  constructor(opts?: StoreOptions) {
+    this.options = resolveOptions(opts);
+  }
+
+  private now(): number {
+    return this.options.clock();
+  }
+
+  private run(id: string): Run {
+    const r = this.runs.get(checkId("runId", id));
+    if (!r) throw new FleetlinkError("RUN_NOT_FOUND", `no run ${id}`);
+    return r;
+  }
+
+  private node(id: string, field = "nodeId"): NodeRecord {
+    const n = this.nodes.get(checkId(field, id));
+    if (!n) throw new FleetlinkError("NODE_NOT_FOUND", `no node ${id}`, { field });
+    return n;
+  }
+
+  async createRun(opts: { id?: string } = {}): Promise<Run> {
+    const id = opts.id === undefined ? newId() : checkId("id", opts.id);
+    if (this.runs.has(id)) throw new FleetlinkError("INVALID_ARGUMENT", `run ${id} exists`, { field: "id" });
+    const now = this.now();
+    const run: Run = { id, status: "pending", reason: null, createdAt: now, updatedAt: now };
+    this.runs.set(id, run);
+    return { ...run };
+  }
+
+  async getRun(id: string): Promise<Run> {
+    return { ...this.run(id) };
+  }
+
+  async transitionRun(id: string, from: RunStatus, to: RunStatus, reason?: string): Promise<Run> {
+    checkTransition(from, to);
+    const run = this.run(id);
+    if (run.status !== from)
+      throw new FleetlinkError("STATUS_CONFLICT", `run ${id} is ${run.status}, not ${from}`, {
+        field: "from",
+      });
+    run.status = to;
+    run.reason = reason ?? null;
+    run.updatedAt = this.now();
+    return { ...run };
+  }
+
+  async registerNode(input: NewNode): Promise<NodeRecord> {
+    checkName("name", input.name);
+    checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
+    const node: NodeRecord = {
+      id: newId(),
+      name: input.name,
+      status: "registered",
+      heartbeatIntervalMs: input.heartbeatIntervalMs,
+      onlineUntil: null,
+      credentialHash: input.credentialHash ?? null,
+      createdAt: this.now(),
+    };
+    this.nodes.set(node.id, node);
+    return { ...node };
+  }
+
+  async getNode(id: string): Promise<NodeRecord> {
+    return { ...this.node(id) };
+  }
+
+  async listNodes(opts: { status?: NodeStatus } = {}): Promise<NodeRecord[]> {
+    return [...this.nodes.values()]
+      .filter((n) => opts.status === undefined || n.status === opts.status)
+      .sort((a, b) => (a.id < b.id ? -1 : 1))
+      .map((n) => ({ ...n }));
+  }
+
+  async heartbeat(nodeId: string, heartbeatIntervalMs?: number): Promise<NodeRecord> {
+    if (heartbeatIntervalMs !== undefined) checkPositiveInt("heartbeatIntervalMs", heartbeatIntervalMs);
+    const n = this.node(nodeId);
+    if (n.status === "unregistered")
+      throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+    n.heartbeatIntervalMs = heartbeatIntervalMs ?? n.heartbeatIntervalMs;
+    n.status = "online";
+    n.onlineUntil = this.now() + 2 * n.heartbeatIntervalMs;
+    return { ...n };
+  }
+
+  async unregisterNode(nodeId: string): Promise<NodeRecord> {
+    const n = this.node(nodeId);
+    n.status = "unregistered";
+    return { ...n };
+  }
+
+  async pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]> {
+    checkInstructions(items, this.options);
+    const run = this.run(runId);
+    if (run.status === "finished") throw new FleetlinkError("RUN_FINISHED", `run ${runId} is finished`);
+    items.forEach((it, i) => {
+      const n = this.node(it.dst, `items[${i}].dst`);
+      if (n.status === "unregistered")
+        throw new FleetlinkError("NODE_UNREGISTERED", `node ${it.dst} is unregistered`, {
+          field: `items[${i}].dst`,
+        });
+      if (it.id !== undefined && this.instructions.has(it.id))
+        throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${it.id} exists`, {
+          field: `items[${i}].id`,
+        });
+    });
+    const now = this.now();
+    const out = items.map((it) => {
+      const ins = {
+        id: it.id ?? newId(),
+        runId,
+        src: it.src ?? "coordinator",
+        dst: it.dst,
+        groupId: it.groupId ?? null,
+        method: it.method,
+        payload: new Uint8Array(it.payload ?? []),
+        createdAt: now,
+        ttlMs: it.ttlMs,
+        expiresAt: now + it.ttlMs,
+        state: "pending" as const,
+        attempts: 0,
+        maxAttempts: it.maxAttempts ?? this.options.maxAttempts,
+        leaseUntil: null,
+        holdWhileOffline: it.holdWhileOffline ?? false,
+        seq: ++this.seq,
+      };
+      this.instructions.set(ins.id, ins);
+      return ins;
+    });
+    return out.map(publicInstruction);
+  }
+
+  private claimable(i: Instruction, now: number): boolean {
+    if (i.expiresAt <= now) return false;
+    if (i.state === "pending") return true;
+    return i.state === "leased" && i.leaseUntil! <= now && i.attempts < i.maxAttempts;
+  }
+
+  async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
+    checkClaim(input);
+    const now = this.now();
+    const lease = input.leaseMs ?? this.options.leaseMs;
+    const want = new Set(input.nodeIds);
+    const taken = new Map<string, number>();
+    const out: Instruction[] = [];
+    for (const i of this.instructions.values()) {
+      // Map iteration is insertion order, which is seq order: FIFO per node.
+      if (!want.has(i.dst) || !this.claimable(i, now)) continue;
+      const n = taken.get(i.dst) ?? 0;
+      if (n >= input.limit) continue;
+      taken.set(i.dst, n + 1);
+      i.state = "leased";
+      i.attempts += 1;
+      i.leaseUntil = now + lease;
+      out.push(publicInstruction(i));
+    }
+    return out;
+  }
+
+  async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {
+    const now = this.now();
+    return items.map((r, idx) => {
+      try {
+        checkReply(r, `items[${idx}]`, this.options);
+        this.run(r.runId);
+      } catch (error) {
+        return { ok: false, error: error as FleetlinkError };
+      }
+      const ins = this.instructions.get(r.replyTo);
+      const idTaken = r.id !== undefined && this.replies.has(r.id);
+      const live =
+        ins &&
+        ins.dst === r.nodeId &&
+        ins.runId === r.runId &&
+        ins.state !== "done" &&
+        ins.expiresAt > now &&
+        !idTaken;
+      if (!live) return diagnoseReply(r, ins, this.repliesByInstruction.get(r.replyTo), idTaken, now);
+      ins.state = "done";
+      ins.leaseUntil = null;
+      const reply = this.addReply(
+        ins,
+        r.nodeId,
+        r.id ?? newId(),
+        new Uint8Array(r.payload ?? []),
+        r.error ?? null,
+      );
+      return { ok: true, reply: publicReply(reply), duplicate: false };
+    });
+  }
+
+  private addReply(
+    ins: Instruction,
+    src: string,
+    id: string,
+    payload: Uint8Array,
+    error: Reply["error"],
+  ): MemReply {
+    const reply: MemReply = {
+      id,
+      runId: ins.runId,
+      src,
+      dst: ins.src,
+      replyTo: ins.id,
+      groupId: ins.groupId,
+      method: ins.method,
+      payload,
+      createdAt: this.now(),
+      error,
+      claimed: false,
+      seq: ++this.seq,
+    };
+    this.replies.set(id, reply);
+    this.repliesByInstruction.set(ins.id, reply);
+    return reply;
+  }
+
+  async claimReplies(input: ClaimRepliesInput): Promise<Reply[]> {
+    checkId("runId", input.runId);
+    const limit = input.limit === undefined ? 1000 : checkPositiveInt("limit", input.limit);
+    const only = input.instructionIds ? new Set(input.instructionIds) : null;
+    if (input.instructionIds) checkIds("instructionIds", input.instructionIds);
+    const out: Reply[] = [];
+    for (const r of this.replies.values()) {
+      if (out.length >= limit) break;
+      if (r.claimed || r.runId !== input.runId || (only && !only.has(r.replyTo))) continue;
+      r.claimed = true;
+      out.push(publicReply(r));
+    }
+    return out;
+  }
+
+  async sweep(): Promise<number> {
+    const now = this.now();
+    for (const n of this.nodes.values())
+      if (n.status === "online" && n.onlineUntil! <= now) n.status = "offline";
+    let made = 0;
+    for (const i of this.instructions.values()) {
+      if (i.state === "done") continue;
+      const n = this.nodes.get(i.dst)!;
+      const gone = n.status === "unregistered";
+      const away = n.onlineUntil === null || n.onlineUntil <= now;
+      let code: OutcomeCode | null = null;
+      if (gone || (away && !i.holdWhileOffline)) code = "FLEETLINK_E_NODE_UNAVAILABLE";
+      else if (i.state === "leased" && i.leaseUntil! <= now && i.attempts >= i.maxAttempts)
+        code = "FLEETLINK_E_DELIVERY_FAILED";
+      else if (i.expiresAt <= now) code = "FLEETLINK_E_MESSAGE_EXPIRED";
+      if (!code) continue;
+      i.state = "done";
+      i.leaseUntil = null;
+      this.addReply(i, i.dst, newId(), new Uint8Array(0), { code, message: OUTCOME_TEXT[code] });
+      made++;
+    }
+    return made;
+  }
+
+  async cleanup(olderThanMs: number): Promise<CleanupResult> {
+    const cutoff = this.now() - olderThanMs;
+    const res = { instructions: 0, replies: 0, runs: 0 };
+    for (const i of this.instructions.values()) {
+      const r = this.repliesByInstruction.get(i.id);
+      if (i.state !== "done" || !r?.claimed || r.createdAt > cutoff) continue;
+      this.instructions.delete(i.id);
+      this.replies.delete(r.id);
+      this.repliesByInstruction.delete(i.id);
+      res.instructions++;
+      res.replies++;
+    }
+    const busy = new Set([...this.instructions.values()].map((i) => i.runId));
+    for (const run of this.runs.values())
+      if (run.status === "finished" && run.updatedAt <= cutoff && !busy.has(run.id)) {
+        this.runs.delete(run.id);
+        res.runs++;
+      }
+    return res;
+  }
+
+  async stats(): Promise<StoreStats> {
+    const s: StoreStats = {
+      runs: { pending: 0, running: 0, finished: 0 },
+      nodes: { registered: 0, online: 0, offline: 0, unregistered: 0 },
+      instructions: { pending: 0, leased: 0, done: 0 },
+      replies: { pending: 0, claimed: 0 },
+    };
+    for (const r of this.runs.values()) s.runs[r.status]++;
+    for (const n of this.nodes.values()) s.nodes[n.status]++;
+    for (const i of this.instructions.values()) s.instructions[i.state]++;
+    for (const r of this.replies.values()) s.replies[r.claimed ? "claimed" : "pending"]++;
+    return s;
+  }
+
+  async close(): Promise<void> {}
+}
+
+const publicInstruction = ({ seq: _, ...i }: Instruction & { seq: number }): Instruction => ({
+  ...i,
+  payload: new Uint8Array(i.payload),
+});
+
+const publicReply = ({ seq: _, claimed: __, ...r }: MemReply): Reply => ({
+  ...r,
+  payload: new Uint8Array(r.payload),
+});

@@ -1,0 +1,62 @@
+/** Numbered PostgreSQL migrations. Append only: an applied migration is never edited. */
+export const postgresMigrations: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "runs, nodes, instructions, replies",
+    sql: `
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  reason TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE TABLE nodes (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  heartbeat_interval_ms BIGINT NOT NULL,
+  online_until BIGINT,
+  credential_hash TEXT,
+  created_at BIGINT NOT NULL
+);
+CREATE TABLE instructions (
+  seq BIGSERIAL PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  src TEXT NOT NULL,
+  dst TEXT NOT NULL,
+  group_id TEXT,
+  method TEXT NOT NULL,
+  payload BYTEA NOT NULL,
+  created_at BIGINT NOT NULL,
+  ttl_ms BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  lease_until BIGINT,
+  hold_offline SMALLINT NOT NULL DEFAULT 0
+);
+CREATE INDEX instructions_claim ON instructions (dst, seq) WHERE state <> 'done';
+CREATE INDEX instructions_expiry ON instructions (expires_at) WHERE state <> 'done';
+CREATE INDEX instructions_run ON instructions (run_id);
+CREATE TABLE replies (
+  seq BIGSERIAL PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  src TEXT NOT NULL,
+  dst TEXT NOT NULL,
+  reply_to TEXT NOT NULL UNIQUE,
+  group_id TEXT,
+  method TEXT NOT NULL,
+  payload BYTEA NOT NULL,
+  created_at BIGINT NOT NULL,
+  error_code TEXT,
+  error_message TEXT,
+  claimed SMALLINT NOT NULL DEFAULT 0
+);
+CREATE INDEX replies_unclaimed ON replies (run_id, seq) WHERE claimed = 0;
+`,
+  },
+];

@@ -1,0 +1,62 @@
+/** Numbered SQLite migrations. Append only: an applied migration is never edited. */
+export const sqliteMigrations: readonly { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "runs, nodes, instructions, replies",
+    sql: `
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  reason TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE nodes (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  heartbeat_interval_ms INTEGER NOT NULL,
+  online_until INTEGER,
+  credential_hash TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE instructions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  src TEXT NOT NULL,
+  dst TEXT NOT NULL,
+  group_id TEXT,
+  method TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  ttl_ms INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  lease_until INTEGER,
+  hold_offline INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX instructions_claim ON instructions (dst, seq) WHERE state <> 'done';
+CREATE INDEX instructions_expiry ON instructions (expires_at) WHERE state <> 'done';
+CREATE INDEX instructions_run ON instructions (run_id);
+CREATE TABLE replies (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  src TEXT NOT NULL,
+  dst TEXT NOT NULL,
+  reply_to TEXT NOT NULL UNIQUE,
+  group_id TEXT,
+  method TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  created_at INTEGER NOT NULL,
+  error_code TEXT,
+  error_message TEXT,
+  claimed INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX replies_unclaimed ON replies (run_id, seq) WHERE claimed = 0;
+`,
+  },
+];

@@ -1,0 +1,208 @@
+import pg from "pg";
+import { FleetlinkError, invalid } from "../protocol/errors.ts";
+import type { Instruction, Reply } from "../protocol/types.ts";
+import { postgresMigrations } from "./migrations/postgres.ts";
+import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
+import { type SqlConn, SqlStore } from "./sql.ts";
+import {
+  type ClaimInstructionsInput,
+  type ClaimRepliesInput,
+  checkClaim,
+  checkId,
+  checkIds,
+  checkPositiveInt,
+  resolveOptions,
+  type StoreOptions,
+} from "./store.ts";
+
+export interface PostgresOptions extends StoreOptions {
+  /** Connections in the pool. (Default: 10) */
+  poolSize?: number;
+}
+
+const INT8 = 20;
+const parseTypes = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/** Errors that mean the database could not be reached, as opposed to a bug in a statement. */
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ENOTFOUND",
+  "ETIMEDOUT",
+  "57P01",
+  "57P03",
+  "08006",
+  "08001",
+]);
+
+const wrap = (e: unknown): unknown => {
+  const code = (e as { code?: string }).code;
+  return code && UNREACHABLE.has(code)
+    ? new FleetlinkError("STORE_UNAVAILABLE", `PostgreSQL: ${(e as Error).message}`, { cause: e })
+    : e;
+};
+
+/**
+ * PostgreSQL backend: replicas on many machines share one database. Writes run in READ COMMITTED
+ * transactions; claims lock their rows with FOR UPDATE SKIP LOCKED so racing replicas neither wait on nor
+ * take each other's rows. `?schema=NAME` in the URL puts every table in that schema (created if missing).
+ */
+export class PostgresStore extends SqlStore {
+  readonly backend = "postgres" as const;
+  private readonly conn: SqlConn;
+  private readonly pool: pg.Pool;
+  readonly schema: string;
+  protected readonly shareLock = "FOR SHARE";
+
+  private constructor(pool: pg.Pool, schema: string, opts: PostgresOptions) {
+    super(resolveOptions(opts));
+    this.pool = pool;
+    this.schema = schema;
+    this.conn = { q: (sql, params) => this.query(pool, sql, params) };
+  }
+
+  static async open(url: string, opts: PostgresOptions = {}): Promise<PostgresStore> {
+    const u = new URL(url);
+    const schema = u.searchParams.get("schema") ?? "public";
+    if (!/^[a-z_][a-z0-9_]{0,62}$/i.test(schema)) throw invalid("schema", "must be a plain SQL identifier");
+    u.searchParams.delete("schema");
+    const pool = new pg.Pool({
+      connectionString: u.toString(),
+      max: opts.poolSize ?? 10,
+      options: `-c search_path=${schema}`,
+      types: parseTypes,
+    });
+    // An idle client losing its connection must not crash the process; the next query reports it.
+    pool.on("error", () => {});
+    const store = new PostgresStore(pool, schema, opts);
+    try {
+      await store.migrate();
+    } catch (e) {
+      await pool.end();
+      throw wrap(e);
+    }
+    return store;
+  }
+
+  private async query(
+    c: pg.Pool | pg.PoolClient,
+    sql: string,
+    params: readonly unknown[] = [],
+  ): Promise<Row[]> {
+    try {
+      return (await c.query(sql, params as unknown[])).rows;
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  private async migrate(): Promise<void> {
+    await this.tx(async (c) => {
+      // Replicas starting together serialise here; the second sees the first one's migrations applied.
+      await c.q("SELECT pg_advisory_xact_lock(hashtext($1))", [`fleetlink:migrate:${this.schema}`]);
+      await c.q(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+      await c.q(
+        "CREATE TABLE IF NOT EXISTS fleetlink_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at BIGINT)",
+      );
+      const [row] = await c.q("SELECT coalesce(max(version), 0) AS v FROM fleetlink_migrations");
+      for (const m of postgresMigrations) {
+        if (m.version <= Number(row!.v)) continue;
+        await c.q(m.sql);
+        await c.q("INSERT INTO fleetlink_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
+          m.version,
+          m.name,
+          Date.now(),
+        ]);
+      }
+    });
+  }
+
+  protected async tx<T>(fn: (c: SqlConn) => Promise<T>, mode: "read" | "write" = "write"): Promise<T> {
+    if (mode === "read") return fn(this.conn);
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw wrap(e);
+    }
+    const c: SqlConn = { q: (sql, params) => this.query(client, sql, params) };
+    try {
+      await c.q("BEGIN");
+      const out = await fn(c);
+      await c.q("COMMIT");
+      client.release();
+      return out;
+    } catch (e) {
+      await client.query("ROLLBACK").then(
+        () => client.release(),
+        (err: Error) => client.release(err),
+      );
+      throw e;
+    }
+  }
+
+  protected skipLocked(alias?: string): string {
+    return alias ? `FOR UPDATE OF ${alias} SKIP LOCKED` : "FOR UPDATE SKIP LOCKED";
+  }
+
+  protected inList(p: string): string {
+    return `(SELECT unnest(${p}::text[]))`;
+  }
+
+  protected listParam(ids: readonly string[]): unknown {
+    return ids;
+  }
+
+  async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
+    checkClaim(input);
+    if (input.nodeIds.length === 0) return [];
+    const now = this.now();
+    const leaseUntil = now + (input.leaseMs ?? this.options.leaseMs);
+    // Why racing replicas cannot both get a row: FOR UPDATE SKIP LOCKED row-locks every picked instruction until
+    // commit and makes a concurrent claim skip it; once committed the row is 'leased' with a lease in the future,
+    // and PostgreSQL re-checks the WHERE clause against that newest version before a later claim may lock it.
+    // The lateral join takes the oldest `limit` rows of each node, so one statement serves many nodes.
+    const rows = await this.query(
+      this.pool,
+      `WITH picked AS MATERIALIZED (
+         SELECT c.seq FROM unnest($3::text[]) AS n(dst)
+         CROSS JOIN LATERAL (
+           SELECT seq FROM instructions
+           WHERE dst = n.dst AND state <> 'done' AND expires_at > $2
+             AND (state = 'pending' OR (lease_until <= $2 AND attempts < max_attempts))
+           ORDER BY seq LIMIT $4
+           FOR UPDATE SKIP LOCKED) c)
+       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = $1
+       FROM picked WHERE i.seq = picked.seq
+       RETURNING i.*`,
+      [leaseUntil, now, input.nodeIds, input.limit],
+    );
+    return rows.sort(bySeq).map(toInstruction);
+  }
+
+  async claimReplies(input: ClaimRepliesInput): Promise<Reply[]> {
+    checkId("runId", input.runId);
+    const limit = input.limit === undefined ? 1000 : checkPositiveInt("limit", input.limit);
+    if (input.instructionIds) checkIds("instructionIds", input.instructionIds);
+    const only = input.instructionIds ? "AND reply_to = ANY($3::text[])" : "";
+    // Same reasoning as claimInstructions: a locked reply is skipped, a claimed one no longer matches.
+    const rows = await this.query(
+      this.pool,
+      `WITH picked AS MATERIALIZED (
+         SELECT seq FROM replies WHERE run_id = $1 AND claimed = 0 ${only}
+         ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
+       UPDATE replies r SET claimed = 1 FROM picked WHERE r.seq = picked.seq RETURNING r.*`,
+      input.instructionIds ? [input.runId, limit, input.instructionIds] : [input.runId, limit],
+    );
+    return rows.sort(bySeq).map(toReply);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,69 @@
+import type { Instruction, NodeRecord, Reply, Run } from "../protocol/types.ts";
+
+/** Row shapes shared by the SQL backends (same column names in SQLite and PostgreSQL). */
+export type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => (typeof v === "number" ? v : Number(v));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+const bytes = (v: unknown): Uint8Array => {
+  const b = v as Uint8Array;
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+};
+
+export const toRun = (r: Row): Run => ({
+  id: r.id as string,
+  status: r.status as Run["status"],
+  reason: (r.reason as string | null) ?? null,
+  createdAt: num(r.created_at),
+  updatedAt: num(r.updated_at),
+});
+
+export const toNode = (r: Row): NodeRecord => ({
+  id: r.id as string,
+  name: r.name as string,
+  status: r.status as NodeRecord["status"],
+  heartbeatIntervalMs: num(r.heartbeat_interval_ms),
+  onlineUntil: numOrNull(r.online_until),
+  credentialHash: (r.credential_hash as string | null) ?? null,
+  createdAt: num(r.created_at),
+});
+
+export const toInstruction = (r: Row): Instruction => ({
+  id: r.id as string,
+  runId: r.run_id as string,
+  src: r.src as string,
+  dst: r.dst as string,
+  groupId: (r.group_id as string | null) ?? null,
+  method: r.method as string,
+  payload: bytes(r.payload),
+  createdAt: num(r.created_at),
+  ttlMs: num(r.ttl_ms),
+  expiresAt: num(r.expires_at),
+  state: r.state as Instruction["state"],
+  attempts: num(r.attempts),
+  maxAttempts: num(r.max_attempts),
+  leaseUntil: numOrNull(r.lease_until),
+  holdWhileOffline: Boolean(r.hold_offline),
+});
+
+export const toReply = (r: Row): Reply => ({
+  id: r.id as string,
+  runId: r.run_id as string,
+  src: r.src as string,
+  dst: r.dst as string,
+  replyTo: r.reply_to as string,
+  groupId: (r.group_id as string | null) ?? null,
+  method: r.method as string,
+  payload: bytes(r.payload),
+  createdAt: num(r.created_at),
+  error: r.error_code ? { code: r.error_code as string, message: (r.error_message as string) ?? "" } : null,
+});
+
+export const bySeq = (a: Row, b: Row): number => num(a.seq) - num(b.seq);
+
+export const emptyStats = () => ({
+  runs: { pending: 0, running: 0, finished: 0 },
+  nodes: { registered: 0, online: 0, offline: 0, unregistered: 0 },
+  instructions: { pending: 0, leased: 0, done: 0 },
+  replies: { pending: 0, claimed: 0 },
+});

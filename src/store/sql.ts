@@ -1,0 +1,375 @@
+import { FleetlinkError } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
+import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
+import { emptyStats, type Row, toInstruction, toNode, toReply, toRun } from "./rows.ts";
+import {
+  type ClaimInstructionsInput,
+  type ClaimRepliesInput,
+  type CleanupResult,
+  checkId,
+  checkInstructions,
+  checkName,
+  checkPositiveInt,
+  checkReply,
+  checkTransition,
+  diagnoseReply,
+  type NewInstruction,
+  type NewNode,
+  type NewReply,
+  OUTCOME_TEXT,
+  type OutcomeCode,
+  type ResolvedStoreOptions,
+  type Store,
+  type StoreReplyResult,
+  type StoreStats,
+} from "./store.ts";
+
+/** One connection (or transaction) that runs `$1`-style parameterised SQL. */
+export interface SqlConn {
+  q(sql: string, params?: readonly unknown[]): Promise<Row[]>;
+}
+
+/**
+ * The operations whose SQL is the same on SQLite and PostgreSQL. Each backend supplies its connection,
+ * transactions, list parameters, and its own claim statement (the one place where the dialects differ in
+ * how they make racing replicas safe).
+ */
+export abstract class SqlStore implements Store {
+  abstract readonly backend: "sqlite" | "postgres";
+  readonly options: ResolvedStoreOptions;
+  constructor(options: ResolvedStoreOptions) {
+    this.options = options;
+  }
+
+  /** Runs fn in a write transaction that no other replica can interleave with on the rows it touches. */
+  protected abstract tx<T>(fn: (c: SqlConn) => Promise<T>, mode?: "read" | "write"): Promise<T>;
+  /** A SQL expression usable as `x IN <expr>` for a list bound at parameter `p`. */
+  protected abstract inList(p: string): string;
+  protected abstract listParam(ids: readonly string[]): unknown;
+  /**
+   * Row-lock suffix for rows about to be changed by a sweep, given the table alias: PostgreSQL locks them and
+   * skips rows another replica holds (so sweeps never wait on each other or deadlock); SQLite's write lock
+   * already covers the whole transaction.
+   */
+  protected abstract skipLocked(alias?: string): string;
+  /** Row-lock suffix that keeps a read row from changing until commit. */
+  protected abstract readonly shareLock: string;
+  abstract claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]>;
+  abstract claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
+  abstract close(): Promise<void>;
+
+  protected now(): number {
+    return this.options.clock();
+  }
+
+  protected async runRow(c: SqlConn, id: string, lock = ""): Promise<Row> {
+    const [r] = await c.q(`SELECT * FROM runs WHERE id = $1 ${lock}`, [checkId("runId", id)]);
+    if (!r) throw new FleetlinkError("RUN_NOT_FOUND", `no run ${id}`);
+    return r;
+  }
+
+  async createRun(opts: { id?: string } = {}): Promise<Run> {
+    const id = opts.id === undefined ? newId() : checkId("id", opts.id);
+    const now = this.now();
+    const rows = await this.tx((c) =>
+      c.q(
+        `INSERT INTO runs (id, status, reason, created_at, updated_at) VALUES ($1, 'pending', NULL, $2, $2)
+         ON CONFLICT (id) DO NOTHING RETURNING *`,
+        [id, now],
+      ),
+    );
+    if (!rows[0]) throw new FleetlinkError("INVALID_ARGUMENT", `run ${id} exists`, { field: "id" });
+    return toRun(rows[0]);
+  }
+
+  async getRun(id: string): Promise<Run> {
+    return this.tx(async (c) => toRun(await this.runRow(c, id)), "read");
+  }
+
+  async transitionRun(id: string, from: RunStatus, to: RunStatus, reason?: string): Promise<Run> {
+    checkTransition(from, to);
+    return this.tx(async (c) => {
+      // Compare-and-set in one statement: of two replicas racing, exactly one sees its row updated.
+      const [r] = await c.q(
+        "UPDATE runs SET status = $1, reason = $2, updated_at = $3 WHERE id = $4 AND status = $5 RETURNING *",
+        [to, reason ?? null, this.now(), checkId("runId", id), from],
+      );
+      if (r) return toRun(r);
+      const cur = await this.runRow(c, id);
+      throw new FleetlinkError("STATUS_CONFLICT", `run ${id} is ${cur.status}, not ${from}`, {
+        field: "from",
+      });
+    });
+  }
+
+  async registerNode(input: NewNode): Promise<NodeRecord> {
+    checkName("name", input.name);
+    checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
+    const [r] = await this.tx((c) =>
+      c.q(
+        `INSERT INTO nodes (id, name, status, heartbeat_interval_ms, online_until, credential_hash, created_at)
+         VALUES ($1, $2, 'registered', $3, NULL, $4, $5) RETURNING *`,
+        [newId(), input.name, input.heartbeatIntervalMs, input.credentialHash ?? null, this.now()],
+      ),
+    );
+    return toNode(r!);
+  }
+
+  protected async nodeRow(c: SqlConn, id: string, field = "nodeId"): Promise<Row> {
+    const [r] = await c.q("SELECT * FROM nodes WHERE id = $1", [checkId(field, id)]);
+    if (!r) throw new FleetlinkError("NODE_NOT_FOUND", `no node ${id}`, { field });
+    return r;
+  }
+
+  async getNode(id: string): Promise<NodeRecord> {
+    return this.tx(async (c) => toNode(await this.nodeRow(c, id)), "read");
+  }
+
+  async listNodes(opts: { status?: NodeStatus } = {}): Promise<NodeRecord[]> {
+    const rows = await this.tx(
+      (c) =>
+        opts.status === undefined
+          ? c.q("SELECT * FROM nodes ORDER BY id")
+          : c.q("SELECT * FROM nodes WHERE status = $1 ORDER BY id", [opts.status]),
+      "read",
+    );
+    return rows.map(toNode);
+  }
+
+  async heartbeat(nodeId: string, heartbeatIntervalMs?: number): Promise<NodeRecord> {
+    if (heartbeatIntervalMs !== undefined) checkPositiveInt("heartbeatIntervalMs", heartbeatIntervalMs);
+    return this.tx(async (c) => {
+      // The status guard is in the UPDATE itself, so a heartbeat racing an unregister can never revive the node.
+      const [r] = await c.q(
+        `UPDATE nodes SET status = 'online',
+           heartbeat_interval_ms = COALESCE($1, heartbeat_interval_ms),
+           online_until = $2 + 2 * COALESCE($1, heartbeat_interval_ms)
+         WHERE id = $3 AND status <> 'unregistered' RETURNING *`,
+        [heartbeatIntervalMs ?? null, this.now(), checkId("nodeId", nodeId)],
+      );
+      if (r) return toNode(r);
+      await this.nodeRow(c, nodeId);
+      throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+    });
+  }
+
+  async unregisterNode(nodeId: string): Promise<NodeRecord> {
+    return this.tx(async (c) => {
+      const [r] = await c.q("UPDATE nodes SET status = 'unregistered' WHERE id = $1 RETURNING *", [
+        checkId("nodeId", nodeId),
+      ]);
+      if (!r) await this.nodeRow(c, nodeId);
+      return toNode(r!);
+    });
+  }
+
+  async pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]> {
+    checkInstructions(items, this.options);
+    checkId("runId", runId);
+    return this.tx(async (c) => {
+      // Share-locks the run on PostgreSQL so a concurrent finish waits for this push (or this push sees it).
+      const run = await this.runRow(c, runId, this.shareLock);
+      if (run.status === "finished") throw new FleetlinkError("RUN_FINISHED", `run ${runId} is finished`);
+      const dsts = [...new Set(items.map((i) => i.dst))];
+      const known = new Map(
+        (
+          await c.q(`SELECT id, status FROM nodes WHERE id IN ${this.inList("$1")}`, [this.listParam(dsts)])
+        ).map((r) => [r.id as string, r.status as string]),
+      );
+      items.forEach((it, i) => {
+        const status = known.get(it.dst);
+        const field = `items[${i}].dst`;
+        if (!status) throw new FleetlinkError("NODE_NOT_FOUND", `no node ${it.dst}`, { field });
+        if (status === "unregistered")
+          throw new FleetlinkError("NODE_UNREGISTERED", `node ${it.dst} is unregistered`, { field });
+      });
+      const now = this.now();
+      const out: Instruction[] = [];
+      for (const [i, it] of items.entries()) {
+        const [r] = await c.q(
+          `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
+             state, attempts, max_attempts, lease_until, hold_offline)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, NULL, $12)
+           ON CONFLICT (id) DO NOTHING RETURNING *`,
+          [
+            it.id ?? newId(),
+            runId,
+            it.src ?? "coordinator",
+            it.dst,
+            it.groupId ?? null,
+            it.method,
+            it.payload ?? new Uint8Array(0),
+            now,
+            it.ttlMs,
+            now + it.ttlMs,
+            it.maxAttempts ?? this.options.maxAttempts,
+            it.holdWhileOffline ? 1 : 0,
+          ],
+        );
+        // A duplicate id aborts the whole batch: the transaction rolls back, nothing is written.
+        if (!r)
+          throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${it.id} exists`, {
+            field: `items[${i}].id`,
+          });
+        out.push(toInstruction(r));
+      }
+      return out;
+    });
+  }
+
+  async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {
+    const checked = items.map((r, i): StoreReplyResult | null => {
+      try {
+        checkReply(r, `items[${i}]`, this.options);
+        return null;
+      } catch (error) {
+        return { ok: false, error: error as FleetlinkError };
+      }
+    });
+    if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
+    return this.tx(async (c) => {
+      const now = this.now();
+      const out = [...checked];
+      // Rows are locked in instruction-id order, so two replicas storing overlapping batches cannot deadlock.
+      const order = items.map((_, i) => i).sort((a, b) => (items[a]!.replyTo < items[b]!.replyTo ? -1 : 1));
+      for (const i of order) if (!out[i]) out[i] = await this.storeOne(c, items[i]!, now);
+      return out as StoreReplyResult[];
+    });
+  }
+
+  private async storeOne(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
+    const id = r.id ?? newId();
+    // Ending the instruction and inserting its reply happen in one transaction. The UPDATE's guard
+    // (state <> 'done') holds the instruction's row lock on PostgreSQL and the database write lock on SQLite,
+    // so a racing store or sweep sees 'done' and cannot add a second reply.
+    const [ins] = await c.q(
+      `UPDATE instructions SET state = 'done', lease_until = NULL
+       WHERE id = $1 AND dst = $2 AND run_id = $3 AND state <> 'done' AND expires_at > $4
+         AND NOT EXISTS (SELECT 1 FROM replies WHERE id = $5)
+       RETURNING *`,
+      [r.replyTo, r.nodeId, r.runId, now, id],
+    );
+    if (ins) {
+      const [rep] = await c.q(
+        `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
+           error_code, error_message, claimed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0) RETURNING *`,
+        [
+          id,
+          r.runId,
+          r.nodeId,
+          ins.src,
+          r.replyTo,
+          ins.group_id ?? null,
+          ins.method,
+          r.payload ?? new Uint8Array(0),
+          now,
+          r.error?.code ?? null,
+          r.error?.message ?? null,
+        ],
+      );
+      return { ok: true, reply: toReply(rep!), duplicate: false };
+    }
+    const [run] = await c.q("SELECT id FROM runs WHERE id = $1", [r.runId]);
+    if (!run) return { ok: false, error: new FleetlinkError("RUN_NOT_FOUND", `no run ${r.runId}`) };
+    const [row] = await c.q("SELECT run_id, dst, expires_at FROM instructions WHERE id = $1", [r.replyTo]);
+    const [existing] = await c.q("SELECT * FROM replies WHERE reply_to = $1", [r.replyTo]);
+    const [taken] = r.id ? await c.q("SELECT 1 AS x FROM replies WHERE id = $1", [r.id]) : [];
+    const info = row && {
+      runId: row.run_id as string,
+      dst: row.dst as string,
+      expiresAt: Number(row.expires_at),
+    };
+    return diagnoseReply(r, info, existing && toReply(existing), Boolean(taken), now);
+  }
+
+  async sweep(): Promise<number> {
+    return this.tx(async (c) => {
+      const now = this.now();
+      await c.q(
+        `UPDATE nodes SET status = 'offline' WHERE id IN (
+           SELECT id FROM nodes WHERE status = 'online' AND online_until <= $1 ORDER BY id ${this.skipLocked()})`,
+        [now],
+      );
+      const ended = await c.q(
+        `SELECT i.seq, i.id, i.run_id, i.src, i.dst, i.group_id, i.method,
+           CASE
+             WHEN n.status = 'unregistered' OR ((n.online_until IS NULL OR n.online_until <= $1) AND i.hold_offline = 0)
+               THEN 'FLEETLINK_E_NODE_UNAVAILABLE'
+             WHEN i.state = 'leased' AND i.lease_until <= $1 AND i.attempts >= i.max_attempts
+               THEN 'FLEETLINK_E_DELIVERY_FAILED'
+             ELSE 'FLEETLINK_E_MESSAGE_EXPIRED'
+           END AS code
+         FROM instructions i JOIN nodes n ON n.id = i.dst
+         WHERE i.state <> 'done' AND (
+           i.expires_at <= $1
+           OR (i.state = 'leased' AND i.lease_until <= $1 AND i.attempts >= i.max_attempts)
+           OR n.status = 'unregistered'
+           OR ((n.online_until IS NULL OR n.online_until <= $1) AND i.hold_offline = 0))
+         ORDER BY i.seq ${this.skipLocked("i")}`,
+        [now],
+      );
+      for (const i of ended) {
+        const code = i.code as OutcomeCode;
+        await c.q("UPDATE instructions SET state = 'done', lease_until = NULL WHERE seq = $1", [i.seq]);
+        await c.q(
+          `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
+             error_code, error_message, claimed)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0) ON CONFLICT (reply_to) DO NOTHING`,
+          [
+            newId(),
+            i.run_id,
+            i.dst,
+            i.src,
+            i.id,
+            i.group_id ?? null,
+            i.method,
+            new Uint8Array(0),
+            now,
+            code,
+            OUTCOME_TEXT[code],
+          ],
+        );
+      }
+      return ended.length;
+    });
+  }
+
+  async cleanup(olderThanMs: number): Promise<CleanupResult> {
+    const cutoff = this.now() - olderThanMs;
+    return this.tx(async (c) => {
+      const gone = await c.q(
+        `DELETE FROM instructions WHERE state = 'done'
+           AND id IN (SELECT reply_to FROM replies WHERE claimed = 1 AND created_at <= $1) RETURNING id`,
+        [cutoff],
+      );
+      const replies = await c.q(
+        `DELETE FROM replies WHERE claimed = 1 AND created_at <= $1
+           AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.id = replies.reply_to) RETURNING id`,
+        [cutoff],
+      );
+      const runs = await c.q(
+        `DELETE FROM runs WHERE status = 'finished' AND updated_at <= $1
+           AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.run_id = runs.id)
+           AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.run_id = runs.id) RETURNING id`,
+        [cutoff],
+      );
+      return { instructions: gone.length, replies: replies.length, runs: runs.length };
+    });
+  }
+
+  async stats(): Promise<StoreStats> {
+    return this.tx(async (c) => {
+      const s: StoreStats = emptyStats();
+      for (const r of await c.q("SELECT status, count(*) AS n FROM runs GROUP BY status"))
+        s.runs[r.status as RunStatus] = Number(r.n);
+      for (const r of await c.q("SELECT status, count(*) AS n FROM nodes GROUP BY status"))
+        s.nodes[r.status as NodeStatus] = Number(r.n);
+      for (const r of await c.q("SELECT state, count(*) AS n FROM instructions GROUP BY state"))
+        s.instructions[r.state as Instruction["state"]] = Number(r.n);
+      for (const r of await c.q("SELECT claimed, count(*) AS n FROM replies GROUP BY claimed"))
+        s.replies[Number(r.claimed) ? "claimed" : "pending"] = Number(r.n);
+      return s;
+    }, "read");
+  }
+}

@@ -1,0 +1,182 @@
+import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import type { Instruction, Reply } from "../protocol/types.ts";
+import { sqliteMigrations } from "./migrations/sqlite.ts";
+import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
+import { type SqlConn, SqlStore } from "./sql.ts";
+import {
+  type ClaimInstructionsInput,
+  type ClaimRepliesInput,
+  checkClaim,
+  checkId,
+  checkIds,
+  checkPositiveInt,
+  resolveOptions,
+  type StoreOptions,
+} from "./store.ts";
+
+export interface SqliteOptions extends StoreOptions {
+  /** How long a writer waits for another process's write lock, in ms. (Default: 10000) */
+  busyTimeoutMs?: number;
+  /**
+   * `normal` survives a process crash (WAL); `full` also survives power loss, at the cost of an fsync per commit.
+   * (Default: "normal")
+   */
+  synchronous?: "normal" | "full";
+}
+
+/**
+ * SQLite backend over node:sqlite. Several OS processes may open the same file: WAL mode lets readers run
+ * beside the one writer, and every write happens in a `BEGIN IMMEDIATE` transaction (or a single statement),
+ * so it holds the database write lock from its first read to its commit.
+ */
+export class SqliteStore extends SqlStore {
+  readonly backend = "sqlite" as const;
+  private readonly db: DatabaseSync;
+  private readonly cache = new Map<string, ReturnType<DatabaseSync["prepare"]>>();
+  // node:sqlite is synchronous, but a transaction body awaits; the queue keeps two bodies from interleaving
+  // on this one connection.
+  private queue: Promise<unknown> = Promise.resolve();
+  protected readonly shareLock = "";
+  private readonly conn: SqlConn;
+
+  constructor(path: string, opts: SqliteOptions = {}) {
+    super(resolveOptions(opts));
+    this.db = new DatabaseSync(path);
+    this.db.exec(`PRAGMA busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 10_000)}`);
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec(`PRAGMA synchronous = ${opts.synchronous === "full" ? "FULL" : "NORMAL"}`);
+    this.conn = { q: async (sql, params) => this.all(sql, params) };
+    this.migrate();
+  }
+
+  private stmt(sql: string) {
+    let s = this.cache.get(sql);
+    if (!s) {
+      // The shared SQL uses PostgreSQL's $1 placeholders; SQLite's ?1 binds the same positional values.
+      s = this.db.prepare(sql.replace(/\$(\d+)/g, "?$1"));
+      this.cache.set(sql, s);
+    }
+    return s;
+  }
+
+  private all(sql: string, params: readonly unknown[] = []): Row[] {
+    return this.stmt(sql).all(...(params as SQLInputValue[])) as Row[];
+  }
+
+  private migrate(): void {
+    // EXCLUSIVE: a second process starting at the same moment waits, then sees the migrations applied.
+    this.db.exec("BEGIN EXCLUSIVE");
+    try {
+      this.db.exec(
+        "CREATE TABLE IF NOT EXISTS fleetlink_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)",
+      );
+      const row = this.db
+        .prepare("SELECT coalesce(max(version), 0) AS v FROM fleetlink_migrations")
+        .get() as {
+        v: number;
+      };
+      for (const m of sqliteMigrations) {
+        if (m.version <= row.v) continue;
+        this.db.exec(m.sql);
+        this.db
+          .prepare("INSERT INTO fleetlink_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+          .run(m.version, m.name, Date.now());
+      }
+      this.db.exec("COMMIT");
+    } catch (e) {
+      this.db.exec("ROLLBACK");
+      throw e;
+    }
+  }
+
+  protected tx<T>(fn: (c: SqlConn) => Promise<T>, mode: "read" | "write" = "write"): Promise<T> {
+    const run = async (): Promise<T> => {
+      this.db.exec(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN");
+      try {
+        const out = await fn(this.conn);
+        this.db.exec("COMMIT");
+        return out;
+      } catch (e) {
+        if (this.db.isTransaction) this.db.exec("ROLLBACK");
+        throw e;
+      }
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => {});
+    return p;
+  }
+
+  protected skipLocked(): string {
+    return "";
+  }
+
+  protected inList(p: string): string {
+    return `(SELECT value FROM json_each(${p}))`;
+  }
+
+  protected listParam(ids: readonly string[]): unknown {
+    return JSON.stringify(ids);
+  }
+
+  async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
+    checkClaim(input);
+    if (input.nodeIds.length === 0) return [];
+    return this.tx(async () => {
+      const now = this.now();
+      const leaseUntil = now + (input.leaseMs ?? this.options.leaseMs);
+      // Why racing replicas cannot both get a row: this is one UPDATE statement inside BEGIN IMMEDIATE, so it
+      // holds SQLite's single write lock while it selects and marks the rows; another process's claim waits
+      // for the lock and then no longer finds them claimable (leased, lease in the future).
+      const claimable = `state <> 'done' AND expires_at > $2
+        AND (state = 'pending' OR (lease_until <= $2 AND attempts < max_attempts))`;
+      const rows =
+        input.nodeIds.length === 1
+          ? this.all(
+              `UPDATE instructions SET state = 'leased', attempts = attempts + 1, lease_until = $1
+               WHERE seq IN (SELECT seq FROM instructions WHERE dst = $3 AND ${claimable} ORDER BY seq LIMIT $4)
+               RETURNING *`,
+              [leaseUntil, now, input.nodeIds[0], input.limit],
+            )
+          : this.all(
+              `UPDATE instructions SET state = 'leased', attempts = attempts + 1, lease_until = $1
+               WHERE seq IN (
+                 SELECT seq FROM (
+                   SELECT seq, row_number() OVER (PARTITION BY dst ORDER BY seq) AS rn FROM instructions
+                   WHERE dst IN (SELECT value FROM json_each($3)) AND ${claimable})
+                 WHERE rn <= $4)
+               RETURNING *`,
+              [leaseUntil, now, JSON.stringify(input.nodeIds), input.limit],
+            );
+      return rows.sort(bySeq).map(toInstruction);
+    });
+  }
+
+  async claimReplies(input: ClaimRepliesInput): Promise<Reply[]> {
+    checkId("runId", input.runId);
+    const limit = input.limit === undefined ? 1000 : checkPositiveInt("limit", input.limit);
+    if (input.instructionIds) checkIds("instructionIds", input.instructionIds);
+    return this.tx(async () => {
+      // One UPDATE under the write lock: a reply is marked claimed by exactly one caller.
+      const rows = input.instructionIds
+        ? this.all(
+            `UPDATE replies SET claimed = 1 WHERE seq IN (
+               SELECT seq FROM replies WHERE run_id = $1 AND claimed = 0
+                 AND reply_to IN (SELECT value FROM json_each($3)) ORDER BY seq LIMIT $2)
+             RETURNING *`,
+            [input.runId, limit, JSON.stringify(input.instructionIds)],
+          )
+        : this.all(
+            `UPDATE replies SET claimed = 1 WHERE seq IN (
+               SELECT seq FROM replies WHERE run_id = $1 AND claimed = 0 ORDER BY seq LIMIT $2)
+             RETURNING *`,
+            [input.runId, limit],
+          );
+      return rows.sort(bySeq).map(toReply);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.queue;
+    if (this.db.isOpen) this.db.close();
+  }
+}

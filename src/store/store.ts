@@ -1,0 +1,288 @@
+import { FleetlinkError, invalid } from "../protocol/errors.ts";
+import { isId } from "../protocol/ids.ts";
+import type {
+  Instruction,
+  NodeRecord,
+  NodeStatus,
+  Reply,
+  ReplyError,
+  Run,
+  RunStatus,
+} from "../protocol/types.ts";
+import { RUN_TRANSITIONS } from "../protocol/types.ts";
+
+/** Returns the current time in ms. Injected so TTL, lease and heartbeat logic is tested without sleeping. */
+export type Clock = () => number;
+
+export interface StoreOptions {
+  /** Time source. (Default: Date.now) */
+  clock?: Clock;
+  /** Lease length in ms for claimed instructions. (Default: 30000) */
+  leaseMs?: number;
+  /** Deliveries before an unanswered instruction ends in DELIVERY_FAILED. (Default: 3) */
+  maxAttempts?: number;
+  /** Largest payload accepted, in bytes. (Default: 4 MiB) */
+  maxPayloadBytes?: number;
+}
+
+export interface ResolvedStoreOptions {
+  clock: Clock;
+  leaseMs: number;
+  maxAttempts: number;
+  maxPayloadBytes: number;
+}
+
+export const resolveOptions = (o: StoreOptions = {}): ResolvedStoreOptions => ({
+  clock: o.clock ?? Date.now,
+  leaseMs: o.leaseMs ?? 30_000,
+  maxAttempts: o.maxAttempts ?? 3,
+  maxPayloadBytes: o.maxPayloadBytes ?? 4 * 1024 * 1024,
+});
+
+export interface NewNode {
+  name: string;
+  /** Expected heartbeat interval in ms; the node is online until last heartbeat + 2 × interval. */
+  heartbeatIntervalMs: number;
+  credentialHash?: string | null;
+}
+
+export interface NewInstruction {
+  dst: string;
+  method: string;
+  payload?: Uint8Array;
+  ttlMs: number;
+  groupId?: string | null;
+  /** Who sent it. (Default: "coordinator") */
+  src?: string;
+  /** Deliveries allowed before DELIVERY_FAILED. (Default: the store's maxAttempts) */
+  maxAttempts?: number;
+  /** Wait for an offline node until the TTL instead of failing with NODE_UNAVAILABLE. (Default: false) */
+  holdWhileOffline?: boolean;
+  /** Caller-chosen id (UUID), for idempotent retries. (Default: a new UUIDv7) */
+  id?: string;
+}
+
+export interface ClaimInstructionsInput {
+  nodeIds: readonly string[];
+  /** Most instructions per node, oldest first. */
+  limit: number;
+  /** Lease length for this claim. (Default: the store's leaseMs) */
+  leaseMs?: number;
+}
+
+export interface NewReply {
+  runId: string;
+  /** The replying node; must be the instruction's destination. */
+  nodeId: string;
+  replyTo: string;
+  payload?: Uint8Array;
+  /** Set when the node's handler failed. */
+  error?: ReplyError | null;
+  /** Caller-chosen id (UUID): a retransmission with the same id is recognised. (Default: a new UUIDv7) */
+  id?: string;
+}
+
+export type StoreReplyResult =
+  | { ok: true; reply: Reply; duplicate: boolean }
+  | { ok: false; error: FleetlinkError };
+
+export interface ClaimRepliesInput {
+  runId: string;
+  /** Only replies to these instructions. (Default: any reply of the run) */
+  instructionIds?: readonly string[];
+  /** Most replies returned. (Default: 1000) */
+  limit?: number;
+}
+
+export interface StoreStats {
+  runs: Record<RunStatus, number>;
+  nodes: Record<NodeStatus, number>;
+  instructions: { pending: number; leased: number; done: number };
+  replies: { pending: number; claimed: number };
+}
+
+export interface CleanupResult {
+  instructions: number;
+  replies: number;
+  runs: number;
+}
+
+/**
+ * The state every hub replica shares. All operations are atomic; those that take a batch apply it in one
+ * transaction. Every backend passes test/conformance.
+ */
+export interface Store {
+  readonly backend: "memory" | "sqlite" | "postgres";
+  readonly options: ResolvedStoreOptions;
+
+  createRun(opts?: { id?: string }): Promise<Run>;
+  getRun(id: string): Promise<Run>;
+  /** Compare-and-set: moves the run from `from` to `to` only if it is still `from`. */
+  transitionRun(id: string, from: RunStatus, to: RunStatus, reason?: string): Promise<Run>;
+
+  registerNode(input: NewNode): Promise<NodeRecord>;
+  getNode(id: string): Promise<NodeRecord>;
+  listNodes(opts?: { status?: NodeStatus }): Promise<NodeRecord[]>;
+  /** Marks the node online until now + 2 × interval. Never revives an unregistered node. */
+  heartbeat(nodeId: string, heartbeatIntervalMs?: number): Promise<NodeRecord>;
+  unregisterNode(nodeId: string): Promise<NodeRecord>;
+
+  /** Pushes instructions of one run, all or none. */
+  pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]>;
+  /** Leases up to `limit` claimable instructions per node, oldest first. Exactly once across racing replicas. */
+  claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]>;
+  /** Stores replies, one result per input, in one transaction. Idempotent per instruction. */
+  storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]>;
+  /** Hands out unclaimed replies of a run, each exactly once across racing replicas. */
+  claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
+  /**
+   * Ends every instruction that can no longer be answered with exactly one error reply
+   * (NODE_UNAVAILABLE, DELIVERY_FAILED, MESSAGE_EXPIRED) and marks silent nodes offline.
+   * Returns how many error replies it made. Safe to run on every replica at once.
+   */
+  sweep(): Promise<number>;
+  /** Deletes ended instructions whose reply was claimed, and finished runs with nothing left, older than the cutoff. */
+  cleanup(olderThanMs: number): Promise<CleanupResult>;
+  stats(): Promise<StoreStats>;
+  close(): Promise<void>;
+}
+
+export const storeReply = async (
+  store: Store,
+  item: NewReply,
+): Promise<{ reply: Reply; duplicate: boolean }> => {
+  const [r] = await store.storeReplies([item]);
+  if (!r!.ok) throw r!.error;
+  return r!;
+};
+
+// ---- validation shared by every backend: bad input raises before anything is written ----
+
+export const checkId = (field: string, v: unknown): string => {
+  if (!isId(v)) throw invalid(field, "must be a UUID");
+  return v;
+};
+
+export const checkIds = (field: string, v: readonly unknown[]): void => {
+  for (const [i, id] of v.entries()) checkId(`${field}[${i}]`, id);
+};
+
+export const checkPositiveInt = (field: string, v: unknown): number => {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0)
+    throw invalid(field, "must be an integer > 0");
+  return v;
+};
+
+export const checkName = (field: string, v: unknown, max = 200): string => {
+  if (typeof v !== "string" || v.length === 0 || v.length > max)
+    throw invalid(field, `must be a non-empty string of at most ${max} characters`);
+  return v;
+};
+
+export const checkPayload = (field: string, v: unknown, max: number): Uint8Array => {
+  if (v === undefined) return new Uint8Array(0);
+  if (!(v instanceof Uint8Array)) throw invalid(field, "must be bytes (Uint8Array)");
+  if (v.byteLength > max)
+    throw new FleetlinkError(
+      "PAYLOAD_TOO_LARGE",
+      `${field}: ${v.byteLength} bytes exceeds the limit of ${max}`,
+      {
+        field,
+      },
+    );
+  return v;
+};
+
+export const checkTransition = (from: RunStatus, to: RunStatus): void => {
+  if (!(from in RUN_TRANSITIONS)) throw invalid("from", `unknown status ${String(from)}`);
+  if (!(to in RUN_TRANSITIONS)) throw invalid("to", `unknown status ${String(to)}`);
+  if (!RUN_TRANSITIONS[from].includes(to))
+    throw new FleetlinkError("INVALID_TRANSITION", `a run cannot go from ${from} to ${to}`, { field: "to" });
+};
+
+export const checkClaim = (input: ClaimInstructionsInput): void => {
+  if (!Array.isArray(input.nodeIds)) throw invalid("nodeIds", "must be an array");
+  checkIds("nodeIds", input.nodeIds);
+  checkPositiveInt("limit", input.limit);
+  if (input.leaseMs !== undefined) checkPositiveInt("leaseMs", input.leaseMs);
+};
+
+/** Validates the shape of a batch of instructions (not the references, which need the store). */
+export const checkInstructions = (items: readonly NewInstruction[], o: ResolvedStoreOptions): void => {
+  if (!Array.isArray(items) || items.length === 0) throw invalid("items", "must be a non-empty array");
+  items.forEach((it, i) => {
+    const f = `items[${i}]`;
+    checkId(`${f}.dst`, it.dst);
+    checkName(`${f}.method`, it.method);
+    checkPositiveInt(`${f}.ttlMs`, it.ttlMs);
+    checkPayload(`${f}.payload`, it.payload, o.maxPayloadBytes);
+    if (it.maxAttempts !== undefined) checkPositiveInt(`${f}.maxAttempts`, it.maxAttempts);
+    if (it.id !== undefined) checkId(`${f}.id`, it.id);
+    if (it.groupId != null) checkName(`${f}.groupId`, it.groupId);
+    if (it.src !== undefined) checkName(`${f}.src`, it.src);
+  });
+};
+
+export const checkReply = (r: NewReply, f: string, o: ResolvedStoreOptions): void => {
+  checkId(`${f}.runId`, r.runId);
+  checkId(`${f}.nodeId`, r.nodeId);
+  checkId(`${f}.replyTo`, r.replyTo);
+  if (r.id !== undefined) checkId(`${f}.id`, r.id);
+  checkPayload(`${f}.payload`, r.payload, o.maxPayloadBytes);
+  if (r.error != null) {
+    checkName(`${f}.error.code`, r.error.code);
+    if (typeof r.error.message !== "string") throw invalid(`${f}.error.message`, "must be a string");
+  }
+};
+
+/** The text of the error reply made for an instruction that ended without one. */
+export const OUTCOME_TEXT = {
+  FLEETLINK_E_NODE_UNAVAILABLE: "node missed its heartbeat window or was unregistered before replying",
+  FLEETLINK_E_DELIVERY_FAILED: "lease expired the maximum number of times without a reply",
+  FLEETLINK_E_MESSAGE_EXPIRED: "TTL passed without a reply",
+} as const;
+export type OutcomeCode = keyof typeof OUTCOME_TEXT;
+
+/** Why a reply could not be stored, once the atomic store found nothing to answer. Shared by every backend. */
+export const diagnoseReply = (
+  r: NewReply,
+  ins: { runId: string; dst: string; expiresAt: number } | undefined,
+  existing: Reply | undefined,
+  idTaken: boolean,
+  now: number,
+): StoreReplyResult => {
+  if (idTaken && existing?.id !== r.id)
+    return { ok: false, error: invalid("id", `reply id ${r.id} is already used by another reply`) };
+  if (!ins)
+    return { ok: false, error: new FleetlinkError("INSTRUCTION_NOT_FOUND", `no instruction ${r.replyTo}`) };
+  if (ins.dst !== r.nodeId)
+    return {
+      ok: false,
+      error: new FleetlinkError(
+        "NOT_ADDRESSEE",
+        `instruction ${r.replyTo} is not addressed to node ${r.nodeId}`,
+      ),
+    };
+  if (ins.runId !== r.runId)
+    return {
+      ok: false,
+      error: new FleetlinkError("RUN_MISMATCH", `instruction ${r.replyTo} belongs to run ${ins.runId}`),
+    };
+  if (existing) {
+    if (existing.error && existing.error.code in OUTCOME_TEXT) {
+      const kind = existing.error.code.slice("FLEETLINK_E_".length) as "MESSAGE_EXPIRED";
+      return {
+        ok: false,
+        error: new FleetlinkError(kind, `instruction ${r.replyTo} already ended: ${existing.error.message}`),
+      };
+    }
+    // A retransmission, or a second run of the handler after redelivery: the first reply stands, both are acked.
+    return { ok: true, reply: existing, duplicate: true };
+  }
+  if (ins.expiresAt <= now)
+    return { ok: false, error: new FleetlinkError("MESSAGE_EXPIRED", `instruction ${r.replyTo} expired`) };
+  return {
+    ok: false,
+    error: new FleetlinkError("INSTRUCTION_NOT_FOUND", `instruction ${r.replyTo} is not live`),
+  };
+};

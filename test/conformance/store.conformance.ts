@@ -1,0 +1,625 @@
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
+import { newId } from "../../src/protocol/ids.ts";
+import type { NodeRecord } from "../../src/protocol/types.ts";
+import { type Store, storeReply } from "../../src/store/store.ts";
+import { type ManualClock, manualClock, rejectsWith } from "../helpers/expect.ts";
+
+export type StoreFactory = (opts: {
+  clock: () => number;
+  leaseMs: number;
+  maxAttempts: number;
+  maxPayloadBytes: number;
+}) => Promise<{ store: Store; cleanup: () => Promise<void> }>;
+
+const LEASE = 10_000;
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** One suite, every backend: test/conformance/{memory,sqlite,postgres}.test.ts call this. */
+export const storeConformance = (name: string, factory: StoreFactory): void => {
+  describe(`store conformance: ${name}`, () => {
+    let store: Store;
+    let clock: ManualClock;
+    let cleanup: () => Promise<void>;
+
+    beforeEach(async () => {
+      clock = manualClock();
+      ({ store, cleanup } = await factory({ clock, leaseMs: LEASE, maxAttempts: 3, maxPayloadBytes: 1024 }));
+    });
+    afterEach(async () => {
+      await store.close();
+      await cleanup();
+    });
+
+    const onlineNode = async (name = "n", interval = 60_000): Promise<NodeRecord> => {
+      const n = await store.registerNode({ name, heartbeatIntervalMs: interval });
+      return store.heartbeat(n.id);
+    };
+    const setup = async (nodes = 1) => {
+      const run = await store.createRun();
+      const ns = [];
+      for (let i = 0; i < nodes; i++) ns.push(await onlineNode(`n${i}`));
+      return { run, nodes: ns };
+    };
+    const push = (runId: string, dst: string, extra: Record<string, unknown> = {}) =>
+      store.pushInstructions(runId, [{ dst, method: "m", payload: bytes("p"), ttlMs: 60_000, ...extra }]);
+
+    describe("runs", () => {
+      test("runs - move pending to running to finished with a reason", async () => {
+        const run = await store.createRun();
+        expect(run.status).toBe("pending");
+        expect((await store.transitionRun(run.id, "pending", "running")).status).toBe("running");
+        const done = await store.transitionRun(run.id, "running", "finished", "all good");
+        expect(done).toMatchObject({ status: "finished", reason: "all good" });
+        expect(await store.getRun(run.id)).toEqual(done);
+      });
+
+      test("runs - two racing transitions from pending: exactly one wins", async () => {
+        const run = await store.createRun();
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, () => store.transitionRun(run.id, "pending", "running")),
+        );
+        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+        for (const r of results.filter((r) => r.status === "rejected"))
+          expect((r as PromiseRejectedResult).reason.code).toBe("FLEETLINK_E_STATUS_CONFLICT");
+      });
+
+      test("runs - a transition not in the graph is refused and changes nothing", async () => {
+        const run = await store.createRun();
+        await store.transitionRun(run.id, "pending", "finished");
+        await rejectsWith(store.transitionRun(run.id, "finished", "running"), "INVALID_TRANSITION", "to");
+        await rejectsWith(store.transitionRun(run.id, "running", "finished"), "STATUS_CONFLICT", "from");
+        expect((await store.getRun(run.id)).status).toBe("finished");
+      });
+
+      test("runs - unknown and malformed ids", async () => {
+        await rejectsWith(store.getRun(newId()), "RUN_NOT_FOUND");
+        await rejectsWith(store.getRun("nope"), "INVALID_ARGUMENT", "runId");
+        await rejectsWith(store.transitionRun(newId(), "pending", "running"), "RUN_NOT_FOUND");
+      });
+    });
+
+    describe("nodes", () => {
+      test("nodes - heartbeat sets online until last heartbeat + 2 × interval", async () => {
+        const n = await store.registerNode({ name: "a", heartbeatIntervalMs: 5000, credentialHash: "h" });
+        expect(n).toMatchObject({ status: "registered", onlineUntil: null, credentialHash: "h" });
+        const hb = await store.heartbeat(n.id);
+        expect(hb).toMatchObject({ status: "online", onlineUntil: clock() + 10_000 });
+        const hb2 = await store.heartbeat(n.id, 1000);
+        expect(hb2).toMatchObject({ heartbeatIntervalMs: 1000, onlineUntil: clock() + 2000 });
+      });
+
+      test("nodes - a node that misses its window is marked offline by the sweep, and a heartbeat brings it back", async () => {
+        const n = await onlineNode("a", 1000);
+        clock.advance(1999);
+        await store.sweep();
+        expect((await store.getNode(n.id)).status).toBe("online");
+        clock.advance(1);
+        await store.sweep();
+        expect((await store.getNode(n.id)).status).toBe("offline");
+        expect((await store.heartbeat(n.id)).status).toBe("online");
+      });
+
+      test("nodes - a heartbeat never revives an unregistered node", async () => {
+        const n = await onlineNode();
+        await store.unregisterNode(n.id);
+        await rejectsWith(store.heartbeat(n.id), "NODE_UNREGISTERED");
+        expect((await store.getNode(n.id)).status).toBe("unregistered");
+      });
+
+      test("nodes - racing heartbeats and an unregister end unregistered", async () => {
+        const n = await onlineNode();
+        await Promise.allSettled([
+          store.heartbeat(n.id),
+          store.unregisterNode(n.id),
+          store.heartbeat(n.id),
+          store.heartbeat(n.id),
+        ]);
+        expect((await store.getNode(n.id)).status).toBe("unregistered");
+      });
+
+      test("nodes - list, filter by status, bad input", async () => {
+        const a = await onlineNode("a");
+        const b = await store.registerNode({ name: "b", heartbeatIntervalMs: 1000 });
+        expect((await store.listNodes()).map((n) => n.id).sort()).toEqual([a.id, b.id].sort());
+        expect((await store.listNodes({ status: "registered" })).map((n) => n.id)).toEqual([b.id]);
+        await rejectsWith(store.getNode(newId()), "NODE_NOT_FOUND");
+        await rejectsWith(store.heartbeat(newId()), "NODE_NOT_FOUND");
+        await rejectsWith(store.unregisterNode(newId()), "NODE_NOT_FOUND");
+        await rejectsWith(
+          store.registerNode({ name: "", heartbeatIntervalMs: 1 }),
+          "INVALID_ARGUMENT",
+          "name",
+        );
+        await rejectsWith(
+          store.registerNode({ name: "x", heartbeatIntervalMs: 0 }),
+          "INVALID_ARGUMENT",
+          "heartbeatIntervalMs",
+        );
+        expect(await store.listNodes()).toHaveLength(2);
+      });
+    });
+
+    describe("push", () => {
+      test("push - instructions to many nodes in one batch", async () => {
+        const { run, nodes } = await setup(3);
+        const out = await store.pushInstructions(
+          run.id,
+          nodes.map((n) => ({
+            dst: n.id,
+            method: "train",
+            payload: bytes(n.name),
+            ttlMs: 1000,
+            groupId: "g1",
+          })),
+        );
+        expect(out).toHaveLength(3);
+        expect(out[0]).toMatchObject({
+          runId: run.id,
+          dst: nodes[0]!.id,
+          method: "train",
+          groupId: "g1",
+          state: "pending",
+          attempts: 0,
+          maxAttempts: 3,
+          expiresAt: clock() + 1000,
+        });
+        expect(text(out[0]!.payload)).toBe("n0");
+      });
+
+      test("push - bad input raises a typed error naming the field and writes nothing", async () => {
+        const { run, nodes } = await setup(2);
+        const gone = await onlineNode("gone");
+        await store.unregisterNode(gone.id);
+        const good = { dst: nodes[0]!.id, method: "m", ttlMs: 1000 };
+        const cases: [() => Promise<unknown>, Parameters<typeof rejectsWith>[1], string?][] = [
+          [
+            () => store.pushInstructions(run.id, [good, { ...good, ttlMs: 0 }]),
+            "INVALID_ARGUMENT",
+            "items[1].ttlMs",
+          ],
+          [
+            () => store.pushInstructions(run.id, [{ ...good, ttlMs: -5 }]),
+            "INVALID_ARGUMENT",
+            "items[0].ttlMs",
+          ],
+          [
+            () => store.pushInstructions(run.id, [{ ...good, method: "" }]),
+            "INVALID_ARGUMENT",
+            "items[0].method",
+          ],
+          [() => store.pushInstructions(run.id, [{ ...good, dst: "x" }]), "INVALID_ARGUMENT", "items[0].dst"],
+          [() => store.pushInstructions(run.id, []), "INVALID_ARGUMENT", "items"],
+          [
+            () => store.pushInstructions(run.id, [good, { ...good, payload: new Uint8Array(1025) }]),
+            "PAYLOAD_TOO_LARGE",
+            "items[1].payload",
+          ],
+          [
+            () => store.pushInstructions(run.id, [good, { ...good, dst: newId() }]),
+            "NODE_NOT_FOUND",
+            "items[1].dst",
+          ],
+          [
+            () => store.pushInstructions(run.id, [good, { ...good, dst: gone.id }]),
+            "NODE_UNREGISTERED",
+            "items[1].dst",
+          ],
+          [() => store.pushInstructions(newId(), [good]), "RUN_NOT_FOUND"],
+        ];
+        for (const [p, kind, field] of cases) await rejectsWith(p(), kind, field);
+        expect((await store.stats()).instructions).toEqual({ pending: 0, leased: 0, done: 0 });
+      });
+
+      test("push - a duplicate caller-chosen id rolls back the whole batch", async () => {
+        const { run, nodes } = await setup(1);
+        const id = newId();
+        await push(run.id, nodes[0]!.id, { id });
+        await rejectsWith(
+          store.pushInstructions(run.id, [
+            { dst: nodes[0]!.id, method: "m", ttlMs: 1000 },
+            { id, dst: nodes[0]!.id, method: "m", ttlMs: 1000 },
+          ]),
+          "INVALID_ARGUMENT",
+          "items[1].id",
+        );
+        expect((await store.stats()).instructions.pending).toBe(1);
+      });
+
+      test("push - a finished run takes no new instructions", async () => {
+        const { run, nodes } = await setup(1);
+        await store.transitionRun(run.id, "pending", "finished", "cancelled");
+        await rejectsWith(push(run.id, nodes[0]!.id), "RUN_FINISHED");
+      });
+    });
+
+    describe("claim", () => {
+      test("claim - FIFO per node, up to the limit, as a lease", async () => {
+        const { run, nodes } = await setup(1);
+        const dst = nodes[0]!.id;
+        const pushed = [];
+        for (let i = 0; i < 5; i++) pushed.push(...(await push(run.id, dst, { payload: bytes(`${i}`) })));
+        const first = await store.claimInstructions({ nodeIds: [dst], limit: 2 });
+        expect(first.map((i) => text(i.payload))).toEqual(["0", "1"]);
+        expect(first[0]).toMatchObject({ state: "leased", attempts: 1, leaseUntil: clock() + LEASE });
+        const rest = await store.claimInstructions({ nodeIds: [dst], limit: 10 });
+        expect(rest.map((i) => text(i.payload))).toEqual(["2", "3", "4"]);
+        expect(await store.claimInstructions({ nodeIds: [dst], limit: 10 })).toEqual([]);
+      });
+
+      test("claim - one statement for many nodes applies the limit per node", async () => {
+        const { run, nodes } = await setup(3);
+        for (const n of nodes)
+          for (let i = 0; i < 4; i++) await push(run.id, n.id, { payload: bytes(`${n.name}-${i}`) });
+        const got = await store.claimInstructions({
+          nodeIds: nodes.map((n) => n.id),
+          limit: 3,
+          leaseMs: 500,
+        });
+        expect(got).toHaveLength(9);
+        for (const n of nodes)
+          expect(got.filter((i) => i.dst === n.id).map((i) => text(i.payload))).toEqual([
+            `${n.name}-0`,
+            `${n.name}-1`,
+            `${n.name}-2`,
+          ]);
+        expect(got[0]!.leaseUntil).toBe(clock() + 500);
+      });
+
+      test("claim - concurrent claims never hand out the same instruction", async () => {
+        const { run, nodes } = await setup(4);
+        for (const n of nodes)
+          await store.pushInstructions(
+            run.id,
+            Array.from({ length: 25 }, () => ({ dst: n.id, method: "m", ttlMs: 60_000 })),
+          );
+        const ids = nodes.map((n) => n.id);
+        const batches = await Promise.all(
+          Array.from({ length: 20 }, (_, k) =>
+            store.claimInstructions({ nodeIds: k % 2 ? ids : [ids[k % 4]!], limit: 3 }),
+          ),
+        );
+        let all = batches.flat().map((i) => i.id);
+        while (true) {
+          const more = await store.claimInstructions({ nodeIds: ids, limit: 50 });
+          if (more.length === 0) break;
+          all = all.concat(more.map((i) => i.id));
+        }
+        expect(all).toHaveLength(100);
+        expect(new Set(all).size).toBe(100);
+      });
+
+      test("claim - an expired lease is redelivered with attempts + 1, at most maxAttempts times", async () => {
+        const { run, nodes } = await setup(1);
+        const dst = nodes[0]!.id;
+        const [ins] = await push(run.id, dst, { maxAttempts: 2 });
+        expect(await store.claimInstructions({ nodeIds: [dst], limit: 1 })).toHaveLength(1);
+        clock.advance(LEASE - 1);
+        expect(await store.claimInstructions({ nodeIds: [dst], limit: 1 })).toEqual([]);
+        clock.advance(1);
+        const again = await store.claimInstructions({ nodeIds: [dst], limit: 1 });
+        expect(again).toMatchObject([{ id: ins!.id, attempts: 2 }]);
+        clock.advance(LEASE);
+        expect(await store.claimInstructions({ nodeIds: [dst], limit: 1 })).toEqual([]);
+        await store.sweep();
+        await store.heartbeat(dst);
+        const [r] = await store.claimReplies({ runId: run.id });
+        expect(r).toMatchObject({ replyTo: ins!.id, error: { code: "FLEETLINK_E_DELIVERY_FAILED" } });
+      });
+
+      test("claim - an instruction past its TTL is not delivered", async () => {
+        const { run, nodes } = await setup(1);
+        await push(run.id, nodes[0]!.id, { ttlMs: 100 });
+        clock.advance(100);
+        expect(await store.claimInstructions({ nodeIds: [nodes[0]!.id], limit: 1 })).toEqual([]);
+      });
+
+      test("claim - bad input", async () => {
+        await rejectsWith(
+          store.claimInstructions({ nodeIds: ["x"], limit: 1 }),
+          "INVALID_ARGUMENT",
+          "nodeIds[0]",
+        );
+        await rejectsWith(
+          store.claimInstructions({ nodeIds: [newId()], limit: 0 }),
+          "INVALID_ARGUMENT",
+          "limit",
+        );
+        expect(await store.claimInstructions({ nodeIds: [], limit: 1 })).toEqual([]);
+      });
+    });
+
+    describe("replies", () => {
+      const claimed = async (nodes = 1) => {
+        const s = await setup(nodes);
+        const [ins] = await push(s.run.id, s.nodes[0]!.id);
+        await store.claimInstructions({ nodeIds: [s.nodes[0]!.id], limit: 1 });
+        return { ...s, ins: ins!, node: s.nodes[0]! };
+      };
+
+      test("reply - stored once, ends the lease, claimed exactly once", async () => {
+        const { run, ins, node } = await claimed();
+        const { reply, duplicate } = await storeReply(store, {
+          runId: run.id,
+          nodeId: node.id,
+          replyTo: ins.id,
+          payload: bytes("ok"),
+        });
+        expect(duplicate).toBe(false);
+        expect(reply).toMatchObject({
+          runId: run.id,
+          src: node.id,
+          dst: "coordinator",
+          replyTo: ins.id,
+          error: null,
+        });
+        clock.advance(LEASE * 2);
+        expect(await store.claimInstructions({ nodeIds: [node.id], limit: 1 })).toEqual([]);
+        const [got, ...none] = await store.claimReplies({ runId: run.id });
+        expect(none).toEqual([]);
+        expect(got).toMatchObject({ id: reply.id, replyTo: ins.id });
+        expect(text(got!.payload)).toBe("ok");
+        expect(await store.claimReplies({ runId: run.id })).toEqual([]);
+      });
+
+      test("reply - the same reply sent twice is stored once and both sends are acknowledged", async () => {
+        const { run, ins, node } = await claimed();
+        const r = { id: newId(), runId: run.id, nodeId: node.id, replyTo: ins.id, payload: bytes("ok") };
+        const [a, b] = await store.storeReplies([r, r]);
+        expect(a).toMatchObject({ ok: true });
+        expect(b).toMatchObject({ ok: true, duplicate: true });
+        const c = await storeReply(store, r);
+        expect(c.duplicate).toBe(true);
+        expect(c.reply.id).toBe(r.id);
+        // A second run of the handler (after redelivery) is acknowledged too; the first reply stands.
+        const d = await storeReply(store, { ...r, id: newId(), payload: bytes("other") });
+        expect(d).toMatchObject({ duplicate: true, reply: { id: r.id } });
+        expect(await store.claimReplies({ runId: run.id })).toHaveLength(1);
+        expect((await store.stats()).replies).toEqual({ pending: 0, claimed: 1 });
+      });
+
+      test("reply - bad references raise typed errors and write nothing", async () => {
+        const { run, ins, node, nodes } = await claimed(2);
+        const other = await store.createRun();
+        const base = { runId: run.id, nodeId: node.id, replyTo: ins.id };
+        await rejectsWith(storeReply(store, { ...base, nodeId: nodes[1]!.id }), "NOT_ADDRESSEE");
+        await rejectsWith(storeReply(store, { ...base, runId: other.id }), "RUN_MISMATCH");
+        await rejectsWith(storeReply(store, { ...base, runId: newId() }), "RUN_NOT_FOUND");
+        await rejectsWith(storeReply(store, { ...base, replyTo: newId() }), "INSTRUCTION_NOT_FOUND");
+        await rejectsWith(
+          storeReply(store, { ...base, replyTo: "zz" }),
+          "INVALID_ARGUMENT",
+          "items[0].replyTo",
+        );
+        await rejectsWith(
+          storeReply(store, { ...base, payload: new Uint8Array(2000) }),
+          "PAYLOAD_TOO_LARGE",
+          "items[0].payload",
+        );
+        expect((await store.stats()).replies).toEqual({ pending: 0, claimed: 0 });
+        expect((await store.stats()).instructions.leased).toBe(1);
+      });
+
+      test("reply - a reply id already used for another instruction is refused", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const [a, b] = await store.pushInstructions(run.id, [
+          { dst: n, method: "m", ttlMs: 1000 },
+          { dst: n, method: "m", ttlMs: 1000 },
+        ]);
+        const id = newId();
+        await storeReply(store, { id, runId: run.id, nodeId: n, replyTo: a!.id });
+        await rejectsWith(
+          storeReply(store, { id, runId: run.id, nodeId: n, replyTo: b!.id }),
+          "INVALID_ARGUMENT",
+          "id",
+        );
+        expect((await store.stats()).instructions.pending).toBe(1);
+      });
+
+      test("reply - past the TTL is refused with MESSAGE_EXPIRED, before and after the sweep", async () => {
+        const { run, ins, node } = await claimed();
+        clock.advance(60_000);
+        const base = { runId: run.id, nodeId: node.id, replyTo: ins.id };
+        await rejectsWith(storeReply(store, base), "MESSAGE_EXPIRED");
+        await store.heartbeat(node.id);
+        expect(await store.sweep()).toBe(1);
+        await rejectsWith(storeReply(store, base), "MESSAGE_EXPIRED");
+        const rs = await store.claimReplies({ runId: run.id });
+        expect(rs).toMatchObject([
+          { replyTo: ins.id, src: node.id, error: { code: "FLEETLINK_E_MESSAGE_EXPIRED" } },
+        ]);
+      });
+
+      test("reply - a handler error is stored as an error reply", async () => {
+        const { run, ins, node } = await claimed();
+        await storeReply(store, {
+          runId: run.id,
+          nodeId: node.id,
+          replyTo: ins.id,
+          error: { code: "FLEETLINK_E_HANDLER_FAILED", message: "boom" },
+        });
+        expect(await store.claimReplies({ runId: run.id })).toMatchObject([
+          { error: { code: "FLEETLINK_E_HANDLER_FAILED", message: "boom" } },
+        ]);
+      });
+
+      test("reply - claim by instruction ids and limit", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const ins = await store.pushInstructions(
+          run.id,
+          Array.from({ length: 4 }, () => ({ dst: n, method: "m", ttlMs: 1000 })),
+        );
+        await store.storeReplies(ins.map((i) => ({ runId: run.id, nodeId: n, replyTo: i.id })));
+        const some = await store.claimReplies({ runId: run.id, instructionIds: [ins[2]!.id, ins[0]!.id] });
+        expect(some.map((r) => r.replyTo)).toEqual([ins[0]!.id, ins[2]!.id]);
+        expect(await store.claimReplies({ runId: run.id, limit: 1 })).toMatchObject([
+          { replyTo: ins[1]!.id },
+        ]);
+        expect(await store.claimReplies({ runId: run.id })).toMatchObject([{ replyTo: ins[3]!.id }]);
+        await rejectsWith(store.claimReplies({ runId: run.id, limit: 0 }), "INVALID_ARGUMENT", "limit");
+      });
+
+      test("reply - concurrent reply claims hand each reply out once", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const ins = await store.pushInstructions(
+          run.id,
+          Array.from({ length: 60 }, () => ({ dst: n, method: "m", ttlMs: 1000 })),
+        );
+        await store.storeReplies(ins.map((i) => ({ runId: run.id, nodeId: n, replyTo: i.id })));
+        const got = (
+          await Promise.all(Array.from({ length: 12 }, () => store.claimReplies({ runId: run.id, limit: 7 })))
+        )
+          .flat()
+          .map((r) => r.id);
+        const rest = (await store.claimReplies({ runId: run.id })).map((r) => r.id);
+        expect(got.length + rest.length).toBe(60);
+        expect(new Set([...got, ...rest]).size).toBe(60);
+      });
+    });
+
+    describe("outcomes", () => {
+      test("outcome - a node that misses its heartbeat window turns its instructions into NODE_UNAVAILABLE", async () => {
+        const run = await store.createRun();
+        const n = await onlineNode("a", 1000);
+        const [ins] = await push(run.id, n.id);
+        await store.claimInstructions({ nodeIds: [n.id], limit: 1 });
+        clock.advance(2000);
+        expect(await store.sweep()).toBe(1);
+        expect(await store.sweep()).toBe(0);
+        expect(await store.claimReplies({ runId: run.id })).toMatchObject([
+          { replyTo: ins!.id, error: { code: "FLEETLINK_E_NODE_UNAVAILABLE" } },
+        ]);
+        await store.heartbeat(n.id);
+        await rejectsWith(
+          storeReply(store, { runId: run.id, nodeId: n.id, replyTo: ins!.id }),
+          "NODE_UNAVAILABLE",
+        );
+      });
+
+      test("outcome - unregistering a node ends its instructions with NODE_UNAVAILABLE, even held ones", async () => {
+        const { run, nodes } = await setup(1);
+        await push(run.id, nodes[0]!.id);
+        await push(run.id, nodes[0]!.id, { holdWhileOffline: true });
+        await store.unregisterNode(nodes[0]!.id);
+        expect(await store.sweep()).toBe(2);
+        const rs = await store.claimReplies({ runId: run.id });
+        expect(rs.map((r) => r.error?.code)).toEqual([
+          "FLEETLINK_E_NODE_UNAVAILABLE",
+          "FLEETLINK_E_NODE_UNAVAILABLE",
+        ]);
+      });
+
+      test("outcome - a held instruction waits for an offline node and is delivered when it returns", async () => {
+        const run = await store.createRun();
+        const n = await onlineNode("a", 1000);
+        clock.advance(5000);
+        const [held] = await push(run.id, n.id, { holdWhileOffline: true, ttlMs: 60_000 });
+        const [plain] = await push(run.id, n.id);
+        await store.sweep();
+        expect(await store.claimReplies({ runId: run.id })).toMatchObject([
+          { replyTo: plain!.id, error: { code: "FLEETLINK_E_NODE_UNAVAILABLE" } },
+        ]);
+        clock.advance(10_000);
+        await store.heartbeat(n.id);
+        const [got] = await store.claimInstructions({ nodeIds: [n.id], limit: 5 });
+        expect(got!.id).toBe(held!.id);
+        await storeReply(store, { runId: run.id, nodeId: n.id, replyTo: held!.id });
+        expect(await store.claimReplies({ runId: run.id })).toMatchObject([
+          { replyTo: held!.id, error: null },
+        ]);
+      });
+
+      test("outcome - a held instruction whose node never returns ends MESSAGE_EXPIRED", async () => {
+        const run = await store.createRun();
+        const n = await onlineNode("a", 1000);
+        const [held] = await push(run.id, n.id, { holdWhileOffline: true, ttlMs: 30_000 });
+        clock.advance(30_000);
+        expect(await store.sweep()).toBe(1);
+        expect(await store.claimReplies({ runId: run.id })).toMatchObject([
+          { replyTo: held!.id, error: { code: "FLEETLINK_E_MESSAGE_EXPIRED" } },
+        ]);
+      });
+
+      test("outcome - a reply stored before its node went offline is still delivered", async () => {
+        const run = await store.createRun();
+        const n = await onlineNode("a", 1000);
+        const [ins] = await push(run.id, n.id);
+        await storeReply(store, { runId: run.id, nodeId: n.id, replyTo: ins!.id, payload: bytes("r") });
+        clock.advance(10_000);
+        await store.unregisterNode(n.id);
+        expect(await store.sweep()).toBe(0);
+        const rs = await store.claimReplies({ runId: run.id });
+        expect(rs).toHaveLength(1);
+        expect(rs[0]!.error).toBeNull();
+        expect(text(rs[0]!.payload)).toBe("r");
+      });
+
+      test("outcome - every instruction ends in exactly one reply or error reply", async () => {
+        const run = await store.createRun();
+        const a = await onlineNode("a", 1000);
+        const b = await onlineNode("b", 100_000);
+        const ins = await store.pushInstructions(run.id, [
+          ...Array.from({ length: 10 }, () => ({ dst: a.id, method: "m", ttlMs: 5000 })),
+          ...Array.from({ length: 10 }, () => ({ dst: b.id, method: "m", ttlMs: 5000, maxAttempts: 1 })),
+        ]);
+        const got = await store.claimInstructions({ nodeIds: [a.id, b.id], limit: 5, leaseMs: 1000 });
+        await store.storeReplies(
+          got.slice(0, 3).map((i) => ({ runId: run.id, nodeId: i.dst, replyTo: i.id })),
+        );
+        clock.advance(1500);
+        await Promise.all([store.sweep(), store.sweep(), store.sweep()]);
+        clock.advance(5000);
+        await Promise.all([store.sweep(), store.sweep()]);
+        const rs = await store.claimReplies({ runId: run.id });
+        expect(rs).toHaveLength(20);
+        expect(new Set(rs.map((r) => r.replyTo))).toEqual(new Set(ins.map((i) => i.id)));
+        const codes = rs.map((r) => r.error?.code ?? "ok").sort();
+        expect(codes.filter((c) => c === "ok")).toHaveLength(3);
+        expect(codes).toContain("FLEETLINK_E_NODE_UNAVAILABLE");
+        expect(codes).toContain("FLEETLINK_E_DELIVERY_FAILED");
+        expect(codes).toContain("FLEETLINK_E_MESSAGE_EXPIRED");
+      });
+    });
+
+    describe("housekeeping", () => {
+      test("cleanup - removes ended, claimed messages and empty finished runs older than the cutoff", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const [a, b] = await store.pushInstructions(run.id, [
+          { dst: n, method: "m", ttlMs: 60_000 },
+          { dst: n, method: "m", ttlMs: 60_000 },
+        ]);
+        await storeReply(store, { runId: run.id, nodeId: n, replyTo: a!.id });
+        await store.claimReplies({ runId: run.id });
+        await storeReply(store, { runId: run.id, nodeId: n, replyTo: b!.id });
+        clock.advance(1000);
+        expect(await store.cleanup(5000)).toEqual({ instructions: 0, replies: 0, runs: 0 });
+        expect(await store.cleanup(500)).toEqual({ instructions: 1, replies: 1, runs: 0 });
+        await store.claimReplies({ runId: run.id });
+        await store.transitionRun(run.id, "pending", "finished");
+        clock.advance(1000);
+        expect(await store.cleanup(500)).toEqual({ instructions: 1, replies: 1, runs: 1 });
+        await rejectsWith(store.getRun(run.id), "RUN_NOT_FOUND");
+      });
+
+      test("stats - counts runs, nodes, instructions and replies", async () => {
+        const { run, nodes } = await setup(2);
+        await store.registerNode({ name: "idle", heartbeatIntervalMs: 1000 });
+        await push(run.id, nodes[0]!.id);
+        const [x] = await push(run.id, nodes[1]!.id);
+        await store.claimInstructions({ nodeIds: [nodes[1]!.id], limit: 1 });
+        await store.transitionRun(run.id, "pending", "running");
+        await storeReply(store, { runId: run.id, nodeId: nodes[1]!.id, replyTo: x!.id });
+        expect(await store.stats()).toEqual({
+          runs: { pending: 0, running: 1, finished: 0 },
+          nodes: { registered: 1, online: 2, offline: 0, unregistered: 0 },
+          instructions: { pending: 1, leased: 0, done: 1 },
+          replies: { pending: 1, claimed: 0 },
+        });
+      });
+    });
+  });
+};
