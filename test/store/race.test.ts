@@ -96,8 +96,9 @@ const raceSuite = (name: string, makeUrl: () => { url: string; cleanup: () => Pr
           replicas.map((r) => r.ask({ cmd: "claim", nodeIds, leaseMs: 600_000 })),
         );
         claimed = answers.flatMap((a) => a.claimed as Claimed[]);
-        // Every replica took part (the race was real, not one process doing all the work).
-        for (const a of answers) expect((a.claimed as Claimed[]).length).toBeGreaterThan(0);
+        // Several replicas took part: the race was real, not one process doing all the work. (SQLite's busy
+        // handler may starve one process for the whole run, so not every one is required to win rows.)
+        expect(answers.filter((a) => (a.claimed as Claimed[]).length > 0).length).toBeGreaterThanOrEqual(2);
       } finally {
         for (const r of replicas) r.child.kill();
       }
