@@ -33,6 +33,11 @@ export const ErrorCodes = {
     definite: false,
     text: "The instruction's lease expired the maximum number of times without a reply",
   },
+  CANCELLED: {
+    status: 409,
+    definite: true,
+    text: "The call was cancelled before the instruction was delivered",
+  },
   HANDLER_FAILED: { status: 500, definite: false, text: "The node's handler threw an error" },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
   STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },

@@ -59,6 +59,8 @@ export interface Instruction {
   attempts: number;
   maxAttempts: number;
   leaseUntil: number | null;
+  /** The stream that holds the lease, when the claimer named one. */
+  leaseOwner: string | null;
   /** Keep the instruction until its TTL while its node is offline, instead of failing it at once. */
   holdWhileOffline: boolean;
 }

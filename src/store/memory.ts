@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
@@ -11,6 +12,7 @@ import {
   checkInstructions,
   checkName,
   checkPositiveInt,
+  checkRelease,
   checkReply,
   checkTransition,
   diagnoseReply,
@@ -19,6 +21,7 @@ import {
   type NewReply,
   OUTCOME_TEXT,
   type OutcomeCode,
+  type ReleaseInput,
   type ResolvedStoreOptions,
   resolveOptions,
   type Store,
@@ -45,6 +48,7 @@ export class MemoryStore implements Store {
   private replies = new Map<string, MemReply>();
   private repliesByInstruction = new Map<string, MemReply>();
   private seq = 0;
+  private readonly changes = new EventEmitter();
 
   constructor(opts?: StoreOptions) {
     this.options = resolveOptions(opts);
@@ -168,13 +172,24 @@ export class MemoryStore implements Store {
         attempts: 0,
         maxAttempts: it.maxAttempts ?? this.options.maxAttempts,
         leaseUntil: null,
+        leaseOwner: null,
         holdWhileOffline: it.holdWhileOffline ?? false,
         seq: ++this.seq,
       };
       this.instructions.set(ins.id, ins);
       return ins;
     });
+    this.changed();
     return out.map(publicInstruction);
+  }
+
+  private changed(): void {
+    queueMicrotask(() => this.changes.emit("change"));
+  }
+
+  watch(onChange: () => void): () => void {
+    this.changes.on("change", onChange);
+    return () => this.changes.off("change", onChange);
   }
 
   private claimable(i: Instruction, now: number): boolean {
@@ -199,9 +214,54 @@ export class MemoryStore implements Store {
       i.state = "leased";
       i.attempts += 1;
       i.leaseUntil = now + lease;
+      i.leaseOwner = input.owner ?? null;
       out.push(publicInstruction(i));
     }
     return out;
+  }
+
+  async releaseInstructions(input: ReleaseInput): Promise<number> {
+    checkRelease(input);
+    const keep = new Set(input.exceptIds ?? []);
+    let n = 0;
+    for (const i of this.instructions.values()) {
+      if (i.dst !== input.nodeId || i.state !== "leased" || keep.has(i.id)) continue;
+      if (input.owner !== undefined && i.leaseOwner !== input.owner) continue;
+      i.state = "pending";
+      i.leaseUntil = null;
+      i.leaseOwner = null;
+      n++;
+    }
+    if (n) this.changed();
+    return n;
+  }
+
+  async withdrawInstructions(runId: string, ids: readonly string[]): Promise<string[]> {
+    checkId("runId", runId);
+    checkIds("ids", ids);
+    const out: string[] = [];
+    for (const id of ids) {
+      const i = this.instructions.get(id);
+      if (!i || i.runId !== runId || i.state !== "pending") continue;
+      i.state = "done";
+      const code = "FLEETLINK_E_CANCELLED";
+      this.addReply(i, i.dst, newId(), new Uint8Array(0), {
+        code,
+        message: OUTCOME_TEXT[code],
+      }).claimed = true;
+      out.push(id);
+    }
+    return out;
+  }
+
+  async getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]> {
+    checkId("runId", runId);
+    checkIds("instructionIds", instructionIds);
+    return instructionIds
+      .map((id) => this.repliesByInstruction.get(id))
+      .filter((r): r is MemReply => r !== undefined && r.runId === runId)
+      .sort((a, b) => a.seq - b.seq)
+      .map(publicReply);
   }
 
   async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {
@@ -295,9 +355,11 @@ export class MemoryStore implements Store {
       if (!code) continue;
       i.state = "done";
       i.leaseUntil = null;
+      i.leaseOwner = null;
       this.addReply(i, i.dst, newId(), new Uint8Array(0), { code, message: OUTCOME_TEXT[code] });
       made++;
     }
+    if (made) this.changed();
     return made;
   }
 

@@ -56,12 +56,14 @@ export class PostgresStore extends SqlStore {
   readonly backend = "postgres" as const;
   private readonly conn: SqlConn;
   private readonly pool: pg.Pool;
+  private readonly url: string;
   readonly schema: string;
   protected readonly shareLock = "FOR SHARE";
 
-  private constructor(pool: pg.Pool, schema: string, opts: PostgresOptions) {
+  private constructor(pool: pg.Pool, url: string, schema: string, opts: PostgresOptions) {
     super(resolveOptions(opts));
     this.pool = pool;
+    this.url = url;
     this.schema = schema;
     this.conn = { q: (sql, params) => this.query(pool, sql, params) };
   }
@@ -79,7 +81,7 @@ export class PostgresStore extends SqlStore {
     });
     // An idle client losing its connection must not crash the process; the next query reports it.
     pool.on("error", () => {});
-    const store = new PostgresStore(pool, schema, opts);
+    const store = new PostgresStore(pool, u.toString(), schema, opts);
     try {
       await store.migrate();
     } catch (e) {
@@ -146,6 +148,46 @@ export class PostgresStore extends SqlStore {
     }
   }
 
+  private get channel(): string {
+    return `fleetlink_${this.schema}`.toLowerCase().slice(0, 63);
+  }
+
+  /** NOTIFY is transactional: other replicas hear it only if, and once, the change commits. */
+  protected async announce(c: SqlConn): Promise<void> {
+    await c.q("SELECT pg_notify($1, '')", [this.channel]);
+  }
+
+  /** One LISTEN connection per watcher, re-established with backoff if the database goes away. */
+  protected watchOthers(onChange: () => void): () => void {
+    let stopped = false;
+    let client: pg.Client | null = null;
+    let delay = 100;
+    const connect = async () => {
+      if (stopped) return;
+      const c = new pg.Client({ connectionString: this.url });
+      client = c;
+      c.on("notification", () => onChange());
+      c.on("error", () => {});
+      c.on("end", () => {
+        delay = Math.min(delay * 2, 5000);
+        if (!stopped) setTimeout(connect, delay);
+      });
+      try {
+        await c.connect();
+        await c.query(`LISTEN "${this.channel}"`);
+        delay = 100;
+        onChange(); // changes may have been missed while not listening
+      } catch {
+        await c.end().catch(() => {});
+      }
+    };
+    void connect();
+    return () => {
+      stopped = true;
+      void client?.end().catch(() => {});
+    };
+  }
+
   protected skipLocked(alias?: string): string {
     return alias ? `FOR UPDATE OF ${alias} SKIP LOCKED` : "FOR UPDATE SKIP LOCKED";
   }
@@ -177,10 +219,10 @@ export class PostgresStore extends SqlStore {
              AND (state = 'pending' OR (lease_until <= $2 AND attempts < max_attempts))
            ORDER BY seq LIMIT $4
            FOR UPDATE SKIP LOCKED) c)
-       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = $1
+       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = $1, lease_owner = $5
        FROM picked WHERE i.seq = picked.seq
        RETURNING i.*`,
-      [leaseUntil, now, input.nodeIds, input.limit],
+      [leaseUntil, now, input.nodeIds, input.limit, input.owner ?? null],
     );
     return rows.sort(bySeq).map(toInstruction);
   }

@@ -43,6 +43,7 @@ export const toInstruction = (r: Row): Instruction => ({
   attempts: num(r.attempts),
   maxAttempts: num(r.max_attempts),
   leaseUntil: numOrNull(r.lease_until),
+  leaseOwner: (r.lease_owner as string | null) ?? null,
   holdWhileOffline: Boolean(r.hold_offline),
 });
 

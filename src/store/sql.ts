@@ -1,3 +1,4 @@
+import { EventEmitter } from "node:events";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
@@ -7,9 +8,11 @@ import {
   type ClaimRepliesInput,
   type CleanupResult,
   checkId,
+  checkIds,
   checkInstructions,
   checkName,
   checkPositiveInt,
+  checkRelease,
   checkReply,
   checkTransition,
   diagnoseReply,
@@ -18,6 +21,7 @@ import {
   type NewReply,
   OUTCOME_TEXT,
   type OutcomeCode,
+  type ReleaseInput,
   type ResolvedStoreOptions,
   type Store,
   type StoreReplyResult,
@@ -60,6 +64,96 @@ export abstract class SqlStore implements Store {
 
   protected now(): number {
     return this.options.clock();
+  }
+
+  private readonly local = new EventEmitter();
+
+  /** Tells watchers in this process now, and (through `announce`) other replicas once the change commits. */
+  protected changed(): void {
+    queueMicrotask(() => this.local.emit("change"));
+  }
+
+  /** Called inside a write transaction that changed what replicas deliver; PostgreSQL sends a NOTIFY. */
+  protected abstract announce(c: SqlConn): Promise<void>;
+  /** Starts noticing other processes' commits; returns a stop function. */
+  protected abstract watchOthers(onChange: () => void): () => void;
+
+  watch(onChange: () => void): () => void {
+    this.local.on("change", onChange);
+    const stop = this.watchOthers(onChange);
+    return () => {
+      this.local.off("change", onChange);
+      stop();
+    };
+  }
+
+  async releaseInstructions(input: ReleaseInput): Promise<number> {
+    checkRelease(input);
+    const n = await this.tx(async (c) => {
+      const rows = await c.q(
+        `UPDATE instructions SET state = 'pending', lease_until = NULL, lease_owner = NULL
+         WHERE dst = $1 AND state = 'leased' AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
+           AND id NOT IN ${this.inList("$3")} RETURNING id`,
+        [input.nodeId, input.owner ?? null, this.listParam(input.exceptIds ?? [])],
+      );
+      if (rows.length) await this.announce(c);
+      return rows.length;
+    });
+    if (n) this.changed();
+    return n;
+  }
+
+  async withdrawInstructions(runId: string, ids: readonly string[]): Promise<string[]> {
+    checkId("runId", runId);
+    checkIds("ids", ids);
+    if (ids.length === 0) return [];
+    return this.tx(async (c) => {
+      // Only still-pending rows: the state guard makes a racing claim and this withdrawal exclusive.
+      const rows = await c.q(
+        `UPDATE instructions SET state = 'done' WHERE run_id = $1 AND state = 'pending' AND id IN ${this.inList("$2")}
+         RETURNING id, run_id, src, dst, group_id, method`,
+        [runId, this.listParam(ids)],
+      );
+      for (const i of rows) await this.insertOutcome(c, i, "FLEETLINK_E_CANCELLED", 1);
+      return rows.map((r) => r.id as string);
+    });
+  }
+
+  async getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]> {
+    checkId("runId", runId);
+    checkIds("instructionIds", instructionIds);
+    if (instructionIds.length === 0) return [];
+    const rows = await this.tx(
+      (c) =>
+        c.q(`SELECT * FROM replies WHERE run_id = $1 AND reply_to IN ${this.inList("$2")} ORDER BY seq`, [
+          runId,
+          this.listParam(instructionIds),
+        ]),
+      "read",
+    );
+    return rows.map(toReply);
+  }
+
+  private async insertOutcome(c: SqlConn, i: Row, code: OutcomeCode, claimed: 0 | 1): Promise<void> {
+    await c.q(
+      `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
+         error_code, error_message, claimed)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (reply_to) DO NOTHING`,
+      [
+        newId(),
+        i.run_id,
+        i.dst,
+        i.src,
+        i.id,
+        i.group_id ?? null,
+        i.method,
+        new Uint8Array(0),
+        this.now(),
+        code,
+        OUTCOME_TEXT[code],
+        claimed,
+      ],
+    );
   }
 
   protected async runRow(c: SqlConn, id: string, lock = ""): Promise<Row> {
@@ -166,7 +260,7 @@ export abstract class SqlStore implements Store {
   async pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]> {
     checkInstructions(items, this.options);
     checkId("runId", runId);
-    return this.tx(async (c) => {
+    const pushed = await this.tx(async (c) => {
       // Share-locks the run on PostgreSQL so a concurrent finish waits for this push (or this push sees it).
       const run = await this.runRow(c, runId, this.shareLock);
       if (run.status === "finished") throw new FleetlinkError("RUN_FINISHED", `run ${runId} is finished`);
@@ -213,8 +307,11 @@ export abstract class SqlStore implements Store {
           });
         out.push(toInstruction(r));
       }
+      await this.announce(c);
       return out;
     });
+    this.changed();
+    return pushed;
   }
 
   async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {
@@ -227,14 +324,17 @@ export abstract class SqlStore implements Store {
       }
     });
     if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
-    return this.tx(async (c) => {
+    const results = await this.tx(async (c) => {
       const now = this.now();
       const out = [...checked];
       // Rows are locked in instruction-id order, so two replicas storing overlapping batches cannot deadlock.
       const order = items.map((_, i) => i).sort((a, b) => (items[a]!.replyTo < items[b]!.replyTo ? -1 : 1));
       for (const i of order) if (!out[i]) out[i] = await this.storeOne(c, items[i]!, now);
+      if (out.some((r) => r?.ok && !r.duplicate)) await this.announce(c);
       return out as StoreReplyResult[];
     });
+    if (results.some((r) => r.ok && !r.duplicate)) this.changed();
+    return results;
   }
 
   private async storeOne(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
@@ -243,7 +343,7 @@ export abstract class SqlStore implements Store {
     // (state <> 'done') holds the instruction's row lock on PostgreSQL and the database write lock on SQLite,
     // so a racing store or sweep sees 'done' and cannot add a second reply.
     const [ins] = await c.q(
-      `UPDATE instructions SET state = 'done', lease_until = NULL
+      `UPDATE instructions SET state = 'done', lease_until = NULL, lease_owner = NULL
        WHERE id = $1 AND dst = $2 AND run_id = $3 AND state <> 'done' AND expires_at > $4
          AND NOT EXISTS (SELECT 1 FROM replies WHERE id = $5)
        RETURNING *`,
@@ -284,7 +384,7 @@ export abstract class SqlStore implements Store {
   }
 
   async sweep(): Promise<number> {
-    return this.tx(async (c) => {
+    const made = await this.tx(async (c) => {
       const now = this.now();
       await c.q(
         `UPDATE nodes SET status = 'offline' WHERE id IN (
@@ -310,29 +410,17 @@ export abstract class SqlStore implements Store {
         [now],
       );
       for (const i of ended) {
-        const code = i.code as OutcomeCode;
-        await c.q("UPDATE instructions SET state = 'done', lease_until = NULL WHERE seq = $1", [i.seq]);
         await c.q(
-          `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
-             error_code, error_message, claimed)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0) ON CONFLICT (reply_to) DO NOTHING`,
-          [
-            newId(),
-            i.run_id,
-            i.dst,
-            i.src,
-            i.id,
-            i.group_id ?? null,
-            i.method,
-            new Uint8Array(0),
-            now,
-            code,
-            OUTCOME_TEXT[code],
-          ],
+          "UPDATE instructions SET state = 'done', lease_until = NULL, lease_owner = NULL WHERE seq = $1",
+          [i.seq],
         );
+        await this.insertOutcome(c, i, i.code as OutcomeCode, 0);
       }
+      if (ended.length) await this.announce(c);
       return ended.length;
     });
+    if (made) this.changed();
+    return made;
   }
 
   async cleanup(olderThanMs: number): Promise<CleanupResult> {

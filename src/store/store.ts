@@ -68,6 +68,16 @@ export interface ClaimInstructionsInput {
   limit: number;
   /** Lease length for this claim. (Default: the store's leaseMs) */
   leaseMs?: number;
+  /** Who holds the lease (a hub stream id), so only that holder can release it early. (Default: null) */
+  owner?: string;
+}
+
+export interface ReleaseInput {
+  nodeId: string;
+  /** Release only leases held by this owner: a stale stream can never release its replacement's leases. */
+  owner?: string;
+  /** Keep these leased (the node reports it is still working on them). */
+  exceptIds?: readonly string[];
 }
 
 export interface NewReply {
@@ -131,10 +141,27 @@ export interface Store {
   pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]>;
   /** Leases up to `limit` claimable instructions per node, oldest first. Exactly once across racing replicas. */
   claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]>;
+  /**
+   * Gives leased instructions of a node back before their lease runs out (their stream closed before the node
+   * got them). They become claimable at once; attempts are kept. Returns how many were released.
+   */
+  releaseInstructions(input: ReleaseInput): Promise<number>;
+  /**
+   * Withdraws instructions not yet delivered (still pending): they end with a CANCELLED error reply that is
+   * already marked claimed. Delivered ones are left to finish. Returns the ids withdrawn.
+   */
+  withdrawInstructions(runId: string, ids: readonly string[]): Promise<string[]>;
   /** Stores replies, one result per input, in one transaction. Idempotent per instruction. */
   storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]>;
   /** Hands out unclaimed replies of a run, each exactly once across racing replicas. */
   claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
+  /** Reads the replies to these instructions, claimed or not (for a coordinator recovering after a reconnect). */
+  getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]>;
+  /**
+   * Calls `onChange` soon after another process (or this one) commits a change, so hub replicas wake up
+   * without polling each other. Returns a function that stops watching.
+   */
+  watch(onChange: () => void): () => void;
   /**
    * Ends every instruction that can no longer be answered with exactly one error reply
    * (NODE_UNAVAILABLE, DELIVERY_FAILED, MESSAGE_EXPIRED) and marks silent nodes offline.
@@ -200,7 +227,14 @@ export const checkTransition = (from: RunStatus, to: RunStatus): void => {
     throw new FleetlinkError("INVALID_TRANSITION", `a run cannot go from ${from} to ${to}`, { field: "to" });
 };
 
+export const checkRelease = (input: ReleaseInput): void => {
+  checkId("nodeId", input.nodeId);
+  if (input.owner !== undefined) checkName("owner", input.owner);
+  if (input.exceptIds) checkIds("exceptIds", input.exceptIds);
+};
+
 export const checkClaim = (input: ClaimInstructionsInput): void => {
+  if (input.owner !== undefined) checkName("owner", input.owner);
   if (!Array.isArray(input.nodeIds)) throw invalid("nodeIds", "must be an array");
   checkIds("nodeIds", input.nodeIds);
   checkPositiveInt("limit", input.limit);
@@ -240,6 +274,7 @@ export const OUTCOME_TEXT = {
   FLEETLINK_E_NODE_UNAVAILABLE: "node missed its heartbeat window or was unregistered before replying",
   FLEETLINK_E_DELIVERY_FAILED: "lease expired the maximum number of times without a reply",
   FLEETLINK_E_MESSAGE_EXPIRED: "TTL passed without a reply",
+  FLEETLINK_E_CANCELLED: "withdrawn before delivery",
 } as const;
 export type OutcomeCode = keyof typeof OUTCOME_TEXT;
 

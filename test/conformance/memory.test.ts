@@ -1,4 +1,7 @@
 import { MemoryStore } from "../../src/store/memory.ts";
 import { storeConformance } from "./store.conformance.ts";
 
-storeConformance("memory", async (opts) => ({ store: new MemoryStore(opts), cleanup: async () => {} }));
+storeConformance("memory", async (opts) => {
+  const store = new MemoryStore(opts);
+  return { store, cleanup: async () => {}, replica: async () => store };
+});

@@ -5,6 +5,10 @@ import { storeConformance } from "./store.conformance.ts";
 describePg("postgres", () => {
   storeConformance("postgres", async (opts) => {
     const { url, schema } = pgSchemaUrl("conf");
-    return { store: await PostgresStore.open(url, opts), cleanup: () => dropSchema(schema) };
+    return {
+      store: await PostgresStore.open(url, opts),
+      cleanup: () => dropSchema(schema),
+      replica: () => PostgresStore.open(url, opts),
+    };
   });
 });

@@ -8,6 +8,7 @@ storeConformance("sqlite", async (opts) => {
   const dir = mkdtempSync(join(tmpdir(), "fleetlink-sqlite-"));
   return {
     store: new SqliteStore(join(dir, "fleet.db"), opts),
+    replica: async () => new SqliteStore(join(dir, "fleet.db"), opts),
     cleanup: async () => rmSync(dir, { recursive: true, force: true }),
   };
 });

@@ -9,7 +9,11 @@ export type StoreFactory = (opts: {
   leaseMs: number;
   maxAttempts: number;
   maxPayloadBytes: number;
-}) => Promise<{ store: Store; cleanup: () => Promise<void> }>;
+}) => Promise<{
+  store: Store;
+  cleanup: () => Promise<void> /** Another handle on the same data, as a second replica would open it. */;
+  replica: () => Promise<Store>;
+}>;
 
 const LEASE = 10_000;
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -21,10 +25,16 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     let store: Store;
     let clock: ManualClock;
     let cleanup: () => Promise<void>;
+    let replica: () => Promise<Store>;
 
     beforeEach(async () => {
       clock = manualClock();
-      ({ store, cleanup } = await factory({ clock, leaseMs: LEASE, maxAttempts: 3, maxPayloadBytes: 1024 }));
+      ({ store, cleanup, replica } = await factory({
+        clock,
+        leaseMs: LEASE,
+        maxAttempts: 3,
+        maxPayloadBytes: 1024,
+      }));
     });
     afterEach(async () => {
       await store.close();
@@ -581,6 +591,89 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         expect(codes).toContain("FLEETLINK_E_NODE_UNAVAILABLE");
         expect(codes).toContain("FLEETLINK_E_DELIVERY_FAILED");
         expect(codes).toContain("FLEETLINK_E_MESSAGE_EXPIRED");
+      });
+    });
+
+    describe("streams", () => {
+      test("release - a stale owner cannot release the leases its replacement holds", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        await store.pushInstructions(run.id, [
+          { dst: n, method: "m", ttlMs: 60_000 },
+          { dst: n, method: "m", ttlMs: 60_000 },
+          { dst: n, method: "m", ttlMs: 60_000 },
+        ]);
+        const [a] = await store.claimInstructions({ nodeIds: [n], limit: 1, owner: "stream-1" });
+        // The node reconnects: the new stream releases everything the node is not working on, then claims.
+        expect(await store.releaseInstructions({ nodeId: n })).toBe(1);
+        const got = await store.claimInstructions({ nodeIds: [n], limit: 5, owner: "stream-2" });
+        expect(got.map((i) => i.leaseOwner)).toEqual(["stream-2", "stream-2", "stream-2"]);
+        expect(got.find((i) => i.id === a!.id)?.attempts).toBe(2);
+        // The old stream's late cleanup finds nothing of its own to release.
+        expect(await store.releaseInstructions({ nodeId: n, owner: "stream-1" })).toBe(0);
+        expect(await store.claimInstructions({ nodeIds: [n], limit: 5 })).toEqual([]);
+        expect(
+          await store.releaseInstructions({ nodeId: n, owner: "stream-2", exceptIds: [got[0]!.id] }),
+        ).toBe(2);
+        expect((await store.claimInstructions({ nodeIds: [n], limit: 5 })).map((i) => i.id)).toEqual([
+          got[1]!.id,
+          got[2]!.id,
+        ]);
+        await rejectsWith(store.releaseInstructions({ nodeId: "x" }), "INVALID_ARGUMENT", "nodeId");
+      });
+
+      test("withdraw - only undelivered instructions are withdrawn, with a claimed CANCELLED reply", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const [a, b] = await store.pushInstructions(run.id, [
+          { dst: n, method: "m", ttlMs: 60_000 },
+          { dst: n, method: "m", ttlMs: 60_000 },
+        ]);
+        await store.claimInstructions({ nodeIds: [n], limit: 1 });
+        expect(await store.withdrawInstructions(run.id, [a!.id, b!.id])).toEqual([b!.id]);
+        expect(await store.withdrawInstructions(run.id, [b!.id])).toEqual([]);
+        expect(await store.claimInstructions({ nodeIds: [n], limit: 5 })).toEqual([]);
+        expect(await store.claimReplies({ runId: run.id })).toEqual([]);
+        expect(await store.getReplies(run.id, [b!.id])).toMatchObject([
+          { error: { code: "FLEETLINK_E_CANCELLED" } },
+        ]);
+        await rejectsWith(storeReply(store, { runId: run.id, nodeId: n, replyTo: b!.id }), "CANCELLED");
+        expect((await storeReply(store, { runId: run.id, nodeId: n, replyTo: a!.id })).duplicate).toBe(false);
+      });
+
+      test("getReplies - reads replies whether or not they were claimed", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const [a, b] = await store.pushInstructions(run.id, [
+          { dst: n, method: "m", ttlMs: 60_000 },
+          { dst: n, method: "m", ttlMs: 60_000 },
+        ]);
+        await storeReply(store, { runId: run.id, nodeId: n, replyTo: a!.id });
+        await store.claimReplies({ runId: run.id });
+        await storeReply(store, { runId: run.id, nodeId: n, replyTo: b!.id });
+        expect((await store.getReplies(run.id, [b!.id, a!.id, newId()])).map((r) => r.replyTo)).toEqual([
+          a!.id,
+          b!.id,
+        ]);
+        expect(await store.getReplies((await store.createRun()).id, [a!.id])).toEqual([]);
+      });
+
+      test("watch - a change committed by another replica wakes the watcher", async () => {
+        const other = await replica();
+        try {
+          const { run, nodes } = await setup(1);
+          let woke = 0;
+          const stop = store.watch(() => woke++);
+          await new Promise((r) => setTimeout(r, 100)); // a LISTEN connection needs a moment
+          woke = 0;
+          await other.pushInstructions(run.id, [{ dst: nodes[0]!.id, method: "m", ttlMs: 60_000 }]);
+          const deadline = Date.now() + 2000;
+          while (woke === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+          stop();
+          expect(woke).toBeGreaterThan(0);
+        } finally {
+          if (other !== store) await other.close();
+        }
       });
     });
 

@@ -36,6 +36,7 @@ CREATE TABLE instructions (
   attempts INTEGER NOT NULL DEFAULT 0,
   max_attempts INTEGER NOT NULL,
   lease_until BIGINT,
+  lease_owner TEXT,
   hold_offline SMALLINT NOT NULL DEFAULT 0
 );
 CREATE INDEX instructions_claim ON instructions (dst, seq) WHERE state <> 'done';

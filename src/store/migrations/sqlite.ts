@@ -36,6 +36,7 @@ CREATE TABLE instructions (
   attempts INTEGER NOT NULL DEFAULT 0,
   max_attempts INTEGER NOT NULL,
   lease_until INTEGER,
+  lease_owner TEXT,
   hold_offline INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX instructions_claim ON instructions (dst, seq) WHERE state <> 'done';
