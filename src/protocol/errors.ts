@@ -39,6 +39,12 @@ export const ErrorCodes = {
     text: "The call was cancelled before the instruction was delivered",
   },
   HANDLER_FAILED: { status: 500, definite: false, text: "The node's handler threw an error" },
+  STREAM_CLOSED: { status: 503, definite: false, text: "The stream closed before the call was answered" },
+  INCOMPLETE_CALL: {
+    status: 502,
+    definite: false,
+    text: "A quorum call could not be completed; the error lists which nodes failed and why",
+  },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
   STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },
 } as const;

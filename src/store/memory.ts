@@ -254,6 +254,16 @@ export class MemoryStore implements Store {
     return out;
   }
 
+  async getInstructions(runId: string, ids: readonly string[]): Promise<Instruction[]> {
+    checkId("runId", runId);
+    checkIds("ids", ids);
+    return ids
+      .map((id) => this.instructions.get(id))
+      .filter((i): i is Instruction & { seq: number } => i !== undefined && i.runId === runId)
+      .sort((a, b) => a.seq - b.seq)
+      .map(publicInstruction);
+  }
+
   async getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]> {
     checkId("runId", runId);
     checkIds("instructionIds", instructionIds);

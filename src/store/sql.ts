@@ -119,6 +119,21 @@ export abstract class SqlStore implements Store {
     });
   }
 
+  async getInstructions(runId: string, ids: readonly string[]): Promise<Instruction[]> {
+    checkId("runId", runId);
+    checkIds("ids", ids);
+    if (ids.length === 0) return [];
+    const rows = await this.tx(
+      (c) =>
+        c.q(`SELECT * FROM instructions WHERE run_id = $1 AND id IN ${this.inList("$2")} ORDER BY seq`, [
+          runId,
+          this.listParam(ids),
+        ]),
+      "read",
+    );
+    return rows.map(toInstruction);
+  }
+
   async getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]> {
     checkId("runId", runId);
     checkIds("instructionIds", instructionIds);

@@ -155,6 +155,8 @@ export interface Store {
   storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]>;
   /** Hands out unclaimed replies of a run, each exactly once across racing replicas. */
   claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
+  /** Reads instructions of a run by id (for delivery status). Unknown ids are left out. */
+  getInstructions(runId: string, ids: readonly string[]): Promise<Instruction[]>;
   /** Reads the replies to these instructions, claimed or not (for a coordinator recovering after a reconnect). */
   getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]>;
   /**

@@ -656,6 +656,11 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
           b!.id,
         ]);
         expect(await store.getReplies((await store.createRun()).id, [a!.id])).toEqual([]);
+        const ins = await store.getInstructions(run.id, [b!.id, a!.id, newId()]);
+        expect(ins.map((i) => [i.id, i.state])).toEqual([
+          [a!.id, "done"],
+          [b!.id, "done"],
+        ]);
       });
 
       test("watch - a change committed by another replica wakes the watcher", async () => {

@@ -1,0 +1,70 @@
+import type { NodeRecord, Run as RunRecord } from "../protocol/types.ts";
+import { type Logger, silentLogger } from "../stream/channel.ts";
+import { HubClient } from "./http.ts";
+import { RunHandle } from "./run.ts";
+
+export interface FleetOptions {
+  /** One hub URL or several replicas. */
+  hub: string | string[];
+  /** The coordinator token the hub was started with. */
+  token: string;
+  log?: Logger;
+}
+
+export type FleetNode = Omit<NodeRecord, "credentialHash">;
+
+/** The coordinator's entry point: runs, nodes, and through runs the quorum calls and broadcasts. */
+export class Fleet {
+  readonly http: HubClient;
+  private readonly log: Logger;
+  private readonly runs = new Set<RunHandle>();
+
+  private constructor(http: HubClient, log: Logger) {
+    this.http = http;
+    this.log = log;
+  }
+
+  static async connect(o: FleetOptions): Promise<Fleet> {
+    const fleet = new Fleet(
+      new HubClient(Array.isArray(o.hub) ? o.hub : [o.hub], o.token),
+      o.log ?? silentLogger,
+    );
+    await fleet.http.request("GET", "/v1/stats");
+    return fleet;
+  }
+
+  /** Creates a run and opens its reply stream. */
+  async createRun(): Promise<RunHandle> {
+    const { run } = await this.http.request<{ run: RunRecord }>("POST", "/v1/runs", undefined, {
+      retry: false,
+    });
+    return this.open(run);
+  }
+
+  /** Re-attaches to an existing run (e.g. after a coordinator restart). */
+  async run(id: string): Promise<RunHandle> {
+    const { run } = await this.http.request<{ run: RunRecord }>("GET", `/v1/runs/${id}`);
+    return this.open(run);
+  }
+
+  private async open(run: RunRecord): Promise<RunHandle> {
+    const h = new RunHandle(run, this.http, this.log);
+    this.runs.add(h);
+    await h.ready();
+    return h;
+  }
+
+  async nodes(opts: { status?: FleetNode["status"] } = {}): Promise<FleetNode[]> {
+    const { nodes } = await this.http.request<{ nodes: FleetNode[] }>("GET", "/v1/nodes");
+    return opts.status ? nodes.filter((n) => n.status === opts.status) : nodes;
+  }
+
+  async unregister(nodeId: string): Promise<void> {
+    await this.http.request("DELETE", `/v1/nodes/${nodeId}`);
+  }
+
+  async close(): Promise<void> {
+    for (const r of this.runs) await r.close();
+    this.runs.clear();
+  }
+}

@@ -1,0 +1,188 @@
+import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
+import { isId } from "../protocol/ids.ts";
+import type { NodeRecord } from "../protocol/types.ts";
+import { encodePayload, NodeMethods, toWireInstruction, type WireReply } from "../protocol/wire.ts";
+import type { Store } from "../store/store.ts";
+import { Channel, type Logger } from "../stream/channel.ts";
+import { PeerTable } from "../stream/peers.ts";
+import type { Transport } from "../stream/transport.ts";
+import { Coalesced } from "./coalesce.ts";
+import { ReplyBatcher } from "./reply-batcher.ts";
+
+export interface NodeStreamsOptions {
+  store: Store;
+  /** This replica's id: the owner of the leases it takes. */
+  hubId: string;
+  /** Instructions in flight per node before the hub waits for replies. (Default: 32) */
+  maxInflight: number;
+  /** How long a node may take to acknowledge an instruction frame, in ms. (Default: 10000) */
+  deliveryTimeoutMs: number;
+  log: Logger;
+}
+
+class Session {
+  readonly inflight = new Set<string>();
+  ready = false;
+  readonly node: NodeRecord;
+  readonly channel: Channel;
+  constructor(node: NodeRecord, channel: Channel) {
+    this.node = node;
+    this.channel = channel;
+  }
+}
+
+/**
+ * The node streams of one hub replica: who is connected here, what is in flight to each, and the dispatcher
+ * that claims instructions for all of them in batched statements and pushes them down their streams.
+ */
+export class NodeStreams {
+  private readonly peers = new PeerTable<Session>();
+  private readonly dirty = new Set<string>();
+  private allDirty = false;
+  private readonly dispatcher: Coalesced;
+  private readonly replies: ReplyBatcher;
+  private readonly o: NodeStreamsOptions;
+
+  constructor(o: NodeStreamsOptions) {
+    this.o = o;
+    this.replies = new ReplyBatcher(o.store);
+    this.dispatcher = new Coalesced(
+      () => this.dispatch(),
+      (e) => o.log.warn({ err: String(e) }, "dispatch failed"),
+    );
+  }
+
+  get connected(): number {
+    return this.peers.size;
+  }
+
+  connectedIds(): string[] {
+    return this.peers.peers();
+  }
+
+  /** Asks the dispatcher to claim for these nodes (or every connected node). */
+  wake(nodeId?: string): void {
+    if (nodeId === undefined) this.allDirty = true;
+    else if (this.peers.get(nodeId)) this.dirty.add(nodeId);
+    else return;
+    this.dispatcher.trigger();
+  }
+
+  /** Serves one authenticated node connection until it closes. */
+  accept(node: NodeRecord, transport: Transport): Channel {
+    let session: Session | undefined;
+    const channel = new Channel(transport, {
+      log: this.o.log,
+      onRequest: (method, body) => this.onRequest(session!, method, body),
+    });
+    session = new Session(node, channel);
+    const s = session;
+    channel.onClose(() => void this.onClose(s));
+    return channel;
+  }
+
+  private async onRequest(s: Session, method: string, body: unknown): Promise<unknown> {
+    const b = (body ?? {}) as Record<string, unknown>;
+    switch (method) {
+      case NodeMethods.hello:
+        return this.hello(s, b);
+      case NodeMethods.heartbeat: {
+        const n = await this.o.store.heartbeat(s.node.id);
+        return { onlineUntil: n.onlineUntil };
+      }
+      case NodeMethods.reply:
+        return this.reply(s, b);
+      default:
+        throw invalid("m", `unknown method ${method}`);
+    }
+  }
+
+  private async hello(s: Session, b: Record<string, unknown>): Promise<unknown> {
+    const working = Array.isArray(b.inflight) ? b.inflight.filter(isId) : [];
+    const node = await this.o.store.heartbeat(s.node.id);
+    const prev = this.peers.attach(s.node.id, s);
+    // Only this path, the one that replaced the node's stream, gives back leases the node no longer holds:
+    // the node says what it is still working on; everything else leased to it (by any replica) was lost in
+    // flight and becomes claimable again now rather than after the lease.
+    if (prev) prev.channel.close(4000, "replaced by a newer stream");
+    await this.o.store.releaseInstructions({ nodeId: s.node.id, exceptIds: working });
+    for (const id of working) s.inflight.add(id);
+    s.ready = true;
+    this.wake(s.node.id);
+    return { nodeId: node.id, onlineUntil: node.onlineUntil, maxInflight: this.o.maxInflight };
+  }
+
+  private async reply(s: Session, b: Record<string, unknown>): Promise<unknown> {
+    const r = b as unknown as WireReply;
+    if (!isId(r.id)) throw invalid("id", "must be a UUID");
+    if (!isId(r.replyTo)) throw invalid("replyTo", "must be a UUID");
+    if (!isId(r.runId)) throw invalid("runId", "must be a UUID");
+    const res = await this.replies.store1({
+      id: r.id,
+      runId: r.runId,
+      nodeId: s.node.id,
+      replyTo: r.replyTo,
+      payload: encodePayload(r.payload),
+      error: r.error ?? null,
+    });
+    if (res.ok || (isFleetlinkError(res.error) && res.error.definite)) {
+      // Stored, a duplicate, or refused for good: either way the node is done with it.
+      s.inflight.delete(r.replyTo);
+      this.wake(s.node.id);
+    }
+    if (!res.ok) throw res.error;
+    return { ok: true, duplicate: res.duplicate };
+  }
+
+  private async onClose(s: Session): Promise<void> {
+    // A replaced stream's late close does nothing: detach compares by identity.
+    if (!this.peers.detach(s.node.id, s)) return;
+    try {
+      await this.o.store.releaseInstructions({ nodeId: s.node.id, owner: this.o.hubId });
+    } catch (e) {
+      this.o.log.warn({ err: String(e), node: s.node.id }, "release on close failed; leases will expire");
+    }
+  }
+
+  private async dispatch(): Promise<void> {
+    const ids = this.allDirty ? this.peers.peers() : [...this.dirty];
+    this.allDirty = false;
+    this.dirty.clear();
+    const byCapacity = new Map<number, string[]>();
+    for (const id of ids) {
+      const s = this.peers.get(id);
+      if (!s?.ready || !s.channel.isOpen) continue;
+      const cap = this.o.maxInflight - s.inflight.size;
+      if (cap > 0) byCapacity.set(cap, [...(byCapacity.get(cap) ?? []), id]);
+    }
+    for (const [cap, nodeIds] of byCapacity) {
+      const got = await this.o.store.claimInstructions({ nodeIds, limit: cap, owner: this.o.hubId });
+      const orphaned = new Set<string>();
+      for (const ins of got) {
+        const s = this.peers.get(ins.dst);
+        if (!s?.channel.isOpen) {
+          orphaned.add(ins.dst);
+          continue;
+        }
+        s.inflight.add(ins.id);
+        s.channel
+          .request(NodeMethods.instruction, toWireInstruction(ins), { timeoutMs: this.o.deliveryTimeoutMs })
+          .catch((e: unknown) => {
+            // Not acknowledged: the stream is gone (release on close handles it) or the node is stuck (the lease
+            // expires and the instruction is redelivered).
+            this.o.log.debug({ err: String(e), instruction: ins.id }, "instruction not acknowledged");
+          });
+      }
+      // The stream closed while we claimed: give those leases back now instead of waiting for them to expire.
+      for (const nodeId of orphaned)
+        if (!this.peers.get(nodeId)) await this.o.store.releaseInstructions({ nodeId, owner: this.o.hubId });
+    }
+  }
+
+  closeAll(): void {
+    for (const s of this.peers.values()) s.channel.close(1001, "hub shutting down");
+  }
+}
+
+export const nodeAuthError = (): FleetlinkError =>
+  new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");

@@ -1,0 +1,339 @@
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import WebSocket from "ws";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
+import type { ReplyError } from "../protocol/types.ts";
+import { NodeMethods, type WireInstruction, type WireReply } from "../protocol/wire.ts";
+import { Channel, type Logger, silentLogger } from "../stream/channel.ts";
+import { wsTransport } from "../stream/ws.ts";
+import { backoff } from "./backoff.ts";
+import { type AgentStatus, StatusFeed } from "./status.ts";
+
+export interface HandlerContext {
+  instructionId: string;
+  runId: string;
+  method: string;
+  attempts: number;
+  nodeId: string;
+  /** Aborted when the agent stops without waiting. */
+  signal: AbortSignal;
+}
+export type Handler = (payload: unknown, ctx: HandlerContext) => unknown | Promise<unknown>;
+
+export interface NodeIdentity {
+  nodeId: string;
+  credential: string;
+}
+
+export interface NodeAgentOptions {
+  /** Hub replica URLs (http:// or https://); the agent uses any of them and moves on when one fails. */
+  hubs: string[];
+  name: string;
+  handlers: Record<string, Handler>;
+  /** Token to enroll with when the agent has no identity yet. */
+  enrollToken?: string;
+  /** An identity from an earlier enrollment. */
+  identity?: NodeIdentity;
+  /** File that keeps the identity across restarts (read if present, written after enrolling). */
+  identityFile?: string;
+  /** Heartbeat interval in ms. (Default: 5000) */
+  heartbeatIntervalMs?: number;
+  /** Timeout for one reply send before it is retried, in ms. (Default: 5000) */
+  replyTimeoutMs?: number;
+  /** Completed instruction ids remembered, so a redelivered instruction is not run twice. (Default: 10000) */
+  rememberCompleted?: number;
+  log?: Logger;
+}
+
+interface Outgoing {
+  reply: WireReply;
+  attempt: number;
+  sending: boolean;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * A fleet node: dials out to a hub replica, receives the instructions pushed to it, runs their handlers and
+ * replies, retrying each reply until a hub acknowledges it (across reconnects and replicas).
+ */
+export class NodeAgent {
+  private readonly o: NodeAgentOptions;
+  private readonly feed = new StatusFeed<AgentStatus>({ state: "idle" });
+  private identity: NodeIdentity | undefined;
+  private channel: Channel | null = null;
+  private ws: WebSocket | null = null;
+  private hubIndex = 0;
+  private stopping = false;
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly outbox = new Map<string, Outgoing>(); // by instruction id
+  private readonly completed = new Map<string, WireReply>(); // by instruction id, oldest first
+  private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly abort = new AbortController();
+  private readonly log: Logger;
+  private connectAttempt = 0;
+
+  constructor(o: NodeAgentOptions) {
+    if (o.hubs.length === 0)
+      throw new FleetlinkError("INVALID_ARGUMENT", "hubs: at least one hub URL", { field: "hubs" });
+    this.o = o;
+    this.log = o.log ?? silentLogger;
+    this.identity = o.identity;
+    if (!this.identity && o.identityFile) {
+      try {
+        this.identity = JSON.parse(readFileSync(o.identityFile, "utf8")) as NodeIdentity;
+      } catch {
+        // no identity yet: enroll
+      }
+    }
+  }
+
+  get nodeId(): string | undefined {
+    return this.identity?.nodeId;
+  }
+
+  get state(): AgentStatus {
+    return this.feed.value;
+  }
+
+  /** The connection status now and at every change: `for await (const s of agent.status())`. */
+  status(): AsyncGenerator<AgentStatus> {
+    return this.feed.follow();
+  }
+
+  private hub(): string {
+    return this.o.hubs[this.hubIndex % this.o.hubs.length]!.replace(/\/$/, "");
+  }
+
+  /** Enrolls if needed and starts connecting; resolves once the first connection is online. */
+  async start(): Promise<void> {
+    if (!this.identity) await this.enroll();
+    this.connect();
+    for await (const s of this.status()) {
+      if (s.state === "online") return;
+      if (s.state === "stopped")
+        throw new FleetlinkError("STREAM_CLOSED", "agent stopped before it came online");
+    }
+  }
+
+  private async enroll(): Promise<void> {
+    if (!this.o.enrollToken)
+      throw new FleetlinkError("UNAUTHORIZED", "no identity and no enrollToken to enroll with", {
+        field: "enrollToken",
+      });
+    let last: unknown;
+    for (let i = 0; i < this.o.hubs.length * 3; i++) {
+      const hub = this.hub();
+      this.feed.set({ state: "enrolling", hub });
+      try {
+        const res = await fetch(`${hub}/v1/nodes/enroll`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${this.o.enrollToken}` },
+          body: JSON.stringify({
+            name: this.o.name,
+            heartbeatIntervalMs: this.o.heartbeatIntervalMs ?? 5000,
+          }),
+        });
+        const body = (await res.json()) as {
+          node?: { id: string };
+          credential?: string;
+          error?: { code: string; message: string };
+        };
+        if (!res.ok)
+          throw new FleetlinkError("UNAUTHORIZED", `enroll: ${body.error?.code}: ${body.error?.message}`);
+        this.identity = { nodeId: body.node!.id, credential: body.credential! };
+        if (this.o.identityFile) {
+          mkdirSync(dirname(this.o.identityFile), { recursive: true });
+          writeFileSync(this.o.identityFile, JSON.stringify(this.identity), { mode: 0o600 });
+        }
+        return;
+      } catch (e) {
+        last = e;
+        if (isFleetlinkError(e, "UNAUTHORIZED")) throw e;
+        this.hubIndex++;
+        await new Promise((r) => setTimeout(r, backoff(i)));
+      }
+    }
+    throw last;
+  }
+
+  private connect(): void {
+    if (this.stopping) return;
+    const hub = this.hub();
+    this.feed.set({ state: "connecting", hub, attempt: this.connectAttempt });
+    const url = `${hub.replace(/^http/, "ws")}/v1/nodes/stream`;
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` },
+      handshakeTimeout: 5000,
+    });
+    this.ws = ws;
+    let failed = false;
+    const fail = (reason: string) => {
+      if (failed) return;
+      failed = true;
+      this.onDisconnect(ws, reason);
+    };
+    ws.on("error", (e) => fail(e.message));
+    ws.on("unexpected-response", (_req, res) => {
+      fail(`hub answered ${res.statusCode}`);
+      ws.terminate();
+    });
+    ws.on("open", () => {
+      const ch = new Channel(wsTransport(ws), {
+        log: this.log,
+        onRequest: (m, b) => this.onRequest(m, b),
+      });
+      ch.onClose((r) => fail(r));
+      void this.hello(ch, hub);
+    });
+  }
+
+  private async hello(ch: Channel, hub: string): Promise<void> {
+    try {
+      // Tell the hub what this node still works on (running, or replied but not yet acknowledged) so it
+      // re-leases only what was really lost in flight.
+      const inflight = [...new Set([...this.running.keys(), ...this.outbox.keys()])];
+      await ch.request(NodeMethods.hello, { inflight }, { timeoutMs: 10_000 });
+      if (!ch.isOpen) return;
+      this.channel = ch;
+      this.connectAttempt = 0;
+      this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
+      clearInterval(this.heartbeatTimer);
+      this.heartbeatTimer = setInterval(() => {
+        ch.request(NodeMethods.heartbeat, {}, { timeoutMs: 10_000 }).catch(() => {});
+      }, this.o.heartbeatIntervalMs ?? 5000);
+      for (const out of this.outbox.values()) this.send(out, true);
+    } catch (e) {
+      this.log.warn({ err: String(e) }, "hello failed");
+      ch.close(1011, "hello failed");
+    }
+  }
+
+  private onDisconnect(ws: WebSocket, reason: string): void {
+    if (this.ws !== ws) return; // a stale socket's late close changes nothing
+    this.ws = null;
+    this.channel = null;
+    clearInterval(this.heartbeatTimer);
+    if (this.stopping) return;
+    this.hubIndex++;
+    const retryInMs = backoff(this.connectAttempt++, 100, 3000);
+    this.feed.set({ state: "offline", reason, retryInMs });
+    this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
+  }
+
+  private onRequest(method: string, body: unknown): unknown {
+    if (method !== NodeMethods.instruction)
+      throw new FleetlinkError("INVALID_ARGUMENT", `unknown method ${method}`, { field: "m" });
+    if (this.stopping) throw new FleetlinkError("STREAM_CLOSED", "node is stopping");
+    const ins = body as WireInstruction;
+    const done = this.completed.get(ins.id);
+    if (done) {
+      // Redelivered after we replied: send the same reply again (the hub acknowledges the duplicate).
+      this.queue(done);
+    } else if (!this.running.has(ins.id) && !this.outbox.has(ins.id)) {
+      const p = this.run(ins).finally(() => this.running.delete(ins.id));
+      this.running.set(ins.id, p);
+    }
+    return { accepted: true };
+  }
+
+  private async run(ins: WireInstruction): Promise<void> {
+    const handler = this.o.handlers[ins.method];
+    let payload: unknown;
+    let error: ReplyError | null = null;
+    try {
+      if (!handler)
+        throw new FleetlinkError("INVALID_ARGUMENT", `no handler for method ${ins.method}`, {
+          field: "method",
+        });
+      payload = await handler(ins.payload, {
+        instructionId: ins.id,
+        runId: ins.runId,
+        method: ins.method,
+        attempts: ins.attempts,
+        nodeId: this.identity!.nodeId,
+        signal: this.abort.signal,
+      });
+    } catch (e) {
+      error = {
+        code: isFleetlinkError(e) ? e.code : "FLEETLINK_E_HANDLER_FAILED",
+        message: e instanceof Error ? e.message : String(e),
+      };
+    }
+    this.queue({ id: newId(), runId: ins.runId, replyTo: ins.id, payload: payload ?? null, error });
+  }
+
+  private queue(reply: WireReply): void {
+    const prev = this.outbox.get(reply.replyTo);
+    if (prev) return;
+    const out: Outgoing = { reply, attempt: 0, sending: false };
+    this.outbox.set(reply.replyTo, out);
+    this.send(out, false);
+  }
+
+  /** Sends one reply; retried with backoff and jitter until a hub acknowledges it or refuses it for good. */
+  private send(out: Outgoing, now: boolean): void {
+    if (out.sending || !this.outbox.has(out.reply.replyTo)) return;
+    if (now) clearTimeout(out.timer);
+    const ch = this.channel;
+    if (!ch?.isOpen) return; // sent again after the next hello
+    out.sending = true;
+    ch.request(NodeMethods.reply, out.reply, { timeoutMs: this.o.replyTimeoutMs ?? 5000 }).then(
+      () => this.settle(out),
+      (e: unknown) => {
+        out.sending = false;
+        if (isFleetlinkError(e) && e.definite) {
+          this.log.warn({ err: e.message, instruction: out.reply.replyTo }, "reply refused");
+          this.settle(out);
+          return;
+        }
+        out.timer = setTimeout(() => this.send(out, false), backoff(out.attempt++, 200, 5000));
+      },
+    );
+  }
+
+  private settle(out: Outgoing): void {
+    out.sending = false;
+    clearTimeout(out.timer);
+    this.outbox.delete(out.reply.replyTo);
+    this.completed.set(out.reply.replyTo, out.reply);
+    const keep = this.o.rememberCompleted ?? 10_000;
+    while (this.completed.size > keep) this.completed.delete(this.completed.keys().next().value!);
+    if (this.stopping) this.drained?.();
+  }
+
+  private drained: (() => void) | undefined;
+
+  /**
+   * Stops gracefully: takes no new instructions, lets running handlers finish and their replies be
+   * acknowledged (up to `timeoutMs`), then disconnects.
+   */
+  async stop(opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.feed.set({ state: "stopping" });
+    const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+    await Promise.race([Promise.allSettled([...this.running.values()]), sleep(deadline - Date.now())]);
+    while (this.outbox.size > 0 && Date.now() < deadline && this.channel?.isOpen) {
+      await Promise.race([
+        new Promise<void>((r) => (this.drained = r)),
+        sleep(Math.max(0, deadline - Date.now())),
+      ]);
+    }
+    this.abort.abort("agent stopped");
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.heartbeatTimer);
+    for (const out of this.outbox.values()) clearTimeout(out.timer);
+    this.channel?.close(1000, "node stopping");
+    this.ws?.terminate();
+    this.feed.set({ state: "stopped" }, true);
+  }
+
+  /** Drops the connection now (tests and fault drills); the agent reconnects as after any failure. */
+  dropConnection(): void {
+    this.ws?.terminate();
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)).unref?.());

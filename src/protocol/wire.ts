@@ -1,0 +1,70 @@
+import type { Instruction, Reply, ReplyError } from "./types.ts";
+
+/** Payloads are JSON values on the API and UTF-8 JSON bytes in the store. */
+export const encodePayload = (v: unknown): Uint8Array =>
+  v === undefined ? new Uint8Array(0) : new TextEncoder().encode(JSON.stringify(v));
+
+export const decodePayload = (b: Uint8Array): unknown =>
+  b.byteLength === 0 ? null : JSON.parse(new TextDecoder().decode(b));
+
+/** An instruction as a node receives it. */
+export interface WireInstruction {
+  id: string;
+  runId: string;
+  method: string;
+  payload: unknown;
+  groupId: string | null;
+  attempts: number;
+  expiresAt: number;
+}
+
+/** A reply as a node sends it (`id` is chosen by the node so retransmissions are recognised). */
+export interface WireReply {
+  id: string;
+  runId: string;
+  replyTo: string;
+  payload?: unknown;
+  error?: ReplyError | null;
+}
+
+/** A reply as a coordinator receives it. */
+export interface WireResult {
+  id: string;
+  replyTo: string;
+  node: string;
+  groupId: string | null;
+  method: string;
+  payload: unknown;
+  error: ReplyError | null;
+  createdAt: number;
+}
+
+export const toWireInstruction = (i: Instruction): WireInstruction => ({
+  id: i.id,
+  runId: i.runId,
+  method: i.method,
+  payload: decodePayload(i.payload),
+  groupId: i.groupId,
+  attempts: i.attempts,
+  expiresAt: i.expiresAt,
+});
+
+export const toWireResult = (r: Reply): WireResult => ({
+  id: r.id,
+  replyTo: r.replyTo,
+  node: r.src,
+  groupId: r.groupId,
+  method: r.method,
+  payload: decodePayload(r.payload),
+  error: r.error,
+  createdAt: r.createdAt,
+});
+
+/** Stream method names. */
+export const NodeMethods = {
+  hello: "hello",
+  heartbeat: "heartbeat",
+  reply: "reply",
+  instruction: "instruction",
+} as const;
+export const RunEvents = { replies: "replies" } as const;

@@ -1,0 +1,143 @@
+import { FleetlinkError, invalid } from "../protocol/errors.ts";
+import { type Frame, fromWireError, MAX_FRAME_BYTES, parseFrame, toWireError } from "../protocol/frames.ts";
+import { newId } from "../protocol/ids.ts";
+import { PendingCalls } from "./pending.ts";
+import type { Transport } from "./transport.ts";
+
+export type RequestHandler = (method: string, body: unknown, channel: Channel) => unknown | Promise<unknown>;
+export type EventHandler = (method: string, body: unknown, channel: Channel) => void;
+
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+export const silentLogger: Logger = { debug() {}, warn() {} };
+
+export interface ChannelOptions {
+  onRequest?: RequestHandler;
+  onEvent?: EventHandler;
+  /** Malformed frames tolerated before the peer is disconnected. (Default: 5) */
+  maxGarbage?: number;
+  /** Largest frame accepted, in bytes. (Default: 8 MiB) */
+  maxFrameBytes?: number;
+  log?: Logger;
+}
+
+/**
+ * One stream to one peer: calls in both directions over a single transport, so a hub can call a node over
+ * the connection the node dialled. Each channel has an identity (`id`); code that tracks "the current
+ * stream of node X" compares channels by identity, never by node id alone.
+ */
+export class Channel {
+  readonly id = newId();
+  private readonly pending = new PendingCalls<unknown>();
+  private readonly opts: Required<Omit<ChannelOptions, "onRequest" | "onEvent">> & ChannelOptions;
+  private garbage = 0;
+  private closeListeners: ((reason: string) => void)[] = [];
+  private closedReason: string | null = null;
+  readonly closed: Promise<string>;
+  private readonly transport: Transport;
+
+  constructor(transport: Transport, opts: ChannelOptions = {}) {
+    this.transport = transport;
+    this.opts = { maxGarbage: 5, maxFrameBytes: MAX_FRAME_BYTES, log: silentLogger, ...opts };
+    this.closed = new Promise((res) => this.closeListeners.push(res));
+    transport.onMessage((f) => this.receive(f));
+    transport.onClose((code, reason) => this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`));
+    if (!transport.isOpen) this.finish("closed before use");
+  }
+
+  get isOpen(): boolean {
+    return this.closedReason === null && this.transport.isOpen;
+  }
+
+  /** Calls the peer; resolves with its answer, rejects with its typed error, on timeout, abort or close. */
+  request(
+    method: string,
+    body?: unknown,
+    opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<unknown> {
+    if (!this.isOpen)
+      return Promise.reject(new FleetlinkError("STREAM_CLOSED", `stream ${this.id} is ${this.closedReason}`));
+    const id = newId();
+    const p = this.pending.add(id, opts);
+    this.write({ t: "req", id, m: method, b: body });
+    return p;
+  }
+
+  /** One-way message. */
+  emit(method: string, body?: unknown): void {
+    this.write({ t: "evt", m: method, b: body });
+  }
+
+  close(code = 1000, reason = ""): void {
+    this.transport.close(code, reason);
+    this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`);
+  }
+
+  onClose(cb: (reason: string) => void): void {
+    if (this.closedReason !== null) queueMicrotask(() => cb(this.closedReason!));
+    else this.closeListeners.push(cb);
+  }
+
+  private write(f: Frame): void {
+    if (this.isOpen) this.transport.send(JSON.stringify(f));
+  }
+
+  private finish(reason: string): void {
+    if (this.closedReason !== null) return;
+    this.closedReason = reason;
+    this.pending.closeAll(new FleetlinkError("STREAM_CLOSED", `stream ${reason}`));
+    for (const cb of this.closeListeners) cb(reason);
+    this.closeListeners = [];
+  }
+
+  private receive(text: string): void {
+    let f: Frame;
+    try {
+      if (text.length > this.opts.maxFrameBytes)
+        throw new FleetlinkError(
+          "PAYLOAD_TOO_LARGE",
+          `frame of ${text.length} bytes exceeds ${this.opts.maxFrameBytes}`,
+          {
+            field: "frame",
+          },
+        );
+      f = parseFrame(text);
+    } catch (e) {
+      this.garbage++;
+      this.opts.log.warn({ channel: this.id, err: (e as Error).message }, "malformed frame");
+      this.write({ t: "err", e: toWireError(e) });
+      if (this.garbage >= this.opts.maxGarbage) this.close(1008, "too many malformed frames");
+      return;
+    }
+    switch (f.t) {
+      case "req":
+        void this.serve(f.id, f.m, f.b);
+        return;
+      case "res":
+        // An answer nobody waits for (its call timed out or was cancelled) is dropped, never treated as a request.
+        if (!this.pending.deliver(f.id, f.b))
+          this.opts.log.debug({ channel: this.id, id: f.id }, "unmatched response");
+        return;
+      case "err":
+        if (f.id === undefined) this.opts.log.warn({ channel: this.id, err: f.e }, "peer reported an error");
+        else if (!this.pending.fail(f.id, fromWireError(f.e)))
+          this.opts.log.debug({ channel: this.id, id: f.id }, "unmatched error response");
+        return;
+      case "evt":
+        this.opts.onEvent?.(f.m, f.b, this);
+        return;
+    }
+  }
+
+  private async serve(id: string, method: string, body: unknown): Promise<void> {
+    try {
+      if (!this.opts.onRequest) throw invalid("m", `no method ${method} on this stream`);
+      const out = await this.opts.onRequest(method, body, this);
+      this.write({ t: "res", id, b: out });
+    } catch (e) {
+      this.write({ t: "err", id, e: toWireError(e) });
+    }
+  }
+}
