@@ -200,9 +200,14 @@ export class NodeAgent {
       this.connectAttempt = 0;
       this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
       clearInterval(this.heartbeatTimer);
+      const every = this.o.heartbeatIntervalMs ?? 5000;
       this.heartbeatTimer = setInterval(() => {
-        ch.request(NodeMethods.heartbeat, {}, { timeoutMs: 10_000 }).catch(() => {});
-      }, this.o.heartbeatIntervalMs ?? 5000);
+        // A heartbeat unanswered for two intervals means the path to the hub is dead (a blackhole does not
+        // close sockets): drop it and reconnect, possibly to another replica.
+        ch.request(NodeMethods.heartbeat, {}, { timeoutMs: 2 * every }).catch((e: unknown) => {
+          if (ch === this.channel && !isFleetlinkError(e, "NODE_UNREGISTERED")) this.dropConnection();
+        });
+      }, every);
       for (const out of this.outbox.values()) this.send(out, true);
     } catch (e) {
       this.log.warn({ err: String(e) }, "hello failed");
