@@ -1,6 +1,6 @@
 import WebSocket from "ws";
 import { backoff } from "../node/backoff.ts";
-import { FleetlinkError } from "../protocol/errors.ts";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { fromWireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Run as RunRecord } from "../protocol/types.ts";
@@ -164,6 +164,16 @@ export class RunHandle {
         items: items.map((it) => (opts.holdWhileOffline ? { ...it, holdWhileOffline: true } : it)),
       });
     } catch (e) {
+      // A replica that committed the push and died before answering: the retry on another replica finds the
+      // (coordinator-chosen) ids taken. If every one of them exists, the push did happen.
+      if (isFleetlinkError(e, "INVALID_ARGUMENT") && /^items\[\d+\]\.id$/.test(e.field ?? "")) {
+        const found = await this.http
+          .request<{ instructions: unknown[] }>("POST", `/v1/runs/${this.id}/instructions/query`, {
+            ids: items.map((i) => i.id),
+          })
+          .catch(() => ({ instructions: [] }));
+        if (found.instructions.length === items.length) return waits;
+      }
       for (const w of waits) {
         this.pending.fail(w.id, e);
         this.since.delete(w.id);
