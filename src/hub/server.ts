@@ -53,6 +53,8 @@ export const createHub = (o: HubOptions): Hub => {
   const app = Fastify({
     loggerInstance: log,
     bodyLimit: maxBody,
+    // Refuse what does not fit the schema instead of quietly stripping or coercing it.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
   }) as unknown as FastifyInstance;
   const nodes = new NodeStreams({
