@@ -8,10 +8,10 @@ export type AgentStatus =
   | { state: "stopping" }
   | { state: "stopped" };
 
-/** Holds the latest status and lets any number of readers follow it with `for await`. */
+/** Holds the latest status and lets any number of readers follow every change with `for await`. */
 export class StatusFeed<S> {
   private current: S;
-  private waiters: ((s: S) => void)[] = [];
+  private readonly followers = new Set<{ queue: S[]; wake: (() => void) | null }>();
   private done = false;
 
   constructor(initial: S) {
@@ -25,18 +25,30 @@ export class StatusFeed<S> {
   set(s: S, final = false): void {
     this.current = s;
     this.done = final;
-    const w = this.waiters;
-    this.waiters = [];
-    for (const cb of w) cb(s);
+    for (const f of this.followers) {
+      f.queue.push(s);
+      f.wake?.();
+    }
   }
 
-  /** Yields the current status, then every change, until the final one. */
+  /** Yields the current status, then every change in order (none skipped), until the final one. */
   async *follow(): AsyncGenerator<S> {
-    let s = this.current;
-    yield s;
-    while (!this.done) {
-      s = await new Promise<S>((res) => this.waiters.push(res));
-      yield s;
+    const me = { queue: [this.current], wake: null as (() => void) | null };
+    this.followers.add(me);
+    try {
+      for (;;) {
+        while (me.queue.length > 0) {
+          const s = me.queue.shift()!;
+          yield s;
+          if (this.done && me.queue.length === 0 && s === this.current) return;
+        }
+        await new Promise<void>((r) => {
+          me.wake = r;
+        });
+        me.wake = null;
+      }
+    } finally {
+      this.followers.delete(me);
     }
   }
 }
