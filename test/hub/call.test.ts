@@ -101,7 +101,7 @@ describe("quorum calls through one hub", () => {
       method: "POST",
       headers: { "content-type": "application/json", authorization: "Bearer test-token" },
       body: JSON.stringify({ name: "twin2" }),
-    }).then((r) => r.json());
+    }).then((r) => r.json() as Promise<{ node: { id: string }; credential: string }>);
     const token = `${enrolled.node.id}.${enrolled.credential}`;
     const old = new WebSocket(`${f.url.replace("http", "ws")}/v1/nodes/stream`, {
       headers: { authorization: `Bearer ${token}` },
