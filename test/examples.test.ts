@@ -1,0 +1,29 @@
+// The README's commands and examples, run as a user would.
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, expect, test } from "vitest";
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, "..");
+
+describe("README", () => {
+  test("examples/sdk.ts runs and prints its calls", async () => {
+    const { stdout } = await run(process.execPath, [join(root, "examples/sdk.ts")], { cwd: root, timeout: 30_000 });
+    expect(stdout).toContain("add → [ 5, 5 ]");
+    expect(stdout).toContain("fail → FLEETLINK_E_INCOMPLETE_CALL");
+    expect(stdout).toContain("broadcast → [ 10, 10 ]");
+  }, 40_000);
+
+  test("fleetlink demo: quorum calls, a crashed node's NODE_UNAVAILABLE, a broadcast reaching it after restart", async () => {
+    const { stdout } = await run(process.execPath, [join(root, "src/cli/main.ts"), "demo"], {
+      cwd: root,
+      timeout: 60_000,
+    });
+    expect(stdout).toMatch(/quorum=first +→ 1 reply = 49/);
+    expect(stdout).toMatch(/quorum=majority → 2 replies = 49/);
+    expect(stdout).toMatch(/quorum=all +→ 3 replies = 49/);
+    expect(stdout).toMatch(/node-2 FLEETLINK_E_NODE_UNAVAILABLE/);
+    expect(stdout).toMatch(/replied by 3\/3 nodes; node-2 got it after restart: \{"applied":2/);
+  }, 70_000);
+});
