@@ -34,7 +34,8 @@ const cfg = run.configuration(await fleet.nodes());
 const sum = await cfg.call("add", { a: 2, b: 3 }, { quorum: "all", timeoutMs: 5000 });
 console.log("add →", [...sum.replies.values()]);
 
-for await (const item of cfg.stream("add", { a: 1, b: 1 })) console.log("stream →", item.ok ? item.value : item.error.code);
+for await (const item of cfg.stream("add", { a: 1, b: 1 }))
+  console.log("stream →", item.ok ? item.value : item.error.code);
 
 try {
   await cfg.call("fail", null, { quorum: "majority" });
@@ -43,7 +44,10 @@ try {
 }
 
 const b = await cfg.broadcast("add", { a: 10, b: 0 }, { ttlMs: 60_000 });
-console.log("broadcast →", [...(await b.done).values()].map((r) => (r.ok ? r.value : r.error.code)));
+console.log(
+  "broadcast →",
+  [...(await b.done).values()].map((r) => (r.ok ? r.value : r.error.code)),
+);
 
 await fleet.close();
 await Promise.all(agents.map((a) => a.stop()));

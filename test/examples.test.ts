@@ -9,7 +9,10 @@ const root = join(import.meta.dirname, "..");
 
 describe("README", () => {
   test("examples/sdk.ts runs and prints its calls", async () => {
-    const { stdout } = await run(process.execPath, [join(root, "examples/sdk.ts")], { cwd: root, timeout: 30_000 });
+    const { stdout } = await run(process.execPath, [join(root, "examples/sdk.ts")], {
+      cwd: root,
+      timeout: 30_000,
+    });
     expect(stdout).toContain("add → [ 5, 5 ]");
     expect(stdout).toContain("fail → FLEETLINK_E_INCOMPLETE_CALL");
     expect(stdout).toContain("broadcast → [ 10, 10 ]");

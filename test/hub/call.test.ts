@@ -167,4 +167,22 @@ describe("quorum calls through one hub", () => {
     expect((await b.status()).get(laterId)).toBe("replied");
     await back.stop();
   });
+
+  test("agent - a graceful stop finishes the handler in flight and delivers its reply first", async () => {
+    const agent = await f.node("graceful", {
+      slow: async (p) => {
+        await new Promise((r) => setTimeout(r, 300));
+        return p;
+      },
+    });
+    const fleet = await f.fleet();
+    const run = await fleet.createRun();
+    const call = run
+      .configuration([agent.nodeId!])
+      .call("slow", "finished", { quorum: "all", timeoutMs: 5000 });
+    await new Promise((r) => setTimeout(r, 100));
+    await agent.stop();
+    expect((await call).replies.get(agent.nodeId!)).toBe("finished");
+    expect(agent.state.state).toBe("stopped");
+  });
 });
