@@ -51,7 +51,7 @@ describe("quorum calls through one hub", () => {
     const agents = await Promise.all(
       [0, 1, 2, 3].map((i) =>
         f.node(`s${i}`, {
-          nap: async (p) => {
+          nap: async () => {
             await new Promise((r) => setTimeout(r, i * 40));
             return i;
           },
