@@ -32,7 +32,11 @@ const spawnReplica = async (url: string) => {
       });
     });
   await next();
-  return { child, ask: (cmd: object) => (child.send(cmd), next()) as Promise<Record<string, unknown>> };
+  const ask = (cmd: object) => {
+    child.send(cmd);
+    return next();
+  };
+  return { child, ask };
 };
 
 const countBy = <T>(xs: T[], key: (x: T) => string) => {
