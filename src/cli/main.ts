@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { demoCommand } from "./demo.ts";
+import { maelstromCommand } from "./maelstrom.ts";
 import { nodeCommand } from "./node.ts";
 import { serveCommand } from "./serve.ts";
 import { storeCommand } from "./store.ts";
@@ -13,6 +14,7 @@ program.addCommand(serveCommand());
 program.addCommand(nodeCommand());
 program.addCommand(demoCommand());
 program.addCommand(storeCommand());
+program.addCommand(maelstromCommand());
 
 program.parseAsync().catch((e: unknown) => {
   const err = e as { code?: string; message?: string };

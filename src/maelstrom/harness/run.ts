@@ -1,0 +1,231 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PendingCalls } from "../../stream/pending.ts";
+import type { Body, Message } from "../protocol.ts";
+import { check, type Results } from "./checker.ts";
+import type { Op } from "./history.ts";
+import { type Partition, randomPartition } from "./nemesis.ts";
+import { Network } from "./network.ts";
+import { renderReport } from "./report.ts";
+import { rng } from "./rng.ts";
+
+export interface TestParams {
+  workload: "broadcast" | "g-set" | "echo" | "unique-ids";
+  /** Shell command that starts one node. */
+  bin: string;
+  nodeCount: number;
+  timeLimitS: number;
+  /** Client operations per second, over all clients. */
+  rate: number;
+  latencyMs: number;
+  nemesis: "none" | "partition";
+  /** Mean seconds between nemesis actions. (Default: 5) */
+  nemesisIntervalS: number;
+  topology: "grid" | "line" | "tree" | "total";
+  seed: number;
+  /** Seconds to wait after healing before the final reads. (Default: 10) */
+  recoveryS: number;
+  clientTimeoutMs: number;
+  /** Run folder for results.json, report.html and node logs. */
+  out: string;
+}
+
+export interface NemesisEvent {
+  time: number;
+  action: "start" | "heal";
+  description: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Maelstrom's topologies: what the `topology` message suggests to each node. */
+export const topology = (nodes: string[], kind: TestParams["topology"]): Record<string, string[]> => {
+  const out: Record<string, string[]> = {};
+  const n = nodes.length;
+  if (kind === "total") for (const a of nodes) out[a] = nodes.filter((b) => b !== a);
+  else if (kind === "line")
+    nodes.forEach((a, i) => (out[a] = [nodes[i - 1], nodes[i + 1]].filter((x): x is string => !!x)));
+  else if (kind === "tree")
+    nodes.forEach((a, i) => {
+      out[a] = [
+        i > 0 ? nodes[Math.floor((i - 1) / 4)] : undefined,
+        ...[1, 2, 3, 4].map((k) => nodes[4 * i + k]),
+      ].filter((x): x is string => !!x);
+    });
+  else {
+    const w = Math.ceil(Math.sqrt(n));
+    nodes.forEach((a, i) => {
+      const r = Math.floor(i / w);
+      const c = i % w;
+      out[a] = [
+        [r - 1, c],
+        [r + 1, c],
+        [r, c - 1],
+        [r, c + 1],
+      ]
+        .filter(([rr, cc]) => rr! >= 0 && cc! >= 0 && cc! < w && rr! * w + cc! < n)
+        .map(([rr, cc]) => nodes[rr! * w + cc!]!);
+    });
+  }
+  return out;
+};
+
+/** Runs one Maelstrom-style test and writes its run folder; resolves with the checker's results. */
+export const runTest = async (
+  p: TestParams,
+  log: (s: string) => void = () => {},
+): Promise<Results & { params: TestParams; nemesis: NemesisEvent[] }> => {
+  mkdirSync(p.out, { recursive: true });
+  const r = rng(p.seed);
+  const net = new Network(() => p.latencyMs);
+  const nodes = Array.from({ length: p.nodeCount }, (_, i) => `n${i}`);
+  const pending = new PendingCalls<Body>();
+  const ops: Op[] = [];
+  const nemesis: NemesisEvent[] = [];
+  const clients = nodes.map((node, i) => ({ id: `c${i + 1}`, node, busy: false, next: 1 }));
+  const onClientMessage = (client: string) => (m: Message) => {
+    if (m.body.in_reply_to !== undefined) pending.deliver(`${client}:${m.body.in_reply_to}`, m.body);
+  };
+  net.addClient("c0", onClientMessage("c0"));
+  for (const c of clients) net.addClient(c.id, onClientMessage(c.id));
+  let controlId = 1;
+  const request = (from: string, dest: string, body: Body, timeoutMs: number, msgId: number) => {
+    const p2 = pending.add(`${from}:${msgId}`, { timeoutMs });
+    net.send({ src: from, dest, body: { ...body, msg_id: msgId } });
+    return p2;
+  };
+
+  for (const id of nodes) net.spawnNode(id, p.bin, p.out);
+  let results: Results;
+  try {
+    log(`init ${p.nodeCount} nodes`);
+    const inits = await Promise.allSettled(
+      nodes.map((id) =>
+        request("c0", id, { type: "init", node_id: id, node_ids: nodes }, 10_000, controlId++),
+      ),
+    );
+    inits.forEach((res, i) => {
+      if (res.status === "rejected")
+        net.errors.push({
+          node: nodes[i]!,
+          kind: "init-timeout",
+          detail: "no init_ok within 10 s",
+          time: net.now(),
+        });
+    });
+    if (p.workload === "broadcast" && net.errors.length === 0) {
+      const topo = topology(nodes, p.topology);
+      await Promise.allSettled(
+        nodes.map((id) => request("c0", id, { type: "topology", topology: topo }, 5000, controlId++)),
+      );
+    }
+
+    const invoke = async (
+      c: (typeof clients)[number],
+      f: string,
+      body: Body,
+      value: unknown,
+      final = false,
+    ) => {
+      const op: Op = {
+        process: c.id,
+        node: c.node,
+        f,
+        value,
+        invoke: net.now(),
+        complete: null,
+        type: "pending",
+        result: null,
+        final,
+      };
+      ops.push(op);
+      c.busy = true;
+      try {
+        const res = await request(c.id, c.node, body, p.clientTimeoutMs, c.next++);
+        op.result = res;
+        op.type = res.type === "error" ? ([0, 13].includes(Number(res.code)) ? "info" : "fail") : "ok";
+      } catch {
+        op.type = "info";
+      }
+      op.complete = net.now();
+      c.busy = false;
+    };
+
+    let value = 0;
+    const generate = (c: (typeof clients)[number]) => {
+      const roll = r.next();
+      switch (p.workload) {
+        case "broadcast":
+          if (roll < 0.5) {
+            const v = value++;
+            return invoke(c, "broadcast", { type: "broadcast", message: v }, v);
+          }
+          return invoke(c, "read", { type: "read" }, null);
+        case "g-set":
+          if (roll < 0.5) {
+            const v = value++;
+            return invoke(c, "add", { type: "add", element: v }, v);
+          }
+          return invoke(c, "read", { type: "read" }, null);
+        case "echo": {
+          const v = `hello ${value++}`;
+          return invoke(c, "echo", { type: "echo", echo: v }, v);
+        }
+        case "unique-ids":
+          return invoke(c, "generate", { type: "generate" }, null);
+      }
+    };
+
+    const t0 = net.now();
+    const endAt = t0 + p.timeLimitS * 1000;
+    const inflight: Promise<void>[] = [];
+    const nemesisLoop = (async () => {
+      if (p.nemesis !== "partition") return;
+      let active: Partition | null = null;
+      for (;;) {
+        const wait = p.nemesisIntervalS * 1000 * (0.5 + r.next());
+        if (net.now() + wait >= endAt) break;
+        await sleep(wait);
+        if (active) {
+          net.setPartition(null);
+          nemesis.push({ time: net.now(), action: "heal", description: "all links healed" });
+          active = null;
+        } else {
+          active = randomPartition(nodes, r);
+          net.setPartition(active);
+          nemesis.push({
+            time: net.now(),
+            action: "start",
+            description: `${active.kind}: ${active.description}`,
+          });
+        }
+        log(`nemesis ${nemesis[nemesis.length - 1]!.description}`);
+      }
+    })();
+    log(`clients: ${p.rate} ops/s for ${p.timeLimitS} s`);
+    if (net.errors.length === 0)
+      while (net.now() < endAt) {
+        await sleep(r.exp(1000 / p.rate));
+        const idle = clients.filter((c) => !c.busy);
+        if (idle.length > 0) inflight.push(generate(r.pick(idle)) as Promise<void>);
+      }
+    await nemesisLoop;
+    await Promise.allSettled(inflight);
+    net.setPartition(null);
+    nemesis.push({ time: net.now(), action: "heal", description: "final heal" });
+    if (p.workload === "broadcast" || p.workload === "g-set") {
+      log(`healed; waiting ${p.recoveryS} s before final reads`);
+      await sleep(p.recoveryS * 1000);
+      await Promise.all(clients.map((c) => invoke(c, "read", { type: "read" }, null, true)));
+    }
+  } finally {
+    await net.stop();
+    pending.closeAll(new Error("run over"));
+  }
+  results = check(p.workload, ops, net);
+  const out = { params: p, nemesis, ...results };
+  writeFileSync(join(p.out, "results.json"), JSON.stringify({ ...out, latencyPoints: undefined }, null, 2));
+  writeFileSync(join(p.out, "history.json"), JSON.stringify(ops));
+  writeFileSync(join(p.out, "report.html"), renderReport(out));
+  return out;
+};
