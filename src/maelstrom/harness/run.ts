@@ -44,7 +44,8 @@ export const topology = (nodes: string[], kind: TestParams["topology"]): Record<
   const n = nodes.length;
   if (kind === "total") for (const a of nodes) out[a] = nodes.filter((b) => b !== a);
   else if (kind === "line")
-    nodes.forEach((a, i) => (out[a] = [nodes[i - 1], nodes[i + 1]].filter((x): x is string => !!x)));
+    for (const [i, a] of nodes.entries())
+      out[a] = [nodes[i - 1], nodes[i + 1]].filter((x): x is string => !!x);
   else if (kind === "tree")
     nodes.forEach((a, i) => {
       out[a] = [
