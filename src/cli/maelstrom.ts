@@ -17,7 +17,7 @@ export const maelstromCommand = (): Command => {
     .command("node")
     .description("Run a node speaking Maelstrom's stdin/stdout protocol (runnable under the real Maelstrom).")
     .argument("<workload>", names.join(" | "))
-    .option("--root-flush <ms>", "broadcast/g-set: how often the root node sends batches", "250")
+    .option("--root-flush <ms>", "broadcast/g-set: how often the root node sends batches", "300")
     .action(async (w: string, o) => {
       if (!names.includes(w)) throw new Error(`workload: must be one of ${names.join(", ")}`);
       await runWorkload(w as WorkloadName, { rootFlushMs: Number(o.rootFlush) });

@@ -51,7 +51,14 @@ describe("maelstrom harness", () => {
   }, 30_000);
 
   test("3c - five nodes under partitions (line topology, 50 ms latency): still valid", async () => {
-    const r = await run({ nemesis: "partition", topology: "line", latencyMs: 50, rate: 30, timeLimitS: 8 });
+    const r = await run({
+      nemesis: "partition",
+      topology: "line",
+      latencyMs: 50,
+      rate: 30,
+      timeLimitS: 8,
+      recoveryS: 6,
+    });
     expect(r.nemesis.filter((e) => e.action === "start").length).toBeGreaterThanOrEqual(2);
     expect(r.droppedMsgs).toBeGreaterThan(0);
     expect(r.problems).toEqual([]);
@@ -103,7 +110,13 @@ describe("maelstrom harness", () => {
       const r = await run({ workload: w, bin: ours(w), nodeCount: 3, timeLimitS: 2 });
       expect(r.problems).toEqual([]);
     }
-    const g = await run({ workload: "g-set", bin: ours("g-set"), nemesis: "partition", timeLimitS: 5 });
+    const g = await run({
+      workload: "g-set",
+      bin: ours("g-set"),
+      nemesis: "partition",
+      timeLimitS: 5,
+      recoveryS: 6,
+    });
     expect(g.problems).toEqual([]);
     expect(g.valid).toBe(true);
   }, 60_000);

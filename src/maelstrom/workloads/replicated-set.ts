@@ -2,15 +2,39 @@ import type { MaelstromNode } from "../node.ts";
 import type { Message } from "../protocol.ts";
 
 export interface ReplicatedSetOptions {
-  /** How often the root sends what is new to every other node, in ms. (Default: 250) */
+  /** How often the root sends what is new to every other node, in ms. (Default: 300) */
   rootFlushMs?: number;
-  /** How long a node collects its own new values before sending them to the root, in ms. (Default: 10) */
+  /** How long a node collects its own new values before sending them to the root, in ms. (Default: 2) */
   leafFlushMs?: number;
-  /** First resend delay for unacknowledged data, in ms; doubles (with jitter) up to 2 s. (Default: 600) */
+  /** First resend delay for unacknowledged data, in ms; doubles (with jitter) up to 3 s. (Default: 1500) */
   resendMs?: number;
+  /** A node with nothing to send acknowledges the root's data on its own after this long, in ms. (Default: 800) */
+  idleAckMs?: number;
 }
 
 const jitter = (ms: number) => ms * (0.75 + Math.random() * 0.5);
+
+/** When each not-yet-acknowledged send went out, so a resend is timed from the oldest one. */
+class Unacked {
+  private sends: { end: number; at: number }[] = [];
+  backoff = 0;
+  record(end: number, at: number): void {
+    this.sends.push({ end, at });
+  }
+  ack(upTo: number): void {
+    const before = this.sends.length;
+    this.sends = this.sends.filter((s) => s.end > upTo);
+    if (this.sends.length < before) this.backoff = 0;
+  }
+  overdue(now: number, baseMs: number): boolean {
+    const first = this.sends[0];
+    return first !== undefined && now - first.at > jitter(Math.min(3000, baseMs * 2 ** this.backoff));
+  }
+  resent(end: number, at: number): void {
+    this.backoff++;
+    this.sends = [{ end, at }];
+  }
+}
 
 /**
  * A grow-only set replicated over a star: every node sends its clients' new values to the root (the lowest
@@ -35,13 +59,13 @@ export class ReplicatedSet<V> {
   private rootPrefix = 0;
   private rootPrefixSent = 0;
   private lastUp = 0;
-  private upBackoff = 0;
+  private readonly upUnacked = new Unacked();
   private leafTimer: ReturnType<typeof setTimeout> | null = null;
   // as the root
   private readonly log: V[] = [];
   private readonly leaves = new Map<
     string,
-    { sent: number; acked: number; upAck: number; upAckSent: number; lastSent: number; backoff: number }
+    { sent: number; acked: number; upAck: number; upAckSent: number; unacked: Unacked }
   >();
   private ticker: ReturnType<typeof setInterval> | null = null;
 
@@ -49,9 +73,10 @@ export class ReplicatedSet<V> {
     this.node = node;
     this.keyOf = keyOf;
     this.o = {
-      rootFlushMs: o.rootFlushMs ?? 250,
-      leafFlushMs: o.leafFlushMs ?? 10,
-      resendMs: o.resendMs ?? 600,
+      rootFlushMs: o.rootFlushMs ?? 300,
+      leafFlushMs: o.leafFlushMs ?? 2,
+      resendMs: o.resendMs ?? 1500,
+      idleAckMs: o.idleAckMs ?? 800,
     };
     node.on("rs_up", (m) => this.onUp(m));
     node.on("rs_down", (m) => this.onDown(m));
@@ -70,8 +95,8 @@ export class ReplicatedSet<V> {
     if (this.ticker) return;
     for (const p of this.node.peers)
       if (this.isRoot)
-        this.leaves.set(p, { sent: 0, acked: 0, upAck: 0, upAckSent: 0, lastSent: 0, backoff: 0 });
-    this.ticker = setInterval(() => this.tick(), this.isRoot ? this.o.rootFlushMs : 100);
+        this.leaves.set(p, { sent: 0, acked: 0, upAck: 0, upAckSent: 0, unacked: new Unacked() });
+    this.ticker = setInterval(() => this.tick(), this.isRoot ? this.o.rootFlushMs : 50);
     this.ticker.unref?.();
   }
 
@@ -102,36 +127,35 @@ export class ReplicatedSet<V> {
   private flushUp(resend: boolean): void {
     const from = resend ? this.ownAcked : this.ownSent;
     const values = this.own.slice(from);
+    const now = Date.now();
     this.node.send(this.root, { type: "rs_up", from, values, ack: this.rootPrefix });
+    if (resend) this.upUnacked.resent(this.own.length, now);
+    else if (values.length > 0) this.upUnacked.record(this.own.length, now);
     this.ownSent = this.own.length;
     this.rootPrefixSent = this.rootPrefix;
-    this.lastUp = Date.now();
+    this.lastUp = now;
   }
 
   private tick(): void {
     const now = Date.now();
     if (!this.isRoot) {
-      const resendAfter = jitter(Math.min(2000, this.o.resendMs * 2 ** this.upBackoff));
-      if (this.ownAcked < this.ownSent && now - this.lastUp > resendAfter) {
-        this.upBackoff++;
-        this.flushUp(true);
-      } else if (this.rootPrefix > this.rootPrefixSent && now - this.lastUp > this.o.resendMs / 2) {
+      if (this.upUnacked.overdue(now, this.o.resendMs)) this.flushUp(true);
+      else if (this.rootPrefix > this.rootPrefixSent && now - this.lastUp > this.o.idleAckMs) {
         // Nothing to send for a while: a bare ack, so the root does not resend what we have.
         this.flushUp(false);
       }
       return;
     }
     for (const [leaf, s] of this.leaves) {
+      const overdue = s.unacked.overdue(now, this.o.resendMs);
       const fresh = s.sent < this.log.length || s.upAck > s.upAckSent;
-      const overdue =
-        s.acked < s.sent && now - s.lastSent > jitter(Math.min(2000, this.o.resendMs * 2 ** s.backoff));
       if (!fresh && !overdue) continue;
-      if (overdue) s.backoff++;
       const from = overdue ? s.acked : s.sent;
       this.node.send(leaf, { type: "rs_down", from, values: this.log.slice(from), upAck: s.upAck });
+      if (overdue) s.unacked.resent(this.log.length, now);
+      else if (s.sent < this.log.length) s.unacked.record(this.log.length, now);
       s.sent = this.log.length;
       s.upAckSent = s.upAck;
-      s.lastSent = now;
     }
   }
 
@@ -147,7 +171,7 @@ export class ReplicatedSet<V> {
     const ack = Number(m.body.ack);
     if (ack > s.acked) {
       s.acked = Math.min(ack, this.log.length);
-      s.backoff = 0;
+      s.unacked.ack(s.acked);
     }
   }
 
@@ -159,7 +183,7 @@ export class ReplicatedSet<V> {
     const upAck = Number(m.body.upAck);
     if (upAck > this.ownAcked) {
       this.ownAcked = Math.min(upAck, this.own.length);
-      this.upBackoff = 0;
+      this.upUnacked.ack(this.ownAcked);
     }
   }
 }
