@@ -45,6 +45,24 @@ export const ErrorCodes = {
     definite: false,
     text: "A quorum call could not be completed; the error lists which nodes failed and why",
   },
+  CONFLICT: { status: 409, definite: true, text: "Another operation of this kind is in progress" },
+  CHECKPOINT_NOT_FOUND: {
+    status: 404,
+    definite: true,
+    text: "No complete checkpoint (or object) with this id",
+  },
+  OBJECT_STORE_AUTH: { status: 502, definite: true, text: "The object store refused the credentials" },
+  OBJECT_STORE_UNAVAILABLE: { status: 503, definite: false, text: "The object store could not be reached" },
+  CHECKSUM_MISMATCH: {
+    status: 502,
+    definite: true,
+    text: "Stored bytes do not match their recorded size or checksum",
+  },
+  HOST_MISMATCH: {
+    status: 409,
+    definite: true,
+    text: "The host role in the request does not match the node's assigned role",
+  },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
   STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },
 } as const;
