@@ -28,6 +28,7 @@ import {
   type StoreOptions,
   type StoreReplyResult,
   type StoreStats,
+  type StoredRecord,
 } from "./store.ts";
 
 interface MemReply extends Reply {
@@ -48,6 +49,7 @@ export class MemoryStore implements Store {
   private replies = new Map<string, MemReply>();
   private repliesByInstruction = new Map<string, MemReply>();
   private seq = 0;
+  private readonly records = new Map<string, StoredRecord>();
   private readonly changes = new EventEmitter();
 
   constructor(opts?: StoreOptions) {
@@ -371,6 +373,24 @@ export class MemoryStore implements Store {
     }
     if (made) this.changed();
     return made;
+  }
+
+  async getRecord<T>(key: string): Promise<StoredRecord<T> | null> {
+    checkName("key", key, 500);
+    const r = this.records.get(key);
+    return r ? (structuredClone(r) as StoredRecord<T>) : null;
+  }
+
+  async putRecord<T>(key: string, value: T, expectedVersion: number | null): Promise<StoredRecord<T>> {
+    checkName("key", key, 500);
+    const cur = this.records.get(key);
+    if ((cur?.version ?? null) !== expectedVersion)
+      throw new FleetlinkError("STATUS_CONFLICT", `record ${key} is at version ${cur?.version ?? "none"}`, {
+        field: "expectedVersion",
+      });
+    const next: StoredRecord = { key, version: (cur?.version ?? 0) + 1, value: structuredClone(value), updatedAt: this.now() };
+    this.records.set(key, next);
+    return structuredClone(next) as StoredRecord<T>;
   }
 
   async cleanup(olderThanMs: number): Promise<CleanupResult> {

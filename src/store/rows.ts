@@ -1,4 +1,5 @@
 import type { Instruction, NodeRecord, Reply, Run } from "../protocol/types.ts";
+import type { StoredRecord } from "./store.ts";
 
 /** Row shapes shared by the SQL backends (same column names in SQLite and PostgreSQL). */
 export type Row = Record<string, unknown>;
@@ -67,4 +68,11 @@ export const emptyStats = () => ({
   nodes: { registered: 0, online: 0, offline: 0, unregistered: 0 },
   instructions: { pending: 0, leased: 0, done: 0 },
   replies: { pending: 0, claimed: 0 },
+});
+
+export const toRecord = <T>(r: Row): StoredRecord<T> => ({
+  key: r.key as string,
+  version: num(r.version),
+  value: JSON.parse(r.value as string) as T,
+  updatedAt: num(r.updated_at),
 });

@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
-import { emptyStats, type Row, toInstruction, toNode, toReply, toRun } from "./rows.ts";
+import { emptyStats, type Row, toInstruction, toNode, toRecord, toReply, toRun } from "./rows.ts";
 import {
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
@@ -26,6 +26,7 @@ import {
   type Store,
   type StoreReplyResult,
   type StoreStats,
+  type StoredRecord,
 } from "./store.ts";
 
 /** One connection (or transaction) that runs `$1`-style parameterised SQL. */
@@ -436,6 +437,36 @@ export abstract class SqlStore implements Store {
     });
     if (made) this.changed();
     return made;
+  }
+
+  async getRecord<T>(key: string): Promise<StoredRecord<T> | null> {
+    checkName("key", key, 500);
+    const [r] = await this.tx((c) => c.q("SELECT * FROM records WHERE key = $1", [key]), "read");
+    return r ? toRecord<T>(r) : null;
+  }
+
+  async putRecord<T>(key: string, value: T, expectedVersion: number | null): Promise<StoredRecord<T>> {
+    checkName("key", key, 500);
+    const json = JSON.stringify(value);
+    return this.tx(async (c) => {
+      // One statement each way: the version guard makes racing writers exclusive.
+      const [r] =
+        expectedVersion === null
+          ? await c.q(
+              `INSERT INTO records (key, version, value, updated_at) VALUES ($1, 1, $2, $3)
+               ON CONFLICT (key) DO NOTHING RETURNING *`,
+              [key, json, this.now()],
+            )
+          : await c.q(
+              "UPDATE records SET version = version + 1, value = $2, updated_at = $3 WHERE key = $1 AND version = $4 RETURNING *",
+              [key, json, this.now(), expectedVersion],
+            );
+      if (r) return toRecord<T>(r);
+      const [cur] = await c.q("SELECT version FROM records WHERE key = $1", [key]);
+      throw new FleetlinkError("STATUS_CONFLICT", `record ${key} is at version ${cur?.version ?? "none"}`, {
+        field: "expectedVersion",
+      });
+    });
   }
 
   async cleanup(olderThanMs: number): Promise<CleanupResult> {

@@ -111,6 +111,14 @@ export interface StoreStats {
   replies: { pending: number; claimed: number };
 }
 
+/** A small JSON document with a version, for compare-and-set across replicas. */
+export interface StoredRecord<T = unknown> {
+  key: string;
+  version: number;
+  value: T;
+  updatedAt: number;
+}
+
 export interface CleanupResult {
   instructions: number;
   replies: number;
@@ -170,6 +178,12 @@ export interface Store {
    * Returns how many error replies it made. Safe to run on every replica at once.
    */
   sweep(): Promise<number>;
+  getRecord<T = unknown>(key: string): Promise<StoredRecord<T> | null>;
+  /**
+   * Compare-and-set: writes `value` if the record's version is `expectedVersion` (null: it must not exist yet).
+   * Of two replicas racing from the same version exactly one wins; the other gets STATUS_CONFLICT.
+   */
+  putRecord<T = unknown>(key: string, value: T, expectedVersion: number | null): Promise<StoredRecord<T>>;
   /** Deletes ended instructions whose reply was claimed, and finished runs with nothing left, older than the cutoff. */
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;

@@ -682,6 +682,23 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
       });
     });
 
+    describe("records", () => {
+      test("records - compare-and-set: of racing writers from one version exactly one wins", async () => {
+        expect(await store.getRecord("k")).toBeNull();
+        const first = await store.putRecord("k", { status: "in_progress", n: 1 }, null);
+        expect(first).toMatchObject({ key: "k", version: 1, value: { status: "in_progress", n: 1 } });
+        await rejectsWith(store.putRecord("k", { n: 2 }, null), "STATUS_CONFLICT", "expectedVersion");
+        const results = await Promise.allSettled(
+          Array.from({ length: 6 }, (_, i) => store.putRecord("k", { n: 10 + i }, 1)),
+        );
+        expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+        const now = await store.getRecord<{ n: number }>("k");
+        expect(now!.version).toBe(2);
+        expect(now!.value.n).toBeGreaterThanOrEqual(10);
+        await rejectsWith(store.getRecord(""), "INVALID_ARGUMENT", "key");
+      });
+    });
+
     describe("housekeeping", () => {
       test("cleanup - removes ended, claimed messages and empty finished runs older than the cutoff", async () => {
         const { run, nodes } = await setup(1);

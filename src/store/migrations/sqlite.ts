@@ -60,4 +60,16 @@ CREATE TABLE replies (
 CREATE INDEX replies_unclaimed ON replies (run_id, seq) WHERE claimed = 0;
 `,
   },
+  {
+    version: 2,
+    name: "records: small versioned documents (checkpoint status, host roles)",
+    sql: `
+CREATE TABLE records (
+  key TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  value TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+`,
+  },
 ];
