@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { runTest, type TestParams } from "../src/maelstrom/harness/run.ts";
 
 const root = join(import.meta.dirname, "..");
-const bin = `"${process.execPath}" "${join(root, "src/cli/main.ts")}" maelstrom node broadcast`;
+const bin = `"${process.execPath}" "${join(root, "src/maelstrom/main.ts")}" broadcast`;
 const seed = Number(process.env.SEED ?? 1);
 
 const configs: { name: string; p: Partial<TestParams>; target: string; best: string }[] = [

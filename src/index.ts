@@ -1,3 +1,8 @@
+export type { HostInfo, Manifest } from "./checkpoint/layout.ts";
+export type { NodeState, StandbyOptions } from "./checkpoint/node-side.ts";
+export { type ObjectStore, openObjectStore } from "./checkpoint/object-store.ts";
+export type { OpStatus, Roles } from "./checkpoint/orchestrator.ts";
+export { CheckpointClient, type CheckpointSummary } from "./coordinator/checkpoints.ts";
 export { IncompleteCallError } from "./coordinator/errors.ts";
 export { Fleet, type FleetNode, type FleetOptions } from "./coordinator/fleet.ts";
 export type { Quorum, QuorumDecision, QuorumFunction, QuorumState } from "./coordinator/quorum.ts";

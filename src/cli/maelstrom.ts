@@ -1,13 +1,17 @@
-import { join } from "node:path";
+import { dirname, extname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { runTest } from "../maelstrom/harness/run.ts";
 import { runWorkload, type WorkloadName, workloads } from "../maelstrom/workloads/index.ts";
 
 const names = Object.keys(workloads);
 
-/** The command line that starts this very CLI (works from src/ with Node 24 and from dist/). */
-export const selfCommand = (): string =>
-  `${JSON.stringify(process.execPath)} ${JSON.stringify(process.argv[1])}`;
+/** The command line of the light node entry beside this file (works from src/ with Node 24 and from dist/). */
+export const nodeCommand = (workload: string): string => {
+  const self = fileURLToPath(import.meta.url);
+  const entry = join(dirname(self), "..", "maelstrom", `main${extname(self)}`);
+  return `${JSON.stringify(process.execPath)} ${JSON.stringify(entry)} ${workload}`;
+};
 
 export const maelstromCommand = (): Command => {
   const cmd = new Command("maelstrom").description(
@@ -44,7 +48,7 @@ export const maelstromCommand = (): Command => {
       const out = o.out ?? join("runs", `${new Date().toISOString().replace(/[:.]/g, "-")}-${o.workload}`);
       const params = {
         workload: o.workload,
-        bin: o.bin ?? `${selfCommand()} maelstrom node ${o.workload}`,
+        bin: o.bin ?? nodeCommand(o.workload),
         nodeCount: Number(o.nodeCount),
         timeLimitS: Number(o.timeLimit),
         rate: Number(o.rate),

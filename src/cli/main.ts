@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
+import { checkpointCommand } from "./checkpoint.ts";
 import { demoCommand } from "./demo.ts";
 import { maelstromCommand } from "./maelstrom.ts";
 import { nodeCommand } from "./node.ts";
@@ -15,6 +16,7 @@ program.addCommand(nodeCommand());
 program.addCommand(demoCommand());
 program.addCommand(storeCommand());
 program.addCommand(maelstromCommand());
+program.addCommand(checkpointCommand());
 
 program.parseAsync().catch((e: unknown) => {
   const err = e as { code?: string; message?: string };

@@ -1,5 +1,6 @@
 import type { NodeRecord, Run as RunRecord } from "../protocol/types.ts";
 import { type Logger, silentLogger } from "../stream/channel.ts";
+import { CheckpointClient } from "./checkpoints.ts";
 import { HubClient } from "./http.ts";
 import { RunHandle } from "./run.ts";
 
@@ -18,10 +19,13 @@ export class Fleet {
   readonly http: HubClient;
   private readonly log: Logger;
   private readonly runs = new Set<RunHandle>();
+  /** Fleet checkpoints: host roles, push, pull, status, list. */
+  readonly checkpoints: CheckpointClient;
 
   private constructor(http: HubClient, log: Logger) {
     this.http = http;
     this.log = log;
+    this.checkpoints = new CheckpointClient(http);
   }
 
   static async connect(o: FleetOptions): Promise<Fleet> {

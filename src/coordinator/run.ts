@@ -136,6 +136,20 @@ export class RunHandle {
     }
   }
 
+  /**
+   * The nodes currently holding the run's host roles (after a standby took over a host, the standby), as a
+   * configuration, in host order.
+   */
+  async hostConfiguration(): Promise<Configuration> {
+    const { roles } = await this.http.request<{ roles: { hosts: { nodeId: string }[] } | null }>(
+      "GET",
+      `/v1/runs/${this.id}/hosts`,
+    );
+    if (!roles)
+      throw new FleetlinkError("INVALID_ARGUMENT", `run ${this.id} has no host roles`, { field: "run" });
+    return this.configuration(roles.hosts.map((h) => h.nodeId));
+  }
+
   /** The set of nodes a call addresses. */
   configuration(nodes: Iterable<string | { id: string }>): Configuration {
     return new Configuration(

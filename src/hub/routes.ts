@@ -26,12 +26,13 @@ export interface RouteContext {
 const publicNode = ({ credentialHash: _, ...n }: NodeRecord) => n;
 
 /** The versioned HTTP API for coordinators and admins (token) and node enrollment (enrollment token). */
+export const requireToken = (expected: string) => async (req: FastifyRequest) => {
+  if (!sameSecret(bearer(req.headers.authorization), expected))
+    throw new FleetlinkError("UNAUTHORIZED", "wrong token");
+};
+
 export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void => {
   const { store } = ctx;
-  const requireToken = (expected: string) => async (req: FastifyRequest) => {
-    if (!sameSecret(bearer(req.headers.authorization), expected))
-      throw new FleetlinkError("UNAUTHORIZED", "wrong token");
-  };
   const admin = { preHandler: requireToken(ctx.token) };
 
   app.get("/healthz", async () => ({ ok: true }));

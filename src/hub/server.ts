@@ -3,14 +3,17 @@ import type { Duplex } from "node:stream";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import pino from "pino";
 import { WebSocketServer } from "ws";
+import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
+import { Checkpoints } from "../checkpoint/orchestrator.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { MAX_FRAME_BYTES } from "../protocol/frames.ts";
 import { isId, newId } from "../protocol/ids.ts";
 import type { Store } from "../store/store.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
+import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
 import { NodeStreams } from "./node-streams.ts";
-import { registerRoutes } from "./routes.ts";
+import { registerRoutes, requireToken } from "./routes.ts";
 import { RunStreams } from "./run-streams.ts";
 
 export interface HubOptions {
@@ -32,6 +35,10 @@ export interface HubOptions {
   /** WebSocket ping interval to detect dead peers, in ms. (Default: 10000) */
   pingIntervalMs?: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Object storage for fleet checkpoints (file://DIR or s3://BUCKET/PREFIX); enables the checkpoint routes. */
+  checkpointStore?: string | ObjectStore;
+  /** Complete checkpoints kept per run. (Default: 3) */
+  checkpointKeep?: number;
   /** pino logger, or a level. (Default: "silent") */
   logger?: pino.Logger | string;
 }
@@ -41,6 +48,7 @@ export interface Hub {
   readonly app: FastifyInstance;
   readonly nodes: NodeStreams;
   readonly runs: RunStreams;
+  readonly checkpoints: Checkpoints | undefined;
   listen(opts?: { host?: string; port?: number }): Promise<string>;
   close(): Promise<void>;
 }
@@ -104,6 +112,16 @@ export const createHub = (o: HubOptions): Hub => {
     changed,
     stats: () => ({ connectedNodes: nodes.connected, runSubscribers: runs.subscribers }),
   });
+
+  const objects =
+    typeof o.checkpointStore === "string" ? openObjectStore(o.checkpointStore) : o.checkpointStore;
+  const checkpoints = objects
+    ? new Checkpoints({ store: o.store, objects, keep: o.checkpointKeep, changed, log })
+    : undefined;
+  if (checkpoints) {
+    registerCheckpointRoutes(app, checkpoints, { preHandler: requireToken(o.token) });
+    checkpoints.startMonitor();
+  }
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxBody });
   const reject = (socket: Duplex, e: FleetlinkError) => {
@@ -177,12 +195,14 @@ export const createHub = (o: HubOptions): Hub => {
     app,
     nodes,
     runs,
+    checkpoints,
     async listen(l = {}) {
       const address = await app.listen({ host: l.host ?? "127.0.0.1", port: l.port ?? 0 });
       return address.replace("[::1]", "127.0.0.1");
     },
     async close() {
       unwatch();
+      checkpoints?.stop();
       for (const t of timers) clearInterval(t);
       nodes.closeAll();
       runs.closeAll();

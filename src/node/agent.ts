@@ -1,6 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import WebSocket from "ws";
+import { NodeCheckpoints, type NodeState, type StandbyOptions } from "../checkpoint/node-side.ts";
+import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { ReplyError } from "../protocol/types.ts";
@@ -44,6 +46,12 @@ export interface NodeAgentOptions {
   /** Completed instruction ids remembered, so a redelivered instruction is not run twice. (Default: 10000) */
   rememberCompleted?: number;
   log?: Logger;
+  /** State the coordinator can checkpoint and restore (`checkpoint.push` / `checkpoint.pull`). */
+  state?: NodeState;
+  /** Where checkpoints live: file://DIR or s3://BUCKET/PREFIX. (Default: file://./.fleetlink/checkpoints) */
+  checkpointStore?: string | ObjectStore;
+  /** Run as a warm standby for one host: pull its newest checkpoint periodically, take over when activated. */
+  standby?: StandbyOptions;
 }
 
 interface Outgoing {
@@ -73,11 +81,27 @@ export class NodeAgent {
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private connectAttempt = 0;
+  /** Checkpoint system methods, when the node has state. */
+  readonly checkpoints: NodeCheckpoints | undefined;
+  private readonly handlers: Record<string, Handler>;
 
   constructor(o: NodeAgentOptions) {
     if (o.hubs.length === 0)
       throw new FleetlinkError("INVALID_ARGUMENT", "hubs: at least one hub URL", { field: "hubs" });
     this.o = o;
+    this.handlers = { ...o.handlers };
+    if (o.state) {
+      const objects =
+        typeof o.checkpointStore === "object"
+          ? o.checkpointStore
+          : openObjectStore(o.checkpointStore ?? `file://${process.cwd()}/.fleetlink/checkpoints`);
+      this.checkpoints = new NodeCheckpoints({
+        state: o.state,
+        objects,
+        nodeId: () => this.identity?.nodeId ?? "",
+      });
+      Object.assign(this.handlers, this.checkpoints.handlers());
+    }
     this.log = o.log ?? silentLogger;
     this.identity = o.identity;
     if (!this.identity && o.identityFile) {
@@ -109,6 +133,8 @@ export class NodeAgent {
   /** Enrolls if needed and starts connecting; resolves once the first connection is online. */
   async start(): Promise<void> {
     if (!this.identity) await this.enroll();
+    if (this.o.standby && this.checkpoints)
+      this.checkpoints.startStandby(this.o.standby, (m) => this.log.warn({ msg: m }, "standby"));
     this.connect();
     for await (const s of this.status()) {
       if (s.state === "online") return;
@@ -244,7 +270,7 @@ export class NodeAgent {
   }
 
   private async run(ins: WireInstruction): Promise<void> {
-    const handler = this.o.handlers[ins.method];
+    const handler = this.handlers[ins.method];
     let payload: unknown;
     let error: ReplyError | null = null;
     try {
@@ -327,6 +353,7 @@ export class NodeAgent {
       ]);
     }
     this.abort.abort("agent stopped");
+    await this.checkpoints?.close();
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
     for (const out of this.outbox.values()) clearTimeout(out.timer);

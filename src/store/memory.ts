@@ -25,10 +25,10 @@ import {
   type ResolvedStoreOptions,
   resolveOptions,
   type Store,
+  type StoredRecord,
   type StoreOptions,
   type StoreReplyResult,
   type StoreStats,
-  type StoredRecord,
 } from "./store.ts";
 
 interface MemReply extends Reply {
@@ -381,6 +381,13 @@ export class MemoryStore implements Store {
     return r ? (structuredClone(r) as StoredRecord<T>) : null;
   }
 
+  async listRecords<T>(prefix: string): Promise<StoredRecord<T>[]> {
+    return [...this.records.values()]
+      .filter((r) => r.key.startsWith(prefix))
+      .sort((a, b) => (a.key < b.key ? -1 : 1))
+      .map((r) => structuredClone(r) as StoredRecord<T>);
+  }
+
   async putRecord<T>(key: string, value: T, expectedVersion: number | null): Promise<StoredRecord<T>> {
     checkName("key", key, 500);
     const cur = this.records.get(key);
@@ -388,7 +395,12 @@ export class MemoryStore implements Store {
       throw new FleetlinkError("STATUS_CONFLICT", `record ${key} is at version ${cur?.version ?? "none"}`, {
         field: "expectedVersion",
       });
-    const next: StoredRecord = { key, version: (cur?.version ?? 0) + 1, value: structuredClone(value), updatedAt: this.now() };
+    const next: StoredRecord = {
+      key,
+      version: (cur?.version ?? 0) + 1,
+      value: structuredClone(value),
+      updatedAt: this.now(),
+    };
     this.records.set(key, next);
     return structuredClone(next) as StoredRecord<T>;
   }

@@ -24,9 +24,9 @@ import {
   type ReleaseInput,
   type ResolvedStoreOptions,
   type Store,
+  type StoredRecord,
   type StoreReplyResult,
   type StoreStats,
-  type StoredRecord,
 } from "./store.ts";
 
 /** One connection (or transaction) that runs `$1`-style parameterised SQL. */
@@ -443,6 +443,14 @@ export abstract class SqlStore implements Store {
     checkName("key", key, 500);
     const [r] = await this.tx((c) => c.q("SELECT * FROM records WHERE key = $1", [key]), "read");
     return r ? toRecord<T>(r) : null;
+  }
+
+  async listRecords<T>(prefix: string): Promise<StoredRecord<T>[]> {
+    const rows = await this.tx(
+      (c) => c.q("SELECT * FROM records WHERE substr(key, 1, length($1)) = $1 ORDER BY key", [prefix]),
+      "read",
+    );
+    return rows.map((r) => toRecord<T>(r));
   }
 
   async putRecord<T>(key: string, value: T, expectedVersion: number | null): Promise<StoredRecord<T>> {

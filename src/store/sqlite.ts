@@ -1,4 +1,4 @@
-import { DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
 import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
@@ -200,6 +200,19 @@ export class SqliteStore extends SqlStore {
             [input.runId, limit],
           );
       return rows.sort(bySeq).map(toReply);
+    });
+  }
+
+  /**
+   * A consistent copy of the live database at `path` (SQLite's online backup: pages are copied in steps while
+   * other processes keep writing; the copy is the state of one moment).
+   */
+  async backupTo(path: string, onProgress?: (done: number, total: number) => void): Promise<void> {
+    await backup(this.db, path, {
+      rate: 256,
+      progress: onProgress
+        ? ({ totalPages, remainingPages }) => onProgress(totalPages - remainingPages, totalPages)
+        : undefined,
     });
   }
 

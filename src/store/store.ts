@@ -179,6 +179,8 @@ export interface Store {
    */
   sweep(): Promise<number>;
   getRecord<T = unknown>(key: string): Promise<StoredRecord<T> | null>;
+  /** Records whose key starts with `prefix`, by key. */
+  listRecords<T = unknown>(prefix: string): Promise<StoredRecord<T>[]>;
   /**
    * Compare-and-set: writes `value` if the record's version is `expectedVersion` (null: it must not exist yet).
    * Of two replicas racing from the same version exactly one wins; the other gets STATUS_CONFLICT.

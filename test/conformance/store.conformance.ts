@@ -696,6 +696,13 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         expect(now!.version).toBe(2);
         expect(now!.value.n).toBeGreaterThanOrEqual(10);
         await rejectsWith(store.getRecord(""), "INVALID_ARGUMENT", "key");
+        await store.putRecord("roles:b", 2, null);
+        await store.putRecord("roles:a", 1, null);
+        await store.putRecord("rolesX", 3, null);
+        expect((await store.listRecords("roles:")).map((r) => [r.key, r.value])).toEqual([
+          ["roles:a", 1],
+          ["roles:b", 2],
+        ]);
       });
     });
 

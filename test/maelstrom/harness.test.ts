@@ -8,7 +8,7 @@ import { runTest, type TestParams } from "../../src/maelstrom/harness/run.ts";
 
 const root = join(import.meta.dirname, "../..");
 const node = `"${process.execPath}"`;
-const ours = (w: string) => `${node} "${join(root, "src/cli/main.ts")}" maelstrom node ${w}`;
+const ours = (w: string) => `${node} "${join(root, "src/maelstrom/main.ts")}" ${w}`;
 const fixture = (f: string) => `${node} "${join(root, "test/fixtures/maelstrom", f)}"`;
 const dir = mkdtempSync(join(tmpdir(), "fleetlink-maelstrom-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

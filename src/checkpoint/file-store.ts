@@ -1,0 +1,241 @@
+import { randomBytes } from "node:crypto";
+import type { Dirent } from "node:fs";
+import { type FileHandle, mkdir, open, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { basename, dirname, join, resolve, sep } from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import { FleetlinkError, invalid } from "../protocol/errors.ts";
+import {
+  checkKey,
+  checkPrefix,
+  hashingTap,
+  type ObjectInfo,
+  type ObjectStore,
+  type PutResult,
+  readAll,
+  toReadable,
+} from "./object-store.ts";
+
+/** In-flight writes are named `.NAME.RANDOM.fleetlink-partial`; list skips them and keys may not end so. */
+const PARTIAL = ".fleetlink-partial";
+
+/**
+ * Objects as files under one directory. A put writes a temp file beside its target, fsyncs it and
+ * renames it into place (then fsyncs the directory), so a reader sees the old object or the new one,
+ * never part of one, even across a crash.
+ */
+export class FileStore implements ObjectStore {
+  readonly url: string;
+  /** Absolute path of the store's root directory. */
+  readonly root: string;
+
+  constructor(url: string, root: string) {
+    this.url = url;
+    this.root = root;
+  }
+
+  /** `file:///abs/dir`, `file://localhost/abs/dir`, or `file://./rel/dir` / `file://../rel` (from the working directory). */
+  static open(url: string): FileStore {
+    const rest = url.slice("file://".length);
+    if (rest.includes("?") || rest.includes("#"))
+      throw invalid("url", "a file:// URL takes no query or fragment");
+    if (rest === "" || rest === "/" || rest === "localhost/")
+      throw invalid("url", "file:// needs a directory, e.g. file:///data/ckpt");
+    const relative = /^\.\.?(\/|$)/.test(rest);
+    if (!relative && !rest.startsWith("/") && !rest.startsWith("localhost/"))
+      throw invalid(
+        "url",
+        "use file:///absolute/dir or file://./relative/dir (a file URL names no other host)",
+      );
+    try {
+      return new FileStore(url, relative ? resolve(decodeURIComponent(rest)) : fileURLToPath(url));
+    } catch (e) {
+      throw new FleetlinkError("INVALID_ARGUMENT", `url: ${(e as Error).message}`, {
+        field: "url",
+        cause: e,
+      });
+    }
+  }
+
+  private path(key: string): string {
+    checkKey(key);
+    if (key.split("/").some((seg) => seg.endsWith(PARTIAL)))
+      throw invalid("key", `segments ending in ${PARTIAL} are reserved: ${JSON.stringify(key)}`);
+    return join(this.root, ...key.split("/"));
+  }
+
+  async put(key: string, body: Readable | Uint8Array): Promise<PutResult> {
+    const path = this.path(key);
+    const dir = dirname(path);
+    const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}${PARTIAL}`);
+    const tap = hashingTap();
+    try {
+      const fh = await openCreating(dir, tmp);
+      // `flush` fsyncs before the stream closes the file. (A stream made with autoClose: false keeps a
+      // reference on the FileHandle, and FileHandle.close() then waits forever.)
+      await pipeline(toReadable(body), tap, fh.createWriteStream({ flush: true }));
+      await rename(tmp, path);
+      await fsyncDir(dir);
+      return tap.result();
+    } catch (e) {
+      await unlink(tmp).catch(() => {});
+      throw putError(e, key);
+    }
+  }
+
+  async get(key: string): Promise<Readable> {
+    const path = this.path(key);
+    const fh = await open(path, "r").catch((e: unknown) => {
+      throw fsError(e, key);
+    });
+    try {
+      if (!(await fh.stat()).isFile()) throw notFound(key);
+    } catch (e) {
+      await fh.close();
+      throw fsError(e, key);
+    }
+    return fh.createReadStream();
+  }
+
+  async getBytes(key: string): Promise<Uint8Array> {
+    return readAll(await this.get(key));
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    const path = this.path(key);
+    try {
+      const st = await stat(path);
+      return st.isFile() ? { key, size: st.size } : null;
+    } catch (e) {
+      const err = fsError(e, key);
+      if (err instanceof FleetlinkError && err.kind === "CHECKPOINT_NOT_FOUND") return null;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    checkPrefix(prefix);
+    // Walk only the deepest directory the prefix names in full ("a/b/c" → a/b), then filter.
+    const cut = prefix.lastIndexOf("/");
+    const base = cut < 0 ? "" : prefix.slice(0, cut);
+    const out: ObjectInfo[] = [];
+    const walk = async (rel: string): Promise<void> => {
+      let entries: Dirent[];
+      try {
+        entries = await readdir(rel === "" ? this.root : join(this.root, ...rel.split("/")), {
+          withFileTypes: true,
+        });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") return;
+        throw fsError(e, rel);
+      }
+      for (const ent of entries) {
+        const key = rel === "" ? ent.name : `${rel}/${ent.name}`;
+        if (!key.startsWith(prefix) && !prefix.startsWith(`${key}/`)) continue;
+        if (ent.isDirectory()) await walk(key);
+        else if (ent.isFile() && !ent.name.endsWith(PARTIAL) && key.startsWith(prefix)) {
+          const st = await stat(join(this.root, ...key.split("/"))).catch(() => null);
+          if (st?.isFile()) out.push({ key, size: st.size });
+        }
+      }
+    };
+    await walk(base);
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    const paths = keys.map((k) => this.path(k));
+    for (const [i, path] of paths.entries()) {
+      try {
+        await unlink(path);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") continue;
+        throw fsError(e, keys[i]!);
+      }
+      await this.pruneEmptyDirs(dirname(path));
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  /** Removes now-empty directories up to (not including) the root, so deleted checkpoints leave no trees. */
+  private async pruneEmptyDirs(dir: string): Promise<void> {
+    while (dir.startsWith(this.root + sep)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return; // not empty (or already gone): stop
+      }
+      dir = dirname(dir);
+    }
+  }
+}
+
+/** Creates dir and opens tmp in it; retries when a concurrent delete prunes the empty dir in between. */
+const openCreating = async (dir: string, tmp: string): Promise<FileHandle> => {
+  for (let attempt = 0; ; attempt++) {
+    await mkdir(dir, { recursive: true });
+    try {
+      return await open(tmp, "wx");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 3) throw e;
+    }
+  }
+};
+
+const fsyncDir = async (dir: string): Promise<void> => {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+};
+
+const notFound = (key: string): FleetlinkError =>
+  new FleetlinkError("CHECKPOINT_NOT_FOUND", `no object ${JSON.stringify(key)}`);
+
+/** A put whose path runs into an object where a directory must be, or the reverse. */
+const putError = (e: unknown, key: string): unknown => {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === "ENOTDIR" || code === "EEXIST" || code === "EISDIR")
+    return new FleetlinkError(
+      "INVALID_ARGUMENT",
+      `key: ${JSON.stringify(key)} collides with an existing object or directory of that name`,
+      { field: "key", cause: e },
+    );
+  return fsError(e, key);
+};
+
+/** Maps a filesystem error to the object-store error codes; others pass through unchanged. */
+const fsError = (e: unknown, key: string): unknown => {
+  if (e instanceof FleetlinkError) return e;
+  const code = (e as NodeJS.ErrnoException).code;
+  switch (code) {
+    case "ENOENT":
+    case "ENOTDIR":
+    case "EISDIR":
+      return new FleetlinkError("CHECKPOINT_NOT_FOUND", `no object ${JSON.stringify(key)}`, { cause: e });
+    case "EACCES":
+    case "EPERM":
+      return new FleetlinkError("OBJECT_STORE_AUTH", `permission denied on ${JSON.stringify(key)}`, {
+        cause: e,
+      });
+    case "EIO":
+    case "ENOSPC":
+    case "EDQUOT":
+    case "EROFS":
+    case "EMFILE":
+    case "ENFILE":
+    case "ESTALE":
+    case "ETIMEDOUT":
+      return new FleetlinkError("OBJECT_STORE_UNAVAILABLE", `${code} on ${JSON.stringify(key)}`, {
+        cause: e,
+      });
+    default:
+      return e;
+  }
+};

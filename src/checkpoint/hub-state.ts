@@ -1,0 +1,113 @@
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, statSync } from "node:fs";
+import { mkdtemp, rename, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { FleetlinkError } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
+import type { SqliteStore } from "../store/sqlite.ts";
+import { collectGarbage, findCheckpoint, type Manifest, manifestKey } from "./layout.ts";
+import type { ObjectStore } from "./object-store.ts";
+
+/** The hub's own state is checkpointed like a one-host run named "hub". */
+export const HUB_RUN = "hub";
+export type Progress = (done: number, total: number) => void;
+
+/** Counts bytes flowing through, for progress bars. */
+export const progressTap = (total: number, onProgress?: Progress): Transform => {
+  let done = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      done += chunk.length;
+      onProgress?.(done, total);
+      cb(null, chunk);
+    },
+  });
+};
+
+/**
+ * Pushes a consistent snapshot (online backup) of a SQLite hub database with the same rules as fleet
+ * checkpoints: the part first, the manifest last, then retention.
+ */
+export const pushHubSnapshot = async (
+  store: SqliteStore,
+  objects: ObjectStore,
+  opts: { keep?: number; onProgress?: Progress } = {},
+): Promise<Manifest> => {
+  const dir = await mkdtemp(join(tmpdir(), "fleetlink-hub-snap-"));
+  try {
+    const file = join(dir, "db.sqlite");
+    await store.backupTo(file);
+    const { size } = await stat(file);
+    const id = newId();
+    const key = `${HUB_RUN}/${id}/host0/db.sqlite`;
+    const tap = progressTap(size, opts.onProgress);
+    const put = objects.put(key, createReadStream(file).pipe(tap));
+    const res = await put;
+    const manifest: Manifest = {
+      id,
+      runId: HUB_RUN,
+      createdAt: Date.now(),
+      nHosts: 1,
+      hosts: [{ hostIdx: 0, nodeId: "hub", key, size: res.size, sha256: res.sha256 }],
+    };
+    await objects.put(manifestKey(HUB_RUN, id), new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
+    await collectGarbage(objects, HUB_RUN, opts.keep ?? 3);
+    return manifest;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+};
+
+/**
+ * Restores a hub database from a snapshot before serving. A local database modified after the snapshot was
+ * taken wins (it is newer): it is kept, and the result says so. The download is verified (size + SHA-256)
+ * before it replaces anything.
+ */
+export const restoreHubSnapshot = async (
+  objects: ObjectStore,
+  dbPath: string,
+  id = "latest",
+  opts: { force?: boolean; onProgress?: Progress } = {},
+): Promise<{ restored: boolean; id: string; reason: string }> => {
+  const m = await findCheckpoint(objects, HUB_RUN, id);
+  const part = m.hosts[0]!;
+  if (!opts.force && existsSync(dbPath)) {
+    const local = Math.max(
+      statSync(dbPath).mtimeMs,
+      existsSync(`${dbPath}-wal`) ? statSync(`${dbPath}-wal`).mtimeMs : 0,
+    );
+    if (local > m.createdAt)
+      return {
+        restored: false,
+        id: m.id,
+        reason: `local database ${dbPath} (modified ${new Date(local).toISOString()}) is newer than checkpoint ${m.id} (${new Date(m.createdAt).toISOString()}): keeping the local one`,
+      };
+  }
+  const tmp = join(dirname(dbPath), `.${newId()}.restore`);
+  try {
+    const hash = createHash("sha256");
+    let size = 0;
+    await pipeline(
+      await objects.get(part.key),
+      progressTap(part.size, opts.onProgress),
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          hash.update(chunk);
+          size += chunk.length;
+          cb(null, chunk);
+        },
+      }),
+      createWriteStream(tmp),
+    );
+    if (size !== part.size || hash.digest("hex") !== part.sha256)
+      throw new FleetlinkError("CHECKSUM_MISMATCH", `${part.key} does not match its manifest`);
+    for (const f of [`${dbPath}-wal`, `${dbPath}-shm`]) await rm(f, { force: true });
+    await rename(tmp, dbPath);
+    return { restored: true, id: m.id, reason: `restored ${dbPath} from checkpoint ${m.id}` };
+  } finally {
+    await rm(tmp, { force: true });
+  }
+};

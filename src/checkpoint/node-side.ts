@@ -1,0 +1,211 @@
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { Handler } from "../node/agent.ts";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { checkHostInfo, findCheckpoint, type HostInfo, type HostPart, hostKey } from "./layout.ts";
+import { errorKind, type ObjectStore } from "./object-store.ts";
+
+/** What a node exposes so the coordinator can checkpoint and restore it. */
+export interface NodeState {
+  /** The state to save: bytes or a stream. */
+  snapshot(): Uint8Array | Readable | Promise<Uint8Array | Readable>;
+  /** Replaces the state with a saved one (already verified: size and SHA-256 match the manifest). */
+  restore(data: Readable): void | Promise<void>;
+}
+
+export interface StandbyOptions {
+  runId: string;
+  hostIdx: number;
+  /** How often to pull host k's newest checkpoint, in ms. (Default: 5000) */
+  intervalMs?: number;
+}
+
+export type PullState =
+  | { status: "not_requested" }
+  | { status: "in_progress"; id: string }
+  | { status: "ok"; id: string; bytes: number }
+  | { status: "error"; id: string; error: { kind: string; message: string } };
+
+/** The checkpoint system methods a node agent serves (`checkpoint.push`, `.pull`, `.pull_status`, …). */
+export class NodeCheckpoints {
+  private readonly roles = new Map<string, HostInfo>();
+  private readonly pulls = new Map<string, PullState>();
+  private readonly state: NodeState;
+  private readonly objects: ObjectStore;
+  private readonly nodeId: () => string;
+  private warm: { id: string; file: string; dir: string } | null = null;
+  private standbyTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(o: { state: NodeState; objects: ObjectStore; nodeId: () => string }) {
+    this.state = o.state;
+    this.objects = o.objects;
+    this.nodeId = o.nodeId;
+  }
+
+  handlers(): Record<string, Handler> {
+    return {
+      "checkpoint.assign": (p) => this.assign(p as HostInfo & { runId: string }),
+      "checkpoint.push": (p) => this.push(p as { runId: string; id: string; hostInfo: unknown }),
+      "checkpoint.pull": (p) =>
+        this.pull(p as { runId: string; id: string; hostInfo: unknown; part: HostPart }),
+      "checkpoint.pull_status": (p) =>
+        this.pulls.get((p as { runId: string }).runId) ?? { status: "not_requested" },
+      "checkpoint.activate": (p) => this.activate(p as HostInfo & { runId: string }),
+    };
+  }
+
+  role(runId: string): HostInfo | undefined {
+    return this.roles.get(runId);
+  }
+
+  private assign(p: HostInfo & { runId: string }): { ok: true } {
+    const h = checkHostInfo(
+      { hostIdx: p.hostIdx, nHosts: p.nHosts },
+      { hostIdx: p.hostIdx, nHosts: p.nHosts },
+    );
+    this.roles.set(p.runId, h);
+    return { ok: true };
+  }
+
+  /** Snapshots the state and streams it to `<run>/<id>/host<k>/state`; the role is checked before anything is read. */
+  private async push(p: { runId: string; id: string; hostInfo: unknown }): Promise<HostPart> {
+    const h = checkHostInfo(p.hostInfo, this.roles.get(p.runId));
+    const snap = await this.state.snapshot();
+    const key = hostKey(p.runId, p.id, h.hostIdx);
+    const res = await this.objects.put(key, snap);
+    return { hostIdx: h.hostIdx, nodeId: this.nodeId(), key, size: res.size, sha256: res.sha256 };
+  }
+
+  /** Starts a background pull and returns at once; `checkpoint.pull_status` reports how it went. */
+  private pull(p: { runId: string; id: string; hostInfo: unknown; part: HostPart }): { accepted: true } {
+    const h = checkHostInfo(p.hostInfo, this.roles.get(p.runId));
+    if (p.part?.hostIdx !== h.hostIdx)
+      throw new FleetlinkError(
+        "HOST_MISMATCH",
+        `part of host ${p.part?.hostIdx} offered to host ${h.hostIdx}`,
+        {
+          field: "part",
+        },
+      );
+    const cur = this.pulls.get(p.runId);
+    if (cur?.status === "in_progress")
+      throw new FleetlinkError("CONFLICT", `a pull of ${cur.id} is in progress on this node`);
+    this.pulls.set(p.runId, { status: "in_progress", id: p.id });
+    void this.download(p.part).then(
+      async ({ file, dir }) => {
+        try {
+          await this.state.restore(createReadStream(file));
+          this.pulls.set(p.runId, { status: "ok", id: p.id, bytes: p.part.size });
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      },
+      (e: unknown) =>
+        this.pulls.set(p.runId, {
+          status: "error",
+          id: p.id,
+          error: { kind: errorKind(e), message: (e as Error).message },
+        }),
+    );
+    return { accepted: true };
+  }
+
+  /** Downloads a part to a temporary file, checking size and SHA-256 before anything is restored. */
+  private async download(part: HostPart): Promise<{ file: string; dir: string }> {
+    const dir = await mkdtemp(join(tmpdir(), "fleetlink-pull-"));
+    const file = join(dir, "state");
+    try {
+      const hash = createHash("sha256");
+      let size = 0;
+      const body = await this.objects.get(part.key);
+      await pipeline(
+        body,
+        async function* (src: AsyncIterable<Buffer>) {
+          for await (const chunk of src) {
+            hash.update(chunk);
+            size += chunk.length;
+            yield chunk;
+          }
+        },
+        createWriteStream(file),
+      );
+      const sha = hash.digest("hex");
+      if (size !== part.size || sha !== part.sha256)
+        throw new FleetlinkError(
+          "CHECKSUM_MISMATCH",
+          `${part.key}: got ${size} bytes sha256 ${sha.slice(0, 12)}…, manifest says ${part.size} bytes ${part.sha256.slice(0, 12)}…`,
+        );
+      return { file, dir };
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** Standby: keeps the newest checkpoint of host k downloaded, so taking over is a local restore. */
+  startStandby(s: StandbyOptions, log: (msg: string) => void): void {
+    const refresh = async () => {
+      try {
+        const m = await findCheckpoint(this.objects, s.runId, "latest");
+        if (this.warm?.id === m.id) return;
+        const part = m.hosts.find((x) => x.hostIdx === s.hostIdx);
+        if (!part) return;
+        const got = await this.download(part);
+        const old = this.warm;
+        this.warm = { id: m.id, ...got };
+        if (old) await rm(old.dir, { recursive: true, force: true });
+      } catch (e) {
+        if (!isFleetlinkError(e, "CHECKPOINT_NOT_FOUND"))
+          log(`standby refresh failed: ${(e as Error).message}`);
+      }
+    };
+    void refresh();
+    this.standbyTimer = setInterval(() => void refresh(), s.intervalMs ?? 5000);
+    this.standbyTimer.unref();
+  }
+
+  /** Takes over host k: restores the newest checkpoint of that host (from the warm copy if current), then takes the role. */
+  private async activate(
+    p: HostInfo & { runId: string },
+  ): Promise<{ ok: true; restoredFrom: string | null }> {
+    const h = checkHostInfo(
+      { hostIdx: p.hostIdx, nHosts: p.nHosts },
+      { hostIdx: p.hostIdx, nHosts: p.nHosts },
+    );
+    let restoredFrom: string | null = null;
+    try {
+      const m = await findCheckpoint(this.objects, p.runId, "latest");
+      const part = m.hosts.find((x) => x.hostIdx === h.hostIdx);
+      if (part) {
+        const local = this.warm?.id === m.id ? this.warm : await this.download(part);
+        await this.state.restore(createReadStream(local.file));
+        restoredFrom = m.id;
+      }
+    } catch (e) {
+      if (!isFleetlinkError(e, "CHECKPOINT_NOT_FOUND")) throw e;
+    }
+    clearInterval(this.standbyTimer);
+    this.roles.set(p.runId, h);
+    return { ok: true, restoredFrom };
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.standbyTimer);
+    if (this.warm) await rm(this.warm.dir, { recursive: true, force: true });
+  }
+}
+
+/** Reads a whole stream or byte array (for states kept in memory). */
+export const readAll = async (data: Readable | Uint8Array): Promise<Uint8Array> => {
+  if (data instanceof Uint8Array) return data;
+  const chunks: Buffer[] = [];
+  for await (const c of data) chunks.push(Buffer.from(c));
+  return new Uint8Array(Buffer.concat(chunks));
+};
+
+export { Readable };

@@ -1,0 +1,490 @@
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { fromWireError } from "../protocol/frames.ts";
+import { newId } from "../protocol/ids.ts";
+import { decodePayload, encodePayload } from "../protocol/wire.ts";
+import type { Store, StoredRecord } from "../store/store.ts";
+import type { Logger } from "../stream/channel.ts";
+import {
+  collectGarbage,
+  findCheckpoint,
+  type HostPart,
+  listCheckpoints,
+  type Manifest,
+  manifestKey,
+} from "./layout.ts";
+import { errorKind, type ObjectStore } from "./object-store.ts";
+
+export interface HostRole {
+  hostIdx: number;
+  nodeId: string;
+  /** Warm standbys for this host, in takeover order. */
+  standby: string[];
+}
+
+export interface Roles {
+  runId: string;
+  nHosts: number;
+  hosts: HostRole[];
+}
+
+export type OpKind = "push" | "pull";
+
+export interface HostStatus {
+  hostIdx: number;
+  nodeId: string;
+  status: "in_progress" | "ok" | "error";
+  error?: { kind: string; message: string };
+}
+
+export interface OpStatus {
+  status: "not_requested" | "in_progress" | "ok" | "error";
+  id?: string;
+  hosts: HostStatus[];
+  error?: { kind: string; message: string; hostIdx?: number };
+  startedAt?: number;
+  updatedAt?: number;
+}
+
+export interface CheckpointsOptions {
+  store: Store;
+  objects: ObjectStore;
+  /** Complete checkpoints kept per run. (Default: 3) */
+  keep?: number;
+  /** Longest a host may take to push or pull, in ms. (Default: 600000) */
+  transferTimeoutMs?: number;
+  /** An in-progress operation not updated for this long is considered abandoned (its replica died). (Default: 60000) */
+  staleMs?: number;
+  /** Wakes this replica's node streams after instructions were pushed. */
+  changed: () => void;
+  log: Logger;
+}
+
+type CallResult = { ok: true; value: unknown } | { ok: false; error: FleetlinkError };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const rolesKey = (runId: string) => `roles:${runId}`;
+const opKey = (runId: string, kind: OpKind) => `ckpt:${runId}:${kind}`;
+
+/**
+ * Coordinated checkpoints, driven by a hub replica: every host of a run pushes its part under one checkpoint
+ * id, the manifest is written last; pulls run in the background on every host with per-host status; standbys
+ * take over hosts that go silent. Operation status and host roles live in the shared store (versioned
+ * records, compare-and-set), so any replica answers for any run and two replicas never run the same operation.
+ */
+export class Checkpoints {
+  private readonly o: Required<Omit<CheckpointsOptions, "keep" | "transferTimeoutMs" | "staleMs">> & {
+    keep: number;
+    transferTimeoutMs: number;
+    staleMs: number;
+  };
+  private monitorTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(o: CheckpointsOptions) {
+    this.o = { keep: 3, transferTimeoutMs: 600_000, staleMs: 60_000, ...o };
+  }
+
+  /** Sends one instruction per call through the store and waits for their replies (read, not claimed). */
+  async callNodes(
+    runId: string,
+    calls: { dst: string; method: string; payload: unknown }[],
+    timeoutMs: number,
+  ): Promise<CallResult[]> {
+    const items = calls.map((c) => ({
+      id: newId(),
+      dst: c.dst,
+      method: c.method,
+      payload: encodePayload(c.payload),
+      ttlMs: timeoutMs,
+      src: "hub",
+    }));
+    await this.o.store.pushInstructions(runId, items);
+    this.o.changed();
+    const results = new Map<string, CallResult>();
+    const deadline = Date.now() + timeoutMs + 1000;
+    while (results.size < items.length && Date.now() < deadline) {
+      const open = items.filter((i) => !results.has(i.id)).map((i) => i.id);
+      for (const r of await this.o.store.getReplies(runId, open))
+        results.set(
+          r.replyTo,
+          r.error
+            ? { ok: false, error: fromWireError(r.error) }
+            : { ok: true, value: decodePayload(r.payload) },
+        );
+      if (results.size < items.length) await sleep(50);
+    }
+    return items.map(
+      (i) =>
+        results.get(i.id) ?? {
+          ok: false,
+          error: new FleetlinkError("MESSAGE_EXPIRED", `no reply within ${timeoutMs} ms`),
+        },
+    );
+  }
+
+  async roles(runId: string): Promise<Roles | null> {
+    return (await this.o.store.getRecord<Roles>(rolesKey(runId)))?.value ?? null;
+  }
+
+  /** Assigns host k = nodeIds[k] (and standbys) for a run, and tells every host its role. */
+  async assign(
+    runId: string,
+    nodeIds: string[],
+    standby: { hostIdx: number; nodeId: string }[] = [],
+  ): Promise<Roles> {
+    await this.o.store.getRun(runId);
+    if (nodeIds.length === 0)
+      throw new FleetlinkError("INVALID_ARGUMENT", "hosts: at least one node", { field: "hosts" });
+    for (const [i, id] of [...nodeIds, ...standby.map((s) => s.nodeId)].entries())
+      await this.o.store.getNode(id).catch((e: unknown) => {
+        throw isFleetlinkError(e) ? new FleetlinkError(e.kind, e.message, { field: `hosts[${i}]` }) : e;
+      });
+    for (const s of standby)
+      if (!Number.isInteger(s.hostIdx) || s.hostIdx < 0 || s.hostIdx >= nodeIds.length)
+        throw new FleetlinkError("INVALID_ARGUMENT", `standby hostIdx ${s.hostIdx} is not a host`, {
+          field: "standby",
+        });
+    const nHosts = nodeIds.length;
+    const results = await this.callNodes(
+      runId,
+      nodeIds.map((dst, hostIdx) => ({
+        dst,
+        method: "checkpoint.assign",
+        payload: { runId, hostIdx, nHosts },
+      })),
+      30_000,
+    );
+    const failed = results.findIndex((r) => !r.ok);
+    if (failed >= 0) {
+      const r = results[failed] as { ok: false; error: FleetlinkError };
+      throw new FleetlinkError(r.error.kind, `host ${failed}: ${r.error.message}`, {
+        field: `hosts[${failed}]`,
+      });
+    }
+    const roles: Roles = {
+      runId,
+      nHosts,
+      hosts: nodeIds.map((nodeId, hostIdx) => ({
+        hostIdx,
+        nodeId,
+        standby: standby.filter((s) => s.hostIdx === hostIdx).map((s) => s.nodeId),
+      })),
+    };
+    const cur = await this.o.store.getRecord<Roles>(rolesKey(runId));
+    await this.o.store.putRecord(rolesKey(runId), roles, cur?.version ?? null);
+    return roles;
+  }
+
+  async status(runId: string, kind: OpKind): Promise<OpStatus> {
+    await this.o.store.getRun(runId);
+    return (
+      (await this.o.store.getRecord<OpStatus>(opKey(runId, kind)))?.value ?? {
+        status: "not_requested",
+        hosts: [],
+      }
+    );
+  }
+
+  async list(runId: string): Promise<Manifest[]> {
+    await this.o.store.getRun(runId);
+    return listCheckpoints(this.o.objects, runId);
+  }
+
+  /** Claims the operation slot for a run: CONFLICT (carrying the current status) if one is running. */
+  private async begin(runId: string, kind: OpKind, value: OpStatus): Promise<StoredRecord<OpStatus>> {
+    const key = opKey(runId, kind);
+    const cur = await this.o.store.getRecord<OpStatus>(key);
+    const busy =
+      cur?.value.status === "in_progress" && Date.now() - (cur.value.updatedAt ?? 0) < this.o.staleMs;
+    if (busy)
+      throw Object.assign(
+        new FleetlinkError("CONFLICT", `a ${kind} of checkpoint ${cur!.value.id} is in progress`),
+        { current: cur!.value },
+      );
+    try {
+      return await this.o.store.putRecord(key, value, cur?.version ?? null);
+    } catch (e) {
+      if (!isFleetlinkError(e, "STATUS_CONFLICT")) throw e;
+      const now = await this.o.store.getRecord<OpStatus>(key);
+      throw Object.assign(new FleetlinkError("CONFLICT", `another ${kind} started at the same moment`), {
+        current: now?.value,
+      });
+    }
+  }
+
+  private async update(
+    rec: StoredRecord<OpStatus>,
+    patch: Partial<OpStatus>,
+  ): Promise<StoredRecord<OpStatus>> {
+    return this.o.store.putRecord(rec.key, { ...rec.value, ...patch, updatedAt: Date.now() }, rec.version);
+  }
+
+  private async requireRoles(runId: string): Promise<Roles> {
+    const roles = await this.roles(runId);
+    if (!roles)
+      throw new FleetlinkError("INVALID_ARGUMENT", `run ${runId} has no host roles: assign hosts first`, {
+        field: "run",
+      });
+    return roles;
+  }
+
+  /** Starts a push of every host under a new checkpoint id; returns at once. A push in progress → CONFLICT. */
+  async startPush(runId: string): Promise<{ id: string; done: Promise<OpStatus> }> {
+    await this.o.store.getRun(runId);
+    const roles = await this.requireRoles(runId);
+    const id = newId();
+    const now = Date.now();
+    const hosts = roles.hosts.map((h) => ({
+      hostIdx: h.hostIdx,
+      nodeId: h.nodeId,
+      status: "in_progress" as const,
+    }));
+    const rec = await this.begin(runId, "push", {
+      status: "in_progress",
+      id,
+      hosts,
+      startedAt: now,
+      updatedAt: now,
+    });
+    return { id, done: this.runPush(runId, id, roles, rec) };
+  }
+
+  private async runPush(
+    runId: string,
+    id: string,
+    roles: Roles,
+    rec0: StoredRecord<OpStatus>,
+  ): Promise<OpStatus> {
+    let rec = rec0;
+    const beat = setInterval(() => {
+      void this.update(rec, {}).then(
+        (r) => {
+          rec = r;
+        },
+        () => {},
+      );
+    }, 5000);
+    try {
+      const results = await this.callNodes(
+        runId,
+        roles.hosts.map((h) => ({
+          dst: h.nodeId,
+          method: "checkpoint.push",
+          payload: { runId, id, hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts } },
+        })),
+        this.o.transferTimeoutMs,
+      );
+      clearInterval(beat);
+      const hosts: HostStatus[] = [];
+      const parts: HostPart[] = [];
+      let firstError: OpStatus["error"];
+      for (const [k, r] of results.entries()) {
+        const h = roles.hosts[k]!;
+        let err: FleetlinkError | undefined;
+        if (!r.ok) err = r.error;
+        else {
+          const part = r.value as HostPart;
+          // Verify before the manifest may name it: the part is there, whole, and belongs to this host.
+          const head = await this.o.objects.head(part.key).catch(() => null);
+          if (part.hostIdx !== h.hostIdx)
+            err = new FleetlinkError("HOST_MISMATCH", `host ${h.hostIdx} pushed a part for ${part.hostIdx}`);
+          else if (!head || head.size !== part.size)
+            err = new FleetlinkError(
+              "CHECKSUM_MISMATCH",
+              `${part.key}: stored ${head?.size ?? "nothing"}, node wrote ${part.size} bytes`,
+            );
+          else parts.push(part);
+        }
+        hosts.push(
+          err
+            ? {
+                hostIdx: h.hostIdx,
+                nodeId: h.nodeId,
+                status: "error",
+                error: { kind: errorKind(err), message: err.message },
+              }
+            : { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "ok" },
+        );
+        if (err && !firstError)
+          firstError = { kind: errorKind(err), message: err.message, hostIdx: h.hostIdx };
+      }
+      if (firstError) {
+        rec = await this.update(rec, { status: "error", hosts, error: firstError });
+        return rec.value;
+      }
+      const manifest: Manifest = { id, runId, createdAt: Date.now(), nHosts: roles.nHosts, hosts: parts };
+      await this.o.objects.put(
+        manifestKey(runId, id),
+        new TextEncoder().encode(JSON.stringify(manifest, null, 2)),
+      );
+      rec = await this.update(rec, { status: "ok", hosts });
+      await collectGarbage(this.o.objects, runId, this.o.keep).catch((e) =>
+        this.o.log.warn({ err: String(e), runId }, "checkpoint garbage collection failed"),
+      );
+      return rec.value;
+    } catch (e) {
+      clearInterval(beat);
+      const err = { kind: errorKind(e), message: (e as Error).message };
+      rec = await this.update(rec, { status: "error", error: err }).catch(() => rec);
+      return rec.value;
+    }
+  }
+
+  /** Starts a pull of checkpoint `id` (or "latest") on every host; returns at once. A pull in progress → CONFLICT. */
+  async startPull(runId: string, idOrLatest: string): Promise<{ id: string; done: Promise<OpStatus> }> {
+    await this.o.store.getRun(runId);
+    const roles = await this.requireRoles(runId);
+    const m = await findCheckpoint(this.o.objects, runId, idOrLatest);
+    if (m.nHosts !== roles.nHosts)
+      throw new FleetlinkError(
+        "HOST_MISMATCH",
+        `checkpoint ${m.id} has ${m.nHosts} hosts, the run has ${roles.nHosts}`,
+      );
+    const now = Date.now();
+    const hosts = roles.hosts.map((h) => ({
+      hostIdx: h.hostIdx,
+      nodeId: h.nodeId,
+      status: "in_progress" as const,
+    }));
+    const rec = await this.begin(runId, "pull", {
+      status: "in_progress",
+      id: m.id,
+      hosts,
+      startedAt: now,
+      updatedAt: now,
+    });
+    return { id: m.id, done: this.runPull(runId, m, roles, rec) };
+  }
+
+  private async runPull(
+    runId: string,
+    m: Manifest,
+    roles: Roles,
+    rec0: StoredRecord<OpStatus>,
+  ): Promise<OpStatus> {
+    let rec = rec0;
+    const fail = async (hosts: HostStatus[], error: OpStatus["error"]) => {
+      rec = await this.update(rec, { status: "error", hosts, error });
+      return rec.value;
+    };
+    try {
+      const hostInfo = (h: HostRole) => ({ hostIdx: h.hostIdx, nHosts: roles.nHosts });
+      const started = await this.callNodes(
+        runId,
+        roles.hosts.map((h) => ({
+          dst: h.nodeId,
+          method: "checkpoint.pull",
+          payload: {
+            runId,
+            id: m.id,
+            hostInfo: hostInfo(h),
+            part: m.hosts.find((p) => p.hostIdx === h.hostIdx),
+          },
+        })),
+        30_000,
+      );
+      let hosts: HostStatus[] = roles.hosts.map((h, k) => {
+        const r = started[k]!;
+        return r.ok
+          ? { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "in_progress" }
+          : {
+              hostIdx: h.hostIdx,
+              nodeId: h.nodeId,
+              status: "error",
+              error: { kind: errorKind(r.error), message: r.error.message },
+            };
+      });
+      const deadline = Date.now() + this.o.transferTimeoutMs;
+      while (hosts.some((h) => h.status === "in_progress") && !hosts.some((h) => h.status === "error")) {
+        if (Date.now() > deadline) return fail(hosts, { kind: "network", message: "pull timed out" });
+        await sleep(200);
+        const open = roles.hosts.filter((_, k) => hosts[k]!.status === "in_progress");
+        const st = await this.callNodes(
+          runId,
+          open.map((h) => ({ dst: h.nodeId, method: "checkpoint.pull_status", payload: { runId } })),
+          10_000,
+        );
+        hosts = hosts.map((h) => {
+          const i = open.findIndex((o) => o.hostIdx === h.hostIdx);
+          if (i < 0) return h;
+          const r = st[i]!;
+          if (!r.ok)
+            return { ...h, status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
+          const v = r.value as { status: string; id?: string; error?: { kind: string; message: string } };
+          if (v.id !== m.id && v.status !== "not_requested") return h;
+          return v.status === "ok"
+            ? { ...h, status: "ok" }
+            : v.status === "error"
+              ? { ...h, status: "error", error: v.error }
+              : h;
+        });
+        rec = await this.update(rec, { hosts });
+      }
+      const bad = hosts.find((h) => h.status === "error");
+      if (bad) return fail(hosts, { ...bad.error!, hostIdx: bad.hostIdx });
+      rec = await this.update(rec, { status: "ok", hosts });
+      return rec.value;
+    } catch (e) {
+      return fail(rec.value.hosts, { kind: errorKind(e), message: (e as Error).message }).catch(
+        () => rec.value,
+      );
+    }
+  }
+
+  /**
+   * Makes the first standby of host k take over: it restores host k's newest checkpoint, then the role record
+   * names it as host k (compare-and-set, so of two replicas doing this, one wins).
+   */
+  async activate(runId: string, hostIdx: number): Promise<Roles> {
+    const rec = await this.o.store.getRecord<Roles>(rolesKey(runId));
+    const host = rec?.value.hosts[hostIdx];
+    if (!rec || !host)
+      throw new FleetlinkError("INVALID_ARGUMENT", `run ${runId} has no host ${hostIdx}`, {
+        field: "hostIdx",
+      });
+    const next = host.standby[0];
+    if (!next)
+      throw new FleetlinkError("INVALID_ARGUMENT", `host ${hostIdx} has no standby`, { field: "hostIdx" });
+    const [r] = await this.callNodes(
+      runId,
+      [{ dst: next, method: "checkpoint.activate", payload: { runId, hostIdx, nHosts: rec.value.nHosts } }],
+      this.o.transferTimeoutMs,
+    );
+    if (!r!.ok) throw r!.error;
+    const roles: Roles = {
+      ...rec.value,
+      hosts: rec.value.hosts.map((h) =>
+        h.hostIdx === hostIdx ? { hostIdx, nodeId: next, standby: h.standby.slice(1) } : h,
+      ),
+    };
+    await this.o.store.putRecord(rec.key, roles, rec.version);
+    this.o.log.warn({ runId, hostIdx, from: host.nodeId, to: next }, "standby took over host");
+    return roles;
+  }
+
+  /** Every second: a host whose node missed its heartbeat window and has a standby is taken over. */
+  startMonitor(intervalMs = 1000): void {
+    const busy = new Set<string>();
+    this.monitorTimer = setInterval(async () => {
+      try {
+        for (const rec of await this.o.store.listRecords<Roles>("roles:"))
+          for (const h of rec.value.hosts) {
+            const k = `${rec.value.runId}:${h.hostIdx}`;
+            if (h.standby.length === 0 || busy.has(k)) continue;
+            const node = await this.o.store.getNode(h.nodeId).catch(() => null);
+            const down = !node || node.status === "unregistered" || (node.onlineUntil ?? 0) <= Date.now();
+            if (!down) continue;
+            busy.add(k);
+            this.activate(rec.value.runId, h.hostIdx)
+              .catch((e) => this.o.log.warn({ err: String(e), host: k }, "standby takeover failed"))
+              .finally(() => busy.delete(k));
+          }
+      } catch (e) {
+        this.o.log.warn({ err: String(e) }, "standby monitor failed");
+      }
+    }, intervalMs);
+    this.monitorTimer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.monitorTimer);
+  }
+}

@@ -1,0 +1,111 @@
+import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
+import { FleetlinkError } from "../protocol/errors.ts";
+import type { HubClient } from "./http.ts";
+
+export interface CheckpointSummary {
+  id: string;
+  createdAt: number;
+  nHosts: number;
+  bytes: number;
+}
+
+type RunRef = string | { id: string };
+const runId = (r: RunRef) => (typeof r === "string" ? r : r.id);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Fleet checkpoints through the hub: assign host roles, push, pull (non-blocking on the hosts), status, list. */
+export class CheckpointClient {
+  private readonly http: HubClient;
+
+  constructor(http: HubClient) {
+    this.http = http;
+  }
+
+  /** Host k of the run is nodeIds[k]; standbys keep warm copies of a host and take over when it fails. */
+  assign(
+    run: RunRef,
+    nodeIds: string[],
+    standby: { hostIdx: number; nodeId: string }[] = [],
+  ): Promise<Roles> {
+    return this.http
+      .request<{ roles: Roles }>("PUT", `/v1/runs/${runId(run)}/hosts`, { hosts: nodeIds, standby })
+      .then((r) => r.roles);
+  }
+
+  roles(run: RunRef): Promise<Roles | null> {
+    return this.http
+      .request<{ roles: Roles | null }>("GET", `/v1/runs/${runId(run)}/hosts`)
+      .then((r) => r.roles);
+  }
+
+  /** Makes host k's first standby take over now. */
+  activate(run: RunRef, hostIdx: number): Promise<Roles> {
+    return this.http
+      .request<{ roles: Roles }>("POST", `/v1/runs/${runId(run)}/hosts/${hostIdx}/activate`)
+      .then((r) => r.roles);
+  }
+
+  /** Pushes every host's state under one new checkpoint id; resolves with the final status (wait: false → at once). */
+  async push(
+    run: RunRef,
+    opts: { wait?: boolean; timeoutMs?: number } = {},
+  ): Promise<OpStatus & { id: string }> {
+    const { id } = await this.http.request<{ id: string }>(
+      "POST",
+      `/v1/runs/${runId(run)}/checkpoints/push`,
+      undefined,
+      {
+        retry: false,
+      },
+    );
+    return this.settle(run, "push", id, opts);
+  }
+
+  /** Restores every host from checkpoint `id` (default: the newest complete one). */
+  async pull(
+    run: RunRef,
+    id = "latest",
+    opts: { wait?: boolean; timeoutMs?: number } = {},
+  ): Promise<OpStatus & { id: string }> {
+    const r = await this.http.request<{ id: string }>(
+      "POST",
+      `/v1/runs/${runId(run)}/checkpoints/pull`,
+      { id },
+      { retry: false },
+    );
+    return this.settle(run, "pull", r.id, opts);
+  }
+
+  async status(run: RunRef): Promise<{ push: OpStatus; pull: OpStatus }> {
+    const [push, pull] = await Promise.all([
+      this.http.request<OpStatus>("GET", `/v1/runs/${runId(run)}/checkpoints/push_status`),
+      this.http.request<OpStatus>("GET", `/v1/runs/${runId(run)}/checkpoints/pull_status`),
+    ]);
+    return { push, pull };
+  }
+
+  async list(run: RunRef): Promise<CheckpointSummary[]> {
+    return (
+      await this.http.request<{ checkpoints: CheckpointSummary[] }>(
+        "GET",
+        `/v1/runs/${runId(run)}/checkpoints`,
+      )
+    ).checkpoints;
+  }
+
+  private async settle(
+    run: RunRef,
+    kind: "push" | "pull",
+    id: string,
+    opts: { wait?: boolean; timeoutMs?: number },
+  ): Promise<OpStatus & { id: string }> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 600_000);
+    for (;;) {
+      const s = await this.http.request<OpStatus>("GET", `/v1/runs/${runId(run)}/checkpoints/${kind}_status`);
+      if (opts.wait === false || (s.id === id && s.status !== "in_progress")) return { ...s, id };
+      if (Date.now() > deadline)
+        throw new FleetlinkError("MESSAGE_EXPIRED", `${kind} ${id} still in progress`);
+      await sleep(100);
+    }
+  }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env node
+// A Maelstrom node with nothing else loaded (fast to start: the harness spawns dozens):
+//   node src/maelstrom/main.ts <echo|unique-ids|g-set|broadcast> [--root-flush MS]
+import { runWorkload, type WorkloadName, workloads } from "./workloads/index.ts";
+
+const [w, ...rest] = process.argv.slice(2);
+if (!w || !(w in workloads)) {
+  process.stderr.write(`usage: main.ts <${Object.keys(workloads).join("|")}> [--root-flush MS]\n`);
+  process.exit(2);
+}
+const flush = rest.indexOf("--root-flush");
+await runWorkload(w as WorkloadName, flush >= 0 ? { rootFlushMs: Number(rest[flush + 1]) } : {});

@@ -1,0 +1,304 @@
+// Coordinated checkpoints end to end: hub + node agents with state, over file:// and a real S3 server.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { readAll } from "../../src/checkpoint/node-side.ts";
+import { type ObjectStore, openObjectStore } from "../../src/checkpoint/object-store.ts";
+import { Fleet } from "../../src/coordinator/fleet.ts";
+import { createHub, type Hub } from "../../src/hub/server.ts";
+import { NodeAgent } from "../../src/node/agent.ts";
+import { openStore } from "../../src/store/open.ts";
+import type { Store } from "../../src/store/store.ts";
+import { startS3rver } from "../helpers/s3rver.ts";
+
+const TOKEN = "ckpt-token";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const memState = (bytes: number) => {
+  const box: { data: Uint8Array } = { data: new Uint8Array(randomBytes(bytes)) };
+  return {
+    box,
+    state: {
+      snapshot: () => box.data,
+      restore: async (r: Readable) => {
+        box.data = await readAll(r);
+      },
+    },
+  };
+};
+
+type Backend = { name: string; url: () => string; objects: () => ObjectStore };
+let s3: Awaited<ReturnType<typeof startS3rver>>;
+const s3url = (prefix: string) => `s3://${s3.bucket}/${prefix}`;
+const s3opts = () => ({
+  endpoint: s3.endpoint,
+  region: s3.region,
+  forcePathStyle: true,
+  accessKeyId: s3.accessKeyId,
+  secretAccessKey: s3.secretAccessKey,
+});
+const dir = mkdtempSync(join(tmpdir(), "fleetlink-ckpt-"));
+beforeAll(async () => {
+  s3 = await startS3rver();
+});
+afterAll(async () => {
+  await s3?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+let n = 0;
+const backends: Backend[] = [
+  {
+    name: "file://",
+    url: () => `file://${join(dir, `store-${n}`)}`,
+    objects: () => openObjectStore(`file://${join(dir, `store-${n}`)}`),
+  },
+  {
+    name: "s3 (s3rver)",
+    url: () => s3url(`p${n}`),
+    objects: () => openObjectStore(s3url(`p${n}`), s3opts()),
+  },
+];
+
+for (const b of backends) {
+  describe(`fleet checkpoints over ${b.name}`, () => {
+    let store: Store;
+    let hub: Hub;
+    let url: string;
+    let fleet: Fleet;
+    const agents: NodeAgent[] = [];
+
+    const start = async (keep = 3) => {
+      n++;
+      store = await openStore("memory:");
+      hub = createHub({
+        store,
+        token: TOKEN,
+        sweepIntervalMs: 50,
+        checkpointStore: b.objects(),
+        checkpointKeep: keep,
+      });
+      url = await hub.listen();
+      fleet = await Fleet.connect({ hub: url, token: TOKEN });
+    };
+    const node = async (
+      name: string,
+      bytes: number,
+      extra: Partial<ConstructorParameters<typeof NodeAgent>[0]> = {},
+    ) => {
+      const s = memState(bytes);
+      const a = new NodeAgent({
+        hubs: [url],
+        name,
+        enrollToken: TOKEN,
+        heartbeatIntervalMs: 300,
+        handlers: { digest: () => Buffer.from(s.box.data).toString("base64").slice(0, 24) },
+        state: s.state,
+        checkpointStore: b.objects(),
+        ...extra,
+      });
+      await a.start();
+      agents.push(a);
+      return { agent: a, ...s };
+    };
+    afterEach(async () => {
+      await fleet?.close();
+      for (const a of agents.splice(0)) await a.stop({ timeoutMs: 500 });
+      await hub?.close();
+      await store?.close();
+    });
+
+    test("push then pull restores byte-identical state on every host", async () => {
+      await start();
+      const hosts = await Promise.all([0, 1, 2, 3].map((i) => node(`h${i}`, 256 * 1024 + i)));
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(
+        run,
+        hosts.map((h) => h.agent.nodeId!),
+      );
+      const saved = hosts.map((h) => h.box.data);
+      const pushed = await fleet.checkpoints.push(run);
+      expect(pushed).toMatchObject({
+        status: "ok",
+        hosts: [{ status: "ok" }, { status: "ok" }, { status: "ok" }, { status: "ok" }],
+      });
+      expect((await fleet.checkpoints.list(run)).map((c) => c.id)).toEqual([pushed.id]);
+      for (const h of hosts) h.box.data = new Uint8Array([1, 2, 3]);
+      const pulled = await fleet.checkpoints.pull(run, "latest");
+      expect(pulled).toMatchObject({ status: "ok", id: pushed.id });
+      for (const [i, h] of hosts.entries()) expect(Buffer.compare(h.box.data, saved[i]!)).toBe(0);
+      expect((await fleet.checkpoints.status(run)).pull.status).toBe("ok");
+    });
+
+    test("two concurrent pulls: the second gets 409 with the current status; pushes likewise", async () => {
+      await start();
+      const hosts = await Promise.all([0, 1].map((i) => node(`c${i}`, 4 * 1024 * 1024)));
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(
+        run,
+        hosts.map((h) => h.agent.nodeId!),
+      );
+      const ok = await fleet.checkpoints.push(run);
+      const post = (path: string, body?: unknown) =>
+        fetch(`${url}/v1/runs/${run.id}/checkpoints/${path}`, {
+          method: "POST",
+          headers: {
+            authorization: `Bearer ${TOKEN}`,
+            ...(body ? { "content-type": "application/json" } : {}),
+          },
+          body: body ? JSON.stringify(body) : undefined,
+        });
+      const [a, c] = await Promise.all([post("pull", { id: ok.id }), post("pull", { id: "latest" })]);
+      expect([a.status, c.status].sort()).toEqual([202, 409]);
+      const conflict = (await (a.status === 409 ? a : c).json()) as {
+        error: { code: string };
+        status: { status: string };
+      };
+      expect(conflict.error.code).toBe("FLEETLINK_E_CONFLICT");
+      expect(conflict.status.status).toBe("in_progress");
+      const [p1, p2] = await Promise.all([post("push"), post("push")]);
+      expect([p1.status, p2.status].sort()).toEqual([202, 409]);
+      // Both settle; the run's status record is not clobbered by the refused request.
+      for (let i = 0; i < 100 && (await fleet.checkpoints.status(run)).pull.status === "in_progress"; i++)
+        await sleep(50);
+      expect((await fleet.checkpoints.status(run)).pull).toMatchObject({ status: "ok", id: ok.id });
+    });
+
+    test("a hostInfo that does not match the node's role is rejected and nothing is read or written", async () => {
+      await start();
+      const hosts = await Promise.all([0, 1].map((i) => node(`m${i}`, 1024)));
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(
+        run,
+        hosts.map((h) => h.agent.nodeId!),
+      );
+      const id = "0190e2b4-0000-7000-8000-000000000000";
+      const [wrong, outOfRange, noRole] = await hub.checkpoints!.callNodes(
+        run.id,
+        [
+          {
+            dst: hosts[0]!.agent.nodeId!,
+            method: "checkpoint.push",
+            payload: { runId: run.id, id, hostInfo: { hostIdx: 1, nHosts: 2 } },
+          },
+          {
+            dst: hosts[1]!.agent.nodeId!,
+            method: "checkpoint.push",
+            payload: { runId: run.id, id, hostInfo: { hostIdx: 3, nHosts: 2 } },
+          },
+          {
+            dst: hosts[1]!.agent.nodeId!,
+            method: "checkpoint.pull",
+            payload: { runId: "other", id, hostInfo: { hostIdx: 1, nHosts: 2 }, part: { hostIdx: 1 } },
+          },
+        ],
+        5000,
+      );
+      for (const r of [wrong, outOfRange, noRole]) {
+        expect(r!.ok).toBe(false);
+        expect((r as { error: { code: string } }).error.code).toBe("FLEETLINK_E_HOST_MISMATCH");
+      }
+      expect(await b.objects().list(`${run.id}/`)).toEqual([]);
+      expect(await fleet.checkpoints.list(run)).toEqual([]);
+    });
+
+    test("a host killed mid-push leaves no visible checkpoint; retention keeps the newest N", async () => {
+      await start(2);
+      let stall = false;
+      const h0 = await node("k0", 1024);
+      const h1 = await node("k1", 1024, {
+        state: {
+          snapshot: async () => {
+            if (stall) await new Promise(() => {}); // never finishes: the node dies first
+            return new Uint8Array([7]);
+          },
+          restore: () => {},
+        },
+      });
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(run, [h0.agent.nodeId!, h1.agent.nodeId!]);
+      const ids = [];
+      for (let i = 0; i < 3; i++) ids.push((await fleet.checkpoints.push(run)).id);
+      expect((await fleet.checkpoints.list(run)).map((c) => c.id)).toEqual(ids.slice(1));
+      expect((await b.objects().list(`${run.id}/${ids[0]}/`)).length).toBe(0);
+      stall = true;
+      const push = fleet.checkpoints.push(run, { timeoutMs: 20_000 });
+      await sleep(200);
+      h1.agent.dropConnection();
+      void h1.agent.stop({ timeoutMs: 50 });
+      const res = await push;
+      expect(res.status).toBe("error");
+      expect(res.error?.hostIdx).toBe(1);
+      expect((await fleet.checkpoints.list(run)).map((c) => c.id)).toEqual(ids.slice(1));
+      const all = await fleet.checkpoints.pull(run, res.id).catch((e) => e);
+      expect(all.code).toBe("FLEETLINK_E_CHECKPOINT_NOT_FOUND");
+    }, 30_000);
+
+    test("a standby takes over a failed host, restored from its newest checkpoint, and the next call succeeds", async () => {
+      await start();
+      const h0 = await node("s0", 2048);
+      const h1 = await node("s1", 2048);
+      const sb = await node("standby", 16);
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(
+        run,
+        [h0.agent.nodeId!, h1.agent.nodeId!],
+        [{ hostIdx: 1, nodeId: sb.agent.nodeId! }],
+      );
+      await fleet.checkpoints.push(run);
+      const h1State = h1.box.data;
+      await h1.agent.stop({ timeoutMs: 100 });
+      // The hub notices host 1 missed its heartbeat window and activates the standby.
+      let cfg = await run.hostConfiguration();
+      for (let i = 0; i < 100 && cfg.has(h1.agent.nodeId!); i++) {
+        await sleep(100);
+        cfg = await run.hostConfiguration();
+      }
+      expect(cfg.ids).toContain(sb.agent.nodeId);
+      expect(Buffer.compare(sb.box.data, h1State)).toBe(0);
+      const res = await cfg.call("digest", null, { quorum: "all", timeoutMs: 5000 });
+      expect(res.replies.size).toBe(2);
+      expect((await fleet.checkpoints.roles(run))!.hosts[1]).toMatchObject({
+        nodeId: sb.agent.nodeId,
+        standby: [],
+      });
+    }, 30_000);
+  });
+}
+
+describe("checkpoint failures", () => {
+  test("bad S3 credentials: the push fails with error kind auth", async () => {
+    const store = await openStore("memory:");
+    const bad = openObjectStore(s3url("auth"), {
+      ...s3opts(),
+      accessKeyId: "WRONG",
+      secretAccessKey: "WRONG",
+    });
+    const hub = createHub({ store, token: TOKEN, checkpointStore: bad });
+    const url = await hub.listen();
+    const agent = new NodeAgent({
+      hubs: [url],
+      name: "a",
+      enrollToken: TOKEN,
+      handlers: {},
+      state: { snapshot: () => new Uint8Array([1]), restore: () => {} },
+      checkpointStore: bad,
+    });
+    await agent.start();
+    const fleet = await Fleet.connect({ hub: url, token: TOKEN });
+    try {
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(run, [agent.nodeId!]);
+      const res = await fleet.checkpoints.push(run);
+      expect(res.status).toBe("error");
+      expect(res.error).toMatchObject({ kind: "auth", hostIdx: 0 });
+    } finally {
+      await fleet.close();
+      await agent.stop();
+      await hub.close();
+    }
+  });
+});

@@ -1,0 +1,89 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+/** A running s3rver: a real S3-compatible HTTP server on 127.0.0.1, its data in a temp dir. */
+export interface S3rver {
+  /** `http://127.0.0.1:PORT` */
+  endpoint: string;
+  region: string;
+  bucket: string;
+  /** The key pair s3rver knows. s3rver checks the key id but not SigV4 signatures. */
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Closes the server, waits for its process to exit and removes its data dir. */
+  stop: () => Promise<void>;
+}
+
+/*
+ * s3rver runs in a child process, not in the test worker, for two reasons:
+ * - it encrypts ListObjectsV2 continuation tokens with DES, which Node 24's OpenSSL 3 only offers
+ *   through the legacy provider (`--openssl-legacy-provider`, a process-wide flag): without it any
+ *   listing longer than 1000 keys fails with "digital envelope routines::unsupported";
+ * - the child exits when its stdin closes, so a crashed or killed test run leaves no server behind.
+ */
+const CHILD = `
+const [modPath, dir, bucket] = process.argv.slice(1);
+const S3rver = require(modPath);
+const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: dir,
+  configureBuckets: [{ name: bucket }] });
+server.run().then(
+  (addr) => process.stdout.write(JSON.stringify({ port: addr.port }) + "\\n"),
+  (err) => { console.error(err); process.exit(1); });
+process.stdin.on("end", () => server.close().finally(() => process.exit(0)));
+process.stdin.resume();
+`;
+
+/** Starts s3rver on 127.0.0.1 port 0 with one bucket; the caller must `stop()` it. */
+export const startS3rver = async (bucket = "fleetlink-test"): Promise<S3rver> => {
+  const dir = mkdtempSync(join(tmpdir(), "fleetlink-s3rver-"));
+  const modPath = createRequire(import.meta.url).resolve("s3rver");
+  const child = spawn(process.execPath, ["--openssl-legacy-provider", "-e", CHILD, modPath, dir, bucket], {
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const lines = createInterface({ input: child.stdout });
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`s3rver did not start in 10 s: ${stderr}`)), 10_000);
+    lines.once("line", (line) => {
+      clearTimeout(timer);
+      resolve((JSON.parse(line) as { port: number }).port);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`s3rver exited with ${code} before listening: ${stderr}`));
+    });
+  }).catch((e: unknown) => {
+    child.kill("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  });
+  lines.close();
+
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
+    })();
+    return stopped;
+  };
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    region: "us-east-1",
+    bucket,
+    accessKeyId: "S3RVER",
+    secretAccessKey: "S3RVER",
+    stop,
+  };
+};
