@@ -395,7 +395,7 @@ export class Checkpoints {
       const deadline = Date.now() + this.o.transferTimeoutMs;
       while (hosts.some((h) => h.status === "in_progress") && !hosts.some((h) => h.status === "error")) {
         if (Date.now() > deadline) return fail(hosts, { kind: "network", message: "pull timed out" });
-        await sleep(200);
+        await sleep(50);
         const open = roles.hosts.filter((_, k) => hosts[k]!.status === "in_progress");
         const st = await this.callNodes(
           runId,
