@@ -71,12 +71,15 @@ export class FileStore implements ObjectStore {
     const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}${PARTIAL}`);
     const tap = hashingTap();
     try {
-      const fh = await openCreating(dir, tmp);
-      // `flush` fsyncs before the stream closes the file. (A stream made with autoClose: false keeps a
-      // reference on the FileHandle, and FileHandle.close() then waits forever.)
+      const { fh, created } = await openCreating(dir, tmp);
+      // The stream owns fh from here: `flush` fsyncs it before the stream closes it (also on error).
       await pipeline(toReadable(body), tap, fh.createWriteStream({ flush: true }));
       await rename(tmp, path);
-      await fsyncDir(dir);
+      // Persist the new entry, and those of any directories mkdir made for it.
+      for (let d = dir; ; d = dirname(d)) {
+        await fsyncDir(d);
+        if (created === undefined || d === dirname(created) || d === dirname(d)) break;
+      }
       return tap.result();
     } catch (e) {
       await unlink(tmp).catch(() => {});
@@ -174,12 +177,17 @@ export class FileStore implements ObjectStore {
   }
 }
 
-/** Creates dir and opens tmp in it; retries when a concurrent delete prunes the empty dir in between. */
-const openCreating = async (dir: string, tmp: string): Promise<FileHandle> => {
+/**
+ * Creates dir and opens tmp in it; retries when a concurrent delete prunes the empty dir in between.
+ * `created` is the topmost directory it had to make.
+ */
+const openCreating = async (dir: string, tmp: string): Promise<{ fh: FileHandle; created?: string }> => {
+  let created: string | undefined;
   for (let attempt = 0; ; attempt++) {
-    await mkdir(dir, { recursive: true });
+    const made = await mkdir(dir, { recursive: true });
+    if (made !== undefined && (created === undefined || made.length < created.length)) created = made;
     try {
-      return await open(tmp, "wx");
+      return { fh: await open(tmp, "wx"), created };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 3) throw e;
     }

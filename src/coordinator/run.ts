@@ -293,8 +293,9 @@ export class RunHandle {
           yield { node: w.dst, ok: false, error: timedOut };
         }
     } finally {
+      // Stops waiting at once (synchronously); the withdraw request runs on without holding up the caller.
       if (open.size > 0 || waits.some((w) => this.pending.has(w.id)))
-        await this.cancel(
+        void this.cancel(
           waits.map((w) => w.id),
           new FleetlinkError("CANCELLED", "call finished"),
         );

@@ -18,6 +18,8 @@ export interface NodeStreamsOptions {
   /** How long a node may take to acknowledge an instruction frame, in ms. (Default: 10000) */
   deliveryTimeoutMs: number;
   log: Logger;
+  /** A reply was stored here: the run streams have something to deliver. */
+  onReply: () => void;
 }
 
 class Session {
@@ -130,6 +132,7 @@ export class NodeStreams {
       s.inflight.delete(r.replyTo);
       this.wake(s.node.id);
     }
+    if (res.ok && !res.duplicate) this.o.onReply();
     if (!res.ok) throw res.error;
     return { ok: true, duplicate: res.duplicate };
   }
@@ -153,7 +156,10 @@ export class NodeStreams {
       const s = this.peers.get(id);
       if (!s?.ready || !s.channel.isOpen) continue;
       const cap = this.o.maxInflight - s.inflight.size;
-      if (cap > 0) byCapacity.set(cap, [...(byCapacity.get(cap) ?? []), id]);
+      if (cap <= 0) continue;
+      const group = byCapacity.get(cap);
+      if (group) group.push(id);
+      else byCapacity.set(cap, [id]);
     }
     for (const [cap, nodeIds] of byCapacity) {
       const got = await this.o.store.claimInstructions({ nodeIds, limit: cap, owner: this.o.hubId });

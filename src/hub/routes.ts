@@ -18,8 +18,8 @@ export interface RouteContext {
   token: string;
   enrollToken: string;
   heartbeatIntervalMs: number;
-  /** Called after a change this replica made, so its own streams react at once. */
-  changed: () => void;
+  /** Called after a change this replica made, so its own streams react at once (targeted when possible). */
+  changed: (dsts?: readonly string[]) => void;
   stats: () => Record<string, number>;
 }
 
@@ -153,7 +153,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
         (req.params as { run: string }).run,
         items.map((it) => ({ ...it, payload: encodePayload(it.payload) }) as never),
       );
-      ctx.changed();
+      ctx.changed(pushed.map((i) => i.dst));
       return reply.code(201).send({
         instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })),
       });

@@ -66,6 +66,7 @@ export const createHub = (o: HubOptions): Hub => {
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
   }) as unknown as FastifyInstance;
   const nodes = new NodeStreams({
+    onReply: () => runs.wake(),
     store: o.store,
     hubId: id,
     maxInflight: o.maxInflight ?? 32,
@@ -73,8 +74,10 @@ export const createHub = (o: HubOptions): Hub => {
     log,
   });
   const runs = new RunStreams(o.store, log);
-  const changed = () => {
-    nodes.wake();
+  /** A change made here: wake the nodes it concerns (all, when unknown) and the reply streams. */
+  const changed = (dsts?: readonly string[]) => {
+    if (dsts) for (const d of new Set(dsts)) nodes.wake(d);
+    else nodes.wake();
     runs.wake();
   };
 
@@ -188,7 +191,11 @@ export const createHub = (o: HubOptions): Hub => {
     setInterval(() => nodes.wake(), o.pollIntervalMs ?? 1000),
   ];
   for (const t of timers) t.unref();
-  const unwatch = o.store.watch(changed);
+  // Another replica committed something: it may concern any node or run here. Our own commits wake
+  // exactly what they concern at the place they are made.
+  const unwatch = o.store.watch((source) => {
+    if (source === "remote") changed();
+  });
 
   return {
     id,

@@ -186,10 +186,11 @@ export class MemoryStore implements Store {
   }
 
   private changed(): void {
-    queueMicrotask(() => this.changes.emit("change"));
+    queueMicrotask(() => this.changes.emit("change", "local"));
   }
 
-  watch(onChange: () => void): () => void {
+  /** Every change of an in-process store is made through this one handle: all are "local". */
+  watch(onChange: (source: "local" | "remote") => void): () => void {
     this.changes.on("change", onChange);
     return () => this.changes.off("change", onChange);
   }

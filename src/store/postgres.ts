@@ -1,5 +1,6 @@
 import pg from "pg";
 import { FleetlinkError, invalid } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { postgresMigrations } from "./migrations/postgres.ts";
 import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
@@ -152,9 +153,31 @@ export class PostgresStore extends SqlStore {
     return `fleetlink_${this.schema}`.toLowerCase().slice(0, 63);
   }
 
-  /** NOTIFY is transactional: other replicas hear it only if, and once, the change commits. */
-  protected async announce(c: SqlConn): Promise<void> {
-    await c.q("SELECT pg_notify($1, '')", [this.channel]);
+  private readonly instance = newId();
+  private notifying = false;
+  private notifyAgain = false;
+
+  /**
+   * Sent after commit, outside the writing transaction: PostgreSQL serialises the commits of transactions
+   * that NOTIFY, so notifying inside every write made them queue. Coalesced: at most one NOTIFY in flight,
+   * and changes during it fold into one more. The payload names this handle, so its own echo is ignored.
+   */
+  protected announce(): void {
+    if (this.notifying) {
+      this.notifyAgain = true;
+      return;
+    }
+    this.notifying = true;
+    this.pool
+      .query("SELECT pg_notify($1, $2)", [this.channel, this.instance])
+      .catch(() => {})
+      .finally(() => {
+        this.notifying = false;
+        if (this.notifyAgain) {
+          this.notifyAgain = false;
+          this.announce();
+        }
+      });
   }
 
   /** One LISTEN connection per watcher, re-established with backoff if the database goes away. */
@@ -166,7 +189,9 @@ export class PostgresStore extends SqlStore {
       if (stopped) return;
       const c = new pg.Client({ connectionString: this.url });
       client = c;
-      c.on("notification", () => onChange());
+      c.on("notification", (n) => {
+        if (n.payload !== this.instance) onChange();
+      });
       c.on("error", () => {});
       c.on("end", () => {
         delay = Math.min(delay * 2, 5000);

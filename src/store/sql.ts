@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
-import { emptyStats, type Row, toInstruction, toNode, toRecord, toReply, toRun } from "./rows.ts";
+import { bySeq, emptyStats, type Row, toInstruction, toNode, toRecord, toReply, toRun } from "./rows.ts";
 import {
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
@@ -69,19 +69,20 @@ export abstract class SqlStore implements Store {
 
   private readonly local = new EventEmitter();
 
-  /** Tells watchers in this process now, and (through `announce`) other replicas once the change commits. */
+  /** Tells this handle's watchers now, and other replicas (see `announce`) after the commit. */
   protected changed(): void {
-    queueMicrotask(() => this.local.emit("change"));
+    queueMicrotask(() => this.local.emit("change", "local"));
+    this.announce();
   }
 
-  /** Called inside a write transaction that changed what replicas deliver; PostgreSQL sends a NOTIFY. */
-  protected abstract announce(c: SqlConn): Promise<void>;
+  /** Lets other replicas know that something committed (PostgreSQL: NOTIFY, coalesced; SQLite: nothing to do). */
+  protected abstract announce(): void;
   /** Starts noticing other processes' commits; returns a stop function. */
   protected abstract watchOthers(onChange: () => void): () => void;
 
-  watch(onChange: () => void): () => void {
+  watch(onChange: (source: "local" | "remote") => void): () => void {
     this.local.on("change", onChange);
-    const stop = this.watchOthers(onChange);
+    const stop = this.watchOthers(() => onChange("remote"));
     return () => {
       this.local.off("change", onChange);
       stop();
@@ -93,11 +94,10 @@ export abstract class SqlStore implements Store {
     const n = await this.tx(async (c) => {
       const rows = await c.q(
         `UPDATE instructions SET state = 'pending', lease_until = NULL, lease_owner = NULL
-         WHERE dst = $1 AND state = 'leased' AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
+         WHERE dst = $1 AND state <> 'done' AND state = 'leased' AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
            AND id NOT IN ${this.inList("$3")} RETURNING id`,
         [input.nodeId, input.owner ?? null, this.listParam(input.exceptIds ?? [])],
       );
-      if (rows.length) await this.announce(c);
       return rows.length;
     });
     if (n) this.changed();
@@ -295,35 +295,44 @@ export abstract class SqlStore implements Store {
       });
       const now = this.now();
       const out: Instruction[] = [];
-      for (const [i, it] of items.entries()) {
-        const [r] = await c.q(
-          `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
-             state, attempts, max_attempts, lease_until, hold_offline)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'pending', 0, $11, NULL, $12)
-           ON CONFLICT (id) DO NOTHING RETURNING *`,
-          [
+      // Multi-row INSERTs (500 rows, 6000 parameters each: under both backends' limits): one round trip per
+      // chunk instead of one per instruction.
+      for (let off = 0; off < items.length; off += 500) {
+        const chunk = items.slice(off, off + 500);
+        const params: unknown[] = [now, runId];
+        const tuples = chunk.map((it) => {
+          const b = params.length;
+          params.push(
             it.id ?? newId(),
-            runId,
             it.src ?? "coordinator",
             it.dst,
             it.groupId ?? null,
             it.method,
             it.payload ?? new Uint8Array(0),
-            now,
             it.ttlMs,
-            now + it.ttlMs,
             it.maxAttempts ?? this.options.maxAttempts,
             it.holdWhileOffline ? 1 : 0,
-          ],
+          );
+          const p = (k: number) => `$${b + k}`;
+          return `(${p(1)}, $2, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, $1, ${p(7)}, CAST($1 AS BIGINT) + CAST(${p(7)} AS BIGINT), 'pending', 0, ${p(8)}, NULL, ${p(9)})`;
+        });
+        const rows = await c.q(
+          `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
+             state, attempts, max_attempts, lease_until, hold_offline)
+           VALUES ${tuples.join(", ")}
+           ON CONFLICT (id) DO NOTHING RETURNING *`,
+          params,
         );
-        // A duplicate id aborts the whole batch: the transaction rolls back, nothing is written.
-        if (!r)
-          throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${it.id} exists`, {
-            field: `items[${i}].id`,
+        if (rows.length < chunk.length) {
+          // A caller-chosen id that exists already aborts the whole batch: the transaction rolls back.
+          const got = new Set(rows.map((r) => r.id as string));
+          const i = chunk.findIndex((_, k) => !got.has(params[2 + k * 9] as string));
+          throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${chunk[i]?.id} exists`, {
+            field: `items[${off + i}].id`,
           });
-        out.push(toInstruction(r));
+        }
+        out.push(...rows.sort(bySeq).map(toInstruction));
       }
-      await this.announce(c);
       return out;
     });
     this.changed();
@@ -346,7 +355,6 @@ export abstract class SqlStore implements Store {
       // Rows are locked in instruction-id order, so two replicas storing overlapping batches cannot deadlock.
       const order = items.map((_, i) => i).sort((a, b) => (items[a]!.replyTo < items[b]!.replyTo ? -1 : 1));
       for (const i of order) if (!out[i]) out[i] = await this.storeOne(c, items[i]!, now);
-      if (out.some((r) => r?.ok && !r.duplicate)) await this.announce(c);
       return out as StoreReplyResult[];
     });
     if (results.some((r) => r.ok && !r.duplicate)) this.changed();
@@ -432,7 +440,6 @@ export abstract class SqlStore implements Store {
         );
         await this.insertOutcome(c, i, i.code as OutcomeCode, 0);
       }
-      if (ended.length) await this.announce(c);
       return ended.length;
     });
     if (made) this.changed();

@@ -56,6 +56,7 @@ export class SqliteStore extends SqlStore {
   private stmt(sql: string) {
     let s = this.cache.get(sql);
     if (!s) {
+      if (this.cache.size > 1000) this.cache.clear();
       // The shared SQL uses PostgreSQL's $1 placeholders; SQLite's ?1 binds the same positional values.
       s = this.db.prepare(sql.replace(/\$(\d+)/g, "?$1"));
       this.cache.set(sql, s);
@@ -110,7 +111,7 @@ export class SqliteStore extends SqlStore {
     return p;
   }
 
-  protected async announce(): Promise<void> {}
+  protected announce(): void {}
 
   /**
    * Other processes' commits are noticed through `PRAGMA data_version`, which changes only when another

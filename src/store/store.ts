@@ -168,10 +168,11 @@ export interface Store {
   /** Reads the replies to these instructions, claimed or not (for a coordinator recovering after a reconnect). */
   getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]>;
   /**
-   * Calls `onChange` soon after another process (or this one) commits a change, so hub replicas wake up
-   * without polling each other. Returns a function that stops watching.
+   * Calls `onChange` soon after a change commits, so hub replicas wake up without polling each other:
+   * `"local"` for changes made through this handle, `"remote"` for other handles and processes (SQLite:
+   * `PRAGMA data_version`; PostgreSQL: a coalesced `NOTIFY` sent after commit). Returns a stop function.
    */
-  watch(onChange: () => void): () => void;
+  watch(onChange: (source: "local" | "remote") => void): () => void;
   /**
    * Ends every instruction that can no longer be answered with exactly one error reply
    * (NODE_UNAVAILABLE, DELIVERY_FAILED, MESSAGE_EXPIRED) and marks silent nodes offline.

@@ -19,21 +19,60 @@ export interface S3rver {
 }
 
 /*
- * s3rver runs in a child process, not in the test worker, for two reasons:
+ * s3rver runs in a child process, not in the test worker, because:
  * - it encrypts ListObjectsV2 continuation tokens with DES, which Node 24's OpenSSL 3 only offers
  *   through the legacy provider (`--openssl-legacy-provider`, a process-wide flag): without it any
- *   listing longer than 1000 keys fails with "digital envelope routines::unsupported";
- * - the child exits when its stdin closes, so a crashed or killed test run leaves no server behind.
+ *   listing longer than 1000 keys fails with "error:0308010C:digital envelope routines::unsupported";
+ * - the child exits when its stdin closes, and removes its data dir, so even a killed test run
+ *   leaves no server and no files behind.
+ *
+ * And it gets two fixes, so that it keeps S3's guarantees that the stores rely on:
+ * - s3rver 3.7.1 answers a PUT (object or part) when the bytes have entered its write stream, not
+ *   when they are on disk, so an immediate GET or CompleteMultipartUpload can read a short file;
+ * - it writes objects in place, so a concurrent reader or writer sees (or leaves) a mix, where S3
+ *   replaces an object atomically. The fix writes a temp file (named so listings skip it), then renames.
  */
 const CHILD = `
 const [modPath, dir, bucket] = process.argv.slice(1);
+const path = require("node:path"), fs = require("node:fs"), crypto = require("node:crypto");
+const { Readable, Transform } = require("node:stream");
+const { pipeline } = require("node:stream/promises");
 const S3rver = require(modPath);
+const Store = require(path.join(path.dirname(modPath), "stores", "filesystem.js"));
+const writeHashed = async (content, dest) => {
+  const md5 = crypto.createHash("md5");
+  let size = 0;
+  const tmp = dest + "." + crypto.randomBytes(6).toString("hex") + ".partial";
+  await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+  try {
+    await pipeline(Buffer.isBuffer(content) ? Readable.from([content]) : content,
+      new Transform({ transform(c, _e, cb) { md5.update(c); size += c.length; cb(null, c); } }),
+      fs.createWriteStream(tmp));
+    await fs.promises.rename(tmp, dest);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true });
+    throw e;
+  }
+  return { size, md5: md5.digest("hex") };
+};
+Store.prototype.putObject = async function (object) {
+  const r = await writeHashed(object.content, this.getResourcePath(object.bucket, object.key, "object"));
+  await this.putMetadata(object.bucket, object.key, object.metadata, r.md5);
+  return r;
+};
+Store.prototype.putPart = async function (bucket, uploadId, partNumber, content) {
+  const partPath = path.join(this.getResourcePath(bucket, undefined, "uploads"), uploadId, String(partNumber));
+  const r = await writeHashed(content, partPath);
+  await fs.promises.writeFile(partPath + ".md5", r.md5);
+  return r;
+};
 const server = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory: dir,
   configureBuckets: [{ name: bucket }] });
 server.run().then(
   (addr) => process.stdout.write(JSON.stringify({ port: addr.port }) + "\\n"),
   (err) => { console.error(err); process.exit(1); });
-process.stdin.on("end", () => server.close().finally(() => process.exit(0)));
+process.stdin.on("end", () =>
+  server.close().finally(() => { fs.rmSync(dir, { recursive: true, force: true }); process.exit(0); }));
 process.stdin.resume();
 `;
 
