@@ -425,11 +425,17 @@ export abstract class SqlStore implements Store {
              ELSE 'FLEETLINK_E_MESSAGE_EXPIRED'
            END AS code
          FROM instructions i JOIN nodes n ON n.id = i.dst
-         WHERE i.state <> 'done' AND (
-           i.expires_at <= $1
-           OR (i.state = 'leased' AND i.lease_until <= $1 AND i.attempts >= i.max_attempts)
-           OR n.status = 'unregistered'
-           OR ((n.online_until IS NULL OR n.online_until <= $1) AND i.hold_offline = 0))
+         WHERE i.seq IN (
+             -- Candidates through indexes (a scan of every instruction ever kept would grow with history).
+             SELECT seq FROM instructions WHERE state <> 'done' AND expires_at <= $1
+             UNION ALL SELECT seq FROM instructions WHERE state = 'leased' AND lease_until <= $1
+             UNION ALL SELECT seq FROM instructions WHERE state <> 'done' AND dst IN (
+               SELECT id FROM nodes WHERE status = 'unregistered' OR online_until IS NULL OR online_until <= $1))
+           AND i.state <> 'done' AND (
+             i.expires_at <= $1
+             OR (i.state = 'leased' AND i.lease_until <= $1 AND i.attempts >= i.max_attempts)
+             OR n.status = 'unregistered'
+             OR ((n.online_until IS NULL OR n.online_until <= $1) AND i.hold_offline = 0))
          ORDER BY i.seq ${this.skipLocked("i")}`,
         [now],
       );

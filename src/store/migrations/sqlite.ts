@@ -72,4 +72,9 @@ CREATE TABLE records (
 );
 `,
   },
+  {
+    version: 3,
+    name: "index leased instructions by lease end, for the sweep",
+    sql: "CREATE INDEX instructions_lease ON instructions (lease_until) WHERE state = 'leased';",
+  },
 ];
