@@ -10,6 +10,17 @@ import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { checkHostInfo, findCheckpoint, type HostInfo, type HostPart, hostKey } from "./layout.ts";
 import { errorKind, type ObjectStore } from "./object-store.ts";
 
+/** Parts up to this size are pulled into memory; larger ones through a temporary file. */
+const IN_MEMORY_MAX = 256 * 1024 * 1024;
+
+const checkPart = (part: HostPart, size: number, sha: string): void => {
+  if (size !== part.size || sha !== part.sha256)
+    throw new FleetlinkError(
+      "CHECKSUM_MISMATCH",
+      `${part.key}: got ${size} bytes sha256 ${sha.slice(0, 12)}…, manifest says ${part.size} bytes ${part.sha256.slice(0, 12)}…`,
+    );
+};
+
 /** What a node exposes so the coordinator can checkpoint and restore it. */
 export interface NodeState {
   /** The state to save: bytes or a stream. */
@@ -96,15 +107,18 @@ export class NodeCheckpoints {
     if (cur?.status === "in_progress")
       throw new FleetlinkError("CONFLICT", `a pull of ${cur.id} is in progress on this node`);
     this.pulls.set(p.runId, { status: "in_progress", id: p.id });
-    void this.download(p.part).then(
-      async ({ file, dir }) => {
-        try {
-          await this.state.restore(createReadStream(file));
-          this.pulls.set(p.runId, { status: "ok", id: p.id, bytes: p.part.size });
-        } finally {
-          await rm(dir, { recursive: true, force: true });
-        }
-      },
+    const restored =
+      p.part.size <= IN_MEMORY_MAX
+        ? this.downloadToMemory(p.part).then((bytes) => this.state.restore(Readable.from([bytes])))
+        : this.download(p.part).then(async ({ file, dir }) => {
+            try {
+              await this.state.restore(createReadStream(file));
+            } finally {
+              await rm(dir, { recursive: true, force: true });
+            }
+          });
+    void restored.then(
+      () => this.pulls.set(p.runId, { status: "ok", id: p.id, bytes: p.part.size }),
       (e: unknown) =>
         this.pulls.set(p.runId, {
           status: "error",
@@ -113,6 +127,15 @@ export class NodeCheckpoints {
         }),
     );
     return { accepted: true };
+  }
+
+  /** Downloads a small part into memory, checking size and SHA-256 before anything is restored. */
+  private async downloadToMemory(part: HostPart): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const c of await this.objects.get(part.key)) chunks.push(c as Buffer);
+    const buf = Buffer.concat(chunks);
+    checkPart(part, buf.length, createHash("sha256").update(buf).digest("hex"));
+    return buf;
   }
 
   /** Downloads a part to a temporary file, checking size and SHA-256 before anything is restored. */
@@ -134,12 +157,7 @@ export class NodeCheckpoints {
         },
         createWriteStream(file),
       );
-      const sha = hash.digest("hex");
-      if (size !== part.size || sha !== part.sha256)
-        throw new FleetlinkError(
-          "CHECKSUM_MISMATCH",
-          `${part.key}: got ${size} bytes sha256 ${sha.slice(0, 12)}…, manifest says ${part.size} bytes ${part.sha256.slice(0, 12)}…`,
-        );
+      checkPart(part, size, hash.digest("hex"));
       return { file, dir };
     } catch (e) {
       await rm(dir, { recursive: true, force: true });

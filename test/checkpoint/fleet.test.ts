@@ -167,6 +167,20 @@ for (const b of backends) {
       expect((await fleet.checkpoints.status(run)).pull).toMatchObject({ status: "ok", id: ok.id });
     });
 
+    test("a corrupted part is caught on pull (size + SHA-256) with error kind checksum, and nothing is restored", async () => {
+      await start();
+      const h = await node("x0", 4096);
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(run, [h.agent.nodeId!]);
+      const pushed = await fleet.checkpoints.push(run);
+      await b.objects().put(`${run.id}/${pushed.id}/host0/state`, new Uint8Array(4096).fill(9));
+      const before = h.box.data;
+      const pulled = await fleet.checkpoints.pull(run, pushed.id);
+      expect(pulled.status).toBe("error");
+      expect(pulled.error).toMatchObject({ kind: "checksum", hostIdx: 0 });
+      expect(h.box.data).toBe(before);
+    });
+
     test("a hostInfo that does not match the node's role is rejected and nothing is read or written", async () => {
       await start();
       const hosts = await Promise.all([0, 1].map((i) => node(`m${i}`, 1024)));

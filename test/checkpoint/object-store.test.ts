@@ -499,6 +499,23 @@ describe("s3 (against s3rver over HTTP)", () => {
     }
   });
 
+  test("s3 - bytes already in memory go up in one PutObject (no multipart assembly on the server)", async () => {
+    const proxy = await recordingProxy(s3.endpoint);
+    try {
+      const store = open(`mem${++n}`, { endpoint: proxy.endpoint });
+      const data = randomBytes(20 * MiB + 1);
+      expect(await store.put("big", new Uint8Array(data))).toEqual({
+        size: data.byteLength,
+        sha256: sha256(data),
+      });
+      expect(proxy.seen).toEqual([`PUT /${s3.bucket}/mem${n}/big?x-id=PutObject`]);
+      expect(Buffer.from(await store.getBytes("big")).equals(data)).toBe(true);
+      await store.close();
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test("s3 - a small body goes up in one PutObject", async () => {
     const proxy = await recordingProxy(s3.endpoint);
     try {
