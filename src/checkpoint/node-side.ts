@@ -109,7 +109,7 @@ export class NodeCheckpoints {
     this.pulls.set(p.runId, { status: "in_progress", id: p.id });
     const restored =
       p.part.size <= IN_MEMORY_MAX
-        ? this.downloadToMemory(p.part).then((bytes) => this.state.restore(Readable.from([bytes])))
+        ? this.downloadToMemory(p.part).then((chunks) => this.state.restore(Readable.from(chunks)))
         : this.download(p.part).then(async ({ file, dir }) => {
             try {
               await this.state.restore(createReadStream(file));
@@ -129,13 +129,18 @@ export class NodeCheckpoints {
     return { accepted: true };
   }
 
-  /** Downloads a small part into memory, checking size and SHA-256 before anything is restored. */
-  private async downloadToMemory(part: HostPart): Promise<Buffer> {
+  /** Downloads a small part into memory (hashed as it arrives), checking size and SHA-256 before any restore. */
+  private async downloadToMemory(part: HostPart): Promise<Buffer[]> {
     const chunks: Buffer[] = [];
-    for await (const c of await this.objects.get(part.key)) chunks.push(c as Buffer);
-    const buf = Buffer.concat(chunks);
-    checkPart(part, buf.length, createHash("sha256").update(buf).digest("hex"));
-    return buf;
+    const hash = createHash("sha256");
+    let size = 0;
+    for await (const c of await this.objects.get(part.key)) {
+      hash.update(c as Buffer);
+      size += (c as Buffer).length;
+      chunks.push(c as Buffer);
+    }
+    checkPart(part, size, hash.digest("hex"));
+    return chunks;
   }
 
   /** Downloads a part to a temporary file, checking size and SHA-256 before anything is restored. */

@@ -99,7 +99,8 @@ export class Checkpoints {
     await this.o.store.pushInstructions(runId, items);
     this.o.changed();
     const results = new Map<string, CallResult>();
-    const deadline = Date.now() + timeoutMs + 1000;
+    const started = Date.now();
+    const deadline = started + timeoutMs + 1000;
     while (results.size < items.length && Date.now() < deadline) {
       const open = items.filter((i) => !results.has(i.id)).map((i) => i.id);
       for (const r of await this.o.store.getReplies(runId, open))
@@ -109,7 +110,8 @@ export class Checkpoints {
             ? { ok: false, error: fromWireError(r.error) }
             : { ok: true, value: decodePayload(r.payload) },
         );
-      if (results.size < items.length) await sleep(50);
+      // Fast at first (most calls answer within milliseconds), then every 50 ms.
+      if (results.size < items.length) await sleep(Date.now() - started < 1000 ? 5 : 50);
     }
     return items.map(
       (i) =>
@@ -395,7 +397,7 @@ export class Checkpoints {
       const deadline = Date.now() + this.o.transferTimeoutMs;
       while (hosts.some((h) => h.status === "in_progress") && !hosts.some((h) => h.status === "error")) {
         if (Date.now() > deadline) return fail(hosts, { kind: "network", message: "pull timed out" });
-        await sleep(50);
+        await sleep(20);
         const open = roles.hosts.filter((_, k) => hosts[k]!.status === "in_progress");
         const st = await this.callNodes(
           runId,
