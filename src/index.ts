@@ -1,7 +1,7 @@
 export type { HostInfo, Manifest } from "./checkpoint/layout.ts";
 export type { NodeState, StandbyOptions } from "./checkpoint/node-side.ts";
-export { readAll } from "./checkpoint/node-side.ts";
-export { type ObjectStore, openObjectStore } from "./checkpoint/object-store.ts";
+
+export { type ObjectStore, openObjectStore, readAll } from "./checkpoint/object-store.ts";
 export type { OpStatus, Roles } from "./checkpoint/orchestrator.ts";
 export { CheckpointClient, type CheckpointSummary } from "./coordinator/checkpoints.ts";
 export { IncompleteCallError } from "./coordinator/errors.ts";

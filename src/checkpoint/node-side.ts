@@ -222,13 +222,3 @@ export class NodeCheckpoints {
     if (this.warm) await rm(this.warm.dir, { recursive: true, force: true });
   }
 }
-
-/** Reads a whole stream or byte array (for states kept in memory). */
-export const readAll = async (data: Readable | Uint8Array): Promise<Uint8Array> => {
-  if (data instanceof Uint8Array) return data;
-  const chunks: Buffer[] = [];
-  for await (const c of data) chunks.push(Buffer.from(c));
-  return new Uint8Array(Buffer.concat(chunks));
-};
-
-export { Readable };
