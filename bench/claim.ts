@@ -1,14 +1,16 @@
 // bench:claim: instructions claimed per second through the store, against a raw single-statement claim loop on
 // the same database with the same driver, for SQLite and PostgreSQL × {1, 4} replica processes × {1, 32} rows per
-// statement. Replicas are real OS processes (this script forked in worker mode). Prints its parameters, a table,
-// then one JSON object per configuration.
+// statement. Replicas are real OS processes (this script forked in worker mode). Each replica opens both the store
+// and the raw connection and all replicas switch between them on the same clock, in short slices ordered
+// store, raw, raw, store, ..., so load from anything else on the machine falls on both alike. Prints its
+// parameters, a table, then one JSON object per configuration.
 //
 // Environment: FLEETLINK_BENCH_POSTGRES_URL (or FLEETLINK_TEST_POSTGRES_URL; default
 // postgres://root@127.0.0.1:5432/test), BENCH_CLAIM_DURATION_MS (default 3000), BENCH_CLAIM_NODES (default 4096).
 import { type ChildProcess, fork } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync, type SQLInputValue } from "node:sqlite";
 import pg from "pg";
@@ -22,8 +24,13 @@ const PG_URL =
   process.env.FLEETLINK_BENCH_POSTGRES_URL ??
   process.env.FLEETLINK_TEST_POSTGRES_URL ??
   "postgres://root@127.0.0.1:5432/test";
+/** Counted time per loop (store, raw) and configuration, in slices of SLICE_MS. */
 const DURATION_MS = Number(process.env.BENCH_CLAIM_DURATION_MS ?? 3000);
-const WARMUP_MS = 500;
+const SLICE_MS = 500;
+const SLICES = 2 * Math.max(1, Math.round(DURATION_MS / SLICE_MS / 2));
+/** One uncounted slice per loop first. */
+const WARMUP_SLICES = 2;
+const ORDER = ["store", "raw", "raw", "store"] as const;
 // Claimed rows stay leased (the benchmark stores no replies), and every claim's index scan steps over its node's
 // leased rows before reaching a pending one. Many nodes keep that depth small, as it is when nodes answer.
 const NODES = Number(process.env.BENCH_CLAIM_NODES ?? 4096);
@@ -44,7 +51,7 @@ const RAW_TABLE = {
       dst TEXT NOT NULL, state TEXT NOT NULL, lease_until INTEGER);
     CREATE INDEX bench_claim_dst ON bench_claim (dst, seq) WHERE state <> 'done';`,
   postgres: `CREATE TABLE bench_claim (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,
-      dst TEXT NOT NULL, state TEXT NOT NULL, lease_until BIGINT);
+      dst TEXT NOT NULL, state TEXT NOT NULL, lease_until BIGINT) WITH (autovacuum_enabled = false);
     CREATE INDEX bench_claim_dst ON bench_claim (dst, seq) WHERE state <> 'done';`,
 };
 const RAW_CLAIM = {
@@ -70,6 +77,7 @@ const SEED = {
     template: `CREATE TABLE bench_template AS SELECT row_number() OVER (ORDER BY seq) - 1 AS rn, * FROM instructions;
       DELETE FROM instructions;`,
     clear: "DELETE FROM instructions; DELETE FROM bench_claim;",
+    after: "PRAGMA wal_checkpoint(TRUNCATE)",
     store: `WITH RECURSIVE g(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < ?1)
       INSERT INTO instructions (${SEED_COLS})
       SELECT printf('00000000-0000-7000-8000-%012x', g.i * ?2 + t.rn), ${SEED_VALS}
@@ -80,9 +88,13 @@ const SEED = {
       FROM g CROSS JOIN bench_template t ORDER BY g.i, t.rn`,
   },
   postgres: {
+    // Autovacuum off on the two claimed tables, so it cannot start in the middle of one measurement; each
+    // configuration starts from VACUUM (ANALYZE) and a CHECKPOINT instead.
     template: `CREATE TABLE bench_template AS SELECT row_number() OVER (ORDER BY seq) - 1 AS rn, * FROM instructions;
-      DELETE FROM instructions;`,
+      DELETE FROM instructions;
+      ALTER TABLE instructions SET (autovacuum_enabled = false);`,
     clear: "TRUNCATE instructions, bench_claim",
+    after: "VACUUM (ANALYZE) instructions, bench_claim",
     store: `INSERT INTO instructions (${SEED_COLS})
       SELECT '00000000-0000-7000-8000-' || lpad(to_hex(g * $2 + t.rn), 12, '0'), ${SEED_VALS}
       FROM generate_series(0, $1 - 1) g CROSS JOIN bench_template t ORDER BY g, t.rn`,
@@ -94,19 +106,14 @@ const SEED = {
 
 interface Spec {
   backend: Backend;
-  kind: Kind;
   /** Store URL (sqlite:PATH or postgres://…?schema=NAME); the raw loop opens the same database. */
   url: string;
   nodeIds: string[];
   offset: number;
   batch: number;
 }
-interface Result {
-  counted: number;
-  total: number;
-  elapsedMs: number;
-  drained: boolean;
-}
+/** Per loop: rows claimed in counted slices, rows claimed in all, and whether it ran out of rows. */
+type Result = Record<Kind, { counted: number; total: number; drained: boolean }>;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -128,11 +135,14 @@ const sqliteConn = (path: string): DatabaseSync => {
 
 // ---- worker: one replica process ----
 
-/** Opens the claim function of one replica: returns how many rows one claim for one node took. */
-const openClaimer = async (
-  s: Spec,
-): Promise<{ claim: (node: string) => number | Promise<number>; close: () => Promise<void> }> => {
-  if (s.kind === "store") {
+interface Claimer {
+  /** Claims up to `batch` rows of one node; returns how many it got. */
+  claim: (node: string) => number | Promise<number>;
+  close: () => Promise<void>;
+}
+
+const openClaimer = async (s: Spec, kind: Kind): Promise<Claimer> => {
+  if (kind === "store") {
     const store: Store = await openStore(s.url, { busyTimeoutMs: BUSY_TIMEOUT_MS, poolSize: 2 });
     return {
       claim: async (node) =>
@@ -181,36 +191,34 @@ const runWorker = async () => {
         });
   try {
     const spec = await next<Spec>();
-    const { claim, close } = await openClaimer(spec);
+    const claimers = { store: await openClaimer(spec, "store"), raw: await openClaimer(spec, "raw") };
     await send({ ready: true });
     const { startAt } = await next<{ startAt: number }>();
-    await sleep(startAt - Date.now());
-    const countFrom = startAt + WARMUP_MS;
-    const until = countFrom + DURATION_MS;
     const nodes = spec.nodeIds;
-    let i = spec.offset;
-    let counted = 0;
-    let total = 0;
-    let empty = 0;
-    let lastRowsAt = countFrom;
-    let drained = false;
-    // Cycles over every node from this replica's offset, one node per claim.
-    for (let now = Date.now(); now < until; ) {
-      const n = await claim(nodes[i++ % nodes.length]!);
-      total += n;
-      if (now >= countFrom) counted += n;
-      now = Date.now();
-      if (n > 0) {
-        empty = 0;
-        lastRowsAt = now;
-      } else if (++empty >= nodes.length) {
-        drained = true;
-        break;
+    const result: Result = {
+      store: { counted: 0, total: 0, drained: false },
+      raw: { counted: 0, total: 0, drained: false },
+    };
+    const cursor = { store: spec.offset, raw: spec.offset };
+    const empty = { store: 0, raw: 0 };
+    for (let k = 0; k < WARMUP_SLICES + 2 * SLICES; k++) {
+      const kind = ORDER[k % ORDER.length]!;
+      const r = result[kind];
+      const from = startAt + k * SLICE_MS;
+      const until = from + SLICE_MS;
+      if (from > Date.now()) await sleep(from - Date.now());
+      // Cycles over every node from this replica's offset, one node per claim.
+      for (let now = Date.now(); now < until && !r.drained; now = Date.now()) {
+        const n = await claimers[kind].claim(nodes[cursor[kind]++ % nodes.length]!);
+        r.total += n;
+        if (k >= WARMUP_SLICES) r.counted += n;
+        empty[kind] = n > 0 ? 0 : empty[kind] + 1;
+        if (empty[kind] >= nodes.length) r.drained = true;
       }
     }
-    const end = drained ? lastRowsAt : Date.now();
-    await send({ result: { counted, total, elapsedMs: Math.max(1, end - countFrom), drained } });
-    await close();
+    await send({ result });
+    await claimers.store.close();
+    await claimers.raw.close();
     process.exit(0);
   } catch (e) {
     await send({ error: String((e as Error).stack ?? e) });
@@ -238,7 +246,7 @@ const nextMessage = (child: ChildProcess, timeoutMs: number) =>
     });
   });
 
-/** Claims per second summed over `replicas` processes, all counting over the same window. */
+/** Rows per second of each loop, summed over `replicas` processes that all count over the same slices. */
 const measure = async (base: Omit<Spec, "offset">, replicas: number) => {
   const kids = Array.from({ length: replicas }, () => {
     const c = fork(import.meta.filename, ["worker"], {
@@ -258,16 +266,17 @@ const measure = async (base: Omit<Spec, "offset">, replicas: number) => {
         return ready;
       }),
     );
-    const done = kids.map((c) => nextMessage(c, WARMUP_MS + DURATION_MS + 30_000));
+    const done = kids.map((c) => nextMessage(c, (WARMUP_SLICES + 2 * SLICES) * SLICE_MS + 30_000));
     const startAt = Date.now() + 100;
     for (const c of kids) c.send({ startAt });
     const results = (await Promise.all(done)).map((m) => m.result as Result);
     await Promise.all(exited);
-    return {
-      perSec: results.reduce((s, r) => s + (r.counted * 1000) / r.elapsedMs, 0),
-      drained: results.some((r) => r.drained),
-      claimed: results.reduce((s, r) => s + r.total, 0),
-    };
+    const sum = (kind: Kind) => ({
+      perSec: results.reduce((s, r) => s + r[kind].counted, 0) / ((SLICES * SLICE_MS) / 1000),
+      claimed: results.reduce((s, r) => s + r[kind].total, 0),
+      drained: results.some((r) => r[kind].drained),
+    });
+    return { store: sum("store"), raw: sum("raw") };
   } finally {
     for (const c of kids) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
   }
@@ -302,18 +311,19 @@ const prepareStore = async (url: string, concurrency: number): Promise<string[]>
 
 interface Db {
   exec(sql: string, params?: unknown[]): Promise<void>;
-  /** Leaves only `per` pending rows per node in the table `kind` claims from, the other table empty. */
-  seed(kind: Kind, per: number): Promise<void>;
+  /** Leaves exactly `per` pending rows per node in both tables. */
+  seed(per: number): Promise<void>;
 }
 
 const sqliteDb = (path: string): Db & { close(): void } => {
   const db = sqliteConn(path);
   return {
     exec: async (sql) => db.exec(sql),
-    seed: async (kind, per) => {
+    seed: async (per) => {
       db.exec(SEED.sqlite.clear);
-      db.prepare(SEED.sqlite[kind]).run(per, NODES);
-      db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      db.prepare(SEED.sqlite.store).run(per, NODES);
+      db.prepare(SEED.sqlite.raw).run(per, NODES);
+      db.exec(SEED.sqlite.after);
     },
     close: () => db.close(),
   };
@@ -325,11 +335,13 @@ const postgresDb = async (url: string): Promise<Db & { close(): Promise<void> }>
   await c.connect();
   return {
     exec: async (sql, params) => void (await c.query(sql, params)),
-    seed: async (kind, per) => {
+    seed: async (per) => {
       await c.query(SEED.postgres.clear);
-      await c.query(SEED.postgres[kind], [per, NODES]);
-      // Fresh statistics and hint bits for both loops alike; a checkpoint so neither pays for the other's WAL.
-      await c.query(`VACUUM (ANALYZE) ${kind === "store" ? "instructions" : "bench_claim"}`);
+      await c.query(SEED.postgres.store, [per, NODES]);
+      await c.query(SEED.postgres.raw, [per, NODES]);
+      // Fresh statistics and hint bits for both tables alike, and no seeding WAL left for a checkpoint to flush
+      // in the middle of the measurement.
+      await c.query(SEED.postgres.after);
       await c.query("CHECKPOINT").catch(() => {});
     },
     close: () => c.end(),
@@ -348,24 +360,21 @@ interface Row {
 const runBackend = async (backend: Backend, url: string, db: Db, nodeIds: string[], rows: Row[]) => {
   for (const replicas of REPLICAS)
     for (const batch of BATCHES) {
-      const per = Math.ceil((MAX_RATE[backend][batch]! * (WARMUP_MS + DURATION_MS)) / 1000 / NODES);
-      const rate: Record<Kind, number> = { store: 0, raw: 0 };
-      for (const kind of ["store", "raw"] as const) {
-        await db.seed(kind, per);
-        const m = await measure({ backend, kind, url, nodeIds, batch }, replicas);
-        rate[kind] = m.perSec;
-        console.error(
-          `  ${backend} ${kind.padEnd(5)} replicas=${replicas} batch=${batch}: ${Math.round(m.perSec)}/s` +
-            ` (${(m.claimed / NODES).toFixed(0)} of ${per} rows/node claimed${m.drained ? ", DRAINED: raise MAX_RATE" : ""})`,
-        );
-      }
+      const perLoopMs = (WARMUP_SLICES / 2 + SLICES) * SLICE_MS;
+      const per = Math.ceil((MAX_RATE[backend][batch]! * perLoopMs) / 1000 / NODES);
+      await db.seed(per);
+      const m = await measure({ backend, url, nodeIds, batch }, replicas);
+      const note = (kind: Kind) =>
+        `${kind} ${Math.round(m[kind].perSec)}/s (${(m[kind].claimed / NODES).toFixed(0)} of ${per} rows/node` +
+        `${m[kind].drained ? ", DRAINED: raise MAX_RATE" : ""})`;
+      console.error(`  ${backend} replicas=${replicas} batch=${batch}: ${note("store")}, ${note("raw")}`);
       rows.push({
         backend,
         replicas,
         batch,
-        claimsPerSec: Math.round(rate.store),
-        baselinePerSec: Math.round(rate.raw),
-        ratio: Number((rate.store / rate.raw).toFixed(2)),
+        claimsPerSec: Math.round(m.store.perSec),
+        baselinePerSec: Math.round(m.raw.perSec),
+        ratio: Number((m.store.perSec / m.raw.perSec).toFixed(2)),
       });
     }
 };
@@ -446,14 +455,18 @@ const main = async () => {
   watchdog.unref();
   console.log("bench:claim: instructions claimed per second, store vs raw single-statement claim loop");
   console.log(
-    `node ${process.version}; duration ${DURATION_MS} ms after ${WARMUP_MS} ms warm-up per run; ${NODES} nodes, ` +
+    `node ${process.version}; per configuration ${(SLICES * SLICE_MS) / 1000} s counted per loop, in ${SLICE_MS} ms ` +
+      `slices alternating store/raw after ${WARMUP_SLICES} warm-up slices; ${NODES} nodes, ` +
       `one node per claim, cycling; lease ${LEASE_MS} ms; empty payloads; replicas ${REPLICAS.join(", ")} ` +
       `(OS processes); batch ${BATCHES.join(", ")} rows per claim`,
   );
   console.log(
     `sqlite: temp file, WAL, synchronous NORMAL, busy_timeout ${BUSY_TIMEOUT_MS}; postgres: ${redact(PG_URL)}, ` +
-      "fresh schema bench_claim_<random>",
+      "fresh schema bench_claim_<random>, autovacuum off on the claimed tables, VACUUM (ANALYZE) + CHECKPOINT " +
+      "before each run",
   );
+  // Absolute rates drift with whatever else the machine runs; the ratio is measured side by side.
+  console.log(`${availableParallelism()} cores, load average ${loadavg()[0]!.toFixed(2)} at start`);
   const rows: Row[] = [];
   await runSqlite(rows);
   await runPostgres(rows);
