@@ -240,7 +240,7 @@ export class PostgresStore extends SqlStore {
          SELECT c.seq FROM unnest($3::text[]) AS n(dst)
          CROSS JOIN LATERAL (
            SELECT seq FROM instructions
-           WHERE dst = n.dst AND state <> 'done' AND expires_at > $2
+           WHERE dst = n.dst AND ended = 0 AND expires_at > $2
              AND (state = 'pending' OR (lease_until <= $2 AND attempts < max_attempts))
            ORDER BY seq LIMIT $4
            FOR UPDATE SKIP LOCKED) c)

@@ -94,7 +94,7 @@ export abstract class SqlStore implements Store {
     const n = await this.tx(async (c) => {
       const rows = await c.q(
         `UPDATE instructions SET state = 'pending', lease_until = NULL, lease_owner = NULL
-         WHERE dst = $1 AND state <> 'done' AND state = 'leased' AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
+         WHERE dst = $1 AND ended = 0 AND state = 'leased' AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
            AND id NOT IN ${this.inList("$3")} RETURNING id`,
         [input.nodeId, input.owner ?? null, this.listParam(input.exceptIds ?? [])],
       );
@@ -111,7 +111,7 @@ export abstract class SqlStore implements Store {
     return this.tx(async (c) => {
       // Only still-pending rows: the state guard makes a racing claim and this withdrawal exclusive.
       const rows = await c.q(
-        `UPDATE instructions SET state = 'done' WHERE run_id = $1 AND state = 'pending' AND id IN ${this.inList("$2")}
+        `UPDATE instructions SET state = 'done', ended = 1 WHERE run_id = $1 AND ended = 0 AND state = 'pending' AND id IN ${this.inList("$2")}
          RETURNING id, run_id, src, dst, group_id, method`,
         [runId, this.listParam(ids)],
       );
@@ -364,11 +364,11 @@ export abstract class SqlStore implements Store {
   private async storeOne(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
     const id = r.id ?? newId();
     // Ending the instruction and inserting its reply happen in one transaction. The UPDATE's guard
-    // (state <> 'done') holds the instruction's row lock on PostgreSQL and the database write lock on SQLite,
+    // (ended = 0) holds the instruction's row lock on PostgreSQL and the database write lock on SQLite,
     // so a racing store or sweep sees 'done' and cannot add a second reply.
     const [ins] = await c.q(
-      `UPDATE instructions SET state = 'done', lease_until = NULL, lease_owner = NULL
-       WHERE id = $1 AND dst = $2 AND run_id = $3 AND state <> 'done' AND expires_at > $4
+      `UPDATE instructions SET state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL
+       WHERE id = $1 AND dst = $2 AND run_id = $3 AND ended = 0 AND expires_at > $4
          AND NOT EXISTS (SELECT 1 FROM replies WHERE id = $5)
        RETURNING *`,
       [r.replyTo, r.nodeId, r.runId, now, id],
@@ -427,11 +427,11 @@ export abstract class SqlStore implements Store {
          FROM instructions i JOIN nodes n ON n.id = i.dst
          WHERE i.seq IN (
              -- Candidates through indexes (a scan of every instruction ever kept would grow with history).
-             SELECT seq FROM instructions WHERE state <> 'done' AND expires_at <= $1
-             UNION ALL SELECT seq FROM instructions WHERE state = 'leased' AND lease_until <= $1
-             UNION ALL SELECT seq FROM instructions WHERE state <> 'done' AND dst IN (
+             SELECT seq FROM instructions WHERE ended = 0 AND expires_at <= $1
+             UNION ALL SELECT seq FROM instructions WHERE ended = 0 AND state = 'leased' AND lease_until <= $1
+             UNION ALL SELECT seq FROM instructions WHERE ended = 0 AND dst IN (
                SELECT id FROM nodes WHERE status = 'unregistered' OR online_until IS NULL OR online_until <= $1))
-           AND i.state <> 'done' AND (
+           AND i.ended = 0 AND (
              i.expires_at <= $1
              OR (i.state = 'leased' AND i.lease_until <= $1 AND i.attempts >= i.max_attempts)
              OR n.status = 'unregistered'
@@ -441,7 +441,7 @@ export abstract class SqlStore implements Store {
       );
       for (const i of ended) {
         await c.q(
-          "UPDATE instructions SET state = 'done', lease_until = NULL, lease_owner = NULL WHERE seq = $1",
+          "UPDATE instructions SET state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL WHERE seq = $1",
           [i.seq],
         );
         await this.insertOutcome(c, i, i.code as OutcomeCode, 0);
@@ -494,7 +494,7 @@ export abstract class SqlStore implements Store {
     const cutoff = this.now() - olderThanMs;
     return this.tx(async (c) => {
       const gone = await c.q(
-        `DELETE FROM instructions WHERE state = 'done'
+        `DELETE FROM instructions WHERE ended = 1
            AND id IN (SELECT reply_to FROM replies WHERE claimed = 1 AND created_at <= $1) RETURNING id`,
         [cutoff],
       );

@@ -77,4 +77,20 @@ CREATE TABLE records (
     name: "index leased instructions by lease end, for the sweep",
     sql: "CREATE INDEX instructions_lease ON instructions (lease_until) WHERE state = 'leased';",
   },
+  {
+    version: 4,
+    name: "partial indexes keyed on an ended flag that claims never write",
+    // A claim changes state, attempts, lease_until and lease_owner. Indexes whose key or predicate uses one of
+    // those are rewritten on every claim (bench:claim measured it as the largest cost); \`ended\` changes once.
+    sql: `
+ALTER TABLE instructions ADD COLUMN ended SMALLINT NOT NULL DEFAULT 0;
+UPDATE instructions SET ended = 1 WHERE state = 'done';
+DROP INDEX instructions_claim;
+DROP INDEX instructions_expiry;
+DROP INDEX instructions_lease;
+CREATE INDEX instructions_claim ON instructions (dst, seq) WHERE ended = 0;
+CREATE INDEX instructions_expiry ON instructions (expires_at) WHERE ended = 0;
+ALTER TABLE instructions SET (fillfactor = 80);
+`,
+  },
 ];
