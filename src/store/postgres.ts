@@ -12,8 +12,10 @@ import {
   checkId,
   checkIds,
   checkPositiveInt,
+  type NewReply,
   resolveOptions,
   type StoreOptions,
+  type StoreReplyResult,
 } from "./store.ts";
 
 export interface PostgresOptions extends StoreOptions {
@@ -250,6 +252,68 @@ export class PostgresStore extends SqlStore {
       [leaseUntil, now, input.nodeIds, input.limit, input.owner ?? null],
     );
     return rows.sort(bySeq).map(toInstruction);
+  }
+
+  /**
+   * Set-based: one UPDATE ends every answerable instruction of the batch, one INSERT stores their replies (two
+   * round trips per batch instead of two per reply). The UPDATE's guard (ended = 0) row-locks each instruction,
+   * so a racing store or sweep of the same instruction waits and then finds it ended. Anything not stored here
+   * (a duplicate, a bad reference, a second reply in the same batch) is diagnosed one by one afterwards.
+   */
+  protected override async storeBatch(
+    c: SqlConn,
+    todo: { r: NewReply; i: number }[],
+    now: number,
+  ): Promise<Map<number, StoreReplyResult>> {
+    const out = new Map<number, StoreReplyResult>();
+    const first = new Map<string, { r: NewReply; i: number; id: string }>();
+    for (const t of todo)
+      if (!first.has(t.r.replyTo)) first.set(t.r.replyTo, { ...t, id: t.r.id ?? newId() });
+    const batch = [...first.values()].sort((a, b) => (a.r.replyTo < b.r.replyTo ? -1 : 1));
+    const ended = await c.q(
+      `UPDATE instructions i SET state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(reply_to, node_id, run_id, reply_id)
+       WHERE i.id = t.reply_to AND i.dst = t.node_id AND i.run_id = t.run_id AND i.ended = 0 AND i.expires_at > $5
+         AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.id = t.reply_id)
+       RETURNING i.id, i.src, i.group_id, i.method`,
+      [
+        batch.map((b) => b.r.replyTo),
+        batch.map((b) => b.r.nodeId),
+        batch.map((b) => b.r.runId),
+        batch.map((b) => b.id),
+        now,
+      ],
+    );
+    const byId = new Map(ended.map((e) => [e.id as string, e]));
+    const stored = batch.filter((b) => byId.has(b.r.replyTo));
+    if (stored.length > 0) {
+      const rows = await c.q(
+        `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
+           error_code, error_message, claimed)
+         SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, 0
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
+           $10::text[], $11::text[])
+           AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message)
+         RETURNING *`,
+        [
+          stored.map((b) => b.id),
+          stored.map((b) => b.r.runId),
+          stored.map((b) => b.r.nodeId),
+          stored.map((b) => byId.get(b.r.replyTo)!.src),
+          stored.map((b) => b.r.replyTo),
+          stored.map((b) => byId.get(b.r.replyTo)!.group_id ?? null),
+          stored.map((b) => byId.get(b.r.replyTo)!.method),
+          stored.map((b) => Buffer.from(b.r.payload ?? new Uint8Array(0))),
+          now,
+          stored.map((b) => b.r.error?.code ?? null),
+          stored.map((b) => b.r.error?.message ?? null),
+        ],
+      );
+      const replies = new Map(rows.map((r) => [r.reply_to as string, toReply(r)]));
+      for (const b of stored) out.set(b.i, { ok: true, reply: replies.get(b.r.replyTo)!, duplicate: false });
+    }
+    for (const t of todo) if (!out.has(t.i)) out.set(t.i, await this.diagnose(c, t.r, now));
+    return out;
   }
 
   async claimReplies(input: ClaimRepliesInput): Promise<Reply[]> {

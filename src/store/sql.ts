@@ -352,13 +352,25 @@ export abstract class SqlStore implements Store {
     const results = await this.tx(async (c) => {
       const now = this.now();
       const out = [...checked];
-      // Rows are locked in instruction-id order, so two replicas storing overlapping batches cannot deadlock.
-      const order = items.map((_, i) => i).sort((a, b) => (items[a]!.replyTo < items[b]!.replyTo ? -1 : 1));
-      for (const i of order) if (!out[i]) out[i] = await this.storeOne(c, items[i]!, now);
+      const todo = items.map((r, i) => ({ r, i })).filter(({ i }) => !out[i]);
+      for (const [i, res] of await this.storeBatch(c, todo, now)) out[i] = res;
       return out as StoreReplyResult[];
     });
     if (results.some((r) => r.ok && !r.duplicate)) this.changed();
     return results;
+  }
+
+  /** Stores valid replies inside the caller's transaction; returns a result per input index. */
+  protected async storeBatch(
+    c: SqlConn,
+    todo: { r: NewReply; i: number }[],
+    now: number,
+  ): Promise<Map<number, StoreReplyResult>> {
+    const out = new Map<number, StoreReplyResult>();
+    // Rows are locked in instruction-id order, so two replicas storing overlapping batches cannot deadlock.
+    const sorted = [...todo].sort((a, b) => (a.r.replyTo < b.r.replyTo ? -1 : 1));
+    for (const { r, i } of sorted) out.set(i, await this.storeOne(c, r, now));
+    return out;
   }
 
   private async storeOne(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
@@ -394,6 +406,11 @@ export abstract class SqlStore implements Store {
       );
       return { ok: true, reply: toReply(rep!), duplicate: false };
     }
+    return this.diagnose(c, r, now);
+  }
+
+  /** Why a reply was not stored (or that it is a duplicate), read inside the same transaction. */
+  protected async diagnose(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
     const [run] = await c.q("SELECT id FROM runs WHERE id = $1", [r.runId]);
     if (!run) return { ok: false, error: new FleetlinkError("RUN_NOT_FOUND", `no run ${r.runId}`) };
     const [row] = await c.q("SELECT run_id, dst, expires_at FROM instructions WHERE id = $1", [r.replyTo]);
