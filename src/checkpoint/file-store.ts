@@ -219,7 +219,7 @@ const putError = (e: unknown, key: string): unknown => {
 };
 
 /** Maps a filesystem error to the object-store error codes; others pass through unchanged. */
-const fsError = (e: unknown, key: string): unknown => {
+export const fsError = (e: unknown, key: string): unknown => {
   if (e instanceof FleetlinkError) return e;
   const code = (e as NodeJS.ErrnoException).code;
   switch (code) {
