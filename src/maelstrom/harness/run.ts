@@ -97,7 +97,6 @@ export const runTest = async (
   };
 
   for (const id of nodes) net.spawnNode(id, p.bin, p.out);
-  let results: Results;
   try {
     log(`init ${p.nodeCount} nodes`);
     const inits = await Promise.allSettled(
@@ -223,7 +222,7 @@ export const runTest = async (
     await net.stop();
     pending.closeAll(new Error("run over"));
   }
-  results = check(p.workload, ops, net);
+  const results: Results = check(p.workload, ops, net);
   const out = { params: p, nemesis, ...results };
   writeFileSync(join(p.out, "results.json"), JSON.stringify({ ...out, latencyPoints: undefined }, null, 2));
   writeFileSync(join(p.out, "history.json"), JSON.stringify(ops));
