@@ -94,7 +94,9 @@ export const checkpointCommand = (): Command => {
     .option("--run <id>", `run id, or "${HUB_RUN}" for hub snapshots`, HUB_RUN)
     .action(async (o) => {
       if (o.store) {
-        for (const m of await listCheckpoints(openObjectStore(o.store), o.run))
+        const all = await listCheckpoints(openObjectStore(o.store), o.run);
+        if (all.length === 0) process.stderr.write(`no complete checkpoints for ${o.run} in ${o.store}\n`);
+        for (const m of all)
           out(
             `${m.id}  ${new Date(m.createdAt).toISOString()}  ${m.nHosts} host(s)  ${m.hosts.reduce((n, h) => n + h.size, 0)} bytes`,
           );

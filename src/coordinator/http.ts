@@ -55,9 +55,15 @@ export class HubClient {
       }
       const json = (await res.json().catch(() => ({}))) as { error?: WireError };
       if (!res.ok) {
-        const err = json.error
-          ? fromWireError(json.error)
-          : new FleetlinkError("STORE_UNAVAILABLE", `HTTP ${res.status}`);
+        // Only a fleetlink error body is trusted as one; anything else (a proxy's page…) becomes a status error.
+        const wire = json.error;
+        const err =
+          wire && typeof wire === "object" && typeof wire.code === "string"
+            ? fromWireError(wire)
+            : new FleetlinkError(
+                res.status >= 500 ? "STORE_UNAVAILABLE" : "INVALID_ARGUMENT",
+                `HTTP ${res.status} from ${this.current}${path}`,
+              );
         if (res.status >= 500 && err.code === "FLEETLINK_E_STORE_UNAVAILABLE" && i + 1 < tries) {
           last = err;
           this.rotate();

@@ -81,6 +81,18 @@ export const createHub = (o: HubOptions): Hub => {
     runs.wake();
   };
 
+  app.setNotFoundHandler((req, reply) => {
+    const hint =
+      req.url.includes("/checkpoints") || req.url.includes("/hosts")
+        ? " (checkpoint routes need --checkpoint-store)"
+        : "";
+    const e = new FleetlinkError(
+      "ROUTE_NOT_FOUND",
+      `no route ${req.method} ${req.url.split("?")[0]}${hint}`,
+      { field: "path" },
+    );
+    return reply.code(404).send({ error: e.toJSON() });
+  });
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (isFleetlinkError(err)) return reply.code(err.status).send({ error: err.toJSON() });
     if (err.validation) {

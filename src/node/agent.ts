@@ -167,7 +167,10 @@ export class NodeAgent {
           error?: { code: string; message: string };
         };
         if (!res.ok)
-          throw new FleetlinkError("UNAUTHORIZED", `enroll: ${body.error?.code}: ${body.error?.message}`);
+          throw new FleetlinkError(
+            "UNAUTHORIZED",
+            `enrollment refused by ${hub}: ${body.error?.message ?? res.status}`,
+          );
         this.identity = { nodeId: body.node!.id, credential: body.credential! };
         if (this.o.identityFile) {
           mkdirSync(dirname(this.o.identityFile), { recursive: true });

@@ -63,6 +63,7 @@ export const ErrorCodes = {
     definite: true,
     text: "The host role in the request does not match the node's assigned role",
   },
+  ROUTE_NOT_FOUND: { status: 404, definite: true, text: "No such route on this hub" },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
   STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },
 } as const;

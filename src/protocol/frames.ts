@@ -75,6 +75,8 @@ export const toWireError = (e: unknown): WireError => {
 
 /** Rebuilds a typed error from the wire (unknown codes become HANDLER_FAILED, keeping the text). */
 export const fromWireError = (w: WireError): FleetlinkError => {
+  if (typeof w?.code !== "string")
+    return new FleetlinkError("HANDLER_FAILED", `malformed error: ${JSON.stringify(w)}`);
   const kind = w.code.startsWith("FLEETLINK_E_") ? w.code.slice("FLEETLINK_E_".length) : "HANDLER_FAILED";
   try {
     return new FleetlinkError(kind as "HANDLER_FAILED", w.message, w.field ? { field: w.field } : {});

@@ -102,6 +102,13 @@ describe("bad input", () => {
     expect(await store.stats()).toEqual(before);
   });
 
+  test("routes - an unknown route is a typed 404, and checkpoint routes say they need a checkpoint store", async () => {
+    expectError(await inject("GET", "/v1/nope"), 404, "ROUTE_NOT_FOUND", "path");
+    const res = await inject("GET", `/v1/runs/${runId}/checkpoints/push_status`);
+    expectError(res, 404, "ROUTE_NOT_FOUND");
+    expect((res.json() as { error: { message: string } }).error.message).toMatch(/--checkpoint-store/);
+  });
+
   test("routes - unknown references, oversized payloads and wrong transitions get typed errors", async () => {
     const before = await store.stats();
     expectError(await inject("GET", `/v1/runs/${newId()}`), 404, "RUN_NOT_FOUND");
