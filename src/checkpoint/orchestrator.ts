@@ -191,7 +191,19 @@ export class Checkpoints {
   }
 
   /** Claims the operation slot for a run: CONFLICT (carrying the current status) if one is running. */
-  private async begin(runId: string, kind: OpKind, value: OpStatus): Promise<StoredRecord<OpStatus>> {
+  private async begin(
+    runId: string,
+    kind: OpKind,
+    id: string,
+    roles: Roles,
+  ): Promise<StoredRecord<OpStatus>> {
+    const now = Date.now();
+    const hosts = roles.hosts.map((h) => ({
+      hostIdx: h.hostIdx,
+      nodeId: h.nodeId,
+      status: "in_progress" as const,
+    }));
+    const value: OpStatus = { status: "in_progress", id, hosts, startedAt: now, updatedAt: now };
     const key = opKey(runId, kind);
     const cur = await this.o.store.getRecord<OpStatus>(key);
     const busy =
@@ -233,19 +245,7 @@ export class Checkpoints {
     await this.o.store.getRun(runId);
     const roles = await this.requireRoles(runId);
     const id = newId();
-    const now = Date.now();
-    const hosts = roles.hosts.map((h) => ({
-      hostIdx: h.hostIdx,
-      nodeId: h.nodeId,
-      status: "in_progress" as const,
-    }));
-    const rec = await this.begin(runId, "push", {
-      status: "in_progress",
-      id,
-      hosts,
-      startedAt: now,
-      updatedAt: now,
-    });
+    const rec = await this.begin(runId, "push", id, roles);
     return { id, done: this.runPush(runId, id, roles, rec) };
   }
 
@@ -340,19 +340,7 @@ export class Checkpoints {
         "HOST_MISMATCH",
         `checkpoint ${m.id} has ${m.nHosts} hosts, the run has ${roles.nHosts}`,
       );
-    const now = Date.now();
-    const hosts = roles.hosts.map((h) => ({
-      hostIdx: h.hostIdx,
-      nodeId: h.nodeId,
-      status: "in_progress" as const,
-    }));
-    const rec = await this.begin(runId, "pull", {
-      status: "in_progress",
-      id: m.id,
-      hosts,
-      startedAt: now,
-      updatedAt: now,
-    });
+    const rec = await this.begin(runId, "pull", m.id, roles);
     return { id: m.id, done: this.runPull(runId, m, roles, rec) };
   }
 
