@@ -22,6 +22,8 @@ export const ErrorCodes = {
     text: "The status changed concurrently (compare-and-set failed)",
   },
   NODE_UNREGISTERED: { status: 409, definite: true, text: "The node is unregistered" },
+  NODE_PENDING: { status: 403, definite: true, text: "The node is waiting for an admin to approve it" },
+  NAME_TAKEN: { status: 409, definite: true, text: "A live node already has this name" },
   MESSAGE_EXPIRED: { status: 410, definite: true, text: "The instruction's TTL passed without a reply" },
   NODE_UNAVAILABLE: {
     status: 503,
