@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
+import { nodesCommand, tokensCommand } from "./admin.ts";
 import { checkpointCommand } from "./checkpoint.ts";
 import { demoCommand } from "./demo.ts";
 import { maelstromCommand } from "./maelstrom.ts";
@@ -17,6 +18,8 @@ program.addCommand(demoCommand());
 program.addCommand(storeCommand());
 program.addCommand(maelstromCommand());
 program.addCommand(checkpointCommand());
+program.addCommand(tokensCommand());
+program.addCommand(nodesCommand());
 
 program.parseAsync().catch((e: unknown) => {
   const err = e as { code?: string; message?: string };

@@ -2,6 +2,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Command, Option } from "commander";
 import { type Handler, NodeAgent } from "../node/agent.ts";
+import { parseInteger, readSecret } from "./flags.ts";
 
 /** Loads handlers from a module: its `handlers` export, its default export, or its function exports. */
 export const loadHandlers = async (path: string): Promise<Record<string, Handler>> => {
@@ -20,16 +21,25 @@ export const nodeCommand = (): Command =>
     .requiredOption("--name <name>", "node name")
     .requiredOption("--handlers <module>", "ES module exporting handler functions (method name → function)")
     .addOption(new Option("--token <token>", "enrollment token").env("FLEETLINK_ENROLL_TOKEN"))
+    .addOption(
+      new Option("--token-file <file>", "read the enrollment token from a file").env(
+        "FLEETLINK_ENROLL_TOKEN_FILE",
+      ),
+    )
     .option("--identity <file>", "keeps the node's id and credential across restarts")
-    .option("--heartbeat <ms>", "heartbeat interval", "5000")
+    .addOption(
+      new Option("--heartbeat <ms>", "heartbeat interval, in ms")
+        .default(5000)
+        .argParser(parseInteger("--heartbeat", 100, 3_600_000)),
+    )
     .action(async (o) => {
       const agent = new NodeAgent({
         hubs: String(o.hub).split(","),
         name: o.name,
         handlers: await loadHandlers(o.handlers),
-        enrollToken: o.token,
+        enrollToken: readSecret(o.token, o.tokenFile, "token"),
         identityFile: o.identity ?? `.fleetlink/node-${o.name}.json`,
-        heartbeatIntervalMs: Number(o.heartbeat),
+        heartbeatIntervalMs: o.heartbeat,
       });
       void (async () => {
         for await (const s of agent.status()) process.stderr.write(`[${o.name}] ${JSON.stringify(s)}\n`);

@@ -1,19 +1,21 @@
-import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import pino from "pino";
 import { pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
 import { openObjectStore } from "../checkpoint/object-store.ts";
+import { newSecret } from "../hub/auth.ts";
 import { createHub } from "../hub/server.ts";
 import { openStore } from "../store/open.ts";
 import { SqliteStore } from "../store/sqlite.ts";
+import { parseBytes, parseDuration, parseInteger, readSecret } from "./flags.ts";
 
-/** "30s", "5m", "1h", "1500ms" or plain milliseconds. */
-export const parseDuration = (s: string): number => {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(s.trim());
-  if (!m) throw new Error(`--checkpoint-interval: ${JSON.stringify(s)} is not a duration like 30s or 5m`);
-  const n = Number(m[1]);
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "ms") as "ms"]);
+/** "120/1m": at most 120 enrollments per client address per minute. */
+const parseRate = (s: string) => {
+  const [n, w] = s.split("/");
+  return {
+    max: parseInteger("--enroll-rate", 1, 1_000_000)(n ?? ""),
+    windowMs: parseDuration(w ?? "", "--enroll-rate"),
+  };
 };
 
 export const serveCommand = (): Command =>
@@ -25,22 +27,74 @@ export const serveCommand = (): Command =>
         .default("sqlite:./fleetlink.db"),
     )
     .addOption(new Option("--host <host>", "address to listen on").env("FLEETLINK_HOST").default("127.0.0.1"))
-    .addOption(new Option("--port <port>", "port (0 = any free port)").env("FLEETLINK_PORT").default("7070"))
     .addOption(
-      new Option("--token <token>", "coordinator/admin token (generated and printed if unset)").env(
+      new Option("--port <port>", "port (0 = any free port)")
+        .env("FLEETLINK_PORT")
+        .default(7070)
+        .argParser(parseInteger("--port", 0, 65535)),
+    )
+    .addOption(
+      new Option("--token <token>", "admin/coordinator token (generated and printed if unset)").env(
         "FLEETLINK_TOKEN",
       ),
     )
     .addOption(
-      new Option("--enroll-token <token>", "token nodes enroll with (default: --token)").env(
-        "FLEETLINK_ENROLL_TOKEN",
+      new Option("--token-file <file>", "read the admin token from a file").env("FLEETLINK_TOKEN_FILE"),
+    )
+    .addOption(
+      new Option(
+        "--enroll-token <token>",
+        "static token nodes enroll with; only enrolls (generated and printed if unset)",
+      ).env("FLEETLINK_ENROLL_TOKEN"),
+    )
+    .addOption(
+      new Option("--enroll-token-file <file>", "read the enrollment token from a file").env(
+        "FLEETLINK_ENROLL_TOKEN_FILE",
       ),
+    )
+    .option("--no-static-enroll-token", "nodes enroll only with tokens from `fleetlink tokens create`")
+    .addOption(
+      new Option("--enroll-approval <mode>", "manual: new nodes wait for `fleetlink nodes approve`")
+        .choices(["auto", "manual"])
+        .default("auto"),
+    )
+    .addOption(
+      new Option("--enroll-rate <n/window>", "enrollments per client address, e.g. 120/1m")
+        .default({ max: 120, windowMs: 60_000 }, "120/1m")
+        .argParser(parseRate),
+    )
+    .addOption(
+      new Option("--max-payload <size>", "largest instruction or reply payload, e.g. 4MiB")
+        .default(4 * 1024 * 1024, "4MiB")
+        .argParser((s) => {
+          const n = parseBytes(s, "--max-payload");
+          if (n < 1024 || n > 256 * 1024 * 1024)
+            throw new Error("--max-payload: must be between 1KiB and 256MiB");
+          return n;
+        }),
+    )
+    .addOption(
+      new Option("--max-buffered <size>", "bytes queued for a stream that does not read before it is cut off")
+        .default(64 * 1024 * 1024, "64MiB")
+        .argParser((s) => parseBytes(s, "--max-buffered")),
     )
     .addOption(new Option("--tls-cert <file>", "TLS certificate (PEM)").env("FLEETLINK_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "TLS private key (PEM)").env("FLEETLINK_TLS_KEY"))
-    .addOption(new Option("--max-inflight <n>", "instructions in flight per node").default("32"))
-    .addOption(new Option("--heartbeat <ms>", "heartbeat interval given to nodes").default("5000"))
-    .addOption(new Option("--lease <ms>", "instruction lease").default("30000"))
+    .addOption(
+      new Option("--max-inflight <n>", "instructions in flight per node")
+        .default(32)
+        .argParser(parseInteger("--max-inflight", 1, 10_000)),
+    )
+    .addOption(
+      new Option("--heartbeat <ms>", "heartbeat interval given to nodes, in ms")
+        .default(5000)
+        .argParser(parseInteger("--heartbeat", 100, 3_600_000)),
+    )
+    .addOption(
+      new Option("--lease <ms>", "instruction lease, in ms")
+        .default(30000)
+        .argParser(parseInteger("--lease", 100, 86_400_000)),
+    )
     .addOption(new Option("--log-level <level>", "pino level").env("FLEETLINK_LOG_LEVEL").default("warn"))
     .addOption(
       new Option(
@@ -52,14 +106,23 @@ export const serveCommand = (): Command =>
       "--checkpoint-interval <duration>",
       "push a snapshot of the hub's SQLite database this often (e.g. 30s, 5m)",
     )
-    .option("--checkpoint-keep <n>", "complete checkpoints kept (per run, and of the hub)", "3")
+    .addOption(
+      new Option("--checkpoint-keep <n>", "complete checkpoints kept (per run, and of the hub)")
+        .default(3)
+        .argParser(parseInteger("--checkpoint-keep", 1, 1000)),
+    )
     .option(
       "--start-from-checkpoint <id>",
       "restore the hub's SQLite database from this checkpoint (or latest) first",
     )
     .action(async (o) => {
       if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new Error("--tls-cert and --tls-key go together");
-      const token: string = o.token ?? randomBytes(18).toString("base64url");
+      const given = readSecret(o.token, o.tokenFile, "token");
+      const token = given ?? newSecret();
+      const givenEnroll = readSecret(o.enrollToken, o.enrollTokenFile, "enroll-token");
+      if (givenEnroll !== undefined && givenEnroll === token)
+        throw new Error("--enroll-token must differ from --token: nodes must never hold the admin token");
+      const enrollToken = o.staticEnrollToken === false ? undefined : (givenEnroll ?? newSecret());
       const objects = o.checkpointStore ? openObjectStore(o.checkpointStore) : undefined;
       const isSqlite = String(o.db).startsWith("sqlite:");
       if ((o.checkpointInterval || o.startFromCheckpoint) && !(objects && isSqlite))
@@ -71,27 +134,32 @@ export const serveCommand = (): Command =>
         const r = await restoreHubSnapshot(objects, path, o.startFromCheckpoint);
         process.stdout.write(`${r.reason}\n`);
       }
-      const store = await openStore(o.db, { leaseMs: Number(o.lease) });
+      const store = await openStore(o.db, { leaseMs: o.lease, maxPayloadBytes: o.maxPayload });
       const hub = createHub({
         store,
         token,
-        enrollToken: o.enrollToken,
-        maxInflight: Number(o.maxInflight),
-        heartbeatIntervalMs: Number(o.heartbeat),
+        enrollToken,
+        enrollApproval: o.enrollApproval,
+        enrollRateLimit: o.enrollRate,
+        maxBufferedBytes: o.maxBuffered,
+        maxInflight: o.maxInflight,
+        heartbeatIntervalMs: o.heartbeat,
         checkpointStore: objects,
-        checkpointKeep: Number(o.checkpointKeep),
+        checkpointKeep: o.checkpointKeep,
         logger: pino({ level: o.logLevel }, pino.destination(2)),
         ...(o.tlsCert ? { tls: { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } } : {}),
       });
-      const url = await hub.listen({ host: o.host, port: Number(o.port) });
+      const url = await hub.listen({ host: o.host, port: o.port });
       const shown = o.tlsCert ? url.replace(/^http:/, "https:") : url;
       process.stdout.write(`fleetlink hub ${hub.id} listening on ${shown} (store ${store.backend})\n`);
-      if (!o.token) process.stdout.write(`token: ${token}\n`);
+      if (!given) process.stdout.write(`admin token (coordinators only): ${token}\n`);
+      if (enrollToken && !givenEnroll) process.stdout.write(`enroll token (for nodes): ${enrollToken}\n`);
       let snapshots: ReturnType<typeof setInterval> | undefined;
       if (o.checkpointInterval && objects && store instanceof SqliteStore) {
-        const every = parseDuration(o.checkpointInterval);
+        const every = parseDuration(o.checkpointInterval, "--checkpoint-interval");
+        if (every < 1000) throw new Error("--checkpoint-interval: at least 1s");
         snapshots = setInterval(() => {
-          pushHubSnapshot(store, objects, { keep: Number(o.checkpointKeep) }).then(
+          pushHubSnapshot(store, objects, { keep: o.checkpointKeep }).then(
             (m) => process.stdout.write(`hub snapshot ${m.id} (${m.hosts[0]!.size} bytes)\n`),
             (e: Error) => process.stderr.write(`hub snapshot failed: ${e.message}\n`),
           );

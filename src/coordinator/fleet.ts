@@ -13,6 +13,16 @@ export interface FleetOptions {
 }
 
 export type FleetNode = Omit<NodeRecord, "credentialHash">;
+/** An enrollment token as the hub lists it (never its secret). */
+export interface EnrollToken {
+  id: string;
+  label: string | null;
+  createdAt: number;
+  expiresAt: number | null;
+  uses: number | null;
+  used: number;
+  revoked: boolean;
+}
 
 /** The coordinator's entry point: runs, nodes, and through runs the quorum calls and broadcasts. */
 export class Fleet {
@@ -58,13 +68,40 @@ export class Fleet {
     return h;
   }
 
-  async nodes(opts: { status?: FleetNode["status"] } = {}): Promise<FleetNode[]> {
+  /**
+   * Nodes that can take work now (online and approved), unless asked otherwise: `{ status }` filters by
+   * status, `{ all: true }` returns every node the hub knows (offline, pending and unregistered ones too).
+   */
+  async nodes(opts: { status?: FleetNode["status"]; all?: boolean } = {}): Promise<FleetNode[]> {
     const { nodes } = await this.http.request<{ nodes: FleetNode[] }>("GET", "/v1/nodes");
-    return opts.status ? nodes.filter((n) => n.status === opts.status) : nodes;
+    if (opts.all) return nodes;
+    if (opts.status) return nodes.filter((n) => n.status === opts.status);
+    return nodes.filter((n) => n.status === "online" && n.approved);
   }
 
   async unregister(nodeId: string): Promise<void> {
     await this.http.request("DELETE", `/v1/nodes/${nodeId}`);
+  }
+
+  /** Lets a pending node (hub started with `enrollApproval: "manual"`) connect and take work. */
+  async approve(nodeId: string): Promise<FleetNode> {
+    return (await this.http.request<{ node: FleetNode }>("POST", `/v1/nodes/${nodeId}/approve`)).node;
+  }
+
+  /** Creates an enrollment token; `secret` is what a node enrolls with, shown only here. */
+  async createEnrollToken(opts: { ttlMs?: number; uses?: number; label?: string } = {}): Promise<{
+    token: EnrollToken;
+    secret: string;
+  }> {
+    return this.http.request("POST", "/v1/enroll-tokens", opts, { retry: false });
+  }
+
+  async enrollTokens(): Promise<EnrollToken[]> {
+    return (await this.http.request<{ tokens: EnrollToken[] }>("GET", "/v1/enroll-tokens")).tokens;
+  }
+
+  async revokeEnrollToken(id: string): Promise<EnrollToken> {
+    return (await this.http.request<{ token: EnrollToken }>("DELETE", `/v1/enroll-tokens/${id}`)).token;
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { isId } from "../protocol/ids.ts";
 
 /** Node credentials are 256 random bits, so a plain SHA-256 is enough to store them (no password stretching). */
 export const newCredential = (): string => randomBytes(32).toString("base64url");
@@ -13,7 +14,7 @@ export const sameSecret = (a: string, b: string): boolean => {
 
 export const bearer = (header: string | string[] | undefined): string => {
   const h = Array.isArray(header) ? header[0] : header;
-  const m = /^Bearer\s+(\S+)$/i.exec(h ?? "");
+  const m = /^Bearer\s+(\S{1,1024})$/i.exec(h ?? "");
   if (!m) throw new FleetlinkError("UNAUTHORIZED", "missing Authorization: Bearer <token> header");
   return m[1]!;
 };
@@ -24,3 +25,16 @@ export const parseNodeToken = (token: string): { nodeId: string; credential: str
   if (dot <= 0) throw new FleetlinkError("UNAUTHORIZED", "node token must be <nodeId>.<credential>");
   return { nodeId: token.slice(0, dot), credential: token.slice(dot + 1) };
 };
+
+/** Stored enrollment tokens read `fle_<tokenId>.<secret>`; only the secret's hash is kept in the store. */
+const STORED_PREFIX = "fle_";
+export const formatEnrollToken = (id: string, secret: string): string => `${STORED_PREFIX}${id}.${secret}`;
+export const parseEnrollToken = (token: string): { id: string; secret: string } | null => {
+  if (!token.startsWith(STORED_PREFIX)) return null;
+  const dot = token.indexOf(".");
+  const id = token.slice(STORED_PREFIX.length, dot);
+  return dot > 0 && isId(id) ? { id, secret: token.slice(dot + 1) } : null;
+};
+
+/** A random secret for tokens the hub generates. */
+export const newSecret = (): string => randomBytes(24).toString("base64url");

@@ -1,5 +1,6 @@
 import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { isId } from "../protocol/ids.ts";
+import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../protocol/limits.ts";
 import type { NodeRecord } from "../protocol/types.ts";
 import { encodePayload, NodeMethods, toWireInstruction, type WireReply } from "../protocol/wire.ts";
 import type { Store } from "../store/store.ts";
@@ -20,6 +21,8 @@ export interface NodeStreamsOptions {
   log: Logger;
   /** A reply was stored here: the run streams have something to deliver. */
   onReply: () => void;
+  /** Time a new stream has to say hello before it is closed, in ms. (Default: 10000) */
+  helloTimeoutMs?: number;
 }
 
 class Session {
@@ -39,6 +42,11 @@ class Session {
  */
 export class NodeStreams {
   private readonly peers = new PeerTable<Session>();
+  /**
+   * The newest stream of each node that has not said hello yet. A newer one closes it, so one credential holds
+   * at most two streams here (its current one and one coming up), however often it dials.
+   */
+  private readonly arriving = new Map<string, Session>();
   private readonly dirty = new Set<string>();
   private allDirty = false;
   private readonly dispatcher: Coalesced;
@@ -79,7 +87,18 @@ export class NodeStreams {
     });
     session = new Session(node, channel);
     const s = session;
-    channel.onClose(() => void this.onClose(s));
+    const older = this.arriving.get(node.id);
+    this.arriving.set(node.id, s);
+    if (older) older.channel.close(4000, "replaced by a newer stream");
+    const helloTimer = setTimeout(() => {
+      if (!s.ready) channel.close(1008, "no hello in time");
+    }, this.o.helloTimeoutMs ?? 10_000);
+    helloTimer.unref();
+    channel.onClose(() => {
+      clearTimeout(helloTimer);
+      if (this.arriving.get(node.id) === s) this.arriving.delete(node.id);
+      void this.onClose(s);
+    });
     return channel;
   }
 
@@ -100,8 +119,11 @@ export class NodeStreams {
   }
 
   private async hello(s: Session, b: Record<string, unknown>): Promise<unknown> {
-    const working = Array.isArray(b.inflight) ? b.inflight.filter(isId) : [];
+    if (s.ready) throw invalid("m", "hello was already said on this stream");
+    const working = Array.isArray(b.inflight) ? b.inflight.slice(0, this.o.maxInflight * 4).filter(isId) : [];
     const node = await this.o.store.heartbeat(s.node.id);
+    if (!s.channel.isOpen) throw new FleetlinkError("STREAM_CLOSED", "stream closed during hello");
+    if (this.arriving.get(s.node.id) === s) this.arriving.delete(s.node.id);
     const prev = this.peers.attach(s.node.id, s);
     // Only this path, the one that replaced the node's stream, gives back leases the node no longer holds:
     // the node says what it is still working on; everything else leased to it (by any replica) was lost in
@@ -111,7 +133,12 @@ export class NodeStreams {
     for (const id of working) s.inflight.add(id);
     s.ready = true;
     this.wake(s.node.id);
-    return { nodeId: node.id, onlineUntil: node.onlineUntil, maxInflight: this.o.maxInflight };
+    return {
+      nodeId: node.id,
+      onlineUntil: node.onlineUntil,
+      maxInflight: this.o.maxInflight,
+      maxPayloadBytes: this.o.store.options.maxPayloadBytes,
+    };
   }
 
   private async reply(s: Session, b: Record<string, unknown>): Promise<unknown> {
@@ -119,13 +146,30 @@ export class NodeStreams {
     if (!isId(r.id)) throw invalid("id", "must be a UUID");
     if (!isId(r.replyTo)) throw invalid("replyTo", "must be a UUID");
     if (!isId(r.runId)) throw invalid("runId", "must be a UUID");
+    if (!s.ready) throw invalid("m", "say hello first");
+    const error = checkReplyError(r.error);
+    const max = this.o.store.options.maxPayloadBytes;
+    let payload = error ? new Uint8Array(0) : encodePayload(r.payload);
+    let outcome = error;
+    // A result the store cannot take still gets an answer to the coordinator: an error reply in its place, so
+    // an oversized or absurdly nested result is never silence (and the node is not asked to resend it).
+    if (!error && (payload.byteLength > max || tooDeep(r.payload))) {
+      outcome = {
+        code: "FLEETLINK_E_PAYLOAD_TOO_LARGE",
+        message:
+          payload.byteLength > max
+            ? `reply payload of ${payload.byteLength} bytes exceeds the limit of ${max}`
+            : `reply payload nests deeper than ${MAX_JSON_DEPTH} levels`,
+      };
+      payload = new Uint8Array(0);
+    }
     const res = await this.replies.store1({
       id: r.id,
       runId: r.runId,
       nodeId: s.node.id,
       replyTo: r.replyTo,
-      payload: encodePayload(r.payload),
-      error: r.error ?? null,
+      payload,
+      error: outcome,
     });
     if (res.ok || (isFleetlinkError(res.error) && res.error.definite)) {
       // Stored, a duplicate, or refused for good: either way the node is done with it.
@@ -134,7 +178,7 @@ export class NodeStreams {
     }
     if (res.ok && !res.duplicate) this.o.onReply();
     if (!res.ok) throw res.error;
-    return { ok: true, duplicate: res.duplicate };
+    return { ok: true, duplicate: res.duplicate, ...(outcome && !error ? { replacedBy: outcome.code } : {}) };
   }
 
   private async onClose(s: Session): Promise<void> {
@@ -186,9 +230,21 @@ export class NodeStreams {
   }
 
   closeAll(): void {
-    for (const s of this.peers.values()) s.channel.close(1001, "hub shutting down");
+    for (const s of [...this.peers.values(), ...this.arriving.values()])
+      s.channel.close(1001, "hub shutting down");
   }
 }
 
 export const nodeAuthError = (): FleetlinkError =>
   new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
+
+/** A node's error outcome, checked and cut to size (a node may not fill the store with error text). */
+const checkReplyError = (e: unknown): { code: string; message: string } | null => {
+  if (e === undefined || e === null) return null;
+  if (typeof e !== "object" || Array.isArray(e)) throw invalid("error", "must be an object or null");
+  const { code, message } = e as { code?: unknown; message?: unknown };
+  if (typeof code !== "string" || code.length === 0 || code.length > 200)
+    throw invalid("error.code", "must be a non-empty string of at most 200 characters");
+  if (typeof message !== "string") throw invalid("error.message", "must be a string");
+  return { code, message: truncate(message, MAX_ERROR_MESSAGE_CHARS) };
+};

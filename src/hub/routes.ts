@@ -1,9 +1,11 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
-import { FleetlinkError } from "../protocol/errors.ts";
+import type { FastifyInstance } from "fastify";
+import { invalid } from "../protocol/errors.ts";
+import { MAX_JSON_DEPTH, MAX_TTL_MS, tooDeep } from "../protocol/limits.ts";
 import type { NodeRecord } from "../protocol/types.ts";
 import { encodePayload, toWireResult } from "../protocol/wire.ts";
-import type { Store } from "../store/store.ts";
-import { bearer, hashCredential, newCredential, sameSecret } from "./auth.ts";
+import type { EnrollTokenRecord, Store } from "../store/store.ts";
+import { type AccessContext, enrollerOf, requireAdmin, requireEnroll } from "./access.ts";
+import { formatEnrollToken, hashCredential, newCredential, newSecret } from "./auth.ts";
 
 const uuid = { type: "string", format: "uuid" } as const;
 const idParams = (...names: string[]) => ({
@@ -13,27 +15,33 @@ const idParams = (...names: string[]) => ({
 });
 const idList = { type: "array", items: uuid, maxItems: 100_000 } as const;
 
-export interface RouteContext {
+export interface RouteContext extends AccessContext {
   store: Store;
-  token: string;
-  enrollToken: string;
   heartbeatIntervalMs: number;
+  /** New nodes wait for `POST /v1/nodes/:node/approve` before they get work. */
+  manualApproval: boolean;
+  /** Enrollments per client address per window. */
+  enrollRateLimit: { max: number; windowMs: number };
   /** Called after a change this replica made, so its own streams react at once (targeted when possible). */
   changed: (dsts?: readonly string[]) => void;
   stats: () => Record<string, number>;
 }
 
 const publicNode = ({ credentialHash: _, ...n }: NodeRecord) => n;
+const publicToken = ({ secretHash: _, ...t }: EnrollTokenRecord) => t;
+/** Routes that take no body refuse one instead of reading megabytes of it. */
+const noBody = { bodyLimit: 1024 } as const;
+const emptyBody = { type: "object", additionalProperties: false, properties: {} } as const;
 
-/** The versioned HTTP API for coordinators and admins (token) and node enrollment (enrollment token). */
-export const requireToken = (expected: string) => async (req: FastifyRequest) => {
-  if (!sameSecret(bearer(req.headers.authorization), expected))
-    throw new FleetlinkError("UNAUTHORIZED", "wrong token");
+/** A run that does not exist is a 404, not an empty answer. */
+const ensureRun = async (store: Store, runId: string, found: number) => {
+  if (found === 0) await store.getRun(runId);
 };
 
+/** The versioned HTTP API for coordinators and admins (admin token) and node enrollment (enrollment tokens). */
 export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void => {
   const { store } = ctx;
-  const admin = { preHandler: requireToken(ctx.token) };
+  const admin = { onRequest: requireAdmin(ctx) };
 
   app.get("/healthz", async () => ({ ok: true }));
   app.get("/readyz", async (_req, reply) => {
@@ -48,7 +56,9 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
   app.post(
     "/v1/nodes/enroll",
     {
-      preHandler: requireToken(ctx.enrollToken),
+      onRequest: requireEnroll(ctx),
+      bodyLimit: 4096,
+      config: { rateLimit: { max: ctx.enrollRateLimit.max, timeWindow: ctx.enrollRateLimit.windowMs } },
       schema: {
         body: {
           type: "object",
@@ -63,28 +73,93 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     },
     async (req, reply) => {
       const b = req.body as { name: string; heartbeatIntervalMs?: number };
+      const by = enrollerOf(req);
+      // A stored token is checked and one of its uses taken atomically (two replicas cannot both take the last).
+      if (by.kind === "stored") await store.useEnrollToken(by.id, by.secretHash);
       const credential = newCredential();
       const node = await store.registerNode({
         name: b.name,
         heartbeatIntervalMs: b.heartbeatIntervalMs ?? ctx.heartbeatIntervalMs,
         credentialHash: hashCredential(credential),
+        approved: !ctx.manualApproval,
       });
       return reply.code(201).send({ node: publicNode(node), credential });
     },
   );
 
-  app.get("/v1/nodes", admin, async () => ({ nodes: (await store.listNodes()).map(publicNode) }));
+  app.get("/v1/nodes", { ...admin, ...noBody }, async () => ({
+    nodes: (await store.listNodes()).map(publicNode),
+  }));
 
-  app.delete("/v1/nodes/:node", { ...admin, schema: { params: idParams("node") } }, async (req) => {
-    const { node } = req.params as { node: string };
-    const n = await store.unregisterNode(node);
-    ctx.changed();
-    return { node: publicNode(n) };
-  });
+  app.post(
+    "/v1/nodes/:node/approve",
+    { ...admin, ...noBody, schema: { params: idParams("node") } },
+    async (req) => {
+      const n = await store.approveNode((req.params as { node: string }).node);
+      ctx.changed();
+      return { node: publicNode(n) };
+    },
+  );
 
-  app.post("/v1/runs", admin, async (_req, reply) => reply.code(201).send({ run: await store.createRun() }));
+  app.post(
+    "/v1/enroll-tokens",
+    {
+      ...admin,
+      bodyLimit: 4096,
+      schema: {
+        body: {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            label: { type: "string", minLength: 1, maxLength: 200 },
+            ttlMs: { type: "integer", minimum: 1000, maximum: 366 * 24 * 3_600_000 },
+            uses: { type: "integer", minimum: 1, maximum: 1_000_000 },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const b = (req.body ?? {}) as { label?: string; ttlMs?: number; uses?: number };
+      const secret = newSecret();
+      const t = await store.createEnrollToken({
+        secretHash: hashCredential(secret),
+        label: b.label ?? null,
+        expiresAt: b.ttlMs === undefined ? null : Date.now() + b.ttlMs,
+        uses: b.uses ?? null,
+      });
+      // The secret is shown once; the store keeps only its hash.
+      return reply.code(201).send({ token: publicToken(t), secret: formatEnrollToken(t.id, secret) });
+    },
+  );
 
-  app.get("/v1/runs/:run", { ...admin, schema: { params: idParams("run") } }, async (req) => ({
+  app.get("/v1/enroll-tokens", { ...admin, ...noBody }, async () => ({
+    tokens: (await store.listEnrollTokens()).map(publicToken),
+  }));
+
+  app.delete(
+    "/v1/enroll-tokens/:token",
+    { ...admin, ...noBody, schema: { params: idParams("token") } },
+    async (req) => ({
+      token: publicToken(await store.revokeEnrollToken((req.params as { token: string }).token)),
+    }),
+  );
+
+  app.delete(
+    "/v1/nodes/:node",
+    { ...admin, ...noBody, schema: { params: idParams("node") } },
+    async (req) => {
+      const { node } = req.params as { node: string };
+      const n = await store.unregisterNode(node);
+      ctx.changed();
+      return { node: publicNode(n) };
+    },
+  );
+
+  app.post("/v1/runs", { ...admin, ...noBody, schema: { body: emptyBody } }, async (_req, reply) =>
+    reply.code(201).send({ run: await store.createRun() }),
+  );
+
+  app.get("/v1/runs/:run", { ...admin, ...noBody, schema: { params: idParams("run") } }, async (req) => ({
     run: await store.getRun((req.params as { run: string }).run),
   }));
 
@@ -136,7 +211,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
                   dst: uuid,
                   method: { type: "string", minLength: 1, maxLength: 200 },
                   payload: {},
-                  ttlMs: { type: "integer", minimum: 1 },
+                  ttlMs: { type: "integer", minimum: 1, maximum: MAX_TTL_MS },
                   groupId: { type: "string", minLength: 1, maxLength: 200 },
                   maxAttempts: { type: "integer", minimum: 1, maximum: 1000 },
                   holdWhileOffline: { type: "boolean" },
@@ -149,6 +224,9 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     },
     async (req, reply) => {
       const { items } = req.body as { items: (Record<string, unknown> & { payload?: unknown })[] };
+      for (const [i, it] of items.entries())
+        if (tooDeep(it.payload))
+          throw invalid(`items[${i}].payload`, `nests deeper than ${MAX_JSON_DEPTH} levels`);
       const pushed = await store.pushInstructions(
         (req.params as { run: string }).run,
         items.map((it) => ({ ...it, payload: encodePayload(it.payload) }) as never),
@@ -170,22 +248,21 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
   app.post(
     "/v1/runs/:run/instructions/withdraw",
     { ...admin, schema: { params: idParams("run"), body: idsBody("ids") } },
-    async (req) => ({
-      withdrawn: await store.withdrawInstructions(
-        (req.params as { run: string }).run,
-        (req.body as { ids: string[] }).ids,
-      ),
-    }),
+    async (req) => {
+      const { run } = req.params as { run: string };
+      const withdrawn = await store.withdrawInstructions(run, (req.body as { ids: string[] }).ids);
+      await ensureRun(store, run, withdrawn.length);
+      return { withdrawn };
+    },
   );
 
   app.post(
     "/v1/runs/:run/instructions/query",
     { ...admin, schema: { params: idParams("run"), body: idsBody("ids") } },
     async (req) => {
-      const ins = await store.getInstructions(
-        (req.params as { run: string }).run,
-        (req.body as { ids: string[] }).ids,
-      );
+      const { run } = req.params as { run: string };
+      const ins = await store.getInstructions(run, (req.body as { ids: string[] }).ids);
+      await ensureRun(store, run, ins.length);
       return {
         instructions: ins.map((i) => ({
           id: i.id,
@@ -203,7 +280,9 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     { ...admin, schema: { params: idParams("run"), body: idsBody("instructionIds") } },
     async (req) => {
       const { instructionIds } = req.body as { instructionIds: string[] };
-      const replies = await store.getReplies((req.params as { run: string }).run, instructionIds);
+      const { run } = req.params as { run: string };
+      const replies = await store.getReplies(run, instructionIds);
+      await ensureRun(store, run, replies.length);
       return { replies: replies.map(toWireResult) };
     },
   );
@@ -223,10 +302,15 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     },
     async (req) => {
       const b = (req.body ?? {}) as { limit?: number; instructionIds?: string[] };
-      const replies = await store.claimReplies({ runId: (req.params as { run: string }).run, ...b });
+      const { run } = req.params as { run: string };
+      const replies = await store.claimReplies({ runId: run, ...b });
+      await ensureRun(store, run, replies.length);
       return { replies: replies.map(toWireResult) };
     },
   );
 
-  app.get("/v1/stats", admin, async () => ({ store: await store.stats(), hub: ctx.stats() }));
+  app.get("/v1/stats", { ...admin, ...noBody }, async () => ({
+    store: await store.stats(),
+    hub: ctx.stats(),
+  }));
 };

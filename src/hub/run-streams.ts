@@ -1,3 +1,4 @@
+import type { Reply } from "../protocol/types.ts";
 import { RunEvents, toWireResult } from "../protocol/wire.ts";
 import type { Store } from "../store/store.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
@@ -15,10 +16,13 @@ export class RunStreams {
   private readonly pump: Coalesced;
   private readonly store: Store;
   private readonly log: Logger;
+  private readonly maxFrame: number;
 
-  constructor(store: Store, log: Logger) {
+  /** `maxFrameBytes`: replies are sent in frames no larger than this (each reply fits in one). */
+  constructor(store: Store, log: Logger, maxFrameBytes: number) {
     this.store = store;
     this.log = log;
+    this.maxFrame = maxFrameBytes;
     this.pump = new Coalesced(
       () => this.deliver(),
       (e) => log.warn({ err: String(e) }, "reply delivery failed"),
@@ -55,7 +59,8 @@ export class RunStreams {
       for (;;) {
         const replies = await this.store.claimReplies({ runId, limit: 500 });
         if (replies.length === 0) break;
-        ch.emit(RunEvents.replies, replies.map(toWireResult));
+        for (const frame of framed(replies, this.maxFrame))
+          ch.emit(RunEvents.replies, frame.map(toWireResult));
         if (replies.length < 500) break;
       }
     }
@@ -65,3 +70,22 @@ export class RunStreams {
     for (const set of this.subs.values()) for (const ch of set) ch.close(1001, "hub shutting down");
   }
 }
+
+/** Splits replies into groups whose encoding stays under `max` bytes (each reply fits in one frame alone). */
+const framed = (items: Reply[], max: number): Reply[][] => {
+  const out: Reply[][] = [];
+  let cur: Reply[] = [];
+  let size = 0;
+  for (const it of items) {
+    const n = it.payload.byteLength + (it.error?.message.length ?? 0) + 512;
+    if (cur.length > 0 && size + n > max) {
+      out.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(it);
+    size += n;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+};

@@ -1,27 +1,37 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
-import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import rateLimit from "@fastify/rate-limit";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import pino from "pino";
-import { WebSocketServer } from "ws";
+import { type WebSocket, WebSocketServer } from "ws";
 import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
 import { Checkpoints } from "../checkpoint/orchestrator.ts";
-import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { MAX_FRAME_BYTES } from "../protocol/frames.ts";
+import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { isId, newId } from "../protocol/ids.ts";
+import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
 import type { Store } from "../store/store.ts";
+import { limitedLogger } from "../stream/limited-log.ts";
 import { wsTransport } from "../stream/ws.ts";
+import { requireAdmin } from "./access.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
 import { NodeStreams } from "./node-streams.ts";
-import { registerRoutes, requireToken } from "./routes.ts";
+import { registerRoutes } from "./routes.ts";
 import { RunStreams } from "./run-streams.ts";
 
 export interface HubOptions {
   store: Store;
-  /** Coordinator/admin token for /v1 routes and run streams. */
+  /** Admin/coordinator token for /v1 routes and run streams. Never given to nodes. */
   token: string;
-  /** Token nodes enroll with. (Default: the coordinator token) */
+  /**
+   * A static token nodes enroll with; it may only enroll. Must differ from `token`. Without it, nodes enroll
+   * only with stored tokens (`POST /v1/enroll-tokens`). (Default: none)
+   */
   enrollToken?: string;
+  /** `"manual"`: new nodes stay pending (no stream, no work) until approved. (Default: "auto") */
+  enrollApproval?: "auto" | "manual";
+  /** Enrollments allowed per client address per window. (Default: 120 per 60000 ms) */
+  enrollRateLimit?: { max: number; windowMs: number };
   /** Heartbeat interval given to nodes that do not ask for one, in ms. (Default: 5000) */
   heartbeatIntervalMs?: number;
   /** Instructions in flight per node. (Default: 32) */
@@ -30,8 +40,15 @@ export interface HubOptions {
   sweepIntervalMs?: number;
   /** Safety net: how often every connected node is re-checked for claimable work, in ms. (Default: 1000) */
   pollIntervalMs?: number;
-  /** Largest HTTP body and stream frame, in bytes. (Default: 8 MiB) */
+  /**
+   * Largest HTTP body (a batch of instructions), in bytes. Each payload in it is limited by the store's
+   * `maxPayloadBytes`, which also sets the stream frame limit. (Default: 16 MiB, at least one payload + envelope)
+   */
   maxBodyBytes?: number;
+  /** Bytes queued for a stream that does not read before it is disconnected (slow consumer). (Default: 64 MiB) */
+  maxBufferedBytes?: number;
+  /** Time a client has to send a whole HTTP request, headers included, in ms. (Default: 30000) */
+  requestTimeoutMs?: number;
   /** WebSocket ping interval to detect dead peers, in ms. (Default: 10000) */
   pingIntervalMs?: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
@@ -53,18 +70,54 @@ export interface Hub {
   close(): Promise<void>;
 }
 
+/** The fleetlink error body, for the few places that answer outside Fastify's reply (raw sockets). */
+const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
+
 /** One hub replica: stateless over the shared store; any number may run against the same store. */
 export const createHub = (o: HubOptions): Hub => {
+  if (typeof o.token !== "string" || o.token.length === 0)
+    throw new FleetlinkError("INVALID_ARGUMENT", "token: the admin token must be a non-empty string", {
+      field: "token",
+    });
+  if (o.enrollToken !== undefined && (o.enrollToken.length === 0 || o.enrollToken === o.token))
+    throw new FleetlinkError(
+      "INVALID_ARGUMENT",
+      "enrollToken: must be non-empty and differ from the admin token (nodes must never hold admin rights)",
+      { field: "enrollToken" },
+    );
   const id = newId();
-  const log = typeof o.logger === "object" ? o.logger : pino({ level: o.logger ?? "silent" });
-  const maxBody = o.maxBodyBytes ?? MAX_FRAME_BYTES;
+  const baseLog = typeof o.logger === "object" ? o.logger : pino({ level: o.logger ?? "silent" });
+  // Peer-triggered warnings (bad frames, resets, protocol violations) are rate limited.
+  const log = limitedLogger(baseLog);
+  const maxPayload = o.store.options.maxPayloadBytes;
+  const maxFrame = maxPayload + FRAME_OVERHEAD_BYTES;
+  const maxBody = Math.max(o.maxBodyBytes ?? 16 * 1024 * 1024, maxFrame);
   const app = Fastify({
-    loggerInstance: log,
+    loggerInstance: baseLog,
     bodyLimit: maxBody,
+    requestTimeout: o.requestTimeoutMs ?? 30_000,
     // Refuse what does not fit the schema instead of quietly stripping or coercing it.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+    // Router and content-type errors Fastify raises before a route runs, in the fleetlink error shape.
+    frameworkErrors: (err, _req, reply) => {
+      const e = new FleetlinkError("INVALID_ARGUMENT", `request: ${err.message}`, { field: "path" });
+      return (reply as unknown as FastifyReply).code(400).send({ error: e.toJSON() });
+    },
+    // Malformed HTTP (bad request line, oversized headers): answer in the same shape and close.
+    clientErrorHandler: (err, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const code = (err as { code?: string }).code;
+      const status = code === "HPE_HEADER_OVERFLOW" ? 431 : code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+      const body = errorBody(
+        new FleetlinkError("INVALID_ARGUMENT", `malformed HTTP request: ${code ?? "?"}`),
+      );
+      socket.end(
+        `HTTP/1.1 ${status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    },
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
   }) as unknown as FastifyInstance;
+  app.server.headersTimeout = Math.min(10_000, o.requestTimeoutMs ?? 30_000);
   const nodes = new NodeStreams({
     onReply: () => runs.wake(),
     store: o.store,
@@ -73,7 +126,7 @@ export const createHub = (o: HubOptions): Hub => {
     deliveryTimeoutMs: 10_000,
     log,
   });
-  const runs = new RunStreams(o.store, log);
+  const runs = new RunStreams(o.store, log, maxFrame);
   /** A change made here: wake the nodes it concerns (all, when unknown) and the reply streams. */
   const changed = (dsts?: readonly string[]) => {
     if (dsts) for (const d of new Set(dsts)) nodes.wake(d);
@@ -81,6 +134,7 @@ export const createHub = (o: HubOptions): Hub => {
     runs.wake();
   };
 
+  void app.register(rateLimit, { global: false });
   app.setNotFoundHandler((req, reply) => {
     const hint =
       req.url.includes("/checkpoints") || req.url.includes("/hosts")
@@ -88,7 +142,7 @@ export const createHub = (o: HubOptions): Hub => {
         : "";
     const e = new FleetlinkError(
       "ROUTE_NOT_FOUND",
-      `no route ${req.method} ${req.url.split("?")[0]}${hint}`,
+      `no route ${req.method} ${truncate(req.url.split("?")[0]!, MAX_LOGGED_CHARS)}${hint}`,
       { field: "path" },
     );
     return reply.code(404).send({ error: e.toJSON() });
@@ -97,33 +151,46 @@ export const createHub = (o: HubOptions): Hub => {
     if (isFleetlinkError(err)) return reply.code(err.status).send({ error: err.toJSON() });
     if (err.validation) {
       const v = err.validation[0];
+      const params = v?.params as { missingProperty?: string; additionalProperty?: string } | undefined;
+      const extra = params?.missingProperty ?? params?.additionalProperty;
       const field =
         `${err.validationContext ?? ""}${v?.instancePath ?? ""}`.replace(/\//g, ".") +
-        ((v?.params as { missingProperty?: string; additionalProperty?: string })?.missingProperty
-          ? `.${(v!.params as { missingProperty: string }).missingProperty}`
-          : (v?.params as { additionalProperty?: string })?.additionalProperty
-            ? `.${(v!.params as { additionalProperty: string }).additionalProperty}`
-            : "");
+        (extra ? `.${extra}` : "");
       const e = new FleetlinkError("INVALID_ARGUMENT", `${field}: ${v?.message ?? err.message}`, { field });
       return reply.code(400).send({ error: e.toJSON() });
     }
     if (err.statusCode === 413) {
-      const e = new FleetlinkError("PAYLOAD_TOO_LARGE", `body exceeds ${maxBody} bytes`, { field: "body" });
+      const e = new FleetlinkError("PAYLOAD_TOO_LARGE", "request body is larger than this route accepts", {
+        field: "body",
+      });
       return reply.code(413).send({ error: e.toJSON() });
     }
+    if (err.statusCode === 429) {
+      const e = new FleetlinkError("RATE_LIMITED", err.message, {});
+      return reply.code(429).send({ error: e.toJSON() });
+    }
     if (err.statusCode && err.statusCode < 500) {
-      const e = new FleetlinkError("INVALID_ARGUMENT", err.message, { field: "body" });
+      const e = new FleetlinkError("INVALID_ARGUMENT", truncate(err.message, MAX_LOGGED_CHARS), {
+        field: "body",
+      });
       return reply.code(err.statusCode).send({ error: e.toJSON() });
     }
-    log.error({ err }, "request failed");
-    return reply.code(500).send({ error: { code: "FLEETLINK_E_STORE_UNAVAILABLE", message: err.message } });
+    if (err instanceof RangeError) {
+      // A body nested so deep that a parser or serializer ran out of stack: the input's fault, not the hub's.
+      const e = new FleetlinkError("INVALID_ARGUMENT", `body: ${err.message}`, { field: "body" });
+      return reply.code(400).send({ error: e.toJSON() });
+    }
+    log.warn({ err: String(err) }, "request failed");
+    const e = new FleetlinkError("INTERNAL", truncate(String(err.message), MAX_LOGGED_CHARS));
+    return reply.code(500).send({ error: e.toJSON() });
   });
 
+  const access = { store: o.store, token: o.token, enrollToken: o.enrollToken };
   registerRoutes(app, {
-    store: o.store,
-    token: o.token,
-    enrollToken: o.enrollToken ?? o.token,
+    ...access,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 5000,
+    manualApproval: o.enrollApproval === "manual",
+    enrollRateLimit: o.enrollRateLimit ?? { max: 120, windowMs: 60_000 },
     changed,
     stats: () => ({ connectedNodes: nodes.connected, runSubscribers: runs.subscribers }),
   });
@@ -134,17 +201,27 @@ export const createHub = (o: HubOptions): Hub => {
     ? new Checkpoints({ store: o.store, objects, keep: o.checkpointKeep, changed, log })
     : undefined;
   if (checkpoints) {
-    registerCheckpointRoutes(app, checkpoints, { preHandler: requireToken(o.token) });
+    registerCheckpointRoutes(app, checkpoints, { onRequest: requireAdmin(access) });
     checkpoints.startMonitor();
   }
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: maxBody });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: maxFrame });
+  const transport = (ws: WebSocket) =>
+    wsTransport(keepAlive(ws), {
+      maxBufferedBytes: o.maxBufferedBytes,
+      onError: (e) => log.warn({ err: truncate(e.message, MAX_LOGGED_CHARS) }, "stream error"),
+    });
   const reject = (socket: Duplex, e: FleetlinkError) => {
+    if (!socket.writable) return socket.destroy();
+    const body = errorBody(e);
+    const reason = e.status === 401 ? "Unauthorized" : e.status === 403 ? "Forbidden" : "Bad Request";
     socket.end(
-      `HTTP/1.1 ${e.status} ${e.status === 401 ? "Unauthorized" : "Bad Request"}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${JSON.stringify({ error: e.toJSON() })}`,
+      `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   };
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Until ws owns the socket, its errors (a reset mid-check, a write after the peer left) are ours to handle.
+    socket.on("error", () => socket.destroy());
     const url = new URL(req.url ?? "/", "http://hub");
     try {
       if (url.pathname === "/v1/nodes/stream") {
@@ -155,7 +232,13 @@ export const createHub = (o: HubOptions): Hub => {
           throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
         if (node.status === "unregistered")
           throw new FleetlinkError("NODE_UNREGISTERED", "node is unregistered");
-        wss.handleUpgrade(req, socket, head, (ws) => nodes.accept(node, wsTransport(keepAlive(ws))));
+        if (!node.approved)
+          throw new FleetlinkError(
+            "NODE_PENDING",
+            "node is waiting for approval: fleetlink nodes approve <id>",
+          );
+        if (socket.destroyed) return;
+        wss.handleUpgrade(req, socket, head, (ws) => nodes.accept(node, transport(ws)));
         return;
       }
       const m = /^\/v1\/runs\/([^/]+)\/stream$/.exec(url.pathname);
@@ -163,23 +246,29 @@ export const createHub = (o: HubOptions): Hub => {
         if (!sameSecret(bearer(req.headers.authorization), o.token))
           throw new FleetlinkError("UNAUTHORIZED", "wrong token");
         const runId = decodeURIComponent(m[1]!);
+        if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
         await o.store.getRun(runId);
-        wss.handleUpgrade(req, socket, head, (ws) => runs.accept(runId, wsTransport(keepAlive(ws))));
+        if (socket.destroyed) return;
+        wss.handleUpgrade(req, socket, head, (ws) => runs.accept(runId, transport(ws)));
         return;
       }
       reject(
         socket,
-        new FleetlinkError("INVALID_ARGUMENT", `no stream at ${url.pathname}`, { field: "path" }),
+        new FleetlinkError("INVALID_ARGUMENT", `no stream at ${truncate(url.pathname, MAX_LOGGED_CHARS)}`, {
+          field: "path",
+        }),
       );
     } catch (e) {
-      reject(socket, isFleetlinkError(e) ? e : new FleetlinkError("STORE_UNAVAILABLE", String(e)));
+      reject(socket, isFleetlinkError(e) ? e : new FleetlinkError("STORE_UNAVAILABLE", describeError(e)));
     }
   };
-  app.server.on("upgrade", (req, socket, head) => void upgrade(req, socket, head));
+  app.server.on("upgrade", (req, socket, head) => {
+    upgrade(req, socket, head).catch(() => socket.destroy());
+  });
 
   // Ping each socket; one that misses a pong is terminated, which closes its channel and releases its leases.
   const alive = new WeakMap<object, boolean>();
-  const keepAlive = <W extends import("ws").WebSocket>(ws: W): W => {
+  const keepAlive = (ws: WebSocket): WebSocket => {
     alive.set(ws, true);
     ws.on("pong", () => alive.set(ws, true));
     return ws;
@@ -190,7 +279,11 @@ export const createHub = (o: HubOptions): Hub => {
         if (!alive.get(ws)) ws.terminate();
         else {
           alive.set(ws, false);
-          ws.ping();
+          try {
+            ws.ping();
+          } catch {
+            ws.terminate();
+          }
         }
       }
     }, o.pingIntervalMs ?? 10_000),

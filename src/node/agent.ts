@@ -1,10 +1,17 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import WebSocket from "ws";
 import { NodeCheckpoints, type NodeState, type StandbyOptions } from "../checkpoint/node-side.ts";
 import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
-import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  MAX_ERROR_MESSAGE_CHARS,
+  MAX_JSON_DEPTH,
+  tooDeep,
+  truncate,
+} from "../protocol/limits.ts";
 import type { ReplyError } from "../protocol/types.ts";
 import { NodeMethods, type WireInstruction, type WireReply } from "../protocol/wire.ts";
 import { Channel, type Logger, silentLogger } from "../stream/channel.ts";
@@ -81,6 +88,9 @@ export class NodeAgent {
   private readonly abort = new AbortController();
   private readonly log: Logger;
   private connectAttempt = 0;
+  private pendingApproval = false;
+  /** The hub's payload limit, learned at hello. */
+  private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
   /** Checkpoint system methods, when the node has state. */
   readonly checkpoints: NodeCheckpoints | undefined;
   private readonly handlers: Record<string, Handler>;
@@ -175,6 +185,7 @@ export class NodeAgent {
         if (this.o.identityFile) {
           mkdirSync(dirname(this.o.identityFile), { recursive: true });
           writeFileSync(this.o.identityFile, JSON.stringify(this.identity), { mode: 0o600 });
+          chmodSync(this.o.identityFile, 0o600); // `mode` applies only when the file is created
         }
         return;
       } catch (e) {
@@ -205,8 +216,26 @@ export class NodeAgent {
     };
     ws.on("error", (e) => fail(e.message));
     ws.on("unexpected-response", (_req, res) => {
-      fail(`hub answered ${res.statusCode}`);
-      ws.terminate();
+      // The refusal's body says why (pending approval, unregistered, bad credential); read a little of it.
+      let body = "";
+      res.on("data", (d: Buffer) => {
+        if (body.length < 4096) body += d.toString();
+      });
+      res.on("error", () => {});
+      const done = () => {
+        let code = "";
+        let message = "";
+        try {
+          ({ code, message } = (JSON.parse(body) as { error: { code: string; message: string } }).error);
+        } catch {
+          // not a fleetlink body
+        }
+        if (code === "FLEETLINK_E_NODE_PENDING") this.pendingApproval = true;
+        fail(`hub answered ${res.statusCode}${code ? ` ${code}: ${truncate(message, 200)}` : ""}`);
+        ws.terminate();
+      };
+      res.on("end", done);
+      res.on("close", done);
     });
     ws.on("open", () => {
       const ch = new Channel(wsTransport(ws), {
@@ -223,8 +252,11 @@ export class NodeAgent {
       // Tell the hub what this node still works on (running, or replied but not yet acknowledged) so it
       // re-leases only what was really lost in flight.
       const inflight = [...new Set([...this.running.keys(), ...this.outbox.keys()])];
-      await ch.request(NodeMethods.hello, { inflight }, { timeoutMs: 10_000 });
+      const hello = (await ch.request(NodeMethods.hello, { inflight }, { timeoutMs: 10_000 })) as {
+        maxPayloadBytes?: number;
+      };
       if (!ch.isOpen) return;
+      if (typeof hello?.maxPayloadBytes === "number") this.maxPayloadBytes = hello.maxPayloadBytes;
       this.channel = ch;
       this.connectAttempt = 0;
       this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
@@ -251,6 +283,14 @@ export class NodeAgent {
     clearInterval(this.heartbeatTimer);
     if (this.stopping) return;
     this.hubIndex++;
+    if (this.pendingApproval) {
+      // Waiting for an admin: poll gently, not as a reconnect storm.
+      this.pendingApproval = false;
+      const retryInMs = 1000 + backoff(this.connectAttempt++, 500, 4000);
+      this.feed.set({ state: "pending", nodeId: this.identity!.nodeId, retryInMs });
+      this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
+      return;
+    }
     const retryInMs = backoff(this.connectAttempt++, 100, 3000);
     this.feed.set({ state: "offline", reason, retryInMs });
     this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
@@ -292,10 +332,48 @@ export class NodeAgent {
     } catch (e) {
       error = {
         code: isFleetlinkError(e) ? e.code : "FLEETLINK_E_HANDLER_FAILED",
-        message: e instanceof Error ? e.message : String(e),
+        message: truncate(describeError(e), MAX_ERROR_MESSAGE_CHARS),
       };
     }
+    if (!error) ({ payload, error } = this.checkResult(payload));
     this.queue({ id: newId(), runId: ins.runId, replyTo: ins.id, payload: payload ?? null, error });
+  }
+
+  /**
+   * A result that cannot travel becomes an error reply the coordinator sees (never a crash, never a reply
+   * the hub refuses and the agent resends forever): JSON cannot encode it (a BigInt, a cycle), it nests too
+   * deep, or it is larger than the hub's payload limit.
+   */
+  private checkResult(payload: unknown): { payload: unknown; error: ReplyError | null } {
+    let bytes: number;
+    try {
+      bytes = Buffer.byteLength(JSON.stringify(payload ?? null));
+    } catch (e) {
+      return {
+        payload: null,
+        error: {
+          code: "FLEETLINK_E_HANDLER_FAILED",
+          message: `handler result cannot be encoded as JSON: ${truncate(describeError(e), 500)}`,
+        },
+      };
+    }
+    if (tooDeep(payload))
+      return {
+        payload: null,
+        error: {
+          code: "FLEETLINK_E_PAYLOAD_TOO_LARGE",
+          message: `handler result nests deeper than ${MAX_JSON_DEPTH} levels`,
+        },
+      };
+    if (bytes > this.maxPayloadBytes)
+      return {
+        payload: null,
+        error: {
+          code: "FLEETLINK_E_PAYLOAD_TOO_LARGE",
+          message: `handler result of ${bytes} bytes exceeds the hub's payload limit of ${this.maxPayloadBytes}`,
+        },
+      };
+    return { payload, error: null };
   }
 
   private queue(reply: WireReply): void {

@@ -5,6 +5,8 @@ export type AgentStatus =
   | { state: "connecting"; hub: string; attempt: number }
   | { state: "online"; hub: string; nodeId: string }
   | { state: "offline"; reason: string; retryInMs: number }
+  /** Enrolled, waiting for an admin to approve the node (`fleetlink nodes approve <id>`); retries meanwhile. */
+  | { state: "pending"; nodeId: string; retryInMs: number }
   | { state: "stopping" }
   | { state: "stopped" };
 

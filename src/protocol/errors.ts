@@ -48,6 +48,7 @@ export const ErrorCodes = {
     definite: false,
     text: "A quorum call could not be completed; the error lists which nodes failed and why",
   },
+  RATE_LIMITED: { status: 429, definite: true, text: "Too many requests of this kind; retry later" },
   CONFLICT: { status: 409, definite: true, text: "Another operation of this kind is in progress" },
   CHECKPOINT_NOT_FOUND: {
     status: 404,
@@ -69,6 +70,11 @@ export const ErrorCodes = {
   ROUTE_NOT_FOUND: { status: 404, definite: true, text: "No such route on this hub" },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
   STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },
+  INTERNAL: {
+    status: 500,
+    definite: false,
+    text: "An unexpected failure in the hub (a bug: please report it); the operation may have happened",
+  },
 } as const;
 
 export type ErrorName = keyof typeof ErrorCodes;
@@ -113,3 +119,12 @@ export const isFleetlinkError = (e: unknown, kind?: ErrorName): e is FleetlinkEr
 /** Shorthand for an INVALID_ARGUMENT error naming its field. */
 export const invalid = (field: string, message: string): FleetlinkError =>
   new FleetlinkError("INVALID_ARGUMENT", `${field}: ${message}`, { field });
+
+/** Text for any thrown value, even one whose toString throws. */
+export const describeError = (e: unknown): string => {
+  try {
+    return e instanceof Error ? e.message : String(e);
+  } catch {
+    return Object.prototype.toString.call(e);
+  }
+};

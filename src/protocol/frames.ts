@@ -1,4 +1,10 @@
-import { FleetlinkError, invalid } from "./errors.ts";
+import { describeError, FleetlinkError, invalid } from "./errors.ts";
+import {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  FRAME_OVERHEAD_BYTES,
+  MAX_ERROR_MESSAGE_CHARS,
+  truncate,
+} from "./limits.ts";
 
 /**
  * Frames on every fleetlink stream. Requests and responses are different frame types, so a late or stale
@@ -20,8 +26,8 @@ export interface WireError {
   definite?: boolean;
 }
 
-/** Largest frame accepted on a stream, in bytes. (Default for hubs: 8 MiB) */
-export const MAX_FRAME_BYTES = 8 * 1024 * 1024;
+/** Largest frame accepted on a stream by default, in bytes: the default payload limit plus the envelope. */
+export const MAX_FRAME_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + FRAME_OVERHEAD_BYTES;
 
 const str = (v: unknown, field: string, max = 200): string => {
   if (typeof v !== "string" || v.length === 0 || v.length > max)
@@ -52,7 +58,7 @@ export const parseFrame = (text: string): Frame => {
         ...(f.id === undefined ? {} : { id: str(f.id, "id") }),
         e: {
           code: str(e.code, "e.code"),
-          message: typeof e.message === "string" ? e.message : "",
+          message: typeof e.message === "string" ? truncate(e.message, MAX_ERROR_MESSAGE_CHARS) : "",
           ...(typeof e.field === "string" ? { field: e.field } : {}),
         },
       };
@@ -65,10 +71,11 @@ export const parseFrame = (text: string): Frame => {
 };
 
 export const toWireError = (e: unknown): WireError => {
-  if (e instanceof FleetlinkError) return e.toJSON();
+  if (e instanceof FleetlinkError)
+    return { ...e.toJSON(), message: truncate(e.message, MAX_ERROR_MESSAGE_CHARS) };
   return {
     code: "FLEETLINK_E_HANDLER_FAILED",
-    message: e instanceof Error ? e.message : String(e),
+    message: truncate(describeError(e), MAX_ERROR_MESSAGE_CHARS),
     definite: false,
   };
 };

@@ -19,3 +19,15 @@ export const MAX_LOGGED_CHARS = 256;
 /** Cuts `s` to at most `max` characters, saying so. */
 export const truncate = (s: string, max: number): string =>
   s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters)`;
+
+/** True if `v` nests arrays/objects deeper than `max` (checked without recursion, so any depth is safe). */
+export const tooDeep = (v: unknown, max = MAX_JSON_DEPTH): boolean => {
+  const stack: [unknown, number][] = [[v, 0]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== "object" || x === null) continue;
+    if (d >= max) return true;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) stack.push([c, d + 1]);
+  }
+  return false;
+};

@@ -1,6 +1,7 @@
-import { FleetlinkError, invalid } from "../protocol/errors.ts";
+import { describeError, FleetlinkError, invalid } from "../protocol/errors.ts";
 import { type Frame, fromWireError, MAX_FRAME_BYTES, parseFrame, toWireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
+import { MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
 import { PendingCalls } from "./pending.ts";
 import type { Transport } from "./transport.ts";
 
@@ -61,13 +62,21 @@ export class Channel {
       return Promise.reject(new FleetlinkError("STREAM_CLOSED", `stream ${this.id} is ${this.closedReason}`));
     const id = newId();
     const p = this.pending.add(id, opts);
-    this.write({ t: "req", id, m: method, b: body });
+    try {
+      this.write({ t: "req", id, m: method, b: body });
+    } catch (e) {
+      this.pending.fail(id, unencodable(e));
+    }
     return p;
   }
 
-  /** One-way message. */
+  /** One-way message. Throws INVALID_ARGUMENT if the body cannot be encoded as JSON. */
   emit(method: string, body?: unknown): void {
-    this.write({ t: "evt", m: method, b: body });
+    try {
+      this.write({ t: "evt", m: method, b: body });
+    } catch (e) {
+      throw unencodable(e);
+    }
   }
 
   close(code = 1000, reason = ""): void {
@@ -106,7 +115,10 @@ export class Channel {
       f = parseFrame(text);
     } catch (e) {
       this.garbage++;
-      this.opts.log.warn({ channel: this.id, err: (e as Error).message }, "malformed frame");
+      this.opts.log.warn(
+        { channel: this.id, err: truncate((e as Error).message, MAX_LOGGED_CHARS) },
+        "malformed frame",
+      );
       this.write({ t: "err", e: toWireError(e) });
       if (this.garbage >= this.opts.maxGarbage) this.close(1008, "too many malformed frames");
       return;
@@ -121,7 +133,15 @@ export class Channel {
           this.opts.log.debug({ channel: this.id, id: f.id }, "unmatched response");
         return;
       case "err":
-        if (f.id === undefined) this.opts.log.warn({ channel: this.id, err: f.e }, "peer reported an error");
+        if (f.id === undefined)
+          this.opts.log.warn(
+            {
+              channel: this.id,
+              code: truncate(f.e.code, MAX_LOGGED_CHARS),
+              err: truncate(f.e.message, MAX_LOGGED_CHARS),
+            },
+            "peer reported an error",
+          );
         else if (!this.pending.fail(f.id, fromWireError(f.e)))
           this.opts.log.debug({ channel: this.id, id: f.id }, "unmatched error response");
         return;
@@ -132,12 +152,25 @@ export class Channel {
   }
 
   private async serve(id: string, method: string, body: unknown): Promise<void> {
+    let out: unknown;
     try {
       if (!this.opts.onRequest) throw invalid("m", `no method ${method} on this stream`);
-      const out = await this.opts.onRequest(method, body, this);
-      this.write({ t: "res", id, b: out });
+      out = await this.opts.onRequest(method, body, this);
     } catch (e) {
       this.write({ t: "err", id, e: toWireError(e) });
+      return;
+    }
+    try {
+      this.write({ t: "res", id, b: out });
+    } catch (e) {
+      // An answer JSON cannot encode (a BigInt, a cycle) becomes a typed error instead of an exception.
+      this.write({ t: "err", id, e: toWireError(unencodable(e)) });
     }
   }
 }
+
+const unencodable = (e: unknown): FleetlinkError =>
+  new FleetlinkError("INVALID_ARGUMENT", `body cannot be encoded as JSON: ${describeError(e)}`, {
+    field: "b",
+    cause: e,
+  });

@@ -1,21 +1,51 @@
 import type WebSocket from "ws";
 import type { Transport } from "./transport.ts";
 
-/** Adapts a `ws` WebSocket (client or server side) to a Transport. */
-export const wsTransport = (ws: WebSocket): Transport => ({
-  send: (frame) => {
-    if (ws.readyState === ws.OPEN) ws.send(frame);
-  },
-  close: (code = 1000, reason = "") => {
-    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
-  },
-  onMessage: (cb) => {
-    ws.on("message", (data, isBinary) => cb(isBinary ? "" : data.toString()));
-  },
-  onClose: (cb) => {
-    ws.on("close", (code, reason) => cb(code, reason.toString()));
-  },
-  get isOpen() {
-    return ws.readyState === ws.OPEN;
-  },
-});
+export interface WsTransportOptions {
+  /**
+   * Bytes queued for a peer that is not reading before it is disconnected as a slow consumer, like NATS's
+   * `max_pending`. (Default: 64 MiB)
+   */
+  maxBufferedBytes?: number;
+  /**
+   * Every socket error lands here: protocol violations (ws has already closed the socket with 1002, 1007 or
+   * 1009), resets, write failures. A socket error ends that connection only, never the process.
+   */
+  onError?: (e: Error) => void;
+}
+
+/** Close code for a peer disconnected because it does not read what is sent to it. */
+export const SLOW_CONSUMER_CLOSE = 4008;
+
+/** Adapts a `ws` WebSocket (client or server side) to a Transport; the transport owns the socket's errors. */
+export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transport => {
+  const maxBuffered = o.maxBufferedBytes ?? 64 * 1024 * 1024;
+  ws.on("error", (e) => o.onError?.(e));
+  let slow = false;
+  return {
+    send: (frame) => {
+      if (ws.readyState !== ws.OPEN || slow) return;
+      if (ws.bufferedAmount + frame.length > maxBuffered) {
+        // The close frame queues behind the unsent bytes, so a peer that does not read may never see it:
+        // give it a second, then cut the connection.
+        slow = true;
+        ws.close(SLOW_CONSUMER_CLOSE, `slow consumer: ${ws.bufferedAmount} bytes unsent`);
+        setTimeout(() => ws.terminate(), 1000).unref();
+        return;
+      }
+      ws.send(frame);
+    },
+    close: (code = 1000, reason = "") => {
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
+    },
+    onMessage: (cb) => {
+      ws.on("message", (data, isBinary) => cb(isBinary ? "" : data.toString()));
+    },
+    onClose: (cb) => {
+      ws.on("close", (code, reason) => cb(code, reason.toString()));
+    },
+    get isOpen() {
+      return ws.readyState === ws.OPEN && !slow;
+    },
+  };
+};
