@@ -30,7 +30,7 @@ const opts = {
 };
 const store = await openStore("memory:");
 const objects = () => openObjectStore(`s3://${s3.bucket}/fleet`, opts);
-const hub = createHub({ store, token: "t", checkpointStore: objects(), checkpointKeep: 2 });
+const hub = createHub({ store, token: "t", enrollToken: "e", checkpointStore: objects(), checkpointKeep: 2 });
 const url = await hub.listen();
 const states: Uint8Array[] = Array.from({ length: HOSTS }, () => new Uint8Array(randomBytes(bytes)));
 const agents: NodeAgent[] = [];
@@ -38,7 +38,7 @@ for (let k = 0; k < HOSTS; k++) {
   const a = new NodeAgent({
     hubs: [url],
     name: `h${k}`,
-    enrollToken: "t",
+    enrollToken: "e",
     handlers: {},
     state: {
       snapshot: () => states[k]!,

@@ -19,6 +19,8 @@ export const PG_URL =
   process.env.FLEETLINK_TEST_POSTGRES_URL ??
   "postgres://root@127.0.0.1:5432/test";
 export const TOKEN = "bench-token";
+/** What nodes enroll with (never the admin token). */
+export const ENROLL_TOKEN = "bench-enroll-token";
 const CLI = join(import.meta.dirname, "../src/cli/main.ts");
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
@@ -51,7 +53,7 @@ const runWorker = () => {
                   hubs: [s.hub],
                   name: `${s.prefix}-${i}`,
                   handlers,
-                  enrollToken: TOKEN,
+                  enrollToken: ENROLL_TOKEN,
                   heartbeatIntervalMs: s.heartbeatIntervalMs,
                 });
                 await a.start();
@@ -149,7 +151,22 @@ export interface HubProc {
 export const startHub = (db: string, opts: { fds?: number; extra?: string[] } = {}): Promise<HubProc> =>
   new Promise((resolve, reject) => {
     const { cmd, args } = withFds(
-      [CLI, "serve", "--db", db, "--port", "0", "--token", TOKEN, ...(opts.extra ?? [])],
+      [
+        CLI,
+        "serve",
+        "--db",
+        db,
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        "--enroll-token",
+        ENROLL_TOKEN,
+        // Benchmarks enroll thousands of nodes from one address.
+        "--enroll-rate",
+        "1000000/1s",
+        ...(opts.extra ?? []),
+      ],
       opts.fds,
     );
     const child = track(spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }));

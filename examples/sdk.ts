@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { createHub, Fleet, IncompleteCallError, NodeAgent, openStore } from "../src/index.ts";
 
 const store = await openStore(`sqlite:${join(mkdtempSync(join(tmpdir(), "fleetlink-")), "fleet.db")}`);
-const hub = createHub({ store, token: "secret" });
+// Two roles, two secrets: the admin token drives the fleet, the enrollment token only enrolls nodes.
+const hub = createHub({ store, token: "admin-secret", enrollToken: "enroll-secret" });
 const url = await hub.listen({ port: 0 });
 
 const agents = await Promise.all(
@@ -14,7 +15,7 @@ const agents = await Promise.all(
     const agent = new NodeAgent({
       hubs: [url],
       name,
-      enrollToken: "secret",
+      enrollToken: "enroll-secret",
       handlers: {
         add: (p) => (p as { a: number; b: number }).a + (p as { a: number; b: number }).b,
         fail: () => {
@@ -27,7 +28,7 @@ const agents = await Promise.all(
   }),
 );
 
-const fleet = await Fleet.connect({ hub: url, token: "secret" });
+const fleet = await Fleet.connect({ hub: url, token: "admin-secret" });
 const run = await fleet.createRun();
 const cfg = run.configuration(await fleet.nodes());
 

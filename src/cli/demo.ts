@@ -38,6 +38,7 @@ export const demoCommand = (): Command =>
       const n = Math.max(3, Number(o.nodes));
       const dir = mkdtempSync(join(tmpdir(), "fleetlink-demo-"));
       const token = "demo-token";
+      const enrollToken = "demo-enroll-token";
       const children: ChildProcess[] = [];
       const self = fileURLToPath(import.meta.url);
       const handlers = join(self, "..", `demo-handlers${extname(self)}`);
@@ -54,6 +55,8 @@ export const demoCommand = (): Command =>
             "0",
             "--token",
             token,
+            "--enroll-token",
+            enrollToken,
             "--heartbeat",
             "500",
           ],
@@ -71,7 +74,7 @@ export const demoCommand = (): Command =>
           "--handlers",
           handlers,
           "--token",
-          token,
+          enrollToken,
           "--identity",
           join(dir, `node-${i}.json`),
           "--heartbeat",

@@ -49,6 +49,8 @@ export interface HubOptions {
   maxBufferedBytes?: number;
   /** Time a client has to send a whole HTTP request, headers included, in ms. (Default: 30000) */
   requestTimeoutMs?: number;
+  /** Time a new node stream has to say hello before it is closed, in ms. (Default: 10000) */
+  helloTimeoutMs?: number;
   /** WebSocket ping interval to detect dead peers, in ms. (Default: 10000) */
   pingIntervalMs?: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
@@ -124,6 +126,7 @@ export const createHub = (o: HubOptions): Hub => {
     hubId: id,
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
+    helloTimeoutMs: o.helloTimeoutMs,
     log,
   });
   const runs = new RunStreams(o.store, log, maxFrame);
@@ -134,7 +137,11 @@ export const createHub = (o: HubOptions): Hub => {
     runs.wake();
   };
 
-  void app.register(rateLimit, { global: false });
+  void app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, c) =>
+      new FleetlinkError("RATE_LIMITED", `too many requests from this address: retry in ${c.after}`),
+  });
   app.setNotFoundHandler((req, reply) => {
     const hint =
       req.url.includes("/checkpoints") || req.url.includes("/hosts")
@@ -186,24 +193,26 @@ export const createHub = (o: HubOptions): Hub => {
   });
 
   const access = { store: o.store, token: o.token, enrollToken: o.enrollToken };
-  registerRoutes(app, {
+  // Routes go in a plugin registered after the rate limiter, so its per-route limits see them.
+  const routes = {
     ...access,
     heartbeatIntervalMs: o.heartbeatIntervalMs ?? 5000,
     manualApproval: o.enrollApproval === "manual",
     enrollRateLimit: o.enrollRateLimit ?? { max: 120, windowMs: 60_000 },
     changed,
     stats: () => ({ connectedNodes: nodes.connected, runSubscribers: runs.subscribers }),
-  });
+  };
 
   const objects =
     typeof o.checkpointStore === "string" ? openObjectStore(o.checkpointStore) : o.checkpointStore;
   const checkpoints = objects
     ? new Checkpoints({ store: o.store, objects, keep: o.checkpointKeep, changed, log })
     : undefined;
-  if (checkpoints) {
-    registerCheckpointRoutes(app, checkpoints, { onRequest: requireAdmin(access) });
-    checkpoints.startMonitor();
-  }
+  void app.register(async (scope) => {
+    registerRoutes(scope, routes);
+    if (checkpoints) registerCheckpointRoutes(scope, checkpoints, { onRequest: requireAdmin(access) });
+  });
+  checkpoints?.startMonitor();
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxFrame });
   const transport = (ws: WebSocket) =>

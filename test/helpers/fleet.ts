@@ -8,12 +8,14 @@ import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
 
 export const TOKEN = "test-token";
+/** Nodes enroll with this; it may do nothing else. */
+export const ENROLL_TOKEN = "test-enroll-token";
 
 /** An in-process hub on a fresh SQLite file, plus helpers to add nodes and a coordinator. */
 export const startFleet = async (o: Partial<HubOptions> & { storeUrl?: string } = {}) => {
   const dir = mkdtempSync(join(tmpdir(), "fleetlink-hub-"));
   const store: Store = o.store ?? (await openStore(o.storeUrl ?? `sqlite:${join(dir, "fleet.db")}`));
-  const hub: Hub = createHub({ token: TOKEN, sweepIntervalMs: 50, ...o, store });
+  const hub: Hub = createHub({ token: TOKEN, enrollToken: ENROLL_TOKEN, sweepIntervalMs: 50, ...o, store });
   const url = await hub.listen();
   const agents: NodeAgent[] = [];
   const fleets: Fleet[] = [];
@@ -31,7 +33,7 @@ export const startFleet = async (o: Partial<HubOptions> & { storeUrl?: string } 
         hubs: extra.hubs ?? [url],
         name,
         handlers,
-        enrollToken: TOKEN,
+        enrollToken: ENROLL_TOKEN,
         heartbeatIntervalMs: extra.heartbeatIntervalMs ?? 1000,
       });
       await a.start();

@@ -53,8 +53,24 @@ export const startCli = (args: string[], ready: RegExp, env: Record<string, stri
     });
   });
 
+/** The enrollment token of a test hub started with admin token `token` (they must differ). */
+export const enrollTokenFor = (token: string): string => `${token}-enroll`;
+
 export const startHubProc = (db: string, token: string, extra: string[] = []) =>
-  startCli(["serve", "--db", db, "--port", "0", "--token", token, ...extra], /listening on (\S+)/);
+  startCli(
+    [
+      "serve",
+      "--db",
+      db,
+      "--port",
+      "0",
+      "--token",
+      token,
+      ...(extra.includes("--enroll-token") ? [] : ["--enroll-token", enrollTokenFor(token)]),
+      ...extra,
+    ],
+    /listening on (\S+)/,
+  );
 
 export const startNodeProc = (
   hubs: string[],

@@ -70,7 +70,11 @@ describe("bad input", () => {
       expectError(await inject(m, p, body, {} as typeof auth), 401, "UNAUTHORIZED");
       expectError(await inject(m, p, body, { authorization: "Bearer nope" }), 401, "UNAUTHORIZED");
     }
-    expectError(await inject("POST", "/v1/nodes/enroll", { name: "x" }), 401, "UNAUTHORIZED");
+    expectError(
+      await inject("POST", "/v1/nodes/enroll", { name: "x" }, { authorization: "Bearer nope" }),
+      401,
+      "UNAUTHORIZED",
+    );
     expect((await store.stats()).runs.pending).toBe(1);
     expect((await store.getNode(node.id)).status).toBe("registered");
   });
@@ -148,7 +152,7 @@ describe("bad input", () => {
       url: `/v1/runs/${runId}/instructions`,
       headers: { ...auth, "content-type": "application/json" },
       payload: JSON.stringify({
-        items: [{ dst: node.id, method: "m", ttlMs: 5, payload: "y".repeat(9 * 1024 * 1024) }],
+        items: [{ dst: node.id, method: "m", ttlMs: 5, payload: "y".repeat(17 * 1024 * 1024) }],
       }),
     });
     expectError(big, 413, "PAYLOAD_TOO_LARGE", "body");
@@ -186,6 +190,10 @@ describe("bad input", () => {
       while (frames.length === n) await new Promise((r) => setTimeout(r, 5));
       return frames[frames.length - 1]!;
     };
+    ws.send(JSON.stringify({ t: "req", id: "0", m: "reply", b: { id: newId(), runId, replyTo: newId() } }));
+    expect(await next()).toMatchObject({ t: "err", id: "0", e: { field: "m" } }); // hello first
+    ws.send(JSON.stringify({ t: "req", id: "h", m: "hello", b: { inflight: [] } }));
+    expect(await next()).toMatchObject({ t: "res", id: "h" });
     ws.send(JSON.stringify({ t: "req", id: "1", m: "reply", b: { id: newId(), runId, replyTo: newId() } }));
     expect(await next()).toMatchObject({
       t: "err",
@@ -219,7 +227,7 @@ describe("bad input", () => {
     ws.send("1");
     ws.send("nope");
     expect(await closed).toBe(1008);
-    expect(frames.filter((f) => f.t === "res")).toEqual([]);
+    expect(frames.filter((f) => f.t === "res").map((f) => f.id)).toEqual(["h"]);
   });
 
   test("stream - a node cannot reply to another node's instruction", async () => {
@@ -234,8 +242,12 @@ describe("bad input", () => {
     const [ins] = await store.pushInstructions(runId, [{ dst: otherId, method: "m", ttlMs: 60_000 }]);
     const { ws } = await connect(`${node.id}.${node.credential}`);
     const answer = new Promise<{ e: { code: string } }>((r) =>
-      ws.on("message", (d) => r(JSON.parse(d.toString()))),
+      ws.on("message", (d) => {
+        const f = JSON.parse(d.toString());
+        if (f.id === "9") r(f);
+      }),
     );
+    ws.send(JSON.stringify({ t: "req", id: "h", m: "hello", b: { inflight: [] } }));
     ws.send(JSON.stringify({ t: "req", id: "9", m: "reply", b: { id: newId(), runId, replyTo: ins!.id } }));
     expect((await answer).e.code).toBe("FLEETLINK_E_NOT_ADDRESSEE");
     expect(await store.getReplies(runId, [ins!.id])).toEqual([]);

@@ -7,7 +7,7 @@ import { Fleet } from "../../src/coordinator/fleet.ts";
 import type { NodeAgent } from "../../src/node/agent.ts";
 import { openStore } from "../../src/store/open.ts";
 import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
-import { type Proc, startHubProc, startNodeProc } from "../helpers/procs.ts";
+import { enrollTokenFor, type Proc, startHubProc, startNodeProc } from "../helpers/procs.ts";
 import { startProxy } from "../helpers/proxy.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -70,9 +70,15 @@ describe("faults", () => {
     writeFileSync(countFile, "");
     const nodes: Proc[] = [];
     for (let i = 0; i < 3; i++) {
-      const n = await startNodeProc([a.value, b.value], `n${i}`, TOKEN, join(f.dir, `n${i}.json`), {
-        COUNT_FILE: countFile,
-      });
+      const n = await startNodeProc(
+        [a.value, b.value],
+        `n${i}`,
+        enrollTokenFor(TOKEN),
+        join(f.dir, `n${i}.json`),
+        {
+          COUNT_FILE: countFile,
+        },
+      );
       nodes.push(n);
       cleanups.push(() => n.kill());
     }

@@ -23,13 +23,15 @@ const crossReplica = (name: string, makeUrl: () => { url: string; cleanup: () =>
     cleanups.push(cleanup);
     const stores: Store[] = [await openStore(url), await openStore(url)];
     // A long safety poll, so only the change feed can explain a fast delivery.
-    const hubs: Hub[] = stores.map((store) => createHub({ store, token: TOKEN, pollIntervalMs: 60_000 }));
+    const hubs: Hub[] = stores.map((store) =>
+      createHub({ store, token: TOKEN, enrollToken: `${TOKEN}-enroll`, pollIntervalMs: 60_000 }),
+    );
     for (const [i, h] of hubs.entries()) cleanups.push(() => h.close().then(() => stores[i]!.close()));
     const [a, b] = await Promise.all(hubs.map((h) => h.listen()));
     const agent = new NodeAgent({
       hubs: [b!],
       name: "far",
-      enrollToken: TOKEN,
+      enrollToken: `${TOKEN}-enroll`,
       handlers: { echo: (p) => p },
     });
     await agent.start();

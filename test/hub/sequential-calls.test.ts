@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { Fleet } from "../../src/coordinator/fleet.ts";
-import { type Proc, startHubProc, startNodeProc } from "../helpers/procs.ts";
+import { enrollTokenFor, type Proc, startHubProc, startNodeProc } from "../helpers/procs.ts";
 
 const TOKEN = "seq-token";
 const ROUNDS = 500;
@@ -24,7 +24,7 @@ const cluster = (size: number, slowMs: number) => {
           startNodeProc(
             [hub.value],
             `n${i}`,
-            TOKEN,
+            enrollTokenFor(TOKEN),
             join(dir, `n${i}.json`),
             i === 0 && slowMs ? { SLOW_MS: String(slowMs) } : {},
           ),

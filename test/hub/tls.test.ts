@@ -5,7 +5,7 @@ import { request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
-import { startHubProc, startNodeProc } from "../helpers/procs.ts";
+import { enrollTokenFor, startHubProc, startNodeProc } from "../helpers/procs.ts";
 
 const tls = join(import.meta.dirname, "../fixtures/tls");
 const ca = readFileSync(join(tls, "cert.pem"));
@@ -34,9 +34,15 @@ test("tls - HTTPS routes and a node's WSS stream with a trusted certificate; pla
   ]);
   try {
     expect(hub.value).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
-    const node = await startNodeProc([hub.value], "secure", "tls-token", join(dir, "secure.json"), {
-      NODE_EXTRA_CA_CERTS: join(tls, "cert.pem"),
-    });
+    const node = await startNodeProc(
+      [hub.value],
+      "secure",
+      enrollTokenFor("tls-token"),
+      join(dir, "secure.json"),
+      {
+        NODE_EXTRA_CA_CERTS: join(tls, "cert.pem"),
+      },
+    );
     try {
       const res = await get(`${hub.value}/v1/nodes`, "tls-token");
       expect(res.status).toBe(200);
