@@ -1,5 +1,6 @@
 // The README's commands and examples, run as a user would.
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, test } from "vitest";
@@ -17,6 +18,17 @@ describe("README", () => {
     expect(stdout).toContain("fail → FLEETLINK_E_INCOMPLETE_CALL");
     expect(stdout).toContain("broadcast → [ 10, 10 ]");
   }, 40_000);
+
+  test("the README's SDK section is examples/sdk.ts verbatim (but for the import)", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const example = readFileSync(join(root, "examples/sdk.ts"), "utf8")
+      .split("\n")
+      .filter((l, i, all) => !(l.startsWith("//") && all.slice(0, i).every((x) => x.startsWith("//"))))
+      .join("\n")
+      .replace('from "../src/index.ts"', 'from "fleetlink"')
+      .trim();
+    expect(readme).toContain(example);
+  });
 
   test("fleetlink demo: quorum calls, a crashed node's NODE_UNAVAILABLE, a broadcast reaching it after restart", async () => {
     const { stdout } = await run(process.execPath, [join(root, "src/cli/main.ts"), "demo"], {
