@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { Dirent } from "node:fs";
-import { type FileHandle, mkdir, open, readdir, rename, rmdir, stat, unlink } from "node:fs/promises";
+import { constants, type Dirent } from "node:fs";
+import { type FileHandle, lstat, mkdir, open, readdir, rename, rmdir, unlink } from "node:fs/promises";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -19,11 +19,20 @@ import {
 
 /** In-flight writes are named `.NAME.RANDOM.fleetlink-partial`; list skips them and keys may not end so. */
 const PARTIAL = ".fleetlink-partial";
+/** Opening the last component never follows a link (0 where the platform has no such flag). */
+const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 
 /**
  * Objects as files under one directory. A put writes a temp file beside its target, fsyncs it and
  * renames it into place (then fsyncs the directory), so a reader sees the old object or the new one,
  * never part of one, even across a crash.
+ *
+ * Symbolic links below the root are never followed: a key whose path passes through one (a directory or
+ * the object itself) is refused by put, get, head and delete, and list neither reports nor enters them, so
+ * garbage collection cannot delete, and a reader cannot see, anything outside the root. The root itself may
+ * be a link (the operator chose it). Each component is checked with lstat before the operation, and the
+ * last one is opened with O_NOFOLLOW; a link swapped in by someone racing the store with write access to
+ * its directory is out of scope (Node offers no openat).
  */
 export class FileStore implements ObjectStore {
   readonly url: string;
@@ -65,13 +74,49 @@ export class FileStore implements ObjectStore {
     return join(this.root, ...key.split("/"));
   }
 
+  /**
+   * The first of the first `depth` components of `key` (all by default) that is a symbolic link, as a
+   * relative path; null if none is. Stops at the first missing component or file: nothing below it exists.
+   */
+  private async linkIn(key: string, depth?: number): Promise<string | null> {
+    const segs = key.split("/").slice(0, depth);
+    for (let n = 1; n <= segs.length; n++) {
+      const rel = segs.slice(0, n).join("/");
+      let st: Awaited<ReturnType<typeof lstat>>;
+      try {
+        st = await lstat(join(this.root, ...segs.slice(0, n)));
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") return null;
+        throw fsError(e, key);
+      }
+      if (st.isSymbolicLink()) return rel;
+      if (!st.isDirectory()) return null;
+    }
+    return null;
+  }
+
+  /** Throws INVALID_ARGUMENT (field `key`) if the key's path passes through a symbolic link. */
+  private async refuseLinks(key: string, depth?: number): Promise<void> {
+    const link = await this.linkIn(key, depth);
+    if (link !== null)
+      throw new FleetlinkError(
+        "INVALID_ARGUMENT",
+        `key: ${JSON.stringify(key)} passes through the symbolic link ${JSON.stringify(link)}; the file store never follows links out of ${this.root}`,
+        { field: "key" },
+      );
+  }
+
   async put(key: string, body: Readable | Uint8Array): Promise<PutResult> {
     const path = this.path(key);
     const dir = dirname(path);
     const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString("hex")}${PARTIAL}`);
     const tap = hashingTap();
+    const parents = key.split("/").length - 1;
     try {
-      const { fh, created } = await openCreating(dir, tmp);
+      // Before mkdir (which follows links) and again after it, before anything is opened.
+      await this.refuseLinks(key);
+      const { fh, created } = await openCreating(dir, tmp, () => this.refuseLinks(key, parents));
       // The stream owns fh from here: `flush` fsyncs it before the stream closes it (also on error).
       await pipeline(toReadable(body), tap, fh.createWriteStream({ flush: true }));
       await rename(tmp, path);
@@ -89,7 +134,9 @@ export class FileStore implements ObjectStore {
 
   async get(key: string): Promise<Readable> {
     const path = this.path(key);
-    const fh = await open(path, "r").catch((e: unknown) => {
+    await this.refuseLinks(key);
+    const fh = await open(path, constants.O_RDONLY | NOFOLLOW).catch(async (e: unknown) => {
+      if ((e as NodeJS.ErrnoException).code === "ELOOP") await this.refuseLinks(key); // linked since
       throw fsError(e, key);
     });
     try {
@@ -107,8 +154,9 @@ export class FileStore implements ObjectStore {
 
   async head(key: string): Promise<ObjectInfo | null> {
     const path = this.path(key);
+    await this.refuseLinks(key);
     try {
-      const st = await stat(path);
+      const st = await lstat(path);
       return st.isFile() ? { key, size: st.size } : null;
     } catch (e) {
       const err = fsError(e, key);
@@ -123,6 +171,8 @@ export class FileStore implements ObjectStore {
     const cut = prefix.lastIndexOf("/");
     const base = cut < 0 ? "" : prefix.slice(0, cut);
     const out: ObjectInfo[] = [];
+    // A link is not an object: list("") would skip it, so a prefix inside one lists nothing.
+    if (base !== "" && (await this.linkIn(base)) !== null) return out;
     const walk = async (rel: string): Promise<void> => {
       let entries: Dirent[];
       try {
@@ -137,9 +187,10 @@ export class FileStore implements ObjectStore {
       for (const ent of entries) {
         const key = rel === "" ? ent.name : `${rel}/${ent.name}`;
         if (!key.startsWith(prefix) && !prefix.startsWith(`${key}/`)) continue;
+        // Dirent types come from lstat: a link is neither a directory nor a file here, so it is skipped.
         if (ent.isDirectory()) await walk(key);
         else if (ent.isFile() && !ent.name.endsWith(PARTIAL) && key.startsWith(prefix)) {
-          const st = await stat(join(this.root, ...key.split("/"))).catch(() => null);
+          const st = await lstat(join(this.root, ...key.split("/"))).catch(() => null);
           if (st?.isFile()) out.push({ key, size: st.size });
         }
       }
@@ -150,6 +201,8 @@ export class FileStore implements ObjectStore {
 
   async delete(keys: readonly string[]): Promise<void> {
     const paths = keys.map((k) => this.path(k));
+    // Every key is checked before any is deleted, like a bad key: one link refuses the whole batch.
+    for (const k of keys) await this.refuseLinks(k);
     for (const [i, path] of paths.entries()) {
       try {
         await unlink(path);
@@ -178,16 +231,23 @@ export class FileStore implements ObjectStore {
 }
 
 /**
- * Creates dir and opens tmp in it; retries when a concurrent delete prunes the empty dir in between.
- * `created` is the topmost directory it had to make.
+ * Creates dir and opens tmp in it (exclusively, never through a link); retries when a concurrent delete
+ * prunes the empty dir in between. `check` runs after mkdir, before the open. `created` is the topmost
+ * directory it had to make.
  */
-const openCreating = async (dir: string, tmp: string): Promise<{ fh: FileHandle; created?: string }> => {
+const openCreating = async (
+  dir: string,
+  tmp: string,
+  check: () => Promise<void>,
+): Promise<{ fh: FileHandle; created?: string }> => {
   let created: string | undefined;
   for (let attempt = 0; ; attempt++) {
     const made = await mkdir(dir, { recursive: true });
     if (made !== undefined && (created === undefined || made.length < created.length)) created = made;
+    await check();
     try {
-      return { fh: await open(tmp, "wx"), created };
+      const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | NOFOLLOW;
+      return { fh: await open(tmp, flags, 0o666), created };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "ENOENT" || attempt >= 3) throw e;
     }

@@ -8,7 +8,14 @@ import { pipeline } from "node:stream/promises";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { SqliteStore } from "../store/sqlite.ts";
-import { collectGarbage, findCheckpoint, type Manifest, manifestKey } from "./layout.ts";
+import {
+  checkPart,
+  collectGarbage,
+  findCheckpoint,
+  hostPrefix,
+  type Manifest,
+  manifestKey,
+} from "./layout.ts";
 import type { ObjectStore } from "./object-store.ts";
 
 /** The hub's own state is checkpointed like a one-host run named "hub". */
@@ -42,7 +49,7 @@ export const pushHubSnapshot = async (
     await store.backupTo(file);
     const { size } = await stat(file);
     const id = newId();
-    const key = `${HUB_RUN}/${id}/host0/db.sqlite`;
+    const key = `${hostPrefix(HUB_RUN, id, 0)}db.sqlite`;
     const tap = progressTap(size, opts.onProgress);
     const put = objects.put(key, createReadStream(file).pipe(tap));
     const res = await put;
@@ -73,7 +80,12 @@ export const restoreHubSnapshot = async (
   opts: { force?: boolean; onProgress?: Progress } = {},
 ): Promise<{ restored: boolean; id: string; reason: string }> => {
   const m = await findCheckpoint(objects, HUB_RUN, id);
-  const part = m.hosts[0]!;
+  const part = checkPart(
+    m.hosts.find((p) => p.hostIdx === 0),
+    HUB_RUN,
+    m.id,
+    0,
+  );
   if (!opts.force && existsSync(dbPath)) {
     const local = Math.max(
       statSync(dbPath).mtimeMs,

@@ -1,14 +1,79 @@
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import type { ObjectStore } from "./object-store.ts";
+import { checkKey, type ObjectStore } from "./object-store.ts";
+
+/** A run or checkpoint id used as one key segment: a `/` in it would let one run's keys alias another's. */
+const checkSegment = (s: string, field: string): void => {
+  checkKey(s, field);
+  if (s.includes("/"))
+    throw new FleetlinkError("INVALID_ARGUMENT", `${field}: must not contain "/"`, { field });
+};
 
 /**
  * Where a checkpoint lives: `<run>/<checkpoint id>/host<k>/state` for each host's part, then
  * `<run>/<checkpoint id>/MANIFEST.json`, written last, only after every part is complete and verified. A
  * checkpoint without a manifest is never listed, never "latest", and is garbage-collected.
+ * Every key is derived from run, checkpoint id and host index alone, by the hub: a host is told where to
+ * write and never chooses (see checkPart).
  */
+export const hostPrefix = (runId: string, id: string, hostIdx: number): string => {
+  checkSegment(runId, "runId");
+  checkSegment(id, "id");
+  if (!Number.isSafeInteger(hostIdx) || hostIdx < 0)
+    throw new FleetlinkError("INVALID_ARGUMENT", `hostIdx: must be a non-negative integer, not ${hostIdx}`, {
+      field: "hostIdx",
+    });
+  return `${runId}/${id}/host${hostIdx}/`;
+};
 export const hostKey = (runId: string, id: string, hostIdx: number): string =>
-  `${runId}/${id}/host${hostIdx}/state`;
+  `${hostPrefix(runId, id, hostIdx)}state`;
 export const manifestKey = (runId: string, id: string): string => `${runId}/${id}/MANIFEST.json`;
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+/** True if key is a valid key under prefix (so no `..` segment walks back out of it). */
+export const isUnder = (key: string, prefix: string): boolean => {
+  if (!key.startsWith(prefix)) return false;
+  try {
+    checkKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Throws HOST_MISMATCH unless `part` is host `hostIdx`'s part of checkpoint `id` of run `runId`, stored
+ * under that host's own prefix: a manifest (or a host's reply) naming another run's or another host's key
+ * must never make an honest node read it. Throws CHECKSUM_MISMATCH if it records no valid size or SHA-256.
+ */
+export const checkPart = (part: unknown, runId: string, id: string, hostIdx: number): HostPart => {
+  const p = part as HostPart;
+  if (typeof p !== "object" || p === null || typeof p.key !== "string")
+    throw new FleetlinkError("HOST_MISMATCH", `no part for host ${hostIdx} (got ${typeof part})`, {
+      field: "part",
+    });
+  if (p.hostIdx !== hostIdx)
+    throw new FleetlinkError("HOST_MISMATCH", `part of host ${p.hostIdx} offered as host ${hostIdx}'s`, {
+      field: "part",
+    });
+  const prefix = hostPrefix(runId, id, hostIdx);
+  if (!isUnder(p.key, prefix))
+    throw new FleetlinkError(
+      "HOST_MISMATCH",
+      `part key ${JSON.stringify(p.key.slice(0, 200))} is outside host ${hostIdx}'s own prefix ${prefix}`,
+      { field: "part.key" },
+    );
+  if (
+    !Number.isSafeInteger(p.size) ||
+    p.size < 0 ||
+    typeof p.sha256 !== "string" ||
+    !SHA256_HEX.test(p.sha256)
+  )
+    throw new FleetlinkError("CHECKSUM_MISMATCH", `part ${p.key} records no valid size and sha256`, {
+      field: "part",
+    });
+  return p;
+};
 
 export interface HostInfo {
   hostIdx: number;
@@ -63,15 +128,25 @@ export const checkHostInfo = (hostInfo: unknown, assigned: HostInfo | undefined)
   return h;
 };
 
+/** A manifest counts only where it says it belongs: one copied into another run's prefix is not that run's. */
+const readManifest = async (objects: ObjectStore, runId: string, id: string): Promise<Manifest | null> => {
+  const m = JSON.parse(new TextDecoder().decode(await objects.getBytes(manifestKey(runId, id)))) as Manifest;
+  return typeof m === "object" && m !== null && m.runId === runId && m.id === id && Array.isArray(m.hosts)
+    ? m
+    : null;
+};
+
 /** Complete checkpoints of a run (those with a manifest), oldest first; ids are UUIDv7, so time-ordered. */
 export const listCheckpoints = async (objects: ObjectStore, runId: string): Promise<Manifest[]> => {
-  const keys = (await objects.list(`${runId}/`))
-    .map((o) => o.key)
-    .filter((k) => k.endsWith("/MANIFEST.json"));
+  const ids = (await objects.list(`${runId}/`))
+    .map((o) => o.key.split("/"))
+    .filter((segs) => segs.length === 3 && segs[2] === "MANIFEST.json")
+    .map((segs) => segs[1]!);
   const out: Manifest[] = [];
-  for (const k of keys) {
+  for (const id of ids) {
     try {
-      out.push(JSON.parse(new TextDecoder().decode(await objects.getBytes(k))) as Manifest);
+      const m = await readManifest(objects, runId, id);
+      if (m) out.push(m);
     } catch (e) {
       if (!isFleetlinkError(e, "CHECKPOINT_NOT_FOUND")) throw e; // deleted by a concurrent GC
     }
@@ -87,13 +162,16 @@ export const findCheckpoint = async (objects: ObjectStore, runId: string, id: st
     if (!m) throw new FleetlinkError("CHECKPOINT_NOT_FOUND", `run ${runId} has no complete checkpoint`);
     return m;
   }
+  let m: Manifest | null;
   try {
-    return JSON.parse(new TextDecoder().decode(await objects.getBytes(manifestKey(runId, id)))) as Manifest;
+    checkSegment(id, "id");
+    m = await readManifest(objects, runId, id);
   } catch (e) {
-    if (isFleetlinkError(e, "CHECKPOINT_NOT_FOUND"))
-      throw new FleetlinkError("CHECKPOINT_NOT_FOUND", `no complete checkpoint ${id} in run ${runId}`);
-    throw e;
+    if (!isFleetlinkError(e, "CHECKPOINT_NOT_FOUND")) throw e;
+    m = null;
   }
+  if (!m) throw new FleetlinkError("CHECKPOINT_NOT_FOUND", `no complete checkpoint ${id} in run ${runId}`);
+  return m;
 };
 
 /**

@@ -7,13 +7,22 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Handler } from "../node/agent.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { checkHostInfo, findCheckpoint, type HostInfo, type HostPart, hostKey } from "./layout.ts";
+import {
+  checkHostInfo,
+  checkPart,
+  findCheckpoint,
+  type HostInfo,
+  type HostPart,
+  hostKey,
+  hostPrefix,
+  isUnder,
+} from "./layout.ts";
 import { errorKind, type ObjectStore } from "./object-store.ts";
 
 /** Parts up to this size are pulled into memory; larger ones through a temporary file. */
 const IN_MEMORY_MAX = 256 * 1024 * 1024;
 
-const checkPart = (part: HostPart, size: number, sha: string): void => {
+const checkBytes = (part: HostPart, size: number, sha: string): void => {
   if (size !== part.size || sha !== part.sha256)
     throw new FleetlinkError(
       "CHECKSUM_MISMATCH",
@@ -49,7 +58,7 @@ export class NodeCheckpoints {
   private readonly state: NodeState;
   private readonly objects: ObjectStore;
   private readonly nodeId: () => string;
-  private warm: { id: string; file: string; dir: string } | null = null;
+  private warm: { runId: string; hostIdx: number; id: string; file: string; dir: string } | null = null;
   private standbyTimer: ReturnType<typeof setInterval> | undefined;
 
   constructor(o: { state: NodeState; objects: ObjectStore; nodeId: () => string }) {
@@ -61,7 +70,8 @@ export class NodeCheckpoints {
   handlers(): Record<string, Handler> {
     return {
       "checkpoint.assign": (p) => this.assign(p as HostInfo & { runId: string }),
-      "checkpoint.push": (p) => this.push(p as { runId: string; id: string; hostInfo: unknown }),
+      "checkpoint.push": (p) =>
+        this.push(p as { runId: string; id: string; key?: unknown; hostInfo: unknown }),
       "checkpoint.pull": (p) =>
         this.pull(p as { runId: string; id: string; hostInfo: unknown; part: HostPart }),
       "checkpoint.pull_status": (p) =>
@@ -83,11 +93,21 @@ export class NodeCheckpoints {
     return { ok: true };
   }
 
-  /** Snapshots the state and streams it to `<run>/<id>/host<k>/state`; the role is checked before anything is read. */
-  private async push(p: { runId: string; id: string; hostInfo: unknown }): Promise<HostPart> {
+  /**
+   * Snapshots the state and streams it to the key the hub names (`<run>/<id>/host<k>/state`); the role, and
+   * that the key is under this host's own prefix, are checked before anything is read.
+   */
+  private async push(p: { runId: string; id: string; key?: unknown; hostInfo: unknown }): Promise<HostPart> {
     const h = checkHostInfo(p.hostInfo, this.roles.get(p.runId));
+    const key = p.key ?? hostKey(p.runId, p.id, h.hostIdx);
+    const prefix = hostPrefix(p.runId, p.id, h.hostIdx);
+    if (typeof key !== "string" || !isUnder(key, prefix))
+      throw new FleetlinkError(
+        "HOST_MISMATCH",
+        `told to write ${JSON.stringify(key)}, outside this host's prefix ${prefix}`,
+        { field: "key" },
+      );
     const snap = await this.state.snapshot();
-    const key = hostKey(p.runId, p.id, h.hostIdx);
     const res = await this.objects.put(key, snap);
     return { hostIdx: h.hostIdx, nodeId: this.nodeId(), key, size: res.size, sha256: res.sha256 };
   }
@@ -95,14 +115,7 @@ export class NodeCheckpoints {
   /** Starts a background pull and returns at once; `checkpoint.pull_status` reports how it went. */
   private pull(p: { runId: string; id: string; hostInfo: unknown; part: HostPart }): { accepted: true } {
     const h = checkHostInfo(p.hostInfo, this.roles.get(p.runId));
-    if (p.part?.hostIdx !== h.hostIdx)
-      throw new FleetlinkError(
-        "HOST_MISMATCH",
-        `part of host ${p.part?.hostIdx} offered to host ${h.hostIdx}`,
-        {
-          field: "part",
-        },
-      );
+    checkPart(p.part, p.runId, p.id, h.hostIdx);
     const cur = this.pulls.get(p.runId);
     if (cur?.status === "in_progress")
       throw new FleetlinkError("CONFLICT", `a pull of ${cur.id} is in progress on this node`);
@@ -139,7 +152,7 @@ export class NodeCheckpoints {
       size += (c as Buffer).length;
       chunks.push(c as Buffer);
     }
-    checkPart(part, size, hash.digest("hex"));
+    checkBytes(part, size, hash.digest("hex"));
     return chunks;
   }
 
@@ -162,7 +175,7 @@ export class NodeCheckpoints {
         },
         createWriteStream(file),
       );
-      checkPart(part, size, hash.digest("hex"));
+      checkBytes(part, size, hash.digest("hex"));
       return { file, dir };
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
@@ -175,12 +188,13 @@ export class NodeCheckpoints {
     const refresh = async () => {
       try {
         const m = await findCheckpoint(this.objects, s.runId, "latest");
-        if (this.warm?.id === m.id) return;
-        const part = m.hosts.find((x) => x.hostIdx === s.hostIdx);
-        if (!part) return;
+        if (this.warm?.id === m.id && this.warm.runId === s.runId && this.warm.hostIdx === s.hostIdx) return;
+        const found = m.hosts.find((x) => x.hostIdx === s.hostIdx);
+        if (!found) return;
+        const part = checkPart(found, s.runId, m.id, s.hostIdx);
         const got = await this.download(part);
         const old = this.warm;
-        this.warm = { id: m.id, ...got };
+        this.warm = { runId: s.runId, hostIdx: s.hostIdx, id: m.id, ...got };
         if (old) await rm(old.dir, { recursive: true, force: true });
       } catch (e) {
         if (!isFleetlinkError(e, "CHECKPOINT_NOT_FOUND"))
@@ -203,10 +217,17 @@ export class NodeCheckpoints {
     let restoredFrom: string | null = null;
     try {
       const m = await findCheckpoint(this.objects, p.runId, "latest");
-      const part = m.hosts.find((x) => x.hostIdx === h.hostIdx);
-      if (part) {
-        const local = this.warm?.id === m.id ? this.warm : await this.download(part);
-        await this.state.restore(createReadStream(local.file));
+      const found = m.hosts.find((x) => x.hostIdx === h.hostIdx);
+      if (found) {
+        const part = checkPart(found, p.runId, m.id, h.hostIdx);
+        const w = this.warm;
+        const warm = w !== null && w.id === m.id && w.runId === p.runId && w.hostIdx === h.hostIdx;
+        const local = warm ? w : await this.download(part);
+        try {
+          await this.state.restore(createReadStream(local.file));
+        } finally {
+          if (!warm) await rm(local.dir, { recursive: true, force: true });
+        }
         restoredFrom = m.id;
       }
     } catch (e) {

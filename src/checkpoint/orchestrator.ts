@@ -5,9 +5,11 @@ import { decodePayload, encodePayload } from "../protocol/wire.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
 import {
+  checkPart,
   collectGarbage,
   findCheckpoint,
   type HostPart,
+  hostKey,
   listCheckpoints,
   type Manifest,
   manifestKey,
@@ -122,7 +124,9 @@ export class Checkpoints {
     );
   }
 
+  /** The run's host roles, null if none are assigned; RUN_NOT_FOUND for an unknown run. */
   async roles(runId: string): Promise<Roles | null> {
+    await this.o.store.getRun(runId);
     return (await this.o.store.getRecord<Roles>(rolesKey(runId)))?.value ?? null;
   }
 
@@ -265,12 +269,14 @@ export class Checkpoints {
       );
     }, 5000);
     try {
+      // The hub decides every key; a host only writes where it is told.
+      const keys = roles.hosts.map((h) => hostKey(runId, id, h.hostIdx));
       const results = await this.callNodes(
         runId,
-        roles.hosts.map((h) => ({
+        roles.hosts.map((h, k) => ({
           dst: h.nodeId,
           method: "checkpoint.push",
-          payload: { runId, id, hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts } },
+          payload: { runId, id, key: keys[k], hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts } },
         })),
         this.o.transferTimeoutMs,
       );
@@ -280,33 +286,19 @@ export class Checkpoints {
       let firstError: OpStatus["error"];
       for (const [k, r] of results.entries()) {
         const h = roles.hosts[k]!;
-        let err: FleetlinkError | undefined;
-        if (!r.ok) err = r.error;
-        else {
-          const part = r.value as HostPart;
-          // Verify before the manifest may name it: the part is there, whole, and belongs to this host.
-          const head = await this.o.objects.head(part.key).catch(() => null);
-          if (part.hostIdx !== h.hostIdx)
-            err = new FleetlinkError("HOST_MISMATCH", `host ${h.hostIdx} pushed a part for ${part.hostIdx}`);
-          else if (!head || head.size !== part.size)
-            err = new FleetlinkError(
-              "CHECKSUM_MISMATCH",
-              `${part.key}: stored ${head?.size ?? "nothing"}, node wrote ${part.size} bytes`,
-            );
-          else parts.push(part);
+        let err: { kind: string; message: string } | undefined;
+        try {
+          if (!r.ok) throw r.error;
+          parts.push(await this.verifyPart(r.value, runId, id, h, keys[k]!));
+        } catch (e) {
+          err = { kind: errorKind(e), message: (e as Error).message };
         }
         hosts.push(
           err
-            ? {
-                hostIdx: h.hostIdx,
-                nodeId: h.nodeId,
-                status: "error",
-                error: { kind: errorKind(err), message: err.message },
-              }
+            ? { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "error", error: err }
             : { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "ok" },
         );
-        if (err && !firstError)
-          firstError = { kind: errorKind(err), message: err.message, hostIdx: h.hostIdx };
+        if (err && !firstError) firstError = { ...err, hostIdx: h.hostIdx };
       }
       if (firstError) {
         rec = await this.update(rec, { status: "error", hosts, error: firstError });
@@ -330,6 +322,33 @@ export class Checkpoints {
     }
   }
 
+  /**
+   * Before the manifest may name a host's part: the reply names exactly the key the hub told it (HOST_MISMATCH
+   * otherwise: a host must not make its run's manifest point at another run's or host's object), and the
+   * object is there, whole. The manifest entry is built from what the hub knows, not from the reply.
+   */
+  private async verifyPart(
+    reply: unknown,
+    runId: string,
+    id: string,
+    h: HostRole,
+    key: string,
+  ): Promise<HostPart> {
+    const part = checkPart(reply, runId, id, h.hostIdx);
+    if (part.key !== key)
+      throw new FleetlinkError(
+        "HOST_MISMATCH",
+        `host ${h.hostIdx} replied with key ${JSON.stringify(part.key.slice(0, 200))}, not ${key}`,
+      );
+    const head = await this.o.objects.head(key);
+    if (!head || head.size !== part.size)
+      throw new FleetlinkError(
+        "CHECKSUM_MISMATCH",
+        `${key}: stored ${head?.size ?? "nothing"}, node wrote ${part.size} bytes`,
+      );
+    return { hostIdx: h.hostIdx, nodeId: h.nodeId, key, size: part.size, sha256: part.sha256 };
+  }
+
   /** Starts a pull of checkpoint `id` (or "latest") on every host; returns at once. A pull in progress → CONFLICT. */
   async startPull(runId: string, idOrLatest: string): Promise<{ id: string; done: Promise<OpStatus> }> {
     await this.o.store.getRun(runId);
@@ -339,6 +358,14 @@ export class Checkpoints {
       throw new FleetlinkError(
         "HOST_MISMATCH",
         `checkpoint ${m.id} has ${m.nHosts} hosts, the run has ${roles.nHosts}`,
+      );
+    // Each node checks its part too; refusing here fails fast, before any host starts.
+    for (const h of roles.hosts)
+      checkPart(
+        m.hosts.find((p) => p.hostIdx === h.hostIdx),
+        runId,
+        m.id,
+        h.hostIdx,
       );
     const rec = await this.begin(runId, "pull", m.id, roles);
     return { id: m.id, done: this.runPull(runId, m, roles, rec) };
@@ -424,6 +451,7 @@ export class Checkpoints {
    * names it as host k (compare-and-set, so of two replicas doing this, one wins).
    */
   async activate(runId: string, hostIdx: number): Promise<Roles> {
+    await this.o.store.getRun(runId);
     const rec = await this.o.store.getRecord<Roles>(rolesKey(runId));
     const host = rec?.value.hosts[hostIdx];
     if (!rec || !host)

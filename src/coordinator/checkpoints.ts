@@ -1,5 +1,5 @@
 import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
-import { FleetlinkError } from "../protocol/errors.ts";
+import { FleetlinkError, invalid } from "../protocol/errors.ts";
 import type { HubClient } from "./http.ts";
 
 export interface CheckpointSummary {
@@ -39,7 +39,9 @@ export class CheckpointClient {
   }
 
   /** Makes host k's first standby take over now. */
-  activate(run: RunRef, hostIdx: number): Promise<Roles> {
+  async activate(run: RunRef, hostIdx: number): Promise<Roles> {
+    if (!Number.isSafeInteger(hostIdx) || hostIdx < 0)
+      throw invalid("hostIdx", `must be a non-negative integer, not ${hostIdx}`);
     return this.http
       .request<{ roles: Roles }>("POST", `/v1/runs/${runId(run)}/hosts/${hostIdx}/activate`)
       .then((r) => r.roles);

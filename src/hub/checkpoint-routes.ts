@@ -1,15 +1,31 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, RouteShorthandOptions } from "fastify";
 import type { Checkpoints, OpKind } from "../checkpoint/orchestrator.ts";
 import { isFleetlinkError } from "../protocol/errors.ts";
 
 const uuid = { type: "string", format: "uuid" } as const;
-const runParams = { type: "object", required: ["run"], properties: { run: uuid } } as const;
+const runParams = {
+  type: "object",
+  required: ["run"],
+  additionalProperties: false,
+  properties: { run: uuid },
+} as const;
+/** Host indexes are below the 10 000 hosts a run may have. */
+const MAX_HOST_IDX = 9999;
+/** For routes that take no body: none, or `{}`; anything else is refused before the handler runs. */
+const noBody = { type: ["object", "null"], properties: {}, additionalProperties: false } as const;
+/** Route body limits in bytes: a few ids need far less than the hub's bulk-instruction limit. */
+const SMALL_BODY = 1024;
+const HOSTS_BODY = 2 * 1024 * 1024;
 
-/** Checkpoint routes (coordinator token): host roles, push/pull with status, list, standby activation. */
+/**
+ * Checkpoint routes (coordinator token): host roles, push/pull with status, list, standby activation.
+ * `admin` is spread into every route's options: authentication in `onRequest` (before the body is read) or
+ * `preHandler`.
+ */
 export const registerCheckpointRoutes = (
   app: FastifyInstance,
   cp: Checkpoints,
-  admin: { preHandler: (req: FastifyRequest) => Promise<void> },
+  admin: Pick<RouteShorthandOptions, "onRequest" | "preHandler">,
 ): void => {
   const run = (req: { params: unknown }) => (req.params as { run: string }).run;
   /** 409 carries the status of the operation in progress, so the caller can show or wait for it. */
@@ -25,6 +41,7 @@ export const registerCheckpointRoutes = (
     "/v1/runs/:run/hosts",
     {
       ...admin,
+      bodyLimit: HOSTS_BODY,
       schema: {
         params: runParams,
         body: {
@@ -32,14 +49,15 @@ export const registerCheckpointRoutes = (
           required: ["hosts"],
           additionalProperties: false,
           properties: {
-            hosts: { type: "array", minItems: 1, maxItems: 10_000, items: uuid },
+            hosts: { type: "array", minItems: 1, maxItems: MAX_HOST_IDX + 1, items: uuid },
             standby: {
               type: "array",
+              maxItems: MAX_HOST_IDX + 1,
               items: {
                 type: "object",
                 required: ["hostIdx", "nodeId"],
                 additionalProperties: false,
-                properties: { hostIdx: { type: "integer", minimum: 0 }, nodeId: uuid },
+                properties: { hostIdx: { type: "integer", minimum: 0, maximum: MAX_HOST_IDX }, nodeId: uuid },
               },
             },
           },
@@ -60,20 +78,26 @@ export const registerCheckpointRoutes = (
     "/v1/runs/:run/hosts/:host/activate",
     {
       ...admin,
+      bodyLimit: SMALL_BODY,
       schema: {
+        // Path parameters arrive as strings and types are not coerced: a digit string, converted below.
         params: {
           type: "object",
           required: ["run", "host"],
-          properties: { run: uuid, host: { type: "integer", minimum: 0 } },
+          additionalProperties: false,
+          properties: { run: uuid, host: { type: "string", pattern: "^[0-9]{1,6}$" } },
         },
+        body: noBody,
       },
     },
-    async (req) => ({ roles: await cp.activate(run(req), Number((req.params as { host: number }).host)) }),
+    async (req) => ({
+      roles: await cp.activate(run(req), Number.parseInt((req.params as { host: string }).host, 10)),
+    }),
   );
 
   app.post(
     "/v1/runs/:run/checkpoints/push",
-    { ...admin, schema: { params: runParams } },
+    { ...admin, bodyLimit: SMALL_BODY, schema: { params: runParams, body: noBody } },
     async (req, reply) => {
       try {
         const { id } = await cp.startPush(run(req));
@@ -88,6 +112,7 @@ export const registerCheckpointRoutes = (
     "/v1/runs/:run/checkpoints/pull",
     {
       ...admin,
+      bodyLimit: SMALL_BODY,
       schema: {
         params: runParams,
         body: {

@@ -14,6 +14,8 @@ import type { Store } from "../../src/store/store.ts";
 import { startS3rver } from "../helpers/s3rver.ts";
 
 const TOKEN = "ckpt-token";
+/** Nodes enroll with this; the admin token may not. */
+const ENROLL = "ckpt-enroll-token";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const memState = (bytes: number) => {
@@ -76,6 +78,7 @@ for (const b of backends) {
       hub = createHub({
         store,
         token: TOKEN,
+        enrollToken: ENROLL,
         sweepIntervalMs: 50,
         checkpointStore: b.objects(),
         checkpointKeep: keep,
@@ -92,7 +95,7 @@ for (const b of backends) {
       const a = new NodeAgent({
         hubs: [url],
         name,
-        enrollToken: TOKEN,
+        enrollToken: ENROLL,
         heartbeatIntervalMs: 300,
         handlers: { digest: () => Buffer.from(s.box.data).toString("base64").slice(0, 24) },
         state: s.state,
@@ -290,12 +293,12 @@ describe("checkpoint failures", () => {
       accessKeyId: "WRONG",
       secretAccessKey: "WRONG",
     });
-    const hub = createHub({ store, token: TOKEN, checkpointStore: bad });
+    const hub = createHub({ store, token: TOKEN, enrollToken: ENROLL, checkpointStore: bad });
     const url = await hub.listen();
     const agent = new NodeAgent({
       hubs: [url],
       name: "a",
-      enrollToken: TOKEN,
+      enrollToken: ENROLL,
       handlers: {},
       state: { snapshot: () => new Uint8Array([1]), restore: () => {} },
       checkpointStore: bad,
