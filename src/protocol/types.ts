@@ -37,6 +37,8 @@ export interface NodeRecord {
   /** A hash of the node's credential, never the credential itself. */
   credentialHash: string | null;
   createdAt: number;
+  /** False while the node waits for an admin to approve it (the hub lets no stream of it in). */
+  approved: boolean;
 }
 
 export const InstructionState = { pending: "pending", leased: "leased", done: "done" } as const;

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { FleetlinkError } from "../protocol/errors.ts";
-import { newId } from "../protocol/ids.ts";
+import { isId, newId } from "../protocol/ids.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
 import {
   type ClaimInstructionsInput,
@@ -11,11 +11,15 @@ import {
   checkIds,
   checkInstructions,
   checkName,
+  checkNewEnrollToken,
   checkPositiveInt,
   checkRelease,
   checkReply,
   checkTransition,
   diagnoseReply,
+  type EnrollTokenRecord,
+  enrollRefusal,
+  type NewEnrollToken,
   type NewInstruction,
   type NewNode,
   type NewReply,
@@ -50,6 +54,11 @@ export class MemoryStore implements Store {
   private repliesByInstruction = new Map<string, MemReply>();
   private seq = 0;
   private readonly records = new Map<string, StoredRecord>();
+  /** In creation order; `usedAt`/`revokedAt` drive cleanup. */
+  private readonly tokens = new Map<
+    string,
+    EnrollTokenRecord & { usedAt: number | null; revokedAt: number | null }
+  >();
   private readonly changes = new EventEmitter();
 
   constructor(opts?: StoreOptions) {
@@ -101,6 +110,17 @@ export class MemoryStore implements Store {
   async registerNode(input: NewNode): Promise<NodeRecord> {
     checkName("name", input.name);
     checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
+    const now = this.now();
+    // Same rule as the SQL stores (see Store.registerNode); one method body runs at a time, so it is atomic.
+    for (const n of this.nodes.values()) {
+      if (n.name !== input.name) continue;
+      const online = n.status === "online" && n.onlineUntil! > now;
+      const young = n.status === "registered" && n.createdAt + 2 * n.heartbeatIntervalMs > now;
+      if (online || young)
+        throw new FleetlinkError("NAME_TAKEN", `a live node (${n.id}) is named ${input.name}`, {
+          field: "name",
+        });
+    }
     const node: NodeRecord = {
       id: newId(),
       name: input.name,
@@ -108,10 +128,19 @@ export class MemoryStore implements Store {
       heartbeatIntervalMs: input.heartbeatIntervalMs,
       onlineUntil: null,
       credentialHash: input.credentialHash ?? null,
-      createdAt: this.now(),
+      createdAt: now,
+      approved: input.approved !== false,
     };
     this.nodes.set(node.id, node);
     return { ...node };
+  }
+
+  async approveNode(nodeId: string): Promise<NodeRecord> {
+    const n = this.node(nodeId);
+    if (n.status === "unregistered")
+      throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+    n.approved = true;
+    return { ...n };
   }
 
   async getNode(id: string): Promise<NodeRecord> {
@@ -406,9 +435,67 @@ export class MemoryStore implements Store {
     return structuredClone(next) as StoredRecord<T>;
   }
 
+  async createEnrollToken(input: NewEnrollToken): Promise<EnrollTokenRecord> {
+    checkNewEnrollToken(input);
+    const t = {
+      id: newId(),
+      label: input.label ?? null,
+      secretHash: input.secretHash,
+      createdAt: this.now(),
+      expiresAt: input.expiresAt ?? null,
+      uses: input.uses ?? null,
+      used: 0,
+      revoked: false,
+      usedAt: null,
+      revokedAt: null,
+    };
+    this.tokens.set(t.id, t);
+    return publicToken(t);
+  }
+
+  async listEnrollTokens(): Promise<EnrollTokenRecord[]> {
+    // Newest first; among tokens made in the same ms, the later one first (as the SQL stores' seq order).
+    return [...this.tokens.values()]
+      .reverse()
+      .sort((a, b) => b.createdAt - a.createdAt)
+      .map(publicToken);
+  }
+
+  async revokeEnrollToken(id: string): Promise<EnrollTokenRecord> {
+    const t = this.tokens.get(checkId("id", id));
+    if (!t) throw new FleetlinkError("TOKEN_NOT_FOUND", `no enrollment token ${id}`, { field: "id" });
+    t.revoked = true;
+    t.revokedAt ??= this.now();
+    return publicToken(t);
+  }
+
+  async useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
+    const now = this.now();
+    const t = isId(id) ? this.tokens.get(id) : undefined;
+    const usable =
+      t &&
+      t.secretHash === secretHash &&
+      !t.revoked &&
+      (t.expiresAt === null || t.expiresAt > now) &&
+      (t.uses === null || t.used < t.uses);
+    if (!usable) throw enrollRefusal(t && publicToken(t), secretHash, now);
+    t.used++;
+    t.usedAt = now;
+    return publicToken(t);
+  }
+
   async cleanup(olderThanMs: number): Promise<CleanupResult> {
     const cutoff = this.now() - olderThanMs;
-    const res = { instructions: 0, replies: 0, runs: 0 };
+    const res = { instructions: 0, replies: 0, runs: 0, enrollTokens: 0 };
+    for (const t of this.tokens.values()) {
+      const dead =
+        (t.revokedAt !== null && t.revokedAt <= cutoff) ||
+        (t.expiresAt !== null && t.expiresAt <= cutoff) ||
+        (t.uses !== null && t.used >= t.uses && t.usedAt! <= cutoff);
+      if (!dead) continue;
+      this.tokens.delete(t.id);
+      res.enrollTokens++;
+    }
     for (const i of this.instructions.values()) {
       const r = this.repliesByInstruction.get(i.id);
       if (i.state !== "done" || !r?.claimed || r.createdAt > cutoff) continue;
@@ -447,6 +534,14 @@ export class MemoryStore implements Store {
 const publicInstruction = ({ seq: _, ...i }: Instruction & { seq: number }): Instruction => ({
   ...i,
   payload: new Uint8Array(i.payload),
+});
+
+const publicToken = ({
+  usedAt: _,
+  revokedAt: __,
+  ...t
+}: EnrollTokenRecord & { usedAt?: number | null; revokedAt?: number | null }): EnrollTokenRecord => ({
+  ...t,
 });
 
 const publicReply = ({ seq: _, claimed: __, ...r }: MemReply): Reply => ({

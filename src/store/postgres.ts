@@ -1,5 +1,5 @@
 import pg from "pg";
-import { FleetlinkError, invalid } from "../protocol/errors.ts";
+import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { postgresMigrations } from "./migrations/postgres.ts";
@@ -21,6 +21,11 @@ import {
 export interface PostgresOptions extends StoreOptions {
   /** Connections in the pool. (Default: 10) */
   poolSize?: number;
+  /**
+   * `application_name` of every connection of this store, its LISTEN connections included, as shown in
+   * pg_stat_activity. An `application_name` in the URL takes precedence. (Default: "fleetlink")
+   */
+  applicationName?: string;
 }
 
 const INT8 = 20;
@@ -31,24 +36,43 @@ const parseTypes = {
       : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
 
-/** Errors that mean the database could not be reached, as opposed to a bug in a statement. */
-const UNREACHABLE = new Set([
+/** Error codes that mean the connection is gone or cannot be made, as opposed to a bug in a statement. */
+const LOST_CODES = new Set([
   "ECONNREFUSED",
   "ECONNRESET",
   "ENOTFOUND",
   "ETIMEDOUT",
-  "57P01",
-  "57P03",
-  "08006",
-  "08001",
+  "EPIPE",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "53300", // too_many_connections
+  "57P01", // admin_shutdown (pg_terminate_backend, a fast shutdown)
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now (starting up, shutting down)
+  "57P05", // idle_session_timeout
 ]);
+/** What pg says, with no code, when a connection dies under it or cannot be had. */
+const LOST_MESSAGES =
+  /Connection terminated|connection error and is not queryable|Client was closed and is not queryable|timeout exceeded when trying to connect/;
 
-const wrap = (e: unknown): unknown => {
-  const code = (e as { code?: string }).code;
-  return code && UNREACHABLE.has(code)
-    ? new FleetlinkError("STORE_UNAVAILABLE", `PostgreSQL: ${(e as Error).message}`, { cause: e })
-    : e;
+/**
+ * Maps a lost or unobtainable connection to STORE_UNAVAILABLE (indefinite: a write may have committed just
+ * before the connection died); any other error is returned as it is.
+ */
+export const storeError = (e: unknown): unknown => {
+  if (!(e instanceof Error)) return e;
+  const code = (e as { code?: unknown }).code;
+  const lost =
+    (typeof code === "string" && (LOST_CODES.has(code) || code.startsWith("08"))) ||
+    LOST_MESSAGES.test(e.message);
+  return lost ? new FleetlinkError("STORE_UNAVAILABLE", `PostgreSQL: ${e.message}`, { cause: e }) : e;
 };
+
+const sqlState = (e: unknown): unknown => (e as { code?: unknown } | null)?.code;
+/** Two transactions inserted one reply id; the later one fails once the earlier commits. */
+const UNIQUE_VIOLATION = "23505";
+const DEADLOCK = "40P01";
 
 /**
  * PostgreSQL backend: replicas on many machines share one database. Writes run in READ COMMITTED
@@ -60,6 +84,7 @@ export class PostgresStore extends SqlStore {
   private readonly conn: SqlConn;
   private readonly pool: pg.Pool;
   private readonly url: string;
+  private readonly applicationName: string;
   readonly schema: string;
   protected readonly shareLock = "FOR SHARE";
 
@@ -67,6 +92,7 @@ export class PostgresStore extends SqlStore {
     super(resolveOptions(opts));
     this.pool = pool;
     this.url = url;
+    this.applicationName = opts.applicationName ?? "fleetlink";
     this.schema = schema;
     this.conn = { q: (sql, params) => this.query(pool, sql, params) };
   }
@@ -78,6 +104,7 @@ export class PostgresStore extends SqlStore {
     u.searchParams.delete("schema");
     const pool = new pg.Pool({
       connectionString: u.toString(),
+      application_name: opts.applicationName ?? "fleetlink",
       max: opts.poolSize ?? 10,
       options: `-c search_path=${schema}`,
       types: parseTypes,
@@ -89,7 +116,7 @@ export class PostgresStore extends SqlStore {
       await store.migrate();
     } catch (e) {
       await pool.end();
-      throw wrap(e);
+      throw storeError(e);
     }
     return store;
   }
@@ -102,7 +129,7 @@ export class PostgresStore extends SqlStore {
     try {
       return (await c.query(sql, params as unknown[])).rows;
     } catch (e) {
-      throw wrap(e);
+      throw storeError(e);
     }
   }
 
@@ -129,24 +156,40 @@ export class PostgresStore extends SqlStore {
 
   protected async tx<T>(fn: (c: SqlConn) => Promise<T>, mode: "read" | "write" = "write"): Promise<T> {
     if (mode === "read") return fn(this.conn);
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw wrap(e);
-    }
+    // While a client is checked out the pool does not listen for its errors: a connection lost mid-transaction
+    // (pg_terminate_backend, a server restart) would emit 'error' with no listener and end the process. The
+    // failing query reports the loss; the client goes back with the error so that the pool discards it. The
+    // listener is attached in the pool's callback, not after an await: the packet that ends a fresh connection
+    // can arrive in the same read as the one that completed it, before a promise continuation would run.
+    let lost: Error | undefined;
+    const onError = (e: Error) => {
+      lost ??= e;
+    };
+    const client = await new Promise<pg.PoolClient>((resolve, reject) =>
+      this.pool.connect((err, cl) => {
+        if (err || !cl) return reject(storeError(err ?? new Error("the pool gave no client")));
+        cl.on("error", onError);
+        resolve(cl);
+      }),
+    );
+    const release = (err?: Error) => {
+      client.off("error", onError);
+      client.release(err ?? lost);
+    };
     const c: SqlConn = { q: (sql, params) => this.query(client, sql, params) };
     try {
       await c.q("BEGIN");
       const out = await fn(c);
       await c.q("COMMIT");
-      client.release();
+      release();
       return out;
     } catch (e) {
-      await client.query("ROLLBACK").then(
-        () => client.release(),
-        (err: Error) => client.release(err),
-      );
+      if (lost || isFleetlinkError(e, "STORE_UNAVAILABLE")) release(lost ?? (e as Error));
+      else
+        await client.query("ROLLBACK").then(
+          () => release(),
+          (err: Error) => release(err),
+        );
       throw e;
     }
   }
@@ -182,37 +225,56 @@ export class PostgresStore extends SqlStore {
       });
   }
 
-  /** One LISTEN connection per watcher, re-established with backoff if the database goes away. */
+  /**
+   * One LISTEN connection per watcher, re-established with backoff (100 ms doubling to 1 s) whenever it fails or
+   * is terminated; each (re)connection reports a change, since changes may have been missed while not listening.
+   */
   protected watchOthers(onChange: () => void): () => void {
     let stopped = false;
     let client: pg.Client | null = null;
+    let timer: ReturnType<typeof setTimeout> | null = null;
     let delay = 100;
-    const connect = async () => {
+    // Called for every error and end of a connection; acts once per connection.
+    const retry = (c: pg.Client) => {
+      if (client !== c) return;
+      client = null;
+      void c.end().catch(() => {});
       if (stopped) return;
-      const c = new pg.Client({ connectionString: this.url });
+      timer = setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 1000);
+    };
+    const connect = async () => {
+      timer = null;
+      if (stopped) return;
+      const c = new pg.Client({ connectionString: this.url, application_name: this.applicationName });
       client = c;
       c.on("notification", (n) => {
         if (n.payload !== this.instance) onChange();
       });
-      c.on("error", () => {});
-      c.on("end", () => {
-        delay = Math.min(delay * 2, 5000);
-        if (!stopped) setTimeout(connect, delay);
-      });
+      c.on("error", () => retry(c));
+      c.on("end", () => retry(c));
       try {
         await c.connect();
         await c.query(`LISTEN "${this.channel}"`);
+        if (client !== c) return;
         delay = 100;
-        onChange(); // changes may have been missed while not listening
+        onChange();
       } catch {
-        await c.end().catch(() => {});
+        retry(c);
       }
     };
     void connect();
     return () => {
       stopped = true;
-      void client?.end().catch(() => {});
+      if (timer) clearTimeout(timer);
+      const c = client;
+      client = null;
+      void c?.end().catch(() => {});
     };
+  }
+
+  protected async lockKey(c: SqlConn, key: string): Promise<void> {
+    await c.q("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", [`fleetlink:${this.schema}`, key]);
   }
 
   protected skipLocked(alias?: string): string {
@@ -257,8 +319,15 @@ export class PostgresStore extends SqlStore {
   /**
    * Set-based: one UPDATE ends every answerable instruction of the batch, one INSERT stores their replies (two
    * round trips per batch instead of two per reply). The UPDATE's guard (ended = 0) row-locks each instruction,
-   * so a racing store or sweep of the same instruction waits and then finds it ended. Anything not stored here
-   * (a duplicate, a bad reference, a second reply in the same batch) is diagnosed one by one afterwards.
+   * so a racing store or sweep of the same instruction waits and then finds it ended. A second item for the same
+   * instruction, or reusing a reply id of an earlier item, is left to the one-by-one pass afterwards, which
+   * stores it or says why not exactly as SQLite would (the first use of an id wins).
+   *
+   * The set-based part runs under a savepoint: another replica may commit a reply with one of our reply ids
+   * after our UPDATE checked it (READ COMMITTED does not see uncommitted rows), and our INSERT then fails with a
+   * unique violation once that replica commits. Rolling back to the savepoint undoes the UPDATE too (no
+   * instruction ends without its reply), and the batch is stored item by item, each under its own savepoint, so
+   * only the item with the taken id is refused.
    */
   protected override async storeBatch(
     c: SqlConn,
@@ -267,9 +336,40 @@ export class PostgresStore extends SqlStore {
   ): Promise<Map<number, StoreReplyResult>> {
     const out = new Map<number, StoreReplyResult>();
     const first = new Map<string, { r: NewReply; i: number; id: string }>();
-    for (const t of todo)
-      if (!first.has(t.r.replyTo)) first.set(t.r.replyTo, { ...t, id: t.r.id ?? newId() });
+    const ids = new Set<string>();
+    const later: { r: NewReply; i: number }[] = [];
+    for (const t of todo) {
+      const id = t.r.id ?? newId();
+      if (first.has(t.r.replyTo) || ids.has(id)) later.push(t);
+      else {
+        ids.add(id);
+        first.set(t.r.replyTo, { ...t, id });
+      }
+    }
     const batch = [...first.values()].sort((a, b) => (a.r.replyTo < b.r.replyTo ? -1 : 1));
+    // Released at commit; not released here, which would cost a round trip.
+    await c.q("SAVEPOINT store_batch");
+    try {
+      await this.storeSet(c, batch, now, out);
+    } catch (e) {
+      if (sqlState(e) !== UNIQUE_VIOLATION && sqlState(e) !== DEADLOCK) throw e;
+      await c.q("ROLLBACK TO SAVEPOINT store_batch");
+      out.clear();
+      for (const b of batch) out.set(b.i, await this.storeAlone(c, { ...b.r, id: b.id }, now));
+    }
+    // Why the others were not stored is read before the second uses go, so that an id's first use is judged
+    // as if it were alone.
+    for (const b of batch) if (!out.has(b.i)) out.set(b.i, await this.diagnose(c, b.r, now));
+    for (const t of later) out.set(t.i, await this.storeAlone(c, t.r, now));
+    return out;
+  }
+
+  private async storeSet(
+    c: SqlConn,
+    batch: { r: NewReply; i: number; id: string }[],
+    now: number,
+    out: Map<number, StoreReplyResult>,
+  ): Promise<void> {
     const ended = await c.q(
       `UPDATE instructions i SET state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(reply_to, node_id, run_id, reply_id)
@@ -286,34 +386,53 @@ export class PostgresStore extends SqlStore {
     );
     const byId = new Map(ended.map((e) => [e.id as string, e]));
     const stored = batch.filter((b) => byId.has(b.r.replyTo));
-    if (stored.length > 0) {
-      const rows = await c.q(
-        `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
-           error_code, error_message, claimed)
-         SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, 0
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
-           $10::text[], $11::text[])
-           AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message)
-         RETURNING *`,
-        [
-          stored.map((b) => b.id),
-          stored.map((b) => b.r.runId),
-          stored.map((b) => b.r.nodeId),
-          stored.map((b) => byId.get(b.r.replyTo)!.src),
-          stored.map((b) => b.r.replyTo),
-          stored.map((b) => byId.get(b.r.replyTo)!.group_id ?? null),
-          stored.map((b) => byId.get(b.r.replyTo)!.method),
-          stored.map((b) => Buffer.from(b.r.payload ?? new Uint8Array(0))),
-          now,
-          stored.map((b) => b.r.error?.code ?? null),
-          stored.map((b) => b.r.error?.message ?? null),
-        ],
-      );
-      const replies = new Map(rows.map((r) => [r.reply_to as string, toReply(r)]));
-      for (const b of stored) out.set(b.i, { ok: true, reply: replies.get(b.r.replyTo)!, duplicate: false });
+    if (stored.length === 0) return;
+    const rows = await c.q(
+      `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
+         error_code, error_message, claimed)
+       SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, 0
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
+         $10::text[], $11::text[])
+         AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message)
+       RETURNING *`,
+      [
+        stored.map((b) => b.id),
+        stored.map((b) => b.r.runId),
+        stored.map((b) => b.r.nodeId),
+        stored.map((b) => byId.get(b.r.replyTo)!.src),
+        stored.map((b) => b.r.replyTo),
+        stored.map((b) => byId.get(b.r.replyTo)!.group_id ?? null),
+        stored.map((b) => byId.get(b.r.replyTo)!.method),
+        stored.map((b) => Buffer.from(b.r.payload ?? new Uint8Array(0))),
+        now,
+        stored.map((b) => b.r.error?.code ?? null),
+        stored.map((b) => b.r.error?.message ?? null),
+      ],
+    );
+    const replies = new Map(rows.map((r) => [r.reply_to as string, toReply(r)]));
+    for (const b of stored) out.set(b.i, { ok: true, reply: replies.get(b.r.replyTo)!, duplicate: false });
+  }
+
+  /**
+   * One reply under its own savepoint: if another replica commits a reply with the same id first, this one is
+   * undone and refused (diagnosed), and the rest of the batch goes on. A deadlock (two replicas each waiting for
+   * the other's reply id) undoes this item only; it is tried again once the other side has moved on.
+   */
+  private async storeAlone(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
+    for (let attempt = 1; ; attempt++) {
+      await c.q("SAVEPOINT store_one");
+      try {
+        const res = await this.storeOne(c, r, now);
+        await c.q("RELEASE SAVEPOINT store_one");
+        return res;
+      } catch (e) {
+        const state = sqlState(e);
+        if ((state !== UNIQUE_VIOLATION && state !== DEADLOCK) || attempt >= 3) throw e;
+        await c.q("ROLLBACK TO SAVEPOINT store_one");
+        await c.q("RELEASE SAVEPOINT store_one");
+        if (state === UNIQUE_VIOLATION) return this.diagnose(c, r, now);
+      }
     }
-    for (const t of todo) if (!out.has(t.i)) out.set(t.i, await this.diagnose(c, t.r, now));
-    return out;
   }
 
   async claimReplies(input: ClaimRepliesInput): Promise<Reply[]> {

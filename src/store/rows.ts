@@ -1,5 +1,5 @@
 import type { Instruction, NodeRecord, Reply, Run } from "../protocol/types.ts";
-import type { StoredRecord } from "./store.ts";
+import type { EnrollTokenRecord, StoredRecord } from "./store.ts";
 
 /** Row shapes shared by the SQL backends (same column names in SQLite and PostgreSQL). */
 export type Row = Record<string, unknown>;
@@ -27,6 +27,18 @@ export const toNode = (r: Row): NodeRecord => ({
   onlineUntil: numOrNull(r.online_until),
   credentialHash: (r.credential_hash as string | null) ?? null,
   createdAt: num(r.created_at),
+  approved: num(r.approved) === 1,
+});
+
+export const toEnrollToken = (r: Row): EnrollTokenRecord => ({
+  id: r.id as string,
+  label: (r.label as string | null) ?? null,
+  secretHash: r.secret_hash as string,
+  createdAt: num(r.created_at),
+  expiresAt: numOrNull(r.expires_at),
+  uses: numOrNull(r.uses),
+  used: num(r.used),
+  revoked: r.revoked_at !== null && r.revoked_at !== undefined,
 });
 
 export const toInstruction = (r: Row): Instruction => ({

@@ -1,8 +1,18 @@
 import { EventEmitter } from "node:events";
 import { FleetlinkError } from "../protocol/errors.ts";
-import { newId } from "../protocol/ids.ts";
+import { isId, newId } from "../protocol/ids.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
-import { bySeq, emptyStats, type Row, toInstruction, toNode, toRecord, toReply, toRun } from "./rows.ts";
+import {
+  bySeq,
+  emptyStats,
+  type Row,
+  toEnrollToken,
+  toInstruction,
+  toNode,
+  toRecord,
+  toReply,
+  toRun,
+} from "./rows.ts";
 import {
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
@@ -11,11 +21,15 @@ import {
   checkIds,
   checkInstructions,
   checkName,
+  checkNewEnrollToken,
   checkPositiveInt,
   checkRelease,
   checkReply,
   checkTransition,
   diagnoseReply,
+  type EnrollTokenRecord,
+  enrollRefusal,
+  type NewEnrollToken,
   type NewInstruction,
   type NewNode,
   type NewReply,
@@ -59,6 +73,11 @@ export abstract class SqlStore implements Store {
   protected abstract skipLocked(alias?: string): string;
   /** Row-lock suffix that keeps a read row from changing until commit. */
   protected abstract readonly shareLock: string;
+  /**
+   * Serialises, until commit, the write transactions that use this key (PostgreSQL: a transaction-scoped
+   * advisory lock; SQLite: nothing, its write lock already serialises every write transaction).
+   */
+  protected abstract lockKey(c: SqlConn, key: string): Promise<void>;
   abstract claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]>;
   abstract claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
   abstract close(): Promise<void>;
@@ -215,14 +234,49 @@ export abstract class SqlStore implements Store {
   async registerNode(input: NewNode): Promise<NodeRecord> {
     checkName("name", input.name);
     checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
-    const [r] = await this.tx((c) =>
-      c.q(
-        `INSERT INTO nodes (id, name, status, heartbeat_interval_ms, online_until, credential_hash, created_at)
-         VALUES ($1, $2, 'registered', $3, NULL, $4, $5) RETURNING *`,
-        [newId(), input.name, input.heartbeatIntervalMs, input.credentialHash ?? null, this.now()],
-      ),
-    );
+    const [r] = await this.tx(async (c) => {
+      // Why racing replicas cannot both take a name: registrations of one name serialise on its lock (PostgreSQL)
+      // or the database write lock (SQLite) from before the check until after the insert commits, and the check
+      // is a statement run after the lock is held, so it sees the winner's committed row.
+      await this.lockKey(c, `node-name:${input.name}`);
+      const now = this.now();
+      const [holder] = await c.q(
+        `SELECT id FROM nodes WHERE name = $1 AND (
+           (status = 'online' AND online_until > $2)
+           OR (status = 'registered' AND created_at + 2 * heartbeat_interval_ms > $2))
+         LIMIT 1`,
+        [input.name, now],
+      );
+      if (holder)
+        throw new FleetlinkError("NAME_TAKEN", `a live node (${holder.id}) is named ${input.name}`, {
+          field: "name",
+        });
+      return c.q(
+        `INSERT INTO nodes (id, name, status, heartbeat_interval_ms, online_until, credential_hash, created_at, approved)
+         VALUES ($1, $2, 'registered', $3, NULL, $4, $5, $6) RETURNING *`,
+        [
+          newId(),
+          input.name,
+          input.heartbeatIntervalMs,
+          input.credentialHash ?? null,
+          now,
+          input.approved === false ? 0 : 1,
+        ],
+      );
+    });
     return toNode(r!);
+  }
+
+  async approveNode(nodeId: string): Promise<NodeRecord> {
+    return this.tx(async (c) => {
+      const [r] = await c.q(
+        "UPDATE nodes SET approved = 1 WHERE id = $1 AND status <> 'unregistered' RETURNING *",
+        [checkId("nodeId", nodeId)],
+      );
+      if (r) return toNode(r);
+      await this.nodeRow(c, nodeId);
+      throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+    });
   }
 
   protected async nodeRow(c: SqlConn, id: string, field = "nodeId"): Promise<Row> {
@@ -367,13 +421,14 @@ export abstract class SqlStore implements Store {
     now: number,
   ): Promise<Map<number, StoreReplyResult>> {
     const out = new Map<number, StoreReplyResult>();
-    // Rows are locked in instruction-id order, so two replicas storing overlapping batches cannot deadlock.
-    const sorted = [...todo].sort((a, b) => (a.r.replyTo < b.r.replyTo ? -1 : 1));
-    for (const { r, i } of sorted) out.set(i, await this.storeOne(c, r, now));
+    // In input order, so that of two items reusing a reply id the first wins (as on every backend). SQLite's
+    // write lock covers the whole transaction, so the order cannot deadlock with another replica.
+    for (const { r, i } of todo) out.set(i, await this.storeOne(c, r, now));
     return out;
   }
 
-  private async storeOne(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
+  /** Stores one reply, or says why not; inside the caller's transaction. */
+  protected async storeOne(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
     const id = r.id ?? newId();
     // Ending the instruction and inserting its reply happen in one transaction. The UPDATE's guard
     // (ended = 0) holds the instruction's row lock on PostgreSQL and the database write lock on SQLite,
@@ -507,6 +562,66 @@ export abstract class SqlStore implements Store {
     });
   }
 
+  async createEnrollToken(input: NewEnrollToken): Promise<EnrollTokenRecord> {
+    checkNewEnrollToken(input);
+    const [r] = await this.tx((c) =>
+      c.q(
+        `INSERT INTO enroll_tokens (id, label, secret_hash, created_at, expires_at, uses, used)
+         VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING *`,
+        [
+          newId(),
+          input.label ?? null,
+          input.secretHash,
+          this.now(),
+          input.expiresAt ?? null,
+          input.uses ?? null,
+        ],
+      ),
+    );
+    return toEnrollToken(r!);
+  }
+
+  async listEnrollTokens(): Promise<EnrollTokenRecord[]> {
+    const rows = await this.tx(
+      (c) => c.q("SELECT * FROM enroll_tokens ORDER BY created_at DESC, seq DESC"),
+      "read",
+    );
+    return rows.map(toEnrollToken);
+  }
+
+  async revokeEnrollToken(id: string): Promise<EnrollTokenRecord> {
+    checkId("id", id);
+    const [r] = await this.tx(async (c) => {
+      const rows = await c.q(
+        "UPDATE enroll_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *",
+        [id, this.now()],
+      );
+      if (!rows[0]) throw new FleetlinkError("TOKEN_NOT_FOUND", `no enrollment token ${id}`, { field: "id" });
+      return rows;
+    });
+    return toEnrollToken(r!);
+  }
+
+  async useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
+    if (!isId(id) || typeof secretHash !== "string") throw enrollRefusal(undefined, "", 0);
+    return this.tx(async (c) => {
+      const now = this.now();
+      // Every condition is in the UPDATE's WHERE: on PostgreSQL a racing use waits for this row lock and then
+      // re-checks `used < uses` against the committed row; on SQLite the write lock serialises the two. Either
+      // way the last use goes to exactly one caller.
+      const [r] = await c.q(
+        `UPDATE enroll_tokens SET used = used + 1, used_at = $3
+         WHERE id = $1 AND secret_hash = $2 AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > $3) AND (uses IS NULL OR used < uses)
+         RETURNING *`,
+        [id, secretHash, now],
+      );
+      if (r) return toEnrollToken(r);
+      const [cur] = await c.q("SELECT * FROM enroll_tokens WHERE id = $1", [id]);
+      throw enrollRefusal(cur && toEnrollToken(cur), secretHash, now);
+    });
+  }
+
   async cleanup(olderThanMs: number): Promise<CleanupResult> {
     const cutoff = this.now() - olderThanMs;
     return this.tx(async (c) => {
@@ -526,7 +641,17 @@ export abstract class SqlStore implements Store {
            AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.run_id = runs.id) RETURNING id`,
         [cutoff],
       );
-      return { instructions: gone.length, replies: replies.length, runs: runs.length };
+      const tokens = await c.q(
+        `DELETE FROM enroll_tokens WHERE revoked_at <= $1 OR expires_at <= $1
+           OR (used >= uses AND used_at <= $1) RETURNING id`,
+        [cutoff],
+      );
+      return {
+        instructions: gone.length,
+        replies: replies.length,
+        runs: runs.length,
+        enrollTokens: tokens.length,
+      };
     });
   }
 

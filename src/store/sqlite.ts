@@ -1,3 +1,4 @@
+import { closeSync, fchmodSync, openSync, realpathSync } from "node:fs";
 import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
@@ -27,6 +28,35 @@ export interface SqliteOptions extends StoreOptions {
 }
 
 /**
+ * Creates a missing database file readable by its owner only (it holds credential hashes), before SQLite
+ * would create it with the umask's mode. SQLite gives the -wal and -shm files the database file's mode.
+ * An existing file keeps the mode its owner chose. Returns the key under which handles of this process share
+ * one queue (see `queues`).
+ */
+const prepareFile = (path: string): string => {
+  if (path === ":memory:" || path === "" || path.startsWith("file:")) return `${path}#${Math.random()}`;
+  try {
+    const fd = openSync(path, "wx", 0o600);
+    try {
+      fchmodSync(fd, 0o600);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  }
+  return realpathSync(path);
+};
+
+/**
+ * One queue per database file for every handle of this process. node:sqlite waits for another connection's
+ * write lock synchronously (busy timeout), which blocks the event loop; if the holder is a handle in this same
+ * process with a transaction body still awaiting, it can never finish. So handles of one process take turns
+ * here, and only other processes wait in SQLite's busy handler.
+ */
+const queues = new Map<string, { tail: Promise<unknown>; handles: number }>();
+
+/**
  * SQLite backend over node:sqlite. Several OS processes may open the same file: WAL mode lets readers run
  * beside the one writer, and every write happens in a `BEGIN IMMEDIATE` transaction (or a single statement),
  * so it holds the database write lock from its first read to its commit.
@@ -36,15 +66,21 @@ export class SqliteStore extends SqlStore {
   private readonly db: DatabaseSync;
   private readonly cache = new Map<string, ReturnType<DatabaseSync["prepare"]>>();
   // node:sqlite is synchronous, but a transaction body awaits; the queue keeps two bodies from interleaving
-  // on this one connection.
-  private queue: Promise<unknown> = Promise.resolve();
+  // on this one connection (and, shared per file, across this process's connections).
+  private readonly queue: { tail: Promise<unknown>; handles: number };
+  private readonly queueKey: string;
   protected readonly shareLock = "";
   private readonly conn: SqlConn;
   private readonly watchIntervalMs: number;
 
   constructor(path: string, opts: SqliteOptions = {}) {
     super(resolveOptions(opts));
+    this.queueKey = prepareFile(path);
     this.db = new DatabaseSync(path);
+    const q = queues.get(this.queueKey) ?? { tail: Promise.resolve(), handles: 0 };
+    q.handles++;
+    queues.set(this.queueKey, q);
+    this.queue = q;
     this.db.exec(`PRAGMA busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 10_000)}`);
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec(`PRAGMA synchronous = ${opts.synchronous === "full" ? "FULL" : "NORMAL"}`);
@@ -108,17 +144,18 @@ export class SqliteStore extends SqlStore {
         throw e;
       }
     };
-    const p = this.queue.then(run, run);
-    this.queue = p.catch(() => {});
+    return this.enqueue(run);
+  }
+
+  private enqueue<T>(run: () => Promise<T>): Promise<T> {
+    const p = this.queue.tail.then(run, run);
+    this.queue.tail = p.catch(() => {});
     return p;
   }
 
   /** Runs one autocommit statement on this connection, never inside another caller's open transaction. */
   private serial<T>(fn: () => T): Promise<T> {
-    const run = async () => fn();
-    const p = this.queue.then(run, run);
-    this.queue = p.catch(() => {});
-    return p;
+    return this.enqueue(async () => fn());
   }
 
   protected announce(): void {}
@@ -146,6 +183,8 @@ export class SqliteStore extends SqlStore {
   protected skipLocked(): string {
     return "";
   }
+
+  protected async lockKey(): Promise<void> {}
 
   protected inList(p: string): string {
     return `(SELECT value FROM json_each(${p}))`;
@@ -219,9 +258,10 @@ export class SqliteStore extends SqlStore {
 
   /**
    * A consistent copy of the live database at `path` (SQLite's online backup: pages are copied in steps while
-   * other processes keep writing; the copy is the state of one moment).
+   * other processes keep writing; the copy is the state of one moment). A new file is made owner-only, too.
    */
   async backupTo(path: string, onProgress?: (done: number, total: number) => void): Promise<void> {
+    prepareFile(path);
     await backup(this.db, path, {
       rate: 256,
       progress: onProgress
@@ -231,7 +271,10 @@ export class SqliteStore extends SqlStore {
   }
 
   async close(): Promise<void> {
-    await this.queue;
-    if (this.db.isOpen) this.db.close();
+    await this.enqueue(async () => {
+      if (!this.db.isOpen) return;
+      this.db.close();
+      if (--this.queue.handles === 0) queues.delete(this.queueKey);
+    });
   }
 }

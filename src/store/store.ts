@@ -1,5 +1,6 @@
 import { FleetlinkError, invalid } from "../protocol/errors.ts";
 import { isId } from "../protocol/ids.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES, MAX_ERROR_MESSAGE_CHARS, MAX_TTL_MS } from "../protocol/limits.ts";
 import type {
   Instruction,
   NodeRecord,
@@ -19,9 +20,9 @@ export interface StoreOptions {
   clock?: Clock;
   /** Lease length in ms for claimed instructions. (Default: 30000) */
   leaseMs?: number;
-  /** Deliveries before an unanswered instruction ends in DELIVERY_FAILED. (Default: 3) */
+  /** Deliveries before an unanswered instruction ends in DELIVERY_FAILED, at most 1000. (Default: 3) */
   maxAttempts?: number;
-  /** Largest payload accepted, in bytes. (Default: 4 MiB) */
+  /** Largest payload accepted, in bytes. (Default: DEFAULT_MAX_PAYLOAD_BYTES, 4 MiB) */
   maxPayloadBytes?: number;
 }
 
@@ -32,18 +33,55 @@ export interface ResolvedStoreOptions {
   maxPayloadBytes: number;
 }
 
+/** Most deliveries of one instruction (per item and store-wide). */
+export const MAX_ATTEMPTS = 1000;
+/**
+ * Longest reply `error.message` a store keeps, in characters. The hub and the agent cut messages to
+ * MAX_ERROR_MESSAGE_CHARS before they get here; this is the last guard, with room for their truncation note.
+ */
+export const MAX_STORED_ERROR_MESSAGE_CHARS = MAX_ERROR_MESSAGE_CHARS * 4;
+
 export const resolveOptions = (o: StoreOptions = {}): ResolvedStoreOptions => ({
   clock: o.clock ?? Date.now,
   leaseMs: o.leaseMs ?? 30_000,
-  maxAttempts: o.maxAttempts ?? 3,
-  maxPayloadBytes: o.maxPayloadBytes ?? 4 * 1024 * 1024,
+  maxAttempts: o.maxAttempts === undefined ? 3 : checkAttempts("maxAttempts", o.maxAttempts),
+  maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
 });
 
 export interface NewNode {
+  /** Unique among live nodes (see `Store.registerNode`). */
   name: string;
   /** Expected heartbeat interval in ms; the node is online until last heartbeat + 2 × interval. */
   heartbeatIntervalMs: number;
   credentialHash?: string | null;
+  /** False: the node waits for `approveNode` before the hub lets it in. (Default: true) */
+  approved?: boolean;
+}
+
+/** An enrollment token as stored: the secret itself is never kept, only its hash. */
+export interface EnrollTokenRecord {
+  id: string;
+  label: string | null;
+  secretHash: string;
+  createdAt: number;
+  /** The token is refused from this time on; null: never expires. */
+  expiresAt: number | null;
+  /** How many enrollments it allows; null: any number. */
+  uses: number | null;
+  /** Enrollments made with it so far. */
+  used: number;
+  revoked: boolean;
+}
+
+export interface NewEnrollToken {
+  /** A hash of the token's secret (the store compares hashes, it never sees the secret). */
+  secretHash: string;
+  /** (Default: null) */
+  label?: string | null;
+  /** (Default: null, never expires) */
+  expiresAt?: number | null;
+  /** (Default: null, unlimited) */
+  uses?: number | null;
 }
 
 export interface NewInstruction {
@@ -123,6 +161,8 @@ export interface CleanupResult {
   instructions: number;
   replies: number;
   runs: number;
+  /** Revoked, expired and used-up enrollment tokens. */
+  enrollTokens: number;
 }
 
 /**
@@ -138,7 +178,17 @@ export interface Store {
   /** Compare-and-set: moves the run from `from` to `to` only if it is still `from`. */
   transitionRun(id: string, from: RunStatus, to: RunStatus, reason?: string): Promise<Run>;
 
+  /**
+   * Registers a node with a new id. The name must not be held by a live node, else NAME_TAKEN. A node holds its
+   * name while it is online (status online and onlineUntil > now, whether or not a sweep has run), or while it is
+   * registered (approved or pending) and younger than 2 × its heartbeat interval: it has not yet had the chance
+   * to come online. Offline and unregistered nodes, and registered ones that never came online in that window,
+   * do not hold it (a node that comes back later keeps its record, so two records may then share a name). The
+   * check and the insert are atomic across racing replicas: of two registrations of one name, exactly one wins.
+   */
   registerNode(input: NewNode): Promise<NodeRecord>;
+  /** Approves a pending node (idempotent). NODE_NOT_FOUND if unknown, NODE_UNREGISTERED if unregistered. */
+  approveNode(nodeId: string): Promise<NodeRecord>;
   getNode(id: string): Promise<NodeRecord>;
   listNodes(opts?: { status?: NodeStatus }): Promise<NodeRecord[]>;
   /** Marks the node online until now + 2 × interval. Never revives an unregistered node. */
@@ -187,7 +237,23 @@ export interface Store {
    * Of two replicas racing from the same version exactly one wins; the other gets STATUS_CONFLICT.
    */
   putRecord<T = unknown>(key: string, value: T, expectedVersion: number | null): Promise<StoredRecord<T>>;
-  /** Deletes ended instructions whose reply was claimed, and finished runs with nothing left, older than the cutoff. */
+  /** Creates an enrollment token with a new id. */
+  createEnrollToken(input: NewEnrollToken): Promise<EnrollTokenRecord>;
+  /** Every enrollment token, newest first. */
+  listEnrollTokens(): Promise<EnrollTokenRecord[]>;
+  /** Revokes a token (idempotent); TOKEN_NOT_FOUND if unknown. */
+  revokeEnrollToken(id: string): Promise<EnrollTokenRecord>;
+  /**
+   * Takes one use of a token: checks the secret's hash, that it is not revoked, not expired (expiresAt > now) and
+   * not used up, and counts the use, in one atomic step (a token's last use goes to exactly one of racing
+   * replicas). Otherwise UNAUTHORIZED saying why; an unknown id, a malformed one or a wrong hash all read
+   * "unknown enrollment token or wrong secret", so a wrong secret learns nothing about the token.
+   */
+  useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord>;
+  /**
+   * Deletes, older than the cutoff: ended instructions whose reply was claimed, finished runs with nothing left,
+   * and enrollment tokens that can no longer be used (revoked, expired, or used up at their last use).
+   */
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
   close(): Promise<void>;
@@ -217,6 +283,12 @@ export const checkPositiveInt = (field: string, v: unknown): number => {
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0)
     throw invalid(field, "must be an integer > 0");
   return v;
+};
+
+export const checkAttempts = (field: string, v: unknown): number => {
+  checkPositiveInt(field, v);
+  if ((v as number) > MAX_ATTEMPTS) throw invalid(field, `must be at most ${MAX_ATTEMPTS}`);
+  return v as number;
 };
 
 export const checkName = (field: string, v: unknown, max = 200): string => {
@@ -268,8 +340,9 @@ export const checkInstructions = (items: readonly NewInstruction[], o: ResolvedS
     checkId(`${f}.dst`, it.dst);
     checkName(`${f}.method`, it.method);
     checkPositiveInt(`${f}.ttlMs`, it.ttlMs);
+    if (it.ttlMs > MAX_TTL_MS) throw invalid(`${f}.ttlMs`, `must be at most ${MAX_TTL_MS} (30 days)`);
     checkPayload(`${f}.payload`, it.payload, o.maxPayloadBytes);
-    if (it.maxAttempts !== undefined) checkPositiveInt(`${f}.maxAttempts`, it.maxAttempts);
+    if (it.maxAttempts !== undefined) checkAttempts(`${f}.maxAttempts`, it.maxAttempts);
     if (it.id !== undefined) checkId(`${f}.id`, it.id);
     if (it.groupId != null) checkName(`${f}.groupId`, it.groupId);
     if (it.src !== undefined) checkName(`${f}.src`, it.src);
@@ -285,7 +358,36 @@ export const checkReply = (r: NewReply, f: string, o: ResolvedStoreOptions): voi
   if (r.error != null) {
     checkName(`${f}.error.code`, r.error.code);
     if (typeof r.error.message !== "string") throw invalid(`${f}.error.message`, "must be a string");
+    if (r.error.message.length > MAX_STORED_ERROR_MESSAGE_CHARS)
+      throw invalid(`${f}.error.message`, `must be at most ${MAX_STORED_ERROR_MESSAGE_CHARS} characters`);
   }
+};
+
+export const checkNewEnrollToken = (t: NewEnrollToken): void => {
+  checkName("secretHash", t.secretHash, 500);
+  if (t.label != null) checkName("label", t.label);
+  if (t.expiresAt != null && !Number.isSafeInteger(t.expiresAt))
+    throw invalid("expiresAt", "must be a time in ms since the epoch, or null");
+  if (t.uses != null) checkPositiveInt("uses", t.uses);
+};
+
+/** Why a token could not be used, given its current state (undefined: no such token). */
+export const enrollRefusal = (
+  t: EnrollTokenRecord | undefined,
+  secretHash: string,
+  now: number,
+): FleetlinkError => {
+  const why =
+    !t || t.secretHash !== secretHash
+      ? "unknown enrollment token or wrong secret"
+      : t.revoked
+        ? "enrollment token revoked"
+        : t.expiresAt !== null && t.expiresAt <= now
+          ? "enrollment token expired"
+          : t.uses !== null && t.used >= t.uses
+            ? `enrollment token used up (${t.used} of ${t.uses} uses)`
+            : "enrollment token refused";
+  return new FleetlinkError("UNAUTHORIZED", why);
 };
 
 /** The text of the error reply made for an instruction that ended without one. */

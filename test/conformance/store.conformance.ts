@@ -3,17 +3,12 @@ import { newId } from "../../src/protocol/ids.ts";
 import type { NodeRecord } from "../../src/protocol/types.ts";
 import { type Store, storeReply } from "../../src/store/store.ts";
 import { type ManualClock, manualClock, rejectsWith } from "../helpers/expect.ts";
+import { enrollConformance } from "./enroll.conformance.ts";
+import type { StoreFactory } from "./factory.ts";
+import { limitsConformance } from "./limits.conformance.ts";
+import { replyIdConformance } from "./reply-ids.conformance.ts";
 
-export type StoreFactory = (opts: {
-  clock: () => number;
-  leaseMs: number;
-  maxAttempts: number;
-  maxPayloadBytes: number;
-}) => Promise<{
-  store: Store;
-  cleanup: () => Promise<void> /** Another handle on the same data, as a second replica would open it. */;
-  replica: () => Promise<Store>;
-}>;
+export type { StoreFactory } from "./factory.ts";
 
 const LEASE = 10_000;
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -718,12 +713,12 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         await store.claimReplies({ runId: run.id });
         await storeReply(store, { runId: run.id, nodeId: n, replyTo: b!.id });
         clock.advance(1000);
-        expect(await store.cleanup(5000)).toEqual({ instructions: 0, replies: 0, runs: 0 });
-        expect(await store.cleanup(500)).toEqual({ instructions: 1, replies: 1, runs: 0 });
+        expect(await store.cleanup(5000)).toEqual({ instructions: 0, replies: 0, runs: 0, enrollTokens: 0 });
+        expect(await store.cleanup(500)).toEqual({ instructions: 1, replies: 1, runs: 0, enrollTokens: 0 });
         await store.claimReplies({ runId: run.id });
         await store.transitionRun(run.id, "pending", "finished");
         clock.advance(1000);
-        expect(await store.cleanup(500)).toEqual({ instructions: 1, replies: 1, runs: 1 });
+        expect(await store.cleanup(500)).toEqual({ instructions: 1, replies: 1, runs: 1, enrollTokens: 0 });
         await rejectsWith(store.getRun(run.id), "RUN_NOT_FOUND");
       });
 
@@ -743,5 +738,11 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         });
       });
     });
+  });
+  // Each of these opens its own store per test (so they do not also run the setup above).
+  describe(`store conformance: ${name}`, () => {
+    replyIdConformance(factory);
+    limitsConformance(factory);
+    enrollConformance(factory);
   });
 };

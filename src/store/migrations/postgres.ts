@@ -93,4 +93,25 @@ CREATE INDEX instructions_expiry ON instructions (expires_at) WHERE ended = 0;
 ALTER TABLE instructions SET (fillfactor = 80);
 `,
   },
+  {
+    version: 5,
+    name: "enrollment: node approval, live-name lookups, enrollment tokens",
+    // Nodes that exist already were let in without approval: they migrate as approved.
+    sql: `
+ALTER TABLE nodes ADD COLUMN approved SMALLINT NOT NULL DEFAULT 1;
+CREATE INDEX nodes_name ON nodes (name);
+CREATE TABLE enroll_tokens (
+  seq BIGSERIAL PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  label TEXT,
+  secret_hash TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT,
+  uses BIGINT,
+  used BIGINT NOT NULL DEFAULT 0,
+  used_at BIGINT,
+  revoked_at BIGINT
+);
+`,
+  },
 ];

@@ -92,4 +92,25 @@ CREATE INDEX instructions_claim ON instructions (dst, seq) WHERE ended = 0;
 CREATE INDEX instructions_expiry ON instructions (expires_at) WHERE ended = 0;
 `,
   },
+  {
+    version: 5,
+    name: "enrollment: node approval, live-name lookups, enrollment tokens",
+    // Nodes that exist already were let in without approval: they migrate as approved.
+    sql: `
+ALTER TABLE nodes ADD COLUMN approved INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX nodes_name ON nodes (name);
+CREATE TABLE enroll_tokens (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  label TEXT,
+  secret_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  uses INTEGER,
+  used INTEGER NOT NULL DEFAULT 0,
+  used_at INTEGER,
+  revoked_at INTEGER
+);
+`,
+  },
 ];
