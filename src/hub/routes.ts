@@ -31,7 +31,7 @@ const publicNode = ({ credentialHash: _, ...n }: NodeRecord) => n;
 const publicToken = ({ secretHash: _, ...t }: EnrollTokenRecord) => t;
 /** Routes that take no body refuse one instead of reading megabytes of it. */
 const noBody = { bodyLimit: 1024 } as const;
-const emptyBody = { type: "object", additionalProperties: false, properties: {} } as const;
+const emptyBody = { type: ["object", "null"], additionalProperties: false, properties: {} } as const;
 
 /** A run that does not exist is a 404, not an empty answer. */
 const ensureRun = async (store: Store, runId: string, found: number) => {
