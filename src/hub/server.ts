@@ -94,10 +94,17 @@ export const createHub = (o: HubOptions): Hub => {
   const maxPayload = o.store.options.maxPayloadBytes;
   const maxFrame = maxPayload + FRAME_OVERHEAD_BYTES;
   const maxBody = Math.max(o.maxBodyBytes ?? 16 * 1024 * 1024, maxFrame);
+  const requestTimeout = o.requestTimeoutMs ?? 30_000;
+  // Node checks request and header deadlines on this interval (30 s by default, far above our deadlines).
+  const serverTimeouts = {
+    headersTimeout: Math.min(10_000, requestTimeout),
+    connectionsCheckingInterval: Math.min(1000, Math.max(100, requestTimeout / 4)),
+  };
   const app = Fastify({
     loggerInstance: baseLog,
+    http: serverTimeouts,
     bodyLimit: maxBody,
-    requestTimeout: o.requestTimeoutMs ?? 30_000,
+    requestTimeout,
     // Refuse what does not fit the schema instead of quietly stripping or coercing it.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // Router and content-type errors Fastify raises before a route runs, in the fleetlink error shape.
@@ -117,9 +124,8 @@ export const createHub = (o: HubOptions): Hub => {
         `HTTP/1.1 ${status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     },
-    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
+    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key, ...serverTimeouts } } : {}),
   }) as unknown as FastifyInstance;
-  app.server.headersTimeout = Math.min(10_000, o.requestTimeoutMs ?? 30_000);
   const nodes = new NodeStreams({
     onReply: () => runs.wake(),
     store: o.store,

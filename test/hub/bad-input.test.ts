@@ -241,15 +241,16 @@ describe("bad input", () => {
     await store.heartbeat(otherId);
     const [ins] = await store.pushInstructions(runId, [{ dst: otherId, method: "m", ttlMs: 60_000 }]);
     const { ws } = await connect(`${node.id}.${node.credential}`);
-    const answer = new Promise<{ e: { code: string } }>((r) =>
-      ws.on("message", (d) => {
-        const f = JSON.parse(d.toString());
-        if (f.id === "9") r(f);
-      }),
-    );
+    const frames: { id?: string; e: { code: string } }[] = [];
+    ws.on("message", (d) => frames.push(JSON.parse(d.toString())));
+    const answer = async (id: string) => {
+      await expect.poll(() => frames.some((f) => f.id === id)).toBe(true);
+      return frames.find((f) => f.id === id)!;
+    };
     ws.send(JSON.stringify({ t: "req", id: "h", m: "hello", b: { inflight: [] } }));
+    await answer("h");
     ws.send(JSON.stringify({ t: "req", id: "9", m: "reply", b: { id: newId(), runId, replyTo: ins!.id } }));
-    expect((await answer).e.code).toBe("FLEETLINK_E_NOT_ADDRESSEE");
+    expect((await answer("9")).e.code).toBe("FLEETLINK_E_NOT_ADDRESSEE");
     expect(await store.getReplies(runId, [ins!.id])).toEqual([]);
     ws.close();
   });

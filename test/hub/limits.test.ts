@@ -118,15 +118,20 @@ describe("limits", () => {
     f = await startFleet();
     const n = await enroll("target");
     const run = await f.store.createRun();
+    const DEEP = "__deep__";
+    // Built as text: JSON.stringify itself cannot encode 10,000 levels.
+    const deepText = `${'{"d":'.repeat(10_000)}1${"}".repeat(10_000)}`;
     const push = (item: Record<string, unknown>) =>
       f.hub.app.inject({
         method: "POST",
         url: `/v1/runs/${run.id}/instructions`,
-        headers: admin,
-        payload: { items: [{ dst: n.id, method: "m", ttlMs: 1000, ...item }] },
+        headers: { ...admin, "content-type": "application/json" },
+        payload: JSON.stringify({ items: [{ dst: n.id, method: "m", ttlMs: 1000, ...item }] }).replace(
+          `"${DEEP}"`,
+          deepText,
+        ),
       });
-    let deep: unknown = 1;
-    for (let i = 0; i < 10_000; i++) deep = { d: deep };
+    const deep = DEEP;
     const cases: [Record<string, unknown>, string][] = [
       [{ ttlMs: MAX_TTL_MS + 1 }, "body.items.0.ttlMs"],
       [{ ttlMs: 2 ** 53 - 1 }, "body.items.0.ttlMs"],
