@@ -9,7 +9,7 @@ import type { Store } from "../../src/store/store.ts";
 
 export const TOKEN = "test-token";
 /** Nodes enroll with this; it may do nothing else. */
-export const ENROLL_TOKEN = "test-enroll-token";
+export const ENROLL_TOKEN = `${TOKEN}-enroll`;
 
 /** An in-process hub on a fresh SQLite file, plus helpers to add nodes and a coordinator. */
 export const startFleet = async (o: Partial<HubOptions> & { storeUrl?: string } = {}) => {

@@ -3,7 +3,7 @@ import WebSocket from "ws";
 import { IncompleteCallError } from "../../src/coordinator/errors.ts";
 import { NodeAgent } from "../../src/node/agent.ts";
 import type { AgentStatus } from "../../src/node/status.ts";
-import { startFleet, type TestFleet } from "../helpers/fleet.ts";
+import { ENROLL_TOKEN, startFleet, type TestFleet } from "../helpers/fleet.ts";
 
 describe("quorum calls through one hub", () => {
   let f: TestFleet;
@@ -99,7 +99,7 @@ describe("quorum calls through one hub", () => {
     // A raw stream for the node (a stale connection), then the agent reconnects with the same identity.
     const enrolled = await fetch(`${f.url}/v1/nodes/enroll`, {
       method: "POST",
-      headers: { "content-type": "application/json", authorization: "Bearer test-token" },
+      headers: { "content-type": "application/json", authorization: `Bearer ${ENROLL_TOKEN}` },
       body: JSON.stringify({ name: "twin2" }),
     }).then((r) => r.json() as Promise<{ node: { id: string }; credential: string }>);
     const token = `${enrolled.node.id}.${enrolled.credential}`;
