@@ -7,22 +7,27 @@ import {
   type ClaimRepliesInput,
   type CleanupResult,
   checkClaim,
+  checkExtendLeases,
   checkId,
   checkIds,
   checkInstructions,
   checkName,
   checkNewEnrollToken,
+  checkOpenSession,
   checkPositiveInt,
   checkRelease,
   checkReply,
   checkTransition,
   diagnoseReply,
   type EnrollTokenRecord,
+  type ExtendLeasesInput,
   enrollRefusal,
   type NewEnrollToken,
   type NewInstruction,
   type NewNode,
   type NewReply,
+  type OpenSessionInput,
+  type OpenSessionResult,
   OUTCOME_TEXT,
   type OutcomeCode,
   type ReleaseInput,
@@ -33,6 +38,7 @@ import {
   type StoreOptions,
   type StoreReplyResult,
   type StoreStats,
+  sessionSuperseded,
 } from "./store.ts";
 
 interface MemReply extends Reply {
@@ -49,6 +55,8 @@ export class MemoryStore implements Store {
   readonly options: ResolvedStoreOptions;
   private runs = new Map<string, Run>();
   private nodes = new Map<string, NodeRecord>();
+  /** Each node's current session; kept apart so that NodeRecords read the same on every backend. */
+  private sessions = new Map<string, string>();
   private instructions = new Map<string, Instruction & { seq: number }>();
   private replies = new Map<string, MemReply>();
   private repliesByInstruction = new Map<string, MemReply>();
@@ -65,8 +73,12 @@ export class MemoryStore implements Store {
     this.options = resolveOptions(opts);
   }
 
-  private now(): number {
+  private time(): number {
     return this.options.clock();
+  }
+
+  async now(): Promise<number> {
+    return this.time();
   }
 
   private run(id: string): Run {
@@ -84,7 +96,7 @@ export class MemoryStore implements Store {
   async createRun(opts: { id?: string } = {}): Promise<Run> {
     const id = opts.id === undefined ? newId() : checkId("id", opts.id);
     if (this.runs.has(id)) throw new FleetlinkError("INVALID_ARGUMENT", `run ${id} exists`, { field: "id" });
-    const now = this.now();
+    const now = this.time();
     const run: Run = { id, status: "pending", reason: null, createdAt: now, updatedAt: now };
     this.runs.set(id, run);
     return { ...run };
@@ -103,14 +115,14 @@ export class MemoryStore implements Store {
       });
     run.status = to;
     run.reason = reason ?? null;
-    run.updatedAt = this.now();
+    run.updatedAt = this.time();
     return { ...run };
   }
 
   async registerNode(input: NewNode): Promise<NodeRecord> {
     checkName("name", input.name);
     checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
-    const now = this.now();
+    const now = this.time();
     // Same rule as the SQL stores (see Store.registerNode); one method body runs at a time, so it is atomic.
     for (const n of this.nodes.values()) {
       if (n.name !== input.name) continue;
@@ -154,15 +166,68 @@ export class MemoryStore implements Store {
       .map((n) => ({ ...n }));
   }
 
-  async heartbeat(nodeId: string, heartbeatIntervalMs?: number): Promise<NodeRecord> {
+  async heartbeat(nodeId: string, heartbeatIntervalMs?: number, sessionId?: string): Promise<NodeRecord> {
     if (heartbeatIntervalMs !== undefined) checkPositiveInt("heartbeatIntervalMs", heartbeatIntervalMs);
+    if (sessionId !== undefined) checkName("sessionId", sessionId);
     const n = this.node(nodeId);
     if (n.status === "unregistered")
       throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+    if (sessionId !== undefined && this.sessions.get(nodeId) !== sessionId)
+      throw sessionSuperseded(nodeId, sessionId);
+    this.beat(n, heartbeatIntervalMs);
+    return { ...n };
+  }
+
+  private beat(n: NodeRecord, heartbeatIntervalMs: number | undefined): void {
     n.heartbeatIntervalMs = heartbeatIntervalMs ?? n.heartbeatIntervalMs;
     n.status = "online";
-    n.onlineUntil = this.now() + 2 * n.heartbeatIntervalMs;
-    return { ...n };
+    n.onlineUntil = this.time() + 2 * n.heartbeatIntervalMs;
+  }
+
+  async openSession(input: OpenSessionInput): Promise<OpenSessionResult> {
+    checkOpenSession(input);
+    const n = this.node(input.nodeId);
+    if (n.status === "unregistered")
+      throw new FleetlinkError("NODE_UNREGISTERED", `node ${input.nodeId} is unregistered`);
+    this.sessions.set(n.id, input.sessionId);
+    this.beat(n, input.heartbeatIntervalMs);
+    const keep = new Set(input.keep ?? []);
+    let released = 0;
+    for (const i of this.instructions.values()) {
+      if (i.dst !== n.id || i.state !== "leased") continue;
+      if (keep.has(i.id)) {
+        i.leaseOwner = input.sessionId;
+        i.leaseUntil = this.time() + this.options.leaseMs;
+        continue;
+      }
+      i.state = "pending";
+      i.leaseUntil = null;
+      i.leaseOwner = null;
+      released++;
+    }
+    if (released) this.changed();
+    return { node: { ...n }, released };
+  }
+
+  async getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>> {
+    checkIds("nodeIds", nodeIds);
+    const out = new Map<string, string | null>();
+    for (const id of nodeIds) if (this.nodes.has(id)) out.set(id, this.sessions.get(id) ?? null);
+    return out;
+  }
+
+  async extendLeases(input: ExtendLeasesInput): Promise<string[]> {
+    checkExtendLeases(input);
+    const until = this.time() + (input.leaseMs ?? this.options.leaseMs);
+    const want = new Set(input.instructionIds);
+    const out: string[] = [];
+    for (const i of this.instructions.values()) {
+      if (!want.has(i.id) || i.dst !== input.nodeId || i.state !== "leased") continue;
+      if (i.leaseOwner !== input.sessionId) continue;
+      i.leaseUntil = Math.min(until, i.expiresAt);
+      out.push(i.id);
+    }
+    return out;
   }
 
   async unregisterNode(nodeId: string): Promise<NodeRecord> {
@@ -186,7 +251,7 @@ export class MemoryStore implements Store {
           field: `items[${i}].id`,
         });
     });
-    const now = this.now();
+    const now = this.time();
     const out = items.map((it) => {
       const ins = {
         id: it.id ?? newId(),
@@ -225,28 +290,34 @@ export class MemoryStore implements Store {
   }
 
   private claimable(i: Instruction, now: number): boolean {
-    if (i.expiresAt <= now) return false;
-    if (i.state === "pending") return true;
-    return i.state === "leased" && i.leaseUntil! <= now && i.attempts < i.maxAttempts;
+    if (i.expiresAt <= now || i.attempts >= i.maxAttempts) return false;
+    return i.state === "pending" || (i.state === "leased" && i.leaseUntil! <= now);
   }
 
   async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
-    checkClaim(input);
-    const now = this.now();
+    const sessions = checkClaim(input);
+    const now = this.time();
     const lease = input.leaseMs ?? this.options.leaseMs;
-    const want = new Set(input.nodeIds);
+    // With sessions: only nodes whose current session is the one given, the session holding the lease.
+    const owners = new Map<string, string | null>(
+      sessions
+        ? sessions
+            .filter((x) => this.sessions.get(x.nodeId) === x.sessionId)
+            .map((x) => [x.nodeId, x.sessionId])
+        : input.nodeIds!.map((id) => [id, input.owner ?? null]),
+    );
     const taken = new Map<string, number>();
     const out: Instruction[] = [];
     for (const i of this.instructions.values()) {
       // Map iteration is insertion order, which is seq order: FIFO per node.
-      if (!want.has(i.dst) || !this.claimable(i, now)) continue;
+      if (!owners.has(i.dst) || !this.claimable(i, now)) continue;
       const n = taken.get(i.dst) ?? 0;
       if (n >= input.limit) continue;
       taken.set(i.dst, n + 1);
       i.state = "leased";
       i.attempts += 1;
       i.leaseUntil = now + lease;
-      i.leaseOwner = input.owner ?? null;
+      i.leaseOwner = owners.get(i.dst)!;
       out.push(publicInstruction(i));
     }
     return out;
@@ -307,7 +378,7 @@ export class MemoryStore implements Store {
   }
 
   async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {
-    const now = this.now();
+    const now = this.time();
     return items.map((r, idx) => {
       try {
         checkReply(r, `items[${idx}]`, this.options);
@@ -354,7 +425,7 @@ export class MemoryStore implements Store {
       groupId: ins.groupId,
       method: ins.method,
       payload,
-      createdAt: this.now(),
+      createdAt: this.time(),
       error,
       claimed: false,
       seq: ++this.seq,
@@ -380,7 +451,7 @@ export class MemoryStore implements Store {
   }
 
   async sweep(): Promise<number> {
-    const now = this.now();
+    const now = this.time();
     for (const n of this.nodes.values())
       if (n.status === "online" && n.onlineUntil! <= now) n.status = "offline";
     let made = 0;
@@ -391,7 +462,7 @@ export class MemoryStore implements Store {
       const away = n.onlineUntil === null || n.onlineUntil <= now;
       let code: OutcomeCode | null = null;
       if (gone || (away && !i.holdWhileOffline)) code = "FLEETLINK_E_NODE_UNAVAILABLE";
-      else if (i.state === "leased" && i.leaseUntil! <= now && i.attempts >= i.maxAttempts)
+      else if (i.attempts >= i.maxAttempts && (i.state === "pending" || i.leaseUntil! <= now))
         code = "FLEETLINK_E_DELIVERY_FAILED";
       else if (i.expiresAt <= now) code = "FLEETLINK_E_MESSAGE_EXPIRED";
       if (!code) continue;
@@ -429,7 +500,7 @@ export class MemoryStore implements Store {
       key,
       version: (cur?.version ?? 0) + 1,
       value: structuredClone(value),
-      updatedAt: this.now(),
+      updatedAt: this.time(),
     };
     this.records.set(key, next);
     return structuredClone(next) as StoredRecord<T>;
@@ -441,7 +512,7 @@ export class MemoryStore implements Store {
       id: newId(),
       label: input.label ?? null,
       secretHash: input.secretHash,
-      createdAt: this.now(),
+      createdAt: this.time(),
       expiresAt: input.expiresAt ?? null,
       uses: input.uses ?? null,
       used: 0,
@@ -465,12 +536,12 @@ export class MemoryStore implements Store {
     const t = this.tokens.get(checkId("id", id));
     if (!t) throw new FleetlinkError("TOKEN_NOT_FOUND", `no enrollment token ${id}`, { field: "id" });
     t.revoked = true;
-    t.revokedAt ??= this.now();
+    t.revokedAt ??= this.time();
     return publicToken(t);
   }
 
   async useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
-    const now = this.now();
+    const now = this.time();
     const t = isId(id) ? this.tokens.get(id) : undefined;
     const usable =
       t &&
@@ -485,7 +556,7 @@ export class MemoryStore implements Store {
   }
 
   async cleanup(olderThanMs: number): Promise<CleanupResult> {
-    const cutoff = this.now() - olderThanMs;
+    const cutoff = this.time() - olderThanMs;
     const res = { instructions: 0, replies: 0, runs: 0, enrollTokens: 0 };
     for (const t of this.tokens.values()) {
       const dead =

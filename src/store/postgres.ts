@@ -290,28 +290,46 @@ export class PostgresStore extends SqlStore {
   }
 
   async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
-    checkClaim(input);
-    if (input.nodeIds.length === 0) return [];
-    const now = this.now();
+    const sessions = checkClaim(input);
+    const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;
+    if (nodeIds.length === 0) return [];
+    const now = this.time();
     const leaseUntil = now + (input.leaseMs ?? this.options.leaseMs);
     // Why racing replicas cannot both get a row: FOR UPDATE SKIP LOCKED row-locks every picked instruction until
     // commit and makes a concurrent claim skip it; once committed the row is 'leased' with a lease in the future,
     // and PostgreSQL re-checks the WHERE clause against that newest version before a later claim may lock it.
     // The lateral join takes the oldest `limit` rows of each node, so one statement serves many nodes.
+    //
+    // With sessions, the node rows are share-locked (in id order, so claims never deadlock each other) before any
+    // instruction is picked: an openSession that changed a node's session first makes this claim wait and then
+    // re-check the session against the committed row (no match: nothing claimed for that node); one that comes
+    // later waits for this claim's commit and then releases what it took.
+    const nodes = sessions
+      ? `SELECT n.id AS dst, n.session_id AS owner FROM unnest($3::text[], $5::text[]) AS t(dst, sid)
+         JOIN nodes n ON n.id = t.dst AND n.session_id = t.sid ORDER BY n.id FOR SHARE OF n`
+      : "SELECT dst, $5::text AS owner FROM unnest($3::text[]) AS t(dst)";
     const rows = await this.query(
       this.pool,
-      `WITH picked AS MATERIALIZED (
-         SELECT c.seq FROM unnest($3::text[]) AS n(dst)
+      `WITH live AS MATERIALIZED (${nodes}),
+       picked AS MATERIALIZED (
+         SELECT c.seq, live.owner FROM live
          CROSS JOIN LATERAL (
            SELECT seq FROM instructions
-           WHERE dst = n.dst AND ended = 0 AND expires_at > $2
-             AND (state = 'pending' OR (lease_until <= $2 AND attempts < max_attempts))
+           WHERE dst = live.dst AND ended = 0 AND expires_at > $2 AND attempts < max_attempts
+             AND (state = 'pending' OR lease_until <= $2)
            ORDER BY seq LIMIT $4
            FOR UPDATE SKIP LOCKED) c)
-       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = $1, lease_owner = $5
+       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = $1,
+         lease_owner = picked.owner
        FROM picked WHERE i.seq = picked.seq
        RETURNING i.*`,
-      [leaseUntil, now, input.nodeIds, input.limit, input.owner ?? null],
+      [
+        leaseUntil,
+        now,
+        nodeIds,
+        input.limit,
+        sessions ? sessions.map((x) => x.sessionId) : (input.owner ?? null),
+      ],
     );
     return rows.sort(bySeq).map(toInstruction);
   }

@@ -17,22 +17,27 @@ import {
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
   type CleanupResult,
+  checkExtendLeases,
   checkId,
   checkIds,
   checkInstructions,
   checkName,
   checkNewEnrollToken,
+  checkOpenSession,
   checkPositiveInt,
   checkRelease,
   checkReply,
   checkTransition,
   diagnoseReply,
   type EnrollTokenRecord,
+  type ExtendLeasesInput,
   enrollRefusal,
   type NewEnrollToken,
   type NewInstruction,
   type NewNode,
   type NewReply,
+  type OpenSessionInput,
+  type OpenSessionResult,
   OUTCOME_TEXT,
   type OutcomeCode,
   type ReleaseInput,
@@ -41,6 +46,7 @@ import {
   type StoredRecord,
   type StoreReplyResult,
   type StoreStats,
+  sessionSuperseded,
 } from "./store.ts";
 
 /** One connection (or transaction) that runs `$1`-style parameterised SQL. */
@@ -82,8 +88,13 @@ export abstract class SqlStore implements Store {
   abstract claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
   abstract close(): Promise<void>;
 
-  protected now(): number {
+  /** The store's time, for the statement about to run. */
+  protected time(): number {
     return this.options.clock();
+  }
+
+  async now(): Promise<number> {
+    return this.time();
   }
 
   private readonly local = new EventEmitter();
@@ -183,7 +194,7 @@ export abstract class SqlStore implements Store {
         i.group_id ?? null,
         i.method,
         new Uint8Array(0),
-        this.now(),
+        this.time(),
         code,
         OUTCOME_TEXT[code],
         claimed,
@@ -199,7 +210,7 @@ export abstract class SqlStore implements Store {
 
   async createRun(opts: { id?: string } = {}): Promise<Run> {
     const id = opts.id === undefined ? newId() : checkId("id", opts.id);
-    const now = this.now();
+    const now = this.time();
     const rows = await this.tx((c) =>
       c.q(
         `INSERT INTO runs (id, status, reason, created_at, updated_at) VALUES ($1, 'pending', NULL, $2, $2)
@@ -221,7 +232,7 @@ export abstract class SqlStore implements Store {
       // Compare-and-set in one statement: of two replicas racing, exactly one sees its row updated.
       const [r] = await c.q(
         "UPDATE runs SET status = $1, reason = $2, updated_at = $3 WHERE id = $4 AND status = $5 RETURNING *",
-        [to, reason ?? null, this.now(), checkId("runId", id), from],
+        [to, reason ?? null, this.time(), checkId("runId", id), from],
       );
       if (r) return toRun(r);
       const cur = await this.runRow(c, id);
@@ -239,7 +250,7 @@ export abstract class SqlStore implements Store {
       // or the database write lock (SQLite) from before the check until after the insert commits, and the check
       // is a statement run after the lock is held, so it sees the winner's committed row.
       await this.lockKey(c, `node-name:${input.name}`);
-      const now = this.now();
+      const now = this.time();
       const [holder] = await c.q(
         `SELECT id FROM nodes WHERE name = $1 AND (
            (status = 'online' AND online_until > $2)
@@ -300,21 +311,88 @@ export abstract class SqlStore implements Store {
     return rows.map(toNode);
   }
 
-  async heartbeat(nodeId: string, heartbeatIntervalMs?: number): Promise<NodeRecord> {
+  async heartbeat(nodeId: string, heartbeatIntervalMs?: number, sessionId?: string): Promise<NodeRecord> {
     if (heartbeatIntervalMs !== undefined) checkPositiveInt("heartbeatIntervalMs", heartbeatIntervalMs);
+    if (sessionId !== undefined) checkName("sessionId", sessionId);
     return this.tx(async (c) => {
-      // The status guard is in the UPDATE itself, so a heartbeat racing an unregister can never revive the node.
+      // The status and session guards are in the UPDATE itself, so a heartbeat racing an unregister can never
+      // revive the node, and one racing a newer session's opening never writes for the superseded stream.
       const [r] = await c.q(
         `UPDATE nodes SET status = 'online',
            heartbeat_interval_ms = COALESCE($1, heartbeat_interval_ms),
            online_until = $2 + 2 * COALESCE($1, heartbeat_interval_ms)
-         WHERE id = $3 AND status <> 'unregistered' RETURNING *`,
-        [heartbeatIntervalMs ?? null, this.now(), checkId("nodeId", nodeId)],
+         WHERE id = $3 AND status <> 'unregistered' AND (CAST($4 AS TEXT) IS NULL OR session_id = $4) RETURNING *`,
+        [heartbeatIntervalMs ?? null, this.time(), checkId("nodeId", nodeId), sessionId ?? null],
       );
       if (r) return toNode(r);
-      await this.nodeRow(c, nodeId);
-      throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+      const cur = await this.nodeRow(c, nodeId);
+      if (cur.status === "unregistered")
+        throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+      throw sessionSuperseded(nodeId, sessionId!);
     });
+  }
+
+  async openSession(input: OpenSessionInput): Promise<OpenSessionResult> {
+    checkOpenSession(input);
+    const out = await this.tx(async (c) => {
+      const now = this.time();
+      // The node's row is written first. A claim for the superseded session holds it share-locked (PostgreSQL)
+      // or the write lock (SQLite) from its session check to its commit, so the claim either commits before this
+      // UPDATE (and the statements below, which run after it, see its leases and release them) or runs after
+      // this commit, finds another session and takes nothing.
+      const [r] = await c.q(
+        `UPDATE nodes SET status = 'online', session_id = $1,
+           heartbeat_interval_ms = COALESCE($2, heartbeat_interval_ms),
+           online_until = $3 + 2 * COALESCE($2, heartbeat_interval_ms)
+         WHERE id = $4 AND status <> 'unregistered' RETURNING *`,
+        [input.sessionId, input.heartbeatIntervalMs ?? null, now, input.nodeId],
+      );
+      if (!r) {
+        await this.nodeRow(c, input.nodeId);
+        throw new FleetlinkError("NODE_UNREGISTERED", `node ${input.nodeId} is unregistered`);
+      }
+      const keep = this.listParam(input.keep ?? []);
+      if (input.keep?.length)
+        await c.q(
+          `UPDATE instructions SET lease_owner = $1, lease_until = $2
+           WHERE dst = $3 AND ended = 0 AND state = 'leased' AND id IN ${this.inList("$4")}`,
+          [input.sessionId, now + this.options.leaseMs, input.nodeId, keep],
+        );
+      const released = await c.q(
+        `UPDATE instructions SET state = 'pending', lease_until = NULL, lease_owner = NULL
+         WHERE dst = $1 AND ended = 0 AND state = 'leased' AND id NOT IN ${this.inList("$2")} RETURNING id`,
+        [input.nodeId, keep],
+      );
+      return { node: toNode(r), released: released.length };
+    });
+    if (out.released) this.changed();
+    return out;
+  }
+
+  async getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>> {
+    checkIds("nodeIds", nodeIds);
+    if (nodeIds.length === 0) return new Map();
+    const rows = await this.tx(
+      (c) =>
+        c.q(`SELECT id, session_id FROM nodes WHERE id IN ${this.inList("$1")}`, [this.listParam(nodeIds)]),
+      "read",
+    );
+    return new Map(rows.map((r) => [r.id as string, (r.session_id as string | null) ?? null]));
+  }
+
+  async extendLeases(input: ExtendLeasesInput): Promise<string[]> {
+    checkExtendLeases(input);
+    if (input.instructionIds.length === 0) return [];
+    const rows = await this.tx(async (c) => {
+      const until = this.time() + (input.leaseMs ?? this.options.leaseMs);
+      return c.q(
+        `UPDATE instructions SET lease_until = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END
+         WHERE dst = $2 AND lease_owner = $3 AND ended = 0 AND state = 'leased' AND id IN ${this.inList("$4")}
+         RETURNING seq, id`,
+        [until, input.nodeId, input.sessionId, this.listParam(input.instructionIds)],
+      );
+    });
+    return rows.sort(bySeq).map((r) => r.id as string);
   }
 
   async unregisterNode(nodeId: string): Promise<NodeRecord> {
@@ -347,7 +425,7 @@ export abstract class SqlStore implements Store {
         if (status === "unregistered")
           throw new FleetlinkError("NODE_UNREGISTERED", `node ${it.dst} is unregistered`, { field });
       });
-      const now = this.now();
+      const now = this.time();
       const out: Instruction[] = [];
       // Multi-row INSERTs (500 rows, 6000 parameters each: under both backends' limits): one round trip per
       // chunk instead of one per instruction.
@@ -404,7 +482,7 @@ export abstract class SqlStore implements Store {
     });
     if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
     const results = await this.tx(async (c) => {
-      const now = this.now();
+      const now = this.time();
       const out = [...checked];
       const todo = items.map((r, i) => ({ r, i })).filter(({ i }) => !out[i]);
       for (const [i, res] of await this.storeBatch(c, todo, now)) out[i] = res;
@@ -481,7 +559,7 @@ export abstract class SqlStore implements Store {
 
   async sweep(): Promise<number> {
     const made = await this.tx(async (c) => {
-      const now = this.now();
+      const now = this.time();
       await c.q(
         `UPDATE nodes SET status = 'offline' WHERE id IN (
            SELECT id FROM nodes WHERE status = 'online' AND online_until <= $1 ORDER BY id ${this.skipLocked()})`,
@@ -492,7 +570,7 @@ export abstract class SqlStore implements Store {
            CASE
              WHEN n.status = 'unregistered' OR ((n.online_until IS NULL OR n.online_until <= $1) AND i.hold_offline = 0)
                THEN 'FLEETLINK_E_NODE_UNAVAILABLE'
-             WHEN i.state = 'leased' AND i.lease_until <= $1 AND i.attempts >= i.max_attempts
+             WHEN i.attempts >= i.max_attempts AND (i.state = 'pending' OR i.lease_until <= $1)
                THEN 'FLEETLINK_E_DELIVERY_FAILED'
              ELSE 'FLEETLINK_E_MESSAGE_EXPIRED'
            END AS code
@@ -500,12 +578,14 @@ export abstract class SqlStore implements Store {
          WHERE i.seq IN (
              -- Candidates through indexes (a scan of every instruction ever kept would grow with history).
              SELECT seq FROM instructions WHERE ended = 0 AND expires_at <= $1
-             UNION ALL SELECT seq FROM instructions WHERE ended = 0 AND state = 'leased' AND lease_until <= $1
+             -- Out of attempts: a lease that ran out, or a release after the last delivery.
+             UNION ALL SELECT seq FROM instructions WHERE ended = 0 AND attempts >= max_attempts
+               AND (state = 'pending' OR lease_until <= $1)
              UNION ALL SELECT seq FROM instructions WHERE ended = 0 AND dst IN (
                SELECT id FROM nodes WHERE status = 'unregistered' OR online_until IS NULL OR online_until <= $1))
            AND i.ended = 0 AND (
              i.expires_at <= $1
-             OR (i.state = 'leased' AND i.lease_until <= $1 AND i.attempts >= i.max_attempts)
+             OR (i.attempts >= i.max_attempts AND (i.state = 'pending' OR i.lease_until <= $1))
              OR n.status = 'unregistered'
              OR ((n.online_until IS NULL OR n.online_until <= $1) AND i.hold_offline = 0))
          ORDER BY i.seq ${this.skipLocked("i")}`,
@@ -548,11 +628,11 @@ export abstract class SqlStore implements Store {
           ? await c.q(
               `INSERT INTO records (key, version, value, updated_at) VALUES ($1, 1, $2, $3)
                ON CONFLICT (key) DO NOTHING RETURNING *`,
-              [key, json, this.now()],
+              [key, json, this.time()],
             )
           : await c.q(
               "UPDATE records SET version = version + 1, value = $2, updated_at = $3 WHERE key = $1 AND version = $4 RETURNING *",
-              [key, json, this.now(), expectedVersion],
+              [key, json, this.time(), expectedVersion],
             );
       if (r) return toRecord<T>(r);
       const [cur] = await c.q("SELECT version FROM records WHERE key = $1", [key]);
@@ -572,7 +652,7 @@ export abstract class SqlStore implements Store {
           newId(),
           input.label ?? null,
           input.secretHash,
-          this.now(),
+          this.time(),
           input.expiresAt ?? null,
           input.uses ?? null,
         ],
@@ -594,7 +674,7 @@ export abstract class SqlStore implements Store {
     const [r] = await this.tx(async (c) => {
       const rows = await c.q(
         "UPDATE enroll_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *",
-        [id, this.now()],
+        [id, this.time()],
       );
       if (!rows[0]) throw new FleetlinkError("TOKEN_NOT_FOUND", `no enrollment token ${id}`, { field: "id" });
       return rows;
@@ -605,7 +685,7 @@ export abstract class SqlStore implements Store {
   async useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
     if (!isId(id) || typeof secretHash !== "string") throw enrollRefusal(undefined, "", 0);
     return this.tx(async (c) => {
-      const now = this.now();
+      const now = this.time();
       // Every condition is in the UPDATE's WHERE: on PostgreSQL a racing use waits for this row lock and then
       // re-checks `used < uses` against the committed row; on SQLite the write lock serialises the two. Either
       // way the last use goes to exactly one caller.
@@ -623,7 +703,7 @@ export abstract class SqlStore implements Store {
   }
 
   async cleanup(olderThanMs: number): Promise<CleanupResult> {
-    const cutoff = this.now() - olderThanMs;
+    const cutoff = this.time() - olderThanMs;
     return this.tx(async (c) => {
       const gone = await c.q(
         `DELETE FROM instructions WHERE ended = 1

@@ -195,37 +195,66 @@ export class SqliteStore extends SqlStore {
   }
 
   async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
-    checkClaim(input);
-    if (input.nodeIds.length === 0) return [];
+    const sessions = checkClaim(input);
+    const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;
+    if (nodeIds.length === 0) return [];
     return this.serial(() => {
-      const now = this.now();
+      const now = this.time();
       const leaseUntil = now + (input.leaseMs ?? this.options.leaseMs);
       // Why racing replicas cannot both get a row: this is one UPDATE statement (its own transaction), and a
       // write statement takes SQLite's single write lock before it reads anything, holding it while it selects
       // and marks the rows; another process's claim waits for the lock (busy timeout) and then no longer finds
-      // them claimable (leased, lease in the future). No BEGIN around it: inside an explicit transaction
-      // SQLite keeps a statement journal that bench:claim measured as a large cost for multi-row claims.
-      const claimable = `ended = 0 AND expires_at > $2
-        AND (state = 'pending' OR (lease_until <= $2 AND attempts < max_attempts))`;
-      const set = "state = 'leased', attempts = attempts + 1, lease_until = $1, lease_owner = $5";
+      // them claimable (leased, lease in the future). The same lock covers the session check: a session opened
+      // by another replica either committed before (the check fails) or waits until this claim committed (and
+      // then releases what it took). No BEGIN around it: inside an explicit transaction SQLite keeps a
+      // statement journal that bench:claim measured as a large cost for multi-row claims.
+      const claimable = `ended = 0 AND expires_at > $2 AND attempts < max_attempts
+        AND (state = 'pending' OR lease_until <= $2)`;
+      const set = (owner: string) =>
+        `state = 'leased', attempts = attempts + 1, lease_until = $1, lease_owner = ${owner}`;
+      if (sessions) {
+        const rows =
+          sessions.length === 1
+            ? this.all(
+                `UPDATE instructions SET ${set("$5")}
+                 WHERE seq IN (SELECT seq FROM instructions WHERE dst = $3 AND ${claimable} ORDER BY seq LIMIT $4)
+                   AND EXISTS (SELECT 1 FROM nodes WHERE id = $3 AND session_id = $5)
+                 RETURNING *`,
+                [leaseUntil, now, sessions[0]!.nodeId, input.limit, sessions[0]!.sessionId],
+              )
+            : this.all(
+                `UPDATE instructions SET ${set("(SELECT session_id FROM nodes n WHERE n.id = instructions.dst)")}
+                 WHERE seq IN (
+                   SELECT seq FROM (
+                     SELECT seq, row_number() OVER (PARTITION BY dst ORDER BY seq) AS rn FROM instructions
+                     WHERE dst IN (
+                       SELECT n.id FROM json_each($3) AS s JOIN nodes n
+                         ON n.id = json_extract(s.value, '$[0]') AND n.session_id = json_extract(s.value, '$[1]'))
+                       AND ${claimable})
+                   WHERE rn <= $4)
+                 RETURNING *`,
+                [leaseUntil, now, JSON.stringify(sessions.map((x) => [x.nodeId, x.sessionId])), input.limit],
+              );
+        return rows.sort(bySeq).map(toInstruction);
+      }
       const owner = input.owner ?? null;
       const rows =
-        input.nodeIds.length === 1
+        nodeIds.length === 1
           ? this.all(
-              `UPDATE instructions SET ${set}
+              `UPDATE instructions SET ${set("$5")}
                WHERE seq IN (SELECT seq FROM instructions WHERE dst = $3 AND ${claimable} ORDER BY seq LIMIT $4)
                RETURNING *`,
-              [leaseUntil, now, input.nodeIds[0], input.limit, owner],
+              [leaseUntil, now, nodeIds[0], input.limit, owner],
             )
           : this.all(
-              `UPDATE instructions SET ${set}
+              `UPDATE instructions SET ${set("$5")}
                WHERE seq IN (
                  SELECT seq FROM (
                    SELECT seq, row_number() OVER (PARTITION BY dst ORDER BY seq) AS rn FROM instructions
                    WHERE dst IN (SELECT value FROM json_each($3)) AND ${claimable})
                  WHERE rn <= $4)
                RETURNING *`,
-              [leaseUntil, now, JSON.stringify(input.nodeIds), input.limit, owner],
+              [leaseUntil, now, JSON.stringify(nodeIds), input.limit, owner],
             );
       return rows.sort(bySeq).map(toInstruction);
     });

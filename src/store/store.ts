@@ -100,14 +100,51 @@ export interface NewInstruction {
   id?: string;
 }
 
+/** A node's stream on one hub replica, named by an id the hub chose (see `Store.openSession`). */
+export interface SessionRef {
+  nodeId: string;
+  sessionId: string;
+}
+
 export interface ClaimInstructionsInput {
-  nodeIds: readonly string[];
+  /** Claim for these nodes, leases held by `owner`. Give either this or `sessions`. */
+  nodeIds?: readonly string[];
+  /**
+   * Claim for these sessions: only for nodes whose current session is the one given, each lease held by that
+   * session (lease_owner = sessionId). Give either this or `nodeIds`; `owner` is not allowed with it.
+   */
+  sessions?: readonly SessionRef[];
   /** Most instructions per node, oldest first. */
   limit: number;
   /** Lease length for this claim. (Default: the store's leaseMs) */
   leaseMs?: number;
   /** Who holds the lease (a hub stream id), so only that holder can release it early. (Default: null) */
   owner?: string;
+}
+
+export interface OpenSessionInput {
+  nodeId: string;
+  /** The new session's id (chosen by the hub, unique per stream). */
+  sessionId: string;
+  /** The node's heartbeat interval from now on. (Default: the interval it has) */
+  heartbeatIntervalMs?: number;
+  /** Instructions the node says it is still working on: their leases move to the new session. */
+  keep?: readonly string[];
+}
+
+export interface OpenSessionResult {
+  node: NodeRecord;
+  /** Leases of the node given back (everything leased to it that is not in `keep`). */
+  released: number;
+}
+
+export interface ExtendLeasesInput {
+  nodeId: string;
+  /** Only leases this session holds are extended. */
+  sessionId: string;
+  instructionIds: readonly string[];
+  /** New lease length from now, capped at each instruction's expiry. (Default: the store's leaseMs) */
+  leaseMs?: number;
 }
 
 export interface ReleaseInput {
@@ -173,6 +210,11 @@ export interface Store {
   readonly backend: "memory" | "sqlite" | "postgres";
   readonly options: ResolvedStoreOptions;
 
+  /**
+   * The store's current time in ms, the one its leases, expiries and online windows are judged by (PostgreSQL
+   * without an injected clock: the database's, so that replicas on skewed hosts agree).
+   */
+  now(): Promise<number>;
   createRun(opts?: { id?: string }): Promise<Run>;
   getRun(id: string): Promise<Run>;
   /** Compare-and-set: moves the run from `from` to `to` only if it is still `from`. */
@@ -191,17 +233,39 @@ export interface Store {
   approveNode(nodeId: string): Promise<NodeRecord>;
   getNode(id: string): Promise<NodeRecord>;
   listNodes(opts?: { status?: NodeStatus }): Promise<NodeRecord[]>;
-  /** Marks the node online until now + 2 × interval. Never revives an unregistered node. */
-  heartbeat(nodeId: string, heartbeatIntervalMs?: number): Promise<NodeRecord>;
+  /**
+   * Marks the node online until now + 2 × interval. Never revives an unregistered node. With `sessionId`, only
+   * while that is the node's current session: a superseded one gets STREAM_CLOSED and nothing is written.
+   */
+  heartbeat(nodeId: string, heartbeatIntervalMs?: number, sessionId?: string): Promise<NodeRecord>;
+  /**
+   * Makes `sessionId` the node's current session (superseding any other) in one transaction: records a heartbeat
+   * (with the new interval, if given), moves the leases of the instructions in `keep` still leased to this node
+   * (by any owner) to the new session with a fresh lease, and releases every other lease of the node. A claim
+   * for the superseded session that races this either commits first (its leases are released here) or finds the
+   * session changed and claims nothing. Never revives an unregistered node (NODE_UNREGISTERED).
+   */
+  openSession(input: OpenSessionInput): Promise<OpenSessionResult>;
+  /** The current session of each node (null: none yet). Unknown ids are left out. */
+  getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>>;
+  /**
+   * Extends the leases the session holds on these instructions to now + leaseMs, never beyond an instruction's
+   * expiry (the node reports progress while a handler runs). Returns the ids extended.
+   */
+  extendLeases(input: ExtendLeasesInput): Promise<string[]>;
   unregisterNode(nodeId: string): Promise<NodeRecord>;
 
   /** Pushes instructions of one run, all or none. */
   pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]>;
-  /** Leases up to `limit` claimable instructions per node, oldest first. Exactly once across racing replicas. */
+  /**
+   * Leases up to `limit` claimable instructions per node, oldest first. Exactly once across racing replicas.
+   * An instruction that has had its maxAttempts deliveries is never claimed again.
+   */
   claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]>;
   /**
    * Gives leased instructions of a node back before their lease runs out (their stream closed before the node
-   * got them). They become claimable at once; attempts are kept. Returns how many were released.
+   * got them). They become claimable at once; attempts are kept, so a release counts as a delivery: one
+   * released after its last allowed attempt ends in DELIVERY_FAILED at the next sweep. Returns how many.
    */
   releaseInstructions(input: ReleaseInput): Promise<number>;
   /**
@@ -324,13 +388,56 @@ export const checkRelease = (input: ReleaseInput): void => {
   if (input.exceptIds) checkIds("exceptIds", input.exceptIds);
 };
 
-export const checkClaim = (input: ClaimInstructionsInput): void => {
+/**
+ * Validates a claim; returns the sessions to claim for (first one per node), or null for a claim by nodeIds.
+ */
+export const checkClaim = (input: ClaimInstructionsInput): SessionRef[] | null => {
   if (input.owner !== undefined) checkName("owner", input.owner);
-  if (!Array.isArray(input.nodeIds)) throw invalid("nodeIds", "must be an array");
-  checkIds("nodeIds", input.nodeIds);
   checkPositiveInt("limit", input.limit);
   if (input.leaseMs !== undefined) checkPositiveInt("leaseMs", input.leaseMs);
+  if (input.sessions !== undefined) {
+    if (input.nodeIds !== undefined) throw invalid("sessions", "give either nodeIds or sessions, not both");
+    if (input.owner !== undefined)
+      throw invalid("owner", "not allowed with sessions (the session holds the lease)");
+    if (!Array.isArray(input.sessions)) throw invalid("sessions", "must be an array");
+    const seen = new Map<string, SessionRef>();
+    input.sessions.forEach((s, i) => {
+      checkId(`sessions[${i}].nodeId`, s?.nodeId);
+      checkName(`sessions[${i}].sessionId`, s.sessionId);
+      if (!seen.has(s.nodeId)) seen.set(s.nodeId, { nodeId: s.nodeId, sessionId: s.sessionId });
+    });
+    return [...seen.values()];
+  }
+  if (!Array.isArray(input.nodeIds)) throw invalid("nodeIds", "must be an array");
+  checkIds("nodeIds", input.nodeIds);
+  return null;
 };
+
+export const checkOpenSession = (input: OpenSessionInput): void => {
+  checkId("nodeId", input.nodeId);
+  checkName("sessionId", input.sessionId);
+  if (input.heartbeatIntervalMs !== undefined)
+    checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
+  if (input.keep !== undefined) {
+    if (!Array.isArray(input.keep)) throw invalid("keep", "must be an array");
+    checkIds("keep", input.keep);
+  }
+};
+
+export const checkExtendLeases = (input: ExtendLeasesInput): void => {
+  checkId("nodeId", input.nodeId);
+  checkName("sessionId", input.sessionId);
+  if (!Array.isArray(input.instructionIds)) throw invalid("instructionIds", "must be an array");
+  checkIds("instructionIds", input.instructionIds);
+  if (input.leaseMs !== undefined) checkPositiveInt("leaseMs", input.leaseMs);
+};
+
+/** The error for a stream whose session was superseded by a newer one of the same node. */
+export const sessionSuperseded = (nodeId: string, sessionId: string): FleetlinkError =>
+  new FleetlinkError(
+    "STREAM_CLOSED",
+    `session superseded: ${sessionId} is no longer node ${nodeId}'s session`,
+  );
 
 /** Validates the shape of a batch of instructions (not the references, which need the store). */
 export const checkInstructions = (items: readonly NewInstruction[], o: ResolvedStoreOptions): void => {

@@ -7,6 +7,7 @@ import { enrollConformance } from "./enroll.conformance.ts";
 import type { StoreFactory } from "./factory.ts";
 import { limitsConformance } from "./limits.conformance.ts";
 import { replyIdConformance } from "./reply-ids.conformance.ts";
+import { sessionConformance } from "./sessions.conformance.ts";
 
 export type { StoreFactory } from "./factory.ts";
 
@@ -744,5 +745,6 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     replyIdConformance(factory);
     limitsConformance(factory);
     enrollConformance(factory);
+    sessionConformance(factory);
   });
 };

@@ -114,4 +114,9 @@ CREATE TABLE enroll_tokens (
 );
 `,
   },
+  {
+    version: 6,
+    name: "sessions: the node's current stream, for fencing superseded ones",
+    sql: "ALTER TABLE nodes ADD COLUMN session_id TEXT;",
+  },
 ];
