@@ -4,7 +4,7 @@ import { newId } from "../protocol/ids.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { postgresMigrations } from "./migrations/postgres.ts";
 import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
-import { type SqlConn, SqlStore } from "./sql.ts";
+import { readConn, type SqlConn, SqlStore } from "./sql.ts";
 import {
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
@@ -69,6 +69,12 @@ export const storeError = (e: unknown): unknown => {
   return lost ? new FleetlinkError("STORE_UNAVAILABLE", `PostgreSQL: ${e.message}`, { cause: e }) : e;
 };
 
+/**
+ * The database's time in ms. statement_timestamp() is fixed for the whole statement, so every use in one
+ * statement agrees; it is the database host's clock, the one every replica shares.
+ */
+const DB_NOW = "floor(extract(epoch from statement_timestamp()) * 1000)::bigint";
+
 const sqlState = (e: unknown): unknown => (e as { code?: unknown } | null)?.code;
 /** Two transactions inserted one reply id; the later one fails once the earlier commits. */
 const UNIQUE_VIOLATION = "23505";
@@ -94,7 +100,30 @@ export class PostgresStore extends SqlStore {
     this.url = url;
     this.applicationName = opts.applicationName ?? "fleetlink";
     this.schema = schema;
-    this.conn = { q: (sql, params) => this.query(pool, sql, params) };
+    this.conn = readConn((sql, params) => this.query(pool, sql, params));
+    this.dbClock = opts.clock === undefined;
+  }
+
+  /** No clock was injected: every time the store judges by is the database's (see `DB_NOW`). */
+  private readonly dbClock: boolean;
+
+  /**
+   * The value to bind for a time parameter that `nowSql` reads: the injected clock's time, or null for the
+   * database's time.
+   */
+  private nowParam(): number | null {
+    return this.dbClock ? null : this.time();
+  }
+
+  /** A SQL expression for the store's time, given the parameter bound to `nowParam()`. */
+  private nowSql(p: string): string {
+    return `COALESCE(${p}::bigint, ${DB_NOW})`;
+  }
+
+  override async now(): Promise<number> {
+    if (!this.dbClock) return this.time();
+    const [r] = await this.query(this.pool, `SELECT ${DB_NOW} AS now`);
+    return Number(r!.now);
   }
 
   static async open(url: string, opts: PostgresOptions = {}): Promise<PostgresStore> {
@@ -176,11 +205,11 @@ export class PostgresStore extends SqlStore {
       client.off("error", onError);
       client.release(err ?? lost);
     };
-    const c: SqlConn = { q: (sql, params) => this.query(client, sql, params) };
+    const q: SqlConn["q"] = (sql, params) => this.query(client, sql, params);
     try {
-      await c.q("BEGIN");
-      const out = await fn(c);
-      await c.q("COMMIT");
+      const now = await this.begin(client);
+      const out = await fn({ q, now });
+      await q("COMMIT");
       release();
       return out;
     } catch (e) {
@@ -191,6 +220,23 @@ export class PostgresStore extends SqlStore {
           (err: Error) => release(err),
         );
       throw e;
+    }
+  }
+
+  /**
+   * Opens the transaction and reads its time: the database's in the same round trip as BEGIN (two statements
+   * in one simple query), or the injected clock's.
+   */
+  private async begin(client: pg.PoolClient): Promise<number> {
+    if (!this.dbClock) {
+      await this.query(client, "BEGIN");
+      return this.time();
+    }
+    try {
+      const res = (await client.query(`BEGIN; SELECT ${DB_NOW} AS now`)) as unknown as pg.QueryResult[];
+      return Number(res[1]!.rows[0].now);
+    } catch (e) {
+      throw storeError(e);
     }
   }
 
@@ -293,8 +339,7 @@ export class PostgresStore extends SqlStore {
     const sessions = checkClaim(input);
     const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;
     if (nodeIds.length === 0) return [];
-    const now = this.time();
-    const leaseUntil = now + (input.leaseMs ?? this.options.leaseMs);
+    const now = this.nowSql("$2");
     // Why racing replicas cannot both get a row: FOR UPDATE SKIP LOCKED row-locks every picked instruction until
     // commit and makes a concurrent claim skip it; once committed the row is 'leased' with a lease in the future,
     // and PostgreSQL re-checks the WHERE clause against that newest version before a later claim may lock it.
@@ -315,17 +360,17 @@ export class PostgresStore extends SqlStore {
          SELECT c.seq, live.owner FROM live
          CROSS JOIN LATERAL (
            SELECT seq FROM instructions
-           WHERE dst = live.dst AND ended = 0 AND expires_at > $2 AND attempts < max_attempts
-             AND (state = 'pending' OR lease_until <= $2)
+           WHERE dst = live.dst AND ended = 0 AND expires_at > ${now} AND attempts < max_attempts
+             AND (state = 'pending' OR lease_until <= ${now})
            ORDER BY seq LIMIT $4
            FOR UPDATE SKIP LOCKED) c)
-       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = $1,
+       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = ${now} + $1::bigint,
          lease_owner = picked.owner
        FROM picked WHERE i.seq = picked.seq
        RETURNING i.*`,
       [
-        leaseUntil,
-        now,
+        input.leaseMs ?? this.options.leaseMs,
+        this.nowParam(),
         nodeIds,
         input.limit,
         sessions ? sessions.map((x) => x.sessionId) : (input.owner ?? null),

@@ -52,7 +52,21 @@ import {
 /** One connection (or transaction) that runs `$1`-style parameterised SQL. */
 export interface SqlConn {
   q(sql: string, params?: readonly unknown[]): Promise<Row[]>;
+  /**
+   * The store's time for this write transaction, read once at its start: the injected clock, or the host's
+   * (SQLite), or the database's (PostgreSQL without an injected clock, so replicas on skewed hosts agree).
+   * Reads make no time decisions and have none.
+   */
+  readonly now: number;
 }
+
+/** A connection for reads, which make no time decisions: asking one for the time is a bug. */
+export const readConn = (q: SqlConn["q"]): SqlConn => ({
+  q,
+  get now(): number {
+    throw new Error("a read transaction has no store time");
+  },
+});
 
 /**
  * The operations whose SQL is the same on SQLite and PostgreSQL. Each backend supplies its connection,
@@ -88,7 +102,7 @@ export abstract class SqlStore implements Store {
   abstract claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
   abstract close(): Promise<void>;
 
-  /** The store's time, for the statement about to run. */
+  /** The injected clock or the host's (see `SqlConn.now` for the time transactions use). */
   protected time(): number {
     return this.options.clock();
   }
@@ -194,7 +208,7 @@ export abstract class SqlStore implements Store {
         i.group_id ?? null,
         i.method,
         new Uint8Array(0),
-        this.time(),
+        c.now,
         code,
         OUTCOME_TEXT[code],
         claimed,
@@ -210,12 +224,11 @@ export abstract class SqlStore implements Store {
 
   async createRun(opts: { id?: string } = {}): Promise<Run> {
     const id = opts.id === undefined ? newId() : checkId("id", opts.id);
-    const now = this.time();
     const rows = await this.tx((c) =>
       c.q(
         `INSERT INTO runs (id, status, reason, created_at, updated_at) VALUES ($1, 'pending', NULL, $2, $2)
          ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [id, now],
+        [id, c.now],
       ),
     );
     if (!rows[0]) throw new FleetlinkError("INVALID_ARGUMENT", `run ${id} exists`, { field: "id" });
@@ -232,7 +245,7 @@ export abstract class SqlStore implements Store {
       // Compare-and-set in one statement: of two replicas racing, exactly one sees its row updated.
       const [r] = await c.q(
         "UPDATE runs SET status = $1, reason = $2, updated_at = $3 WHERE id = $4 AND status = $5 RETURNING *",
-        [to, reason ?? null, this.time(), checkId("runId", id), from],
+        [to, reason ?? null, c.now, checkId("runId", id), from],
       );
       if (r) return toRun(r);
       const cur = await this.runRow(c, id);
@@ -250,7 +263,7 @@ export abstract class SqlStore implements Store {
       // or the database write lock (SQLite) from before the check until after the insert commits, and the check
       // is a statement run after the lock is held, so it sees the winner's committed row.
       await this.lockKey(c, `node-name:${input.name}`);
-      const now = this.time();
+      const now = c.now;
       const [holder] = await c.q(
         `SELECT id FROM nodes WHERE name = $1 AND (
            (status = 'online' AND online_until > $2)
@@ -322,7 +335,7 @@ export abstract class SqlStore implements Store {
            heartbeat_interval_ms = COALESCE($1, heartbeat_interval_ms),
            online_until = $2 + 2 * COALESCE($1, heartbeat_interval_ms)
          WHERE id = $3 AND status <> 'unregistered' AND (CAST($4 AS TEXT) IS NULL OR session_id = $4) RETURNING *`,
-        [heartbeatIntervalMs ?? null, this.time(), checkId("nodeId", nodeId), sessionId ?? null],
+        [heartbeatIntervalMs ?? null, c.now, checkId("nodeId", nodeId), sessionId ?? null],
       );
       if (r) return toNode(r);
       const cur = await this.nodeRow(c, nodeId);
@@ -335,7 +348,7 @@ export abstract class SqlStore implements Store {
   async openSession(input: OpenSessionInput): Promise<OpenSessionResult> {
     checkOpenSession(input);
     const out = await this.tx(async (c) => {
-      const now = this.time();
+      const now = c.now;
       // The node's row is written first. A claim for the superseded session holds it share-locked (PostgreSQL)
       // or the write lock (SQLite) from its session check to its commit, so the claim either commits before this
       // UPDATE (and the statements below, which run after it, see its leases and release them) or runs after
@@ -384,7 +397,7 @@ export abstract class SqlStore implements Store {
     checkExtendLeases(input);
     if (input.instructionIds.length === 0) return [];
     const rows = await this.tx(async (c) => {
-      const until = this.time() + (input.leaseMs ?? this.options.leaseMs);
+      const until = c.now + (input.leaseMs ?? this.options.leaseMs);
       return c.q(
         `UPDATE instructions SET lease_until = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END
          WHERE dst = $2 AND lease_owner = $3 AND ended = 0 AND state = 'leased' AND id IN ${this.inList("$4")}
@@ -425,7 +438,7 @@ export abstract class SqlStore implements Store {
         if (status === "unregistered")
           throw new FleetlinkError("NODE_UNREGISTERED", `node ${it.dst} is unregistered`, { field });
       });
-      const now = this.time();
+      const now = c.now;
       const out: Instruction[] = [];
       // Multi-row INSERTs (500 rows, 6000 parameters each: under both backends' limits): one round trip per
       // chunk instead of one per instruction.
@@ -482,7 +495,7 @@ export abstract class SqlStore implements Store {
     });
     if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
     const results = await this.tx(async (c) => {
-      const now = this.time();
+      const now = c.now;
       const out = [...checked];
       const todo = items.map((r, i) => ({ r, i })).filter(({ i }) => !out[i]);
       for (const [i, res] of await this.storeBatch(c, todo, now)) out[i] = res;
@@ -559,7 +572,7 @@ export abstract class SqlStore implements Store {
 
   async sweep(): Promise<number> {
     const made = await this.tx(async (c) => {
-      const now = this.time();
+      const now = c.now;
       await c.q(
         `UPDATE nodes SET status = 'offline' WHERE id IN (
            SELECT id FROM nodes WHERE status = 'online' AND online_until <= $1 ORDER BY id ${this.skipLocked()})`,
@@ -628,11 +641,11 @@ export abstract class SqlStore implements Store {
           ? await c.q(
               `INSERT INTO records (key, version, value, updated_at) VALUES ($1, 1, $2, $3)
                ON CONFLICT (key) DO NOTHING RETURNING *`,
-              [key, json, this.time()],
+              [key, json, c.now],
             )
           : await c.q(
               "UPDATE records SET version = version + 1, value = $2, updated_at = $3 WHERE key = $1 AND version = $4 RETURNING *",
-              [key, json, this.time(), expectedVersion],
+              [key, json, c.now, expectedVersion],
             );
       if (r) return toRecord<T>(r);
       const [cur] = await c.q("SELECT version FROM records WHERE key = $1", [key]);
@@ -648,14 +661,7 @@ export abstract class SqlStore implements Store {
       c.q(
         `INSERT INTO enroll_tokens (id, label, secret_hash, created_at, expires_at, uses, used)
          VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING *`,
-        [
-          newId(),
-          input.label ?? null,
-          input.secretHash,
-          this.time(),
-          input.expiresAt ?? null,
-          input.uses ?? null,
-        ],
+        [newId(), input.label ?? null, input.secretHash, c.now, input.expiresAt ?? null, input.uses ?? null],
       ),
     );
     return toEnrollToken(r!);
@@ -674,7 +680,7 @@ export abstract class SqlStore implements Store {
     const [r] = await this.tx(async (c) => {
       const rows = await c.q(
         "UPDATE enroll_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *",
-        [id, this.time()],
+        [id, c.now],
       );
       if (!rows[0]) throw new FleetlinkError("TOKEN_NOT_FOUND", `no enrollment token ${id}`, { field: "id" });
       return rows;
@@ -685,7 +691,7 @@ export abstract class SqlStore implements Store {
   async useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
     if (!isId(id) || typeof secretHash !== "string") throw enrollRefusal(undefined, "", 0);
     return this.tx(async (c) => {
-      const now = this.time();
+      const now = c.now;
       // Every condition is in the UPDATE's WHERE: on PostgreSQL a racing use waits for this row lock and then
       // re-checks `used < uses` against the committed row; on SQLite the write lock serialises the two. Either
       // way the last use goes to exactly one caller.
@@ -703,8 +709,8 @@ export abstract class SqlStore implements Store {
   }
 
   async cleanup(olderThanMs: number): Promise<CleanupResult> {
-    const cutoff = this.time() - olderThanMs;
     return this.tx(async (c) => {
+      const cutoff = c.now - olderThanMs;
       const gone = await c.q(
         `DELETE FROM instructions WHERE ended = 1
            AND id IN (SELECT reply_to FROM replies WHERE claimed = 1 AND created_at <= $1) RETURNING id`,

@@ -3,7 +3,7 @@ import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
 import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
-import { type SqlConn, SqlStore } from "./sql.ts";
+import { readConn, type SqlConn, SqlStore } from "./sql.ts";
 import {
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
@@ -70,7 +70,7 @@ export class SqliteStore extends SqlStore {
   private readonly queue: { tail: Promise<unknown>; handles: number };
   private readonly queueKey: string;
   protected readonly shareLock = "";
-  private readonly conn: SqlConn;
+  private readonly q: SqlConn["q"];
   private readonly watchIntervalMs: number;
 
   constructor(path: string, opts: SqliteOptions = {}) {
@@ -86,7 +86,7 @@ export class SqliteStore extends SqlStore {
     this.db.exec(`PRAGMA synchronous = ${opts.synchronous === "full" ? "FULL" : "NORMAL"}`);
     // Statement journals of multi-row writes stay in memory instead of spilling to a temp file.
     this.db.exec("PRAGMA temp_store = MEMORY");
-    this.conn = { q: async (sql, params) => this.all(sql, params) };
+    this.q = async (sql, params) => this.all(sql, params);
     this.watchIntervalMs = opts.watchIntervalMs ?? 5;
     this.migrate();
   }
@@ -136,7 +136,8 @@ export class SqliteStore extends SqlStore {
     const run = async (): Promise<T> => {
       this.db.exec(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN");
       try {
-        const out = await fn(this.conn);
+        // The time is read once the write lock is held, not while waiting for it.
+        const out = await fn(mode === "write" ? { q: this.q, now: this.time() } : readConn(this.q));
         this.db.exec("COMMIT");
         return out;
       } catch (e) {

@@ -16,8 +16,18 @@ import { RUN_TRANSITIONS } from "../protocol/types.ts";
 export type Clock = () => number;
 
 export interface StoreOptions {
-  /** Time source. (Default: Date.now) */
+  /**
+   * Time source, for tests. Without one, the store judges leases, TTLs and online windows by the host's clock
+   * (memory, SQLite: one host) or by the database's (PostgreSQL: every replica shares it, whatever its own
+   * host's clock says). (Default: the host's clock; PostgreSQL: the database's)
+   */
   clock?: Clock;
+  /**
+   * For fault tests: simulates a host whose clock is off by this many ms (the default clock becomes
+   * Date.now() + clockOffsetMs). Ignored when `clock` is given; on PostgreSQL it changes no decision of the
+   * store, which uses the database's clock. (Default: 0)
+   */
+  clockOffsetMs?: number;
   /** Lease length in ms for claimed instructions. (Default: 30000) */
   leaseMs?: number;
   /** Deliveries before an unanswered instruction ends in DELIVERY_FAILED, at most 1000. (Default: 3) */
@@ -27,6 +37,7 @@ export interface StoreOptions {
 }
 
 export interface ResolvedStoreOptions {
+  /** The injected clock, or the host's (PostgreSQL without an injected clock decides by the database's). */
   clock: Clock;
   leaseMs: number;
   maxAttempts: number;
@@ -41,8 +52,13 @@ export const MAX_ATTEMPTS = 1000;
  */
 export const MAX_STORED_ERROR_MESSAGE_CHARS = MAX_ERROR_MESSAGE_CHARS * 4;
 
+const hostClock = (offsetMs = 0): Clock => {
+  if (!Number.isSafeInteger(offsetMs)) throw invalid("clockOffsetMs", "must be an integer");
+  return offsetMs === 0 ? Date.now : () => Date.now() + offsetMs;
+};
+
 export const resolveOptions = (o: StoreOptions = {}): ResolvedStoreOptions => ({
-  clock: o.clock ?? Date.now,
+  clock: o.clock ?? hostClock(o.clockOffsetMs),
   leaseMs: o.leaseMs ?? 30_000,
   maxAttempts: o.maxAttempts === undefined ? 3 : checkAttempts("maxAttempts", o.maxAttempts),
   maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
@@ -533,10 +549,15 @@ export const diagnoseReply = (
     };
   if (existing) {
     if (existing.error && existing.error.code in OUTCOME_TEXT) {
-      const kind = existing.error.code.slice("FLEETLINK_E_".length) as "MESSAGE_EXPIRED";
+      // A definite refusal, so that the node drops the reply: it can never be stored, however often it is sent
+      // (NODE_UNAVAILABLE and DELIVERY_FAILED are indefinite codes, which would make it resend forever).
+      const kind = existing.error.code === "FLEETLINK_E_CANCELLED" ? "CANCELLED" : "MESSAGE_EXPIRED";
       return {
         ok: false,
-        error: new FleetlinkError(kind, `instruction ${r.replyTo} already ended: ${existing.error.message}`),
+        error: new FleetlinkError(
+          kind,
+          `instruction ${r.replyTo} already ended: ${existing.error.code}: ${existing.error.message}`,
+        ),
       };
     }
     // A retransmission, or a second run of the handler after redelivery: the first reply stands, both are acked.

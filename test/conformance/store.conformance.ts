@@ -499,10 +499,31 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
           { replyTo: ins!.id, error: { code: "FLEETLINK_E_NODE_UNAVAILABLE" } },
         ]);
         await store.heartbeat(n.id);
-        await rejectsWith(
+        // Refused for good (definite), so the node drops the late reply instead of resending it.
+        const late = await rejectsWith(
           storeReply(store, { runId: run.id, nodeId: n.id, replyTo: ins!.id }),
-          "NODE_UNAVAILABLE",
+          "MESSAGE_EXPIRED",
         );
+        expect(late.definite).toBe(true);
+        expect(late.message).toContain("already ended: FLEETLINK_E_NODE_UNAVAILABLE");
+      });
+
+      test("outcome - a late reply to an instruction that ended DELIVERY_FAILED is refused definitely", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const [ins] = await push(run.id, n, { maxAttempts: 1 });
+        await store.claimInstructions({ nodeIds: [n], limit: 1 });
+        clock.advance(LEASE);
+        await store.heartbeat(n);
+        expect(await store.sweep()).toBe(1);
+        const late = await rejectsWith(
+          storeReply(store, { runId: run.id, nodeId: n, replyTo: ins!.id }),
+          "MESSAGE_EXPIRED",
+        );
+        expect(late.definite).toBe(true);
+        expect(late.message).toContain("already ended: FLEETLINK_E_DELIVERY_FAILED");
+        const [r] = await store.storeReplies([{ runId: run.id, nodeId: n, replyTo: ins!.id }]);
+        expect(r).toMatchObject({ ok: false, error: { definite: true } });
       });
 
       test("outcome - unregistering a node ends its instructions with NODE_UNAVAILABLE, even held ones", async () => {
@@ -721,6 +742,13 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         clock.advance(1000);
         expect(await store.cleanup(500)).toEqual({ instructions: 1, replies: 1, runs: 1, enrollTokens: 0 });
         await rejectsWith(store.getRun(run.id), "RUN_NOT_FOUND");
+      });
+
+      test("now - the store's time is the injected clock's", async () => {
+        expect(await store.now()).toBe(clock());
+        clock.advance(1234);
+        expect(await store.now()).toBe(clock());
+        expect((await store.createRun()).createdAt).toBe(clock());
       });
 
       test("stats - counts runs, nodes, instructions and replies", async () => {
