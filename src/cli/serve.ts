@@ -18,6 +18,19 @@ const parseRate = (s: string) => {
   };
 };
 
+/**
+ * Fault injection: `FLEETLINK_FAULT_CLOCK_OFFSET_MS` moves this process's clock (Date.now) by that many ms,
+ * to show that replicas with skewed clocks agree (store decisions use the store's clock). Never set it in
+ * production.
+ */
+const skewClockForFaultTests = () => {
+  const off = Number(process.env.FLEETLINK_FAULT_CLOCK_OFFSET_MS ?? 0);
+  if (!off) return;
+  const real = Date.now.bind(Date);
+  Date.now = () => real() + off;
+  process.stderr.write(`fleetlink: FAULT INJECTION: this process's clock is offset by ${off} ms\n`);
+};
+
 export const serveCommand = (): Command =>
   new Command("serve")
     .description("Run a hub replica. Several replicas may share one --db.")
@@ -116,6 +129,7 @@ export const serveCommand = (): Command =>
       "restore the hub's SQLite database from this checkpoint (or latest) first",
     )
     .action(async (o) => {
+      skewClockForFaultTests();
       if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new Error("--tls-cert and --tls-key go together");
       const given = readSecret(o.token, o.tokenFile, "token");
       const token = given ?? newSecret();

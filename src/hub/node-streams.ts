@@ -12,7 +12,7 @@ import { ReplyBatcher } from "./reply-batcher.ts";
 
 export interface NodeStreamsOptions {
   store: Store;
-  /** This replica's id: the owner of the leases it takes. */
+  /** This replica's id (in logs). Leases are owned by sessions (one per stream), not by replicas. */
   hubId: string;
   /** Instructions in flight per node before the hub waits for replies. (Default: 32) */
   maxInflight: number;
@@ -108,8 +108,29 @@ export class NodeStreams {
       case NodeMethods.hello:
         return this.hello(s, b);
       case NodeMethods.heartbeat: {
-        const n = await this.o.store.heartbeat(s.node.id);
-        return { onlineUntil: n.onlineUntil };
+        if (!s.ready) throw invalid("m", "say hello first");
+        try {
+          // Names this stream's session: a superseded session (the node is connected elsewhere now) is refused.
+          const n = await this.o.store.heartbeat(s.node.id, interval(b.heartbeatIntervalMs), s.channel.id);
+          return { onlineUntil: n.onlineUntil };
+        } catch (e) {
+          if (isFleetlinkError(e, "STREAM_CLOSED") || isFleetlinkError(e, "NODE_UNREGISTERED"))
+            setImmediate(() => s.channel.close(4001, e.message.slice(0, 100)));
+          throw e;
+        }
+      }
+      case NodeMethods.progress: {
+        if (!s.ready) throw invalid("m", "say hello first");
+        const ids = Array.isArray(b.ids)
+          ? b.ids.filter((id) => isId(id) && s.inflight.has(id as string))
+          : [];
+        if (ids.length === 0) return { extended: [] };
+        const extended = await this.o.store.extendLeases({
+          nodeId: s.node.id,
+          sessionId: s.channel.id,
+          instructionIds: ids as string[],
+        });
+        return { extended };
       }
       case NodeMethods.reply:
         return this.reply(s, b);
@@ -121,15 +142,19 @@ export class NodeStreams {
   private async hello(s: Session, b: Record<string, unknown>): Promise<unknown> {
     if (s.ready) throw invalid("m", "hello was already said on this stream");
     const working = Array.isArray(b.inflight) ? b.inflight.slice(0, this.o.maxInflight * 4).filter(isId) : [];
-    const node = await this.o.store.heartbeat(s.node.id);
+    // One transaction makes this stream the node's session (fencing out any other, on any replica), keeps
+    // the leases the node says it still works on and gives back the rest (lost in flight): claimable now
+    // rather than after their lease.
+    const { node } = await this.o.store.openSession({
+      nodeId: s.node.id,
+      sessionId: s.channel.id,
+      heartbeatIntervalMs: interval(b.heartbeatIntervalMs),
+      keep: working,
+    });
     if (!s.channel.isOpen) throw new FleetlinkError("STREAM_CLOSED", "stream closed during hello");
     if (this.arriving.get(s.node.id) === s) this.arriving.delete(s.node.id);
     const prev = this.peers.attach(s.node.id, s);
-    // Only this path, the one that replaced the node's stream, gives back leases the node no longer holds:
-    // the node says what it is still working on; everything else leased to it (by any replica) was lost in
-    // flight and becomes claimable again now rather than after the lease.
     if (prev) prev.channel.close(4000, "replaced by a newer stream");
-    await this.o.store.releaseInstructions({ nodeId: s.node.id, exceptIds: working });
     for (const id of working) s.inflight.add(id);
     s.ready = true;
     this.wake(s.node.id);
@@ -138,6 +163,7 @@ export class NodeStreams {
       onlineUntil: node.onlineUntil,
       maxInflight: this.o.maxInflight,
       maxPayloadBytes: this.o.store.options.maxPayloadBytes,
+      leaseMs: this.o.store.options.leaseMs,
     };
   }
 
@@ -185,33 +211,38 @@ export class NodeStreams {
     // A replaced stream's late close does nothing: detach compares by identity.
     if (!this.peers.detach(s.node.id, s)) return;
     try {
-      await this.o.store.releaseInstructions({ nodeId: s.node.id, owner: this.o.hubId });
+      await this.o.store.releaseInstructions({ nodeId: s.node.id, owner: s.channel.id });
     } catch (e) {
       this.o.log.warn({ err: String(e), node: s.node.id }, "release on close failed; leases will expire");
     }
   }
 
   private async dispatch(): Promise<void> {
-    const ids = this.allDirty ? this.peers.peers() : [...this.dirty];
+    const everyone = this.allDirty;
+    const ids = everyone ? this.peers.peers() : [...this.dirty];
     this.allDirty = false;
     this.dirty.clear();
-    const byCapacity = new Map<number, string[]>();
+    // A change from elsewhere may be a node's newer session on another replica: close our stale streams now
+    // (their claims already exclude them, since claims name the session).
+    if (everyone && ids.length > 0) await this.fence(ids);
+    const byCapacity = new Map<number, { nodeId: string; sessionId: string }[]>();
     for (const id of ids) {
       const s = this.peers.get(id);
       if (!s?.ready || !s.channel.isOpen) continue;
       const cap = this.o.maxInflight - s.inflight.size;
       if (cap <= 0) continue;
       const group = byCapacity.get(cap);
-      if (group) group.push(id);
-      else byCapacity.set(cap, [id]);
+      const entry = { nodeId: id, sessionId: s.channel.id };
+      if (group) group.push(entry);
+      else byCapacity.set(cap, [entry]);
     }
-    for (const [cap, nodeIds] of byCapacity) {
-      const got = await this.o.store.claimInstructions({ nodeIds, limit: cap, owner: this.o.hubId });
-      const orphaned = new Set<string>();
+    for (const [cap, sessions] of byCapacity) {
+      const got = await this.o.store.claimInstructions({ sessions, limit: cap });
+      const orphaned = new Map<string, string>();
       for (const ins of got) {
         const s = this.peers.get(ins.dst);
-        if (!s?.channel.isOpen) {
-          orphaned.add(ins.dst);
+        if (!s?.channel.isOpen || s.channel.id !== ins.leaseOwner) {
+          if (ins.leaseOwner) orphaned.set(ins.dst, ins.leaseOwner);
           continue;
         }
         s.inflight.add(ins.id);
@@ -223,10 +254,25 @@ export class NodeStreams {
             this.o.log.debug({ err: String(e), instruction: ins.id }, "instruction not acknowledged");
           });
       }
-      // The stream closed while we claimed: give those leases back now instead of waiting for them to expire.
-      for (const nodeId of orphaned)
-        if (!this.peers.get(nodeId)) await this.o.store.releaseInstructions({ nodeId, owner: this.o.hubId });
+      // The stream closed while we claimed: give its session's leases back now instead of waiting for them.
+      for (const [nodeId, owner] of orphaned) await this.o.store.releaseInstructions({ nodeId, owner });
     }
+  }
+
+  /** Closes every stream here whose session is no longer its node's current one. */
+  private async fence(ids: readonly string[]): Promise<void> {
+    const current = await this.o.store.getSessions(ids);
+    for (const id of ids) {
+      const s = this.peers.get(id);
+      const now = current.get(id);
+      if (s?.ready && now !== undefined && now !== s.channel.id)
+        s.channel.close(4000, "session superseded by a newer stream");
+    }
+  }
+
+  /** Closes this node's stream here, if any (it was unregistered). */
+  closeNode(nodeId: string, reason: string): void {
+    for (const s of [this.peers.get(nodeId), this.arriving.get(nodeId)]) s?.channel.close(4001, reason);
   }
 
   closeAll(): void {
@@ -248,3 +294,7 @@ const checkReplyError = (e: unknown): { code: string; message: string } | null =
   if (typeof message !== "string") throw invalid("error.message", "must be a string");
   return { code, message: truncate(message, MAX_ERROR_MESSAGE_CHARS) };
 };
+
+/** A heartbeat interval a node asks to be judged by, if it is a sane one. */
+const interval = (v: unknown): number | undefined =>
+  typeof v === "number" && Number.isSafeInteger(v) && v >= 100 && v <= 3_600_000 ? v : undefined;

@@ -25,6 +25,8 @@ export interface RouteContext extends AccessContext {
   /** Called after a change this replica made, so its own streams react at once (targeted when possible). */
   changed: (dsts?: readonly string[]) => void;
   stats: () => Record<string, number>;
+  /** A node was unregistered here: close its stream on this replica at once. */
+  unregistered: (nodeId: string) => void;
 }
 
 const publicNode = ({ credentialHash: _, ...n }: NodeRecord) => n;
@@ -46,7 +48,14 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
   app.get("/healthz", async () => ({ ok: true }));
   app.get("/readyz", async (_req, reply) => {
     try {
-      await store.stats();
+      // Answers within a bound even when the store hangs (a partitioned database).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        store.now(),
+        new Promise((_, fail) => {
+          timer = setTimeout(() => fail(new Error("store did not answer within 2000 ms")), 2000);
+        }),
+      ]).finally(() => clearTimeout(timer));
       return { ok: true };
     } catch (e) {
       return reply.code(503).send({ ok: false, error: String((e as Error).message) });
@@ -124,7 +133,8 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
       const t = await store.createEnrollToken({
         secretHash: hashCredential(secret),
         label: b.label ?? null,
-        expiresAt: b.ttlMs === undefined ? null : Date.now() + b.ttlMs,
+        // The store's clock (the database's), not this replica's, so skewed replicas agree on expiry.
+        expiresAt: b.ttlMs === undefined ? null : (await store.now()) + b.ttlMs,
         uses: b.uses ?? null,
       });
       // The secret is shown once; the store keeps only its hash.

@@ -207,6 +207,7 @@ export const createHub = (o: HubOptions): Hub => {
     enrollRateLimit: o.enrollRateLimit ?? { max: 120, windowMs: 60_000 },
     changed,
     stats: () => ({ connectedNodes: nodes.connected, runSubscribers: runs.subscribers }),
+    unregistered: (nodeId: string) => nodes.closeNode(nodeId, "node unregistered"),
   };
 
   const objects =
@@ -288,6 +289,7 @@ export const createHub = (o: HubOptions): Hub => {
     ws.on("pong", () => alive.set(ws, true));
     return ws;
   };
+  let sweeping = false;
   const timers = [
     setInterval(() => {
       for (const ws of wss.clients) {
@@ -303,10 +305,15 @@ export const createHub = (o: HubOptions): Hub => {
       }
     }, o.pingIntervalMs ?? 10_000),
     setInterval(() => {
+      if (sweeping) return; // a slow store: never two sweeps at once
+      sweeping = true;
       o.store
         .sweep()
         .then((n) => n && runs.wake())
-        .catch((e) => log.warn({ err: String(e) }, "sweep failed"));
+        .catch((e) => log.warn({ err: String(e) }, "sweep failed"))
+        .finally(() => {
+          sweeping = false;
+        });
     }, o.sweepIntervalMs ?? 250),
     setInterval(() => nodes.wake(), o.pollIntervalMs ?? 1000),
   ];

@@ -84,6 +84,7 @@ export class NodeAgent {
   private readonly outbox = new Map<string, Outgoing>(); // by instruction id
   private readonly completed = new Map<string, WireReply>(); // by instruction id, oldest first
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  private progressTimer: ReturnType<typeof setInterval> | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -252,23 +253,36 @@ export class NodeAgent {
       // Tell the hub what this node still works on (running, or replied but not yet acknowledged) so it
       // re-leases only what was really lost in flight.
       const inflight = [...new Set([...this.running.keys(), ...this.outbox.keys()])];
-      const hello = (await ch.request(NodeMethods.hello, { inflight }, { timeoutMs: 10_000 })) as {
-        maxPayloadBytes?: number;
-      };
+      const every = this.o.heartbeatIntervalMs ?? 5000;
+      // The interval travels with hello and every heartbeat, so the hub judges this run of the node by it.
+      const hello = (await ch.request(
+        NodeMethods.hello,
+        { inflight, heartbeatIntervalMs: every },
+        { timeoutMs: 10_000 },
+      )) as { maxPayloadBytes?: number; leaseMs?: number };
       if (!ch.isOpen) return;
       if (typeof hello?.maxPayloadBytes === "number") this.maxPayloadBytes = hello.maxPayloadBytes;
       this.channel = ch;
       this.connectAttempt = 0;
       this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
       clearInterval(this.heartbeatTimer);
-      const every = this.o.heartbeatIntervalMs ?? 5000;
+      let beating = false;
       this.heartbeatTimer = setInterval(() => {
-        // A heartbeat unanswered for two intervals means the path to the hub is dead (a blackhole does not
-        // close sockets): drop it and reconnect, possibly to another replica.
-        ch.request(NodeMethods.heartbeat, {}, { timeoutMs: 2 * every }).catch((e: unknown) => {
-          if (ch === this.channel && !isFleetlinkError(e, "NODE_UNREGISTERED")) this.dropConnection();
-        });
+        if (beating) return; // never two heartbeats in flight
+        beating = true;
+        // Only silence means the path is dead (a blackhole does not close sockets): drop it and reconnect,
+        // possibly to another replica. An error answer (the store had a blip) comes from a live hub: keep it.
+        ch.request(NodeMethods.heartbeat, { heartbeatIntervalMs: every }, { timeoutMs: 2 * every })
+          .catch((e: unknown) => {
+            if (ch !== this.channel) return;
+            if (isFleetlinkError(e, "STREAM_CLOSED") || isFleetlinkError(e, "NODE_UNREGISTERED"))
+              this.dropConnection();
+          })
+          .finally(() => {
+            beating = false;
+          });
       }, every);
+      this.startProgress(ch, hello?.leaseMs);
       for (const out of this.outbox.values()) this.send(out, true);
     } catch (e) {
       this.log.warn({ err: String(e) }, "hello failed");
@@ -276,11 +290,30 @@ export class NodeAgent {
     }
   }
 
+  /**
+   * While handlers run, tells the hub every third of a lease, so their leases are extended (like JetStream's
+   * in-progress acks): a handler may run as long as its instruction's TTL allows without being redelivered.
+   */
+  private startProgress(ch: Channel, leaseMs: number | undefined): void {
+    clearInterval(this.progressTimer);
+    if (!leaseMs) return;
+    this.progressTimer = setInterval(
+      () => {
+        if (ch !== this.channel || this.running.size === 0) return;
+        ch.request(NodeMethods.progress, { ids: [...this.running.keys()] }, { timeoutMs: leaseMs / 3 }).catch(
+          (e: unknown) => this.log.debug({ err: String(e) }, "progress report failed"),
+        );
+      },
+      Math.max(100, Math.floor(leaseMs / 3)),
+    );
+  }
+
   private onDisconnect(ws: WebSocket, reason: string): void {
     if (this.ws !== ws) return; // a stale socket's late close changes nothing
     this.ws = null;
     this.channel = null;
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.progressTimer);
     if (this.stopping) return;
     this.hubIndex++;
     if (this.pendingApproval) {
@@ -437,6 +470,7 @@ export class NodeAgent {
     await this.checkpoints?.close();
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.progressTimer);
     for (const out of this.outbox.values()) clearTimeout(out.timer);
     this.channel?.close(1000, "node stopping");
     this.ws?.terminate();

@@ -65,6 +65,8 @@ export const NodeMethods = {
   hello: "hello",
   heartbeat: "heartbeat",
   reply: "reply",
+  /** Node → hub: these instructions' handlers are still running; extend their leases. */
+  progress: "progress",
   instruction: "instruction",
 } as const;
 export const RunEvents = { replies: "replies" } as const;

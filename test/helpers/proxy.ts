@@ -41,6 +41,10 @@ export const startProxy = async (target: { host: string; port: number }) => {
   const port = (server.address() as net.AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}`,
+    /** Connections open through the proxy now. */
+    get connections() {
+      return conns.size;
+    },
     set(m: ProxyMode, opts: { delayMs?: number } = {}) {
       mode = m;
       delayMs = opts.delayMs ?? 0;

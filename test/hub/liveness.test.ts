@@ -1,0 +1,167 @@
+// Time, liveness and fencing: faults that used to stall calls, each ending within a stated bound.
+import { afterEach, describe, expect, test } from "vitest";
+import { createHub, type Hub } from "../../src/hub/server.ts";
+import { NodeAgent } from "../../src/node/agent.ts";
+import { FleetlinkError } from "../../src/protocol/errors.ts";
+import { openStore } from "../../src/store/open.ts";
+import type { Store } from "../../src/store/store.ts";
+import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
+import { startProxy } from "../helpers/proxy.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("liveness", () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
+  });
+  const fleetOf = async (o: Parameters<typeof startFleet>[0] = {}) => {
+    const f = await startFleet(o);
+    cleanups.push(() => f.close());
+    return f;
+  };
+
+  test("leases - a handler longer than maxAttempts × lease completes: its lease is extended while it runs", async () => {
+    const f = await fleetOf({ store: await openStore("memory:", { leaseMs: 400, maxAttempts: 2 }) });
+    let runs = 0;
+    const a = await f.node("slow", {
+      work: async () => {
+        runs++;
+        await sleep(2000);
+        return "done";
+      },
+    });
+    const fleet = await f.fleet();
+    const run = await fleet.createRun();
+    const r = await run.configuration([a.nodeId!]).call("work", null, { quorum: "all", timeoutMs: 10_000 });
+    expect(r.replies.get(a.nodeId!)).toBe("done");
+    expect(runs).toBe(1);
+  });
+
+  test("heartbeats - a node restarted with a longer interval is judged by it (no spurious NODE_UNAVAILABLE)", async () => {
+    const f = await fleetOf();
+    const identity = `${f.dir}/id.json`;
+    const first = new NodeAgent({
+      hubs: [f.url],
+      name: "beat",
+      enrollToken: ENROLL_TOKEN,
+      identityFile: identity,
+      heartbeatIntervalMs: 200,
+      handlers: { ping: () => "pong" },
+    });
+    await first.start();
+    await first.stop();
+    const second = new NodeAgent({
+      hubs: [f.url],
+      name: "beat",
+      identityFile: identity,
+      heartbeatIntervalMs: 1500,
+      handlers: { ping: () => "pong" },
+    });
+    await second.start();
+    cleanups.push(() => second.stop({ timeoutMs: 200 }));
+    const fleet = await f.fleet();
+    const run = await fleet.createRun();
+    const cfg = run.configuration([second.nodeId!]);
+    const t0 = Date.now();
+    let failures = 0;
+    while (Date.now() - t0 < 4000) {
+      await cfg.call("ping", null, { quorum: "all", timeoutMs: 3000 }).catch(() => failures++);
+      await sleep(50);
+    }
+    expect(failures).toBe(0);
+  });
+
+  test("late replies - a reply to an instruction that already expired is dropped for good and frees the node's slot", async () => {
+    const f = await fleetOf({ maxInflight: 1 });
+    let calls = 0;
+    const a = await f.node("late", {
+      slow: async () => {
+        calls++;
+        await sleep(700);
+        return "too late";
+      },
+      fast: () => "on time",
+    });
+    const fleet = await f.fleet();
+    const run = await fleet.createRun();
+    const cfg = run.configuration([a.nodeId!]);
+    const err = await cfg.call("slow", null, { quorum: "all", timeoutMs: 300 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FleetlinkError);
+    await sleep(800); // the late reply is sent and refused
+    const t0 = Date.now();
+    const r = await cfg.call("fast", null, { quorum: "all", timeoutMs: 3000 });
+    expect(r.replies.get(a.nodeId!)).toBe("on time");
+    expect(Date.now() - t0).toBeLessThan(1000);
+    // Refused definitively: not queued for resending.
+    expect((a as unknown as { outbox: Map<string, unknown> }).outbox.size).toBe(0);
+    expect(calls).toBe(1);
+  });
+
+  test("heartbeats - a failed heartbeat (a store blip) does not drop the node's connection", async () => {
+    const base = await openStore("memory:");
+    let failing = false;
+    const store = new Proxy(base, {
+      get(t, k, r) {
+        const v = Reflect.get(t, k, r);
+        if (k === "heartbeat" && typeof v === "function")
+          return (...args: unknown[]) =>
+            failing
+              ? Promise.reject(new FleetlinkError("STORE_UNAVAILABLE", "blip"))
+              : (v as (...a: unknown[]) => unknown).apply(t, args);
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    }) as Store;
+    const f = await fleetOf({ store });
+    const a = await f.node("steady", { ping: () => "pong" }, { heartbeatIntervalMs: 200 });
+    const states: string[] = [];
+    void (async () => {
+      for await (const s of a.status()) states.push(s.state);
+    })();
+    failing = true;
+    await sleep(1000);
+    failing = false;
+    await sleep(300);
+    expect(states.filter((s) => s !== "online")).toEqual([]);
+  });
+
+  test("fencing - a half-open session on replica X: the node moves to Y, X is fenced out within ~1 s and calls never stall", async () => {
+    const f = await fleetOf();
+    // Replica Y on the same SQLite file.
+    const storeY = await openStore(`sqlite:${f.dir}/fleet.db`);
+    const y: Hub = createHub({ store: storeY, token: TOKEN, enrollToken: ENROLL_TOKEN, sweepIntervalMs: 50 });
+    const yUrl = await y.listen();
+    cleanups.push(async () => {
+      await y.close();
+      await storeY.close();
+    });
+    const px = await startProxy({ host: "127.0.0.1", port: Number(new URL(f.url).port) });
+    cleanups.push(() => px.close());
+    const a = new NodeAgent({
+      hubs: [px.url, yUrl],
+      name: "mover",
+      enrollToken: ENROLL_TOKEN,
+      heartbeatIntervalMs: 5000, // its own liveness check would take 10 s: fencing must not wait for it
+      handlers: { ping: () => "pong" },
+    });
+    await a.start();
+    cleanups.push(() => a.stop({ timeoutMs: 200 }));
+    expect(f.hub.nodes.connectedIds()).toEqual([a.nodeId]);
+    // The path to X goes silent (X sees nothing), and the node dials Y at once.
+    px.set("blackhole");
+    a.dropConnection();
+    await expect.poll(() => y.nodes.connectedIds(), { timeout: 3000 }).toEqual([a.nodeId]);
+    const t0 = Date.now();
+    await expect.poll(() => f.hub.nodes.connectedIds(), { timeout: 2000, interval: 20 }).toEqual([]);
+    expect(Date.now() - t0).toBeLessThan(1500);
+    // Calls pushed through X reach the node on Y: X never claims for its dead stream.
+    const fleet = await f.fleet([f.url]);
+    const run = await fleet.createRun();
+    const cfg = run.configuration([a.nodeId!]);
+    for (let i = 0; i < 20; i++) {
+      const c0 = Date.now();
+      await cfg.call("ping", null, { quorum: "all", timeoutMs: 3000 });
+      expect(Date.now() - c0).toBeLessThan(1000);
+    }
+  });
+});
