@@ -1,5 +1,6 @@
 import { closeSync, fchmodSync, openSync, realpathSync } from "node:fs";
 import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
+import { FleetlinkError } from "../protocol/errors.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
 import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
@@ -16,7 +17,11 @@ import {
 } from "./store.ts";
 
 export interface SqliteOptions extends StoreOptions {
-  /** How long a writer waits for another process's write lock, in ms. (Default: 10000) */
+  /**
+   * How long an operation waits for another process's write lock before it fails with STORE_UNAVAILABLE, in ms.
+   * The wait is asynchronous (retries with backoff), so the event loop keeps running meanwhile; only opening
+   * the store (its migrations) waits synchronously. (Default: 5000)
+   */
   busyTimeoutMs?: number;
   /** How often to look for other processes' commits while someone watches, in ms. (Default: 5) */
   watchIntervalMs?: number;
@@ -49,12 +54,30 @@ const prepareFile = (path: string): string => {
 };
 
 /**
- * One queue per database file for every handle of this process. node:sqlite waits for another connection's
- * write lock synchronously (busy timeout), which blocks the event loop; if the holder is a handle in this same
- * process with a transaction body still awaiting, it can never finish. So handles of one process take turns
- * here, and only other processes wait in SQLite's busy handler.
+ * One queue per database file for every handle of this process: a transaction body awaits, and a handle of this
+ * same process waiting for the write lock its body holds would wait for nothing. So handles of one process take
+ * turns here, and only other processes' locks are waited for (see `retryBusy`).
  */
 const queues = new Map<string, { tail: Promise<unknown>; handles: number }>();
+
+/**
+ * How long SQLite's own busy handler waits, in ms. node:sqlite waits in it synchronously, freezing the event
+ * loop, so it only rides out a lock held for a moment; longer waits are retried asynchronously.
+ */
+const SYNC_BUSY_MS = 5;
+/** Longest pause between two tries for a locked database, in ms (the wait after the lock goes, at worst). */
+const MAX_BUSY_PAUSE_MS = 50;
+
+/** SQLITE_BUSY (and its extended codes): another connection holds a lock this one needs. */
+const isBusy = (e: unknown): boolean => {
+  const x = e as { errcode?: unknown; message?: unknown } | null;
+  return (
+    (typeof x?.errcode === "number" && (x.errcode & 0xff) === 5) ||
+    (typeof x?.message === "string" && x.message.includes("database is locked"))
+  );
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * SQLite backend over node:sqlite. Several OS processes may open the same file: WAL mode lets readers run
@@ -72,6 +95,7 @@ export class SqliteStore extends SqlStore {
   protected readonly shareLock = "";
   private readonly q: SqlConn["q"];
   private readonly watchIntervalMs: number;
+  private readonly busyTimeoutMs: number;
 
   constructor(path: string, opts: SqliteOptions = {}) {
     super(resolveOptions(opts));
@@ -81,7 +105,11 @@ export class SqliteStore extends SqlStore {
     q.handles++;
     queues.set(this.queueKey, q);
     this.queue = q;
-    this.db.exec(`PRAGMA busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 10_000)}`);
+    this.busyTimeoutMs =
+      opts.busyTimeoutMs === undefined ? 5000 : checkPositiveInt("busyTimeoutMs", opts.busyTimeoutMs);
+    // Opening waits for the lock synchronously (a constructor cannot await; nothing is served yet), then every
+    // operation waits asynchronously.
+    this.db.exec(`PRAGMA busy_timeout = ${this.busyTimeoutMs}`);
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec(`PRAGMA synchronous = ${opts.synchronous === "full" ? "FULL" : "NORMAL"}`);
     // Statement journals of multi-row writes stay in memory instead of spilling to a temp file.
@@ -89,6 +117,33 @@ export class SqliteStore extends SqlStore {
     this.q = async (sql, params) => this.all(sql, params);
     this.watchIntervalMs = opts.watchIntervalMs ?? 5;
     this.migrate();
+    this.db.exec(`PRAGMA busy_timeout = ${SYNC_BUSY_MS}`);
+  }
+
+  /**
+   * Runs `attempt` until it does not find the database locked by another process: after a few ms in SQLite's
+   * busy handler it fails, and is tried again after a pause (doubling up to MAX_BUSY_PAUSE_MS, with jitter so
+   * that waiting processes do not retry in step) during which the event loop runs. An attempt that found the
+   * database locked changed nothing (its statement or transaction was rolled back), so it is safe to repeat.
+   * After busyTimeoutMs: STORE_UNAVAILABLE.
+   */
+  private async retryBusy<T>(attempt: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    for (let pause = 1; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
+      try {
+        return await attempt();
+      } catch (e) {
+        if (!isBusy(e)) throw e;
+        const waited = performance.now() - start;
+        if (waited >= this.busyTimeoutMs)
+          throw new FleetlinkError(
+            "STORE_UNAVAILABLE",
+            `SQLite: database is locked for ${Math.round(waited)} ms (busyTimeoutMs ${this.busyTimeoutMs})`,
+            { cause: e },
+          );
+        await sleep(Math.min(pause * (0.5 + Math.random() / 2), this.busyTimeoutMs - waited));
+      }
+    }
   }
 
   private stmt(sql: string) {
@@ -133,7 +188,7 @@ export class SqliteStore extends SqlStore {
   }
 
   protected tx<T>(fn: (c: SqlConn) => Promise<T>, mode: "read" | "write" = "write"): Promise<T> {
-    const run = async (): Promise<T> => {
+    const once = async (): Promise<T> => {
       this.db.exec(mode === "write" ? "BEGIN IMMEDIATE" : "BEGIN");
       try {
         // The time is read once the write lock is held, not while waiting for it.
@@ -145,7 +200,9 @@ export class SqliteStore extends SqlStore {
         throw e;
       }
     };
-    return this.enqueue(run);
+    // A write finds the database locked at BEGIN IMMEDIATE, before its body ran; the body runs again only after
+    // a rollback (a read that met a lock), so it is never applied twice.
+    return this.enqueue(() => this.retryBusy(once));
   }
 
   private enqueue<T>(run: () => Promise<T>): Promise<T> {
@@ -156,7 +213,7 @@ export class SqliteStore extends SqlStore {
 
   /** Runs one autocommit statement on this connection, never inside another caller's open transaction. */
   private serial<T>(fn: () => T): Promise<T> {
-    return this.enqueue(async () => fn());
+    return this.enqueue(() => this.retryBusy(async () => fn()));
   }
 
   protected announce(): void {}
@@ -204,10 +261,10 @@ export class SqliteStore extends SqlStore {
       const leaseUntil = now + (input.leaseMs ?? this.options.leaseMs);
       // Why racing replicas cannot both get a row: this is one UPDATE statement (its own transaction), and a
       // write statement takes SQLite's single write lock before it reads anything, holding it while it selects
-      // and marks the rows; another process's claim waits for the lock (busy timeout) and then no longer finds
+      // and marks the rows; another process's claim waits for the lock (see retryBusy) and then no longer finds
       // them claimable (leased, lease in the future). The same lock covers the session check: a session opened
       // by another replica either committed before (the check fails) or waits until this claim committed (and
-      // then releases what it took). No BEGIN around it: inside an explicit transaction SQLite keeps a
+      // then releases what it took). The time is read after the lock is had. No BEGIN around it: inside an explicit transaction SQLite keeps a
       // statement journal that bench:claim measured as a large cost for multi-row claims.
       const claimable = `ended = 0 AND expires_at > $2 AND attempts < max_attempts
         AND (state = 'pending' OR lease_until <= $2)`;
