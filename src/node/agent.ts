@@ -85,6 +85,7 @@ export class NodeAgent {
   private readonly completed = new Map<string, WireReply>(); // by instruction id, oldest first
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private progressTimer: ReturnType<typeof setInterval> | undefined;
+  private pingTimer: ReturnType<typeof setInterval> | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
@@ -283,6 +284,7 @@ export class NodeAgent {
           });
       }, every);
       this.startProgress(ch, hello?.leaseMs);
+      this.startPings(ch, every);
       for (const out of this.outbox.values()) this.send(out, true);
     } catch (e) {
       this.log.warn({ err: String(e) }, "hello failed");
@@ -308,12 +310,45 @@ export class NodeAgent {
     );
   }
 
+  /**
+   * A half-open path (a blackhole closes nothing) must be noticed well inside the node's online window
+   * (2 × heartbeat interval from its last heartbeat), so the node has moved to another replica before the
+   * hub gives up on it: a WebSocket ping every quarter interval, and a path silent for half an interval is
+   * dropped. Pings cost the store nothing (heartbeats are writes; pings are not).
+   */
+  private startPings(ch: Channel, every: number): void {
+    clearInterval(this.pingTimer);
+    const ws = this.ws;
+    if (!ws) return;
+    let lastPong = Date.now();
+    ws.on("pong", () => {
+      lastPong = Date.now();
+    });
+    this.pingTimer = setInterval(
+      () => {
+        if (ch !== this.channel || this.ws !== ws) return;
+        if (Date.now() - lastPong > every / 2) {
+          this.log.warn({ silentMs: Date.now() - lastPong }, "hub path silent: reconnecting");
+          ws.terminate();
+          return;
+        }
+        try {
+          ws.ping();
+        } catch {
+          ws.terminate();
+        }
+      },
+      Math.max(25, Math.floor(every / 4)),
+    );
+  }
+
   private onDisconnect(ws: WebSocket, reason: string): void {
     if (this.ws !== ws) return; // a stale socket's late close changes nothing
     this.ws = null;
     this.channel = null;
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);
+    clearInterval(this.pingTimer);
     if (this.stopping) return;
     this.hubIndex++;
     if (this.pendingApproval) {
@@ -471,6 +506,7 @@ export class NodeAgent {
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);
+    clearInterval(this.pingTimer);
     for (const out of this.outbox.values()) clearTimeout(out.timer);
     this.channel?.close(1000, "node stopping");
     this.ws?.terminate();

@@ -8,6 +8,9 @@ import { Fleet } from "../../src/coordinator/fleet.ts";
 import { enrollTokenFor, type Proc, startHubProc, startNodeProc } from "./procs.ts";
 import { startProxy } from "./proxy.ts";
 
+/** Node heartbeat interval: online window 2 s, a silent path noticed within 0.5 s (agent pings). */
+export const HEARTBEAT_MS = 1000;
+
 export interface HalfOpenResult {
   calls: number;
   failed: number;
@@ -33,8 +36,8 @@ export const runHalfOpenSoak = async (o: {
   try {
     const db = o.db ?? `sqlite:${join(dir, "hub.db")}`;
     const hubs = [
-      await startHubProc(db, token, ["--heartbeat", "250"]),
-      await startHubProc(db, token, ["--heartbeat", "250"]),
+      await startHubProc(db, token, ["--heartbeat", String(HEARTBEAT_MS)]),
+      await startHubProc(db, token, ["--heartbeat", String(HEARTBEAT_MS)]),
     ];
     procs.push(...hubs);
     const n = o.nodes ?? 3;
@@ -52,7 +55,7 @@ export const runHalfOpenSoak = async (o: {
           enrollTokenFor(token),
           join(dir, `n${i}.json`),
           {},
-          250,
+          HEARTBEAT_MS,
         ),
       );
     }
