@@ -47,6 +47,7 @@ export class NodeStreams {
    * at most two streams here (its current one and one coming up), however often it dials.
    */
   private readonly arriving = new Map<string, Session>();
+  private lastFence = 0;
   private readonly dirty = new Set<string>();
   private allDirty = false;
   private readonly dispatcher: Coalesced;
@@ -224,7 +225,11 @@ export class NodeStreams {
     this.dirty.clear();
     // A change from elsewhere may be a node's newer session on another replica: close our stale streams now
     // (their claims already exclude them, since claims name the session).
-    if (everyone && ids.length > 0) await this.fence(ids);
+    // Throttled: under load remote changes arrive continuously, and the fencing bound is ~1 s, not 0.
+    if (everyone && ids.length > 0 && Date.now() - this.lastFence >= 200) {
+      this.lastFence = Date.now();
+      await this.fence(ids);
+    }
     const byCapacity = new Map<number, { nodeId: string; sessionId: string }[]>();
     for (const id of ids) {
       const s = this.peers.get(id);
