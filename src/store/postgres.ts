@@ -26,7 +26,36 @@ export interface PostgresOptions extends StoreOptions {
    * pg_stat_activity. An `application_name` in the URL takes precedence. (Default: "fleetlink")
    */
   applicationName?: string;
+  /**
+   * How long to wait for a new connection, or for a free one when the pool is full, before STORE_UNAVAILABLE,
+   * in ms. (Default: 5000)
+   */
+  connectTimeoutMs?: number;
+  /** The server cancels a statement that runs longer (`statement_timeout`), in ms. (Default: 10000) */
+  statementTimeoutMs?: number;
+  /**
+   * The server ends a session left idle inside a transaction this long (`idle_in_transaction_session_timeout`),
+   * releasing its locks, in ms. (Default: 10000)
+   */
+  idleInTransactionTimeoutMs?: number;
+  /**
+   * The client gives up on a query unanswered this long and discards its connection, in ms: it catches a
+   * connection that went silent (a cut link, a frozen server), which the server's own timeouts cannot.
+   * (Default: statementTimeoutMs + 5000)
+   */
+  queryTimeoutMs?: number;
+  /**
+   * How often a LISTEN connection (see `watch`) sends itself a probe notification, in ms; one that does not
+   * hear it back within the same time is ended and replaced, so a half-open connection is noticed.
+   * (Default: 5000)
+   */
+  listenProbeMs?: number;
 }
+
+/** Migrations may build indexes on big tables: their statements get this long instead. */
+const MIGRATION_TIMEOUT_MS = 10 * 60_000;
+/** Notifications whose payload starts with this are LISTEN probes, not changes. */
+const PROBE = "probe:";
 
 const INT8 = 20;
 const parseTypes = {
@@ -51,10 +80,12 @@ const LOST_CODES = new Set([
   "57P02", // crash_shutdown
   "57P03", // cannot_connect_now (starting up, shutting down)
   "57P05", // idle_session_timeout
+  "57014", // query_canceled: statement_timeout (the database did not answer in time)
+  "25P03", // idle_in_transaction_session_timeout
 ]);
 /** What pg says, with no code, when a connection dies under it or cannot be had. */
 const LOST_MESSAGES =
-  /Connection terminated|connection error and is not queryable|Client was closed and is not queryable|timeout exceeded when trying to connect/;
+  /Connection terminated|connection error and is not queryable|Client was closed and is not queryable|timeout exceeded when trying to connect|Query read timeout/;
 
 /**
  * Maps a lost or unobtainable connection to STORE_UNAVAILABLE (indefinite: a write may have committed just
@@ -89,16 +120,18 @@ export class PostgresStore extends SqlStore {
   readonly backend = "postgres" as const;
   private readonly conn: SqlConn;
   private readonly pool: pg.Pool;
-  private readonly url: string;
-  private readonly applicationName: string;
+  /** Connection settings shared by the pool and the LISTEN connections. */
+  private readonly clientConfig: pg.ClientConfig;
+  private readonly listenProbeMs: number;
   readonly schema: string;
   protected readonly shareLock = "FOR SHARE";
 
-  private constructor(pool: pg.Pool, url: string, schema: string, opts: PostgresOptions) {
+  private constructor(pool: pg.Pool, clientConfig: pg.ClientConfig, schema: string, opts: PostgresOptions) {
     super(resolveOptions(opts));
     this.pool = pool;
-    this.url = url;
-    this.applicationName = opts.applicationName ?? "fleetlink";
+    this.clientConfig = clientConfig;
+    this.listenProbeMs =
+      opts.listenProbeMs === undefined ? 5000 : checkPositiveInt("listenProbeMs", opts.listenProbeMs);
     this.schema = schema;
     this.conn = readConn((sql, params) => this.query(pool, sql, params));
     this.dbClock = opts.clock === undefined;
@@ -131,16 +164,25 @@ export class PostgresStore extends SqlStore {
     const schema = u.searchParams.get("schema") ?? "public";
     if (!/^[a-z_][a-z0-9_]{0,62}$/i.test(schema)) throw invalid("schema", "must be a plain SQL identifier");
     u.searchParams.delete("schema");
-    const pool = new pg.Pool({
+    const ms = (field: keyof PostgresOptions, fallback: number): number =>
+      opts[field] === undefined ? fallback : checkPositiveInt(field, opts[field]);
+    const statementTimeout = ms("statementTimeoutMs", 10_000);
+    // Every connection, pooled or listening, is bounded: connecting, each statement on the server, a
+    // transaction left idle, and a query whose answer never comes (the one bound that needs no server).
+    const clientConfig: pg.ClientConfig = {
       connectionString: u.toString(),
       application_name: opts.applicationName ?? "fleetlink",
-      max: opts.poolSize ?? 10,
       options: `-c search_path=${schema}`,
       types: parseTypes,
-    });
+      connectionTimeoutMillis: ms("connectTimeoutMs", 5000),
+      statement_timeout: statementTimeout,
+      idle_in_transaction_session_timeout: ms("idleInTransactionTimeoutMs", 10_000),
+      query_timeout: ms("queryTimeoutMs", statementTimeout + 5000),
+    };
+    const pool = new pg.Pool({ ...clientConfig, max: opts.poolSize ?? 10 });
     // An idle client losing its connection must not crash the process; the next query reports it.
     pool.on("error", () => {});
-    const store = new PostgresStore(pool, u.toString(), schema, opts);
+    const store = new PostgresStore(pool, clientConfig, schema, opts);
     try {
       await store.migrate();
     } catch (e) {
@@ -150,40 +192,62 @@ export class PostgresStore extends SqlStore {
     return store;
   }
 
+  /**
+   * Runs one statement. A query that times out on the client (or whose connection died) fails as
+   * STORE_UNAVAILABLE; its client is then discarded, never reused with the query still running on it.
+   */
   private async query(
     c: pg.Pool | pg.PoolClient,
     sql: string,
     params: readonly unknown[] = [],
+    timeoutMs?: number,
   ): Promise<Row[]> {
     try {
-      return (await c.query(sql, params as unknown[])).rows;
+      const res =
+        timeoutMs === undefined
+          ? await c.query(sql, params as unknown[])
+          : await c.query({
+              text: sql,
+              values: params as unknown[],
+              query_timeout: timeoutMs,
+            } as pg.QueryConfig);
+      return res.rows;
     } catch (e) {
       throw storeError(e);
     }
   }
 
   private async migrate(): Promise<void> {
-    await this.tx(async (c) => {
-      // Replicas starting together serialise here; the second sees the first one's migrations applied.
-      await c.q("SELECT pg_advisory_xact_lock(hashtext($1))", [`fleetlink:migrate:${this.schema}`]);
-      await c.q(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
-      await c.q(
-        "CREATE TABLE IF NOT EXISTS fleetlink_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at BIGINT)",
-      );
-      const [row] = await c.q("SELECT coalesce(max(version), 0) AS v FROM fleetlink_migrations");
-      for (const m of postgresMigrations) {
-        if (m.version <= Number(row!.v)) continue;
-        await c.q(m.sql);
-        await c.q("INSERT INTO fleetlink_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
-          m.version,
-          m.name,
-          Date.now(),
-        ]);
-      }
-    });
+    await this.tx(
+      async (c) => {
+        await c.q(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
+        // Replicas starting together serialise here; the second sees the first one's migrations applied.
+        await c.q("SELECT pg_advisory_xact_lock(hashtext($1))", [`fleetlink:migrate:${this.schema}`]);
+        await c.q(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+        await c.q(
+          "CREATE TABLE IF NOT EXISTS fleetlink_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at BIGINT)",
+        );
+        const [row] = await c.q("SELECT coalesce(max(version), 0) AS v FROM fleetlink_migrations");
+        for (const m of postgresMigrations) {
+          if (m.version <= Number(row!.v)) continue;
+          await c.q(m.sql);
+          await c.q("INSERT INTO fleetlink_migrations (version, name, applied_at) VALUES ($1, $2, $3)", [
+            m.version,
+            m.name,
+            Date.now(),
+          ]);
+        }
+      },
+      "write",
+      MIGRATION_TIMEOUT_MS + 5000,
+    );
   }
 
-  protected async tx<T>(fn: (c: SqlConn) => Promise<T>, mode: "read" | "write" = "write"): Promise<T> {
+  protected async tx<T>(
+    fn: (c: SqlConn) => Promise<T>,
+    mode: "read" | "write" = "write",
+    queryTimeoutMs?: number,
+  ): Promise<T> {
     if (mode === "read") return fn(this.conn);
     // While a client is checked out the pool does not listen for its errors: a connection lost mid-transaction
     // (pg_terminate_backend, a server restart) would emit 'error' with no listener and end the process. The
@@ -205,7 +269,7 @@ export class PostgresStore extends SqlStore {
       client.off("error", onError);
       client.release(err ?? lost);
     };
-    const q: SqlConn["q"] = (sql, params) => this.query(client, sql, params);
+    const q: SqlConn["q"] = (sql, params) => this.query(client, sql, params, queryTimeoutMs);
     try {
       const now = await this.begin(client);
       const out = await fn({ q, now });
@@ -274,27 +338,55 @@ export class PostgresStore extends SqlStore {
   /**
    * One LISTEN connection per watcher, re-established with backoff (100 ms doubling to 1 s) whenever it fails or
    * is terminated; each (re)connection reports a change, since changes may have been missed while not listening.
+   * A connection can also die without a word (half-open: a cut link, a frozen server), when it would never
+   * hear anything again: so every listenProbeMs it notifies itself, and one that does not hear its probe back
+   * within listenProbeMs is ended and replaced. Probes of other replicas, on the same channel, are ignored.
    */
   protected watchOthers(onChange: () => void): () => void {
     let stopped = false;
     let client: pg.Client | null = null;
+    // The reconnect timer while not connected; the probe timer (next probe, or its deadline) while connected.
     let timer: ReturnType<typeof setTimeout> | null = null;
     let delay = 100;
+    let probes = 0;
+    const clearTimer = () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+    };
     // Called for every error and end of a connection; acts once per connection.
     const retry = (c: pg.Client) => {
       if (client !== c) return;
       client = null;
+      clearTimer();
+      // With a query still unanswered (a probe on a silent connection), pg destroys the socket at once.
       void c.end().catch(() => {});
       if (stopped) return;
       timer = setTimeout(connect, delay);
       delay = Math.min(delay * 2, 1000);
     };
+    const probeLater = (c: pg.Client, state: { expect: string | null }) => {
+      timer = setTimeout(() => {
+        if (client !== c) return;
+        state.expect = `${PROBE}${this.instance}:${++probes}`;
+        timer = setTimeout(() => retry(c), this.listenProbeMs);
+        c.query("SELECT pg_notify($1, $2)", [this.channel, state.expect]).catch(() => retry(c));
+      }, this.listenProbeMs);
+    };
     const connect = async () => {
       timer = null;
       if (stopped) return;
-      const c = new pg.Client({ connectionString: this.url, application_name: this.applicationName });
+      const c = new pg.Client(this.clientConfig);
+      const state: { expect: string | null } = { expect: null };
       client = c;
       c.on("notification", (n) => {
+        if (n.payload?.startsWith(PROBE)) {
+          if (n.payload === state.expect && client === c) {
+            state.expect = null;
+            clearTimer();
+            probeLater(c, state);
+          }
+          return;
+        }
         if (n.payload !== this.instance) onChange();
       });
       c.on("error", () => retry(c));
@@ -305,6 +397,7 @@ export class PostgresStore extends SqlStore {
         if (client !== c) return;
         delay = 100;
         onChange();
+        probeLater(c, state);
       } catch {
         retry(c);
       }
@@ -312,7 +405,7 @@ export class PostgresStore extends SqlStore {
     void connect();
     return () => {
       stopped = true;
-      if (timer) clearTimeout(timer);
+      clearTimer();
       const c = client;
       client = null;
       void c?.end().catch(() => {});
