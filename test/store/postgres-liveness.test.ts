@@ -118,10 +118,11 @@ describePg("postgres liveness", () => {
     await admin.query(`SELECT 1 FROM "${schema}".runs WHERE id = $1 FOR UPDATE`, [run.id]);
     await admin.query(`SELECT 1 FROM "${schema}".nodes WHERE id = $1 FOR UPDATE`, [node.id]);
     // A transaction and a single pooled statement (a claim by session waits for the node's row).
-    for (const op of [
+    const ops: (() => Promise<unknown>)[] = [
       () => s.transitionRun(run.id, "pending", "running"),
       () => s.claimInstructions({ sessions: [{ nodeId: node.id, sessionId: "s1" }], limit: 1 }),
-    ]) {
+    ];
+    for (const op of ops) {
       const { ms, result } = await timed(op());
       expect(isFleetlinkError(reason(result), "STORE_UNAVAILABLE"), String(reason(result))).toBe(true);
       expect(ms).toBeLessThan(1500);
@@ -139,7 +140,11 @@ describePg("postgres liveness", () => {
     });
     const run = await s.createRun();
     proxy.set("blackhole");
-    for (const op of [() => s.getRun(run.id), () => s.transitionRun(run.id, "pending", "running")]) {
+    const ops: (() => Promise<unknown>)[] = [
+      () => s.getRun(run.id),
+      () => s.transitionRun(run.id, "pending", "running"),
+    ];
+    for (const op of ops) {
       const { ms, result } = await timed(op());
       expect(isFleetlinkError(reason(result), "STORE_UNAVAILABLE"), String(reason(result))).toBe(true);
       expect(ms).toBeLessThan(1500);
