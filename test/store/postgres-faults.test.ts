@@ -125,6 +125,9 @@ test("faults - lost-connection errors map to STORE_UNAVAILABLE, with or without 
     new Error("Client has encountered a connection error and is not queryable"),
     new Error("Client was closed and is not queryable"),
     new Error("timeout exceeded when trying to connect"),
+    new Error("Query read timeout"),
+    Object.assign(new Error("canceling statement due to statement timeout"), { code: "57014" }),
+    Object.assign(new Error("terminating connection due to idle-in-transaction timeout"), { code: "25P03" }),
   ];
   for (const e of lost) {
     const w = storeError(e);
