@@ -17,7 +17,10 @@ import {
   toReadable,
 } from "./object-store.ts";
 
-/** In-flight writes are named `.NAME.RANDOM.fleetlink-partial`; list skips them and keys may not end so. */
+/**
+ * In-flight writes are named `.NAME.RANDOM.fleetlink-partial`; list skips them, keys may not end so, and
+ * garbage collection removes those a killed writer left (removeStalePartials).
+ */
 const PARTIAL = ".fleetlink-partial";
 /** Opening the last component never follows a link (0 where the platform has no such flag). */
 const NOFOLLOW = constants.O_NOFOLLOW ?? 0;
@@ -166,13 +169,49 @@ export class FileStore implements ObjectStore {
   }
 
   async list(prefix: string): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    await this.walk(prefix, async (key, name) => {
+      if (name.endsWith(PARTIAL)) return;
+      const st = await lstat(join(this.root, ...key.split("/"))).catch(() => null);
+      if (st?.isFile()) out.push({ key, size: st.size });
+    });
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /**
+   * A put's temp file stays behind when its process is killed (or its body stalls forever). One not written
+   * to since `before` belongs to no live put: a put streaming its body keeps the file's mtime current, and
+   * the checkpoint it belongs to timed out long ago. Links are neither followed nor removed.
+   */
+  async removeStalePartials(prefix: string, before: number): Promise<number> {
+    let n = 0;
+    await this.walk(prefix, async (key, name) => {
+      if (!name.endsWith(PARTIAL)) return;
+      const path = join(this.root, ...key.split("/"));
+      const st = await lstat(path).catch(() => null);
+      if (!st?.isFile() || st.mtimeMs >= before) return;
+      try {
+        await unlink(path);
+        n++;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw fsError(e, key);
+        return; // its put finished (renamed it) or another collector was first
+      }
+      await this.pruneEmptyDirs(dirname(path));
+    });
+    return n;
+  }
+
+  /**
+   * Calls `visit` for every regular file (partial or not) whose key starts with prefix, walking only the
+   * deepest directory the prefix names in full ("a/b/c" → a/b) and never entering a symbolic link.
+   */
+  private async walk(prefix: string, visit: (key: string, name: string) => Promise<void>): Promise<void> {
     checkPrefix(prefix);
-    // Walk only the deepest directory the prefix names in full ("a/b/c" → a/b), then filter.
     const cut = prefix.lastIndexOf("/");
     const base = cut < 0 ? "" : prefix.slice(0, cut);
-    const out: ObjectInfo[] = [];
     // A link is not an object: list("") would skip it, so a prefix inside one lists nothing.
-    if (base !== "" && (await this.linkIn(base)) !== null) return out;
+    if (base !== "" && (await this.linkIn(base)) !== null) return;
     const walk = async (rel: string): Promise<void> => {
       let entries: Dirent[];
       try {
@@ -189,14 +228,10 @@ export class FileStore implements ObjectStore {
         if (!key.startsWith(prefix) && !prefix.startsWith(`${key}/`)) continue;
         // Dirent types come from lstat: a link is neither a directory nor a file here, so it is skipped.
         if (ent.isDirectory()) await walk(key);
-        else if (ent.isFile() && !ent.name.endsWith(PARTIAL) && key.startsWith(prefix)) {
-          const st = await lstat(join(this.root, ...key.split("/"))).catch(() => null);
-          if (st?.isFile()) out.push({ key, size: st.size });
-        }
+        else if (ent.isFile() && key.startsWith(prefix)) await visit(key, ent.name);
       }
     };
     await walk(base);
-    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   async delete(keys: readonly string[]): Promise<void> {

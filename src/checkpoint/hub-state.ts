@@ -68,10 +68,50 @@ export const pushHubSnapshot = async (
   }
 };
 
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+
+/**
+ * Throws CONFLICT if any connection, in any process, has the SQLite database at `dbPath` open: a file
+ * replaced under a running hub is lost (the hub keeps reading and writing the old, now nameless, file).
+ *
+ * How: hubs open their database in WAL mode, and a WAL-mode connection holds a shared lock on the file (and
+ * on its `-shm` index) for as long as it is open, busy or idle. A connection in exclusive locking mode needs
+ * an exclusive lock for its first transaction; with no busy timeout it fails at once with SQLITE_BUSY while
+ * any other connection is open, and otherwise gets it and drops it again on close. The locks are the OS's
+ * (POSIX advisory locks), so this sees every process on the host, and a crashed hub holds none: its locks
+ * went with it. Only a process that opened the database without SQLite's locking (or on a network file
+ * system that drops them) is invisible. A file that is not a SQLite database is held by nobody.
+ */
+export const assertNotInUse = async (dbPath: string): Promise<void> => {
+  if (!existsSync(dbPath)) return;
+  // Loaded here, not at the top: importing this module must not need node:sqlite (see cli/main.ts).
+  const { DatabaseSync } = await import("node:sqlite");
+  let db: InstanceType<typeof DatabaseSync> | undefined;
+  try {
+    db = new DatabaseSync(dbPath, { timeout: 0 });
+    db.exec("PRAGMA locking_mode = EXCLUSIVE");
+    db.exec("BEGIN EXCLUSIVE");
+    db.exec("ROLLBACK");
+  } catch (e) {
+    const code = ((e as { errcode?: number }).errcode ?? 0) & 0xff;
+    if (code === SQLITE_BUSY || code === SQLITE_LOCKED)
+      throw new FleetlinkError(
+        "CONFLICT",
+        `${dbPath} is open in another process (a running hub?): stop every hub using it, then restore. ` +
+          "A database replaced under a running hub is lost: the hub keeps writing to the old, deleted file.",
+        { cause: e },
+      );
+  } finally {
+    db?.close();
+  }
+};
+
 /**
  * Restores a hub database from a snapshot before serving. A local database modified after the snapshot was
- * taken wins (it is newer): it is kept, and the result says so. The download is verified (size + SHA-256)
- * before it replaces anything.
+ * taken wins (it is newer): it is kept, and the result says so (`force` replaces it anyway). A database any
+ * process has open is never replaced, forced or not (CONFLICT, see assertNotInUse). The download is verified
+ * (size + SHA-256) before it replaces anything.
  */
 export const restoreHubSnapshot = async (
   objects: ObjectStore,
@@ -98,6 +138,8 @@ export const restoreHubSnapshot = async (
         reason: `local database ${dbPath} (modified ${new Date(local).toISOString()}) is newer than checkpoint ${m.id} (${new Date(m.createdAt).toISOString()}): keeping the local one`,
       };
   }
+  // Before the download (fail fast) and again just before the file is replaced.
+  await assertNotInUse(dbPath);
   const tmp = join(dirname(dbPath), `.${newId()}.restore`);
   try {
     const hash = createHash("sha256");
@@ -116,6 +158,7 @@ export const restoreHubSnapshot = async (
     );
     if (size !== part.size || hash.digest("hex") !== part.sha256)
       throw new FleetlinkError("CHECKSUM_MISMATCH", `${part.key} does not match its manifest`);
+    await assertNotInUse(dbPath);
     for (const f of [`${dbPath}-wal`, `${dbPath}-shm`]) await rm(f, { force: true });
     await rename(tmp, dbPath);
     return { restored: true, id: m.id, reason: `restored ${dbPath} from checkpoint ${m.id}` };

@@ -174,9 +174,14 @@ export const findCheckpoint = async (objects: ObjectStore, runId: string, id: st
   return m;
 };
 
+/** How long an incomplete checkpoint, or a temp file no write touches, may be mid-push. (10 minutes) */
+export const GC_GRACE_MS = 10 * 60_000;
+
 /**
  * Retention: keeps the newest `keep` complete checkpoints, deletes older ones, and deletes incomplete ones
  * (no manifest) that are older than the newest complete one or than `graceMs` (a push may still be writing).
+ * Then removes the temp files of writes killed midway that no write has touched for `graceMs` (file://:
+ * invisible to `list`, so they are not found by key).
  */
 export const collectGarbage = async (
   objects: ObjectStore,
@@ -202,7 +207,7 @@ export const collectGarbage = async (
   const doomed = ids.filter((id) => {
     const e = byId.get(id)!;
     if (e.complete) return !keepSet.has(id);
-    return (newestComplete !== undefined && id < newestComplete) || age(id) > (opts.graceMs ?? 10 * 60_000);
+    return (newestComplete !== undefined && id < newestComplete) || age(id) > (opts.graceMs ?? GC_GRACE_MS);
   });
   // Manifests go first, so a checkpoint being deleted stops being listed before its parts disappear.
   for (const id of doomed) {
@@ -210,6 +215,7 @@ export const collectGarbage = async (
     await objects.delete(keys.filter((k) => k.endsWith("/MANIFEST.json")));
     await objects.delete(keys.filter((k) => !k.endsWith("/MANIFEST.json")));
   }
+  await objects.removeStalePartials?.(`${runId}/`, now - (opts.graceMs ?? GC_GRACE_MS));
   return doomed;
 };
 

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type { Handler } from "../node/agent.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import {
@@ -19,6 +20,19 @@ import {
 } from "./layout.ts";
 import { errorKind, type ObjectStore } from "./object-store.ts";
 
+/** A snapshot as something ObjectStore.put takes; INVALID_ARGUMENT naming what it got otherwise. */
+const toBody = (snap: Snapshot): Readable | Uint8Array => {
+  if (snap instanceof Uint8Array || snap instanceof Readable) return snap;
+  if (typeof snap === "string") return Buffer.from(snap, "utf8");
+  if (snap instanceof ReadableStream) return Readable.fromWeb(snap as WebReadableStream<Uint8Array>);
+  if (snap !== null && typeof snap === "object" && Symbol.asyncIterator in snap) return Readable.from(snap);
+  throw new FleetlinkError(
+    "INVALID_ARGUMENT",
+    `state.snapshot() returned ${snap === null ? "null" : typeof snap}; expected bytes, a string or a stream`,
+    { field: "snapshot" },
+  );
+};
+
 /** Parts up to this size are pulled into memory; larger ones through a temporary file. */
 const IN_MEMORY_MAX = 256 * 1024 * 1024;
 
@@ -30,10 +44,18 @@ const checkBytes = (part: HostPart, size: number, sha: string): void => {
     );
 };
 
+/** What `NodeState.snapshot` may return: bytes, a string (saved as UTF-8) or a stream of bytes. */
+export type Snapshot =
+  | Uint8Array
+  | string
+  | Readable
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array>;
+
 /** What a node exposes so the coordinator can checkpoint and restore it. */
 export interface NodeState {
-  /** The state to save: bytes or a stream. */
-  snapshot(): Uint8Array | Readable | Promise<Uint8Array | Readable>;
+  /** The state to save: bytes, a string (UTF-8) or a stream (Node or web). */
+  snapshot(): Snapshot | Promise<Snapshot>;
   /** Replaces the state with a saved one (already verified: size and SHA-256 match the manifest). */
   restore(data: Readable): void | Promise<void>;
 }
@@ -43,6 +65,15 @@ export interface StandbyOptions {
   hostIdx: number;
   /** How often to pull host k's newest checkpoint, in ms. (Default: 5000) */
   intervalMs?: number;
+}
+
+interface PullRequest {
+  runId: string;
+  id: string;
+  hostInfo: unknown;
+  part: HostPart;
+  /** The writer of a part this node did not write, when the hub means it to restore that node's state. */
+  acceptFrom?: string;
 }
 
 export type PullState =
@@ -72,8 +103,7 @@ export class NodeCheckpoints {
       "checkpoint.assign": (p) => this.assign(p as HostInfo & { runId: string }),
       "checkpoint.push": (p) =>
         this.push(p as { runId: string; id: string; key?: unknown; hostInfo: unknown }),
-      "checkpoint.pull": (p) =>
-        this.pull(p as { runId: string; id: string; hostInfo: unknown; part: HostPart }),
+      "checkpoint.pull": (p) => this.pull(p as PullRequest),
       "checkpoint.pull_status": (p) =>
         this.pulls.get((p as { runId: string }).runId) ?? { status: "not_requested" },
       "checkpoint.activate": (p) => this.activate(p as HostInfo & { runId: string }),
@@ -107,15 +137,26 @@ export class NodeCheckpoints {
         `told to write ${JSON.stringify(key)}, outside this host's prefix ${prefix}`,
         { field: "key" },
       );
-    const snap = await this.state.snapshot();
-    const res = await this.objects.put(key, snap);
+    const res = await this.objects.put(key, toBody(await this.state.snapshot()));
     return { hostIdx: h.hostIdx, nodeId: this.nodeId(), key, size: res.size, sha256: res.sha256 };
   }
 
-  /** Starts a background pull and returns at once; `checkpoint.pull_status` reports how it went. */
-  private pull(p: { runId: string; id: string; hostInfo: unknown; part: HostPart }): { accepted: true } {
+  /**
+   * Starts a background pull and returns at once; `checkpoint.pull_status` reports how it went. The part must
+   * be this host's (role, run, checkpoint and host prefix), and written by this node, unless the hub says it
+   * restores another node's part by host index (`acceptFrom` names that node: a standby that took over, a
+   * replaced node, or roles reassigned on purpose).
+   */
+  private pull(p: PullRequest): { accepted: true } {
     const h = checkHostInfo(p.hostInfo, this.roles.get(p.runId));
     checkPart(p.part, p.runId, p.id, h.hostIdx);
+    const self = this.nodeId();
+    if (p.part.nodeId !== self && p.acceptFrom !== p.part.nodeId)
+      throw new FleetlinkError(
+        "HOST_MISMATCH",
+        `host ${h.hostIdx}'s part of checkpoint ${p.id} was written by node ${p.part.nodeId}, not by this node (${self}), and the hub did not say to restore another node's state`,
+        { field: "part.nodeId" },
+      );
     const cur = this.pulls.get(p.runId);
     if (cur?.status === "in_progress")
       throw new FleetlinkError("CONFLICT", `a pull of ${cur.id} is in progress on this node`);

@@ -34,6 +34,12 @@ export interface ObjectStore {
   list(prefix: string): Promise<ObjectInfo[]>;
   /** Deletes these keys; missing keys are not an error. */
   delete(keys: readonly string[]): Promise<void>;
+  /**
+   * Deletes what writers killed mid-put left under prefix and last touched before `before` (ms since the
+   * epoch): objects `list` never shows, so garbage collection by key would never find them. Returns how many.
+   * Absent where the backend leaves no such remains or cannot see them (S3: see the README).
+   */
+  removeStalePartials?(prefix: string, before: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -62,20 +68,35 @@ export const openObjectStore = (url: string, opts: S3Options = {}): ObjectStore 
   );
 };
 
-export type ErrorKind =
-  | "auth"
-  | "not_found"
-  | "network"
-  | "checksum"
-  | "host_mismatch"
-  | "conflict"
-  | "invalid"
-  | "internal";
+/** Every kind errorKind returns; the README lists the same (test/checkpoint/readme.test.ts keeps them in step). */
+export const ERROR_KINDS = [
+  "auth",
+  "not_found",
+  "network",
+  "checksum",
+  "host_mismatch",
+  "host_unavailable",
+  "timeout",
+  "conflict",
+  "invalid",
+  "internal",
+] as const;
+export type ErrorKind = (typeof ERROR_KINDS)[number];
 
 /** A coarse class of error for reports and retry decisions. */
 export const errorKind = (e: unknown): ErrorKind => {
   if (!isFleetlinkError(e)) return "internal";
   switch (e.kind) {
+    // The node is gone (missed its heartbeat window, unregistered, unreachable): not a hub bug.
+    case "NODE_UNAVAILABLE":
+    case "NODE_UNREGISTERED":
+    case "NODE_NOT_FOUND":
+    case "DELIVERY_FAILED":
+    case "STREAM_CLOSED":
+      return "host_unavailable";
+    // Online, but no answer in time.
+    case "MESSAGE_EXPIRED":
+      return "timeout";
     case "OBJECT_STORE_AUTH":
       return "auth";
     case "CHECKPOINT_NOT_FOUND":

@@ -15,19 +15,25 @@ import {
   manifestKey,
 } from "./layout.ts";
 import { errorKind, type ObjectStore } from "./object-store.ts";
+import {
+  checkDistinct,
+  checkWriters,
+  diffRoles,
+  type HostRole,
+  type RoleChange,
+  type Roles,
+} from "./roles.ts";
+import {
+  DEFAULT_TAKEOVER_RETRY,
+  putTakeover,
+  TakeoverMonitor,
+  type TakeoverRetry,
+  type TakeoverStatus,
+  takeoverStatus,
+} from "./takeover.ts";
 
-export interface HostRole {
-  hostIdx: number;
-  nodeId: string;
-  /** Warm standbys for this host, in takeover order. */
-  standby: string[];
-}
-
-export interface Roles {
-  runId: string;
-  nHosts: number;
-  hosts: HostRole[];
-}
+export type { HostRole, RoleChange, Roles } from "./roles.ts";
+export type { TakeoverRetry, TakeoverStatus } from "./takeover.ts";
 
 export type OpKind = "push" | "pull";
 
@@ -36,6 +42,8 @@ export interface HostStatus {
   nodeId: string;
   status: "in_progress" | "ok" | "error";
   error?: { kind: string; message: string };
+  /** Pull: the node whose state this host restores, when another than nodeId wrote the part. */
+  restoresFrom?: string;
 }
 
 export interface OpStatus {
@@ -78,13 +86,24 @@ export class Checkpoints {
     transferTimeoutMs: number;
     staleMs: number;
   };
-  private monitorTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly monitor: TakeoverMonitor;
 
   constructor(o: CheckpointsOptions) {
     this.o = { keep: 3, transferTimeoutMs: 600_000, staleMs: 60_000, ...o };
+    this.monitor = new TakeoverMonitor({
+      store: this.o.store,
+      activate: (runId, hostIdx) => this.activate(runId, hostIdx),
+      log: this.o.log,
+      abandonedMs: this.o.transferTimeoutMs + this.o.staleMs,
+    });
   }
 
-  /** Sends one instruction per call through the store and waits for their replies (read, not claimed). */
+  /**
+   * Sends one instruction per call through the store and waits for their replies. Replies are read by id
+   * (a coordinator's reply stream may claim them first), then claimed, so none is left for a run's reply
+   * stream; calls that time out are withdrawn if still undelivered (their CANCELLED replies come claimed).
+   * A call that times out while its node is offline fails NODE_UNAVAILABLE, otherwise MESSAGE_EXPIRED.
+   */
   async callNodes(
     runId: string,
     calls: { dst: string; method: string; payload: unknown }[],
@@ -115,13 +134,34 @@ export class Checkpoints {
       // Fast at first (most calls answer within milliseconds), then every 50 ms.
       if (results.size < items.length) await sleep(Date.now() - started < 1000 ? 5 : 50);
     }
-    return items.map(
-      (i) =>
-        results.get(i.id) ?? {
-          ok: false,
-          error: new FleetlinkError("MESSAGE_EXPIRED", `no reply within ${timeoutMs} ms`),
-        },
-    );
+    const { store } = this.o;
+    if (results.size > 0)
+      await store
+        .claimReplies({ runId, instructionIds: [...results.keys()], limit: results.size })
+        .catch(() => {});
+    const late = items.filter((i) => !results.has(i.id));
+    if (late.length > 0)
+      await store
+        .withdrawInstructions(
+          runId,
+          late.map((i) => i.id),
+        )
+        .catch(() => []);
+    const now = await store.now();
+    for (const i of late) {
+      const node = await store.getNode(i.dst).catch(() => null);
+      const offline = !node || node.status === "unregistered" || (node.onlineUntil ?? 0) <= now;
+      results.set(i.id, {
+        ok: false,
+        error: offline
+          ? new FleetlinkError(
+              "NODE_UNAVAILABLE",
+              `node ${i.dst} is offline: no reply within ${timeoutMs} ms`,
+            )
+          : new FleetlinkError("MESSAGE_EXPIRED", `node ${i.dst} did not reply within ${timeoutMs} ms`),
+      });
+    }
+    return items.map((i) => results.get(i.id)!);
   }
 
   /** The run's host roles, null if none are assigned; RUN_NOT_FOUND for an unknown run. */
@@ -130,15 +170,19 @@ export class Checkpoints {
     return (await this.o.store.getRecord<Roles>(rolesKey(runId)))?.value ?? null;
   }
 
-  /** Assigns host k = nodeIds[k] (and standbys) for a run, and tells every host its role. */
+  /**
+   * Assigns host k = nodeIds[k] (and standbys) for a run, and tells every host its role. Returns the roles
+   * and what changed from the previous assignment, host by host (also logged). A node may hold one role.
+   */
   async assign(
     runId: string,
     nodeIds: string[],
     standby: { hostIdx: number; nodeId: string }[] = [],
-  ): Promise<Roles> {
+  ): Promise<{ roles: Roles; changes: RoleChange[] }> {
     await this.o.store.getRun(runId);
     if (nodeIds.length === 0)
       throw new FleetlinkError("INVALID_ARGUMENT", "hosts: at least one node", { field: "hosts" });
+    checkDistinct(nodeIds, standby);
     for (const [i, id] of [...nodeIds, ...standby.map((s) => s.nodeId)].entries())
       await this.o.store.getNode(id).catch((e: unknown) => {
         throw isFleetlinkError(e) ? new FleetlinkError(e.kind, e.message, { field: `hosts[${i}]` }) : e;
@@ -176,7 +220,15 @@ export class Checkpoints {
     };
     const cur = await this.o.store.getRecord<Roles>(rolesKey(runId));
     await this.o.store.putRecord(rolesKey(runId), roles, cur?.version ?? null);
-    return roles;
+    const changes = diffRoles(cur?.value ?? null, roles);
+    if (cur && changes.length > 0)
+      this.o.log.warn({ runId, changes: changes.map((c) => c.text) }, "host roles reassigned");
+    return { roles, changes };
+  }
+
+  /** Standby takeovers of the run's current hosts (see TakeoverMonitor). */
+  async takeoverStatus(runId: string): Promise<TakeoverStatus[]> {
+    return takeoverStatus(this.o.store, await this.roles(runId));
   }
 
   async status(runId: string, kind: OpKind): Promise<OpStatus> {
@@ -349,8 +401,16 @@ export class Checkpoints {
     return { hostIdx: h.hostIdx, nodeId: h.nodeId, key, size: part.size, sha256: part.sha256 };
   }
 
-  /** Starts a pull of checkpoint `id` (or "latest") on every host; returns at once. A pull in progress → CONFLICT. */
-  async startPull(runId: string, idOrLatest: string): Promise<{ id: string; done: Promise<OpStatus> }> {
+  /**
+   * Starts a pull of checkpoint `id` (or "latest") on every host; returns at once. A pull in progress →
+   * CONFLICT. Host k restores the part host k pushed; if roles moved between live nodes since (a swap), that
+   * is HOST_MISMATCH unless `allowRoleChanges` (see checkWriters).
+   */
+  async startPull(
+    runId: string,
+    idOrLatest: string,
+    opts: { allowRoleChanges?: boolean } = {},
+  ): Promise<{ id: string; done: Promise<OpStatus> }> {
     await this.o.store.getRun(runId);
     const roles = await this.requireRoles(runId);
     const m = await findCheckpoint(this.o.objects, runId, idOrLatest);
@@ -367,6 +427,7 @@ export class Checkpoints {
         m.id,
         h.hostIdx,
       );
+    checkWriters(roles, m.hosts, m.id, opts.allowRoleChanges === true);
     const rec = await this.begin(runId, "pull", m.id, roles);
     return { id: m.id, done: this.runPull(runId, m, roles, rec) };
   }
@@ -384,30 +445,24 @@ export class Checkpoints {
     };
     try {
       const hostInfo = (h: HostRole) => ({ hostIdx: h.hostIdx, nHosts: roles.nHosts });
+      const partOf = (h: HostRole) => m.hosts.find((p) => p.hostIdx === h.hostIdx)!;
+      // The node checks that it wrote the part itself unless told whose state it restores (startPull decided).
+      const from = (h: HostRole) => (partOf(h).nodeId === h.nodeId ? {} : { acceptFrom: partOf(h).nodeId });
       const started = await this.callNodes(
         runId,
         roles.hosts.map((h) => ({
           dst: h.nodeId,
           method: "checkpoint.pull",
-          payload: {
-            runId,
-            id: m.id,
-            hostInfo: hostInfo(h),
-            part: m.hosts.find((p) => p.hostIdx === h.hostIdx),
-          },
+          payload: { runId, id: m.id, hostInfo: hostInfo(h), part: partOf(h), ...from(h) },
         })),
         30_000,
       );
       let hosts: HostStatus[] = roles.hosts.map((h, k) => {
         const r = started[k]!;
+        const base = { hostIdx: h.hostIdx, nodeId: h.nodeId, ...restoresFrom(h, partOf(h)) };
         return r.ok
-          ? { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "in_progress" }
-          : {
-              hostIdx: h.hostIdx,
-              nodeId: h.nodeId,
-              status: "error",
-              error: { kind: errorKind(r.error), message: r.error.message },
-            };
+          ? { ...base, status: "in_progress" }
+          : { ...base, status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
       });
       const deadline = Date.now() + this.o.transferTimeoutMs;
       while (hosts.some((h) => h.status === "in_progress") && !hosts.some((h) => h.status === "error")) {
@@ -475,34 +530,29 @@ export class Checkpoints {
     };
     await this.o.store.putRecord(rec.key, roles, rec.version);
     this.o.log.warn({ runId, hostIdx, from: host.nodeId, to: next }, "standby took over host");
+    await putTakeover(this.o.store, runId, {
+      hostIdx,
+      from: host.nodeId,
+      to: next,
+      status: "ok",
+      attempts: 1,
+      updatedAt: await this.o.store.now(),
+    }).catch((e) => this.o.log.warn({ err: String(e), runId, hostIdx }, "takeover status not recorded"));
     return roles;
   }
 
-  /** Every second: a host whose node missed its heartbeat window and has a standby is taken over. */
-  startMonitor(intervalMs = 1000): void {
-    const busy = new Set<string>();
-    this.monitorTimer = setInterval(async () => {
-      try {
-        for (const rec of await this.o.store.listRecords<Roles>("roles:"))
-          for (const h of rec.value.hosts) {
-            const k = `${rec.value.runId}:${h.hostIdx}`;
-            if (h.standby.length === 0 || busy.has(k)) continue;
-            const node = await this.o.store.getNode(h.nodeId).catch(() => null);
-            const down = !node || node.status === "unregistered" || (node.onlineUntil ?? 0) <= Date.now();
-            if (!down) continue;
-            busy.add(k);
-            this.activate(rec.value.runId, h.hostIdx)
-              .catch((e) => this.o.log.warn({ err: String(e), host: k }, "standby takeover failed"))
-              .finally(() => busy.delete(k));
-          }
-      } catch (e) {
-        this.o.log.warn({ err: String(e) }, "standby monitor failed");
-      }
-    }, intervalMs);
-    this.monitorTimer.unref();
+  /**
+   * Every `intervalMs`: a host whose node missed its heartbeat window and has a standby is taken over;
+   * failed takeovers back off and give up after `retry.attempts` (see TakeoverMonitor).
+   */
+  startMonitor(intervalMs = 1000, retry: Partial<TakeoverRetry> = {}): void {
+    this.monitor.start(intervalMs, { ...DEFAULT_TAKEOVER_RETRY, ...retry });
   }
 
   stop(): void {
-    clearInterval(this.monitorTimer);
+    this.monitor.stop();
   }
 }
+
+const restoresFrom = (h: HostRole, part: HostPart): { restoresFrom?: string } =>
+  part.nodeId === h.nodeId ? {} : { restoresFrom: part.nodeId };

@@ -1,9 +1,10 @@
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { HUB_RUN, pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
 import { listCheckpoints } from "../checkpoint/layout.ts";
 import { openObjectStore } from "../checkpoint/object-store.ts";
 import { Fleet } from "../coordinator/fleet.ts";
 import { SqliteStore } from "../store/sqlite.ts";
+import { parseDuration, parseInteger } from "./flags.ts";
 import { progressBar } from "./progress.ts";
 
 const out = (v: unknown) =>
@@ -11,6 +12,13 @@ const out = (v: unknown) =>
 const sqlitePath = (db: string) => {
   if (!db.startsWith("sqlite:")) throw new Error("--db: only sqlite:PATH hub databases are snapshotted");
   return db.slice("sqlite:".length).replace(/^\/\//, "").split("?")[0]!;
+};
+
+const parseStandby = (s: string): { hostIdx: number; nodeId: string } => {
+  const [k, nodeId] = s.split("=");
+  if (nodeId === undefined || nodeId === "")
+    throw new InvalidArgumentError(`--standby: ${JSON.stringify(s)} is not HOST=NODE_ID`);
+  return { hostIdx: parseInteger("--standby", 0, 9999)(k ?? ""), nodeId };
 };
 
 /**
@@ -25,6 +33,15 @@ export const checkpointCommand = (): Command => {
     );
   const hub = () => new Option("--hub <url>", "hub URL (fleet checkpoints)").env("FLEETLINK_HUB");
   const token = () => new Option("--token <token>", "coordinator token").env("FLEETLINK_TOKEN");
+  const timeout = () =>
+    new Option("--timeout <duration>", "fleet: how long to wait for the hosts, e.g. 30s or 10m")
+      .default(600_000, "10m")
+      .argParser((s) => {
+        const ms = parseDuration(s, "--timeout");
+        if (ms < 1000 || ms > 7 * 86_400_000)
+          throw new InvalidArgumentError("--timeout: must be between 1s and 7d");
+        return ms;
+      });
   const fleetOf = (o: { hub?: string; token?: string }) => {
     if (!o.hub || !o.token) throw new Error("--hub and --token are needed for fleet checkpoints");
     return Fleet.connect({ hub: o.hub.split(","), token: o.token });
@@ -38,14 +55,19 @@ export const checkpointCommand = (): Command => {
     .addOption(hub())
     .addOption(token())
     .option("--run <id>", "run whose hosts push")
-    .option("--keep <n>", "complete checkpoints to keep", "3")
+    .addOption(
+      new Option("--keep <n>", "complete checkpoints to keep (--db)")
+        .default(3)
+        .argParser(parseInteger("--keep", 1, 1000)),
+    )
+    .addOption(timeout())
     .action(async (o) => {
       if (o.db) {
         if (!o.store) throw new Error("--store is required with --db");
         const s = new SqliteStore(sqlitePath(o.db));
         try {
           const m = await pushHubSnapshot(s, openObjectStore(o.store), {
-            keep: Number(o.keep),
+            keep: o.keep,
             onProgress: progressBar("push"),
           });
           out({ id: m.id, bytes: m.hosts[0]!.size, sha256: m.hosts[0]!.sha256 });
@@ -55,7 +77,7 @@ export const checkpointCommand = (): Command => {
         return;
       }
       const fleet = await fleetOf(o);
-      out(await fleet.checkpoints.push(o.run));
+      out(await fleet.checkpoints.push(o.run, { timeoutMs: o.timeout }));
       await fleet.close();
     });
 
@@ -68,7 +90,9 @@ export const checkpointCommand = (): Command => {
     .addOption(token())
     .option("--run <id>", "run whose hosts pull")
     .option("--id <id>", "checkpoint id or latest", "latest")
-    .option("--force", "replace a local database even if it is newer")
+    .option("--force", "replace a local database even if it is newer (never one a running hub has open)")
+    .option("--allow-role-changes", "fleet: restore by host index even if roles moved between nodes since")
+    .addOption(timeout())
     .action(async (o) => {
       if (o.db) {
         if (!o.store) throw new Error("--store is required with --db");
@@ -81,7 +105,12 @@ export const checkpointCommand = (): Command => {
         return;
       }
       const fleet = await fleetOf(o);
-      out(await fleet.checkpoints.pull(o.run, o.id));
+      out(
+        await fleet.checkpoints.pull(o.run, o.id, {
+          timeoutMs: o.timeout,
+          allowRoleChanges: o.allowRoleChanges === true,
+        }),
+      );
       await fleet.close();
     });
 
@@ -105,6 +134,30 @@ export const checkpointCommand = (): Command => {
       const fleet = await fleetOf(o);
       out(await fleet.checkpoints.list(o.run));
       await fleet.close();
+    });
+
+  cmd
+    .command("assign")
+    .description("Give a run's host roles: host k = the k-th node; prints what changed.")
+    .addOption(hub())
+    .addOption(token())
+    .requiredOption("--run <id>", "run id")
+    .requiredOption("--hosts <ids>", "node ids, comma-separated: host 0, host 1, …")
+    .addOption(
+      new Option("--standby <k=id,...>", "warm standbys, e.g. 1=NODE_ID (several per host allowed)")
+        .default([], "none")
+        .argParser((s) => s.split(",").map(parseStandby)),
+    )
+    .action(async (o) => {
+      const fleet = await fleetOf(o);
+      try {
+        const r = await fleet.checkpoints.assign(o.run, String(o.hosts).split(","), o.standby);
+        for (const c of r.changes) process.stderr.write(`${c.text}\n`);
+        if (r.changes.length === 0) process.stderr.write("no change\n");
+        out(r);
+      } finally {
+        await fleet.close();
+      }
     });
 
   cmd

@@ -1,17 +1,68 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
+import type { NodeState, StandbyOptions } from "../checkpoint/node-side.ts";
 import { type Handler, NodeAgent } from "../node/agent.ts";
 import { parseInteger, readSecret } from "./flags.ts";
 
+/**
+ * Imports a user's module; a module that fails to load (not found, syntax error, throws at top level) is
+ * reported with the flag, the resolved path and the error, and where in the module it happened if known.
+ */
+const importModule = async (path: string, flag: string): Promise<Record<string, unknown>> => {
+  const abs = resolve(path);
+  const url = pathToFileURL(abs).href;
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } catch (e) {
+    const err = e as Error;
+    const where = String(err.stack ?? "")
+      .split("\n")
+      .find((l) => l.includes(url) || l.includes(abs));
+    // Node keeps a syntax error's line to itself (its stack names only the loader): point to where it shows.
+    const hint = err instanceof SyntaxError && !where ? ` (\`node --check ${abs}\` shows the line)` : "";
+    throw new Error(
+      `${flag} ${path}: cannot load ${abs}: ${err.name ?? "Error"}: ${err.message ?? String(e)}${hint}${where ? `\n  ${where.trim()}` : ""}`,
+      { cause: e },
+    );
+  }
+};
+
 /** Loads handlers from a module: its `handlers` export, its default export, or its function exports. */
 export const loadHandlers = async (path: string): Promise<Record<string, Handler>> => {
-  const mod = (await import(pathToFileURL(resolve(path)).href)) as Record<string, unknown>;
+  const mod = await importModule(path, "--handlers");
   const src = (mod.handlers ?? mod.default ?? mod) as Record<string, unknown>;
   const out: Record<string, Handler> = {};
   for (const [k, v] of Object.entries(src)) if (typeof v === "function") out[k] = v as Handler;
-  if (Object.keys(out).length === 0) throw new Error(`${path} exports no handler functions`);
+  if (Object.keys(out).length === 0) throw new Error(`--handlers ${path}: exports no handler functions`);
   return out;
+};
+
+/**
+ * Loads a node's checkpointable state from a module exporting `snapshot()` (bytes, a string or a stream) and
+ * `restore(stream)`, as named exports or on its default export. Their `this` is the object they came from.
+ */
+export const loadState = async (path: string): Promise<NodeState> => {
+  const mod = await importModule(path, "--state");
+  const src = [mod, mod.default as Record<string, unknown> | undefined].find(
+    (m) => m && typeof m.snapshot === "function" && typeof m.restore === "function",
+  );
+  if (!src) {
+    const has = Object.keys(mod).join(", ") || "nothing";
+    throw new Error(
+      `--state ${path}: must export snapshot() and restore(stream) functions (named or on the default export); it exports ${has}`,
+    );
+  }
+  const snapshot = src.snapshot as NodeState["snapshot"];
+  const restore = src.restore as NodeState["restore"];
+  return { snapshot: () => snapshot.call(src), restore: (data) => restore.call(src, data) };
+};
+
+/** "RUN:K": a warm standby for host K of run RUN. */
+const parseStandby = (s: string): StandbyOptions => {
+  const cut = s.lastIndexOf(":");
+  if (cut <= 0) throw new InvalidArgumentError(`--standby: ${JSON.stringify(s)} is not RUN_ID:HOST_INDEX`);
+  return { runId: s.slice(0, cut), hostIdx: parseInteger("--standby", 0, 9999)(s.slice(cut + 1)) };
 };
 
 export const nodeCommand = (): Command =>
@@ -19,7 +70,23 @@ export const nodeCommand = (): Command =>
     .description("Run a node agent: dial out to a hub, run handlers for the instructions it receives.")
     .requiredOption("--hub <urls>", "hub replica URL(s), comma-separated")
     .requiredOption("--name <name>", "node name")
-    .requiredOption("--handlers <module>", "ES module exporting handler functions (method name → function)")
+    .option("--handlers <module>", "ES module exporting handler functions (method name → function)")
+    .option(
+      "--state <module>",
+      "ES module exporting snapshot() (bytes, string or stream) and restore(stream): fleet checkpoints",
+    )
+    .addOption(
+      new Option(
+        "--checkpoint-store <url>",
+        "with --state: the hub's checkpoint storage, file://DIR or s3://BUCKET/PREFIX",
+      ).env("FLEETLINK_CHECKPOINT_STORE"),
+    )
+    .addOption(
+      new Option(
+        "--standby <run:k>",
+        "with --state: keep a warm copy of host k of a run, take over on failure",
+      ).argParser(parseStandby),
+    )
     .addOption(new Option("--token <token>", "enrollment token").env("FLEETLINK_ENROLL_TOKEN"))
     .addOption(
       new Option("--token-file <file>", "read the enrollment token from a file").env(
@@ -33,13 +100,19 @@ export const nodeCommand = (): Command =>
         .argParser(parseInteger("--heartbeat", 100, 3_600_000)),
     )
     .action(async (o) => {
+      if (!o.handlers && !o.state) throw new Error("give --handlers, --state or both");
+      if (o.state && !o.checkpointStore)
+        throw new Error("--state needs --checkpoint-store: the object storage the hub checkpoints to");
+      if (o.standby && !o.state) throw new Error("--standby needs --state");
       const agent = new NodeAgent({
         hubs: String(o.hub).split(","),
         name: o.name,
-        handlers: await loadHandlers(o.handlers),
+        handlers: o.handlers ? await loadHandlers(o.handlers) : {},
         enrollToken: readSecret(o.token, o.tokenFile, "token"),
         identityFile: o.identity ?? `.fleetlink/node-${o.name}.json`,
         heartbeatIntervalMs: o.heartbeat,
+        ...(o.state ? { state: await loadState(o.state), checkpointStore: o.checkpointStore } : {}),
+        ...(o.standby ? { standby: o.standby } : {}),
       });
       void (async () => {
         for await (const s of agent.status()) process.stderr.write(`[${o.name}] ${JSON.stringify(s)}\n`);

@@ -1,4 +1,4 @@
-import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
+import type { OpStatus, RoleChange, Roles, TakeoverStatus } from "../checkpoint/orchestrator.ts";
 import { FleetlinkError, invalid } from "../protocol/errors.ts";
 import type { HubClient } from "./http.ts";
 
@@ -21,15 +21,21 @@ export class CheckpointClient {
     this.http = http;
   }
 
-  /** Host k of the run is nodeIds[k]; standbys keep warm copies of a host and take over when it fails. */
+  /**
+   * Host k of the run is nodeIds[k]; standbys keep warm copies of a host and take over when it fails.
+   * Resolves with the roles and `changes`: what this assignment changed, host by host (empty: nothing).
+   */
   assign(
     run: RunRef,
     nodeIds: string[],
     standby: { hostIdx: number; nodeId: string }[] = [],
-  ): Promise<Roles> {
+  ): Promise<Roles & { changes: RoleChange[] }> {
     return this.http
-      .request<{ roles: Roles }>("PUT", `/v1/runs/${runId(run)}/hosts`, { hosts: nodeIds, standby })
-      .then((r) => r.roles);
+      .request<{ roles: Roles; changes: RoleChange[] }>("PUT", `/v1/runs/${runId(run)}/hosts`, {
+        hosts: nodeIds,
+        standby,
+      })
+      .then((r) => ({ ...r.roles, changes: r.changes }));
   }
 
   roles(run: RunRef): Promise<Roles | null> {
@@ -63,27 +69,34 @@ export class CheckpointClient {
     return this.settle(run, "push", id, opts);
   }
 
-  /** Restores every host from checkpoint `id` (default: the newest complete one). */
+  /**
+   * Restores every host from checkpoint `id` (default: the newest complete one): host k gets host k's part.
+   * If host roles moved between live nodes since that checkpoint (e.g. two swapped), the hub refuses
+   * (HOST_MISMATCH) unless `allowRoleChanges`.
+   */
   async pull(
     run: RunRef,
     id = "latest",
-    opts: { wait?: boolean; timeoutMs?: number } = {},
+    opts: { wait?: boolean; timeoutMs?: number; allowRoleChanges?: boolean } = {},
   ): Promise<OpStatus & { id: string }> {
     const r = await this.http.request<{ id: string }>(
       "POST",
       `/v1/runs/${runId(run)}/checkpoints/pull`,
-      { id },
+      { id, ...(opts.allowRoleChanges ? { allowRoleChanges: true } : {}) },
       { retry: false },
     );
     return this.settle(run, "pull", r.id, opts);
   }
 
-  async status(run: RunRef): Promise<{ push: OpStatus; pull: OpStatus }> {
-    const [push, pull] = await Promise.all([
-      this.http.request<OpStatus>("GET", `/v1/runs/${runId(run)}/checkpoints/push_status`),
-      this.http.request<OpStatus>("GET", `/v1/runs/${runId(run)}/checkpoints/pull_status`),
+  /** Push and pull status, and standby takeovers of the current hosts (attempts, and why one gave up). */
+  async status(run: RunRef): Promise<{ push: OpStatus; pull: OpStatus; takeover: TakeoverStatus[] }> {
+    const base = `/v1/runs/${runId(run)}/checkpoints`;
+    const [push, pull, takeover] = await Promise.all([
+      this.http.request<OpStatus>("GET", `${base}/push_status`),
+      this.http.request<OpStatus>("GET", `${base}/pull_status`),
+      this.http.request<{ hosts: TakeoverStatus[] }>("GET", `${base}/takeover_status`),
     ]);
-    return { push, pull };
+    return { push, pull, takeover: takeover.hosts };
   }
 
   async list(run: RunRef): Promise<CheckpointSummary[]> {

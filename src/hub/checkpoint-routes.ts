@@ -66,7 +66,7 @@ export const registerCheckpointRoutes = (
     },
     async (req) => {
       const b = req.body as { hosts: string[]; standby?: { hostIdx: number; nodeId: string }[] };
-      return { roles: await cp.assign(run(req), b.hosts, b.standby) };
+      return cp.assign(run(req), b.hosts, b.standby);
     },
   );
 
@@ -119,13 +119,14 @@ export const registerCheckpointRoutes = (
           type: "object",
           required: ["id"],
           additionalProperties: false,
-          properties: { id: { anyOf: [uuid, { const: "latest" }] } },
+          properties: { id: { anyOf: [uuid, { const: "latest" }] }, allowRoleChanges: { type: "boolean" } },
         },
       },
     },
     async (req, reply) => {
+      const b = req.body as { id: string; allowRoleChanges?: boolean };
       try {
-        const { id } = await cp.startPull(run(req), (req.body as { id: string }).id);
+        const { id } = await cp.startPull(run(req), b.id, { allowRoleChanges: b.allowRoleChanges });
         return reply.code(202).send({ id });
       } catch (e) {
         return conflict(e, reply);
@@ -139,6 +140,12 @@ export const registerCheckpointRoutes = (
       { ...admin, schema: { params: runParams } },
       async (req) => cp.status(run(req), kind),
     );
+
+  app.get(
+    "/v1/runs/:run/checkpoints/takeover_status",
+    { ...admin, schema: { params: runParams } },
+    async (req) => ({ hosts: await cp.takeoverStatus(run(req)) }),
+  );
 
   app.get("/v1/runs/:run/checkpoints", { ...admin, schema: { params: runParams } }, async (req) => ({
     checkpoints: (await cp.list(run(req))).map((m) => ({

@@ -247,7 +247,9 @@ for (const b of backends) {
       void h1.agent.stop({ timeoutMs: 50 });
       const res = await push;
       expect(res.status).toBe("error");
-      expect(res.error?.hostIdx).toBe(1);
+      // The host is gone: a kind that says so, not "internal" (a hub bug).
+      expect(res.error).toMatchObject({ hostIdx: 1, kind: "host_unavailable" });
+      expect(res.hosts[1]).toMatchObject({ status: "error", error: { kind: "host_unavailable" } });
       expect((await fleet.checkpoints.list(run)).map((c) => c.id)).toEqual(ids.slice(1));
       const all = await fleet.checkpoints.pull(run, res.id).catch((e) => e);
       expect(all.code).toBe("FLEETLINK_E_CHECKPOINT_NOT_FOUND");
@@ -311,6 +313,39 @@ describe("checkpoint failures", () => {
       const res = await fleet.checkpoints.push(run);
       expect(res.status).toBe("error");
       expect(res.error).toMatchObject({ kind: "auth", hostIdx: 0 });
+    } finally {
+      await fleet.close();
+      await agent.stop();
+      await hub.close();
+    }
+  });
+
+  test("a hub with wrong S3 credentials (its nodes' are right): the push fails with kind auth, not checksum", async () => {
+    const store = await openStore("memory:");
+    const bad = openObjectStore(s3url("hub-auth"), {
+      ...s3opts(),
+      accessKeyId: "WRONG",
+      secretAccessKey: "WRONG",
+    });
+    const hub = createHub({ store, token: TOKEN, enrollToken: ENROLL, checkpointStore: bad });
+    const url = await hub.listen();
+    const agent = new NodeAgent({
+      hubs: [url],
+      name: "good-creds",
+      enrollToken: ENROLL,
+      handlers: {},
+      state: { snapshot: () => new Uint8Array([1, 2, 3]), restore: () => {} },
+      checkpointStore: openObjectStore(s3url("hub-auth"), s3opts()),
+    });
+    await agent.start();
+    const fleet = await Fleet.connect({ hub: url, token: TOKEN });
+    try {
+      const run = await fleet.createRun();
+      await fleet.checkpoints.assign(run, [agent.nodeId!]);
+      const res = await fleet.checkpoints.push(run);
+      expect(res.status).toBe("error");
+      expect(res.error).toMatchObject({ kind: "auth", hostIdx: 0 });
+      expect(res.error!.message).toMatch(/refused the credentials/);
     } finally {
       await fleet.close();
       await agent.stop();

@@ -1,14 +1,15 @@
 // The hub's own SQLite state, checkpointed like a one-host run: online backup, manifest last, restore first.
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, utimesSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, test } from "vitest";
-import { pushHubSnapshot, restoreHubSnapshot } from "../../src/checkpoint/hub-state.ts";
+import { assertNotInUse, pushHubSnapshot, restoreHubSnapshot } from "../../src/checkpoint/hub-state.ts";
 import { listCheckpoints } from "../../src/checkpoint/layout.ts";
 import { openObjectStore } from "../../src/checkpoint/object-store.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
+import { rejectsWith } from "../helpers/expect.ts";
 import { startHubProc } from "../helpers/procs.ts";
 
 const run = promisify(execFile);
@@ -95,5 +96,98 @@ describe("hub state checkpoints", () => {
       "0190e2b4-0000-7000-8000-000000000000",
     ]).catch((e) => e);
     expect(bad.stderr).toMatch(/FLEETLINK_E_CHECKPOINT_NOT_FOUND/);
+  }, 30_000);
+
+  test("pull --force - refused while a hub process has the database open; allowed once it stopped", async () => {
+    const store = `file://${join(dir, "objects-d")}`;
+    const db = join(dir, "d.db");
+    const hub = await startHubProc(`sqlite:${db}`, "tok-d");
+    let hubAlive = true;
+    try {
+      const headers = { authorization: "Bearer tok-d" };
+      const post = await fetch(`${hub.value}/v1/runs`, { method: "POST", headers });
+      expect(post.status).toBe(201);
+      // An online backup of the live database, then a pull --force while the hub still runs.
+      await run(process.execPath, [CLI, "checkpoint", "push", "--db", `sqlite:${db}`, "--store", store]);
+      const before = statSync(db).ino;
+      const bad = await run(process.execPath, [
+        CLI,
+        "checkpoint",
+        "pull",
+        "--db",
+        `sqlite:${db}`,
+        "--store",
+        store,
+        "--force",
+      ]).catch((e: { code: number; stderr: string }) => e);
+      expect((bad as { code: number }).code).toBe(1);
+      expect((bad as { stderr: string }).stderr).toMatch(
+        /FLEETLINK_E_CONFLICT: .*d\.db is open in another process/,
+      );
+      expect(statSync(db).ino).toBe(before); // not replaced under the hub
+      // The hub still serves from the same file: a run created now is there after a restart.
+      const later = (
+        (await (await fetch(`${hub.value}/v1/runs`, { method: "POST", headers })).json()) as {
+          run: { id: string };
+        }
+      ).run;
+      await hub.kill();
+      hubAlive = false;
+      const again = await startHubProc(`sqlite:${db}`, "tok-d");
+      try {
+        expect((await fetch(`${again.value}/v1/runs/${later.id}`, { headers })).status).toBe(200);
+      } finally {
+        await again.kill();
+      }
+      // No hub: the forced pull goes ahead.
+      const ok = await run(process.execPath, [
+        CLI,
+        "checkpoint",
+        "pull",
+        "--db",
+        `sqlite:${db}`,
+        "--store",
+        store,
+        "--force",
+      ]);
+      expect(JSON.parse(ok.stdout)).toMatchObject({ restored: true });
+    } finally {
+      if (hubAlive) await hub.kill();
+    }
+  }, 60_000);
+
+  test("assertNotInUse - sees an open connection of this or another process, not a closed or crashed one", async () => {
+    const db = join(dir, "e.db");
+    const s = new SqliteStore(db);
+    await s.createRun();
+    await rejectsWith(assertNotInUse(db), "CONFLICT");
+    const objects = openObjectStore(`file://${join(dir, "objects-e")}`);
+    await pushHubSnapshot(s, objects);
+    await rejectsWith(restoreHubSnapshot(objects, db, "latest", { force: true }), "CONFLICT");
+    await s.close();
+    await assertNotInUse(db);
+    // A hub killed with SIGKILL holds no lock: its locks died with it.
+    const child = await import("node:child_process").then(({ spawn }) =>
+      spawn(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import { SqliteStore } from ${JSON.stringify(join(import.meta.dirname, "../../src/store/sqlite.ts"))};
+           const s = new SqliteStore(${JSON.stringify(db)}); await s.createRun(); console.log("open");
+           setInterval(() => {}, 1000);`,
+        ],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      ),
+    );
+    await new Promise<void>((res) => child.stdout!.once("data", () => res()));
+    await rejectsWith(assertNotInUse(db), "CONFLICT");
+    await new Promise<void>((res) => {
+      child.once("exit", () => res());
+      child.kill("SIGKILL");
+    });
+    await assertNotInUse(db);
+    expect(readFileSync(db).subarray(0, 15).toString()).toBe("SQLite format 3");
+    await assertNotInUse(join(dir, "missing.db"));
   }, 30_000);
 });

@@ -1,0 +1,31 @@
+// The README's Checkpoints section: its snippet imports what it uses, and its list of error kinds is the code's.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, test } from "vitest";
+import { ERROR_KINDS } from "../../src/checkpoint/object-store.ts";
+import * as api from "../../src/index.ts";
+
+const root = join(import.meta.dirname, "../..");
+const readme = readFileSync(join(root, "README.md"), "utf8");
+const section = readme.slice(readme.indexOf("## Checkpoints\n"), readme.indexOf("## Maelstrom\n"));
+
+describe("README Checkpoints section", () => {
+  test("readme - the snippet imports from fleetlink every export it uses, and only exports", () => {
+    const snippet = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
+    const line = /import \{([^}]*)\} from "fleetlink";/.exec(snippet);
+    expect(line, "the snippet imports from fleetlink").not.toBeNull();
+    const imported = line![1]!.split(",").map((s) => s.trim());
+    for (const name of imported) expect(Object.keys(api), name).toContain(name);
+    const body = snippet.replace(/^import .*$/m, "");
+    const used = Object.keys(api).filter((name) => new RegExp(`(?<![.\\w])${name}\\b`).test(body));
+    expect(used.sort()).toEqual([...imported].sort());
+    expect(used).toContain("readAll");
+  });
+
+  test("readme - the error kinds listed are exactly those errorKind returns", () => {
+    const list = section.slice(section.indexOf("Errors carry a machine-readable kind"));
+    const bullet = list.slice(0, list.indexOf("\n\n"));
+    const kinds = [...bullet.matchAll(/^\s+`([a-z_]+)` \(/gm)].map((m) => m[1]);
+    expect(kinds).toEqual([...ERROR_KINDS]);
+  });
+});
