@@ -26,6 +26,11 @@ export const ErrorCodes = {
   TOKEN_NOT_FOUND: { status: 404, definite: true, text: "No enrollment token with this id" },
   NAME_TAKEN: { status: 409, definite: true, text: "A live node already has this name" },
   MESSAGE_EXPIRED: { status: 410, definite: true, text: "The instruction's TTL passed without a reply" },
+  INSTRUCTION_ENDED: {
+    status: 410,
+    definite: true,
+    text: "The instruction already ended (an error outcome was recorded); a late reply is dropped",
+  },
   NODE_UNAVAILABLE: {
     status: 503,
     definite: false,

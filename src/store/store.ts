@@ -551,7 +551,12 @@ export const diagnoseReply = (
     if (existing.error && existing.error.code in OUTCOME_TEXT) {
       // A definite refusal, so that the node drops the reply: it can never be stored, however often it is sent
       // (NODE_UNAVAILABLE and DELIVERY_FAILED are indefinite codes, which would make it resend forever).
-      const kind = existing.error.code === "FLEETLINK_E_CANCELLED" ? "CANCELLED" : "MESSAGE_EXPIRED";
+      const kind =
+        existing.error.code === "FLEETLINK_E_CANCELLED"
+          ? "CANCELLED"
+          : existing.error.code === "FLEETLINK_E_MESSAGE_EXPIRED"
+            ? "MESSAGE_EXPIRED"
+            : "INSTRUCTION_ENDED";
       return {
         ok: false,
         error: new FleetlinkError(

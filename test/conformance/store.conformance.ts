@@ -502,7 +502,7 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         // Refused for good (definite), so the node drops the late reply instead of resending it.
         const late = await rejectsWith(
           storeReply(store, { runId: run.id, nodeId: n.id, replyTo: ins!.id }),
-          "MESSAGE_EXPIRED",
+          "INSTRUCTION_ENDED",
         );
         expect(late.definite).toBe(true);
         expect(late.message).toContain("already ended: FLEETLINK_E_NODE_UNAVAILABLE");
@@ -518,7 +518,7 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         expect(await store.sweep()).toBe(1);
         const late = await rejectsWith(
           storeReply(store, { runId: run.id, nodeId: n, replyTo: ins!.id }),
-          "MESSAGE_EXPIRED",
+          "INSTRUCTION_ENDED",
         );
         expect(late.definite).toBe(true);
         expect(late.message).toContain("already ended: FLEETLINK_E_DELIVERY_FAILED");
