@@ -11,24 +11,61 @@ const say = (s: string) => process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const short = (id: string) => id.slice(-6);
 
-/** Starts `fleetlink <args>` as a child process and resolves with the first stdout line matching `ready`. */
-const start = (args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpMatchArray }> =>
+/**
+ * Starts `fleetlink <args>` as a child process, adds it to `owned` at once (so it is ended even if it never
+ * gets ready) and resolves with the first stdout match of `ready`; rejects if it exits or is not ready in 30 s.
+ */
+const start = (
+  args: string[],
+  ready: RegExp,
+  owned: ChildProcess[],
+): Promise<{ child: ChildProcess; match: RegExpMatchArray }> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [process.argv[1]!, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    owned.push(child);
     let out = "";
     let err = "";
+    const timer = setTimeout(
+      () => reject(new Error(`fleetlink ${args[0]}: not ready in 30 s: ${err.slice(-2000)}`)),
+      30_000,
+    );
     child.stderr!.on("data", (d) => {
       err += d;
     });
     child.stdout!.on("data", (d) => {
       out += d;
       const m = out.match(ready);
-      if (m) resolve({ child, match: m });
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, match: m });
+      }
     });
-    child.once("exit", (code) =>
-      reject(new Error(`fleetlink ${args[0]} exited ${code}: ${err.slice(-2000)}`)),
-    );
+    child.once("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`fleetlink ${args[0]} exited ${code}: ${err.slice(-2000)}`));
+    });
   });
+
+/** SIGTERM, then SIGKILL after 3 s; resolves when every child has exited. */
+const stopAll = (children: ChildProcess[]) =>
+  Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((res) => {
+          if (c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return res();
+          const t = setTimeout(() => c.kill("SIGKILL"), 3000);
+          c.once("exit", () => {
+            clearTimeout(t);
+            res();
+          });
+          c.kill("SIGTERM");
+        }),
+    ),
+  );
 
 export const demoCommand = (): Command =>
   new Command("demo")
@@ -44,6 +81,16 @@ export const demoCommand = (): Command =>
       const handlers = join(self, "..", `demo-handlers${extname(self)}`);
       const t0 = Date.now();
       const summary: string[] = [];
+      // Killed or interrupted (a test's timeout, Ctrl-C), the demo still ends its hub and nodes first.
+      const interrupted = (sig: NodeJS.Signals) => {
+        process.stderr.write(`fleetlink demo: ${sig}: stopping the hub and the nodes\n`);
+        void stopAll(children).finally(() => {
+          rmSync(dir, { recursive: true, force: true });
+          process.exit(130);
+        });
+      };
+      process.once("SIGTERM", interrupted);
+      process.once("SIGINT", interrupted);
       try {
         say(`fleetlink demo: a hub and ${n} node processes on sqlite:${join(dir, "fleet.db")}\n`);
         const hub = await start(
@@ -61,8 +108,8 @@ export const demoCommand = (): Command =>
             "500",
           ],
           /listening on (\S+)/,
+          children,
         );
-        children.push(hub.child);
         const url = hub.match[1]!;
         say(`hub          ${url}`);
         const nodeArgs = (i: number) => [
@@ -82,9 +129,8 @@ export const demoCommand = (): Command =>
         ];
         const nodes: ChildProcess[] = [];
         for (let i = 0; i < n; i++) {
-          const s = await start(nodeArgs(i), /online as (\S+)/);
+          const s = await start(nodeArgs(i), /online as (\S+)/, children);
           nodes.push(s.child);
-          children.push(s.child);
           say(`node-${i}       pid ${s.child.pid}, id …${short(s.match[1]!)}`);
         }
         const fleet = await Fleet.connect({ hub: url, token });
@@ -134,8 +180,7 @@ export const demoCommand = (): Command =>
           `broadcast config v2 while node-${n - 1} is down → ${[...st].map(([k, v]) => `${name.get(k)}: ${v}`).join(", ")}`,
         );
         say(`restarting node-${n - 1} with the same identity…`);
-        const again = await start(nodeArgs(n - 1), /online as (\S+)/);
-        children.push(again.child);
+        await start(nodeArgs(n - 1), /online as (\S+)/, children);
         const r2 = await b2.done;
         const back = r2.get(all.find((x) => x.name === `node-${n - 1}`)!.id);
         const line2 = `broadcast config v2 → replied by ${[...r2.values()].filter((x) => x.ok).length}/${n} nodes; node-${n - 1} got it after restart: ${back?.ok ? JSON.stringify(back.value) : "NO"}`;
@@ -145,8 +190,9 @@ export const demoCommand = (): Command =>
         say(`\nsummary (${((Date.now() - t0) / 1000).toFixed(1)} s):`);
         for (const s of summary) say(`  • ${s}`);
       } finally {
-        for (const c of children) c.kill("SIGTERM");
-        await sleep(200);
+        process.off("SIGTERM", interrupted);
+        process.off("SIGINT", interrupted);
+        await stopAll(children);
         rmSync(dir, { recursive: true, force: true });
       }
     });

@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { openStore } from "../store/open.ts";
+import { parseDuration } from "./flags.ts";
 
 export const storeCommand = (): Command => {
   const cmd = new Command("store").description("Inspect or maintain a store.");
@@ -13,24 +14,35 @@ export const storeCommand = (): Command => {
       await s.close();
       process.stdout.write(`migrated ${o.db}\n`);
     });
+  // Reading or cleaning up a store that is not there is a typo, never a reason to create one.
   cmd
     .command("stats")
     .description("Counts of runs, nodes, instructions and replies.")
     .addOption(db())
     .action(async (o) => {
-      const s = await openStore(o.db);
-      process.stdout.write(`${JSON.stringify(await s.stats(), null, 2)}\n`);
-      await s.close();
+      const s = await openStore(o.db, { create: false });
+      try {
+        process.stdout.write(`${JSON.stringify(await s.stats(), null, 2)}\n`);
+      } finally {
+        await s.close();
+      }
     });
   cmd
     .command("cleanup")
-    .description("Delete ended, claimed messages and finished runs older than --older-than ms.")
+    .description("Delete ended, claimed messages and finished runs older than --older-than.")
     .addOption(db())
-    .option("--older-than <ms>", "age", String(24 * 3600 * 1000))
+    .addOption(
+      new Option("--older-than <duration>", "age, with a unit: 30m, 24h, 7d")
+        .argParser((v) => parseDuration(v, "--older-than"))
+        .default(24 * 3600 * 1000, "24h"),
+    )
     .action(async (o) => {
-      const s = await openStore(o.db);
-      process.stdout.write(`${JSON.stringify(await s.cleanup(Number(o.olderThan)))}\n`);
-      await s.close();
+      const s = await openStore(o.db, { create: false });
+      try {
+        process.stdout.write(`${JSON.stringify(await s.cleanup(o.olderThan))}\n`);
+      } finally {
+        await s.close();
+      }
     });
   return cmd;
 };

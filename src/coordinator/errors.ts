@@ -1,7 +1,18 @@
 import { FleetlinkError } from "../protocol/errors.ts";
 
-/** A quorum call that could not be met: says which nodes failed and why, and what did arrive. */
+/** How many failed nodes the message of an IncompleteCallError names, and how much of each one's message. */
+const MESSAGE_NODES = 10;
+const MESSAGE_TEXT = 160;
+
+const cut = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
+
+/**
+ * A quorum call that could not be met: says which nodes failed and why, and what did arrive. Its message
+ * names each failed node with its code and message (the first MESSAGE_NODES nodes, each message cut to
+ * MESSAGE_TEXT characters); `errors` has them all, and `JSON.stringify` gives them as node → { code, message }.
+ */
 export class IncompleteCallError extends FleetlinkError {
+  readonly reason: string;
   readonly replies: ReadonlyMap<string, unknown>;
   readonly errors: ReadonlyMap<string, FleetlinkError>;
 
@@ -10,11 +21,16 @@ export class IncompleteCallError extends FleetlinkError {
     replies: ReadonlyMap<string, unknown>,
     errors: ReadonlyMap<string, FleetlinkError>,
   ) {
-    const failed = [...errors].map(([n, e]) => `${n.slice(-8)}: ${e.code}`).join(", ");
+    const failed = [...errors]
+      .slice(0, MESSAGE_NODES)
+      .map(([n, e]) => `${n}: ${e.code ?? "error"} ${JSON.stringify(cut(String(e.message), MESSAGE_TEXT))}`);
+    if (errors.size > MESSAGE_NODES) failed.push(`${errors.size - MESSAGE_NODES} more (see .errors)`);
     super(
       "INCOMPLETE_CALL",
-      `incomplete call (${reason}; replies: ${replies.size}, errors: ${errors.size}${failed ? ` [${failed}]` : ""})`,
+      `incomplete call: ${reason} (${replies.size} ${replies.size === 1 ? "reply" : "replies"}, ` +
+        `${errors.size} failed)${failed.length ? `: ${failed.join("; ")}` : ""}`,
     );
+    this.reason = reason;
     this.replies = replies;
     this.errors = errors;
   }
@@ -23,4 +39,34 @@ export class IncompleteCallError extends FleetlinkError {
   get failedNodes(): string[] {
     return [...this.errors.keys()];
   }
+
+  /** A Map serializes to `{}`: this gives every failed node's code and message, and which nodes replied. */
+  override toJSON(): ReturnType<FleetlinkError["toJSON"]> & {
+    reason: string;
+    replied: string[];
+    errors: Record<string, { code: string; message: string }>;
+  } {
+    return {
+      ...super.toJSON(),
+      reason: this.reason,
+      replied: [...this.replies.keys()],
+      errors: Object.fromEntries(
+        [...this.errors].map(([n, e]) => [n, { code: String(e.code), message: String(e.message) }]),
+      ),
+    };
+  }
 }
+
+/**
+ * INVALID_ARGUMENT for a call, stream or broadcast addressed to no node (an empty configuration: often
+ * `fleet.nodes()` found no node online), before anything is sent to a hub.
+ */
+export const checkNodesGiven = (nodes: readonly string[], method: string): void => {
+  if (nodes.length === 0)
+    throw new FleetlinkError(
+      "INVALID_ARGUMENT",
+      `nodes: ${JSON.stringify(method)} addressed to an empty configuration; give it at least one node ` +
+        "(fleet.nodes() lists the nodes online now: is a node agent running and connected?)",
+      { field: "nodes" },
+    );
+};

@@ -5,32 +5,41 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { runTest, type TestParams } from "../../src/maelstrom/harness/run.ts";
+import { processMark } from "./marked.ts";
 
 const root = join(import.meta.dirname, "../..");
 const node = `"${process.execPath}"`;
 const ours = (w: string) => `${node} "${join(root, "src/maelstrom/main.ts")}" ${w}`;
 const fixture = (f: string) => `${node} "${join(root, "test/fixtures/maelstrom", f)}"`;
 const dir = mkdtempSync(join(tmpdir(), "fleetlink-maelstrom-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+// Every run ends its nodes itself; a run cut short by a test's timeout is still running, so what is left of
+// them is killed here.
+const mark = processMark();
+afterAll(() => {
+  mark.killAll();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 let n = 0;
 const run = (p: Partial<TestParams>) =>
-  runTest({
-    workload: "broadcast",
-    bin: ours("broadcast"),
-    nodeCount: 5,
-    timeLimitS: 4,
-    rate: 20,
-    latencyMs: 10,
-    nemesis: "none",
-    nemesisIntervalS: 1,
-    topology: "grid",
-    seed: 42,
-    recoveryS: 3,
-    clientTimeoutMs: 5000,
-    out: join(dir, `run-${n++}`),
-    ...p,
-  });
+  mark.around(() =>
+    runTest({
+      workload: "broadcast",
+      bin: ours("broadcast"),
+      nodeCount: 5,
+      timeLimitS: 4,
+      rate: 20,
+      latencyMs: 10,
+      nemesis: "none",
+      nemesisIntervalS: 1,
+      topology: "grid",
+      seed: 42,
+      recoveryS: 3,
+      clientTimeoutMs: 5000,
+      out: join(dir, `run-${n++}`),
+      ...p,
+    }),
+  );
 
 describe("maelstrom harness", () => {
   test("3a - one node: valid, nothing lost", async () => {

@@ -8,17 +8,37 @@ import type { Partition } from "./nemesis.ts";
 
 export interface HarnessError {
   node: string;
-  kind: "malformed-output" | "crash" | "init-timeout" | "unknown-destination";
+  kind: "malformed-output" | "crash" | "init-timeout" | "topology-timeout" | "unknown-destination";
   detail: string;
   time: number;
 }
+
+/**
+ * Process groups of node processes still alive in this process. `--bin` is a shell command, so the child is a
+ * shell that may have started the node as its own child: each one leads its own group (detached), and the
+ * whole group is signalled, never just the shell. Whatever is left when this process exits is killed then.
+ */
+const liveGroups = new Set<number>();
+let exitHookInstalled = false;
+const killGroup = (pgid: number, sig: NodeJS.Signals) => {
+  try {
+    process.kill(-pgid, sig);
+  } catch {
+    // ESRCH: the group is gone already.
+  }
+};
 
 /** One node process speaking the protocol on stdin/stdout; its stderr goes to `<dir>/<id>.log`. */
 class NodeProcess {
   readonly child: ChildProcess;
   readonly transport: Transport;
   private readonly log: WriteStream;
+  /** The shell exited. */
+  private readonly exited: Promise<void>;
+  /** Its stdout and stderr closed too: nothing it started holds them any more. */
+  private readonly closed: Promise<void>;
   expectedExit = false;
+  private stopping: Promise<void> | undefined;
 
   constructor(
     id: string,
@@ -27,12 +47,31 @@ class NodeProcess {
     onLine: (line: string) => void,
     onExit: (detail: string) => void,
   ) {
+    if (!exitHookInstalled) {
+      exitHookInstalled = true;
+      process.on("exit", () => {
+        for (const g of liveGroups) killGroup(g, "SIGKILL");
+      });
+    }
+    this.log = createWriteStream(join(dir, `${id}.log`));
     this.child = spawn(bin, {
       shell: true,
+      detached: true,
       stdio: ["pipe", "pipe", "pipe"],
       env: { ...process.env, MAELSTROM_NODE: id },
     });
-    this.log = createWriteStream(join(dir, `${id}.log`));
+    const pgid = this.child.pid;
+    if (pgid !== undefined) liveGroups.add(pgid);
+    this.exited = new Promise((res) => {
+      this.child.once("exit", () => res());
+      // Spawning failed: no process, no exit event.
+      this.child.once("error", (e) => {
+        if (this.child.pid === undefined) res();
+        if (!this.expectedExit) onExit(`could not start: ${e.message}`);
+      });
+    });
+    this.closed = new Promise((res) => this.child.once("close", () => res()));
+    this.log.on("error", () => {});
     this.child.stderr!.pipe(this.log);
     this.child.stdin!.on("error", () => {});
     this.transport = lineTransport({
@@ -49,20 +88,33 @@ class NodeProcess {
     });
   }
 
+  /**
+   * SIGTERM to the node's process group, SIGKILL to the group after 2 s or as soon as the shell has exited
+   * (for whatever it left behind); resolves once the group is gone and the node's pipes are closed.
+   */
   stop(): Promise<void> {
+    this.stopping ??= this.end();
+    return this.stopping;
+  }
+
+  private async end(): Promise<void> {
     this.expectedExit = true;
-    return new Promise((res) => {
-      if (this.child.exitCode !== null || this.child.signalCode !== null) return res();
-      const t = setTimeout(() => this.child.kill("SIGKILL"), 2000);
-      this.child.once("exit", () => {
-        clearTimeout(t);
-        this.log.end();
-        res();
-      });
-      this.child.kill("SIGTERM");
-    });
+    const pgid = this.child.pid;
+    if (pgid === undefined) return this.exited;
+    killGroup(pgid, "SIGTERM");
+    await within(this.exited, 2000);
+    killGroup(pgid, "SIGKILL");
+    // A process that left the group (setsid) could hold the pipes forever: not waited for beyond 2 s.
+    await within(this.closed, 2000);
+    liveGroups.delete(pgid);
   }
 }
+
+const within = async (p: Promise<void>, ms: number) => {
+  let t: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise((r) => (t = setTimeout(r, ms)))]);
+  clearTimeout(t);
+};
 
 /**
  * The simulated network: every message between nodes and clients passes through here, delayed by the
@@ -151,6 +203,7 @@ export class Network {
     else setTimeout(deliver, d);
   }
 
+  /** Ends every node process (and anything it started); safe to call more than once. */
   async stop(): Promise<void> {
     await Promise.all([...this.nodes.values()].map((n) => n.stop()));
   }

@@ -25,9 +25,24 @@ export interface TestParams {
   seed: number;
   /** Seconds to wait after healing before the final reads. (Default: 10) */
   recoveryS: number;
+  /**
+   * Seconds every node has to answer `init` (from the spawn: start-up counts) before the run is invalid and no
+   * client runs. (Default: 30)
+   */
+  initTimeoutS?: number;
   clientTimeoutMs: number;
   /** Run folder for results.json, report.html and node logs. */
   out: string;
+}
+
+/** What actually ran: a run whose nodes did not all start has no client operations to check. */
+export interface Ran {
+  /** Nodes that answered init within the init timeout, of `nodeCount`. */
+  initOk: number;
+  /** Seconds from the first spawn until the last init_ok (or until the init timeout). */
+  initS: number;
+  clients: boolean;
+  finalReads: boolean;
 }
 
 export interface NemesisEvent {
@@ -75,7 +90,7 @@ export const topology = (nodes: string[], kind: TestParams["topology"]): Record<
 export const runTest = async (
   p: TestParams,
   log: (s: string) => void = () => {},
-): Promise<Results & { params: TestParams; nemesis: NemesisEvent[] }> => {
+): Promise<Results & { params: TestParams; nemesis: NemesisEvent[]; ran: Ran }> => {
   mkdirSync(p.out, { recursive: true });
   const r = rng(p.seed);
   const net = new Network(() => p.latencyMs);
@@ -96,29 +111,63 @@ export const runTest = async (
     return p2;
   };
 
-  for (const id of nodes) net.spawnNode(id, p.bin, p.out);
+  const initTimeoutS = p.initTimeoutS ?? 30;
+  const ran: Ran = { initOk: 0, initS: 0, clients: false, finalReads: false };
+  const finish = async () => {
+    await net.stop();
+    const results: Results = check(p.workload, ops, net);
+    if (!ran.clients) {
+      results.problems = results.problems.filter((x) => x !== "no operation succeeded");
+      results.problems.unshift("no client ran: not every node answered init (and topology) in time");
+    }
+    const out = { params: p, nemesis, ran, ...results, valid: results.problems.length === 0 };
+    writeFileSync(join(p.out, "results.json"), JSON.stringify({ ...out, latencyPoints: undefined }, null, 2));
+    writeFileSync(join(p.out, "history.json"), JSON.stringify(ops));
+    writeFileSync(join(p.out, "report.html"), renderReport(out));
+    return out;
+  };
   try {
-    log(`init ${p.nodeCount} nodes`);
+    log(`starting ${p.nodeCount} nodes: ${p.bin}`);
+    for (const id of nodes) net.spawnNode(id, p.bin, p.out);
     const inits = await Promise.allSettled(
       nodes.map((id) =>
-        request("c0", id, { type: "init", node_id: id, node_ids: nodes }, 10_000, controlId++),
+        request("c0", id, { type: "init", node_id: id, node_ids: nodes }, initTimeoutS * 1000, controlId++),
       ),
     );
+    ran.initS = net.now() / 1000;
     inits.forEach((res, i) => {
-      if (res.status === "rejected")
+      if (res.status === "fulfilled") ran.initOk++;
+      else
         net.errors.push({
           node: nodes[i]!,
           kind: "init-timeout",
-          detail: "no init_ok within 10 s",
+          detail: `no init_ok within ${initTimeoutS} s of its start (--init-timeout)`,
           time: net.now(),
         });
     });
+    if (ran.initOk < p.nodeCount)
+      log(
+        `init: ${ran.initOk} of ${p.nodeCount} nodes answered within ${initTimeoutS} s; no client runs ` +
+          "(a slow start-up? raise --init-timeout, or make --bin start faster)",
+      );
+    else log(`init: ${p.nodeCount} nodes ready in ${ran.initS.toFixed(1)} s`);
     if (p.workload === "broadcast" && net.errors.length === 0) {
       const topo = topology(nodes, p.topology);
-      await Promise.allSettled(
+      const acks = await Promise.allSettled(
         nodes.map((id) => request("c0", id, { type: "topology", topology: topo }, 5000, controlId++)),
       );
+      acks.forEach((res, i) => {
+        if (res.status === "rejected")
+          net.errors.push({
+            node: nodes[i]!,
+            kind: "topology-timeout",
+            detail: "no topology_ok within 5 s",
+            time: net.now(),
+          });
+      });
     }
+    // A run that could not start has nothing to drive, partition or check: it ends here (invalid).
+    if (net.errors.length > 0) return await finish();
 
     const invoke = async (
       c: (typeof clients)[number],
@@ -203,12 +252,12 @@ export const runTest = async (
       }
     })();
     log(`clients: ${p.rate} ops/s for ${p.timeLimitS} s`);
-    if (net.errors.length === 0)
-      while (net.now() < endAt) {
-        await sleep(r.exp(1000 / p.rate));
-        const idle = clients.filter((c) => !c.busy);
-        if (idle.length > 0) inflight.push(generate(r.pick(idle)) as Promise<void>);
-      }
+    ran.clients = true;
+    while (net.now() < endAt) {
+      await sleep(r.exp(1000 / p.rate));
+      const idle = clients.filter((c) => !c.busy);
+      if (idle.length > 0) inflight.push(generate(r.pick(idle)) as Promise<void>);
+    }
     await nemesisLoop;
     await Promise.allSettled(inflight);
     net.setPartition(null);
@@ -216,16 +265,13 @@ export const runTest = async (
     if (p.workload === "broadcast" || p.workload === "g-set") {
       log(`healed; waiting ${p.recoveryS} s before final reads`);
       await sleep(p.recoveryS * 1000);
+      ran.finalReads = true;
       await Promise.all(clients.map((c) => invoke(c, "read", { type: "read" }, null, true)));
     }
+    return await finish();
   } finally {
+    // Every path, a thrown error included, ends every node process before returning.
     await net.stop();
     pending.closeAll(new Error("run over"));
   }
-  const results: Results = check(p.workload, ops, net);
-  const out = { params: p, nemesis, ...results };
-  writeFileSync(join(p.out, "results.json"), JSON.stringify({ ...out, latencyPoints: undefined }, null, 2));
-  writeFileSync(join(p.out, "history.json"), JSON.stringify(ops));
-  writeFileSync(join(p.out, "report.html"), renderReport(out));
-  return out;
 };
