@@ -1,11 +1,12 @@
 export type { HostInfo, Manifest } from "./checkpoint/layout.ts";
-export type { NodeState, StandbyOptions } from "./checkpoint/node-side.ts";
+export type { NodeState, Snapshot, StandbyOptions } from "./checkpoint/node-side.ts";
 
 export { type ObjectStore, openObjectStore, readAll } from "./checkpoint/object-store.ts";
-export type { OpStatus, Roles } from "./checkpoint/orchestrator.ts";
+export type { OpStatus, Roles, TakeoverRetry, TakeoverStatus } from "./checkpoint/orchestrator.ts";
+export type { RoleChange } from "./checkpoint/roles.ts";
 export { CheckpointClient, type CheckpointSummary } from "./coordinator/checkpoints.ts";
 export { IncompleteCallError } from "./coordinator/errors.ts";
-export { Fleet, type FleetNode, type FleetOptions } from "./coordinator/fleet.ts";
+export { type EnrollToken, Fleet, type FleetNode, type FleetOptions } from "./coordinator/fleet.ts";
 export type { Quorum, QuorumDecision, QuorumFunction, QuorumState } from "./coordinator/quorum.ts";
 export {
   Broadcast,
