@@ -2,7 +2,7 @@ import type { NodeRecord, Run as RunRecord } from "../protocol/types.ts";
 import { type Logger, silentLogger } from "../stream/channel.ts";
 import { CheckpointClient } from "./checkpoints.ts";
 import { HubClient } from "./http.ts";
-import { RunHandle } from "./run.ts";
+import { RunHandle, type RunHandleOptions } from "./run.ts";
 
 export interface FleetOptions {
   /** One hub URL or several replicas. */
@@ -10,6 +10,14 @@ export interface FleetOptions {
   /** The coordinator token the hub was started with. */
   token: string;
   log?: Logger;
+  /** How long one HTTP attempt may take before the next replica is tried. (Default: 5000) */
+  requestTimeoutMs?: number;
+  /** How often each run's reply stream is pinged; see RunHandleOptions. (Default: 2000) */
+  pingIntervalMs?: number;
+  /** How often open calls read their replies back while a reply stream is down. (Default: 250) */
+  recoveryPollMs?: number;
+  /** How long after a lost reply stream the fallback poll goes on. (Default: 30000) */
+  staleStreamMs?: number;
 }
 
 export type FleetNode = Omit<NodeRecord, "credentialHash">;
@@ -28,20 +36,25 @@ export interface EnrollToken {
 export class Fleet {
   readonly http: HubClient;
   private readonly log: Logger;
-  private readonly runs = new Set<RunHandle>();
+  private readonly handles = new Set<RunHandle>();
+  private readonly runOptions: RunHandleOptions;
   /** Fleet checkpoints: host roles, push, pull, status, list. */
   readonly checkpoints: CheckpointClient;
 
-  private constructor(http: HubClient, log: Logger) {
+  private constructor(http: HubClient, log: Logger, runOptions: RunHandleOptions) {
     this.http = http;
     this.log = log;
+    this.runOptions = runOptions;
     this.checkpoints = new CheckpointClient(http);
   }
 
   static async connect(o: FleetOptions): Promise<Fleet> {
     const fleet = new Fleet(
-      new HubClient(Array.isArray(o.hub) ? o.hub : [o.hub], o.token),
+      new HubClient(Array.isArray(o.hub) ? o.hub : [o.hub], o.token, {
+        requestTimeoutMs: o.requestTimeoutMs,
+      }),
       o.log ?? silentLogger,
+      { pingIntervalMs: o.pingIntervalMs, recoveryPollMs: o.recoveryPollMs, staleStreamMs: o.staleStreamMs },
     );
     await fleet.http.request("GET", "/v1/stats");
     return fleet;
@@ -61,10 +74,26 @@ export class Fleet {
     return this.open(run);
   }
 
+  /** The run handles opened and not yet closed (a closed handle leaves this set). */
+  get runs(): ReadonlySet<RunHandle> {
+    return this.handles;
+  }
+
   private async open(run: RunRecord): Promise<RunHandle> {
-    const h = new RunHandle(run, this.http, this.log);
-    this.runs.add(h);
-    await h.ready();
+    const h = new RunHandle(run, this.http, this.log, {
+      ...this.runOptions,
+      onClose: (r) => this.handles.delete(r),
+    });
+    this.handles.add(h);
+    // Waits for the reply stream, but not forever: until it connects, calls read their replies back.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      h.ready(),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, this.http.requestTimeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
     return h;
   }
 
@@ -105,7 +134,7 @@ export class Fleet {
   }
 
   async close(): Promise<void> {
-    for (const r of this.runs) await r.close();
-    this.runs.clear();
+    for (const r of [...this.handles]) await r.close();
+    await this.http.close();
   }
 }

@@ -1,6 +1,6 @@
 import WebSocket from "ws";
 import { backoff } from "../node/backoff.ts";
-import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { fromWireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Run as RunRecord } from "../protocol/types.ts";
@@ -9,7 +9,7 @@ import { Channel, type Logger } from "../stream/channel.ts";
 import { PendingCalls } from "../stream/pending.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { NodeSet } from "./configuration.ts";
-import { IncompleteCallError } from "./errors.ts";
+import { checkNodesGiven, DeadlineExceededError, IncompleteCallError } from "./errors.ts";
 import type { HubClient } from "./http.ts";
 import { type Quorum, quorumFunction } from "./quorum.ts";
 
@@ -20,6 +20,14 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Instruction TTL in ms. (Default: timeoutMs) */
   ttlMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface BroadcastOptions {
+  /** Instruction TTL in ms: nodes offline now get the instruction if they reconnect within it. */
+  ttlMs: number;
+  /** Deadline for the push itself, failover included. (Default: ttlMs) */
+  timeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -34,6 +42,33 @@ export type StreamItem =
   | { node: string; ok: true; value: unknown }
   | { node: string; ok: false; error: FleetlinkError };
 
+export interface RunHandleOptions {
+  /**
+   * The reply stream is pinged this often; a stream that has shown no sign of life (pong or message) for
+   * 1.5 intervals is replaced by one to the next replica, so a dead stream is noticed within 2 intervals.
+   * (Default: 2000)
+   */
+  pingIntervalMs?: number;
+  /**
+   * While the reply stream is down, and for `staleStreamMs` after it was replaced, open calls read their
+   * replies back this often. (Default: 250)
+   */
+  recoveryPollMs?: number;
+  /**
+   * How long after a lost stream the hub may still push replies into the old connection: until its own
+   * ping notices the connection is dead (twice the hub's pingIntervalMs, 10 s by default). (Default: 30000)
+   */
+  staleStreamMs?: number;
+  /** Called once, when the handle is closed. */
+  onClose?: (run: RunHandle) => void;
+}
+
+/** Where the reply stream is: connecting to or connected to a replica, or closed with the handle. */
+export type ReplyStreamState =
+  | { state: "connecting"; hub: string }
+  | { state: "connected"; hub: string }
+  | { state: "closed" };
+
 /** One run, seen from its coordinator: a reply stream from the hub, and calls over configurations. */
 export class RunHandle {
   readonly id: string;
@@ -42,22 +77,52 @@ export class RunHandle {
   private readonly since = new Map<string, number>();
   private channel: Channel | null = null;
   private ws: WebSocket | null = null;
+  private wsHub: string | null = null;
+  /** Ends the current stream attempt (and schedules the next); null between attempts. */
+  private abandon: ((why: string) => void) | null = null;
+  /** Pings the current stream now and abandons it if no pong comes back soon; null unless connected. */
+  private probe: (() => void) | null = null;
   private closed = false;
   private attempt = 0;
-  private safety: ReturnType<typeof setInterval>;
+  private reconnect: ReturnType<typeof setTimeout> | undefined;
+  private poll: ReturnType<typeof setTimeout> | undefined;
+  private recovering = false;
+  private recoverAgain = false;
+  private staleUntil = 0;
+  private readonly pingIntervalMs: number;
+  /** How long a probe (a ping sent on suspicion) waits for its pong. */
+  private readonly probeMs: number;
+  private readonly recoveryPollMs: number;
+  private readonly staleStreamMs: number;
+  private readonly onClosed: ((run: RunHandle) => void) | undefined;
+  private readonly unsubscribe: () => void;
   private readonly log: Logger;
   private connected!: Promise<void>;
   private markConnected!: () => void;
 
-  constructor(run: RunRecord, http: HubClient, log: Logger) {
+  constructor(run: RunRecord, http: HubClient, log: Logger, opts: RunHandleOptions = {}) {
     this.id = run.id;
     this.http = http;
     this.log = log;
+    this.pingIntervalMs = opts.pingIntervalMs ?? 2000;
+    this.probeMs = Math.min(this.pingIntervalMs, 500);
+    this.recoveryPollMs = opts.recoveryPollMs ?? 250;
+    this.staleStreamMs = opts.staleStreamMs ?? 30_000;
+    this.onClosed = opts.onClose;
+    // The replica our stream is on does not answer HTTP: its stream is most likely dead as well. Replace it
+    // now rather than at the next missed pong; on a mere suspicion, ask it for a pong now and meanwhile read
+    // replies back (a push retried on another replica is answered into this stream).
+    this.unsubscribe = http.onUnreachable((hub, _err, certain) => {
+      if (hub !== this.wsHub) return;
+      if (certain) return this.abandon?.(`hub ${hub} unreachable over HTTP`);
+      this.staleUntil = Math.max(this.staleUntil, Date.now() + this.probeMs + this.recoveryPollMs);
+      this.schedulePoll();
+      this.probe?.();
+    });
     this.resetConnected();
     this.connect();
-    // A reply pushed into a socket that was dying is not lost: open calls older than 2 s read theirs back.
-    this.safety = setInterval(() => void this.recover(2000), 2000);
-    this.safety.unref();
+    // Until the first stream is up, replies are read back like while it is down.
+    this.schedulePoll();
   }
 
   private resetConnected(): void {
@@ -71,43 +136,114 @@ export class RunHandle {
     return this.connected;
   }
 
+  get replyStream(): ReplyStreamState {
+    if (this.closed || !this.wsHub) return { state: "closed" };
+    return { state: this.channel ? "connected" : "connecting", hub: this.wsHub };
+  }
+
+  /** Calls (and broadcast nodes) still waiting for a reply. */
+  get pendingCalls(): number {
+    return this.pending.size;
+  }
+
   private connect(): void {
+    this.reconnect = undefined;
     if (this.closed) return;
-    const url = `${this.http.current.replace(/^http/, "ws")}/v1/runs/${this.id}/stream`;
-    const ws = new WebSocket(url, {
+    const hub = this.http.current;
+    const ws = new WebSocket(`${hub.replace(/^http/, "ws")}/v1/runs/${this.id}/stream`, {
       headers: { authorization: this.http.authHeader },
-      handshakeTimeout: 5000,
+      handshakeTimeout: Math.min(this.http.requestTimeoutMs, Math.max(1000, 2 * this.pingIntervalMs)),
     });
     this.ws = ws;
+    this.wsHub = hub;
     let gone = false;
-    const lost = () => {
-      if (gone || this.ws !== ws) return;
+    let ping: ReturnType<typeof setInterval> | undefined;
+    // `dead`: the replica did not answer at all (no pong, refused, reset), so HTTP requests waiting on it
+    // are cut short as well; otherwise the hub ended the stream itself and only the next one is tried.
+    const lost = (why: string, dead = false) => {
+      if (gone) return;
       gone = true;
-      this.channel = null;
+      clearInterval(ping);
+      ws.terminate();
+      if (this.ws !== ws) return;
       this.ws = null;
+      this.wsHub = null;
+      this.channel = null;
+      this.abandon = null;
+      this.probe = null;
       this.resetConnected();
       if (this.closed) return;
-      this.http.rotate();
-      setTimeout(() => this.connect(), backoff(this.attempt++, 50, 2000));
+      this.log.debug({ run: this.id, hub, why }, "run stream lost");
+      if (dead)
+        this.http.reportUnreachable(
+          hub,
+          new FleetlinkError("STREAM_CLOSED", `hub ${hub}: run stream ${why}`),
+        );
+      else this.http.rotate(hub);
+      // The hub may go on pushing replies into the old connection until it sees it is dead: poll meanwhile.
+      this.staleUntil = Date.now() + this.staleStreamMs;
+      this.schedulePoll();
+      this.reconnect = setTimeout(() => this.connect(), backoff(this.attempt++, 50, 2000));
     };
-    ws.on("error", lost);
-    ws.on("unexpected-response", () => {
-      ws.terminate();
-      lost();
-    });
+    this.abandon = lost;
+    ws.on("error", (e) => lost(describeError(e), true));
+    ws.on("close", (code) => lost(`closed (${code})`, code === 1006));
+    ws.on("unexpected-response", (_req, res) => lost(`HTTP ${res.statusCode}`));
     ws.on("open", () => {
+      if (gone) return;
+      let seen = Date.now();
+      let tick = seen;
+      const alive = () => {
+        seen = Date.now();
+      };
+      ws.on("pong", alive);
+      ws.on("message", alive);
+      const sendPing = () => {
+        try {
+          ws.ping();
+        } catch (e) {
+          lost(describeError(e), true);
+        }
+      };
+      // Judged after the I/O phase (setImmediate), so a pong that arrived while our own event loop was
+      // blocked has been read; a late tick (the loop was blocked) judges nothing at all.
+      ping = setInterval(() => {
+        const now = Date.now();
+        const late = now - tick > 1.5 * this.pingIntervalMs;
+        tick = now;
+        setImmediate(() => {
+          if (gone) return;
+          const silent = Date.now() - seen;
+          if (!late && silent > 1.5 * this.pingIntervalMs) lost(`silent for ${silent} ms (no pong)`, true);
+          else sendPing();
+        });
+      }, this.pingIntervalMs);
+      ping.unref();
+      let probing = false;
+      this.probe = () => {
+        if (probing || gone) return;
+        probing = true;
+        const asked = Date.now();
+        sendPing();
+        setTimeout(() => {
+          setImmediate(() => {
+            probing = false;
+            if (!gone && seen < asked) lost(`no pong within ${this.probeMs} ms of a probe`, true);
+          });
+        }, this.probeMs).unref();
+      };
       const ch = new Channel(wsTransport(ws), {
         log: this.log,
         onEvent: (m, b) => {
           if (m === RunEvents.replies) for (const r of b as WireResult[]) this.deliver(r);
         },
       });
-      ch.onClose(lost);
+      ch.onClose((reason) => lost(`channel ${reason}`));
       this.channel = ch;
       this.attempt = 0;
       this.markConnected();
-      // Replies pushed while we were away were claimed for a socket that died: read them back.
-      void this.recover(0);
+      // Replies pushed while we were away were claimed for a socket that died: read them back, once.
+      this.recover(0);
     });
   }
 
@@ -118,12 +254,43 @@ export class RunHandle {
     if (!this.pending.deliver(r.replyTo, r)) this.log.debug({ instruction: r.replyTo }, "late reply dropped");
   }
 
-  private async recover(olderThanMs: number): Promise<void> {
+  /**
+   * Reads back the replies of open calls older than `olderThanMs`. One read at a time: a read asked for
+   * while one runs (a reconnect's) runs right after it; then the fallback poll continues if still needed.
+   */
+  private recover(olderThanMs: number): void {
+    if (this.closed) return;
+    if (this.recovering) {
+      if (olderThanMs === 0) this.recoverAgain = true;
+      return;
+    }
+    this.recovering = true;
+    void this.readBack(olderThanMs).finally(() => {
+      this.recovering = false;
+      if (this.recoverAgain) {
+        this.recoverAgain = false;
+        this.recover(0);
+      } else this.schedulePoll();
+    });
+  }
+
+  /** The fallback poll: only while the stream is down or the hub may still write into a dead one. */
+  private schedulePoll(): void {
+    if (this.closed || this.poll || this.recovering) return;
+    if (this.channel && Date.now() >= this.staleUntil) return;
+    this.poll = setTimeout(() => {
+      this.poll = undefined;
+      this.recover(this.recoveryPollMs);
+    }, this.recoveryPollMs);
+    this.poll.unref();
+  }
+
+  private async readBack(olderThanMs: number): Promise<void> {
     const now = Date.now();
     const ids = this.pending.ids().filter((id) => now - (this.since.get(id) ?? now) >= olderThanMs);
-    if (ids.length === 0 || this.closed) return;
+    if (ids.length === 0) return;
     try {
-      for (let i = 0; i < ids.length; i += 5000) {
+      for (let i = 0; i < ids.length && !this.closed; i += 5000) {
         const { replies } = await this.http.request<{ replies: WireResult[] }>(
           "POST",
           `/v1/runs/${this.id}/replies/query`,
@@ -158,13 +325,23 @@ export class RunHandle {
     );
   }
 
-  /** Pushes one instruction per node and returns the waits for their replies (registered before the push). */
+  /**
+   * Pushes one instruction per node and returns the waits for their replies (registered before the push).
+   * `deadline` (epoch ms) and `signal` bound the push request itself, failover included.
+   */
   async push(
     nodes: readonly string[],
     method: string,
     payload: unknown,
-    opts: { ttlMs: number; holdWhileOffline?: boolean; groupId?: string },
+    opts: {
+      ttlMs: number;
+      holdWhileOffline?: boolean;
+      groupId?: string;
+      deadline?: number;
+      signal?: AbortSignal;
+    },
   ): Promise<{ id: string; dst: string; result: Promise<WireResult> }[]> {
+    checkNodesGiven(nodes, method);
     const groupId = opts.groupId ?? newId();
     const items = nodes.map((dst) => ({ id: newId(), dst, method, payload, ttlMs: opts.ttlMs, groupId }));
     const waits = items.map((it) => {
@@ -173,18 +350,25 @@ export class RunHandle {
       result.catch(() => {});
       return { id: it.id, dst: it.dst, result };
     });
+    const bound = { deadline: opts.deadline, signal: opts.signal };
     try {
-      await this.http.request("POST", `/v1/runs/${this.id}/instructions`, {
-        items: items.map((it) => (opts.holdWhileOffline ? { ...it, holdWhileOffline: true } : it)),
-      });
+      await this.http.request(
+        "POST",
+        `/v1/runs/${this.id}/instructions`,
+        { items: items.map((it) => (opts.holdWhileOffline ? { ...it, holdWhileOffline: true } : it)) },
+        bound,
+      );
     } catch (e) {
       // A replica that committed the push and died before answering: the retry on another replica finds the
       // (coordinator-chosen) ids taken. If every one of them exists, the push did happen.
       if (isFleetlinkError(e, "INVALID_ARGUMENT") && /^items\[\d+\]\.id$/.test(e.field ?? "")) {
         const found = await this.http
-          .request<{ instructions: unknown[] }>("POST", `/v1/runs/${this.id}/instructions/query`, {
-            ids: items.map((i) => i.id),
-          })
+          .request<{ instructions: unknown[] }>(
+            "POST",
+            `/v1/runs/${this.id}/instructions/query`,
+            { ids: items.map((i) => i.id) },
+            bound,
+          )
           .catch(() => ({ instructions: [] }));
         if (found.instructions.length === items.length) return waits;
       }
@@ -192,21 +376,28 @@ export class RunHandle {
         this.pending.fail(w.id, e);
         this.since.delete(w.id);
       }
+      // Timed out, cut off or cancelled mid-request: the push may have happened. It is withdrawn, so a call
+      // reported as failed does not run later.
+      if (!isFleetlinkError(e) || !e.definite || e.kind === "CANCELLED")
+        void this.withdraw(waits.map((w) => w.id));
       throw e;
     }
     return waits;
+  }
+
+  private async withdraw(ids: string[]): Promise<void> {
+    try {
+      await this.http.request("POST", `/v1/runs/${this.id}/instructions/withdraw`, { ids });
+    } catch (e) {
+      this.log.debug({ err: String(e) }, "withdraw failed; the instructions will expire");
+    }
   }
 
   /** Stops waiting for these instructions and withdraws the ones not yet delivered. */
   async cancel(ids: readonly string[], reason: FleetlinkError): Promise<void> {
     const open = ids.filter((id) => this.pending.fail(id, reason));
     for (const id of open) this.since.delete(id);
-    if (open.length === 0) return;
-    try {
-      await this.http.request("POST", `/v1/runs/${this.id}/instructions/withdraw`, { ids: open });
-    } catch (e) {
-      this.log.debug({ err: String(e) }, "withdraw failed; the instructions will expire");
-    }
+    if (open.length > 0) await this.withdraw(open);
   }
 
   /** Calls every node of `nodes`; resolves when the quorum is met, rejects with IncompleteCallError if it cannot be. */
@@ -245,7 +436,23 @@ export class RunHandle {
     opts: CallOptions = {},
   ): AsyncGenerator<StreamItem> {
     const timeoutMs = opts.timeoutMs ?? 30_000;
-    const waits = await this.push(nodes, method, payload, { ttlMs: opts.ttlMs ?? timeoutMs });
+    if (opts.signal?.aborted) return;
+    // The deadline covers the push: a replica that does not answer uses up the call's time, not more.
+    const deadline = Date.now() + timeoutMs;
+    let waits: Awaited<ReturnType<RunHandle["push"]>>;
+    try {
+      waits = await this.push(nodes, method, payload, {
+        ttlMs: opts.ttlMs ?? timeoutMs,
+        deadline,
+        signal: opts.signal,
+      });
+    } catch (e) {
+      if (opts.signal?.aborted) return;
+      if (!(e instanceof DeadlineExceededError)) throw e;
+      // No replica took the push in time: no node can answer in time either.
+      for (const dst of nodes) yield { node: dst, ok: false, error: e };
+      return;
+    }
     const open = new Map(waits.map((w) => [w.id, w]));
     const queue: StreamItem[] = [];
     let wake: (() => void) | null = null;
@@ -265,7 +472,6 @@ export class RunHandle {
         },
         () => {},
       );
-    const deadline = Date.now() + timeoutMs;
     const timedOut = new FleetlinkError("MESSAGE_EXPIRED", `no reply within ${timeoutMs} ms`);
     try {
       while (open.size > 0 || queue.length > 0) {
@@ -274,17 +480,18 @@ export class RunHandle {
           continue;
         }
         if (opts.signal?.aborted || Date.now() >= deadline) break;
+        // One timer and one abort listener per wait, both removed however the wait ends.
         await new Promise<void>((res) => {
-          const t = setTimeout(res, deadline - Date.now());
-          const onAbort = () => res();
-          opts.signal?.addEventListener("abort", onAbort, { once: true });
-          wake = () => {
+          const done = () => {
             clearTimeout(t);
-            opts.signal?.removeEventListener("abort", onAbort);
+            opts.signal?.removeEventListener("abort", done);
+            wake = null;
             res();
           };
+          const t = setTimeout(done, deadline - Date.now());
+          opts.signal?.addEventListener("abort", done, { once: true });
+          wake = done;
         });
-        wake = null;
       }
       // Deadline passed: every node still silent is reported as timed out.
       if (!opts.signal?.aborted)
@@ -310,18 +517,29 @@ export class RunHandle {
     nodes: readonly string[],
     method: string,
     payload: unknown,
-    opts: { ttlMs: number },
+    opts: BroadcastOptions,
   ): Promise<Broadcast> {
-    const waits = await this.push(nodes, method, payload, { ttlMs: opts.ttlMs, holdWhileOffline: true });
+    const waits = await this.push(nodes, method, payload, {
+      ttlMs: opts.ttlMs,
+      holdWhileOffline: true,
+      deadline: Date.now() + (opts.timeoutMs ?? opts.ttlMs),
+      signal: opts.signal,
+    });
     return new Broadcast(this, waits);
   }
 
+  /** Ends the reply stream, fails open calls with CANCELLED and stops every timer. Idempotent. */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
-    clearInterval(this.safety);
+    clearTimeout(this.poll);
+    clearTimeout(this.reconnect);
+    this.unsubscribe();
     this.pending.closeAll(new FleetlinkError("CANCELLED", "run handle closed"));
+    this.since.clear();
     this.channel?.close();
-    this.ws?.terminate();
+    this.abandon?.("run handle closed");
+    this.onClosed?.(this);
   }
 }
 
@@ -385,7 +603,7 @@ export class Configuration extends NodeSet {
     return this.run.stream(this.ids, method, payload, opts);
   }
 
-  broadcast(method: string, payload: unknown, opts: { ttlMs: number }): Promise<Broadcast> {
+  broadcast(method: string, payload: unknown, opts: BroadcastOptions): Promise<Broadcast> {
     return this.run.broadcast(this.ids, method, payload, opts);
   }
 }
