@@ -72,11 +72,11 @@ export const checkNodesGiven = (nodes: readonly string[], method: string): void 
 };
 
 /**
- * A hub request that did not complete before its caller's deadline (a call's `timeoutMs`). STREAM_CLOSED
+ * A hub request that did not complete before its caller's deadline (a call's `timeoutMs`). HUB_UNAVAILABLE
  * and indefinite: the replica may have done it; `cause` is the last attempt's failure, naming its URL.
  */
 export class DeadlineExceededError extends FleetlinkError {
   constructor(message: string, cause?: unknown) {
-    super("STREAM_CLOSED", message, { cause });
+    super("HUB_UNAVAILABLE", message, { cause });
   }
 }

@@ -96,7 +96,7 @@ export class HubClient {
   /**
    * Sends one request. Network failures and timeouts move to the next replica and retry, so only idempotent
    * requests may pass `retry: true` (fleetlink's pushes are: the coordinator chooses instruction ids).
-   * A replica that cannot be reached fails as STREAM_CLOSED naming its URL (STORE_UNAVAILABLE is kept for
+   * A replica that cannot be reached fails as HUB_UNAVAILABLE naming its URL (STORE_UNAVAILABLE is kept for
    * the hub's own 503s); a passed `deadline` as DeadlineExceededError; an aborted `signal` as CANCELLED.
    */
   async request<T>(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<T> {
@@ -144,7 +144,7 @@ export class HubClient {
       const err = fleetlink
         ? fromWireError(wire)
         : new FleetlinkError(
-            r.status >= 500 ? "STREAM_CLOSED" : "INVALID_ARGUMENT",
+            r.status >= 500 ? "HUB_UNAVAILABLE" : "INVALID_ARGUMENT",
             `HTTP ${r.status} from ${hub}${path}`,
           );
       const again = err.code === "FLEETLINK_E_STORE_UNAVAILABLE" || (!fleetlink && r.status >= 500);
@@ -265,7 +265,7 @@ export class HubClient {
             ? `hub ${hub}: ${method} ${path} cut short: ${describeError(reason)}`
             : `hub ${hub} unreachable (${method} ${path}): ${networkCause(e)}`;
       const cause = why === "timeout" ? e : (reason ?? e);
-      return { kind: "unreachable", err: new FleetlinkError("STREAM_CLOSED", msg, { cause }), why };
+      return { kind: "unreachable", err: new FleetlinkError("HUB_UNAVAILABLE", msg, { cause }), why };
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);

@@ -54,7 +54,8 @@ export class RunStreams {
 
   private async deliver(): Promise<void> {
     for (const [runId, chans] of this.subs) {
-      const ch = [...chans].find((c) => c.isOpen);
+      // The newest open stream: after a partition the older one may be a dead socket the hub has not noticed yet.
+      const ch = [...chans].reverse().find((c) => c.isOpen);
       if (!ch) continue;
       for (;;) {
         const replies = await this.store.claimReplies({ runId, limit: 500 });

@@ -105,6 +105,8 @@ export const createHub = (o: HubOptions): Hub => {
     http: serverTimeouts,
     bodyLimit: maxBody,
     requestTimeout,
+    // close() must not wait for idle keep-alive sockets or clients that never sent a request.
+    forceCloseConnections: true,
     // Refuse what does not fit the schema instead of quietly stripping or coercing it.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
     // Router and content-type errors Fastify raises before a route runs, in the fleetlink error shape.

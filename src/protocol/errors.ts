@@ -75,6 +75,11 @@ export const ErrorCodes = {
   ROUTE_NOT_FOUND: { status: 404, definite: true, text: "No such route on this hub" },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
   STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },
+  HUB_UNAVAILABLE: {
+    status: 503,
+    definite: false,
+    text: "No hub replica could be reached (refused, reset or timed out); the request may have happened",
+  },
   INTERNAL: {
     status: 500,
     definite: false,

@@ -50,7 +50,7 @@ const timed = async <T>(p: Promise<T>): Promise<{ ms: number; value?: T; error?:
 };
 
 describe("deadlines", () => {
-  test("http - a request to a blackholed replica fails within requestTimeoutMs per try, as STREAM_CLOSED naming the URL", async () => {
+  test("http - a request to a blackholed replica fails within requestTimeoutMs per try, as HUB_UNAVAILABLE naming the URL", async () => {
     const { a } = await twoPaths();
     const http = new HubClient([a.url], TOKEN, { requestTimeoutMs: 400 });
     await http.request("GET", "/v1/stats");
@@ -58,13 +58,13 @@ describe("deadlines", () => {
     // One replica, retryable: two tries of 400 ms.
     const r = await timed(http.request("GET", "/v1/stats"));
     expect(r.ms).toBeLessThan(2 * 400 + 500);
-    const err = await rejectsWith(Promise.reject(r.error), "STREAM_CLOSED");
+    const err = await rejectsWith(Promise.reject(r.error), "HUB_UNAVAILABLE");
     expect(err.message).toContain(a.url);
     expect(err.message).toMatch(/did not answer GET \/v1\/stats within 400 ms/);
     // Not retryable: one try.
     const once = await timed(http.request("POST", "/v1/runs", undefined, { retry: false }));
     expect(once.ms).toBeLessThan(400 + 500);
-    expect(isFleetlinkError(once.error, "STREAM_CLOSED")).toBe(true);
+    expect(isFleetlinkError(once.error, "HUB_UNAVAILABLE")).toBe(true);
     // A deadline shorter than the timeout wins, and says so.
     const dl = await timed(http.request("GET", "/v1/stats", undefined, { deadline: Date.now() + 150 }));
     expect(dl.ms).toBeLessThan(150 + 500);
@@ -86,7 +86,7 @@ describe("deadlines", () => {
     expect(ok.error).toBeUndefined();
     expect(ok.ms).toBeLessThan(500);
     const only = new HubClient([dead], TOKEN);
-    const err = await rejectsWith(only.request("GET", "/v1/stats"), "STREAM_CLOSED");
+    const err = await rejectsWith(only.request("GET", "/v1/stats"), "HUB_UNAVAILABLE");
     expect(err.message).toContain(dead);
     expect(err.message).toMatch(/ECONNREFUSED/);
   }, 15_000);
@@ -133,7 +133,7 @@ describe("deadlines", () => {
     expect(r.error).toBeInstanceOf(IncompleteCallError);
     const e = (r.error as IncompleteCallError).errors.get(node.nodeId!)!;
     expect(e).toBeInstanceOf(DeadlineExceededError);
-    expect(e.code).toBe("FLEETLINK_E_STREAM_CLOSED");
+    expect(e.code).toBe("FLEETLINK_E_HUB_UNAVAILABLE");
     expect(String((e.cause as Error).message)).toMatch(/127\.0\.0\.1:\d+ did not answer POST/);
 
     const items: StreamItem[] = [];
