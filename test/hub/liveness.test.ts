@@ -6,7 +6,7 @@ import { NodeAgent } from "../../src/node/agent.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";
 import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
-import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
+import { ENROLL_TOKEN, startFleet, TOKEN } from "../helpers/fleet.ts";
 import { startProxy } from "../helpers/proxy.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
