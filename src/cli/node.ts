@@ -94,6 +94,10 @@ export const nodeCommand = (): Command =>
       ),
     )
     .option("--identity <file>", "keeps the node's id and credential across restarts")
+    .option(
+      "--reenroll",
+      "enroll again as a new node if the hub refuses the identity (e.g. its database was reset)",
+    )
     .addOption(
       new Option("--heartbeat <ms>", "heartbeat interval, in ms")
         .default(5000)
@@ -110,6 +114,7 @@ export const nodeCommand = (): Command =>
         handlers: o.handlers ? await loadHandlers(o.handlers) : {},
         enrollToken: readSecret(o.token, o.tokenFile, "token"),
         identityFile: o.identity ?? `.fleetlink/node-${o.name}.json`,
+        reenroll: o.reenroll === true,
         heartbeatIntervalMs: o.heartbeat,
         ...(o.state ? { state: await loadState(o.state), checkpointStore: o.checkpointStore } : {}),
         ...(o.standby ? { standby: o.standby } : {}),

@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import WebSocket from "ws";
 import { NodeCheckpoints, type NodeState, type StandbyOptions } from "../checkpoint/node-side.ts";
 import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
-import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { describeError, ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -46,6 +46,11 @@ export interface NodeAgentOptions {
   identity?: NodeIdentity;
   /** File that keeps the identity across restarts (read if present, written after enrolling). */
   identityFile?: string;
+  /**
+   * Enroll again (as a new node) when the hub refuses this identity (its database was reset, or the node was
+   * unregistered). Without it the agent stops in state `rejected` and says what to do. (Default: false)
+   */
+  reenroll?: boolean;
   /** Heartbeat interval in ms. (Default: 5000) */
   heartbeatIntervalMs?: number;
   /** Timeout for one reply send before it is retried, in ms. (Default: 5000) */
@@ -91,6 +96,7 @@ export class NodeAgent {
   private readonly log: Logger;
   private connectAttempt = 0;
   private pendingApproval = false;
+  private refused: string | undefined;
   /** The hub's payload limit, learned at hello. */
   private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
   /** Checkpoint system methods, when the node has state. */
@@ -152,18 +158,23 @@ export class NodeAgent {
       if (s.state === "online") return;
       if (s.state === "stopped")
         throw new FleetlinkError("STREAM_CLOSED", "agent stopped before it came online");
+      if (s.state === "rejected") throw new FleetlinkError("UNAUTHORIZED", s.reason);
     }
   }
 
+  /**
+   * Enrolls, retrying like reconnects (backoff with jitter, across replicas) while no hub answers; a definite
+   * refusal (wrong token, name taken, …) ends it with the hub's reason.
+   */
   private async enroll(): Promise<void> {
     if (!this.o.enrollToken)
       throw new FleetlinkError("UNAUTHORIZED", "no identity and no enrollToken to enroll with", {
         field: "enrollToken",
       });
-    let last: unknown;
-    for (let i = 0; i < this.o.hubs.length * 3; i++) {
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopping) throw new FleetlinkError("STREAM_CLOSED", "agent stopped while enrolling");
       const hub = this.hub();
-      this.feed.set({ state: "enrolling", hub });
+      let error: string;
       try {
         const res = await fetch(`${hub}/v1/nodes/enroll`, {
           method: "POST",
@@ -172,32 +183,43 @@ export class NodeAgent {
             name: this.o.name,
             heartbeatIntervalMs: this.o.heartbeatIntervalMs ?? 5000,
           }),
+          signal: AbortSignal.timeout(10_000),
         });
-        const body = (await res.json()) as {
+        const body = (await res.json().catch(() => ({}))) as {
           node?: { id: string };
           credential?: string;
           error?: { code: string; message: string };
         };
-        if (!res.ok)
-          throw new FleetlinkError(
-            "UNAUTHORIZED",
-            `enrollment refused by ${hub}: ${body.error?.message ?? res.status}`,
-          );
-        this.identity = { nodeId: body.node!.id, credential: body.credential! };
-        if (this.o.identityFile) {
-          mkdirSync(dirname(this.o.identityFile), { recursive: true });
-          writeFileSync(this.o.identityFile, JSON.stringify(this.identity), { mode: 0o600 });
-          chmodSync(this.o.identityFile, 0o600); // `mode` applies only when the file is created
+        if (res.ok && body.node && body.credential) {
+          this.identity = { nodeId: body.node.id, credential: body.credential };
+          this.saveIdentity();
+          return;
         }
-        return;
+        const code = body.error?.code ?? "";
+        error = `enrollment refused by ${hub}: HTTP ${res.status}${code ? ` ${code}` : ""}: ${body.error?.message ?? ""}`;
+        // Refused for good: retrying cannot help (a rate limit or a hub-side failure can, after a pause).
+        if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) {
+          const kind = code.startsWith("FLEETLINK_E_") ? code.slice(12) : "UNAUTHORIZED";
+          throw new FleetlinkError(kind in ErrorCodes ? (kind as "UNAUTHORIZED") : "UNAUTHORIZED", error);
+        }
       } catch (e) {
-        last = e;
-        if (isFleetlinkError(e, "UNAUTHORIZED")) throw e;
-        this.hubIndex++;
-        await new Promise((r) => setTimeout(r, backoff(i)));
+        if (isFleetlinkError(e)) throw e;
+        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+        error = `hub ${hub} unreachable for enrollment: ${describeError(e)}${cause ? ` (${cause.code ?? cause.message})` : ""}`;
       }
+      this.feed.set({ state: "enrolling", hub, attempt, error });
+      this.log.warn({ err: error, attempt }, "enrollment failed; retrying");
+      this.hubIndex++;
+      // A timer that keeps the process alive: a node waiting for its hub must not exit.
+      await new Promise((r) => setTimeout(r, backoff(attempt, 200, 5000)));
     }
-    throw last;
+  }
+
+  private saveIdentity(): void {
+    if (!this.o.identityFile) return;
+    mkdirSync(dirname(this.o.identityFile), { recursive: true });
+    writeFileSync(this.o.identityFile, JSON.stringify(this.identity), { mode: 0o600 });
+    chmodSync(this.o.identityFile, 0o600); // `mode` applies only when the file is created
   }
 
   private connect(): void {
@@ -233,6 +255,8 @@ export class NodeAgent {
           // not a fleetlink body
         }
         if (code === "FLEETLINK_E_NODE_PENDING") this.pendingApproval = true;
+        if (code === "FLEETLINK_E_UNAUTHORIZED" || code === "FLEETLINK_E_NODE_UNREGISTERED")
+          this.refused = `${hub} refuses node ${this.identity!.nodeId}: ${code}: ${truncate(message, 200)}`;
         fail(`hub answered ${res.statusCode}${code ? ` ${code}: ${truncate(message, 200)}` : ""}`);
         ws.terminate();
       };
@@ -290,6 +314,32 @@ export class NodeAgent {
       this.log.warn({ err: String(e) }, "hello failed");
       ch.close(1011, "hello failed");
     }
+  }
+
+  /** The hub does not know this identity (database reset, node unregistered): re-enroll, or stop and say why. */
+  private async onRefused(reason: string): Promise<void> {
+    if (this.o.reenroll && this.o.enrollToken) {
+      this.log.warn({ reason }, "identity refused: enrolling again as a new node");
+      this.identity = undefined;
+      try {
+        await this.enroll();
+        this.connect();
+      } catch (e) {
+        this.feed.set(
+          { state: "rejected", reason: `${reason}; enrolling again failed: ${describeError(e)}` },
+          true,
+        );
+      }
+      return;
+    }
+    const file = this.o.identityFile ? ` remove ${this.o.identityFile} or` : "";
+    this.feed.set(
+      {
+        state: "rejected",
+        reason: `${reason} (was the hub's database reset?):${file} re-enroll with reenroll: true (fleetlink node --reenroll)`,
+      },
+      true,
+    );
   }
 
   /**
@@ -351,6 +401,12 @@ export class NodeAgent {
     clearInterval(this.pingTimer);
     if (this.stopping) return;
     this.hubIndex++;
+    if (this.refused) {
+      const reason = this.refused;
+      this.refused = undefined;
+      void this.onRefused(reason);
+      return;
+    }
     if (this.pendingApproval) {
       // Waiting for an admin: poll gently, not as a reconnect storm.
       this.pendingApproval = false;
