@@ -305,16 +305,21 @@ export class RunHandle {
 
   /**
    * The nodes currently holding the run's host roles (after a standby took over a host, the standby), as a
-   * configuration, in host order.
+   * configuration — a set, sorted by node id like every configuration. For host order use `hosts()`.
    */
   async hostConfiguration(): Promise<Configuration> {
+    return this.configuration(await this.hosts());
+  }
+
+  /** The node holding each host role, in host order: `(await run.hosts())[k]` is host k. */
+  async hosts(): Promise<string[]> {
     const { roles } = await this.http.request<{ roles: { hosts: { nodeId: string }[] } | null }>(
       "GET",
       `/v1/runs/${this.id}/hosts`,
     );
     if (!roles)
       throw new FleetlinkError("INVALID_ARGUMENT", `run ${this.id} has no host roles`, { field: "run" });
-    return this.configuration(roles.hosts.map((h) => h.nodeId));
+    return roles.hosts.map((h) => h.nodeId);
   }
 
   /** The set of nodes a call addresses. */
