@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Command, Option } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
 import pino from "pino";
 import { pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
 import { openObjectStore } from "../checkpoint/object-store.ts";
@@ -115,9 +115,15 @@ export const serveCommand = (): Command =>
         "object storage for checkpoints: file://DIR or s3://BUCKET/PREFIX",
       ).env("FLEETLINK_CHECKPOINT_STORE"),
     )
-    .option(
-      "--checkpoint-interval <duration>",
-      "push a snapshot of the hub's SQLite database this often (e.g. 30s, 5m)",
+    .addOption(
+      new Option(
+        "--checkpoint-interval <duration>",
+        "push a snapshot of the hub's SQLite database this often (e.g. 30s, 5m; at least 1s)",
+      ).argParser((v) => {
+        const ms = parseDuration(v, "--checkpoint-interval");
+        if (ms < 1000) throw new InvalidArgumentError("--checkpoint-interval: at least 1s");
+        return ms;
+      }),
     )
     .addOption(
       new Option("--checkpoint-keep <n>", "complete checkpoints kept (per run, and of the hub)")
@@ -170,8 +176,7 @@ export const serveCommand = (): Command =>
       if (enrollToken && !givenEnroll) process.stdout.write(`enroll token (for nodes): ${enrollToken}\n`);
       let snapshots: ReturnType<typeof setInterval> | undefined;
       if (o.checkpointInterval && objects && store instanceof SqliteStore) {
-        const every = parseDuration(o.checkpointInterval, "--checkpoint-interval");
-        if (every < 1000) throw new Error("--checkpoint-interval: at least 1s");
+        const every: number = o.checkpointInterval;
         snapshots = setInterval(() => {
           pushHubSnapshot(store, objects, { keep: o.checkpointKeep }).then(
             (m) => process.stdout.write(`hub snapshot ${m.id} (${m.hosts[0]!.size} bytes)\n`),
