@@ -1,35 +1,18 @@
 // Coordinated checkpoints end to end: hub + node agents with state, over file:// and a real S3 server.
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { type ObjectStore, openObjectStore, readAll } from "../../src/checkpoint/object-store.ts";
-import { Fleet } from "../../src/coordinator/fleet.ts";
-import { createHub, type Hub } from "../../src/hub/server.ts";
-import { NodeAgent } from "../../src/node/agent.ts";
-import { openStore } from "../../src/store/open.ts";
-import type { Store } from "../../src/store/store.ts";
+import { type ObjectStore, openObjectStore } from "../../src/checkpoint/object-store.ts";
+import {
+  type CheckpointFleet,
+  type CheckpointNodeOptions,
+  startCheckpointFleet,
+} from "../helpers/checkpoint-fleet.ts";
+import { TOKEN } from "../helpers/fleet.ts";
 import { startS3rver } from "../helpers/s3rver.ts";
 
-const TOKEN = "ckpt-token";
-/** Nodes enroll with this; the admin token may not. */
-const ENROLL = "ckpt-enroll-token";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const memState = (bytes: number) => {
-  const box: { data: Uint8Array } = { data: new Uint8Array(randomBytes(bytes)) };
-  return {
-    box,
-    state: {
-      snapshot: () => box.data,
-      restore: async (r: Readable) => {
-        box.data = await readAll(r);
-      },
-    },
-  };
-};
 
 type Backend = { name: string; url: () => string; objects: () => ObjectStore };
 let s3: Awaited<ReturnType<typeof startS3rver>>;
@@ -66,52 +49,22 @@ const backends: Backend[] = [
 
 for (const b of backends) {
   describe(`fleet checkpoints over ${b.name}`, () => {
-    let store: Store;
-    let hub: Hub;
+    let f: CheckpointFleet | undefined;
+    let hub: CheckpointFleet["hub"];
     let url: string;
-    let fleet: Fleet;
-    const agents: NodeAgent[] = [];
-
+    let fleet: CheckpointFleet["fleet"];
     const start = async (keep = 3) => {
       n++;
-      store = await openStore("memory:");
-      hub = createHub({
-        store,
-        token: TOKEN,
-        enrollToken: ENROLL,
-        sweepIntervalMs: 50,
-        checkpointStore: b.objects(),
-        checkpointKeep: keep,
-      });
-      url = await hub.listen();
-      fleet = await Fleet.connect({ hub: url, token: TOKEN });
+      f = await startCheckpointFleet({ objects: b.objects, checkpointKeep: keep });
+      ({ hub, url, fleet } = f);
     };
-    const node = async (
-      name: string,
-      bytes: number,
-      extra: Partial<ConstructorParameters<typeof NodeAgent>[0]> = {},
-    ) => {
-      const s = memState(bytes);
-      const a = new NodeAgent({
-        hubs: [url],
-        name,
-        enrollToken: ENROLL,
-        heartbeatIntervalMs: 300,
-        handlers: { digest: () => Buffer.from(s.box.data).toString("base64").slice(0, 24) },
-        state: s.state,
-        checkpointStore: b.objects(),
+    const node = (name: string, bytes: number, extra: CheckpointNodeOptions = {}) =>
+      f!.node(name, {
+        bytes,
+        handlers: (box) => ({ digest: () => Buffer.from(box.data).toString("base64").slice(0, 24) }),
         ...extra,
       });
-      await a.start();
-      agents.push(a);
-      return { agent: a, ...s };
-    };
-    afterEach(async () => {
-      await fleet?.close();
-      for (const a of agents.splice(0)) await a.stop({ timeoutMs: 500 });
-      await hub?.close();
-      await store?.close();
-    });
+    afterEach(() => f?.close());
 
     test("push then pull restores byte-identical state on every host", async () => {
       await start();
@@ -288,68 +241,36 @@ for (const b of backends) {
 }
 
 describe("checkpoint failures", () => {
-  test("bad S3 credentials: the push fails with error kind auth", async () => {
-    const store = await openStore("memory:");
-    const bad = openObjectStore(s3url("auth"), {
-      ...s3opts(),
-      accessKeyId: "WRONG",
-      secretAccessKey: "WRONG",
-    });
-    const hub = createHub({ store, token: TOKEN, enrollToken: ENROLL, checkpointStore: bad });
-    const url = await hub.listen();
-    const agent = new NodeAgent({
-      hubs: [url],
-      name: "a",
-      enrollToken: ENROLL,
-      handlers: {},
-      state: { snapshot: () => new Uint8Array([1]), restore: () => {} },
-      checkpointStore: bad,
-    });
-    await agent.start();
-    const fleet = await Fleet.connect({ hub: url, token: TOKEN });
+  const wrongCreds = (prefix: string) =>
+    openObjectStore(s3url(prefix), { ...s3opts(), accessKeyId: "WRONG", secretAccessKey: "WRONG" });
+  /** One push of a one-host run whose hub and node use these checkpoint stores. */
+  const pushWith = async (hubObjects: ObjectStore, name: string, nodeObjects: ObjectStore) => {
+    const f = await startCheckpointFleet({ objects: () => hubObjects });
     try {
-      const run = await fleet.createRun();
-      await fleet.checkpoints.assign(run, [agent.nodeId!]);
-      const res = await fleet.checkpoints.push(run);
-      expect(res.status).toBe("error");
-      expect(res.error).toMatchObject({ kind: "auth", hostIdx: 0 });
+      const { agent } = await f.node(name, { checkpointStore: nodeObjects });
+      const run = await f.fleet.createRun();
+      await f.fleet.checkpoints.assign(run, [agent.nodeId!]);
+      return await f.fleet.checkpoints.push(run);
     } finally {
-      await fleet.close();
-      await agent.stop();
-      await hub.close();
+      await f.close();
     }
+  };
+
+  test("bad S3 credentials: the push fails with error kind auth", async () => {
+    const bad = wrongCreds("auth");
+    const res = await pushWith(bad, "a", bad);
+    expect(res.status).toBe("error");
+    expect(res.error).toMatchObject({ kind: "auth", hostIdx: 0 });
   });
 
   test("a hub with wrong S3 credentials (its nodes' are right): the push fails with kind auth, not checksum", async () => {
-    const store = await openStore("memory:");
-    const bad = openObjectStore(s3url("hub-auth"), {
-      ...s3opts(),
-      accessKeyId: "WRONG",
-      secretAccessKey: "WRONG",
-    });
-    const hub = createHub({ store, token: TOKEN, enrollToken: ENROLL, checkpointStore: bad });
-    const url = await hub.listen();
-    const agent = new NodeAgent({
-      hubs: [url],
-      name: "good-creds",
-      enrollToken: ENROLL,
-      handlers: {},
-      state: { snapshot: () => new Uint8Array([1, 2, 3]), restore: () => {} },
-      checkpointStore: openObjectStore(s3url("hub-auth"), s3opts()),
-    });
-    await agent.start();
-    const fleet = await Fleet.connect({ hub: url, token: TOKEN });
-    try {
-      const run = await fleet.createRun();
-      await fleet.checkpoints.assign(run, [agent.nodeId!]);
-      const res = await fleet.checkpoints.push(run);
-      expect(res.status).toBe("error");
-      expect(res.error).toMatchObject({ kind: "auth", hostIdx: 0 });
-      expect(res.error!.message).toMatch(/refused the credentials/);
-    } finally {
-      await fleet.close();
-      await agent.stop();
-      await hub.close();
-    }
+    const res = await pushWith(
+      wrongCreds("hub-auth"),
+      "good-creds",
+      openObjectStore(s3url("hub-auth"), s3opts()),
+    );
+    expect(res.status).toBe("error");
+    expect(res.error).toMatchObject({ kind: "auth", hostIdx: 0 });
+    expect(res.error!.message).toMatch(/refused the credentials/);
   });
 });

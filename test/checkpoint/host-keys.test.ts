@@ -1,11 +1,8 @@
 // The hub decides every object key (`<run>/<id>/host<k>/…`): a host cannot make its run's manifest name
 // another run's or another host's object, and an honest node never reads outside its own run and host.
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { restoreHubSnapshot } from "../../src/checkpoint/hub-state.ts";
 import {
   checkPart,
@@ -14,20 +11,12 @@ import {
   type Manifest,
   manifestKey,
 } from "../../src/checkpoint/layout.ts";
-import { type ObjectStore, openObjectStore, readAll } from "../../src/checkpoint/object-store.ts";
-import { Fleet } from "../../src/coordinator/fleet.ts";
-import { createHub, type Hub } from "../../src/hub/server.ts";
-import { NodeAgent } from "../../src/node/agent.ts";
+import { type ObjectStore, openObjectStore } from "../../src/checkpoint/object-store.ts";
 import { newId } from "../../src/protocol/ids.ts";
-import { openStore } from "../../src/store/open.ts";
-import type { Store } from "../../src/store/store.ts";
+import { type CheckpointFleet, startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 
-const TOKEN = "keys-token";
-const ENROLL = "keys-enroll-token";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const dir = mkdtempSync(join(tmpdir(), "fleetlink-keys-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Records every key read through it. */
 const spied = (inner: ObjectStore, reads: string[]): ObjectStore => {
@@ -47,19 +36,6 @@ const spied = (inner: ObjectStore, reads: string[]): ObjectStore => {
   };
 };
 
-const memState = (bytes: number) => {
-  const box: { data: Uint8Array } = { data: new Uint8Array(randomBytes(bytes)) };
-  return {
-    box,
-    state: {
-      snapshot: () => box.data,
-      restore: async (r: Readable) => {
-        box.data = await readAll(r);
-      },
-    },
-  };
-};
-
 /** Every manifest in the store, of every run. */
 const allManifests = async (objects: ObjectStore): Promise<Manifest[]> => {
   const out: Manifest[] = [];
@@ -70,60 +46,27 @@ const allManifests = async (objects: ObjectStore): Promise<Manifest[]> => {
 };
 
 describe("checkpoint keys are the hub's", () => {
-  let store: Store;
-  let hub: Hub;
-  let url: string;
-  let fleet: Fleet;
+  let f: CheckpointFleet;
+  let hub: CheckpointFleet["hub"];
+  let fleet: CheckpointFleet["fleet"];
   let objects: ObjectStore;
-  let n = 0;
-  const agents: NodeAgent[] = [];
-  const storeUrl = () => `file://${join(dir, `objs-${n}`)}`;
-
   beforeEach(async () => {
-    n++;
-    store = await openStore("memory:");
-    objects = openObjectStore(storeUrl());
-    hub = createHub({
-      store,
-      token: TOKEN,
-      enrollToken: ENROLL,
-      sweepIntervalMs: 50,
-      checkpointStore: storeUrl(),
-    });
-    url = await hub.listen();
-    fleet = await Fleet.connect({ hub: url, token: TOKEN });
+    f = await startCheckpointFleet();
+    ({ hub, fleet } = f);
+    objects = openObjectStore(f.objectsUrl);
   });
-  afterEach(async () => {
-    await fleet.close();
-    for (const a of agents.splice(0)) await a.stop({ timeoutMs: 500 });
-    await hub.close();
-    await store.close();
-  });
+  afterEach(() => f.close());
 
-  const start = async (a: NodeAgent) => {
-    await a.start();
-    agents.push(a);
-    return a;
-  };
   const honest = async (
     name: string,
     o: { reads?: string[]; standby?: { runId: string; hostIdx: number; intervalMs?: number } } = {},
   ) => {
-    const s = memState(2048);
-    const own = openObjectStore(storeUrl());
-    const agent = await start(
-      new NodeAgent({
-        hubs: [url],
-        name,
-        enrollToken: ENROLL,
-        heartbeatIntervalMs: 300,
-        handlers: {},
-        state: s.state,
-        checkpointStore: o.reads ? spied(own, o.reads) : own,
-        ...(o.standby ? { standby: o.standby } : {}),
-      }),
-    );
-    return { agent, ...s };
+    const own = openObjectStore(f.objectsUrl);
+    return f.node(name, {
+      bytes: 2048,
+      checkpointStore: o.reads ? spied(own, o.reads) : own,
+      ...(o.standby ? { standby: o.standby } : {}),
+    });
   };
   /** Run B: one honest host, one complete checkpoint; its part is what the attacks below point at. */
   const victimRun = async () => {
@@ -141,22 +84,17 @@ describe("checkpoint keys are the hub's", () => {
     // A node that speaks the checkpoint methods itself (no SDK state) and lies about where it wrote.
     const told: unknown[] = [];
     let lie: (p: { runId: string; id: string }) => string = () => victim.part.key;
-    const evil = await start(
-      new NodeAgent({
-        hubs: [url],
-        name: "evil",
-        enrollToken: ENROLL,
-        heartbeatIntervalMs: 300,
-        handlers: {
-          "checkpoint.assign": () => ({ ok: true }),
-          "checkpoint.push": (p) => {
-            const q = p as { runId: string; id: string; key: string };
-            told.push(q.key);
-            return { ...victim.part, nodeId: "evil", hostIdx: 0, key: lie(q) };
-          },
+    const { agent: evil } = await f.node("evil", {
+      state: undefined,
+      handlers: () => ({
+        "checkpoint.assign": () => ({ ok: true }),
+        "checkpoint.push": (p) => {
+          const q = p as { runId: string; id: string; key: string };
+          told.push(q.key);
+          return { ...victim.part, nodeId: "evil", hostIdx: 0, key: lie(q) };
         },
       }),
-    );
+    });
     const h1 = await honest("a1");
     const run = await fleet.createRun();
     await fleet.checkpoints.assign(run, [evil.nodeId!, h1.agent.nodeId!]);
@@ -245,7 +183,7 @@ describe("checkpoint keys are the hub's", () => {
     const m: Manifest = { id, runId: "hub", createdAt: Date.now(), nHosts: 1, hosts: [part] };
     await objects.put(manifestKey("hub", id), new TextEncoder().encode(JSON.stringify(m)));
     await rejectsWith(
-      restoreHubSnapshot(objects, join(dir, `never-${n}.db`), "latest", { force: true }),
+      restoreHubSnapshot(objects, join(f.dir, "never.db"), "latest", { force: true }),
       "HOST_MISMATCH",
     );
   });

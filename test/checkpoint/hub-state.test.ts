@@ -14,6 +14,8 @@ import { startHubProc } from "../helpers/procs.ts";
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, "../../src/cli/main.ts");
+/** `fleetlink checkpoint <args>` as its own process. */
+const checkpoint = (...args: string[]) => run(process.execPath, [CLI, "checkpoint", ...args]);
 const dir = mkdtempSync(join(tmpdir(), "fleetlink-hubstate-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -58,18 +60,10 @@ describe("hub state checkpoints", () => {
     const src = new SqliteStore(join(dir, "c.db"));
     const runId = (await src.createRun()).id;
     await src.close();
-    const push = await run(process.execPath, [
-      CLI,
-      "checkpoint",
-      "push",
-      "--db",
-      `sqlite:${join(dir, "c.db")}`,
-      "--store",
-      store,
-    ]);
+    const push = await checkpoint("push", "--db", `sqlite:${join(dir, "c.db")}`, "--store", store);
     const { id } = JSON.parse(push.stdout) as { id: string };
     expect(push.stderr).toMatch(/push \[#+\] 100%/);
-    const list = await run(process.execPath, [CLI, "checkpoint", "list", "--store", store]);
+    const list = await checkpoint("list", "--store", store);
     expect(list.stdout).toContain(id);
     const hub = await startHubProc(`sqlite:${join(dir, "fresh.db")}`, "tok", [
       "--checkpoint-store",
@@ -84,9 +78,7 @@ describe("hub state checkpoints", () => {
     } finally {
       await hub.kill();
     }
-    const bad = await run(process.execPath, [
-      CLI,
-      "checkpoint",
+    const bad = await checkpoint(
       "pull",
       "--db",
       `sqlite:${join(dir, "x.db")}`,
@@ -94,7 +86,7 @@ describe("hub state checkpoints", () => {
       store,
       "--id",
       "0190e2b4-0000-7000-8000-000000000000",
-    ]).catch((e) => e);
+    ).catch((e) => e);
     expect(bad.stderr).toMatch(/FLEETLINK_E_CHECKPOINT_NOT_FOUND/);
   }, 30_000);
 
@@ -108,18 +100,11 @@ describe("hub state checkpoints", () => {
       const post = await fetch(`${hub.value}/v1/runs`, { method: "POST", headers });
       expect(post.status).toBe(201);
       // An online backup of the live database, then a pull --force while the hub still runs.
-      await run(process.execPath, [CLI, "checkpoint", "push", "--db", `sqlite:${db}`, "--store", store]);
+      await checkpoint("push", "--db", `sqlite:${db}`, "--store", store);
       const before = statSync(db).ino;
-      const bad = await run(process.execPath, [
-        CLI,
-        "checkpoint",
-        "pull",
-        "--db",
-        `sqlite:${db}`,
-        "--store",
-        store,
-        "--force",
-      ]).catch((e: { code: number; stderr: string }) => e);
+      const bad = await checkpoint("pull", "--db", `sqlite:${db}`, "--store", store, "--force").catch(
+        (e: { code: number; stderr: string }) => e,
+      );
       expect((bad as { code: number }).code).toBe(1);
       expect((bad as { stderr: string }).stderr).toMatch(
         /FLEETLINK_E_CONFLICT: .*d\.db is open in another process/,
@@ -140,16 +125,7 @@ describe("hub state checkpoints", () => {
         await again.kill();
       }
       // No hub: the forced pull goes ahead.
-      const ok = await run(process.execPath, [
-        CLI,
-        "checkpoint",
-        "pull",
-        "--db",
-        `sqlite:${db}`,
-        "--store",
-        store,
-        "--force",
-      ]);
+      const ok = await checkpoint("pull", "--db", `sqlite:${db}`, "--store", store, "--force");
       expect(JSON.parse(ok.stdout)).toMatchObject({ restored: true });
     } finally {
       if (hubAlive) await hub.kill();

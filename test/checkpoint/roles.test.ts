@@ -1,74 +1,24 @@
 // Reassigning host roles says what it changes, and a pull never silently gives one live node another's
 // state: roles swapped since the checkpoint are refused unless the caller asks to restore by host index.
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Readable } from "node:stream";
-import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { hostKey } from "../../src/checkpoint/layout.ts";
-import { readAll } from "../../src/checkpoint/object-store.ts";
 import { diffRoles, type Roles } from "../../src/checkpoint/roles.ts";
-import { Fleet } from "../../src/coordinator/fleet.ts";
-import { createHub, type Hub } from "../../src/hub/server.ts";
-import { NodeAgent } from "../../src/node/agent.ts";
-import { openStore } from "../../src/store/open.ts";
-import type { Store } from "../../src/store/store.ts";
+import { type CheckpointFleet, startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 
-const TOKEN = "roles-token";
-const ENROLL = "roles-enroll-token";
-const dir = mkdtempSync(join(tmpdir(), "fleetlink-roles-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
 describe("host roles", () => {
-  let store: Store;
-  let hub: Hub;
-  let url: string;
-  let fleet: Fleet;
-  let n = 0;
-  const agents: NodeAgent[] = [];
-  const objs = () => `file://${join(dir, `objs-${n}`)}`;
-
+  let f: CheckpointFleet;
+  let fleet: CheckpointFleet["fleet"];
+  let hub: CheckpointFleet["hub"];
   beforeEach(async () => {
-    n++;
-    store = await openStore("memory:");
-    hub = createHub({
-      store,
-      token: TOKEN,
-      enrollToken: ENROLL,
-      sweepIntervalMs: 50,
-      checkpointStore: objs(),
-    });
-    url = await hub.listen();
-    fleet = await Fleet.connect({ hub: url, token: TOKEN });
+    f = await startCheckpointFleet();
+    ({ fleet, hub } = f);
   });
-  afterEach(async () => {
-    await fleet.close();
-    for (const a of agents.splice(0)) await a.stop({ timeoutMs: 500 });
-    await hub.close();
-    await store.close();
-  });
+  afterEach(() => f.close());
 
   const node = async (name: string) => {
-    const box: { data: Uint8Array } = { data: new Uint8Array(randomBytes(512)) };
-    const agent = new NodeAgent({
-      hubs: [url],
-      name,
-      enrollToken: ENROLL,
-      heartbeatIntervalMs: 300,
-      handlers: {},
-      state: {
-        snapshot: () => box.data,
-        restore: async (r: Readable) => {
-          box.data = await readAll(r);
-        },
-      },
-      checkpointStore: objs(),
-    });
-    await agent.start();
-    agents.push(agent);
-    return { agent, box, id: agent.nodeId! };
+    const h = await f.node(name, { bytes: 512 });
+    return { ...h, id: h.agent.nodeId! };
   };
 
   test("assign - reports what it changes: nothing, a swap, a new host", async () => {

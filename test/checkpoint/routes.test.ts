@@ -1,80 +1,37 @@
 // Checkpoint routes validate every body and parameter before anything starts, answer RUN_NOT_FOUND for
 // unknown runs, and take authentication in onRequest or preHandler.
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
-import { openObjectStore, readAll } from "../../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../../src/checkpoint/object-store.ts";
 import { Checkpoints } from "../../src/checkpoint/orchestrator.ts";
-import { Fleet } from "../../src/coordinator/fleet.ts";
 import { registerCheckpointRoutes } from "../../src/hub/checkpoint-routes.ts";
-import { createHub, type Hub } from "../../src/hub/server.ts";
-import { NodeAgent } from "../../src/node/agent.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";
 import { newId } from "../../src/protocol/ids.ts";
 import { openStore } from "../../src/store/open.ts";
-import type { Store } from "../../src/store/store.ts";
 import { silentLogger } from "../../src/stream/channel.ts";
+import { type CheckpointFleet, startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { rejectsWith } from "../helpers/expect.ts";
+import { TOKEN } from "../helpers/fleet.ts";
 
-const TOKEN = "routes-token";
-const ENROLL = "routes-enroll-token";
 const auth = { authorization: `Bearer ${TOKEN}` };
 const json = { ...auth, "content-type": "application/json" };
 const dir = mkdtempSync(join(tmpdir(), "fleetlink-ckpt-routes-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-let n = 0;
 
 describe("checkpoint routes", () => {
-  let store: Store;
-  let hub: Hub;
-  let url: string;
-  let fleet: Fleet;
-  const agents: NodeAgent[] = [];
-
+  let f: CheckpointFleet;
+  let hub: CheckpointFleet["hub"];
+  let fleet: CheckpointFleet["fleet"];
   beforeEach(async () => {
-    n++;
-    store = await openStore("memory:");
-    hub = createHub({
-      store,
-      token: TOKEN,
-      enrollToken: ENROLL,
-      sweepIntervalMs: 50,
-      checkpointStore: `file://${join(dir, `objs-${n}`)}`,
-    });
-    url = await hub.listen();
-    fleet = await Fleet.connect({ hub: url, token: TOKEN });
+    f = await startCheckpointFleet();
+    ({ hub, fleet } = f);
   });
-  afterEach(async () => {
-    await fleet.close();
-    for (const a of agents.splice(0)) await a.stop({ timeoutMs: 500 });
-    await hub.close();
-    await store.close();
-  });
+  afterEach(() => f.close());
 
-  const node = async (name: string) => {
-    const box: { data: Uint8Array } = { data: new Uint8Array(randomBytes(1024)) };
-    const a = new NodeAgent({
-      hubs: [url],
-      name,
-      enrollToken: ENROLL,
-      heartbeatIntervalMs: 300,
-      handlers: {},
-      state: {
-        snapshot: () => box.data,
-        restore: async (r: Readable) => {
-          box.data = await readAll(r);
-        },
-      },
-      checkpointStore: `file://${join(dir, `objs-${n}`)}`,
-    });
-    await a.start();
-    agents.push(a);
-    return { agent: a, box };
-  };
+  const node = (name: string) => f.node(name);
   const inject = (method: "GET" | "POST" | "PUT", path: string, payload?: unknown, headers = auth) =>
     hub.app.inject({
       method,

@@ -1,66 +1,30 @@
 // A standby takeover that fails is retried with backoff a bounded number of times, then given up with the
 // reason in the run's checkpoint status; no attempt leaves an unclaimed reply behind.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
+import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import type { TakeoverStatus } from "../../src/checkpoint/orchestrator.ts";
 import { retryDelay } from "../../src/checkpoint/takeover.ts";
-import { Fleet } from "../../src/coordinator/fleet.ts";
-import { createHub, type Hub } from "../../src/hub/server.ts";
-import { NodeAgent } from "../../src/node/agent.ts";
-import { openStore } from "../../src/store/open.ts";
-import type { Store } from "../../src/store/store.ts";
+import { type CheckpointFleet, startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 
-const TOKEN = "takeover-token";
-const ENROLL = "takeover-enroll-token";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const dir = mkdtempSync(join(tmpdir(), "fleetlink-takeover-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("standby takeover retries", () => {
-  let store: Store;
-  let hub: Hub;
-  let fleet: Fleet;
-  let url: string;
-  let n = 0;
-  const agents: NodeAgent[] = [];
-  const objs = () => `file://${join(dir, `objs-${n}`)}`;
-
+  let f: CheckpointFleet;
+  let store: CheckpointFleet["store"];
+  let hub: CheckpointFleet["hub"];
+  let fleet: CheckpointFleet["fleet"];
   beforeEach(async () => {
-    n++;
-    store = await openStore("memory:");
-    hub = createHub({
-      store,
-      token: TOKEN,
-      enrollToken: ENROLL,
-      sweepIntervalMs: 50,
-      checkpointStore: objs(),
-    });
-    url = await hub.listen();
-    fleet = await Fleet.connect({ hub: url, token: TOKEN });
+    f = await startCheckpointFleet();
+    ({ store, hub, fleet } = f);
   });
-  afterEach(async () => {
-    await fleet.close();
-    for (const a of agents.splice(0)) await a.stop({ timeoutMs: 500 });
-    await hub.close();
-    await store.close();
-  });
+  afterEach(() => f.close());
 
-  const node = async (name: string, restore: () => void = () => {}) => {
-    const a = new NodeAgent({
-      hubs: [url],
-      name,
-      enrollToken: ENROLL,
-      heartbeatIntervalMs: 200,
-      handlers: {},
-      state: { snapshot: () => new Uint8Array([1, 2, 3]), restore },
-      checkpointStore: objs(),
-    });
-    await a.start();
-    agents.push(a);
-    return a;
-  };
+  const node = async (name: string, restore: () => void = () => {}) =>
+    (
+      await f.node(name, {
+        heartbeatIntervalMs: 200,
+        state: { snapshot: () => new Uint8Array([1, 2, 3]), restore },
+      })
+    ).agent;
 
   /** A run with host 0 and a standby for it, one checkpoint pushed; no coordinator stream claims replies. */
   const setup = async (standbyRestore: () => void) => {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Fleet } from "../../src/coordinator/fleet.ts";
 import { createHub, type Hub, type HubOptions } from "../../src/hub/server.ts";
-import { type Handler, NodeAgent } from "../../src/node/agent.ts";
+import { type Handler, NodeAgent, type NodeAgentOptions } from "../../src/node/agent.ts";
 import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
 
@@ -27,13 +27,14 @@ export const startFleet = async (o: Partial<HubOptions> & { storeUrl?: string } 
     async node(
       name: string,
       handlers: Record<string, Handler>,
-      extra: { hubs?: string[]; heartbeatIntervalMs?: number } = {},
+      extra: Partial<Omit<NodeAgentOptions, "name" | "handlers">> = {},
     ) {
       const a = new NodeAgent({
+        enrollToken: ENROLL_TOKEN,
+        ...extra,
         hubs: extra.hubs ?? [url],
         name,
         handlers,
-        enrollToken: ENROLL_TOKEN,
         heartbeatIntervalMs: extra.heartbeatIntervalMs ?? 1000,
       });
       await a.start();
