@@ -227,8 +227,9 @@ export class NodeAgent {
     const hub = this.hub();
     this.feed.set({ state: "connecting", hub, attempt: this.connectAttempt });
     const url = `${hub.replace(/^http/, "ws")}/v1/nodes/stream`;
+    const nodeId = this.identity!.nodeId;
     const ws = new WebSocket(url, {
-      headers: { authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` },
+      headers: { authorization: `Bearer ${nodeId}.${this.identity!.credential}` },
       handshakeTimeout: 5000,
     });
     this.ws = ws;
@@ -246,7 +247,10 @@ export class NodeAgent {
         if (body.length < 4096) body += d.toString();
       });
       res.on("error", () => {});
+      let answered = false;
       const done = () => {
+        if (answered) return; // "end" and "close" both come
+        answered = true;
         let code = "";
         let message = "";
         try {
@@ -256,7 +260,7 @@ export class NodeAgent {
         }
         if (code === "FLEETLINK_E_NODE_PENDING") this.pendingApproval = true;
         if (code === "FLEETLINK_E_UNAUTHORIZED" || code === "FLEETLINK_E_NODE_UNREGISTERED")
-          this.refused = `${hub} refuses node ${this.identity!.nodeId}: ${code}: ${truncate(message, 200)}`;
+          this.refused = `${hub} refuses node ${nodeId}: ${code}: ${truncate(message, 200)}`;
         fail(`hub answered ${res.statusCode}${code ? ` ${code}: ${truncate(message, 200)}` : ""}`);
         ws.terminate();
       };

@@ -37,7 +37,8 @@ const params = (p: Partial<TestParams>): TestParams => ({
   nemesisIntervalS: 1,
   topology: "grid",
   seed: 7,
-  recoveryS: 0,
+  // Values acknowledged in the last batch interval need a moment to reach every node before the final reads.
+  recoveryS: 2,
   clientTimeoutMs: 2000,
   out: join(dir, `run-${n++}`),
   ...p,
