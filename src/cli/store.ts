@@ -29,7 +29,11 @@ export const storeCommand = (): Command => {
     });
   cmd
     .command("cleanup")
-    .description("Delete ended, claimed messages and finished runs older than --older-than.")
+    .description(
+      "Clean up what is older than --older-than: finish abandoned runs (no live instruction, no activity), " +
+        "delete ended, claimed messages, finished runs, unusable enrollment tokens, and nodes offline, " +
+        "unregistered or never approved (holding no live instruction). Prints the counts as JSON.",
+    )
     .addOption(db())
     .addOption(
       new Option("--older-than <duration>", "age, with a unit: 30m, 24h, 7d")

@@ -3,10 +3,12 @@ import { FleetlinkError } from "../protocol/errors.ts";
 import { isId, newId } from "../protocol/ids.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
 import {
+  ABANDONED_REASON,
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
   type CleanupResult,
   checkClaim,
+  checkCleanupAge,
   checkExtendLeases,
   checkId,
   checkIds,
@@ -556,8 +558,24 @@ export class MemoryStore implements Store {
   }
 
   async cleanup(olderThanMs: number): Promise<CleanupResult> {
-    const cutoff = this.time() - olderThanMs;
-    const res = { instructions: 0, replies: 0, runs: 0, enrollTokens: 0 };
+    checkCleanupAge(olderThanMs);
+    const now = this.time();
+    const cutoff = now - olderThanMs;
+    const res = { instructions: 0, replies: 0, runs: 0, abandonedRuns: 0, nodes: 0, enrollTokens: 0 };
+    // Same rules as the SQL stores (see Store.cleanup); one method body runs at a time, so it is atomic.
+    const active = new Set<string>();
+    for (const i of this.instructions.values())
+      if (i.state !== "done" || i.createdAt > cutoff) active.add(i.runId);
+    for (const r of this.replies.values()) if (r.createdAt > cutoff) active.add(r.runId);
+    const abandoned = new Set<string>();
+    for (const run of this.runs.values()) {
+      if (run.status === "finished" || run.updatedAt > cutoff || active.has(run.id)) continue;
+      run.status = "finished";
+      run.reason = ABANDONED_REASON;
+      run.updatedAt = now;
+      abandoned.add(run.id);
+    }
+    res.abandonedRuns = abandoned.size;
     for (const t of this.tokens.values()) {
       const dead =
         (t.revokedAt !== null && t.revokedAt <= cutoff) ||
@@ -578,10 +596,23 @@ export class MemoryStore implements Store {
     }
     const busy = new Set([...this.instructions.values()].map((i) => i.runId));
     for (const run of this.runs.values())
-      if (run.status === "finished" && run.updatedAt <= cutoff && !busy.has(run.id)) {
+      if (
+        run.status === "finished" &&
+        (run.updatedAt <= cutoff || abandoned.has(run.id)) &&
+        !busy.has(run.id)
+      ) {
         this.runs.delete(run.id);
         res.runs++;
       }
+    const holding = new Set<string>();
+    for (const i of this.instructions.values()) if (i.state !== "done") holding.add(i.dst);
+    for (const n of this.nodes.values()) {
+      const waiting = n.status === "registered" && n.approved;
+      if (waiting || (n.onlineUntil ?? n.createdAt) > cutoff || holding.has(n.id)) continue;
+      this.nodes.delete(n.id);
+      this.sessions.delete(n.id);
+      res.nodes++;
+    }
     return res;
   }
 

@@ -125,6 +125,7 @@ export class PostgresStore extends SqlStore {
   private readonly listenProbeMs: number;
   readonly schema: string;
   protected readonly shareLock = "FOR SHARE";
+  protected readonly keyShareLock = "FOR KEY SHARE";
 
   private constructor(pool: pg.Pool, clientConfig: pg.ClientConfig, schema: string, opts: PostgresOptions) {
     super(resolveOptions(opts));

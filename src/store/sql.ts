@@ -14,9 +14,11 @@ import {
   toRun,
 } from "./rows.ts";
 import {
+  ABANDONED_REASON,
   type ClaimInstructionsInput,
   type ClaimRepliesInput,
   type CleanupResult,
+  checkCleanupAge,
   checkExtendLeases,
   checkId,
   checkIds,
@@ -93,6 +95,11 @@ export abstract class SqlStore implements Store {
   protected abstract skipLocked(alias?: string): string;
   /** Row-lock suffix that keeps a read row from changing until commit. */
   protected abstract readonly shareLock: string;
+  /**
+   * Row-lock suffix that keeps a read row from being deleted until commit, and lets it be updated meanwhile
+   * (PostgreSQL: FOR KEY SHARE, the lock a foreign key check takes; SQLite: nothing).
+   */
+  protected abstract readonly keyShareLock: string;
   /**
    * Serialises, until commit, the write transactions that use this key (PostgreSQL: a transaction-scoped
    * advisory lock; SQLite: nothing, its write lock already serialises every write transaction).
@@ -426,9 +433,15 @@ export abstract class SqlStore implements Store {
       const run = await this.runRow(c, runId, this.shareLock);
       if (run.status === "finished") throw new FleetlinkError("RUN_FINISHED", `run ${runId} is finished`);
       const dsts = [...new Set(items.map((i) => i.dst))];
+      // Key-share-locks the nodes on PostgreSQL (heartbeats still go through): a cleanup deleting one of them
+      // locks it first, so it either committed before this read (NODE_NOT_FOUND) or skips the node until this
+      // push has committed and then finds its instruction live. No instruction points at a deleted node.
       const known = new Map(
         (
-          await c.q(`SELECT id, status FROM nodes WHERE id IN ${this.inList("$1")}`, [this.listParam(dsts)])
+          await c.q(
+            `SELECT id, status FROM nodes WHERE id IN ${this.inList("$1")} ORDER BY id ${this.keyShareLock}`,
+            [this.listParam(dsts)],
+          )
         ).map((r) => [r.id as string, r.status as string]),
       );
       items.forEach((it, i) => {
@@ -708,37 +721,105 @@ export abstract class SqlStore implements Store {
     });
   }
 
+  /**
+   * Every step locks what it changes with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's write lock covers the
+   * whole transaction): replicas cleaning up at once never wait on each other or deadlock, and each row is
+   * changed, and counted, by exactly one of them. A row another replica holds is left to the next cleanup.
+   */
   async cleanup(olderThanMs: number): Promise<CleanupResult> {
+    checkCleanupAge(olderThanMs);
     return this.tx(async (c) => {
       const cutoff = c.now - olderThanMs;
+      const abandoned = await this.abandonRuns(c, cutoff);
       const gone = await c.q(
-        `DELETE FROM instructions WHERE ended = 1
-           AND id IN (SELECT reply_to FROM replies WHERE claimed = 1 AND created_at <= $1) RETURNING id`,
+        `DELETE FROM instructions WHERE seq IN (
+           SELECT seq FROM instructions WHERE ended = 1
+             AND id IN (SELECT reply_to FROM replies WHERE claimed = 1 AND created_at <= $1)
+           ORDER BY seq ${this.skipLocked()})
+         RETURNING id`,
         [cutoff],
       );
       const replies = await c.q(
-        `DELETE FROM replies WHERE claimed = 1 AND created_at <= $1
-           AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.id = replies.reply_to) RETURNING id`,
+        `DELETE FROM replies WHERE seq IN (
+           SELECT seq FROM replies WHERE claimed = 1 AND created_at <= $1
+             AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.id = replies.reply_to)
+           ORDER BY seq ${this.skipLocked()})
+         RETURNING id`,
         [cutoff],
       );
+      // The runs just abandoned go too if nothing of theirs is left (their updated_at is now, not the cutoff).
       const runs = await c.q(
-        `DELETE FROM runs WHERE status = 'finished' AND updated_at <= $1
-           AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.run_id = runs.id)
-           AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.run_id = runs.id) RETURNING id`,
-        [cutoff],
+        `DELETE FROM runs WHERE id IN (
+           SELECT id FROM runs WHERE status = 'finished' AND (updated_at <= $1 OR id IN ${this.inList("$2")})
+             AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.run_id = runs.id)
+             AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.run_id = runs.id)
+           ORDER BY id ${this.skipLocked()})
+         RETURNING id`,
+        [cutoff, this.listParam(abandoned)],
       );
       const tokens = await c.q(
-        `DELETE FROM enroll_tokens WHERE revoked_at <= $1 OR expires_at <= $1
-           OR (used >= uses AND used_at <= $1) RETURNING id`,
+        `DELETE FROM enroll_tokens WHERE seq IN (
+           SELECT seq FROM enroll_tokens WHERE revoked_at <= $1 OR expires_at <= $1
+             OR (used >= uses AND used_at <= $1)
+           ORDER BY seq ${this.skipLocked()})
+         RETURNING id`,
         [cutoff],
       );
+      // Last, so that the node locks (which a push waits for) are held for the shortest time.
+      const nodes = await this.deleteSilentNodes(c, cutoff);
       return {
         instructions: gone.length,
         replies: replies.length,
         runs: runs.length,
+        abandonedRuns: abandoned.length,
+        nodes,
         enrollTokens: tokens.length,
       };
     });
+  }
+
+  /**
+   * Finishes the runs abandoned before the cutoff; returns their ids. Two statements: the candidates are locked
+   * first (SKIP LOCKED: a run a push holds share-locked is left alone), then re-checked and finished by a
+   * compare-and-set in a statement of its own. In READ COMMITTED that statement sees every push and reply that
+   * committed before the lock was had (the first statement's snapshot may predate them); a push that comes
+   * later waits for the lock and then finds the run finished or gone. Replies need a live instruction, which a
+   * candidate has none of, so none can be added meanwhile.
+   */
+  private async abandonRuns(c: SqlConn, cutoff: number): Promise<string[]> {
+    const quiet = `runs.status <> 'finished' AND runs.updated_at <= $1
+      AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.run_id = runs.id AND (i.ended = 0 OR i.created_at > $1))
+      AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.run_id = runs.id AND r.created_at > $1)`;
+    const picked = await c.q(`SELECT id FROM runs WHERE ${quiet} ORDER BY id ${this.skipLocked()}`, [cutoff]);
+    if (picked.length === 0) return [];
+    const done = await c.q(
+      `UPDATE runs SET status = 'finished', reason = $2, updated_at = $3
+       WHERE id IN ${this.inList("$4")} AND ${quiet} RETURNING id`,
+      [cutoff, ABANDONED_REASON, c.now, this.listParam(picked.map((r) => r.id as string))],
+    );
+    return done.map((r) => r.id as string);
+  }
+
+  /**
+   * Deletes the nodes offline, unregistered or never approved, silent since before the cutoff and holding no
+   * live instruction; returns how many. Locked first, then deleted by a statement that checks every condition
+   * again: the age is in the DELETE itself, so a node whose heartbeat committed first is kept (and a heartbeat
+   * that waited for the lock finds no node), and the live-instruction check sees every push that committed
+   * before the lock was had (a push holds its nodes key-share-locked until commit, see `pushInstructions`).
+   */
+  private async deleteSilentNodes(c: SqlConn, cutoff: number): Promise<number> {
+    const silent = `NOT (nodes.status = 'registered' AND nodes.approved = 1)
+      AND COALESCE(nodes.online_until, nodes.created_at) <= $1
+      AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.dst = nodes.id AND i.ended = 0)`;
+    const picked = await c.q(`SELECT id FROM nodes WHERE ${silent} ORDER BY id ${this.skipLocked()}`, [
+      cutoff,
+    ]);
+    if (picked.length === 0) return 0;
+    const gone = await c.q(`DELETE FROM nodes WHERE id IN ${this.inList("$2")} AND ${silent} RETURNING id`, [
+      cutoff,
+      this.listParam(picked.map((r) => r.id as string)),
+    ]);
+    return gone.length;
   }
 
   async stats(): Promise<StoreStats> {

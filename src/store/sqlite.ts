@@ -93,6 +93,7 @@ export class SqliteStore extends SqlStore {
   private readonly queue: { tail: Promise<unknown>; handles: number };
   private readonly queueKey: string;
   protected readonly shareLock = "";
+  protected readonly keyShareLock = "";
   private readonly q: SqlConn["q"];
   private readonly watchIntervalMs: number;
   private readonly busyTimeoutMs: number;

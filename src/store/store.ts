@@ -213,10 +213,24 @@ export interface StoredRecord<T = unknown> {
 export interface CleanupResult {
   instructions: number;
   replies: number;
+  /** Finished runs removed (abandoned ones included). */
   runs: number;
+  /** Runs this cleanup finished as abandoned (see `Store.cleanup`), whether or not it could remove them yet. */
+  abandonedRuns: number;
+  /** Nodes deleted: offline, unregistered or never approved, silent for longer than the cutoff. */
+  nodes: number;
   /** Revoked, expired and used-up enrollment tokens. */
   enrollTokens: number;
 }
+
+/** The reason of a run that `cleanup` finished because nothing had happened in it for longer than the cutoff. */
+export const ABANDONED_REASON = "abandoned by cleanup";
+
+export const checkCleanupAge = (v: unknown): number => {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+    throw invalid("olderThanMs", "must be an integer >= 0 (a cutoff in the future would delete live nodes)");
+  return v;
+};
 
 /**
  * The state every hub replica shares. All operations are atomic; those that take a batch apply it in one
@@ -331,8 +345,18 @@ export interface Store {
    */
   useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord>;
   /**
-   * Deletes, older than the cutoff: ended instructions whose reply was claimed, finished runs with nothing left,
-   * and enrollment tokens that can no longer be used (revoked, expired, or used up at their last use).
+   * Housekeeping, for everything older than the cutoff (now - olderThanMs), in one transaction:
+   * - abandoned runs: a run not finished, with no live (not ended) instruction, whose last activity (its
+   *   updated_at, its newest instruction's and newest reply's created_at) is older than the cutoff, is finished
+   *   with reason ABANDONED_REASON (compare-and-set, like transitionRun; of racing replicas one finishes it);
+   * - deletes ended instructions whose reply was claimed (and those replies), then finished runs with nothing
+   *   left (those just abandoned included; one with an unclaimed reply stays finished until it is claimed);
+   * - deletes nodes that are offline (whether or not a sweep has marked them), unregistered, or never approved,
+   *   whose last sign of life (onlineUntil, or createdAt if they never came online) is older than the cutoff and
+   *   that hold no live instruction. Their credentials stop working; a registered, approved node that has not
+   *   come online yet is kept. A node whose heartbeat or push commits first is kept, whatever the race.
+   * - deletes enrollment tokens that can no longer be used (revoked, expired, or used up at their last use).
+   * Safe to run on every replica at once: each row is counted by the replica that changed it.
    */
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
