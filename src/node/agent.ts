@@ -96,6 +96,8 @@ export class NodeAgent {
   private readonly log: Logger;
   private connectAttempt = 0;
   private pendingApproval = false;
+  /** Times in a row our live stream was replaced by another process's (a shared identity). */
+  private replacedInARow = 0;
   private refused: string | undefined;
   /** The hub's payload limit, learned at hello. */
   private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
@@ -419,6 +421,18 @@ export class NodeAgent {
       this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
       return;
     }
+    if (reason.includes("(4000")) {
+      // Our live stream was replaced by a newer one for the same node: another process runs with this
+      // identity. Two such agents would replace each other forever; back off hard and say why.
+      this.replacedInARow++;
+      const retryInMs = 1000 * Math.min(30, 2 ** Math.min(this.replacedInARow, 5)) + backoff(0, 1000, 1000);
+      const why = `another process is connected as node ${this.identity!.nodeId}${this.o.identityFile ? ` (identity ${this.o.identityFile})` : ""}: only one agent may use an identity`;
+      this.log.warn({ retryInMs }, why);
+      this.feed.set({ state: "offline", reason: `${reason}; ${why}`, retryInMs });
+      this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
+      return;
+    }
+    this.replacedInARow = 0;
     const retryInMs = backoff(this.connectAttempt++, 100, 3000);
     this.feed.set({ state: "offline", reason, retryInMs });
     this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);

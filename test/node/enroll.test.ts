@@ -107,3 +107,40 @@ describe("enrollment retries", () => {
     expect(c.state.state).toBe("online");
   });
 });
+
+describe("shared identity", () => {
+  test("identity - two agents on one identity do not replace each other in a tight loop; the status says why", async () => {
+    const f = await startFleet();
+    const keep = mkdtempSync(join(tmpdir(), "fleetlink-shared-"));
+    const identityFile = join(keep, "id.json");
+    const one = new NodeAgent({
+      hubs: [f.url],
+      name: "twin",
+      enrollToken: ENROLL_TOKEN,
+      identityFile,
+      handlers: {},
+    });
+    await one.start();
+    const two = new NodeAgent({ hubs: [f.url], name: "twin", identityFile, handlers: {} });
+    const reasons: string[] = [];
+    let onlines = 0;
+    for (const a of [one, two])
+      void (async () => {
+        for await (const s of a.status()) {
+          if (s.state === "online") onlines++;
+          if (s.state === "offline") reasons.push(s.reason);
+        }
+      })();
+    await two.start();
+    await new Promise((r) => setTimeout(r, 3000));
+    try {
+      // Without the back-off the two replaced each other every few ms (hundreds of reconnects in 3 s).
+      expect(onlines).toBeLessThan(10);
+      expect(reasons.some((r) => /another process is connected as node/.test(r))).toBe(true);
+    } finally {
+      await Promise.all([one.stop({ timeoutMs: 200 }), two.stop({ timeoutMs: 200 })]);
+      await f.close();
+      rmSync(keep, { recursive: true, force: true });
+    }
+  });
+});
