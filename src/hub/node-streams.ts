@@ -12,8 +12,6 @@ import { ReplyBatcher } from "./reply-batcher.ts";
 
 export interface NodeStreamsOptions {
   store: Store;
-  /** This replica's id (in logs). Leases are owned by sessions (one per stream), not by replicas. */
-  hubId: string;
   /** Instructions in flight per node before the hub waits for replies. (Default: 32) */
   maxInflight: number;
   /** How long a node may take to acknowledge an instruction frame, in ms. (Default: 10000) */

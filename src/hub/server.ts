@@ -131,7 +131,6 @@ export const createHub = (o: HubOptions): Hub => {
   const nodes = new NodeStreams({
     onReply: () => runs.wake(),
     store: o.store,
-    hubId: id,
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
     helloTimeoutMs: o.helloTimeoutMs,
