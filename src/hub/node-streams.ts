@@ -69,6 +69,13 @@ export class NodeStreams {
     return this.peers.peers();
   }
 
+  /** Instructions delivered from this replica and not yet answered, over all its streams. */
+  get inflight(): number {
+    let n = 0;
+    for (const s of this.peers.values()) n += s.inflight.size;
+    return n;
+  }
+
   /** Asks the dispatcher to claim for these nodes (or every connected node). */
   wake(nodeId?: string): void {
     if (nodeId === undefined) this.allDirty = true;
