@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { invalid } from "../protocol/errors.ts";
 import { MAX_JSON_DEPTH, MAX_TTL_MS, tooDeep } from "../protocol/limits.ts";
-import type { NodeRecord } from "../protocol/types.ts";
+import type { NodeRecord, RunStatus } from "../protocol/types.ts";
 import { encodePayload, toWireResult } from "../protocol/wire.ts";
 import type { EnrollTokenRecord, Store } from "../store/store.ts";
 import { type AccessContext, enrollerOf, requireAdmin, requireEnroll } from "./access.ts";
@@ -14,6 +14,9 @@ const idParams = (...names: string[]) => ({
   properties: Object.fromEntries(names.map((n) => [n, uuid])),
 });
 const idList = { type: "array", items: uuid, maxItems: 100_000 } as const;
+/** Query values arrive as strings and are not coerced: digits here, the range is the store's to check. */
+const limitParam = { type: "string", pattern: "^[0-9]{1,6}$" } as const;
+const queryInt = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
 
 export interface RouteContext extends AccessContext {
   store: Store;
@@ -100,6 +103,10 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     nodes: (await store.listNodes()).map(publicNode),
   }));
 
+  app.get("/v1/nodes/:node", { ...admin, ...noBody, schema: { params: idParams("node") } }, async (req) => ({
+    node: publicNode(await store.getNode((req.params as { node: string }).node)),
+  }));
+
   app.post(
     "/v1/nodes/:node/approve",
     { ...admin, ...noBody, schema: { params: idParams("node") } },
@@ -167,6 +174,25 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
 
   app.post("/v1/runs", { ...admin, ...noBody, schema: { body: emptyBody } }, async (_req, reply) =>
     reply.code(201).send({ run: await store.createRun() }),
+  );
+
+  app.get(
+    "/v1/runs",
+    {
+      ...admin,
+      ...noBody,
+      schema: {
+        querystring: {
+          type: "object",
+          additionalProperties: false,
+          properties: { status: { enum: ["pending", "running", "finished"] }, limit: limitParam },
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query as { status?: RunStatus; limit?: string };
+      return { runs: await store.listRuns({ status: q.status, limit: queryInt(q.limit) }) };
+    },
   );
 
   app.get("/v1/runs/:run", { ...admin, ...noBody, schema: { params: idParams("run") } }, async (req) => ({
@@ -245,6 +271,48 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
       return reply.code(201).send({
         instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })),
       });
+    },
+  );
+
+  app.get(
+    "/v1/runs/:run/instructions",
+    {
+      ...admin,
+      ...noBody,
+      schema: {
+        params: idParams("run"),
+        querystring: { type: "object", additionalProperties: false, properties: { limit: limitParam } },
+      },
+    },
+    async (req) => {
+      const { run } = req.params as { run: string };
+      const ins = await store.listInstructions(run, {
+        limit: queryInt((req.query as { limit?: string }).limit),
+      });
+      const replies = new Map(
+        (
+          await store.getReplies(
+            run,
+            ins.map((i) => i.id),
+          )
+        ).map((r) => [r.replyTo, r]),
+      );
+      return {
+        instructions: ins.map((i) => {
+          const r = replies.get(i.id);
+          return {
+            id: i.id,
+            dst: i.dst,
+            method: i.method,
+            groupId: i.groupId,
+            state: i.state,
+            attempts: i.attempts,
+            createdAt: i.createdAt,
+            expiresAt: i.expiresAt,
+            reply: r ? { id: r.id, error: r.error, createdAt: r.createdAt } : null,
+          };
+        }),
+      };
     },
   );
 

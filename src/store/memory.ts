@@ -13,17 +13,20 @@ import {
   checkId,
   checkIds,
   checkInstructions,
+  checkListLimit,
   checkName,
   checkNewEnrollToken,
   checkOpenSession,
   checkPositiveInt,
   checkRelease,
   checkReply,
+  checkRunStatus,
   checkTransition,
   diagnoseReply,
   type EnrollTokenRecord,
   type ExtendLeasesInput,
   enrollRefusal,
+  type ListRunsOptions,
   type NewEnrollToken,
   type NewInstruction,
   type NewNode,
@@ -377,6 +380,28 @@ export class MemoryStore implements Store {
       .filter((r): r is MemReply => r !== undefined && r.runId === runId)
       .sort((a, b) => a.seq - b.seq)
       .map(publicReply);
+  }
+
+  async listRuns(opts: ListRunsOptions = {}): Promise<Run[]> {
+    const limit = checkListLimit(opts.limit);
+    const status = opts.status === undefined ? undefined : checkRunStatus("status", opts.status);
+    return [...this.runs.values()]
+      .filter((r) => status === undefined || r.status === status)
+      .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+      .slice(0, limit)
+      .map((r) => ({ ...r }));
+  }
+
+  async listInstructions(runId: string, opts: { limit?: number } = {}): Promise<Instruction[]> {
+    checkId("runId", runId);
+    const limit = checkListLimit(opts.limit);
+    this.run(runId);
+    const out: (Instruction & { seq: number })[] = [];
+    for (const i of this.instructions.values()) if (i.runId === runId) out.push(i);
+    return out
+      .sort((a, b) => b.seq - a.seq)
+      .slice(0, limit)
+      .map(publicInstruction);
   }
 
   async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {

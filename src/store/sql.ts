@@ -23,17 +23,20 @@ import {
   checkId,
   checkIds,
   checkInstructions,
+  checkListLimit,
   checkName,
   checkNewEnrollToken,
   checkOpenSession,
   checkPositiveInt,
   checkRelease,
   checkReply,
+  checkRunStatus,
   checkTransition,
   diagnoseReply,
   type EnrollTokenRecord,
   type ExtendLeasesInput,
   enrollRefusal,
+  type ListRunsOptions,
   type NewEnrollToken,
   type NewInstruction,
   type NewNode,
@@ -199,6 +202,35 @@ export abstract class SqlStore implements Store {
       "read",
     );
     return rows.map(toReply);
+  }
+
+  async listRuns(opts: ListRunsOptions = {}): Promise<Run[]> {
+    const limit = checkListLimit(opts.limit);
+    const status = opts.status === undefined ? null : checkRunStatus("status", opts.status);
+    const rows = await this.tx(
+      (c) =>
+        c.q(
+          `SELECT * FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
+           ORDER BY created_at DESC, id DESC LIMIT $2`,
+          [status, limit],
+        ),
+      "read",
+    );
+    return rows.map(toRun);
+  }
+
+  async listInstructions(runId: string, opts: { limit?: number } = {}): Promise<Instruction[]> {
+    checkId("runId", runId);
+    const limit = checkListLimit(opts.limit);
+    return this.tx(async (c) => {
+      const rows = await c.q("SELECT * FROM instructions WHERE run_id = $1 ORDER BY seq DESC LIMIT $2", [
+        runId,
+        limit,
+      ]);
+      // An empty list must still tell a run without instructions from one that does not exist.
+      if (rows.length === 0) await this.runRow(c, runId);
+      return rows.map(toInstruction);
+    }, "read");
   }
 
   private async insertOutcome(c: SqlConn, i: Row, code: OutcomeCode, claimed: 0 | 1): Promise<void> {

@@ -114,6 +114,12 @@ export interface NewInstruction {
   holdWhileOffline?: boolean;
   /** Caller-chosen id (UUID), for idempotent retries. (Default: a new UUIDv7) */
   id?: string;
+  /**
+   * Insert it already leased to this session (one delivery counted) when that is the destination's current
+   * session, so the replica holding the node's stream sends it at once instead of pushing, waking and
+   * claiming in three steps. Otherwise it is inserted pending, as without this. A store may ignore it.
+   */
+  leaseTo?: string;
 }
 
 /** A node's stream on one hub replica, named by an id the hub chose (see `Store.openSession`). */
@@ -181,6 +187,11 @@ export interface NewReply {
   error?: ReplyError | null;
   /** Caller-chosen id (UUID): a retransmission with the same id is recognised. (Default: a new UUIDv7) */
   id?: string;
+  /**
+   * Store it already claimed: the caller holds the run's reply stream and delivers it itself (a claim the
+   * caller then loses is recovered by the coordinator reading replies back, as for any claimed reply).
+   */
+  claimed?: boolean;
 }
 
 export type StoreReplyResult =
@@ -223,6 +234,30 @@ export interface CleanupResult {
   enrollTokens: number;
 }
 
+/** Default and largest `limit` of the list reads (`listRuns`, `listInstructions`). */
+export const LIST_LIMIT = { default: 100, max: 1000 } as const;
+
+export interface ListRunsOptions {
+  /** Only runs with this status. (Default: every status) */
+  status?: RunStatus;
+  /** Most runs returned, at most LIST_LIMIT.max (1000). (Default: 100) */
+  limit?: number;
+}
+
+/** Validates a list read's `limit`; returns it or the default. */
+export const checkListLimit = (v: unknown): number => {
+  if (v === undefined) return LIST_LIMIT.default;
+  checkPositiveInt("limit", v);
+  if ((v as number) > LIST_LIMIT.max) throw invalid("limit", `must be at most ${LIST_LIMIT.max}`);
+  return v as number;
+};
+
+export const checkRunStatus = (field: string, v: unknown): RunStatus => {
+  if (typeof v !== "string" || !(v in RUN_TRANSITIONS))
+    throw invalid(field, `must be one of ${Object.keys(RUN_TRANSITIONS).join(", ")}`);
+  return v as RunStatus;
+};
+
 /** The reason of a run that `cleanup` finished because nothing had happened in it for longer than the cutoff. */
 export const ABANDONED_REASON = "abandoned by cleanup";
 
@@ -263,6 +298,13 @@ export interface Store {
   approveNode(nodeId: string): Promise<NodeRecord>;
   getNode(id: string): Promise<NodeRecord>;
   listNodes(opts?: { status?: NodeStatus }): Promise<NodeRecord[]>;
+  /**
+   * Runs, newest first (by createdAt, then id: UUIDv7 ids sort by creation time), optionally of one status.
+   * INVALID_ARGUMENT naming `status` or `limit` for a bad value.
+   */
+  listRuns(opts?: ListRunsOptions): Promise<Run[]>;
+  /** A run's instructions, newest first (by push order). RUN_NOT_FOUND if the run does not exist. */
+  listInstructions(runId: string, opts?: { limit?: number }): Promise<Instruction[]>;
   /**
    * Marks the node online until now + 2 × interval. Never revives an unregistered node. With `sessionId`, only
    * while that is the node's current session: a superseded one gets STREAM_CLOSED and nothing is written.
@@ -493,6 +535,7 @@ export const checkInstructions = (items: readonly NewInstruction[], o: ResolvedS
     if (it.id !== undefined) checkId(`${f}.id`, it.id);
     if (it.groupId != null) checkName(`${f}.groupId`, it.groupId);
     if (it.src !== undefined) checkName(`${f}.src`, it.src);
+    if (it.leaseTo !== undefined) checkName(`${f}.leaseTo`, it.leaseTo);
   });
 };
 

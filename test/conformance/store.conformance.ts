@@ -7,6 +7,7 @@ import { cleanupConformance } from "./cleanup.conformance.ts";
 import { enrollConformance } from "./enroll.conformance.ts";
 import type { StoreFactory } from "./factory.ts";
 import { limitsConformance } from "./limits.conformance.ts";
+import { listingConformance } from "./listing.conformance.ts";
 import { replyIdConformance } from "./reply-ids.conformance.ts";
 import { sessionConformance } from "./sessions.conformance.ts";
 
@@ -778,5 +779,6 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     enrollConformance(factory);
     sessionConformance(factory);
     cleanupConformance(factory);
+    listingConformance(factory);
   });
 };

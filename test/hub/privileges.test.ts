@@ -61,6 +61,10 @@ describe("privileges", () => {
   // Every coordinator/admin route, with a body that is valid for it.
   const coordinatorRoutes = (): [string, string, unknown?][] => [
     ["GET", "/v1/nodes"],
+    ["GET", `/v1/nodes/${node.id}`],
+    ["GET", "/v1/runs?status=pending&limit=10"],
+    ["GET", `/v1/runs/${runId}/instructions?limit=10`],
+    ["GET", `/v1/runs/${runId}/checkpoints/takeover_status`],
     ["POST", `/v1/nodes/${node.id}/approve`],
     ["DELETE", `/v1/nodes/${newId()}`],
     ["POST", "/v1/enroll-tokens", {}],
