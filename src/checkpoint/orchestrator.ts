@@ -67,6 +67,16 @@ export interface CheckpointsOptions {
   /** Wakes this replica's node streams after instructions were pushed. */
   changed: () => void;
   log: Logger;
+  /** Told when hosts and operations finish (metrics). (Default: none) */
+  observe?: CheckpointObserver;
+}
+
+/** Outcomes are "ok" or the error kind (errorKind: a small fixed set), so they suit metric labels. */
+export interface CheckpointObserver {
+  /** A host finished its part; bytes: the part's size when it succeeded, else 0. */
+  host(e: { kind: OpKind; outcome: string; bytes: number }): void;
+  /** An operation this replica drove finished, after `seconds`. */
+  operation(e: { kind: OpKind; outcome: string; seconds: number }): void;
 }
 
 type CallResult = { ok: true; value: unknown } | { ok: false; error: FleetlinkError };
@@ -81,7 +91,10 @@ const opKey = (runId: string, kind: OpKind) => `ckpt:${runId}:${kind}`;
  * records, compare-and-set), so any replica answers for any run and two replicas never run the same operation.
  */
 export class Checkpoints {
-  private readonly o: Required<Omit<CheckpointsOptions, "keep" | "transferTimeoutMs" | "staleMs">> & {
+  private readonly o: Required<
+    Omit<CheckpointsOptions, "keep" | "transferTimeoutMs" | "staleMs" | "observe">
+  > & {
+    observe?: CheckpointObserver;
     keep: number;
     transferTimeoutMs: number;
     staleMs: number;
@@ -302,7 +315,16 @@ export class Checkpoints {
     const roles = await this.requireRoles(runId);
     const id = newId();
     const rec = await this.begin(runId, "push", id, roles);
-    return { id, done: this.runPush(runId, id, roles, rec) };
+    return { id, done: this.observed("push", this.runPush(runId, id, roles, rec)) };
+  }
+
+  /** Reports an operation's outcome and duration to the observer when it ends. */
+  private async observed(kind: OpKind, done: Promise<OpStatus>): Promise<OpStatus> {
+    const started = performance.now();
+    const st = await done;
+    const outcome = st.status === "ok" ? "ok" : (st.error?.kind ?? "error");
+    this.o.observe?.operation({ kind, outcome, seconds: (performance.now() - started) / 1000 });
+    return st;
   }
 
   private async runPush(
@@ -350,6 +372,11 @@ export class Checkpoints {
             ? { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "error", error: err }
             : { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "ok" },
         );
+        this.o.observe?.host({
+          kind: "push",
+          outcome: err?.kind ?? "ok",
+          bytes: err ? 0 : parts.at(-1)!.size,
+        });
         if (err && !firstError) firstError = { ...err, hostIdx: h.hostIdx };
       }
       if (firstError) {
@@ -429,7 +456,7 @@ export class Checkpoints {
       );
     checkWriters(roles, m.hosts, m.id, opts.allowRoleChanges === true);
     const rec = await this.begin(runId, "pull", m.id, roles);
-    return { id: m.id, done: this.runPull(runId, m, roles, rec) };
+    return { id: m.id, done: this.observed("pull", this.runPull(runId, m, roles, rec)) };
   }
 
   private async runPull(
@@ -439,7 +466,17 @@ export class Checkpoints {
     rec0: StoredRecord<OpStatus>,
   ): Promise<OpStatus> {
     let rec = rec0;
+    const finished = (hosts: HostStatus[]) => {
+      for (const h of hosts)
+        if (h.status !== "in_progress")
+          this.o.observe?.host({
+            kind: "pull",
+            outcome: h.status === "ok" ? "ok" : (h.error?.kind ?? "error"),
+            bytes: h.status === "ok" ? (m.hosts.find((p) => p.hostIdx === h.hostIdx)?.size ?? 0) : 0,
+          });
+    };
     const fail = async (hosts: HostStatus[], error: OpStatus["error"]) => {
+      finished(hosts);
       rec = await this.update(rec, { status: "error", hosts, error });
       return rec.value;
     };
@@ -492,6 +529,7 @@ export class Checkpoints {
       }
       const bad = hosts.find((h) => h.status === "error");
       if (bad) return fail(hosts, { ...bad.error!, hostIdx: bad.hostIdx });
+      finished(hosts);
       rec = await this.update(rec, { status: "ok", hosts });
       return rec.value;
     } catch (e) {

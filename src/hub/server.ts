@@ -9,13 +9,16 @@ import { Checkpoints } from "../checkpoint/orchestrator.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { isId, newId } from "../protocol/ids.ts";
 import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
+import { instrumentStore } from "../store/instrumented.ts";
 import type { Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { requireAdmin } from "./access.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
+import { createHubMetrics, registerMetricsRoute } from "./metrics.ts";
 import { NodeStreams } from "./node-streams.ts";
+import { registerRequestLog } from "./request-log.ts";
 import { registerRoutes } from "./routes.ts";
 import { RunStreams } from "./run-streams.ts";
 
@@ -58,8 +61,18 @@ export interface HubOptions {
   checkpointStore?: string | ObjectStore;
   /** Complete checkpoints kept per run. (Default: 3) */
   checkpointKeep?: number;
-  /** pino logger, or a level. (Default: "silent") */
+  /**
+   * pino logger, or a level. Requests are logged at info on completion, one line each (health probes and
+   * /metrics at debug). (Default: "silent")
+   */
   logger?: pino.Logger | string;
+  /** Serve Prometheus metrics at `GET /metrics` and record them. (Default: true) */
+  metrics?: boolean;
+  /**
+   * A token that may only scrape `/metrics` (Prometheus' `authorization` / `bearer_token`), so the scraper
+   * needs no admin rights. The admin token is accepted too. (Default: none, admin token only)
+   */
+  metricsToken?: string;
 }
 
 export interface Hub {
@@ -87,11 +100,20 @@ export const createHub = (o: HubOptions): Hub => {
       "enrollToken: must be non-empty and differ from the admin token (nodes must never hold admin rights)",
       { field: "enrollToken" },
     );
+  if (o.metricsToken !== undefined && (typeof o.metricsToken !== "string" || o.metricsToken.length === 0))
+    throw new FleetlinkError("INVALID_ARGUMENT", "metricsToken: must be a non-empty string", {
+      field: "metricsToken",
+    });
   const id = newId();
+  // One registry per hub: several hubs in one process (tests) must not share series.
+  const metrics =
+    o.metrics === false ? undefined : createHubMetrics({ replica: id, backend: o.store.backend });
+  // Every store call of this replica goes through here, so each is timed and its outcomes counted.
+  const store: Store = metrics ? instrumentStore(o.store, metrics.store) : o.store;
   const baseLog = typeof o.logger === "object" ? o.logger : pino({ level: o.logger ?? "silent" });
   // Peer-triggered warnings (bad frames, resets, protocol violations) are rate limited.
   const log = limitedLogger(baseLog);
-  const maxPayload = o.store.options.maxPayloadBytes;
+  const maxPayload = store.options.maxPayloadBytes;
   const maxFrame = maxPayload + FRAME_OVERHEAD_BYTES;
   const maxBody = Math.max(o.maxBodyBytes ?? 16 * 1024 * 1024, maxFrame);
   const requestTimeout = o.requestTimeoutMs ?? 30_000;
@@ -102,6 +124,8 @@ export const createHub = (o: HubOptions): Hub => {
   };
   const app = Fastify({
     loggerInstance: baseLog,
+    // One line per request on completion instead of Fastify's two (see request-log.ts).
+    disableRequestLogging: true,
     http: serverTimeouts,
     bodyLimit: maxBody,
     requestTimeout,
@@ -130,13 +154,13 @@ export const createHub = (o: HubOptions): Hub => {
   }) as unknown as FastifyInstance;
   const nodes = new NodeStreams({
     onReply: () => runs.wake(),
-    store: o.store,
+    store,
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
     helloTimeoutMs: o.helloTimeoutMs,
     log,
   });
-  const runs = new RunStreams(o.store, log, maxFrame);
+  const runs = new RunStreams(store, log, maxFrame);
   /** A change made here: wake the nodes it concerns (all, when unknown) and the reply streams. */
   const changed = (dsts?: readonly string[]) => {
     if (dsts) for (const d of new Set(dsts)) nodes.wake(d);
@@ -144,6 +168,7 @@ export const createHub = (o: HubOptions): Hub => {
     runs.wake();
   };
 
+  registerRequestLog(app, { log: baseLog, metrics: metrics?.http });
   void app.register(rateLimit, {
     global: false,
     errorResponseBuilder: (_req, c) =>
@@ -199,7 +224,7 @@ export const createHub = (o: HubOptions): Hub => {
     return reply.code(500).send({ error: e.toJSON() });
   });
 
-  const access = { store: o.store, token: o.token, enrollToken: o.enrollToken };
+  const access = { store, token: o.token, enrollToken: o.enrollToken };
   // Routes go in a plugin registered after the rate limiter, so its per-route limits see them.
   const routes = {
     ...access,
@@ -214,10 +239,17 @@ export const createHub = (o: HubOptions): Hub => {
   const objects =
     typeof o.checkpointStore === "string" ? openObjectStore(o.checkpointStore) : o.checkpointStore;
   const checkpoints = objects
-    ? new Checkpoints({ store: o.store, objects, keep: o.checkpointKeep, changed, log })
+    ? new Checkpoints({ store, objects, keep: o.checkpointKeep, changed, log, observe: metrics?.checkpoints })
     : undefined;
   void app.register(async (scope) => {
     registerRoutes(scope, routes);
+    if (metrics)
+      registerMetricsRoute(scope, {
+        metrics,
+        access,
+        metricsToken: o.metricsToken,
+        gauges: { nodes, runs, store },
+      });
     if (checkpoints) registerCheckpointRoutes(scope, checkpoints, { onRequest: requireAdmin(access) });
   });
   checkpoints?.startMonitor();
@@ -244,7 +276,7 @@ export const createHub = (o: HubOptions): Hub => {
       if (url.pathname === "/v1/nodes/stream") {
         const { nodeId, credential } = parseNodeToken(bearer(req.headers.authorization));
         if (!isId(nodeId)) throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-        const node = await o.store.getNode(nodeId).catch(() => null);
+        const node = await store.getNode(nodeId).catch(() => null);
         if (!node?.credentialHash || !sameSecret(hashCredential(credential), node.credentialHash))
           throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
         if (node.status === "unregistered")
@@ -264,7 +296,7 @@ export const createHub = (o: HubOptions): Hub => {
           throw new FleetlinkError("UNAUTHORIZED", "wrong token");
         const runId = decodeURIComponent(m[1]!);
         if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
-        await o.store.getRun(runId);
+        await store.getRun(runId);
         if (socket.destroyed) return;
         wss.handleUpgrade(req, socket, head, (ws) => runs.accept(runId, transport(ws)));
         return;
@@ -308,7 +340,7 @@ export const createHub = (o: HubOptions): Hub => {
     setInterval(() => {
       if (sweeping) return; // a slow store: never two sweeps at once
       sweeping = true;
-      o.store
+      store
         .sweep()
         .then((n) => n && runs.wake())
         .catch((e) => log.warn({ err: String(e) }, "sweep failed"))
@@ -321,7 +353,7 @@ export const createHub = (o: HubOptions): Hub => {
   for (const t of timers) t.unref();
   // Another replica committed something: it may concern any node or run here. Our own commits wake
   // exactly what they concern at the place they are made.
-  const unwatch = o.store.watch((source) => {
+  const unwatch = store.watch((source) => {
     if (source === "remote") changed();
   });
 

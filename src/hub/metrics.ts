@@ -1,0 +1,194 @@
+import type { FastifyInstance } from "fastify";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { CheckpointObserver } from "../checkpoint/orchestrator.ts";
+import { createStoreMetrics, type StoreMetrics } from "../store/instrumented.ts";
+import type { Store, StoreStats } from "../store/store.ts";
+import { type AccessContext, requireAdmin } from "./access.ts";
+import { bearer, sameSecret } from "./auth.ts";
+
+/** HTTP requests take ms; a long poll or a large body can take seconds. */
+const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** A checkpoint moves a few KB in ms up to GBs in minutes. */
+const CHECKPOINT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+/** Store-wide counts are read at most this often, so a scrape storm cannot hammer the store. */
+const STATS_CACHE_MS = 1000;
+
+export interface HttpMetrics {
+  requests: Counter<"method" | "route" | "status">;
+  duration: Histogram<"method" | "route">;
+}
+
+export interface HubMetrics {
+  readonly registry: Registry;
+  /** This replica's id, the `replica` label of the per-replica gauges. */
+  readonly replica: string;
+  readonly store: StoreMetrics;
+  readonly http: HttpMetrics;
+  readonly checkpoints: CheckpointObserver;
+}
+
+/** Every series of one hub replica, in its own registry (never prom-client's global one). */
+export const createHubMetrics = (o: { replica: string; backend: Store["backend"] }): HubMetrics => {
+  const registry = new Registry();
+  const registers = [registry];
+  collectDefaultMetrics({ register: registry, prefix: "fleetlink_" });
+  const http: HttpMetrics = {
+    requests: new Counter({
+      name: "fleetlink_http_requests_total",
+      help: "HTTP requests answered, by method, route pattern and status code.",
+      labelNames: ["method", "route", "status"] as const,
+      registers,
+    }),
+    duration: new Histogram({
+      name: "fleetlink_http_request_duration_seconds",
+      help: "Time from request received to response sent, by method and route pattern.",
+      labelNames: ["method", "route"] as const,
+      buckets: HTTP_BUCKETS,
+      registers,
+    }),
+  };
+  const ckptBytes = new Counter({
+    name: "fleetlink_checkpoint_bytes_total",
+    help: "Bytes of checkpoint parts hosts pushed or pulled successfully, by kind (push/pull).",
+    labelNames: ["kind"] as const,
+    registers,
+  });
+  const ckptSeconds = new Histogram({
+    name: "fleetlink_checkpoint_duration_seconds",
+    help: "Time of whole checkpoint operations driven by this replica, start to last host, by kind.",
+    labelNames: ["kind"] as const,
+    buckets: CHECKPOINT_BUCKETS,
+    registers,
+  });
+  const ckptOps = new Counter({
+    name: "fleetlink_checkpoint_operations_total",
+    help: 'Checkpoint operations finished, by kind and outcome ("ok" or the error kind).',
+    labelNames: ["kind", "outcome"] as const,
+    registers,
+  });
+  const ckptHosts = new Counter({
+    name: "fleetlink_checkpoint_hosts_total",
+    help: 'Hosts that finished their part of a checkpoint operation, by kind and outcome ("ok" or the error kind).',
+    labelNames: ["kind", "outcome"] as const,
+    registers,
+  });
+  return {
+    registry,
+    replica: o.replica,
+    store: createStoreMetrics(registers),
+    http,
+    checkpoints: {
+      host: (e) => {
+        ckptHosts.inc({ kind: e.kind, outcome: e.outcome });
+        if (e.outcome === "ok" && e.bytes > 0) ckptBytes.inc({ kind: e.kind }, e.bytes);
+      },
+      operation: (e) => {
+        ckptOps.inc({ kind: e.kind, outcome: e.outcome });
+        ckptSeconds.observe({ kind: e.kind }, e.seconds);
+      },
+    },
+  };
+};
+
+export interface GaugeSources {
+  nodes: { readonly connected: number; readonly inflight: number };
+  runs: { readonly subscribers: number };
+  store: Pick<Store, "stats">;
+}
+
+/** Gauges read when scraped, labelled with this replica's id (a fleet sums over replicas). */
+const registerGauges = (registry: Registry, replica: string, g: GaugeSources): void => {
+  const registers = [registry];
+  const perReplica = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["replica"] as const,
+      registers,
+      collect() {
+        this.set({ replica }, read());
+      },
+    });
+  perReplica("fleetlink_connected_nodes", "Node streams open on this replica.", () => g.nodes.connected);
+  perReplica("fleetlink_run_streams", "Run (reply) streams open on this replica.", () => g.runs.subscribers);
+  perReplica(
+    "fleetlink_inflight_instructions",
+    "Instructions sent on this replica's node streams and not yet answered.",
+    () => g.nodes.inflight,
+  );
+
+  let cached: { at: number; stats: Promise<StoreStats | null> } | undefined;
+  const stats = (): Promise<StoreStats | null> => {
+    if (!cached || Date.now() - cached.at >= STATS_CACHE_MS)
+      // A store that cannot answer leaves the store-wide gauges out of this scrape, not the whole scrape.
+      cached = { at: Date.now(), stats: g.store.stats().catch(() => null) };
+    return cached.stats;
+  };
+  const storeWide = (name: string, help: string, label: string, pick: (s: StoreStats) => object) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: [label],
+      registers,
+      async collect() {
+        const s = await stats();
+        this.reset();
+        if (s) for (const [k, v] of Object.entries(pick(s))) this.set({ [label]: k }, Number(v));
+      },
+    });
+  storeWide("fleetlink_store_runs", "Runs in the store, by status (store-wide).", "status", (s) => s.runs);
+  storeWide("fleetlink_store_nodes", "Nodes in the store, by status (store-wide).", "status", (s) => s.nodes);
+  storeWide(
+    "fleetlink_store_instructions",
+    "Instructions kept in the store, by state (store-wide).",
+    "state",
+    (s) => s.instructions,
+  );
+  storeWide(
+    "fleetlink_store_replies",
+    "Replies kept in the store, by state (store-wide).",
+    "state",
+    (s) => s.replies,
+  );
+};
+
+/**
+ * `GET /metrics` in the Prometheus text format, for the admin token or the scrape-only `metricsToken`
+ * (other credentials: 401/403, as on every admin route).
+ */
+export const registerMetricsRoute = (
+  app: FastifyInstance,
+  o: { metrics: HubMetrics; access: AccessContext; metricsToken: string | undefined; gauges: GaugeSources },
+): void => {
+  registerGauges(o.metrics.registry, o.metrics.replica, o.gauges);
+  const admin = requireAdmin(o.access);
+  app.get(
+    "/metrics",
+    {
+      onRequest: async (req) => {
+        if (o.metricsToken !== undefined && sameSecret(bearer(req.headers.authorization), o.metricsToken))
+          return;
+        await admin(req);
+      },
+      schema: {
+        summary: "Prometheus metrics of this replica",
+        description:
+          "Every fleetlink_ series in the Prometheus text exposition format (see docs/metrics.md). Send the " +
+          "admin token or the hub's metricsToken as a bearer token.",
+        tags: ["operate"],
+        security: [{ bearer: [] }],
+        produces: ["text/plain"],
+        response: {
+          200: {
+            description: "Prometheus text format 0.0.4",
+            content: { "text/plain": { schema: { type: "string" } } },
+          },
+        },
+      },
+    },
+    async (_req, reply) => {
+      const body = await o.metrics.registry.metrics();
+      return reply.header("content-type", o.metrics.registry.contentType).send(body);
+    },
+  );
+};

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import type { HttpMetrics } from "./metrics.ts";
+
+/** Polled by orchestrators and Prometheus every few seconds: logged at debug so they do not flood the log. */
+const QUIET_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
+/** The route label of requests no route matched: never the raw URL, so label values stay bounded. */
+const UNMATCHED = "unmatched";
+
+/**
+ * One log line per HTTP request, on completion (Fastify's own request logging is off): request id, method,
+ * route pattern, status, duration, client address, and the node and run ids from the path when present.
+ * Headers, query strings and bodies are never logged (they carry tokens and payloads). With `metrics`, the
+ * same hook counts and times the request by route pattern. WebSocket streams are not HTTP requests here:
+ * the node and run streams log their own lifecycle.
+ */
+export const registerRequestLog = (
+  app: FastifyInstance,
+  o: { log: Logger; metrics: HttpMetrics | undefined },
+): void => {
+  app.addHook("onResponse", async (req, reply) => {
+    const route = req.routeOptions.url ?? UNMATCHED;
+    const seconds = reply.elapsedTime / 1000;
+    if (o.metrics) {
+      o.metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
+      o.metrics.duration.observe({ method: req.method, route }, seconds);
+    }
+    const level = QUIET_ROUTES.has(route) ? "debug" : "info";
+    if (!o.log.isLevelEnabled(level)) return;
+    const params = (req.params ?? {}) as Record<string, unknown>;
+    const line: Record<string, unknown> = {
+      reqId: req.id,
+      method: req.method,
+      route,
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+      ip: req.ip,
+    };
+    if (typeof params.node === "string") line.nodeId = params.node;
+    if (typeof params.run === "string") line.runId = params.run;
+    o.log[level](line, "request");
+  });
+};
