@@ -2,13 +2,33 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { HUB_RUN, pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
 import { listCheckpoints } from "../checkpoint/layout.ts";
 import { openObjectStore } from "../checkpoint/object-store.ts";
-import { Fleet } from "../coordinator/fleet.ts";
+import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
 import { SqliteStore } from "../store/sqlite.ts";
+import { withFleet, withHub } from "./connection.ts";
 import { parseDuration, parseInteger } from "./flags.ts";
+import { examples, printJson, show, table, when, withJson } from "./output.ts";
 import { progressBar } from "./progress.ts";
 
-const out = (v: unknown) =>
-  process.stdout.write(`${typeof v === "string" ? v : JSON.stringify(v, null, 2)}\n`);
+/** Push and pull results are records: always JSON (scripts read the checkpoint id from them). */
+const out = printJson;
+
+const rolesTable = (r: Roles | null) =>
+  r === null
+    ? "no host roles (fleetlink checkpoint assign)"
+    : table(r.hosts, [
+        ["HOST", (h) => h.hostIdx],
+        ["NODE", (h) => h.nodeId],
+        ["STANDBY", (h) => h.standby.join(",") || "-"],
+      ]);
+
+const opText = (kind: string, s: OpStatus) =>
+  [
+    `${kind}: ${s.status}${s.id ? ` ${s.id}` : ""}${s.updatedAt ? `, updated ${when(s.updatedAt)}` : ""}${s.error ? ` — ${s.error.kind}: ${s.error.message}` : ""}`,
+    ...s.hosts.map(
+      (h) =>
+        `  host ${h.hostIdx}  ${h.nodeId}  ${h.status}${h.restoresFrom ? ` (restores ${h.restoresFrom}'s state)` : ""}${h.error ? `  ${h.error.kind}: ${h.error.message}` : ""}`,
+    ),
+  ].join("\n");
 const sqlitePath = (db: string) => {
   if (!db.startsWith("sqlite:")) throw new Error("--db: only sqlite:PATH hub databases are snapshotted");
   return db.slice("sqlite:".length).replace(/^\/\//, "").split("?")[0]!;
@@ -22,17 +42,17 @@ const parseStandby = (s: string): { hostIdx: number; nodeId: string } => {
 };
 
 /**
- * `fleetlink checkpoint …`: the hub's own SQLite state (`--db`) or a fleet run's checkpoints (`--hub --run`),
+ * `fleetlink checkpoint …`: the hub's own SQLite state (`--db`) or a fleet run's checkpoints (`--run`),
  * on object storage (`--store file://DIR | s3://BUCKET/PREFIX`).
  */
 export const checkpointCommand = (): Command => {
-  const cmd = new Command("checkpoint").description("Push, pull, list and inspect checkpoints.");
+  const cmd = new Command("checkpoint").description(
+    "Fleet checkpoints (assign, push, pull, status, list, activate) and hub database snapshots (--db).",
+  );
   const store = () =>
     new Option("--store <url>", "object storage: file://DIR or s3://BUCKET/PREFIX").env(
       "FLEETLINK_CHECKPOINT_STORE",
     );
-  const hub = () => new Option("--hub <url>", "hub URL (fleet checkpoints)").env("FLEETLINK_HUB");
-  const token = () => new Option("--token <token>", "coordinator token").env("FLEETLINK_TOKEN");
   const timeout = () =>
     new Option("--timeout <duration>", "fleet: how long to wait for the hosts, e.g. 30s or 10m")
       .default(600_000, "10m")
@@ -42,26 +62,31 @@ export const checkpointCommand = (): Command => {
           throw new InvalidArgumentError("--timeout: must be between 1s and 7d");
         return ms;
       });
-  const fleetOf = (o: { hub?: string; token?: string }) => {
-    if (!o.hub || !o.token) throw new Error("--hub and --token are needed for fleet checkpoints");
-    return Fleet.connect({ hub: o.hub.split(","), token: o.token });
+  /** Fleet mode needs a run; hub-database mode (--db) does not. */
+  const needRun = (o: { run?: string }, what: string) => {
+    if (!o.run) throw new Error(`--run is required for ${what}`);
+    return o.run;
   };
 
-  cmd
-    .command("push")
-    .description("Snapshot a hub database (--db) or push a run's fleet checkpoint (--hub --run).")
-    .addOption(store())
-    .option("--db <url>", "hub database to snapshot (sqlite:PATH)")
-    .addOption(hub())
-    .addOption(token())
-    .option("--run <id>", "run whose hosts push")
+  const push = withJson(
+    withHub(
+      cmd
+        .command("push")
+        .description(
+          "Snapshot a hub database (--db --store) or push a run's fleet checkpoint (--run); prints JSON.",
+        )
+        .addOption(store())
+        .option("--db <url>", "hub database to snapshot (sqlite:PATH)")
+        .option("--run <id>", "run whose hosts push"),
+    ),
+  )
     .addOption(
       new Option("--keep <n>", "complete checkpoints to keep (--db)")
         .default(3)
         .argParser(parseInteger("--keep", 1, 1000)),
     )
     .addOption(timeout())
-    .action(async (o) => {
+    .action(async (o, c: Command) => {
       if (o.db) {
         if (!o.store) throw new Error("--store is required with --db");
         const s = new SqliteStore(sqlitePath(o.db));
@@ -76,24 +101,31 @@ export const checkpointCommand = (): Command => {
         }
         return;
       }
-      const fleet = await fleetOf(o);
-      out(await fleet.checkpoints.push(o.run, { timeoutMs: o.timeout }));
-      await fleet.close();
+      const run = needRun(o, "a fleet push (or --db for a hub snapshot)");
+      out(await withFleet(c, (f) => f.checkpoints.push(run, { timeoutMs: o.timeout })));
     });
+  examples(push, [
+    "fleetlink checkpoint push --run 0193… --timeout 5m",
+    "fleetlink checkpoint push --db sqlite:./fleet.db --store file:///backups",
+  ]);
 
-  cmd
-    .command("pull")
-    .description("Restore a hub database (--db) or a run's hosts (--hub --run) from a checkpoint.")
-    .addOption(store())
-    .option("--db <url>", "hub database to restore (sqlite:PATH); stop the hub first")
-    .addOption(hub())
-    .addOption(token())
-    .option("--run <id>", "run whose hosts pull")
+  const pull = withJson(
+    withHub(
+      cmd
+        .command("pull")
+        .description(
+          "Restore a hub database (--db --store) or a run's hosts (--run) from a checkpoint; prints JSON.",
+        )
+        .addOption(store())
+        .option("--db <url>", "hub database to restore (sqlite:PATH); stop the hub first")
+        .option("--run <id>", "run whose hosts pull"),
+    ),
+  )
     .option("--id <id>", "checkpoint id or latest", "latest")
     .option("--force", "replace a local database even if it is newer (never one a running hub has open)")
     .option("--allow-role-changes", "fleet: restore by host index even if roles moved between nodes since")
     .addOption(timeout())
-    .action(async (o) => {
+    .action(async (o, c: Command) => {
       if (o.db) {
         if (!o.store) throw new Error("--store is required with --db");
         out(
@@ -104,72 +136,140 @@ export const checkpointCommand = (): Command => {
         );
         return;
       }
-      const fleet = await fleetOf(o);
+      const run = needRun(o, "a fleet pull (or --db to restore a hub database)");
       out(
-        await fleet.checkpoints.pull(o.run, o.id, {
-          timeoutMs: o.timeout,
-          allowRoleChanges: o.allowRoleChanges === true,
-        }),
+        await withFleet(c, (f) =>
+          f.checkpoints.pull(run, o.id, {
+            timeoutMs: o.timeout,
+            allowRoleChanges: o.allowRoleChanges === true,
+          }),
+        ),
       );
-      await fleet.close();
     });
+  examples(pull, [
+    "fleetlink checkpoint pull --run 0193… --id latest",
+    "fleetlink checkpoint pull --db sqlite:./fleet.db --store file:///backups --id latest",
+  ]);
 
-  cmd
-    .command("list")
-    .description("Complete checkpoints, oldest first.")
-    .addOption(store())
-    .addOption(hub())
-    .addOption(token())
-    .option("--run <id>", `run id, or "${HUB_RUN}" for hub snapshots`, HUB_RUN)
-    .action(async (o) => {
-      if (o.store) {
-        const all = await listCheckpoints(openObjectStore(o.store), o.run);
-        if (all.length === 0) process.stderr.write(`no complete checkpoints for ${o.run} in ${o.store}\n`);
-        for (const m of all)
-          out(
-            `${m.id}  ${new Date(m.createdAt).toISOString()}  ${m.nHosts} host(s)  ${m.hosts.reduce((n, h) => n + h.size, 0)} bytes`,
-          );
-        return;
-      }
-      const fleet = await fleetOf(o);
-      out(await fleet.checkpoints.list(o.run));
-      await fleet.close();
-    });
+  const list = withJson(
+    withHub(
+      cmd
+        .command("list")
+        .description(
+          "Complete checkpoints, oldest first: of a run through the hub, or read from --store directly.",
+        )
+        .addOption(store())
+        .option("--run <id>", `run id, or "${HUB_RUN}" for hub snapshots (default: ${HUB_RUN} with --store)`),
+    ),
+  ).action(async (o, c: Command) => {
+    let rows: { id: string; createdAt: number; nHosts: number; bytes: number }[];
+    if (o.store) {
+      const all = await listCheckpoints(openObjectStore(o.store), o.run ?? HUB_RUN);
+      rows = all.map((m) => ({
+        id: m.id,
+        createdAt: m.createdAt,
+        nHosts: m.nHosts,
+        bytes: m.hosts.reduce((n, h) => n + h.size, 0),
+      }));
+    } else {
+      const run = needRun(o, "a run's checkpoints (or --store to read object storage)");
+      rows = await withFleet(c, (f) => f.checkpoints.list(run));
+    }
+    show(c, { checkpoints: rows }, (v) =>
+      table(
+        v.checkpoints,
+        [
+          ["ID", (m) => m.id],
+          ["CREATED", (m) => when(m.createdAt)],
+          ["HOSTS", (m) => m.nHosts],
+          ["BYTES", (m) => m.bytes],
+        ],
+        "no complete checkpoints",
+      ),
+    );
+  });
+  examples(list, [
+    "fleetlink checkpoint list --run 0193…",
+    "fleetlink checkpoint list --store file:///backups --json",
+  ]);
 
-  cmd
-    .command("assign")
-    .description("Give a run's host roles: host k = the k-th node; prints what changed.")
-    .addOption(hub())
-    .addOption(token())
-    .requiredOption("--run <id>", "run id")
-    .requiredOption("--hosts <ids>", "node ids, comma-separated: host 0, host 1, …")
+  const assign = withJson(
+    withHub(
+      cmd
+        .command("assign")
+        .description("Give a run's host roles: host k = the k-th node; prints the roles and what changed.")
+        .requiredOption("--run <id>", "run id")
+        .requiredOption("--hosts <ids>", "node ids, comma-separated: host 0, host 1, …"),
+    ),
+  )
     .addOption(
       new Option("--standby <k=id,...>", "warm standbys, e.g. 1=NODE_ID (several per host allowed)")
         .default([], "none")
         .argParser((s) => s.split(",").map(parseStandby)),
     )
-    .action(async (o) => {
-      const fleet = await fleetOf(o);
-      try {
-        const r = await fleet.checkpoints.assign(o.run, String(o.hosts).split(","), o.standby);
-        for (const c of r.changes) process.stderr.write(`${c.text}\n`);
-        if (r.changes.length === 0) process.stderr.write("no change\n");
-        out(r);
-      } finally {
-        await fleet.close();
-      }
+    .action(async (o, c: Command) => {
+      const r = await withFleet(c, (f) => f.checkpoints.assign(o.run, String(o.hosts).split(","), o.standby));
+      show(c, r, (v) =>
+        [rolesTable(v), "", ...(v.changes.length ? v.changes.map((x) => x.text) : ["no change"])].join("\n"),
+      );
     });
+  examples(assign, ["fleetlink checkpoint assign --run 0193… --hosts $N0,$N1 --standby 1=$SPARE"]);
 
-  cmd
-    .command("status")
-    .description("Push and pull status of a run's fleet checkpoints.")
-    .addOption(hub())
-    .addOption(token())
-    .requiredOption("--run <id>", "run id")
-    .action(async (o) => {
-      const fleet = await fleetOf(o);
-      out(await fleet.checkpoints.status(o.run));
-      await fleet.close();
-    });
+  const status = withJson(
+    withHub(
+      cmd
+        .command("status")
+        .description("A run's host roles, push and pull status (per host), and standby takeovers.")
+        .requiredOption("--run <id>", "run id"),
+    ),
+  ).action(async (o, c: Command) => {
+    const r = await withFleet(c, async (f) => ({
+      roles: await f.checkpoints.roles(o.run),
+      ...(await f.checkpoints.status(o.run)),
+    }));
+    show(c, r, (v) =>
+      [
+        rolesTable(v.roles),
+        "",
+        opText("push", v.push),
+        opText("pull", v.pull),
+        ...(v.takeover.length
+          ? [
+              "",
+              table(v.takeover, [
+                ["TAKEOVER HOST", (t) => t.hostIdx],
+                ["FROM", (t) => t.from],
+                ["TO", (t) => t.to],
+                ["STATUS", (t) => t.status],
+                ["ATTEMPTS", (t) => t.attempts],
+                ["ERROR", (t) => (t.error ? `${t.error.kind}: ${t.error.message}` : "")],
+              ]),
+            ]
+          : []),
+      ].join("\n"),
+    );
+  });
+  examples(status, [
+    "fleetlink checkpoint status --run 0193…",
+    "fleetlink checkpoint status --run 0193… --json",
+  ]);
+
+  const activate = withJson(
+    withHub(
+      cmd
+        .command("activate")
+        .description("Make host k's first standby take over now (restoring the newest checkpoint first).")
+        .requiredOption("--run <id>", "run id")
+        .requiredOption("--host <k>", "host index", parseInteger("--host", 0, 9999)),
+    ),
+  ).action(async (o, c: Command) => {
+    const roles = await withFleet(c, (f) => f.checkpoints.activate(o.run, o.host));
+    show(
+      c,
+      { roles },
+      (v) => `host ${o.host} is now ${v.roles.hosts[o.host]?.nodeId}\n${rolesTable(v.roles)}`,
+    );
+  });
+  examples(activate, ["fleetlink checkpoint activate --run 0193… --host 1"]);
   return cmd;
 };

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from "node:fs";
-import { InvalidArgumentError, Option } from "commander";
+import { InvalidArgumentError } from "commander";
 
 /** "30s", "5m", "1h", "1500ms" or "24h": a unit is required, so a bare "3" is never taken as 3 ms. */
 export const parseDuration = (s: string, flag = "duration"): number => {
@@ -45,15 +45,3 @@ export const readSecret = (
   if (s.length === 0) throw new Error(`--${name}-file ${file}: empty`);
   return s;
 };
-
-/** `--hub` and the admin token (flag, file or env) for commands that talk to a running hub. */
-export const hubOptions = () => [
-  new Option("--hub <urls>", "hub replica URL(s), comma-separated")
-    .env("FLEETLINK_HUB")
-    .default("http://127.0.0.1:7070"),
-  new Option("--token <token>", "admin token").env("FLEETLINK_TOKEN"),
-  new Option("--token-file <file>", "read the admin token from this file").env("FLEETLINK_TOKEN_FILE"),
-];
-
-export const out = (v: unknown): void =>
-  void process.stdout.write(`${typeof v === "string" ? v : JSON.stringify(v, null, 2)}\n`);

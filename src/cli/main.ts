@@ -3,6 +3,7 @@
 // commands would fail before any line here ran, with "No such built-in module: node:sqlite".
 import { nodeVersionProblem } from "../store/open.ts";
 
+/** Every failure ends the process with status 1 and one line: the error's code (the hub's) and message. */
 const fail = (e: unknown): never => {
   const err = e as { code?: string; message?: string };
   process.stderr.write(`fleetlink: ${err.code ? `${err.code}: ` : ""}${err.message ?? String(e)}\n`);
@@ -15,28 +16,62 @@ if (problem) {
   process.exit(1);
 }
 
-const [{ Command }, admin, checkpoint, demo, maelstrom, node, serve, store] = await Promise.all([
+const [
+  { Command },
+  call,
+  checkpoint,
+  completion,
+  demo,
+  maelstrom,
+  node,
+  nodes,
+  runs,
+  serve,
+  status,
+  store,
+  tokens,
+  version,
+] = await Promise.all([
   import("commander"),
-  import("./admin.ts"),
+  import("./call.ts"),
   import("./checkpoint.ts"),
+  import("./completion.ts"),
   import("./demo.ts"),
   import("./maelstrom.ts"),
   import("./node.ts"),
+  import("./nodes.ts"),
+  import("./runs.ts"),
   import("./serve.ts"),
+  import("./status.ts"),
   import("./store.ts"),
+  import("./tokens.ts"),
+  import("./version.ts"),
 ]);
 
 const program = new Command()
   .name("fleetlink")
-  .description("A message hub and SDK: one coordinator drives a fleet of worker nodes.")
-  .version("0.1.0");
-program.addCommand(serve.serveCommand());
-program.addCommand(node.nodeCommand());
-program.addCommand(demo.demoCommand());
-program.addCommand(store.storeCommand());
-program.addCommand(maelstrom.maelstromCommand());
-program.addCommand(checkpoint.checkpointCommand());
-program.addCommand(admin.tokensCommand());
-program.addCommand(admin.nodesCommand());
+  .description(
+    "A message hub and SDK: one coordinator drives a fleet of worker nodes.\n" +
+      "Commands that talk to a hub take --hub and the admin token from flags, FLEETLINK_HUB / FLEETLINK_TOKEN, " +
+      "or a profile of ~/.config/fleetlink/config.toml (docs/cli.md).",
+  )
+  .version(version.CLI_VERSION)
+  .showHelpAfterError("(add --help for usage)");
+for (const c of [
+  serve.serveCommand(),
+  node.nodeCommand(),
+  status.statusCommand(),
+  nodes.nodesCommand(),
+  runs.runsCommand(),
+  call.callCommand(),
+  tokens.tokensCommand(),
+  checkpoint.checkpointCommand(),
+  store.storeCommand(),
+  demo.demoCommand(),
+  maelstrom.maelstromCommand(),
+  version.versionCommand(),
+  completion.completionCommand(() => program),
+])
+  program.addCommand(c);
 
 program.parseAsync().catch(fail);

@@ -3,7 +3,10 @@ import { pathToFileURL } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { NodeState, StandbyOptions } from "../checkpoint/node-side.ts";
 import { type Handler, NodeAgent } from "../node/agent.ts";
+import { applyConfigFile, configOption } from "./config-file.ts";
 import { parseInteger, readSecret } from "./flags.ts";
+import { createLogger, logOptions } from "./logging.ts";
+import { examples } from "./output.ts";
 
 /**
  * Imports a user's module; a module that fails to load (not found, syntax error, throws at top level) is
@@ -66,10 +69,16 @@ const parseStandby = (s: string): StandbyOptions => {
 };
 
 export const nodeCommand = (): Command =>
-  new Command("node")
+  examples(new Command("node"), [
+    "fleetlink node --hub http://127.0.0.1:7070 --name worker-1 --handlers ./handlers.mjs --token-file ./enroll.token",
+    "fleetlink node --config /etc/fleetlink/node.toml --log-format pretty",
+  ])
     .description("Run a node agent: dial out to a hub, run handlers for the instructions it receives.")
-    .requiredOption("--hub <urls>", "hub replica URL(s), comma-separated")
-    .requiredOption("--name <name>", "node name")
+    // Checked in the action, not by commander: they may come from --config, which is read after parsing.
+    .addOption(
+      new Option("--hub <urls>", "hub replica URL(s), comma-separated (required)").env("FLEETLINK_HUB"),
+    )
+    .option("--name <name>", "node name (required)")
     .option("--handlers <module>", "ES module exporting handler functions (method name → function)")
     .option(
       "--state <module>",
@@ -103,11 +112,21 @@ export const nodeCommand = (): Command =>
         .default(5000)
         .argParser(parseInteger("--heartbeat", 100, 3_600_000)),
     )
+    .addOption(logOptions("info")[0]!)
+    .addOption(logOptions("info")[1]!)
+    .addOption(configOption("the node"))
+    .hook("preAction", (cmd) => applyConfigFile(cmd))
     .action(async (o) => {
+      for (const [flag, v] of [
+        ["--hub", o.hub],
+        ["--name", o.name],
+      ])
+        if (!v) throw new Error(`${flag} is required (a flag, or its key in --config)`);
       if (!o.handlers && !o.state) throw new Error("give --handlers, --state or both");
       if (o.state && !o.checkpointStore)
         throw new Error("--state needs --checkpoint-store: the object storage the hub checkpoints to");
       if (o.standby && !o.state) throw new Error("--standby needs --state");
+      const log = createLogger(o.logLevel, o.logFormat).child({ node: o.name });
       const agent = new NodeAgent({
         hubs: String(o.hub).split(","),
         name: o.name,
@@ -116,11 +135,17 @@ export const nodeCommand = (): Command =>
         identityFile: o.identity ?? `.fleetlink/node-${o.name}.json`,
         reenroll: o.reenroll === true,
         heartbeatIntervalMs: o.heartbeat,
+        log,
         ...(o.state ? { state: await loadState(o.state), checkpointStore: o.checkpointStore } : {}),
         ...(o.standby ? { standby: o.standby } : {}),
       });
+      // Each status change is a log line: enrolling, connecting, online, offline (reconnecting), pending, rejected.
       void (async () => {
-        for await (const s of agent.status()) process.stderr.write(`[${o.name}] ${JSON.stringify(s)}\n`);
+        for await (const s of agent.status()) {
+          const { state, ...rest } = s;
+          const bad = state === "rejected" || state === "offline";
+          log[bad ? "warn" : "info"]({ ...rest, state }, state);
+        }
       })();
       await agent.start();
       process.stdout.write(`node ${o.name} online as ${agent.nodeId}\n`);

@@ -1,13 +1,15 @@
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import pino from "pino";
 import { pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
 import { openObjectStore } from "../checkpoint/object-store.ts";
 import { newSecret } from "../hub/auth.ts";
 import { createHub } from "../hub/server.ts";
 import { openStore } from "../store/open.ts";
 import { SqliteStore } from "../store/sqlite.ts";
+import { applyConfigFile, configOption } from "./config-file.ts";
 import { parseBytes, parseDuration, parseInteger, readSecret } from "./flags.ts";
+import { createLogger, logOptions } from "./logging.ts";
+import { examples } from "./output.ts";
 
 /** "120/1m": at most 120 enrollments per client address per minute. */
 const parseRate = (s: string) => {
@@ -32,7 +34,7 @@ const skewClockForFaultTests = () => {
 };
 
 export const serveCommand = (): Command =>
-  new Command("serve")
+  serveExamples(new Command("serve"))
     .description("Run a hub replica. Several replicas may share one --db.")
     .addOption(
       new Option("--db <url>", "store: sqlite:PATH, postgres://…, memory:")
@@ -108,7 +110,6 @@ export const serveCommand = (): Command =>
         .default(30000)
         .argParser(parseInteger("--lease", 100, 86_400_000)),
     )
-    .addOption(new Option("--log-level <level>", "pino level").env("FLEETLINK_LOG_LEVEL").default("warn"))
     .addOption(
       new Option(
         "--checkpoint-store <url>",
@@ -134,6 +135,10 @@ export const serveCommand = (): Command =>
       "--start-from-checkpoint <id>",
       "restore the hub's SQLite database from this checkpoint (or latest) first",
     )
+    .addOption(logOptions("info")[0]!)
+    .addOption(logOptions("info")[1]!)
+    .addOption(configOption("the hub"))
+    .hook("preAction", (cmd) => applyConfigFile(cmd))
     .action(async (o) => {
       skewClockForFaultTests();
       if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new Error("--tls-cert and --tls-key go together");
@@ -166,7 +171,7 @@ export const serveCommand = (): Command =>
         heartbeatIntervalMs: o.heartbeat,
         checkpointStore: objects,
         checkpointKeep: o.checkpointKeep,
-        logger: pino({ level: o.logLevel }, pino.destination(2)),
+        logger: createLogger(o.logLevel, o.logFormat),
         ...(o.tlsCert ? { tls: { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } } : {}),
       });
       const url = await hub.listen({ host: o.host, port: o.port });
@@ -193,3 +198,10 @@ export const serveCommand = (): Command =>
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
+
+const serveExamples = (c: Command): Command =>
+  examples(c, [
+    "fleetlink serve --db sqlite:./fleet.db --port 7070 --token-file ./admin.token --enroll-token-file ./enroll.token",
+    "fleetlink serve --config /etc/fleetlink/hub.toml --log-format pretty",
+    "FLEETLINK_PORT=7071 fleetlink serve --config hub.toml   # env and flags override the file",
+  ]);

@@ -476,6 +476,10 @@ export class NodeAgent {
         code: isFleetlinkError(e) ? e.code : "FLEETLINK_E_HANDLER_FAILED",
         message: truncate(describeError(e), MAX_ERROR_MESSAGE_CHARS),
       };
+      this.log.warn(
+        { instruction: ins.id, method: ins.method, code: error.code, err: truncate(error.message, 256) },
+        "handler failed",
+      );
     }
     if (!error) ({ payload, error } = this.checkResult(payload));
     this.queue({ id: newId(), runId: ins.runId, replyTo: ins.id, payload: payload ?? null, error });

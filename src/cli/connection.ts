@@ -1,0 +1,92 @@
+import { type Command, Option } from "commander";
+import { Fleet } from "../coordinator/fleet.ts";
+import { HubClient } from "../coordinator/http.ts";
+import { readSecret } from "./flags.ts";
+import { configPath, loadProfile } from "./profiles.ts";
+
+export const DEFAULT_HUB = "http://127.0.0.1:7070";
+
+/** Where a command's hub and admin token came from: flag, environment, profile or default. */
+export interface Connection {
+  hubs: string[];
+  token: string;
+  /** Profile used for the hub or the token, if any. */
+  profile?: string;
+}
+
+/**
+ * `--hub`, the admin token and `--profile`, added to every command that talks to a running hub. Defaults are
+ * applied in `connection()` (not by commander) so that a profile can fill what no flag or variable gave.
+ */
+export const hubOptions = (): Option[] => [
+  new Option("--hub <urls>", `hub replica URL(s), comma-separated (default: ${DEFAULT_HUB})`).env(
+    "FLEETLINK_HUB",
+  ),
+  new Option("--token <token>", "admin token (visible in ps: prefer --token-file)").env("FLEETLINK_TOKEN"),
+  new Option("--token-file <file>", "read the admin token from this file (mode 600)").env(
+    "FLEETLINK_TOKEN_FILE",
+  ),
+  new Option("--profile <name>", "profile of the config file (FLEETLINK_CONFIG)").env("FLEETLINK_PROFILE"),
+];
+
+export const withHub = (c: Command): Command => {
+  for (const opt of hubOptions()) c.addOption(opt);
+  return c;
+};
+
+const rank = { cli: 0, env: 1 } as Record<string, number>;
+
+/**
+ * The hub and token of a command, by precedence flag > environment variable > profile (`--profile`, else the
+ * config file's `default_profile`) > default. Of the token and token file, the one given with the higher
+ * precedence wins (a `--token-file` flag beats `FLEETLINK_TOKEN`).
+ */
+export const connection = (cmd: Command): Connection => {
+  const o = cmd.opts() as { hub?: string; token?: string; tokenFile?: string; profile?: string };
+  const src = (k: string) => rank[cmd.getOptionValueSource(k) ?? ""] ?? 9;
+  const needsProfile = o.hub === undefined || (o.token === undefined && o.tokenFile === undefined);
+  const profile = needsProfile || o.profile !== undefined ? loadProfile(o.profile) : undefined;
+  const hubs = (o.hub ?? profile?.hubs?.join(",") ?? DEFAULT_HUB)
+    .split(",")
+    .map((h) => h.trim())
+    .filter(Boolean);
+  let token: string | undefined;
+  if (o.token !== undefined || o.tokenFile !== undefined) {
+    const fileFirst = o.tokenFile !== undefined && (o.token === undefined || src("tokenFile") < src("token"));
+    const same = o.token !== undefined && o.tokenFile !== undefined && src("token") === src("tokenFile");
+    token = same
+      ? readSecret(o.token, o.tokenFile, "token")
+      : fileFirst
+        ? readSecret(undefined, o.tokenFile, "token")
+        : o.token;
+  } else if (profile) {
+    token = profile.token ?? readSecret(undefined, profile.tokenFile, "token");
+  }
+  if (!token)
+    throw new Error(
+      `the admin token is needed: --token-file, --token, FLEETLINK_TOKEN(_FILE) or a profile in ${configPath()}`,
+    );
+  return { hubs, token, ...(profile ? { profile: profile.name } : {}) };
+};
+
+/** Runs `fn` with an HTTP client of the command's hub, and closes the client's connections after. */
+export const withClient = async <T>(cmd: Command, fn: (c: HubClient) => Promise<T>): Promise<T> => {
+  const { hubs, token } = connection(cmd);
+  const client = new HubClient(hubs, token);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close(0);
+  }
+};
+
+/** Runs `fn` with a Fleet (coordinator SDK) of the command's hub, closed after. */
+export const withFleet = async <T>(cmd: Command, fn: (f: Fleet) => Promise<T>): Promise<T> => {
+  const { hubs, token } = connection(cmd);
+  const fleet = await Fleet.connect({ hub: hubs, token });
+  try {
+    return await fn(fleet);
+  } finally {
+    await fleet.close();
+  }
+};

@@ -1,0 +1,23 @@
+import { Option } from "commander";
+import pino from "pino";
+import pretty from "pino-pretty";
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/** `--log-level` and `--log-format` for the long-running commands (serve, node). */
+export const logOptions = (defaultLevel: (typeof LOG_LEVELS)[number]): Option[] => [
+  new Option("--log-level <level>", "log level")
+    .choices(LOG_LEVELS)
+    .env("FLEETLINK_LOG_LEVEL")
+    .default(defaultLevel),
+  new Option("--log-format <format>", "json: one JSON object per line (for collectors); pretty: for people")
+    .choices(["json", "pretty"])
+    .env("FLEETLINK_LOG_FORMAT")
+    .default("json"),
+];
+
+/** A pino logger on stderr (stdout carries the command's own output: URLs, tokens, ids). */
+export const createLogger = (level: string, format: string): pino.Logger =>
+  format === "pretty"
+    ? pino({ level }, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true }))
+    : pino({ level }, pino.destination({ dest: 2, sync: true }));
