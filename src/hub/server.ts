@@ -1,7 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import rateLimit from "@fastify/rate-limit";
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import pino from "pino";
 import { type WebSocket, WebSocketServer } from "ws";
 import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
@@ -125,7 +125,7 @@ export const createHub = (o: HubOptions): Hub => {
   const app = Fastify({
     loggerInstance: baseLog,
     // One line per request on completion instead of Fastify's two (see request-log.ts).
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     http: serverTimeouts,
     bodyLimit: maxBody,
     requestTimeout,
