@@ -1,18 +1,8 @@
 import type { FastifyInstance, FastifyReply, RouteShorthandOptions } from "fastify";
 import type { Checkpoints, OpKind } from "../checkpoint/orchestrator.ts";
+import { CheckpointRoutes as C } from "../protocol/checkpoint-schemas.ts";
 import { isFleetlinkError } from "../protocol/errors.ts";
 
-const uuid = { type: "string", format: "uuid" } as const;
-const runParams = {
-  type: "object",
-  required: ["run"],
-  additionalProperties: false,
-  properties: { run: uuid },
-} as const;
-/** Host indexes are below the 10 000 hosts a run may have. */
-const MAX_HOST_IDX = 9999;
-/** For routes that take no body: none, or `{}`; anything else is refused before the handler runs. */
-const noBody = { type: ["object", "null"], properties: {}, additionalProperties: false } as const;
 /** Route body limits in bytes: a few ids need far less than the hub's bulk-instruction limit. */
 const SMALL_BODY = 1024;
 const HOSTS_BODY = 2 * 1024 * 1024;
@@ -27,6 +17,8 @@ export const registerCheckpointRoutes = (
   cp: Checkpoints,
   admin: Pick<RouteShorthandOptions, "onRequest" | "preHandler">,
 ): void => {
+  // Response schemas document the answers; they must not filter them (see registerRoutes).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   const run = (req: { params: unknown }) => (req.params as { run: string }).run;
   /** 409 carries the status of the operation in progress, so the caller can show or wait for it. */
   const conflict = (e: unknown, reply: FastifyReply) => {
@@ -42,27 +34,7 @@ export const registerCheckpointRoutes = (
     {
       ...admin,
       bodyLimit: HOSTS_BODY,
-      schema: {
-        params: runParams,
-        body: {
-          type: "object",
-          required: ["hosts"],
-          additionalProperties: false,
-          properties: {
-            hosts: { type: "array", minItems: 1, maxItems: MAX_HOST_IDX + 1, items: uuid },
-            standby: {
-              type: "array",
-              maxItems: MAX_HOST_IDX + 1,
-              items: {
-                type: "object",
-                required: ["hostIdx", "nodeId"],
-                additionalProperties: false,
-                properties: { hostIdx: { type: "integer", minimum: 0, maximum: MAX_HOST_IDX }, nodeId: uuid },
-              },
-            },
-          },
-        },
-      },
+      schema: C.assign,
     },
     async (req) => {
       const b = req.body as { hosts: string[]; standby?: { hostIdx: number; nodeId: string }[] };
@@ -70,7 +42,7 @@ export const registerCheckpointRoutes = (
     },
   );
 
-  app.get("/v1/runs/:run/hosts", { ...admin, schema: { params: runParams } }, async (req) => ({
+  app.get("/v1/runs/:run/hosts", { ...admin, schema: C.roles }, async (req) => ({
     roles: await cp.roles(run(req)),
   }));
 
@@ -79,16 +51,7 @@ export const registerCheckpointRoutes = (
     {
       ...admin,
       bodyLimit: SMALL_BODY,
-      schema: {
-        // Path parameters arrive as strings and types are not coerced: a digit string, converted below.
-        params: {
-          type: "object",
-          required: ["run", "host"],
-          additionalProperties: false,
-          properties: { run: uuid, host: { type: "string", pattern: "^[0-9]{1,6}$" } },
-        },
-        body: noBody,
-      },
+      schema: C.activate,
     },
     async (req) => ({
       roles: await cp.activate(run(req), Number.parseInt((req.params as { host: string }).host, 10)),
@@ -97,7 +60,7 @@ export const registerCheckpointRoutes = (
 
   app.post(
     "/v1/runs/:run/checkpoints/push",
-    { ...admin, bodyLimit: SMALL_BODY, schema: { params: runParams, body: noBody } },
+    { ...admin, bodyLimit: SMALL_BODY, schema: C.push },
     async (req, reply) => {
       try {
         const { id } = await cp.startPush(run(req));
@@ -113,15 +76,7 @@ export const registerCheckpointRoutes = (
     {
       ...admin,
       bodyLimit: SMALL_BODY,
-      schema: {
-        params: runParams,
-        body: {
-          type: "object",
-          required: ["id"],
-          additionalProperties: false,
-          properties: { id: { anyOf: [uuid, { const: "latest" }] }, allowRoleChanges: { type: "boolean" } },
-        },
-      },
+      schema: C.pull,
     },
     async (req, reply) => {
       const b = req.body as { id: string; allowRoleChanges?: boolean };
@@ -135,19 +90,15 @@ export const registerCheckpointRoutes = (
   );
 
   for (const kind of ["push", "pull"] as OpKind[])
-    app.get(
-      `/v1/runs/:run/checkpoints/${kind}_status`,
-      { ...admin, schema: { params: runParams } },
-      async (req) => cp.status(run(req), kind),
+    app.get(`/v1/runs/:run/checkpoints/${kind}_status`, { ...admin, schema: C.status(kind) }, async (req) =>
+      cp.status(run(req), kind),
     );
 
-  app.get(
-    "/v1/runs/:run/checkpoints/takeover_status",
-    { ...admin, schema: { params: runParams } },
-    async (req) => ({ hosts: await cp.takeoverStatus(run(req)) }),
-  );
+  app.get("/v1/runs/:run/checkpoints/takeover_status", { ...admin, schema: C.takeover }, async (req) => ({
+    hosts: await cp.takeoverStatus(run(req)),
+  }));
 
-  app.get("/v1/runs/:run/checkpoints", { ...admin, schema: { params: runParams } }, async (req) => ({
+  app.get("/v1/runs/:run/checkpoints", { ...admin, schema: C.list }, async (req) => ({
     checkpoints: (await cp.list(run(req))).map((m) => ({
       id: m.id,
       createdAt: m.createdAt,

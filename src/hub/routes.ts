@@ -1,21 +1,14 @@
 import type { FastifyInstance } from "fastify";
 import { invalid } from "../protocol/errors.ts";
-import { MAX_JSON_DEPTH, MAX_TTL_MS, tooDeep } from "../protocol/limits.ts";
+import { HttpRoutes as R } from "../protocol/http-schemas.ts";
+import { MAX_JSON_DEPTH, tooDeep } from "../protocol/limits.ts";
 import type { NodeRecord, RunStatus } from "../protocol/types.ts";
 import { encodePayload, toWireResult } from "../protocol/wire.ts";
 import type { EnrollTokenRecord, Store } from "../store/store.ts";
 import { type AccessContext, enrollerOf, requireAdmin, requireEnroll } from "./access.ts";
 import { formatEnrollToken, hashCredential, newCredential, newSecret } from "./auth.ts";
 
-const uuid = { type: "string", format: "uuid" } as const;
-const idParams = (...names: string[]) => ({
-  type: "object",
-  required: names,
-  properties: Object.fromEntries(names.map((n) => [n, uuid])),
-});
-const idList = { type: "array", items: uuid, maxItems: 100_000 } as const;
-/** Query values arrive as strings and are not coerced: digits here, the range is the store's to check. */
-const limitParam = { type: "string", pattern: "^[0-9]{1,6}$" } as const;
+/** Query values arrive as digit strings (the schema checks that); the store checks the range. */
 const queryInt = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
 
 export interface RouteContext extends AccessContext {
@@ -36,20 +29,25 @@ const publicNode = ({ credentialHash: _, ...n }: NodeRecord) => n;
 const publicToken = ({ secretHash: _, ...t }: EnrollTokenRecord) => t;
 /** Routes that take no body refuse one instead of reading megabytes of it. */
 const noBody = { bodyLimit: 1024 } as const;
-const emptyBody = { type: ["object", "null"], additionalProperties: false, properties: {} } as const;
 
 /** A run that does not exist is a 404, not an empty answer. */
 const ensureRun = async (store: Store, runId: string, found: number) => {
   if (found === 0) await store.getRun(runId);
 };
 
-/** The versioned HTTP API for coordinators and admins (admin token) and node enrollment (enrollment tokens). */
+/**
+ * The versioned HTTP API for coordinators and admins (admin token) and node enrollment (enrollment tokens).
+ * Each route's schema (validation and its OpenAPI description) comes from src/protocol/http-schemas.ts.
+ */
 export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void => {
   const { store } = ctx;
   const admin = { onRequest: requireAdmin(ctx) };
+  // Response schemas document the answers (OpenAPI); they must not filter them. fast-json-stringify would
+  // silently drop any property a schema forgets, so answers are encoded as they are.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
 
-  app.get("/healthz", async () => ({ ok: true }));
-  app.get("/readyz", async (_req, reply) => {
+  app.get("/healthz", { schema: R.healthz }, async () => ({ ok: true }));
+  app.get("/readyz", { schema: R.readyz }, async (_req, reply) => {
     try {
       // Answers within a bound even when the store hangs (a partitioned database).
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -71,17 +69,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
       onRequest: requireEnroll(ctx),
       bodyLimit: 4096,
       config: { rateLimit: { max: ctx.enrollRateLimit.max, timeWindow: ctx.enrollRateLimit.windowMs } },
-      schema: {
-        body: {
-          type: "object",
-          required: ["name"],
-          additionalProperties: false,
-          properties: {
-            name: { type: "string", minLength: 1, maxLength: 200 },
-            heartbeatIntervalMs: { type: "integer", minimum: 100, maximum: 3_600_000 },
-          },
-        },
-      },
+      schema: R.enroll,
     },
     async (req, reply) => {
       const b = req.body as { name: string; heartbeatIntervalMs?: number };
@@ -99,295 +87,152 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     },
   );
 
-  app.get("/v1/nodes", { ...admin, ...noBody }, async () => ({
+  app.get("/v1/nodes", { ...admin, ...noBody, schema: R.listNodes }, async () => ({
     nodes: (await store.listNodes()).map(publicNode),
   }));
 
-  app.get("/v1/nodes/:node", { ...admin, ...noBody, schema: { params: idParams("node") } }, async (req) => ({
+  app.get("/v1/nodes/:node", { ...admin, ...noBody, schema: R.getNode }, async (req) => ({
     node: publicNode(await store.getNode((req.params as { node: string }).node)),
   }));
 
-  app.post(
-    "/v1/nodes/:node/approve",
-    { ...admin, ...noBody, schema: { params: idParams("node") } },
-    async (req) => {
-      const n = await store.approveNode((req.params as { node: string }).node);
-      ctx.changed();
-      return { node: publicNode(n) };
-    },
-  );
+  app.post("/v1/nodes/:node/approve", { ...admin, ...noBody, schema: R.approveNode }, async (req) => {
+    const n = await store.approveNode((req.params as { node: string }).node);
+    ctx.changed();
+    return { node: publicNode(n) };
+  });
 
-  app.post(
-    "/v1/enroll-tokens",
-    {
-      ...admin,
-      bodyLimit: 4096,
-      schema: {
-        body: {
-          type: "object",
-          additionalProperties: false,
-          properties: {
-            label: { type: "string", minLength: 1, maxLength: 200 },
-            ttlMs: { type: "integer", minimum: 1000, maximum: 366 * 24 * 3_600_000 },
-            uses: { type: "integer", minimum: 1, maximum: 1_000_000 },
-          },
-        },
-      },
-    },
-    async (req, reply) => {
-      const b = (req.body ?? {}) as { label?: string; ttlMs?: number; uses?: number };
-      const secret = newSecret();
-      const t = await store.createEnrollToken({
-        secretHash: hashCredential(secret),
-        label: b.label ?? null,
-        // The store's clock (the database's), not this replica's, so skewed replicas agree on expiry.
-        expiresAt: b.ttlMs === undefined ? null : (await store.now()) + b.ttlMs,
-        uses: b.uses ?? null,
-      });
-      // The secret is shown once; the store keeps only its hash.
-      return reply.code(201).send({ token: publicToken(t), secret: formatEnrollToken(t.id, secret) });
-    },
-  );
+  app.post("/v1/enroll-tokens", { ...admin, bodyLimit: 4096, schema: R.createToken }, async (req, reply) => {
+    const b = (req.body ?? {}) as { label?: string; ttlMs?: number; uses?: number };
+    const secret = newSecret();
+    const t = await store.createEnrollToken({
+      secretHash: hashCredential(secret),
+      label: b.label ?? null,
+      // The store's clock (the database's), not this replica's, so skewed replicas agree on expiry.
+      expiresAt: b.ttlMs === undefined ? null : (await store.now()) + b.ttlMs,
+      uses: b.uses ?? null,
+    });
+    // The secret is shown once; the store keeps only its hash.
+    return reply.code(201).send({ token: publicToken(t), secret: formatEnrollToken(t.id, secret) });
+  });
 
-  app.get("/v1/enroll-tokens", { ...admin, ...noBody }, async () => ({
+  app.get("/v1/enroll-tokens", { ...admin, ...noBody, schema: R.listTokens }, async () => ({
     tokens: (await store.listEnrollTokens()).map(publicToken),
   }));
 
-  app.delete(
-    "/v1/enroll-tokens/:token",
-    { ...admin, ...noBody, schema: { params: idParams("token") } },
-    async (req) => ({
-      token: publicToken(await store.revokeEnrollToken((req.params as { token: string }).token)),
-    }),
-  );
+  app.delete("/v1/enroll-tokens/:token", { ...admin, ...noBody, schema: R.revokeToken }, async (req) => ({
+    token: publicToken(await store.revokeEnrollToken((req.params as { token: string }).token)),
+  }));
 
-  app.delete(
-    "/v1/nodes/:node",
-    { ...admin, ...noBody, schema: { params: idParams("node") } },
-    async (req) => {
-      const { node } = req.params as { node: string };
-      const n = await store.unregisterNode(node);
-      ctx.changed();
-      return { node: publicNode(n) };
-    },
-  );
+  app.delete("/v1/nodes/:node", { ...admin, ...noBody, schema: R.unregisterNode }, async (req) => {
+    const { node } = req.params as { node: string };
+    const n = await store.unregisterNode(node);
+    ctx.changed();
+    return { node: publicNode(n) };
+  });
 
-  app.post("/v1/runs", { ...admin, ...noBody, schema: { body: emptyBody } }, async (_req, reply) =>
+  app.post("/v1/runs", { ...admin, ...noBody, schema: R.createRun }, async (_req, reply) =>
     reply.code(201).send({ run: await store.createRun() }),
   );
 
-  app.get(
-    "/v1/runs",
-    {
-      ...admin,
-      ...noBody,
-      schema: {
-        querystring: {
-          type: "object",
-          additionalProperties: false,
-          properties: { status: { enum: ["pending", "running", "finished"] }, limit: limitParam },
-        },
-      },
-    },
-    async (req) => {
-      const q = req.query as { status?: RunStatus; limit?: string };
-      return { runs: await store.listRuns({ status: q.status, limit: queryInt(q.limit) }) };
-    },
-  );
+  app.get("/v1/runs", { ...admin, ...noBody, schema: R.listRuns }, async (req) => {
+    const q = req.query as { status?: RunStatus; limit?: string };
+    return { runs: await store.listRuns({ status: q.status, limit: queryInt(q.limit) }) };
+  });
 
-  app.get("/v1/runs/:run", { ...admin, ...noBody, schema: { params: idParams("run") } }, async (req) => ({
+  app.get("/v1/runs/:run", { ...admin, ...noBody, schema: R.getRun }, async (req) => ({
     run: await store.getRun((req.params as { run: string }).run),
   }));
 
-  app.post(
-    "/v1/runs/:run/status",
-    {
-      ...admin,
-      schema: {
-        params: idParams("run"),
-        body: {
-          type: "object",
-          required: ["from", "to"],
-          additionalProperties: false,
-          properties: {
-            from: { enum: ["pending", "running", "finished"] },
-            to: { enum: ["pending", "running", "finished"] },
-            reason: { type: "string", maxLength: 1000 },
-          },
-        },
-      },
-    },
-    async (req) => {
-      const b = req.body as { from: "pending"; to: "running"; reason?: string };
-      return { run: await store.transitionRun((req.params as { run: string }).run, b.from, b.to, b.reason) };
-    },
-  );
-
-  app.post(
-    "/v1/runs/:run/instructions",
-    {
-      ...admin,
-      schema: {
-        params: idParams("run"),
-        body: {
-          type: "object",
-          required: ["items"],
-          additionalProperties: false,
-          properties: {
-            items: {
-              type: "array",
-              minItems: 1,
-              maxItems: 100_000,
-              items: {
-                type: "object",
-                required: ["dst", "method", "ttlMs"],
-                additionalProperties: false,
-                properties: {
-                  id: uuid,
-                  dst: uuid,
-                  method: { type: "string", minLength: 1, maxLength: 200 },
-                  payload: {},
-                  ttlMs: { type: "integer", minimum: 1, maximum: MAX_TTL_MS },
-                  groupId: { type: "string", minLength: 1, maxLength: 200 },
-                  maxAttempts: { type: "integer", minimum: 1, maximum: 1000 },
-                  holdWhileOffline: { type: "boolean" },
-                },
-              },
-            },
-          },
-        },
-      },
-    },
-    async (req, reply) => {
-      const { items } = req.body as { items: (Record<string, unknown> & { payload?: unknown })[] };
-      for (const [i, it] of items.entries())
-        if (tooDeep(it.payload))
-          throw invalid(`items[${i}].payload`, `nests deeper than ${MAX_JSON_DEPTH} levels`);
-      const pushed = await store.pushInstructions(
-        (req.params as { run: string }).run,
-        items.map((it) => ({ ...it, payload: encodePayload(it.payload) }) as never),
-      );
-      ctx.changed(pushed.map((i) => i.dst));
-      return reply.code(201).send({
-        instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })),
-      });
-    },
-  );
-
-  app.get(
-    "/v1/runs/:run/instructions",
-    {
-      ...admin,
-      ...noBody,
-      schema: {
-        params: idParams("run"),
-        querystring: { type: "object", additionalProperties: false, properties: { limit: limitParam } },
-      },
-    },
-    async (req) => {
-      const { run } = req.params as { run: string };
-      const ins = await store.listInstructions(run, {
-        limit: queryInt((req.query as { limit?: string }).limit),
-      });
-      const replies = new Map(
-        (
-          await store.getReplies(
-            run,
-            ins.map((i) => i.id),
-          )
-        ).map((r) => [r.replyTo, r]),
-      );
-      return {
-        instructions: ins.map((i) => {
-          const r = replies.get(i.id);
-          return {
-            id: i.id,
-            dst: i.dst,
-            method: i.method,
-            groupId: i.groupId,
-            state: i.state,
-            attempts: i.attempts,
-            createdAt: i.createdAt,
-            expiresAt: i.expiresAt,
-            reply: r ? { id: r.id, error: r.error, createdAt: r.createdAt } : null,
-          };
-        }),
-      };
-    },
-  );
-
-  const idsBody = (name: string) => ({
-    type: "object",
-    required: [name],
-    additionalProperties: false,
-    properties: { [name]: idList },
+  app.post("/v1/runs/:run/status", { ...admin, schema: R.transitionRun }, async (req) => {
+    const b = req.body as { from: RunStatus; to: RunStatus; reason?: string };
+    return { run: await store.transitionRun((req.params as { run: string }).run, b.from, b.to, b.reason) };
   });
 
-  app.post(
-    "/v1/runs/:run/instructions/withdraw",
-    { ...admin, schema: { params: idParams("run"), body: idsBody("ids") } },
-    async (req) => {
-      const { run } = req.params as { run: string };
-      const withdrawn = await store.withdrawInstructions(run, (req.body as { ids: string[] }).ids);
-      await ensureRun(store, run, withdrawn.length);
-      return { withdrawn };
-    },
-  );
+  app.post("/v1/runs/:run/instructions", { ...admin, schema: R.pushInstructions }, async (req, reply) => {
+    const { items } = req.body as { items: (Record<string, unknown> & { payload?: unknown })[] };
+    for (const [i, it] of items.entries())
+      if (tooDeep(it.payload))
+        throw invalid(`items[${i}].payload`, `nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const pushed = await store.pushInstructions(
+      (req.params as { run: string }).run,
+      items.map((it) => ({ ...it, payload: encodePayload(it.payload) }) as never),
+    );
+    ctx.changed(pushed.map((i) => i.dst));
+    return reply.code(201).send({
+      instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })),
+    });
+  });
 
-  app.post(
-    "/v1/runs/:run/instructions/query",
-    { ...admin, schema: { params: idParams("run"), body: idsBody("ids") } },
-    async (req) => {
-      const { run } = req.params as { run: string };
-      const ins = await store.getInstructions(run, (req.body as { ids: string[] }).ids);
-      await ensureRun(store, run, ins.length);
-      return {
-        instructions: ins.map((i) => ({
+  app.get("/v1/runs/:run/instructions", { ...admin, ...noBody, schema: R.listInstructions }, async (req) => {
+    const { run } = req.params as { run: string };
+    const ins = await store.listInstructions(run, {
+      limit: queryInt((req.query as { limit?: string }).limit),
+    });
+    const replies = new Map(
+      (
+        await store.getReplies(
+          run,
+          ins.map((i) => i.id),
+        )
+      ).map((r) => [r.replyTo, r]),
+    );
+    return {
+      instructions: ins.map((i) => {
+        const r = replies.get(i.id);
+        return {
           id: i.id,
           dst: i.dst,
+          method: i.method,
+          groupId: i.groupId,
           state: i.state,
           attempts: i.attempts,
+          createdAt: i.createdAt,
           expiresAt: i.expiresAt,
-        })),
-      };
-    },
-  );
+          reply: r ? { id: r.id, error: r.error, createdAt: r.createdAt } : null,
+        };
+      }),
+    };
+  });
 
-  app.post(
-    "/v1/runs/:run/replies/query",
-    { ...admin, schema: { params: idParams("run"), body: idsBody("instructionIds") } },
-    async (req) => {
-      const { instructionIds } = req.body as { instructionIds: string[] };
-      const { run } = req.params as { run: string };
-      const replies = await store.getReplies(run, instructionIds);
-      await ensureRun(store, run, replies.length);
-      return { replies: replies.map(toWireResult) };
-    },
-  );
+  app.post("/v1/runs/:run/instructions/withdraw", { ...admin, schema: R.withdraw }, async (req) => {
+    const { run } = req.params as { run: string };
+    const withdrawn = await store.withdrawInstructions(run, (req.body as { ids: string[] }).ids);
+    await ensureRun(store, run, withdrawn.length);
+    return { withdrawn };
+  });
 
-  app.post(
-    "/v1/runs/:run/replies/claim",
-    {
-      ...admin,
-      schema: {
-        params: idParams("run"),
-        body: {
-          type: "object",
-          additionalProperties: false,
-          properties: { limit: { type: "integer", minimum: 1, maximum: 10_000 }, instructionIds: idList },
-        },
-      },
-    },
-    async (req) => {
-      const b = (req.body ?? {}) as { limit?: number; instructionIds?: string[] };
-      const { run } = req.params as { run: string };
-      const replies = await store.claimReplies({ runId: run, ...b });
-      await ensureRun(store, run, replies.length);
-      return { replies: replies.map(toWireResult) };
-    },
-  );
+  app.post("/v1/runs/:run/instructions/query", { ...admin, schema: R.queryInstructions }, async (req) => {
+    const { run } = req.params as { run: string };
+    const ins = await store.getInstructions(run, (req.body as { ids: string[] }).ids);
+    await ensureRun(store, run, ins.length);
+    return {
+      instructions: ins.map((i) => ({
+        id: i.id,
+        dst: i.dst,
+        state: i.state,
+        attempts: i.attempts,
+        expiresAt: i.expiresAt,
+      })),
+    };
+  });
 
-  app.get("/v1/stats", { ...admin, ...noBody }, async () => ({
+  app.post("/v1/runs/:run/replies/query", { ...admin, schema: R.queryReplies }, async (req) => {
+    const { instructionIds } = req.body as { instructionIds: string[] };
+    const { run } = req.params as { run: string };
+    const replies = await store.getReplies(run, instructionIds);
+    await ensureRun(store, run, replies.length);
+    return { replies: replies.map(toWireResult) };
+  });
+
+  app.post("/v1/runs/:run/replies/claim", { ...admin, schema: R.claimReplies }, async (req) => {
+    const b = (req.body ?? {}) as { limit?: number; instructionIds?: string[] };
+    const { run } = req.params as { run: string };
+    const replies = await store.claimReplies({ runId: run, ...b });
+    await ensureRun(store, run, replies.length);
+    return { replies: replies.map(toWireResult) };
+  });
+
+  app.get("/v1/stats", { ...admin, ...noBody, schema: R.stats }, async () => ({
     store: await store.stats(),
     hub: ctx.stats(),
   }));
