@@ -16,6 +16,7 @@ import { wsTransport } from "../stream/ws.ts";
 import { requireAdmin } from "./access.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
+import { registerDashboard } from "./dashboard.ts";
 import { createHubMetrics, registerMetricsRoute } from "./metrics.ts";
 import { NodeStreams } from "./node-streams.ts";
 import { registerRequestLog } from "./request-log.ts";
@@ -73,6 +74,8 @@ export interface HubOptions {
    * needs no admin rights. The admin token is accepted too. (Default: none, admin token only)
    */
   metricsToken?: string;
+  /** Serve the web dashboard at `/` and its live feed at `GET /v1/events` (docs/dashboard.md). (Default: true) */
+  dashboard?: boolean;
 }
 
 export interface Hub {
@@ -251,6 +254,8 @@ export const createHub = (o: HubOptions): Hub => {
         gauges: { nodes, runs, store },
       });
     if (checkpoints) registerCheckpointRoutes(scope, checkpoints, { onRequest: requireAdmin(access) });
+    if (o.dashboard !== false)
+      registerDashboard(scope, { store, access, replica: id, nodes, runs, checkpoints, log });
   });
   checkpoints?.startMonitor();
 

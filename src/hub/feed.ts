@@ -1,0 +1,170 @@
+import { describeError, FleetlinkError } from "../protocol/errors.ts";
+import type { Logger } from "../stream/channel.ts";
+
+/** Where a feed writes: an HTTP response in the hub, any Writable in tests. */
+export interface FeedSink {
+  write(chunk: string): boolean;
+  /** Bytes written and not yet taken by the peer. */
+  readonly writableLength: number;
+  destroy(): void;
+  once(event: "close", fn: () => void): unknown;
+}
+
+/** Builds what the feeds send: the part they share, and the detail of one run. */
+export interface FeedSource {
+  base(): Promise<{ at?: number }>;
+  run(runId: string): Promise<object | null>;
+}
+
+export interface FeedOptions {
+  source: FeedSource;
+  log: Logger;
+  /** Feeds open at once on this replica; one more is refused with RATE_LIMITED. (Default: 32) */
+  maxFeeds?: number;
+  /** Least time between two updates, in ms: changes in between fold into one. (Default: 250) */
+  minIntervalMs?: number;
+  /** A comment line is sent this often, so proxies and the client see a live connection, in ms. (Default: 15000) */
+  keepAliveMs?: number;
+  /**
+   * Updates are also built this often while feeds are open, in ms: some changes raise no store event (a
+   * heartbeat, an approval, a node falling silent); an update that changes nothing is not sent. (Default: 2000)
+   */
+  refreshMs?: number;
+  /** Bytes a client may leave unread; beyond that it is dropped. (Default: 1 MiB) */
+  maxBufferedBytes?: number;
+}
+
+interface Client {
+  sink: FeedSink;
+  runId: string | null;
+  /** The last document sent, so an update that changes nothing for this client is not sent. */
+  last: string;
+}
+
+/**
+ * Live dashboard feeds as Server-Sent Events: every client gets a snapshot when it connects and a new one after
+ * each change (at most one per `minIntervalMs`, built once and shared by all clients). A client that does not
+ * read is dropped once `maxBufferedBytes` wait for it, so a stalled browser costs the hub a bounded buffer.
+ */
+export class Feeds {
+  private readonly clients = new Set<Client>();
+  private readonly o: Required<FeedOptions>;
+  private lastTick = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private running = false;
+  private again = false;
+  private readonly keepAlive: ReturnType<typeof setInterval>;
+  private readonly refresh: ReturnType<typeof setInterval>;
+  private closed = false;
+
+  constructor(o: FeedOptions) {
+    this.o = {
+      ...o,
+      maxFeeds: o.maxFeeds ?? 32,
+      minIntervalMs: o.minIntervalMs ?? 250,
+      keepAliveMs: o.keepAliveMs ?? 15_000,
+      refreshMs: o.refreshMs ?? 2000,
+      maxBufferedBytes: o.maxBufferedBytes ?? 1024 * 1024,
+    };
+    this.keepAlive = setInterval(() => {
+      for (const c of this.clients) this.send(c, ": keep-alive\n\n");
+    }, this.o.keepAliveMs);
+    this.keepAlive.unref();
+    this.refresh = setInterval(() => this.changed(), this.o.refreshMs);
+    this.refresh.unref();
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /** Checks that one more feed may open (before any response is sent). */
+  admit(): void {
+    if (this.closed) throw new FleetlinkError("STREAM_CLOSED", "the hub is closing");
+    if (this.clients.size >= this.o.maxFeeds)
+      throw new FleetlinkError(
+        "RATE_LIMITED",
+        `too many live feeds on this replica (${this.o.maxFeeds}): close a dashboard tab or use another replica`,
+      );
+  }
+
+  /** Serves one feed until the sink closes. Call `admit` first. */
+  open(sink: FeedSink, runId: string | null): void {
+    const c: Client = { sink, runId, last: "" };
+    this.clients.add(c);
+    sink.once("close", () => this.clients.delete(c));
+    // A retry hint for EventSource-style clients, and bytes on the wire at once so the client knows it is in.
+    this.send(c, "retry: 2000\n: connected\n\n");
+    this.changed();
+  }
+
+  /** Something changed: schedule an update (folded with others within `minIntervalMs`). */
+  changed(): void {
+    if (this.closed || this.clients.size === 0) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastTick + this.o.minIntervalMs - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.tick();
+    }, wait);
+    this.timer.unref();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.keepAlive);
+    clearInterval(this.refresh);
+    clearTimeout(this.timer);
+    for (const c of this.clients) c.sink.destroy();
+    this.clients.clear();
+  }
+
+  private async tick(): Promise<void> {
+    this.running = true;
+    this.again = false;
+    this.lastTick = Date.now();
+    const clients = [...this.clients];
+    try {
+      const { at, ...base } = await this.o.source.base();
+      const runs = new Map<string, object | null>();
+      for (const c of clients)
+        if (c.runId !== null && !runs.has(c.runId)) runs.set(c.runId, await this.o.source.run(c.runId));
+      for (const c of clients) {
+        if (!this.clients.has(c)) continue;
+        // Compared without its time, so that an update in which nothing changed is not sent.
+        const doc = JSON.stringify({ ...base, run: c.runId === null ? null : runs.get(c.runId) });
+        if (doc === c.last) continue;
+        c.last = doc;
+        this.send(c, `event: snapshot\ndata: {"at":${JSON.stringify(at ?? null)},${doc.slice(1)}\n\n`);
+      }
+    } catch (e) {
+      // The store may be down for a moment: say so to the clients, try again at the next change.
+      const msg = JSON.stringify({ message: describeError(e) });
+      for (const c of clients) {
+        c.last = "";
+        this.send(c, `event: problem\ndata: ${msg}\n\n`);
+      }
+      this.o.log.warn({ err: describeError(e) }, "dashboard snapshot failed");
+    } finally {
+      this.running = false;
+      if (this.again) this.changed();
+    }
+  }
+
+  private send(c: Client, text: string): void {
+    if (!this.clients.has(c)) return;
+    c.sink.write(text);
+    if (c.sink.writableLength > this.o.maxBufferedBytes) {
+      this.o.log.warn(
+        { buffered: c.sink.writableLength },
+        "dashboard feed dropped: the client does not read",
+      );
+      this.clients.delete(c);
+      c.sink.destroy();
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import type { Store } from "../store/store.ts";
+import type { Logger } from "../stream/channel.ts";
+
+/** What one hub replica says about itself in the shared store, so every replica's dashboard sees the fleet. */
+export interface ReplicaPresence {
+  id: string;
+  startedAt: number;
+  /** When this replica last wrote the record (its own clock). */
+  updatedAt: number;
+  /** Nodes whose stream is on this replica (at most MAX_LISTED). */
+  nodes: string[];
+  /** Instructions delivered from this replica and not yet answered. */
+  inflight: number;
+  /** Coordinator reply streams on this replica. */
+  runStreams: number;
+  /** Set by a replica that closed cleanly: it is gone at once, not after the silence window. */
+  closedAt?: number;
+}
+
+export interface PresenceOptions {
+  store: Store;
+  id: string;
+  /** This replica's connected nodes and in-flight count. */
+  local: () => { nodes: string[]; inflight: number; runStreams: number };
+  log: Logger;
+  /** Called when a node connected here or left (checked every second). */
+  onLocalChange?: () => void;
+  /** How often the record is rewritten, in ms. A replica silent for 3 × this is no longer listed. (Default: 5000) */
+  intervalMs?: number;
+}
+
+const PREFIX = "replica:";
+/** Node ids listed per replica: a record stays a small document even on a replica with huge fleets. */
+const MAX_LISTED = 10_000;
+/** How often the connected set is compared with the last one written, in ms. */
+const CHECK_MS = 1000;
+
+/**
+ * Each replica keeps one record `replica:<id>` up to date: every `intervalMs`, and within a second of a node
+ * connecting or leaving. Records are never deleted (the store has no delete for records); a closed replica
+ * marks its own, a crashed one is hidden once silent. One record per replica start: a few hundred bytes each.
+ */
+export class Presence {
+  private readonly o: Required<Omit<PresenceOptions, "onLocalChange">> &
+    Pick<PresenceOptions, "onLocalChange">;
+  private readonly startedAt = Date.now();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private lastKey = "";
+  private lastWrite = 0;
+  private version: number | null = null;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(o: PresenceOptions) {
+    this.o = { ...o, intervalMs: o.intervalMs ?? 5000 };
+  }
+
+  start(): void {
+    void this.publish();
+    this.timer = setInterval(
+      () => {
+        const moved = this.key() !== this.lastKey;
+        if (moved || Date.now() - this.lastWrite >= this.o.intervalMs) void this.publish();
+        if (moved) this.o.onLocalChange?.();
+      },
+      Math.min(CHECK_MS, this.o.intervalMs),
+    );
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.publish(Date.now());
+  }
+
+  /** The replicas that wrote within 3 × the interval and did not close, this one included. */
+  async list(): Promise<ReplicaPresence[]> {
+    const recs = await this.o.store.listRecords<ReplicaPresence>(PREFIX);
+    const cutoff = Date.now() - 3 * this.o.intervalMs;
+    return recs
+      .map((r) => r.value)
+      .filter((p) => p.id === this.o.id || (p.closedAt === undefined && p.updatedAt >= cutoff))
+      .sort((a, b) => a.startedAt - b.startedAt);
+  }
+
+  private key(): string {
+    return this.o.local().nodes.join(",");
+  }
+
+  private publish(closedAt?: number): Promise<void> {
+    // Writes are chained, so this replica's own compare-and-set never races itself.
+    this.writing = this.writing.then(async () => {
+      const l = this.o.local();
+      const value: ReplicaPresence = {
+        id: this.o.id,
+        startedAt: this.startedAt,
+        updatedAt: Date.now(),
+        nodes: l.nodes.slice(0, MAX_LISTED),
+        inflight: l.inflight,
+        runStreams: l.runStreams,
+        ...(closedAt === undefined ? {} : { closedAt }),
+      };
+      this.lastKey = l.nodes.join(",");
+      this.lastWrite = value.updatedAt;
+      try {
+        this.version = (await this.o.store.putRecord(PREFIX + this.o.id, value, this.version)).version;
+      } catch (e) {
+        // Lost track of the version (a store that failed mid-write): read it back and try next time.
+        const cur = await this.o.store.getRecord(PREFIX + this.o.id).catch(() => null);
+        this.version = cur?.version ?? null;
+        this.o.log.warn({ err: String(e) }, "replica presence not written");
+      }
+    });
+    return this.writing;
+  }
+}
