@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { CheckpointObserver } from "../checkpoint/orchestrator.ts";
+import { errorCode } from "../protocol/errors.ts";
 import { createStoreMetrics, type StoreMetrics } from "../store/instrumented.ts";
 import type { Store, StoreStats } from "../store/store.ts";
 import { type AccessContext, requireAdmin } from "./access.ts";
@@ -177,6 +178,7 @@ export const registerMetricsRoute = (
           "admin token or the hub's metricsToken as a bearer token.",
         tags: ["operate"],
         security: [{ bearer: [] }],
+        "x-error-codes": [errorCode("UNAUTHORIZED"), errorCode("FORBIDDEN"), errorCode("INTERNAL")],
         produces: ["text/plain"],
         response: {
           200: {

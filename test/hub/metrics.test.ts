@@ -7,6 +7,7 @@ import { newId } from "../../src/protocol/ids.ts";
 import { createStoreMetrics, instrumentStore } from "../../src/store/instrumented.ts";
 import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
+import { startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
 const SCRAPE_TOKEN = "scrape-only-token";
@@ -26,7 +27,7 @@ const parse = (text: string) => {
 };
 type Scrape = ReturnType<typeof parse>;
 
-const scrape = async (f: TestFleet, token = TOKEN): Promise<Scrape> => {
+const scrape = async (f: { url: string }, token = TOKEN): Promise<Scrape> => {
   const res = await fetch(`${f.url}/metrics`, { headers: { authorization: `Bearer ${token}` } });
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
@@ -215,6 +216,38 @@ describe("metrics - /metrics", () => {
   });
 });
 
+describe("metrics - checkpoints", () => {
+  test("checkpoint metrics - a push and a pull count their bytes, hosts and outcomes", async () => {
+    const f = await startCheckpointFleet();
+    try {
+      const hosts = await Promise.all(["h0", "h1"].map((n, i) => f.node(n, { bytes: 4096 + i })));
+      const run = await f.fleet.createRun();
+      await f.fleet.checkpoints.assign(
+        run,
+        hosts.map((h) => h.agent.nodeId!),
+      );
+      const before = await scrape(f);
+      const pushed = await f.fleet.checkpoints.push(run);
+      expect(pushed.status).toBe("ok");
+      const [summary] = await f.fleet.checkpoints.list(run);
+      expect(summary!.bytes).toBeGreaterThan(0);
+      expect((await f.fleet.checkpoints.pull(run, "latest")).status).toBe("ok");
+      const after = await scrape(f);
+      const d = (key: string) => v(after, key) - v(before, key);
+      for (const kind of ["push", "pull"]) {
+        expect(d(`fleetlink_checkpoint_bytes_total{kind="${kind}"}`), kind).toBe(summary!.bytes);
+        expect(d(`fleetlink_checkpoint_hosts_total{kind="${kind}",outcome="ok"}`), kind).toBe(2);
+        expect(d(`fleetlink_checkpoint_operations_total{kind="${kind}",outcome="ok"}`), kind).toBe(1);
+        expect(d(`fleetlink_checkpoint_duration_seconds_count{kind="${kind}"}`), kind).toBe(1);
+      }
+      // The hub's own calls to the hosts go through the store like any other instruction.
+      expect(d("fleetlink_instructions_pushed_total")).toBeGreaterThanOrEqual(4);
+    } finally {
+      await f.close();
+    }
+  });
+});
+
 /** A node credential, as a node holds it: enroll one directly with the enrollment token. */
 const nodeToken = async (f: TestFleet): Promise<string> => {
   const res = await f.hub.app.inject({
@@ -286,7 +319,10 @@ describe("metrics - instrumented store", () => {
     /** The sum of a metric's values whose labels include `labels` (histograms: their _count). */
     const count = async (name: string, labels: Record<string, string> = {}) =>
       (await registry.getSingleMetric(name)!.get()).values
-        .filter((x) => !x.metricName || x.metricName.endsWith("_count"))
+        .filter((x) => {
+          const n = (x as { metricName?: string }).metricName;
+          return !n || n.endsWith("_count");
+        })
         .filter((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l))
         .reduce((n, x) => n + x.value, 0);
     return { s, node, run, count };
