@@ -1,3 +1,5 @@
+import type { TSchema } from "@sinclair/typebox";
+import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { describeError, FleetlinkError, invalid } from "./errors.ts";
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -5,6 +7,13 @@ import {
   MAX_ERROR_MESSAGE_CHARS,
   truncate,
 } from "./limits.ts";
+import {
+  checkError,
+  ErrFrameSchema,
+  EvtFrameSchema,
+  ReqFrameSchema,
+  ResFrameSchema,
+} from "./stream-schemas.ts";
 
 /**
  * Frames on every fleetlink stream. Requests and responses are different frame types, so a late or stale
@@ -12,6 +21,7 @@ import {
  * - `req`: a call; the peer answers with exactly one `res` or `err` carrying the same id.
  * - `res` / `err`: the answer to a call. An `err` without id reports a malformed frame.
  * - `evt`: one-way.
+ * The schemas of these frames and of every stream message's body are in stream-schemas.ts.
  */
 export type Frame =
   | { t: "req"; id: string; m: string; b?: unknown }
@@ -29,10 +39,36 @@ export interface WireError {
 /** Largest frame accepted on a stream by default, in bytes: the default payload limit plus the envelope. */
 export const MAX_FRAME_BYTES = DEFAULT_MAX_PAYLOAD_BYTES + FRAME_OVERHEAD_BYTES;
 
-const str = (v: unknown, field: string, max = 200): string => {
-  if (typeof v !== "string" || v.length === 0 || v.length > max)
-    throw invalid(field, "must be a non-empty string");
-  return v;
+type Envelope = { check: TypeCheck<TSchema>; build: (f: Record<string, unknown>) => Frame };
+/** Envelope checks by frame type, compiled once (from stream-schemas.ts, the same schemas the docs show). */
+const envelopes: Record<string, Envelope> = {
+  req: {
+    check: TypeCompiler.Compile(ReqFrameSchema),
+    build: (f) => ({ t: "req", id: f.id as string, m: f.m as string, b: f.b }),
+  },
+  res: {
+    check: TypeCompiler.Compile(ResFrameSchema),
+    build: (f) => ({ t: "res", id: f.id as string, b: f.b }),
+  },
+  err: {
+    check: TypeCompiler.Compile(ErrFrameSchema),
+    build: (f) => {
+      const e = f.e as WireError;
+      return {
+        t: "err",
+        ...(f.id === undefined ? {} : { id: f.id as string }),
+        e: {
+          code: e.code,
+          message: truncate(e.message, MAX_ERROR_MESSAGE_CHARS),
+          ...(e.field === undefined ? {} : { field: e.field }),
+        },
+      };
+    },
+  },
+  evt: {
+    check: TypeCompiler.Compile(EvtFrameSchema),
+    build: (f) => ({ t: "evt", m: f.m as string, b: f.b }),
+  },
 };
 
 /** Parses and checks one frame; throws INVALID_ARGUMENT naming the bad field. */
@@ -45,29 +81,10 @@ export const parseFrame = (text: string): Frame => {
   }
   if (typeof f !== "object" || f === null || Array.isArray(f))
     throw invalid("frame", "must be a JSON object");
-  switch (f.t) {
-    case "req":
-      return { t: "req", id: str(f.id, "id"), m: str(f.m, "m"), b: f.b };
-    case "res":
-      return { t: "res", id: str(f.id, "id"), b: f.b };
-    case "err": {
-      const e = f.e as Record<string, unknown> | undefined;
-      if (typeof e !== "object" || e === null) throw invalid("e", "must be an object");
-      return {
-        t: "err",
-        ...(f.id === undefined ? {} : { id: str(f.id, "id") }),
-        e: {
-          code: str(e.code, "e.code"),
-          message: typeof e.message === "string" ? truncate(e.message, MAX_ERROR_MESSAGE_CHARS) : "",
-          ...(typeof e.field === "string" ? { field: e.field } : {}),
-        },
-      };
-    }
-    case "evt":
-      return { t: "evt", m: str(f.m, "m"), b: f.b };
-    default:
-      throw invalid("t", "must be one of req, res, err, evt");
-  }
+  const env = typeof f.t === "string" && Object.hasOwn(envelopes, f.t) ? envelopes[f.t] : undefined;
+  if (!env) throw invalid("t", "must be one of req, res, err, evt");
+  if (!env.check.Check(f)) throw checkError(env.check, f);
+  return env.build(f);
 };
 
 export const toWireError = (e: unknown): WireError => {
