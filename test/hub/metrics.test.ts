@@ -76,7 +76,6 @@ describe("metrics - /metrics", () => {
 
     const before = await scrape(f);
     expect(v(before, `fleetlink_connected_nodes${replica}`)).toBe(1);
-    expect(v(before, `fleetlink_run_streams${replica}`)).toBeGreaterThanOrEqual(0);
     expect(v(before, `fleetlink_inflight_instructions${replica}`)).toBe(0);
 
     for (let i = 0; i < 3; i++) await cfg.call("echo", i, { quorum: "all", timeoutMs: 5000 });
@@ -85,6 +84,8 @@ describe("metrics - /metrics", () => {
     await started;
     const during = await scrape(f);
     expect(v(during, `fleetlink_inflight_instructions${replica}`)).toBe(1);
+    // The coordinator's reply stream for the run.
+    expect(v(during, `fleetlink_run_streams${replica}`)).toBe(1);
     expect(await expiring).toBeInstanceOf(Error);
 
     const expired = 'fleetlink_replies_stored_total{outcome="FLEETLINK_E_MESSAGE_EXPIRED"}';
@@ -299,6 +300,26 @@ describe("metrics - request log", () => {
     for (const secret of [TOKEN, SCRAPE_TOKEN, ENROLL_TOKEN, "not-the-token"])
       expect(all).not.toContain(secret);
     expect(all.toLowerCase()).not.toContain("authorization");
+  });
+
+  test("request log - health probes and scrapes are logged at debug", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        for (const l of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(l));
+        done();
+      },
+    });
+    f = await startFleet({ logger: pino({ level: "debug" }, sink) });
+    await f.hub.app.inject({ url: "/healthz" });
+    await f.hub.app.inject({ url: "/readyz" });
+    await f.hub.app.inject({ url: "/metrics", headers: { authorization: `Bearer ${TOKEN}` } });
+    const probes = lines.filter((l) => l.msg === "request");
+    expect(probes.map((l) => [l.route, l.level])).toEqual([
+      ["/healthz", 20],
+      ["/readyz", 20],
+      ["/metrics", 20],
+    ]);
   });
 });
 
