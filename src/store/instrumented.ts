@@ -82,6 +82,11 @@ export const createStoreMetrics = (registers: Registry[]) => ({
     buckets: LATENCY_BUCKETS,
     registers,
   }),
+  sweepReplies: new Counter({
+    name: "fleetlink_sweep_replies_total",
+    help: "Error replies this replica's sweeps made for instructions that ended unanswered (all codes).",
+    registers,
+  }),
   sweepSeconds: new Histogram({
     name: "fleetlink_sweep_duration_seconds",
     help: "Time of each sweep of this replica (ends overdue instructions, marks silent nodes offline).",
@@ -215,7 +220,10 @@ export const STORE_HOOKS: Record<string, StoreHook> = {
   releaseInstructions: (o, _n: number, [input]: [ReleaseInput]) => o.released(input),
   openSession: (o, _r: unknown, [input]: [OpenSessionInput]) => o.sessionOpened(input),
   extendLeases: (o, ids: string[], [input]: [ExtendLeasesInput]) => o.extended(ids, input),
-  sweep: (o, _n: number, _a, seconds) => o.m.sweepSeconds.observe(seconds),
+  sweep: (o, made: number, _a, seconds) => {
+    o.m.sweepSeconds.observe(seconds);
+    if (made > 0) o.m.sweepReplies.inc(made);
+  },
 };
 
 /**

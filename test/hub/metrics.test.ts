@@ -96,6 +96,7 @@ describe("metrics - /metrics", () => {
     expect(d('fleetlink_replies_stored_total{outcome="ok"}')).toBe(3);
     expect(d('fleetlink_replies_stored_total{outcome="FLEETLINK_E_HANDLER_FAILED"}')).toBe(1);
     expect(d(expired)).toBe(1);
+    expect(d("fleetlink_sweep_replies_total")).toBe(1);
     expect(d("fleetlink_redeliveries_total")).toBe(0);
     // Node replies only (3 ok + 1 handler error); the expiry was made by the sweep.
     expect(d("fleetlink_reply_latency_seconds_count")).toBe(4);
