@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { ERROR_KINDS } from "../checkpoint/object-store.ts";
 import type { CheckpointObserver } from "../checkpoint/orchestrator.ts";
 import { errorCode } from "../protocol/errors.ts";
 import { createStoreMetrics, type StoreMetrics } from "../store/instrumented.ts";
@@ -11,6 +12,9 @@ import { bearer, sameSecret } from "./auth.ts";
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** A checkpoint moves a few KB in ms up to GBs in minutes. */
 const CHECKPOINT_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+/** A pull's host status comes from the node: only known error kinds are label values, anything else "other". */
+const KINDS: ReadonlySet<string> = new Set(["ok", "error", ...ERROR_KINDS]);
+const kindLabel = (outcome: string): string => (KINDS.has(outcome) ? outcome : "other");
 /** Store-wide counts are read at most this often, so a scrape storm cannot hammer the store. */
 const STATS_CACHE_MS = 1000;
 
@@ -80,11 +84,11 @@ export const createHubMetrics = (o: { replica: string; backend: Store["backend"]
     http,
     checkpoints: {
       host: (e) => {
-        ckptHosts.inc({ kind: e.kind, outcome: e.outcome });
+        ckptHosts.inc({ kind: e.kind, outcome: kindLabel(e.outcome) });
         if (e.outcome === "ok" && e.bytes > 0) ckptBytes.inc({ kind: e.kind }, e.bytes);
       },
       operation: (e) => {
-        ckptOps.inc({ kind: e.kind, outcome: e.outcome });
+        ckptOps.inc({ kind: e.kind, outcome: kindLabel(e.outcome) });
         ckptSeconds.observe({ kind: e.kind }, e.seconds);
       },
     },

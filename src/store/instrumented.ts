@@ -1,4 +1,5 @@
 import { Counter, Histogram, type Registry } from "prom-client";
+import { ErrorCodes } from "../protocol/errors.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import type {
   ClaimInstructionsInput,
@@ -22,6 +23,13 @@ const SWEEP_OUTCOMES: ReadonlySet<string> = new Set([
   "FLEETLINK_E_DELIVERY_FAILED",
   "FLEETLINK_E_MESSAGE_EXPIRED",
 ]);
+/**
+ * A node chooses its error codes: only fleetlink's own are label values, anything else is "other", so a
+ * node cannot grow the number of series without bound.
+ */
+const KNOWN_CODES: ReadonlySet<string> = new Set(Object.keys(ErrorCodes).map((n) => `FLEETLINK_E_${n}`));
+export const outcomeLabel = (code: string | undefined): string =>
+  code === undefined ? "ok" : KNOWN_CODES.has(code) ? code : "other";
 /** Instructions remembered for reply latency and lease expiries; the oldest are forgotten first. */
 const MAX_TRACKED = 50_000;
 
@@ -61,7 +69,7 @@ export const createStoreMetrics = (registers: Registry[]) => ({
   }),
   repliesStored: new Counter({
     name: "fleetlink_replies_stored_total",
-    help: 'Replies stored, by outcome: "ok" or the error code (node errors, CANCELLED, and the sweep outcomes).',
+    help: 'Replies stored, by outcome: "ok", a fleetlink error code (node errors, CANCELLED, sweep outcomes) or "other".',
     labelNames: ["outcome"] as const,
     registers,
   }),
@@ -158,14 +166,14 @@ export class Observations {
 
   stored(results: readonly StoreReplyResult[]): void {
     for (const r of results) {
-      if (!r.ok) this.m.repliesRefused.inc({ code: r.error.code });
+      if (!r.ok) this.m.repliesRefused.inc({ code: outcomeLabel(r.error.code) });
       else if (r.duplicate) this.m.repliesDuplicate.inc();
       else this.replied(r.reply, true);
     }
   }
 
   private replied(reply: Reply, observeLatency: boolean): void {
-    this.m.repliesStored.inc({ outcome: reply.error?.code ?? "ok" });
+    this.m.repliesStored.inc({ outcome: outcomeLabel(reply.error?.code) });
     const t = this.tracked.get(reply.replyTo);
     if (!t) return;
     this.tracked.delete(reply.replyTo);

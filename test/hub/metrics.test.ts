@@ -380,6 +380,12 @@ describe("metrics - instrumented store", () => {
     expect(dup).toMatchObject({ ok: true, duplicate: true });
     expect(await count("fleetlink_replies_duplicate_total")).toBe(1);
     expect(await count("fleetlink_replies_stored_total")).toBe(2); // ok + CANCELLED
+    // A code a node made up is not a label value of its own.
+    const [i3] = await s.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: 60_000 }]);
+    await s.storeReplies([
+      { runId: run.id, nodeId: node.id, replyTo: i3!.id, error: { code: `MY_${newId()}`, message: "no" } },
+    ]);
+    expect(await count("fleetlink_replies_stored_total", { outcome: "other" })).toBe(1);
     await expect(s.getRun("not-an-id")).rejects.toThrow(/UUID/);
     expect(await count("fleetlink_store_errors_total", { operation: "getRun" })).toBe(1);
     expect(await count("fleetlink_store_operation_seconds", { operation: "getRun", backend: "sqlite" })).toBe(
