@@ -4,6 +4,7 @@ import type { Fleet, FleetNode } from "../coordinator/fleet.ts";
 import { type Quorum, quorumFunction } from "../coordinator/quorum.ts";
 import type { RunHandle } from "../coordinator/run.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { completeWith } from "./completion.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration } from "./flags.ts";
 import { examples } from "./output.ts";
@@ -86,9 +87,12 @@ export const callCommand = (): Command => {
       .option("--nodes <ids>", "node ids or names, comma-separated")
       .option("--all", "every node online and approved now")
       .addOption(
-        new Option("--quorum <q>", "first, majority, all, or a number of replies")
-          .default("majority")
-          .argParser(parseQuorum),
+        completeWith(
+          new Option("--quorum <q>", "first, majority, all, or a number of replies")
+            .default("majority")
+            .argParser(parseQuorum),
+          ["first", "majority", "all"],
+        ),
       )
       .addOption(
         new Option("--timeout <duration>", "deadline for the whole call, e.g. 10s")

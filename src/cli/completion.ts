@@ -1,4 +1,4 @@
-import { Argument, Command } from "commander";
+import { Argument, Command, type Option } from "commander";
 import { examples } from "./output.ts";
 
 /** One command of the tree, flattened: its path from the root ("" for the root, "nodes list"…). */
@@ -7,6 +7,13 @@ interface Node {
   subs: { name: string; about: string }[];
   opts: { flag: string; about: string; choices?: readonly string[]; takesValue: boolean }[];
 }
+
+/**
+ * Values to complete for an option that takes more than a fixed list (`--quorum first|majority|all|<n>`):
+ * options with `.choices()` need nothing more.
+ */
+export const completeWith = <O extends Option>(o: O, values: readonly string[]): O =>
+  Object.assign(o, { completeWith: values });
 
 /** Walks commander's tree: completions come from the commands themselves, never from a hand-kept list. */
 const walk = (cmd: Command, path = ""): Node[] => {
@@ -20,7 +27,9 @@ const walk = (cmd: Command, path = ""): Node[] => {
         .map((flag) => ({
           flag,
           about: o.description,
-          ...(o.argChoices ? { choices: o.argChoices } : {}),
+          ...((o.argChoices ?? (o as { completeWith?: string[] }).completeWith)
+            ? { choices: o.argChoices ?? (o as unknown as { completeWith: string[] }).completeWith }
+            : {}),
           takesValue: o.required || o.optional,
         })),
     ),
@@ -76,14 +85,16 @@ complete -o default -F ${fn} ${bin}
 `;
 };
 
-const zq = (s: string) => sq(s.replaceAll(":", "\\:"));
+/** `_describe` items are "name:description": a colon inside either part is escaped. */
+const zq = (name: string, about: string) =>
+  sq(`${name.replaceAll(":", "\\:")}:${about.replaceAll(":", "\\:")}`);
 
 const zsh = (bin: string, nodes: Node[]): string => {
   const paths = nodes.filter((n) => n.path).map((n) => sq(n.path));
   const cases = nodes
     .map(
       (n) =>
-        `    ${sq(n.path)})\n      cmds=(${n.subs.map((s) => zq(`${s.name}:${s.about}`)).join(" ")})\n      opts=(${n.opts.map((o) => zq(`${o.flag}:${o.about}`)).join(" ")}) ;;`,
+        `    ${sq(n.path)})\n      cmds=(${n.subs.map((s) => zq(s.name, s.about)).join(" ")})\n      opts=(${n.opts.map((o) => zq(o.flag, o.about)).join(" ")}) ;;`,
     )
     .join("\n");
   const choices = nodes

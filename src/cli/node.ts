@@ -143,6 +143,7 @@ export const nodeCommand = (): Command =>
       void (async () => {
         for await (const s of agent.status()) {
           const { state, ...rest } = s;
+          if (state === "idle") continue;
           const bad = state === "rejected" || state === "offline";
           log[bad ? "warn" : "info"]({ ...rest, state }, state);
         }

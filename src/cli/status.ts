@@ -39,7 +39,9 @@ const probe = async (url: string): Promise<ReplicaHealth> => {
     const ready = await get("/readyz");
     return { url, live: live.ok, ready: ready.ok, ...(ready.error ? { error: ready.error } : {}) };
   } catch (e) {
-    return { url, live: false, ready: false, error: describeError(e) };
+    // fetch says only "fetch failed": the cause has the socket's code (ECONNREFUSED, ENOTFOUND…).
+    const cause = (e as { cause?: unknown }).cause;
+    return { url, live: false, ready: false, error: describeError(cause ?? e) };
   }
 };
 
