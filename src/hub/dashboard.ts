@@ -3,9 +3,11 @@ import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 // The OpenAPI fields of route schemas (summary, tags, security, hide).
 import type {} from "@fastify/swagger";
+import { type TSchema, Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { Checkpoints } from "../checkpoint/orchestrator.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { routeSchema } from "../protocol/route-doc.ts";
 import type { Store } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
 import { type AccessContext, requireAdmin } from "./access.ts";
@@ -110,8 +112,9 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
     maxBufferedBytes: o.maxBufferedBytes,
   });
   onLocalChange = () => feeds.changed();
-  // Every commit, here or on another replica (a node's hello, heartbeat, reply, a push, a presence record of
-  // a node connecting elsewhere), is a reason to update; the feed folds them to at most one per interval.
+  // Store events (pushes, replies, sweeps here; any commit of another replica, its presence records included)
+  // are reasons to update; the feed folds them to at most one per interval, and refreshes every 2 s for what
+  // raises none (heartbeats, approvals, a node falling silent).
   const unwatch = o.store.watch(() => feeds.changed());
   presence.start();
   app.addHook("preClose", async () => {
@@ -130,6 +133,8 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
           "to run `npm run build:web` when the bundle is missing.",
         tags: ["dashboard"],
         security: [],
+        // A page, not an API operation: left out of the OpenAPI document like the assets.
+        hide: true,
       },
     },
     async (_req, reply) => {
@@ -186,7 +191,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
     {
       onRequest: requireAdmin(o.access),
       bodyLimit: 1024,
-      schema: {
+      schema: routeSchema({
         summary: "Live dashboard feed (Server-Sent Events)",
         description:
           "`text/event-stream`: a `snapshot` event (one JSON document: fleet counts, replicas, nodes, runs " +
@@ -196,27 +201,19 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
           "(429 RATE_LIMITED beyond). Read it with fetch (the Authorization header) rather than EventSource. " +
           "See docs/dashboard.md.",
         tags: ["dashboard"],
-        security: [{ adminToken: [] }],
-        "x-error-codes": [
-          "FLEETLINK_E_UNAUTHORIZED",
-          "FLEETLINK_E_FORBIDDEN",
-          "FLEETLINK_E_INVALID_ARGUMENT",
-          "FLEETLINK_E_RUN_NOT_FOUND",
-          "FLEETLINK_E_RATE_LIMITED",
-          "FLEETLINK_E_STORE_UNAVAILABLE",
-        ],
-        querystring: {
-          type: "object",
-          additionalProperties: false,
-          properties: { run: { type: "string", format: "uuid", description: "Include this run's calls" } },
-        },
+        auth: "admin",
+        errors: ["RUN_NOT_FOUND", "RATE_LIMITED"],
+        querystring: Type.Object(
+          { run: Type.Optional(Type.String({ format: "uuid", description: "Include this run's calls" })) },
+          { additionalProperties: false },
+        ),
         response: {
           200: {
             description: "An event stream of `snapshot` events",
             content: { "text/event-stream": { schema: { type: "string" } } },
-          },
+          } as unknown as TSchema,
         },
-      },
+      }),
     },
     async (req, reply) => {
       const runId = (req.query as { run?: string }).run ?? null;
