@@ -8,6 +8,7 @@ import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { registerDashboard } from "../../src/hub/dashboard.ts";
 import { Feeds } from "../../src/hub/feed.ts";
+import { createHub } from "../../src/hub/server.ts";
 import type { Snapshot } from "../../src/hub/snapshot.ts";
 import { openStore } from "../../src/store/open.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
@@ -150,6 +151,33 @@ describe("dashboard routes and live feed", () => {
     expect(last.run!.calls.length).toBeGreaterThan(snaps[0]!.run!.calls.length);
     expect(last.run!.calls[0]!.nodes).toEqual([{ nodeId: node.id, name: "busy", state: "pending" }]);
     expect(last.runs.find((r) => r.id === run.id)?.open).toBe(last.run!.calls.length);
+  });
+
+  it("feed - replicas see each other: a node connected to replica B is shown on B in replica A's feed", async () => {
+    const storeB = await openStore(`sqlite:${join(f.dir, "fleet.db")}`);
+    const b = createHub({ store: storeB, token: TOKEN, enrollToken: ENROLL_TOKEN, sweepIntervalMs: 50 });
+    const last = async () => {
+      // Long enough for the first snapshot (sent within the feed's 250 ms interval).
+      const { events } = await readFeed(`${f.url}/v1/events`, 700);
+      return JSON.parse(events.find((e) => e.event === "snapshot")!.data) as Snapshot;
+    };
+    try {
+      await f.node("on-b", {}, { hubs: [await b.listen()] });
+      await expect
+        .poll(async () => {
+          const s = await last();
+          return {
+            replicas: s.replicas.map((r) => r.id).sort(),
+            on: s.nodes.find((n) => n.name === "on-b")?.replica,
+          };
+        })
+        .toEqual({ replicas: [f.hub.id, b.id].sort(), on: b.id });
+    } finally {
+      await b.close();
+      await storeB.close();
+    }
+    // A replica that closed says so: it leaves the list at once, not after the silence window.
+    expect((await last()).replicas.map((r) => r.id)).toEqual([f.hub.id]);
   });
 
   it("feed - at most 32 at once per replica; the next is refused with RATE_LIMITED until one closes", async () => {
