@@ -11,6 +11,7 @@ import { Feeds } from "../../src/hub/feed.ts";
 import { createHub } from "../../src/hub/server.ts";
 import type { Snapshot } from "../../src/hub/snapshot.ts";
 import { openStore } from "../../src/store/open.ts";
+import { startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
@@ -178,6 +179,45 @@ describe("dashboard routes and live feed", () => {
     }
     // A replica that closed says so: it leaves the list at once, not after the silence window.
     expect((await last()).replicas.map((r) => r.id)).toEqual([f.hub.id]);
+  });
+
+  it("feed - checkpoints: host roles with standbys and a push host by host, fleet-wide and in the run", async () => {
+    const c = await startCheckpointFleet();
+    try {
+      const [h0, h1, spare] = await Promise.all(["h0", "h1", "spare"].map((n) => c.node(n)));
+      const run = await c.fleet.createRun();
+      await c.fleet.checkpoints.assign(
+        run,
+        [h0!.agent.nodeId!, h1!.agent.nodeId!],
+        [{ hostIdx: 1, nodeId: spare!.agent.nodeId! }],
+      );
+      const pushed = await c.fleet.checkpoints.push(run);
+      expect(pushed.status).toBe("ok");
+      const { events } = await readFeed(`${c.url}/v1/events?run=${run.id}`, 700);
+      const s = JSON.parse(events.find((e) => e.event === "snapshot")!.data) as Snapshot;
+      const view = {
+        runId: run.id,
+        roles: {
+          runId: run.id,
+          nHosts: 2,
+          hosts: [
+            { hostIdx: 0, nodeId: h0!.agent.nodeId, standby: [] },
+            { hostIdx: 1, nodeId: h1!.agent.nodeId, standby: [spare!.agent.nodeId] },
+          ],
+        },
+        push: expect.objectContaining({
+          status: "ok",
+          id: pushed.id,
+          hosts: [expect.objectContaining({ status: "ok" }), expect.objectContaining({ status: "ok" })],
+        }),
+        pull: { status: "not_requested", hosts: [] },
+        takeovers: [],
+      };
+      expect(s.checkpoints).toEqual([view]);
+      expect(s.run?.checkpoint).toEqual(view);
+    } finally {
+      await c.close();
+    }
   });
 
   it("feed - at most 32 at once per replica; the next is refused with RATE_LIMITED until one closes", async () => {
