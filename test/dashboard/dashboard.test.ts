@@ -24,6 +24,7 @@ describe("dashboard in headless Chromium", () => {
   let ctx: BrowserContext;
   let page: Page;
   let profile: string;
+  const pageErrors: string[] = [];
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM))
@@ -50,6 +51,7 @@ describe("dashboard in headless Chromium", () => {
       ],
     });
     page = ctx.pages()[0] ?? (await ctx.newPage());
+    page.on("pageerror", (e) => pageErrors.push(e.message));
     page.setDefaultTimeout(8000);
     mkdirSync(shots, { recursive: true });
   });
@@ -123,6 +125,10 @@ describe("dashboard in headless Chromium", () => {
     await expect
       .poll(() => row.locator("td").allTextContents())
       .toEqual([run.id.slice(-8), "pending", expect.any(String), "2", "1", "1", "0"]);
+
+    await page.click("header nav a[href='#/checkpoints']");
+    await expect.poll(() => page.textContent("main")).toContain("This hub has no checkpoint store");
+    expect(pageErrors).toEqual([]);
   });
 
   it("dashboard - the feed refuses a wrong token, and the page logs out when the hub refuses its token", async () => {
