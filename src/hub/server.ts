@@ -19,6 +19,7 @@ import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
 import { registerDashboard } from "./dashboard.ts";
 import { createHubMetrics, registerMetricsRoute } from "./metrics.ts";
 import { NodeStreams } from "./node-streams.ts";
+import { registerOpenApi } from "./openapi.ts";
 import { registerRequestLog } from "./request-log.ts";
 import { registerRoutes } from "./routes.ts";
 import { RunStreams } from "./run-streams.ts";
@@ -172,6 +173,8 @@ export const createHub = (o: HubOptions): Hub => {
   };
 
   registerRequestLog(app, { log: baseLog, metrics: metrics?.http });
+  // /openapi.json and /docs; first, so that it sees every route declared after it.
+  registerOpenApi(app);
   void app.register(rateLimit, {
     global: false,
     errorResponseBuilder: (_req, c) =>

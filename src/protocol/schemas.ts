@@ -4,7 +4,7 @@
  * publishes them as OpenAPI at /openapi.json; http-schemas.ts, checkpoint-schemas.ts and stream-schemas.ts
  * build the routes and frames from these pieces.
  */
-import { FormatRegistry, type Static, type TSchema, Type } from "@sinclair/typebox";
+import { FormatRegistry, Kind, type Static, type TSchema, Type, TypeRegistry } from "@sinclair/typebox";
 import { isId } from "./ids.ts";
 import { MAX_ERROR_MESSAGE_CHARS, MAX_TTL_MS } from "./limits.ts";
 
@@ -24,7 +24,18 @@ export const Nullable = <T extends TSchema>(s: T) => Type.Union([s, Type.Null()]
  * of the allowed values" at the field itself.
  */
 export const StringEnum = <const T extends readonly string[]>(values: T, description?: string) =>
-  Type.Unsafe<T[number]>({ type: "string", enum: [...values], ...(description ? { description } : {}) });
+  Type.Unsafe<T[number]>({
+    [Kind]: "StringEnum",
+    type: "string",
+    enum: [...values],
+    ...(description ? { description } : {}),
+  });
+// So that TypeBox's compiler can check StringEnum values too (Ajv reads the plain `enum`).
+if (!TypeRegistry.Has("StringEnum"))
+  TypeRegistry.Set<{ enum: string[] }>(
+    "StringEnum",
+    (schema, v) => typeof v === "string" && schema.enum.includes(v),
+  );
 /** Any JSON value (payloads are the application's). */
 export const Json = (description = "any JSON value") => Type.Unknown({ description });
 
