@@ -140,6 +140,24 @@ describe("deploy/", () => {
       expect(keys.length).toBeGreaterThan(5);
       for (const k of keys) expect(helps[cmd].flags, `${f}: ${k}`).toContain(`--${k.replaceAll("_", "-")}`);
     }
+    // docs/cli.md's full examples too: every key a flag (commented-out keys included).
+    const docs = readFileSync(join(DEPLOY, "../docs/cli.md"), "utf8");
+    const blocks = [...docs.matchAll(/```toml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    const hubDoc = blocks.find((b) => b.startsWith("db = "));
+    const nodeDoc = blocks.find((b) => b.startsWith("hub = [") && b.includes("name = "));
+    for (const [b, cmd] of [
+      [hubDoc, "serve"],
+      [nodeDoc, "node"],
+    ] as const) {
+      expect(b, `docs/cli.md: the ${cmd} example`).toBeDefined();
+      const keys = [...b!.matchAll(/^(?:# )?([a-z_]+) = /gm)].map((m) => m[1]!);
+      // A negated flag (--no-static-enroll-token) has the positive key.
+      for (const k of keys) {
+        const flag = `--${k.replaceAll("_", "-")}`;
+        const known = helps[cmd].flags.has(flag) || helps[cmd].flags.has(flag.replace("--", "--no-"));
+        expect(known, `docs/cli.md ${cmd}: ${k}`).toBe(true);
+      }
+    }
     // The file's database, address and token files do not exist here: flags override them, the rest applies.
     const hub = await startCli(
       [
