@@ -45,6 +45,21 @@ const probe = async (url: string): Promise<ReplicaHealth> => {
   }
 };
 
+/** The hub's version, from its OpenAPI document (`info.version`) when /v1/stats does not give it. */
+const hubVersion = async (url: string, token: string): Promise<string | null> => {
+  try {
+    const res = await fetch(`${url}/openapi.json`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(3000),
+    });
+    if (!res.ok) return null;
+    const doc = (await res.json()) as { info?: { version?: unknown } };
+    return typeof doc.info?.version === "string" ? doc.info.version : null;
+  } catch {
+    return null;
+  }
+};
+
 const counts = (m: Record<string, number> | undefined) =>
   Object.entries(m ?? {})
     .map(([k, n]) => `${k} ${n}`)
@@ -79,6 +94,8 @@ export const statusCommand = (): Command => {
     const byState: Record<string, number> = {};
     for (const n of nodes) byState[nodeState(n)] = (byState[nodeState(n)] ?? 0) + 1;
     const hub = stats.hub;
+    const ready = replicas.find((r) => r.ready)?.url;
+    const version = hub.version ?? (ready ? await hubVersion(ready, token) : null);
     const summary = {
       cli: CLI_VERSION,
       ...(profile ? { profile } : {}),
@@ -87,7 +104,7 @@ export const statusCommand = (): Command => {
         ...hub,
         connectedNodes: hub.connectedNodes ?? null,
         runSubscribers: hub.runSubscribers ?? null,
-        version: hub.version ?? null,
+        version,
         backend: (stats.store.backend as string | undefined) ?? (hub.backend as string | undefined) ?? null,
       },
       nodes: { total: nodes.length, byState },

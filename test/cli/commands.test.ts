@@ -62,7 +62,11 @@ describe("fleetlink CLI commands", () => {
       new RegExp(`replicas:.*ready; http://127.0.0.1:${deadPort} DOWN \\(.*ECONNREFUSED`),
     );
     expect(status.stdout).toMatch(/nodes:\s+2 \(online 2\)/);
-    expect(as(statusJson.stdout)).toMatchObject({ nodes: { total: 2 }, hub: { connectedNodes: 2 } });
+    // The hub's version comes from its OpenAPI document.
+    expect(as(statusJson.stdout)).toMatchObject({
+      nodes: { total: 2 },
+      hub: { connectedNodes: 2, version: "0.1.0" },
+    });
     expect(as(version.stdout)).toMatchObject({ fleetlink: "0.1.0", node: process.versions.node });
     const created = as(tCreate.stdout) as unknown as { token: { id: string; label: string }; secret: string };
     expect(created.token.label).toBe("rack-7");
