@@ -32,6 +32,8 @@ export interface PresenceOptions {
 const PREFIX = "replica:";
 /** Node ids listed per replica: a record stays a small document even on a replica with huge fleets. */
 const MAX_LISTED = 10_000;
+/** Longest a closing replica waits to mark its record closed, in ms. */
+const STOP_WAIT_MS = 1000;
 /** How often the connected set is compared with the last one written, in ms. */
 const CHECK_MS = 1000;
 
@@ -49,6 +51,8 @@ export class Presence {
   private lastWrite = 0;
   private version: number | null = null;
   private writing: Promise<void> = Promise.resolve();
+  /** Writes not finished: a slow store gets no second one queued behind the first. */
+  private pending = 0;
 
   constructor(o: PresenceOptions) {
     this.o = { ...o, intervalMs: o.intervalMs ?? 5000 };
@@ -59,7 +63,8 @@ export class Presence {
     this.timer = setInterval(
       () => {
         const moved = this.key() !== this.lastKey;
-        if (moved || Date.now() - this.lastWrite >= this.o.intervalMs) void this.publish();
+        const due = moved || Date.now() - this.lastWrite >= this.o.intervalMs;
+        if (due && this.pending === 0) void this.publish();
         if (moved) this.o.onLocalChange?.();
       },
       Math.min(CHECK_MS, this.o.intervalMs),
@@ -67,39 +72,51 @@ export class Presence {
     this.timer.unref();
   }
 
+  /** Marks the record closed; waits for that at most STOP_WAIT_MS, so a hung store never holds up a hub's close. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.publish(Date.now());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.publish(Date.now()),
+      new Promise((r) => {
+        timer = setTimeout(r, STOP_WAIT_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 
   /** The replicas that wrote within 3 × the interval and did not close, this one included. */
   async list(): Promise<ReplicaPresence[]> {
     const recs = await this.o.store.listRecords<ReplicaPresence>(PREFIX);
     const cutoff = Date.now() - 3 * this.o.intervalMs;
-    return recs
+    const others = recs
       .map((r) => r.value)
-      .filter((p) => p.id === this.o.id || (p.closedAt === undefined && p.updatedAt >= cutoff))
-      .sort((a, b) => a.startedAt - b.startedAt);
+      .filter((p) => p.id !== this.o.id && p.closedAt === undefined && p.updatedAt >= cutoff);
+    // This replica as it is now, not as last written (a node that just connected is shown at once).
+    return [this.current(), ...others].sort((a, b) => a.startedAt - b.startedAt);
+  }
+
+  private current(): ReplicaPresence {
+    const l = this.o.local();
+    return {
+      id: this.o.id,
+      startedAt: this.startedAt,
+      updatedAt: Date.now(),
+      nodes: l.nodes.slice(0, MAX_LISTED),
+      inflight: l.inflight,
+      runStreams: l.runStreams,
+    };
   }
 
   private key(): string {
-    return this.o.local().nodes.join(",");
+    return this.o.local().nodes.slice(0, MAX_LISTED).join(",");
   }
 
   private publish(closedAt?: number): Promise<void> {
     // Writes are chained, so this replica's own compare-and-set never races itself.
+    this.pending++;
     this.writing = this.writing.then(async () => {
-      const l = this.o.local();
-      const value: ReplicaPresence = {
-        id: this.o.id,
-        startedAt: this.startedAt,
-        updatedAt: Date.now(),
-        nodes: l.nodes.slice(0, MAX_LISTED),
-        inflight: l.inflight,
-        runStreams: l.runStreams,
-        ...(closedAt === undefined ? {} : { closedAt }),
-      };
-      this.lastKey = l.nodes.join(",");
+      const value: ReplicaPresence = { ...this.current(), ...(closedAt === undefined ? {} : { closedAt }) };
+      this.lastKey = value.nodes.join(",");
       this.lastWrite = value.updatedAt;
       try {
         this.version = (await this.o.store.putRecord(PREFIX + this.o.id, value, this.version)).version;
@@ -108,6 +125,8 @@ export class Presence {
         const cur = await this.o.store.getRecord(PREFIX + this.o.id).catch(() => null);
         this.version = cur?.version ?? null;
         this.o.log.warn({ err: String(e) }, "replica presence not written");
+      } finally {
+        this.pending--;
       }
     });
     return this.writing;
