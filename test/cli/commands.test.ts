@@ -92,11 +92,16 @@ describe("fleetlink CLI commands", () => {
     expect(noToken.stderr).toMatch(/admin token is needed/);
     expect(failedWith(wrongToken, "UNAUTHORIZED"), wrongToken.stderr).toBe(true);
     // Revoke: the token enrolls no more. Unregister by name; an unknown id is NODE_NOT_FOUND.
-    const [revoke, unreg, unregAgain] = await cliAll([
+    const [revoke, unreg, unregAgain, statusDown, versionBad] = await cliAll([
       [["tokens", "revoke", created.token.id, ...hub, "--json"]],
       [["nodes", "unregister", "by-token", ...hub, "--json"]],
       [["nodes", "unregister", "00000000-0000-7000-8000-000000000000", ...hub]],
+      [["status", "--hub", `http://127.0.0.1:${deadPort}`, "--token", TOKEN]],
+      [["version", "--jsn"]],
     ]);
+    expect(failedWith(statusDown, "HUB_UNAVAILABLE"), statusDown.stderr).toBe(true);
+    expect(versionBad.code).toBe(1);
+    expect(versionBad.stderr).toMatch(/unknown option '--jsn'/);
     expect(as(revoke.stdout).token).toMatchObject({ id: created.token.id, revoked: true });
     const refused = await fetch(`${f.url}/v1/nodes/enroll`, {
       method: "POST",
@@ -233,8 +238,12 @@ describe("fleetlink CLI commands", () => {
       ]).then(async ([p]) => [p!, await cli(["nodes", "approve", "waiting", ...h, "--json"])]);
       expect((as(pending.stdout).nodes as { name: string }[]).map((n) => n.name)).toEqual(["waiting"]);
       expect(as(approve.stdout).node).toMatchObject({ name: "waiting", approved: true });
-      const after = await cli(["nodes", "list", "--status", "pending", ...h]);
-      expect(after.stdout.trim()).toBe("no nodes");
+      const [after, unknown] = await cliAll([
+        [["nodes", "list", "--status", "pending", ...h]],
+        [["nodes", "approve", "nobody", ...h]],
+      ]);
+      expect(after!.stdout.trim()).toBe("no nodes");
+      expect(failedWith(unknown!, "NODE_NOT_FOUND"), unknown!.stderr).toBe(true);
     } finally {
       await manual.close();
       await store.close();
