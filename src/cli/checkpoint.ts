@@ -271,5 +271,11 @@ export const checkpointCommand = (): Command => {
     );
   });
   examples(activate, ["fleetlink checkpoint activate --run 0193… --host 1"]);
+  examples(cmd, [
+    "fleetlink checkpoint assign --run $RUN --hosts $N0,$N1",
+    "fleetlink checkpoint push --run $RUN",
+    "fleetlink checkpoint status --run $RUN",
+    "fleetlink checkpoint push --db sqlite:./fleet.db --store file:///backups",
+  ]);
   return cmd;
 };

@@ -26,10 +26,6 @@ export const configOption = (what: string): Option =>
 
 const keyOf = (o: Option): string => snake(o.negate ? o.name().replace(/^no-/, "") : o.name());
 
-/** The config keys a command accepts, one per option (for docs and error messages). */
-export const configKeys = (cmd: Command): string[] =>
-  cmd.options.filter((o) => o.long && o.name() !== "config").map(keyOf);
-
 /**
  * Applies `cmd`'s `--config` file to the options not given as a flag or environment variable. Each value is
  * checked as its flag would be (the same parser and choices), so a bad value fails before anything starts,

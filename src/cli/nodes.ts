@@ -126,5 +126,11 @@ export const nodesCommand = (): Command => {
     show(c, { node }, (v) => `unregistered ${v.node.name} (${v.node.id})`);
   });
   examples(unregister, ["fleetlink nodes unregister worker-1", "fleetlink nodes remove 0193…"]);
+  examples(cmd, [
+    "fleetlink nodes list",
+    "fleetlink nodes show worker-1 --json",
+    "fleetlink nodes approve worker-1",
+    "fleetlink nodes unregister worker-1",
+  ]);
   return cmd;
 };

@@ -134,5 +134,10 @@ export const runsCommand = (): Command => {
       show(c, r, (v) => `finished run ${v.run.id}`);
     });
   examples(finish, ['fleetlink runs finish 0193… --reason "training done"']);
+  examples(cmd, [
+    "fleetlink runs list --status running",
+    "fleetlink runs show 0193…",
+    "fleetlink runs finish 0193… --reason done",
+  ]);
   return cmd;
 };

@@ -1,6 +1,7 @@
 import { Command, Option } from "commander";
 import { openStore } from "../store/open.ts";
 import { parseDuration } from "./flags.ts";
+import { examples } from "./output.ts";
 
 export const storeCommand = (): Command => {
   const cmd = new Command("store").description("Inspect or maintain a store.");
@@ -48,5 +49,10 @@ export const storeCommand = (): Command => {
         await s.close();
       }
     });
+  examples(cmd, [
+    "fleetlink store migrate --db 'postgres://user@db:5432/fleet?schema=prod'",
+    "fleetlink store stats --db sqlite:./fleet.db",
+    "fleetlink store cleanup --db sqlite:./fleet.db --older-than 24h",
+  ]);
   return cmd;
 };

@@ -84,5 +84,10 @@ export const tokensCommand = (): Command => {
     show(c, r, (v) => `revoked ${v.token.id}${v.token.label ? ` (${v.token.label})` : ""}`);
   });
   examples(revoke, ["fleetlink tokens revoke 0193…"]);
+  examples(cmd, [
+    "fleetlink tokens create --ttl 24h --uses 10 > enroll.token",
+    "fleetlink tokens list",
+    "fleetlink tokens revoke 0193…",
+  ]);
   return cmd;
 };
