@@ -83,7 +83,12 @@ describe("deploy/", () => {
     expect(df.match(/^FROM node:24-slim/gm)).toHaveLength(2);
     expect(df).toMatch(/^FROM node:24-slim AS build$/m);
     expect(df).toMatch(/^RUN npm ci /m);
-    expect(df).toMatch(/npm run build/);
+    expect(df).toMatch(/npm run build && npm run build:web/);
+    // The dashboard bundle lands where src/hub/dashboard.ts looks for it (web/dist beside dist/).
+    expect(df).toMatch(/COPY --from=build \/src\/web\/dist \.\/web\/dist/);
+    expect(
+      JSON.parse(readFileSync(join(DEPLOY, "../package.json"), "utf8")).scripts["build:web"],
+    ).toBeDefined();
     expect(df).toMatch(/COPY --from=build \/src\/dist/);
     const user = /^USER (\S+)$/m.exec(df)?.[1];
     expect(user).toBeDefined();
