@@ -103,6 +103,12 @@ const openapiErrors = (codes: readonly ErrorName[]) => {
   );
 };
 
+/** A sample frame carrying this message (its body from the body schema's first example, if any). */
+const exampleFrame = (m: string, d: StreamMessage) => {
+  const b = (d.body as { examples?: unknown[] }).examples?.[0] ?? (d.body.type === "array" ? [] : {});
+  return d.kind === "event" ? { t: "evt", m, b } : { t: "req", id: "1", m, b };
+};
+
 const streamOperation = (o: {
   summary: string;
   description: string;
@@ -141,6 +147,7 @@ const streamOperation = (o: {
               from: d.from,
               summary: d.summary,
               body: ref(d.body),
+              example: exampleFrame(m, d),
               ...(d.response ? { response: ref(d.response) } : {}),
             },
           ]),

@@ -96,7 +96,18 @@ export const RunSchema = Type.Object(
     createdAt: Millis(),
     updatedAt: Millis(),
   },
-  { title: "Run" },
+  {
+    title: "Run",
+    examples: [
+      {
+        id: "01939a5e-8c2a-7b4e-9f1d-3c5a7e9b2d41",
+        status: "running",
+        reason: null,
+        createdAt: 1_764_662_400_000,
+        updatedAt: 1_764_662_401_000,
+      },
+    ],
+  },
 );
 
 /** A node as the API shows it: never its credential or the credential's hash. */
@@ -110,7 +121,20 @@ export const NodeSchema = Type.Object(
     createdAt: Millis(),
     approved: Type.Boolean({ description: "false while the node waits for an admin's approval" }),
   },
-  { title: "Node" },
+  {
+    title: "Node",
+    examples: [
+      {
+        id: "01939a5e-8c2a-7b4e-9f1d-3c5a7e9b2d41",
+        name: "worker-1",
+        status: "online",
+        heartbeatIntervalMs: 5000,
+        onlineUntil: 1_764_662_410_000,
+        createdAt: 1_764_662_400_000,
+        approved: true,
+      },
+    ],
+  },
 );
 
 /** A stored enrollment token as the API shows it: never its secret or the secret's hash. */

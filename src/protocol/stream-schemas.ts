@@ -22,6 +22,7 @@ import {
   WireResultSchema,
 } from "./schemas.ts";
 
+const EXAMPLE_ID = "01939a5e-8c2a-7b4e-9f1d-3c5a7e9b2d41";
 /** Frame ids and method names: 1 to 200 characters. */
 const FrameText = Type.String({ minLength: 1, maxLength: 200 });
 const Body = Type.Optional(Json("The body: see the stream's methods"));
@@ -107,14 +108,20 @@ export const NodeStreamMessages = {
     kind: "request",
     from: "node",
     summary: "Keeps the node online until now + 2 × interval.",
-    body: Type.Object({ heartbeatIntervalMs: HeartbeatInterval }, { title: "HeartbeatBody" }),
+    body: Type.Object(
+      { heartbeatIntervalMs: HeartbeatInterval },
+      { title: "HeartbeatBody", examples: [{ heartbeatIntervalMs: 5000 }] },
+    ),
     response: Type.Object({ onlineUntil: Nullable(Millis()) }, { title: "HeartbeatAnswer" }),
   }),
   progress: msg({
     kind: "request",
     from: "node",
     summary: "These instructions' handlers are still running: extend their leases.",
-    body: Type.Object({ ids: Type.Array(Uuid, { maxItems: 100_000 }) }, { title: "ProgressBody" }),
+    body: Type.Object(
+      { ids: Type.Array(Uuid, { maxItems: 100_000 }) },
+      { title: "ProgressBody", examples: [{ ids: [EXAMPLE_ID] }] },
+    ),
     response: Type.Object({ extended: Type.Array(Uuid) }, { title: "ProgressAnswer" }),
   }),
   reply: msg({
@@ -131,7 +138,10 @@ export const NodeStreamMessages = {
         payload: Type.Optional(Json("The handler's result")),
         error: Type.Optional(Nullable(ReplyErrorSchema)),
       },
-      { title: "ReplyBody" },
+      {
+        title: "ReplyBody",
+        examples: [{ id: EXAMPLE_ID, runId: EXAMPLE_ID, replyTo: EXAMPLE_ID, payload: 49 }],
+      },
     ),
     response: Type.Object(
       {

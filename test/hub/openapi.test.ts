@@ -103,6 +103,7 @@ describe("openapi", () => {
           `${where}: response ${entry.status} for ${c}`,
         ).toBeDefined();
       }
+      expect(JSON.stringify(op), `${where}: an example`).toMatch(/"examples?":/);
       if (op.security!.length > 0) expect(codes, where).toContain("FLEETLINK_E_UNAUTHORIZED");
       else expect(["/healthz", "/readyz", "/openapi.json"], `${where} is public`).toContain(path);
     }
