@@ -2,9 +2,9 @@ import type { FastifyInstance } from "fastify";
 import { invalid } from "../protocol/errors.ts";
 import { HttpRoutes as R } from "../protocol/http-schemas.ts";
 import { MAX_JSON_DEPTH, tooDeep } from "../protocol/limits.ts";
-import type { NodeRecord, RunStatus } from "../protocol/types.ts";
+import type { Instruction, NodeRecord, RunStatus } from "../protocol/types.ts";
 import { encodePayload, toWireResult } from "../protocol/wire.ts";
-import type { EnrollTokenRecord, Store } from "../store/store.ts";
+import type { EnrollTokenRecord, NewInstruction, Store } from "../store/store.ts";
 import { type AccessContext, enrollerOf, requireAdmin, requireEnroll } from "./access.ts";
 import { formatEnrollToken, hashCredential, newCredential, newSecret } from "./auth.ts";
 
@@ -20,6 +20,8 @@ export interface RouteContext extends AccessContext {
   enrollRateLimit: { max: number; windowMs: number };
   /** Called after a change this replica made, so its own streams react at once (targeted when possible). */
   changed: (dsts?: readonly string[]) => void;
+  /** Pushes a run's instructions and gets them to their nodes (see createHub's `push`). */
+  push: (runId: string, items: NewInstruction[]) => Promise<Instruction[]>;
   stats: () => Record<string, number>;
   /** A node was unregistered here: close its stream on this replica at once. */
   unregistered: (nodeId: string) => void;
@@ -153,11 +155,10 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     for (const [i, it] of items.entries())
       if (tooDeep(it.payload))
         throw invalid(`items[${i}].payload`, `nests deeper than ${MAX_JSON_DEPTH} levels`);
-    const pushed = await store.pushInstructions(
+    const pushed = await ctx.push(
       (req.params as { run: string }).run,
       items.map((it) => ({ ...it, payload: encodePayload(it.payload) }) as never),
     );
-    ctx.changed(pushed.map((i) => i.dst));
     return reply.code(201).send({
       instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })),
     });

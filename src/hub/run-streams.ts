@@ -1,9 +1,18 @@
-import type { Reply } from "../protocol/types.ts";
-import { RunEvents, toWireResult } from "../protocol/wire.ts";
-import type { Store } from "../store/store.ts";
+import { FleetlinkError } from "../protocol/errors.ts";
+import { toWireError } from "../protocol/frames.ts";
+import type { Instruction, Reply } from "../protocol/types.ts";
+import { RunEvents, RunMethods, toWireResult } from "../protocol/wire.ts";
+import type { NewInstruction, Store } from "../store/store.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
 import type { Transport } from "../stream/transport.ts";
 import { Coalesced } from "./coalesce.ts";
+import { parseIds, parseItems, parsePush } from "./push-body.ts";
+
+/** What a coordinator may ask over its run stream: the same operations as the HTTP routes, minus HTTP. */
+export interface RunRequests {
+  push(runId: string, items: NewInstruction[]): Promise<Instruction[]>;
+  withdraw(runId: string, ids: string[]): Promise<string[]>;
+}
 
 /**
  * Coordinator streams: a coordinator subscribed to a run gets that run's replies pushed as they are stored,
@@ -17,12 +26,17 @@ export class RunStreams {
   private readonly store: Store;
   private readonly log: Logger;
   private readonly maxFrame: number;
+  private readonly requests: RunRequests | undefined;
+  /** Replies stored already claimed for a stream here, sent together once this turn of the loop ends. */
+  private outbox = new Map<string, Reply[]>();
+  private flushing = false;
 
   /** `maxFrameBytes`: replies are sent in frames no larger than this (each reply fits in one). */
-  constructor(store: Store, log: Logger, maxFrameBytes: number) {
+  constructor(store: Store, log: Logger, maxFrameBytes: number, requests?: RunRequests) {
     this.store = store;
     this.log = log;
     this.maxFrame = maxFrameBytes;
+    this.requests = requests;
     this.pump = new Coalesced(
       () => this.deliver(),
       (e) => log.warn({ err: String(e) }, "reply delivery failed"),
@@ -39,8 +53,77 @@ export class RunStreams {
     if (this.subs.size) this.pump.trigger();
   }
 
+  /** Whether a reply of this run can be stored claimed and sent by this replica (`send`). */
+  holds(runId: string): boolean {
+    const set = this.subs.get(runId);
+    if (!set) return false;
+    for (const c of set) if (c.isOpen) return true;
+    return false;
+  }
+
+  /**
+   * Sends a reply stored already claimed for this replica (see `holds`). Replies of one turn of the event loop
+   * go out in one frame per run. A stream that died meanwhile loses them the way a claimed push is lost: the
+   * coordinator reads them back when it reconnects.
+   */
+  send(reply: Reply): void {
+    const q = this.outbox.get(reply.runId);
+    if (q) q.push(reply);
+    else this.outbox.set(reply.runId, [reply]);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => {
+      this.flushing = false;
+      const out = this.outbox;
+      this.outbox = new Map();
+      for (const [runId, replies] of out) {
+        const ch = this.newest(runId);
+        if (!ch) {
+          this.log.debug(
+            { run: runId, replies: replies.length },
+            "run stream gone; the coordinator reads back",
+          );
+          continue;
+        }
+        for (const frame of framed(replies, this.maxFrame))
+          ch.emit(RunEvents.replies, frame.map(toWireResult));
+      }
+    });
+  }
+
+  /** The newest open stream: after a partition the older one may be a dead socket the hub has not noticed yet. */
+  private newest(runId: string): Channel | undefined {
+    const chans = this.subs.get(runId);
+    return chans && [...chans].reverse().find((c) => c.isOpen);
+  }
+
+  private async onRequest(runId: string, method: string, body: unknown): Promise<unknown> {
+    const r = this.requests;
+    if (!r)
+      throw new FleetlinkError("INVALID_ARGUMENT", `no method ${method} on this stream`, { field: "m" });
+    if (method === RunMethods.push) {
+      const calls = parsePush(body);
+      const results = await Promise.all(
+        calls.map(async (c) => {
+          try {
+            const pushed = await r.push(runId, parseItems(c.items, "items"));
+            return { instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })) };
+          } catch (e) {
+            return { error: toWireError(e) };
+          }
+        }),
+      );
+      return { results };
+    }
+    if (method === RunMethods.withdraw) return { withdrawn: await r.withdraw(runId, parseIds(body)) };
+    throw new FleetlinkError("INVALID_ARGUMENT", `no method ${method} on this stream`, { field: "m" });
+  }
+
   accept(runId: string, transport: Transport): Channel {
-    const ch = new Channel(transport, { log: this.log });
+    const ch = new Channel(transport, {
+      log: this.log,
+      onRequest: (method, body) => this.onRequest(runId, method, body),
+    });
     const set = this.subs.get(runId) ?? new Set<Channel>();
     this.subs.set(runId, set);
     set.add(ch);
@@ -53,9 +136,8 @@ export class RunStreams {
   }
 
   private async deliver(): Promise<void> {
-    for (const [runId, chans] of this.subs) {
-      // The newest open stream: after a partition the older one may be a dead socket the hub has not noticed yet.
-      const ch = [...chans].reverse().find((c) => c.isOpen);
+    for (const runId of this.subs.keys()) {
+      const ch = this.newest(runId);
       if (!ch) continue;
       for (;;) {
         const replies = await this.store.claimReplies({ runId, limit: 500 });

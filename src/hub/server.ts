@@ -9,8 +9,9 @@ import { Checkpoints } from "../checkpoint/orchestrator.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { isId, newId } from "../protocol/ids.ts";
 import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
+import type { Instruction } from "../protocol/types.ts";
 import { instrumentStore } from "../store/instrumented.ts";
-import type { Store } from "../store/store.ts";
+import type { NewInstruction, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { requireAdmin } from "./access.ts";
@@ -157,14 +158,33 @@ export const createHub = (o: HubOptions): Hub => {
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key, ...serverTimeouts } } : {}),
   }) as unknown as FastifyInstance;
   const nodes = new NodeStreams({
-    onReply: () => runs.wake(),
+    // A reply stored claimed for a run stream here goes straight to it; any other wakes the reply pump.
+    onReply: (reply) => (reply ? runs.send(reply) : runs.wake()),
+    holdsRun: (runId) => runs.holds(runId),
     store,
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
     helloTimeoutMs: o.helloTimeoutMs,
     log,
   });
-  const runs = new RunStreams(store, log, maxFrame);
+  /**
+   * Every push (HTTP or run stream): instructions for nodes whose stream is here go in already leased and are
+   * sent as soon as the push commits; the others wake the dispatcher (here) or other replicas (store watch).
+   */
+  const push = async (runId: string, items: NewInstruction[]): Promise<Instruction[]> => {
+    const lease = nodes.lease(items);
+    let pushed: Instruction[] | null = null;
+    try {
+      pushed = await store.pushInstructions(runId, lease.items);
+      return pushed;
+    } finally {
+      lease.settle(pushed);
+    }
+  };
+  const runs = new RunStreams(store, log, maxFrame, {
+    push,
+    withdraw: (runId, ids) => store.withdrawInstructions(runId, ids),
+  });
   /** A change made here: wake the nodes it concerns (all, when unknown) and the reply streams. */
   const changed = (dsts?: readonly string[]) => {
     if (dsts) for (const d of new Set(dsts)) nodes.wake(d);
@@ -238,6 +258,7 @@ export const createHub = (o: HubOptions): Hub => {
     manualApproval: o.enrollApproval === "manual",
     enrollRateLimit: o.enrollRateLimit ?? { max: 120, windowMs: 60_000 },
     changed,
+    push,
     stats: () => ({ connectedNodes: nodes.connected, runSubscribers: runs.subscribers }),
     unregistered: (nodeId: string) => nodes.closeNode(nodeId, "node unregistered"),
   };

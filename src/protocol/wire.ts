@@ -70,3 +70,9 @@ export const NodeMethods = {
   instruction: "instruction",
 } as const;
 export const RunEvents = { replies: "replies" } as const;
+/**
+ * Coordinator → hub requests on a run stream. `push`: `{ calls: [{ items }] }` (items as in
+ * `POST /v1/runs/:run/instructions`), answered `{ results: [{ instructions } | { error }] }`, one per call;
+ * `withdraw`: `{ ids }`, answered `{ withdrawn }`.
+ */
+export const RunMethods = { push: "push", withdraw: "withdraw" } as const;

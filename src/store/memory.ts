@@ -269,11 +269,15 @@ export class MemoryStore implements Store {
         createdAt: now,
         ttlMs: it.ttlMs,
         expiresAt: now + it.ttlMs,
-        state: "pending" as const,
-        attempts: 0,
+        ...(it.leaseTo !== undefined && this.sessions.get(it.dst) === it.leaseTo
+          ? {
+              state: "leased" as const,
+              attempts: 1,
+              leaseUntil: now + this.options.leaseMs,
+              leaseOwner: it.leaseTo,
+            }
+          : { state: "pending" as const, attempts: 0, leaseUntil: null, leaseOwner: null }),
         maxAttempts: it.maxAttempts ?? this.options.maxAttempts,
-        leaseUntil: null,
-        leaseOwner: null,
         holdWhileOffline: it.holdWhileOffline ?? false,
         seq: ++this.seq,
       };
@@ -432,6 +436,7 @@ export class MemoryStore implements Store {
         new Uint8Array(r.payload ?? []),
         r.error ?? null,
       );
+      if (r.claimed) reply.claimed = true;
       return { ok: true, reply: publicReply(reply), duplicate: false };
     });
   }

@@ -547,10 +547,10 @@ export class PostgresStore extends SqlStore {
     const rows = await c.q(
       `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
          error_code, error_message, claimed)
-       SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, 0
+       SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, t.claimed
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
-         $10::text[], $11::text[])
-         AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message)
+         $10::text[], $11::text[], $12::int[])
+         AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message, claimed)
        RETURNING *`,
       [
         stored.map((b) => b.id),
@@ -564,6 +564,7 @@ export class PostgresStore extends SqlStore {
         now,
         stored.map((b) => b.r.error?.code ?? null),
         stored.map((b) => b.r.error?.message ?? null),
+        stored.map((b) => (b.r.claimed ? 1 : 0)),
       ],
     );
     const replies = new Map(rows.map((r) => [r.reply_to as string, toReply(r)]));

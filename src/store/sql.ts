@@ -468,14 +468,17 @@ export abstract class SqlStore implements Store {
       // Key-share-locks the nodes on PostgreSQL (heartbeats still go through): a cleanup deleting one of them
       // locks it first, so it either committed before this read (NODE_NOT_FOUND) or skips the node until this
       // push has committed and then finds its instruction live. No instruction points at a deleted node.
-      const known = new Map(
-        (
-          await c.q(
-            `SELECT id, status FROM nodes WHERE id IN ${this.inList("$1")} ORDER BY id ${this.keyShareLock}`,
-            [this.listParam(dsts)],
-          )
-        ).map((r) => [r.id as string, r.status as string]),
-      );
+      const rows =
+        dsts.length === 1
+          ? await c.q(`SELECT id, status, session_id FROM nodes WHERE id = $1 ${this.keyShareLock}`, [
+              dsts[0],
+            ])
+          : await c.q(
+              `SELECT id, status, session_id FROM nodes WHERE id IN ${this.inList("$1")} ORDER BY id ${this.keyShareLock}`,
+              [this.listParam(dsts)],
+            );
+      const known = new Map(rows.map((r) => [r.id as string, r.status as string]));
+      const session = new Map(rows.map((r) => [r.id as string, r.session_id as string | null]));
       items.forEach((it, i) => {
         const status = known.get(it.dst);
         const field = `items[${i}].dst`;
@@ -489,9 +492,13 @@ export abstract class SqlStore implements Store {
       // chunk instead of one per instruction.
       for (let off = 0; off < items.length; off += 500) {
         const chunk = items.slice(off, off + 500);
+        // Items for their node's current session (read above under the lock a claim would take) go in already
+        // leased to it, one delivery counted, as a claim would.
+        const leaseMs = Math.trunc(this.options.leaseMs);
         const params: unknown[] = [now, runId];
         const tuples = chunk.map((it) => {
           const b = params.length;
+          const leased = it.leaseTo !== undefined && session.get(it.dst) === it.leaseTo;
           params.push(
             it.id ?? newId(),
             it.src ?? "coordinator",
@@ -502,13 +509,17 @@ export abstract class SqlStore implements Store {
             it.ttlMs,
             it.maxAttempts ?? this.options.maxAttempts,
             it.holdWhileOffline ? 1 : 0,
+            leased ? it.leaseTo : null,
           );
           const p = (k: number) => `$${b + k}`;
-          return `(${p(1)}, $2, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, $1, ${p(7)}, CAST($1 AS BIGINT) + CAST(${p(7)} AS BIGINT), 'pending', 0, ${p(8)}, NULL, ${p(9)})`;
+          const lease = leased
+            ? `'leased', 1, ${p(8)}, CAST($1 AS BIGINT) + ${leaseMs}, ${p(10)}`
+            : `'pending', 0, ${p(8)}, NULL, ${p(10)}`;
+          return `(${p(1)}, $2, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, $1, ${p(7)}, CAST($1 AS BIGINT) + CAST(${p(7)} AS BIGINT), ${lease}, ${p(9)})`;
         });
         const rows = await c.q(
           `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
-             state, attempts, max_attempts, lease_until, hold_offline)
+             state, attempts, max_attempts, lease_until, lease_owner, hold_offline)
            VALUES ${tuples.join(", ")}
            ON CONFLICT (id) DO NOTHING RETURNING *`,
           params,
@@ -516,7 +527,7 @@ export abstract class SqlStore implements Store {
         if (rows.length < chunk.length) {
           // A caller-chosen id that exists already aborts the whole batch: the transaction rolls back.
           const got = new Set(rows.map((r) => r.id as string));
-          const i = chunk.findIndex((_, k) => !got.has(params[2 + k * 9] as string));
+          const i = chunk.findIndex((_, k) => !got.has(params[2 + k * 10] as string));
           throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${chunk[i]?.id} exists`, {
             field: `items[${off + i}].id`,
           });
@@ -580,7 +591,7 @@ export abstract class SqlStore implements Store {
       const [rep] = await c.q(
         `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
            error_code, error_message, claimed)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 0) RETURNING *`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *`,
         [
           id,
           r.runId,
@@ -593,6 +604,7 @@ export abstract class SqlStore implements Store {
           now,
           r.error?.code ?? null,
           r.error?.message ?? null,
+          r.claimed ? 1 : 0,
         ],
       );
       return { ok: true, reply: toReply(rep!), duplicate: false };
