@@ -1,10 +1,10 @@
 import WebSocket from "ws";
 import { backoff } from "../node/backoff.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { fromWireError } from "../protocol/frames.ts";
+import { fromWireError, type WireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Run as RunRecord } from "../protocol/types.ts";
-import { RunEvents, type WireResult } from "../protocol/wire.ts";
+import { RunEvents, RunMethods, type WireResult } from "../protocol/wire.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
 import { PendingCalls } from "../stream/pending.ts";
 import { wsTransport } from "../stream/ws.ts";
@@ -356,13 +356,31 @@ export class RunHandle {
       return { id: it.id, dst: it.dst, result };
     });
     const bound = { deadline: opts.deadline, signal: opts.signal };
+    const body = items.map((it) => (opts.holdWhileOffline ? { ...it, holdWhileOffline: true } : it));
     try {
-      await this.http.request(
-        "POST",
-        `/v1/runs/${this.id}/instructions`,
-        { items: items.map((it) => (opts.holdWhileOffline ? { ...it, holdWhileOffline: true } : it)) },
-        bound,
+      // Over the run stream when it is up (no HTTP request per call; concurrent calls share one frame). If the
+      // stream cannot carry it (closed, no answer in time), the push may or may not have happened: HTTP then
+      // retries it, and recognises a push that did happen by its ids, as after any failover.
+      const ch = this.channel;
+      const hub = this.wsHub;
+      // A silent replica must not use up the deadline: the stream gets the share one replica would get.
+      const remaining = (opts.deadline ?? Number.POSITIVE_INFINITY) - Date.now();
+      const budget = Math.min(
+        this.http.requestTimeoutMs,
+        Math.max(remaining / (this.http.hubs.length + 1), Math.min(remaining, 250)),
       );
+      const answer =
+        ch?.isOpen && hub && !opts.signal?.aborted && remaining > 0
+          ? await this.pushOverStream(ch, body, budget).catch(() => {
+              // No answer: suspect the stream's replica (probe it) and let HTTP start elsewhere.
+              this.probe?.();
+              if (this.http.current === hub) this.http.rotate(hub);
+              return null;
+            })
+          : null;
+      if (answer?.error) throw fromWireError(answer.error);
+      if (!answer)
+        await this.http.request("POST", `/v1/runs/${this.id}/instructions`, { items: body }, bound);
     } catch (e) {
       // A replica that committed the push and died before answering: the retry on another replica finds the
       // (coordinator-chosen) ids taken. If every one of them exists, the push did happen.
@@ -388,6 +406,46 @@ export class RunHandle {
       throw e;
     }
     return waits;
+  }
+
+  private outgoing: {
+    items: unknown[];
+    timeoutMs: number;
+    done: (r: { error?: WireError }) => void;
+    fail: (e: unknown) => void;
+  }[] = [];
+
+  /**
+   * One call's push over the run stream, in a frame shared with every call pushed in the same turn of the
+   * event loop. Resolves with the hub's answer for this call (`error`: the hub refused it, definitely or
+   * not, as over HTTP); rejects when the frame got no answer.
+   */
+  private pushOverStream(ch: Channel, items: unknown[], timeoutMs: number): Promise<{ error?: WireError }> {
+    return new Promise((done, fail) => {
+      this.outgoing.push({ items, timeoutMs, done, fail });
+      if (this.outgoing.length > 1) return;
+      queueMicrotask(() => {
+        const batch = this.outgoing.splice(0, this.outgoing.length);
+        const timeout = Math.max(1, Math.min(...batch.map((b) => b.timeoutMs)));
+        ch.request(
+          RunMethods.push,
+          { calls: batch.map((b) => ({ items: b.items })) },
+          { timeoutMs: timeout },
+        ).then(
+          (res) => {
+            const results = (res as { results?: { error?: WireError }[] } | null)?.results;
+            for (const [i, b] of batch.entries()) {
+              const r = results?.[i];
+              if (r) b.done(r);
+              else b.fail(new FleetlinkError("STREAM_CLOSED", "push answered without this call's result"));
+            }
+          },
+          (e: unknown) => {
+            for (const b of batch) b.fail(e);
+          },
+        );
+      });
+    });
   }
 
   private async withdraw(ids: string[]): Promise<void> {
