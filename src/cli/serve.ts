@@ -135,6 +135,13 @@ export const serveCommand = (): Command =>
       "--start-from-checkpoint <id>",
       "restore the hub's SQLite database from this checkpoint (or latest) first",
     )
+    .addOption(
+      new Option(
+        "--metrics-token-file <file>",
+        "a scrape-only token for GET /metrics (the admin token works too)",
+      ).env("FLEETLINK_METRICS_TOKEN_FILE"),
+    )
+    .option("--no-metrics", "no GET /metrics and no metrics recorded")
     .addOption(logOptions("info")[0]!)
     .addOption(logOptions("info")[1]!)
     .addOption(configOption("the hub"))
@@ -171,6 +178,8 @@ export const serveCommand = (): Command =>
         heartbeatIntervalMs: o.heartbeat,
         checkpointStore: objects,
         checkpointKeep: o.checkpointKeep,
+        metrics: o.metrics !== false,
+        metricsToken: readSecret(undefined, o.metricsTokenFile, "metrics-token"),
         logger: createLogger(o.logLevel, o.logFormat),
         ...(o.tlsCert ? { tls: { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } } : {}),
       });

@@ -220,7 +220,12 @@ export type StoreHook = (o: Observations, result: never, args: never, seconds: n
  * `(o, rows: Instruction[]) => { o.pushed(rows); o.claimed(rows); }`.
  */
 export const STORE_HOOKS: Record<string, StoreHook> = {
-  pushInstructions: (o, rows: Instruction[]) => o.pushed(rows),
+  // Instructions pushed already leased to a stream here (the hub's fast path) are claims as well.
+  pushInstructions: (o, rows: Instruction[]) => {
+    o.pushed(rows);
+    const leased = rows.filter((r) => r.state === "leased");
+    if (leased.length > 0) o.claimed(leased);
+  },
   claimInstructions: (o, rows: Instruction[], [input]: [ClaimInstructionsInput]) => o.claimed(rows, input),
   storeReplies: (o, results: StoreReplyResult[]) => o.stored(results),
   withdrawInstructions: (o, ids: string[]) => o.withdrawn(ids),
