@@ -450,6 +450,17 @@ export class RunHandle {
 
   private async withdraw(ids: string[]): Promise<void> {
     try {
+      // Over the run stream when it is up (off the HTTP path); over HTTP, with failover, when it is not.
+      const ch = this.channel;
+      if (ch?.isOpen) {
+        const done = await ch
+          .request(RunMethods.withdraw, { ids }, { timeoutMs: this.http.requestTimeoutMs })
+          .then(
+            () => true,
+            () => false,
+          );
+        if (done) return;
+      }
       await this.http.request("POST", `/v1/runs/${this.id}/instructions/withdraw`, { ids });
     } catch (e) {
       this.log.debug({ err: String(e) }, "withdraw failed; the instructions will expire");
