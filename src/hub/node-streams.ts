@@ -1,6 +1,7 @@
 import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { isId } from "../protocol/ids.ts";
 import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../protocol/limits.ts";
+import { checkStreamRequest } from "../protocol/stream-schemas.ts";
 import type { Instruction, NodeRecord, Reply } from "../protocol/types.ts";
 import { encodePayload, NodeMethods, toWireInstruction, type WireReply } from "../protocol/wire.ts";
 import type { NewInstruction, Store } from "../store/store.ts";
@@ -172,7 +173,8 @@ export class NodeStreams {
   }
 
   private async onRequest(s: Session, method: string, body: unknown): Promise<unknown> {
-    const b = (body ?? {}) as Record<string, unknown>;
+    // The same schemas describe these bodies in /openapi.json (src/protocol/stream-schemas.ts).
+    const b = checkStreamRequest("node", method, body) as Record<string, unknown>;
     switch (method) {
       case NodeMethods.hello:
         return this.hello(s, b);

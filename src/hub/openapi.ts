@@ -119,9 +119,7 @@ const streamOperation = (o: {
 }) => {
   const codes = o.errors;
   const table = Object.entries(o.messages)
-    .map(
-      ([m, d]) => `- \`${m}\` (${d.kind}, ${d.from} → ${d.from === "node" ? "hub" : "peer"}): ${d.summary}`,
-    )
+    .map(([m, d]) => `- \`${m}\` (${d.kind}, ${d.from} → ${d.from === "hub" ? "peer" : "hub"}): ${d.summary}`)
     .join("\n");
   return {
     get: {

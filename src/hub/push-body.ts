@@ -61,7 +61,7 @@ export const parseItems = (v: unknown, f: string): NewInstruction[] => {
 };
 
 /**
- * A run-stream `push` body: `{ calls: [{ items }] }`. Each call is checked, pushed and answered on its own
+ * A run-stream `push` body (described by `RunStreamMessages.push` in src/protocol/stream-schemas.ts, checked here call by call): `{ calls: [{ items }] }`. Each call is checked, pushed and answered on its own
  * (`parseItems(call.items, "items")`), so one bad call in a coalesced frame fails only itself.
  */
 export const parsePush = (body: unknown): Record<string, unknown>[] => {
@@ -76,13 +76,4 @@ export const parsePush = (body: unknown): Record<string, unknown>[] => {
       if (k !== "items") throw invalid(`calls[${i}].${k}`, "is not a known field");
     return c;
   });
-};
-
-/** A run-stream `withdraw` body: `{ ids }`. */
-export const parseIds = (body: unknown): string[] => {
-  if (!isObject(body) || !Array.isArray(body.ids) || body.ids.length === 0 || body.ids.length > 100_000)
-    throw invalid("ids", "must be an array of 1 to 100000 ids");
-  for (const [i, id] of body.ids.entries())
-    if (typeof id !== "string") throw invalid(`ids[${i}]`, "must be a UUID");
-  return body.ids as string[];
 };

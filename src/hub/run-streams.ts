@@ -1,12 +1,13 @@
 import { FleetlinkError } from "../protocol/errors.ts";
 import { toWireError } from "../protocol/frames.ts";
+import { checkStreamRequest } from "../protocol/stream-schemas.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { RunEvents, RunMethods, toWireResult } from "../protocol/wire.ts";
 import type { NewInstruction, Store } from "../store/store.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
 import type { Transport } from "../stream/transport.ts";
 import { Coalesced } from "./coalesce.ts";
-import { parseIds, parseItems, parsePush } from "./push-body.ts";
+import { parseItems, parsePush } from "./push-body.ts";
 
 /** What a coordinator may ask over its run stream: the same operations as the HTTP routes, minus HTTP. */
 export interface RunRequests {
@@ -115,7 +116,10 @@ export class RunStreams {
       );
       return { results };
     }
-    if (method === RunMethods.withdraw) return { withdrawn: await r.withdraw(runId, parseIds(body)) };
+    if (method === RunMethods.withdraw) {
+      checkStreamRequest("run", method, body);
+      return { withdrawn: await r.withdraw(runId, (body as { ids: string[] }).ids) };
+    }
     throw new FleetlinkError("INVALID_ARGUMENT", `no method ${method} on this stream`, { field: "m" });
   }
 

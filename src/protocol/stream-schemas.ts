@@ -14,6 +14,7 @@ import { type FleetlinkError, invalid } from "./errors.ts";
 import {
   Json,
   Millis,
+  NewInstructionSchema,
   Nullable,
   ReplyErrorSchema,
   Uuid,
@@ -65,7 +66,7 @@ const HeartbeatInterval = Type.Optional(
 /** Who sends a message: a request one side serves (`req`, answered with `res`), or an event (`evt`). */
 export interface StreamMessage {
   kind: "request" | "event";
-  from: "node" | "hub";
+  from: "node" | "hub" | "coordinator";
   summary: string;
   body: TSchema;
   /** The `res` body (requests only). */
@@ -170,6 +171,46 @@ export const RunStreamMessages = {
     from: "hub",
     summary: "Hub → coordinator: replies of the run, each delivered once (claimed right before it is sent).",
     body: Type.Array(WireResultSchema, { title: "RepliesEvent" }),
+  }),
+  push: msg({
+    kind: "request",
+    from: "coordinator",
+    summary:
+      "Coordinator → hub: push the instructions of one or more calls (the SDK puts the calls of one turn of its " +
+      "event loop in one frame). Each call is checked, pushed (all or none) and answered on its own, as " +
+      "`POST /v1/runs/:run/instructions` would: one bad call fails only itself.",
+    body: Type.Object(
+      {
+        calls: Type.Array(
+          Type.Object({ items: Type.Array(NewInstructionSchema, { minItems: 1, maxItems: 100_000 }) }),
+          { minItems: 1, maxItems: 1024 },
+        ),
+      },
+      { title: "PushBody" },
+    ),
+    response: Type.Object(
+      {
+        results: Type.Array(
+          Type.Union([
+            Type.Object({
+              instructions: Type.Array(Type.Object({ id: Uuid, dst: Uuid, expiresAt: Millis() })),
+            }),
+            Type.Object({ error: WireErrorSchema }),
+          ]),
+        ),
+      },
+      { title: "PushAnswer" },
+    ),
+  }),
+  withdraw: msg({
+    kind: "request",
+    from: "coordinator",
+    summary: "Coordinator → hub: withdraw undelivered instructions (as `POST …/instructions/withdraw`).",
+    body: Type.Object(
+      { ids: Type.Array(Uuid, { minItems: 1, maxItems: 100_000 }) },
+      { title: "WithdrawBody" },
+    ),
+    response: Type.Object({ withdrawn: Type.Array(Uuid) }, { title: "WithdrawAnswer" }),
   }),
 } as const;
 
