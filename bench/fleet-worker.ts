@@ -165,6 +165,9 @@ export const startHub = (db: string, opts: { fds?: number; extra?: string[] } = 
         // Benchmarks enroll thousands of nodes from one address.
         "--enroll-rate",
         "1000000/1s",
+        // One log line per request is an operator's default, not what a benchmark measures.
+        "--log-level",
+        "warn",
         ...(opts.extra ?? []),
       ],
       opts.fds,
