@@ -4,7 +4,7 @@ import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../p
 import { checkStreamRequest } from "../protocol/stream-schemas.ts";
 import type { Instruction, NodeRecord, Reply } from "../protocol/types.ts";
 import { encodePayload, NodeMethods, toWireInstruction, type WireReply } from "../protocol/wire.ts";
-import type { NewInstruction, Store } from "../store/store.ts";
+import { MAX_RENEWALS, type NewInstruction, type Store } from "../store/store.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
 import { PeerTable } from "../stream/peers.ts";
 import type { Transport } from "../stream/transport.ts";
@@ -36,11 +36,26 @@ class Session {
   ready = false;
   readonly node: NodeRecord;
   readonly channel: Channel;
+  /** When the last heartbeat not yet recorded in the store arrived (Date.now()), 0: none pending. */
+  beatAt = 0;
+  /** The interval that heartbeat asked for, if any. */
+  beatInterval: number | undefined;
+  /** The interval the node is judged by (from hello, then its heartbeats). */
+  interval: number;
+  /** The node's onlineUntil as last recorded by the store for this session. */
+  onlineUntil: number | null;
   constructor(node: NodeRecord, channel: Channel) {
     this.node = node;
     this.channel = channel;
+    this.interval = node.heartbeatIntervalMs;
+    this.onlineUntil = node.onlineUntil;
   }
 }
+
+/** A heartbeat is recorded at most this long after it arrived (and within a quarter of the node's interval). */
+const MAX_RENEW_DELAY_MS = 1000;
+/** After a failed renewal (a store blip), the next try. */
+const RENEW_RETRY_MS = 250;
 
 /**
  * The node streams of one hub replica: who is connected here, what is in flight to each, and the dispatcher
@@ -59,6 +74,10 @@ export class NodeStreams {
   private readonly dispatcher: Coalesced;
   private readonly replies: ReplyBatcher;
   private readonly o: NodeStreamsOptions;
+  private renewTimer: ReturnType<typeof setTimeout> | undefined;
+  private renewAt = Number.POSITIVE_INFINITY;
+  private renewing = false;
+  private closed = false;
 
   constructor(o: NodeStreamsOptions) {
     this.o = o;
@@ -180,15 +199,10 @@ export class NodeStreams {
         return this.hello(s, b);
       case NodeMethods.heartbeat: {
         if (!s.ready) throw invalid("m", "say hello first");
-        try {
-          // Names this stream's session: a superseded session (the node is connected elsewhere now) is refused.
-          const n = await this.o.store.heartbeat(s.node.id, interval(b.heartbeatIntervalMs), s.channel.id);
-          return { onlineUntil: n.onlineUntil };
-        } catch (e) {
-          if (isFleetlinkError(e, "STREAM_CLOSED") || isFleetlinkError(e, "NODE_UNREGISTERED"))
-            setImmediate(() => s.channel.close(4001, e.message.slice(0, 100)));
-          throw e;
-        }
+        // Not a store write each: recorded with every other heartbeat this replica received, in one
+        // statement, soon (see `renew`). A superseded session is found out there and its stream closed.
+        this.beat(s, interval(b.heartbeatIntervalMs));
+        return { onlineUntil: s.onlineUntil };
       }
       case NodeMethods.progress: {
         if (!s.ready) throw invalid("m", "say hello first");
@@ -227,6 +241,8 @@ export class NodeStreams {
     const prev = this.peers.attach(s.node.id, s);
     if (prev) prev.channel.close(4000, "replaced by a newer stream");
     for (const id of working) s.inflight.add(id);
+    s.interval = node.heartbeatIntervalMs;
+    s.onlineUntil = node.onlineUntil;
     s.ready = true;
     this.wake(s.node.id);
     return {
@@ -330,6 +346,83 @@ export class NodeStreams {
     }
   }
 
+  /** A heartbeat arrived on this stream: schedule its recording. */
+  private beat(s: Session, asked: number | undefined): void {
+    s.beatAt = Date.now();
+    s.beatInterval = asked;
+    if (asked !== undefined) s.interval = asked;
+    this.scheduleRenew(s.beatAt + this.renewDelay(s));
+  }
+
+  /**
+   * How long a heartbeat may wait to be recorded: the node stays online as long as each beat is in the store
+   * before the previous one's window (2 × interval) runs out, and beats come every interval, so a quarter
+   * interval leaves room for a slow store.
+   */
+  private renewDelay(s: Session): number {
+    return Math.min(MAX_RENEW_DELAY_MS, Math.floor(s.interval / 4));
+  }
+
+  private scheduleRenew(at: number): void {
+    if (this.closed || at >= this.renewAt) return;
+    clearTimeout(this.renewTimer);
+    this.renewAt = at;
+    this.renewTimer = setTimeout(
+      () => {
+        this.renewAt = Number.POSITIVE_INFINITY;
+        void this.renew();
+      },
+      Math.max(0, at - Date.now()),
+    );
+    this.renewTimer.unref();
+  }
+
+  /**
+   * Presence for every node here in one store statement per batch instead of a write per heartbeat: each
+   * stream's latest heartbeat is recorded with its age (so the store's clock decides, not ours), guarded by
+   * the stream's session. A stream the store did not renew was superseded (the node is connected elsewhere)
+   * or its node unregistered: it is closed, as a refused heartbeat closed it before.
+   */
+  private async renew(): Promise<void> {
+    if (this.renewing) return; // the running renewal schedules the next one when it ends
+    this.renewing = true;
+    let failed = false;
+    try {
+      const batch: [Session, number][] = [];
+      for (const s of this.peers.values())
+        if (s.ready && s.beatAt > 0 && s.channel.isOpen) batch.push([s, s.beatAt]);
+      for (let i = 0; i < batch.length; i += MAX_RENEWALS) {
+        const part = batch.slice(i, i + MAX_RENEWALS);
+        const now = Date.now();
+        const got = await this.o.store.renewSessions(
+          part.map(([s, at]) => ({
+            nodeId: s.node.id,
+            sessionId: s.channel.id,
+            heartbeatIntervalMs: s.beatInterval,
+            ageMs: Math.max(0, now - at),
+          })),
+        );
+        for (const [s, at] of part) {
+          if (s.beatAt === at) s.beatAt = 0;
+          const until = got.get(s.node.id);
+          if (until !== undefined) s.onlineUntil = until;
+          else if (s.channel.isOpen) s.channel.close(4001, "session superseded or node unregistered");
+        }
+      }
+    } catch (e) {
+      // A store blip: the beats stay pending and are retried; the streams stay up (their nodes are alive).
+      failed = true;
+      this.o.log.warn({ err: String(e) }, "presence renewal failed; retrying");
+    } finally {
+      this.renewing = false;
+      let next = Number.POSITIVE_INFINITY;
+      for (const s of this.peers.values())
+        if (s.ready && s.beatAt > 0) next = Math.min(next, s.beatAt + this.renewDelay(s));
+      if (next < Number.POSITIVE_INFINITY)
+        this.scheduleRenew(failed ? Math.max(next, Date.now() + RENEW_RETRY_MS) : next);
+    }
+  }
+
   /** Closes every stream here whose session is no longer its node's current one. */
   private async fence(ids: readonly string[]): Promise<void> {
     const current = await this.o.store.getSessions(ids);
@@ -347,6 +440,8 @@ export class NodeStreams {
   }
 
   closeAll(): void {
+    this.closed = true;
+    clearTimeout(this.renewTimer);
     for (const s of [...this.peers.values(), ...this.arriving.values()])
       s.channel.close(1001, "hub shutting down");
   }

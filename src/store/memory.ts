@@ -19,6 +19,7 @@ import {
   checkOpenSession,
   checkPositiveInt,
   checkRelease,
+  checkRenewals,
   checkReply,
   checkRunStatus,
   checkTransition,
@@ -38,6 +39,7 @@ import {
   type ReleaseInput,
   type ResolvedStoreOptions,
   resolveOptions,
+  type SessionRenewal,
   type Store,
   type StoredRecord,
   type StoreOptions,
@@ -212,6 +214,21 @@ export class MemoryStore implements Store {
     }
     if (released) this.changed();
     return { node: { ...n }, released };
+  }
+
+  async renewSessions(items: readonly SessionRenewal[]): Promise<Map<string, number>> {
+    checkRenewals(items);
+    const out = new Map<string, number>();
+    const now = this.time();
+    for (const r of items) {
+      const n = this.nodes.get(r.nodeId);
+      if (!n || n.status === "unregistered" || this.sessions.get(r.nodeId) !== r.sessionId) continue;
+      n.heartbeatIntervalMs = r.heartbeatIntervalMs ?? n.heartbeatIntervalMs;
+      n.status = "online";
+      n.onlineUntil = Math.max(n.onlineUntil ?? 0, now - r.ageMs + 2 * n.heartbeatIntervalMs);
+      out.set(n.id, n.onlineUntil);
+    }
+    return out;
   }
 
   async getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>> {

@@ -429,6 +429,10 @@ export class PostgresStore extends SqlStore {
     return ids;
   }
 
+  protected renewalRows(p: string): string {
+    return `json_to_recordset(${p}::json) AS u(id text, sid text, iv bigint, age bigint)`;
+  }
+
   async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
     const sessions = checkClaim(input);
     const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;

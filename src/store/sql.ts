@@ -29,6 +29,7 @@ import {
   checkOpenSession,
   checkPositiveInt,
   checkRelease,
+  checkRenewals,
   checkReply,
   checkRunStatus,
   checkTransition,
@@ -47,6 +48,7 @@ import {
   type OutcomeCode,
   type ReleaseInput,
   type ResolvedStoreOptions,
+  type SessionRenewal,
   type Store,
   type StoredRecord,
   type StoreReplyResult,
@@ -420,6 +422,36 @@ export abstract class SqlStore implements Store {
     if (out.released) this.changed();
     return out;
   }
+
+  async renewSessions(items: readonly SessionRenewal[]): Promise<Map<string, number>> {
+    checkRenewals(items);
+    if (items.length === 0) return new Map();
+    const rows = items.map((r) => ({
+      id: r.nodeId,
+      sid: r.sessionId,
+      iv: r.heartbeatIntervalMs ?? null,
+      age: r.ageMs,
+    }));
+    const out = await this.tx(async (c) => {
+      // One statement for every node: the session and status guards are in it, as in `heartbeat`, so a
+      // superseded stream or an unregistered node is never written (and is left out of what it returns).
+      const until = `CAST($2 AS BIGINT) - u.age + 2 * COALESCE(u.iv, nodes.heartbeat_interval_ms)`;
+      return c.q(
+        `UPDATE nodes SET status = 'online',
+           heartbeat_interval_ms = COALESCE(u.iv, nodes.heartbeat_interval_ms),
+           online_until = CASE WHEN nodes.online_until IS NULL OR ${until} > nodes.online_until
+             THEN ${until} ELSE nodes.online_until END
+         FROM ${this.renewalRows("$1")}
+         WHERE nodes.id = u.id AND nodes.session_id = u.sid AND nodes.status <> 'unregistered'
+         RETURNING nodes.id, nodes.online_until`,
+        [JSON.stringify(rows), c.now],
+      );
+    });
+    return new Map(out.map((r) => [r.id as string, Number(r.online_until)]));
+  }
+
+  /** A FROM item `u` with rows (id, sid, iv, age) of the JSON array of renewals bound to parameter `p`. */
+  protected abstract renewalRows(p: string): string;
 
   async getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>> {
     checkIds("nodeIds", nodeIds);

@@ -253,6 +253,11 @@ export class SqliteStore extends SqlStore {
     return JSON.stringify(ids);
   }
 
+  protected renewalRows(p: string): string {
+    return `(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.sid') AS sid,
+      json_extract(value, '$.iv') AS iv, json_extract(value, '$.age') AS age FROM json_each(${p})) AS u`;
+  }
+
   async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
     const sessions = checkClaim(input);
     const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;

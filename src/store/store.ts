@@ -154,6 +154,17 @@ export interface OpenSessionInput {
   keep?: readonly string[];
 }
 
+/** A heartbeat a replica received on a node's stream and records later, batched with others (`renewSessions`). */
+export interface SessionRenewal {
+  nodeId: string;
+  /** The stream's session: only recorded while it is the node's current one. */
+  sessionId: string;
+  /** The interval the node asked to be judged by. (Default: the interval it has) */
+  heartbeatIntervalMs?: number;
+  /** How long ago the heartbeat arrived, in ms (≥ 0): the node is online until then + 2 × interval. */
+  ageMs: number;
+}
+
 export interface OpenSessionResult {
   node: NodeRecord;
   /** Leases of the node given back (everything leased to it that is not in `keep`). */
@@ -318,6 +329,14 @@ export interface Store {
    * session changed and claims nothing. Never revives an unregistered node (NODE_UNREGISTERED).
    */
   openSession(input: OpenSessionInput): Promise<OpenSessionResult>;
+  /**
+   * Records heartbeats of many nodes in one transaction (a replica batches what its streams received): each
+   * node whose session is still the given one and that is not unregistered is marked online until the
+   * heartbeat's time + 2 × interval (never earlier than it already was). Returns the onlineUntil of each
+   * node renewed; a node left out was superseded by a newer session or unregistered, and nothing was written
+   * for it. At most 10,000 items per call (INVALID_ARGUMENT naming `items` beyond).
+   */
+  renewSessions(items: readonly SessionRenewal[]): Promise<Map<string, number>>;
   /** The current session of each node (null: none yet). Unknown ids are left out. */
   getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>>;
   /**
@@ -504,6 +523,22 @@ export const checkOpenSession = (input: OpenSessionInput): void => {
     if (!Array.isArray(input.keep)) throw invalid("keep", "must be an array");
     checkIds("keep", input.keep);
   }
+};
+
+/** Most heartbeats one `renewSessions` call records. */
+export const MAX_RENEWALS = 10_000;
+
+export const checkRenewals = (items: readonly SessionRenewal[]): void => {
+  if (!Array.isArray(items)) throw invalid("items", "must be an array");
+  if (items.length > MAX_RENEWALS) throw invalid("items", `at most ${MAX_RENEWALS} per call`);
+  items.forEach((r, i) => {
+    checkId(`items[${i}].nodeId`, r.nodeId);
+    checkName(`items[${i}].sessionId`, r.sessionId);
+    if (r.heartbeatIntervalMs !== undefined)
+      checkPositiveInt(`items[${i}].heartbeatIntervalMs`, r.heartbeatIntervalMs);
+    if (!Number.isSafeInteger(r.ageMs) || r.ageMs < 0)
+      throw invalid(`items[${i}].ageMs`, "must be an integer ≥ 0");
+  });
 };
 
 export const checkExtendLeases = (input: ExtendLeasesInput): void => {

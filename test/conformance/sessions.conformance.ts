@@ -178,6 +178,57 @@ export const sessionConformance = (factory: StoreFactory): void => {
       await rejectsWith(store.heartbeat(n.id, undefined, "s2"), "NODE_UNREGISTERED");
     });
 
+    test("session - renewals record many heartbeats at once, by their age, only for current sessions", async () => {
+      const { store } = t;
+      const [a, b, c, d] = await Promise.all(
+        ["a", "b", "c", "d"].map((name) => store.registerNode({ name, heartbeatIntervalMs: 1000 })),
+      );
+      for (const n of [a!, b!, c!, d!]) await store.openSession({ nodeId: n.id, sessionId: `s-${n.name}` });
+      await store.openSession({ nodeId: b!.id, sessionId: "s-b2" }); // b moved: s-b is superseded
+      await store.unregisterNode(c!.id);
+      const before = await store.getNode(b!.id);
+      t.clock.advance(3000); // every window has run out (2 × 1000 after the open)
+      await store.sweep();
+      expect((await store.getNode(a!.id)).status).toBe("offline");
+      const got = await store.renewSessions([
+        { nodeId: a!.id, sessionId: "s-a", ageMs: 400 },
+        { nodeId: b!.id, sessionId: "s-b", ageMs: 0 },
+        { nodeId: c!.id, sessionId: "s-c", ageMs: 0 },
+        { nodeId: d!.id, sessionId: "s-d", ageMs: 100, heartbeatIntervalMs: 5000 },
+        { nodeId: newId(), sessionId: "s-x", ageMs: 0 },
+      ]);
+      const now = t.clock();
+      expect(got).toEqual(
+        new Map([
+          [a!.id, now - 400 + 2000],
+          [d!.id, now - 100 + 10_000],
+        ]),
+      );
+      expect(await store.getNode(a!.id)).toMatchObject({ status: "online", onlineUntil: now + 1600 });
+      expect(await store.getNode(d!.id)).toMatchObject({
+        heartbeatIntervalMs: 5000,
+        onlineUntil: now + 9900,
+      });
+      // Superseded and unregistered: nothing written.
+      expect(await store.getNode(b!.id)).toEqual({ ...before, status: "offline" });
+      expect((await store.getNode(c!.id)).status).toBe("unregistered");
+      // A late, older heartbeat never moves a node's window back.
+      expect(await store.renewSessions([{ nodeId: d!.id, sessionId: "s-d", ageMs: 5000 }])).toEqual(
+        new Map([[d!.id, now + 9900]]),
+      );
+      expect(await store.renewSessions([])).toEqual(new Map());
+      await rejectsWith(
+        store.renewSessions([{ nodeId: a!.id, sessionId: "s-a", ageMs: -1 }]),
+        "INVALID_ARGUMENT",
+        "items[0].ageMs",
+      );
+      await rejectsWith(
+        store.renewSessions([{ nodeId: "nope", sessionId: "s-a", ageMs: 0 }]),
+        "INVALID_ARGUMENT",
+        "items[0].nodeId",
+      );
+    });
+
     test("session - extending leases: only the session's own, never beyond the instruction's expiry", async () => {
       const { store } = t;
       const { run, node, ins } = await setup(3, { ttlMs: 25_000 });

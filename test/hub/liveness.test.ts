@@ -105,7 +105,7 @@ describe("liveness", () => {
     const store = new Proxy(base, {
       get(t, k, r) {
         const v = Reflect.get(t, k, r);
-        if (k === "heartbeat" && typeof v === "function")
+        if ((k === "heartbeat" || k === "renewSessions") && typeof v === "function")
           return (...args: unknown[]) =>
             failing
               ? Promise.reject(new FleetlinkError("STORE_UNAVAILABLE", "blip"))
