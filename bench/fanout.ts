@@ -37,11 +37,28 @@ const COUNTS = (process.env.BENCH_FANOUT_COUNTS ?? "1000,10000").split(",").map(
 const BACKENDS = (process.env.BENCH_FANOUT_BACKENDS ?? "sqlite,postgres").split(",") as Backend[];
 const NODES_PER_WORKER = 2500;
 const MAX_WORKERS = 4;
-// Every heartbeat is a write to the store; 10,000 nodes at the default 5 s would be 2,000 writes/s by themselves.
-const HEARTBEAT_MS = 30_000;
+// The agents' default. A replica records its streams' heartbeats in one statement per batch (not one write
+// per heartbeat), which the idle columns measure.
+const HEARTBEAT_MS = Number(process.env.BENCH_FANOUT_HEARTBEAT_MS ?? 5000);
+/** Store methods that only read; every other one counted in /metrics is a write transaction. */
+const READS = new Set([
+  "getNode",
+  "listNodes",
+  "getSessions",
+  "claimableNodes",
+  "getRun",
+  "listRuns",
+  "getInstructions",
+  "listInstructions",
+  "getReplies",
+  "getRecord",
+  "listRecords",
+  "stats",
+  "now",
+]);
 const CONNECT_CONCURRENCY = 100; // per worker
 const SETTLE_MS = 2000;
-const IDLE_CPU_MS = 3000;
+const IDLE_CPU_MS = 10_000; // two heartbeat intervals at the default
 const PAYLOAD = { op: "ping", data: "x".repeat(64) };
 const HARD_LIMIT_MS = 300_000;
 const WS_WORKER = new URL("./ws-worker.ts", import.meta.url).pathname;
@@ -56,6 +73,9 @@ interface Row {
   rssAfterMb: number;
   kbPerNode: number;
   idleCpuPct: number;
+  /** Store write / read calls per second of the idle hub (from its /metrics); null for raw ws. */
+  idleWritesPerS: number | null;
+  idleReadsPerS: number | null;
   broadcastMs: number;
   replies: number;
   rssPeakMb: number;
@@ -64,12 +84,26 @@ interface Row {
 const workersFor = (n: number) => Math.min(MAX_WORKERS, Math.max(1, Math.ceil(n / NODES_PER_WORKER)));
 const mb = (kb: number) => round(kb / 1024, 1);
 
-/** Hub CPU use while nothing is asked of it, in % of one core. */
+/** Hub CPU use while nothing is asked of it, in % of one core (one decimal). */
 const idleCpu = async (pid: number) => {
   const c0 = cpuMs(pid);
   const t0 = performance.now();
   await sleep(IDLE_CPU_MS);
-  return Math.round((100 * (cpuMs(pid) - c0)) / (performance.now() - t0));
+  return round((100 * (cpuMs(pid) - c0)) / (performance.now() - t0), 1);
+};
+
+/** Store calls the hub has made so far, writes and reads, from its Prometheus histogram counts. */
+const storeCalls = async (url: string) => {
+  const res = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const text = await res.text();
+  let writes = 0;
+  let reads = 0;
+  for (const m of text.matchAll(/^fleetlink_store_operation_seconds_count\{([^}]*)\} (\d+)/gm)) {
+    const op = /operation="([^"]+)"/.exec(m[1]!)?.[1] ?? "";
+    if (READS.has(op)) reads += Number(m[2]);
+    else writes += Number(m[2]);
+  }
+  return { writes, reads };
 };
 
 const rawWs = async (n: number): Promise<Row> => {
@@ -93,6 +127,8 @@ const rawWs = async (n: number): Promise<Row> => {
     const after = rssKb(server.pid!);
     const idleCpuPct = await idleCpu(server.pid!);
     const broadcastMs = await ask<number>(server, "broadcastMs", { broadcast: true });
+    const idleWritesPerS = null;
+    const idleReadsPerS = null;
     const clientsNow = await ask<number>(server, "clients", { clients: true });
     return {
       system: "raw ws",
@@ -104,6 +140,8 @@ const rawWs = async (n: number): Promise<Row> => {
       rssAfterMb: mb(after),
       kbPerNode: round((after - before) / n, 1),
       idleCpuPct,
+      idleWritesPerS,
+      idleReadsPerS,
       broadcastMs: round(broadcastMs, 0),
       replies: clientsNow,
       rssPeakMb: mb(rssKb(server.pid!)),
@@ -134,7 +172,14 @@ const fleetlink = async (backend: Backend, n: number): Promise<Row> => {
     console.error(`  ${backend} ${n}: all online in ${connectS.toFixed(1)} s`);
     await sleep(SETTLE_MS);
     const after = rssKb(hub.pid);
+    const c0 = await storeCalls(hub.url);
+    const i0 = performance.now();
     const idleCpuPct = await idleCpu(hub.pid);
+    const c1 = await storeCalls(hub.url);
+    const idleS = (performance.now() - i0) / 1000;
+    // The scrape itself is not a store call (store-wide counts are cached for 1 s and read at most once here).
+    const idleWritesPerS = round((c1.writes - c0.writes) / idleS, 1);
+    const idleReadsPerS = round((c1.reads - c0.reads) / idleS, 1);
     fleet = await Fleet.connect({ hub: hub.url, token: TOKEN });
     const run = await fleet.createRun();
     let peak = after;
@@ -159,6 +204,8 @@ const fleetlink = async (backend: Backend, n: number): Promise<Row> => {
       rssAfterMb: mb(after),
       kbPerNode: round((after - before) / n, 1),
       idleCpuPct,
+      idleWritesPerS,
+      idleReadsPerS,
       broadcastMs: round(broadcastMs, 0),
       replies: ok,
       rssPeakMb: mb(Math.max(peak, rssKb(hub.pid))),
@@ -185,7 +232,9 @@ const main = async () => {
   console.log(
     `  memory: hub VmRSS before the nodes connect and ${SETTLE_MS} ms after the last is online (no forced GC); peak = highest VmRSS sampled during the broadcast`,
   );
-  console.log(`  idle CPU: hub CPU over ${IDLE_CPU_MS} ms with every node connected and nothing asked of it`);
+  console.log(
+    `  idle: hub CPU over ${IDLE_CPU_MS} ms with every node connected and nothing asked of it, and the store calls it made meanwhile (its /metrics; writes = every store method but reads)`,
+  );
   console.log(
     `  broadcast: one run.configuration(all).broadcast("echo"), until every reply is back at the coordinator`,
   );
@@ -235,6 +284,8 @@ const main = async () => {
         "KB/node": r.kbPerNode,
         "× raw KB": raw ? `${round(r.kbPerNode / raw.kbPerNode, 1)}×` : "-",
         "idle CPU": `${r.idleCpuPct}%`,
+        "idle store writes/s": r.idleWritesPerS ?? "-",
+        "idle store reads/s": r.idleReadsPerS ?? "-",
         "broadcast ms": r.broadcastMs,
         replies: r.replies,
         "peak RSS MB": r.rssPeakMb,

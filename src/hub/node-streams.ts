@@ -69,6 +69,8 @@ export class NodeStreams {
    */
   private readonly arriving = new Map<string, Session>();
   private lastFence = 0;
+  private fenceTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly scanner: Coalesced;
   private readonly dirty = new Set<string>();
   private allDirty = false;
   private readonly dispatcher: Coalesced;
@@ -86,6 +88,44 @@ export class NodeStreams {
       () => this.dispatch(),
       (e) => o.log.warn({ err: String(e) }, "dispatch failed"),
     );
+    this.scanner = new Coalesced(
+      () => this.scan(),
+      (e) => o.log.warn({ err: String(e) }, "claimable scan failed"),
+    );
+  }
+
+  /**
+   * Something may have become claimable for nodes here that no push through this replica woke (another
+   * replica's push or release, a lease that ran out): ask the store which nodes have claimable work, and
+   * claim for those of them connected here, not for every node held.
+   */
+  wakeClaimable(): void {
+    if (this.peers.size > 0) this.scanner.trigger();
+  }
+
+  private async scan(): Promise<void> {
+    for (const id of await this.o.store.claimableNodes()) this.wake(id);
+  }
+
+  /**
+   * Another replica committed something: maybe a push for nodes here, maybe a node's newer session there.
+   * Claims for what became claimable, and soon (at most every 200 ms, the last change never skipped) closes
+   * our streams whose session was superseded (claims already exclude them, since claims name the session).
+   */
+  remoteChanged(): void {
+    this.wakeClaimable();
+    if (this.fenceTimer || this.closed) return;
+    this.fenceTimer = setTimeout(
+      () => {
+        this.fenceTimer = undefined;
+        this.lastFence = Date.now();
+        const ids = this.peers.peers();
+        if (ids.length > 0)
+          this.fence(ids).catch((e) => this.o.log.warn({ err: String(e) }, "fencing check failed"));
+      },
+      Math.max(0, this.lastFence + 200 - Date.now()),
+    );
+    this.fenceTimer.unref();
   }
 
   get connected(): number {
@@ -308,17 +348,9 @@ export class NodeStreams {
   }
 
   private async dispatch(): Promise<void> {
-    const everyone = this.allDirty;
-    const ids = everyone ? this.peers.peers() : [...this.dirty];
+    const ids = this.allDirty ? this.peers.peers() : [...this.dirty];
     this.allDirty = false;
     this.dirty.clear();
-    // A change from elsewhere may be a node's newer session on another replica: close our stale streams now
-    // (their claims already exclude them, since claims name the session).
-    // Throttled: under load remote changes arrive continuously, and the fencing bound is ~1 s, not 0.
-    if (everyone && ids.length > 0 && Date.now() - this.lastFence >= 200) {
-      this.lastFence = Date.now();
-      await this.fence(ids);
-    }
     const byCapacity = new Map<number, { nodeId: string; sessionId: string }[]>();
     for (const id of ids) {
       const s = this.peers.get(id);
@@ -442,6 +474,7 @@ export class NodeStreams {
   closeAll(): void {
     this.closed = true;
     clearTimeout(this.renewTimer);
+    clearTimeout(this.fenceTimer);
     for (const s of [...this.peers.values(), ...this.arriving.values()])
       s.channel.close(1001, "hub shutting down");
   }

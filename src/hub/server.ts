@@ -377,13 +377,16 @@ export const createHub = (o: HubOptions): Hub => {
           sweeping = false;
         });
     }, o.sweepIntervalMs ?? 250),
-    setInterval(() => nodes.wake(), o.pollIntervalMs ?? 1000),
+    // Leases that ran out (a node that died without closing its stream) change nothing a watch would see.
+    setInterval(() => nodes.wakeClaimable(), o.pollIntervalMs ?? 1000),
   ];
   for (const t of timers) t.unref();
   // Another replica committed something: it may concern any node or run here. Our own commits wake
   // exactly what they concern at the place they are made.
   const unwatch = store.watch((source) => {
-    if (source === "remote") changed();
+    if (source !== "remote") return;
+    nodes.remoteChanged();
+    runs.wake();
   });
 
   return {

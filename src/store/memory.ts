@@ -231,6 +231,17 @@ export class MemoryStore implements Store {
     return out;
   }
 
+  async claimableNodes(limit = 10_000): Promise<string[]> {
+    checkPositiveInt("limit", limit);
+    const now = this.time();
+    const out = new Set<string>();
+    for (const i of this.instructions.values()) {
+      if (out.size >= limit) break;
+      if (this.claimable(i, now)) out.add(i.dst);
+    }
+    return [...out];
+  }
+
   async getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>> {
     checkIds("nodeIds", nodeIds);
     const out = new Map<string, string | null>();

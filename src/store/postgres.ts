@@ -433,6 +433,18 @@ export class PostgresStore extends SqlStore {
     return `json_to_recordset(${p}::json) AS u(id text, sid text, iv bigint, age bigint)`;
   }
 
+  async claimableNodes(limit = 10_000): Promise<string[]> {
+    checkPositiveInt("limit", limit);
+    const now = this.nowSql("$1");
+    const rows = await this.query(
+      this.pool,
+      `SELECT DISTINCT dst FROM instructions WHERE ended = 0 AND expires_at > ${now} AND attempts < max_attempts
+         AND (state = 'pending' OR lease_until <= ${now}) LIMIT $2`,
+      [this.nowParam(), limit],
+    );
+    return rows.map((r) => r.dst as string);
+  }
+
   async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
     const sessions = checkClaim(input);
     const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;

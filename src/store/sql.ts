@@ -112,6 +112,7 @@ export abstract class SqlStore implements Store {
   protected abstract lockKey(c: SqlConn, key: string): Promise<void>;
   abstract claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]>;
   abstract claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
+  abstract claimableNodes(limit?: number): Promise<string[]>;
   abstract close(): Promise<void>;
 
   /** The injected clock or the host's (see `SqlConn.now` for the time transactions use). */

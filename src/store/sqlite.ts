@@ -258,6 +258,20 @@ export class SqliteStore extends SqlStore {
       json_extract(value, '$.iv') AS iv, json_extract(value, '$.age') AS age FROM json_each(${p})) AS u`;
   }
 
+  async claimableNodes(limit = 10_000): Promise<string[]> {
+    checkPositiveInt("limit", limit);
+    const rows = await this.tx(
+      (c) =>
+        c.q(
+          `SELECT DISTINCT dst FROM instructions WHERE ended = 0 AND expires_at > $1 AND attempts < max_attempts
+             AND (state = 'pending' OR lease_until <= $1) LIMIT $2`,
+          [this.time(), limit],
+        ),
+      "read",
+    );
+    return rows.map((r) => r.dst as string);
+  }
+
   async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
     const sessions = checkClaim(input);
     const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;

@@ -337,6 +337,13 @@ export interface Store {
    * for it. At most 10,000 items per call (INVALID_ARGUMENT naming `items` beyond).
    */
   renewSessions(items: readonly SessionRenewal[]): Promise<Map<string, number>>;
+  /**
+   * Nodes that have an instruction claimable now (pending, or leased with its lease run out; not expired, not
+   * out of attempts), at most `limit` (default 10,000). A read: what a replica asks on another replica's
+   * change or its periodic check, to claim for just those nodes instead of for every node it holds. Costs
+   * what the live instructions cost, not what the connected nodes do.
+   */
+  claimableNodes(limit?: number): Promise<string[]>;
   /** The current session of each node (null: none yet). Unknown ids are left out. */
   getSessions(nodeIds: readonly string[]): Promise<Map<string, string | null>>;
   /**

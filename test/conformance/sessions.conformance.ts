@@ -229,6 +229,31 @@ export const sessionConformance = (factory: StoreFactory): void => {
       );
     });
 
+    test("claimable - the nodes with work claimable now: pending, or a lease run out; not expired or answered", async () => {
+      const { store } = t;
+      const run = await store.createRun();
+      const [a, b, c] = [await t.onlineNode("a"), await t.onlineNode("b"), await t.onlineNode("c")];
+      expect(await store.claimableNodes()).toEqual([]);
+      await store.pushInstructions(run.id, [
+        { dst: a!.id, method: "m", ttlMs: 60_000 },
+        { dst: b!.id, method: "m", ttlMs: 60_000 },
+        { dst: b!.id, method: "m", ttlMs: 60_000 },
+        { dst: c!.id, method: "m", ttlMs: 1000 },
+      ]);
+      expect((await store.claimableNodes()).sort()).toEqual([a!.id, b!.id, c!.id].sort());
+      expect(await store.claimableNodes(1)).toHaveLength(1);
+      const [got] = await store.claimInstructions({ nodeIds: [a!.id], limit: 5 });
+      await store.claimInstructions({ nodeIds: [b!.id], limit: 1 });
+      // b still has one pending; a's only one is leased; c's has expired.
+      t.clock.advance(1000);
+      expect((await store.claimableNodes()).sort()).toEqual([b!.id]);
+      t.clock.advance(LEASE);
+      expect((await store.claimableNodes()).sort()).toEqual([a!.id, b!.id].sort());
+      await storeReply(store, { runId: run.id, nodeId: a!.id, replyTo: got!.id });
+      expect((await store.claimableNodes()).sort()).toEqual([b!.id]);
+      await rejectsWith(store.claimableNodes(0), "INVALID_ARGUMENT", "limit");
+    });
+
     test("session - extending leases: only the session's own, never beyond the instruction's expiry", async () => {
       const { store } = t;
       const { run, node, ins } = await setup(3, { ttlMs: 25_000 });
