@@ -205,6 +205,8 @@ export const startHub = (db: string, opts: { fds?: number; extra?: string[] } = 
     child.once("exit", (code, sig) => {
       clearTimeout(timer);
       if (!ready) reject(new Error(`hub exited ${code ?? sig}: ${err.slice(-3000)}`));
+      else if (code !== 0 && sig !== "SIGTERM" && sig !== "SIGKILL")
+        process.stderr.write(`hub exited unexpectedly (${code ?? sig}):\n${err.slice(-3000)}\n`);
     });
   });
 

@@ -4,12 +4,18 @@ import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../p
 import { checkStreamRequest } from "../protocol/stream-schemas.ts";
 import type { Instruction, NodeRecord, Reply } from "../protocol/types.ts";
 import { encodePayload, NodeMethods, toWireInstruction, type WireReply } from "../protocol/wire.ts";
-import { MAX_RENEWALS, type NewInstruction, type Store } from "../store/store.ts";
+import {
+  MAX_RENEWALS,
+  type NewInstruction,
+  type NewReply,
+  type Store,
+  type StoreReplyResult,
+} from "../store/store.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
 import { PeerTable } from "../stream/peers.ts";
 import type { Transport } from "../stream/transport.ts";
 import { Coalesced } from "./coalesce.ts";
-import { ReplyBatcher } from "./reply-batcher.ts";
+import { GroupCommit } from "./group-commit.ts";
 
 export interface NodeStreamsOptions {
   store: Store;
@@ -74,7 +80,8 @@ export class NodeStreams {
   private readonly dirty = new Set<string>();
   private allDirty = false;
   private readonly dispatcher: Coalesced;
-  private readonly replies: ReplyBatcher;
+  /** Replies from every stream here, stored together (one commit for many on PostgreSQL). */
+  private readonly replies: GroupCommit<NewReply, StoreReplyResult>;
   private readonly o: NodeStreamsOptions;
   private renewTimer: ReturnType<typeof setTimeout> | undefined;
   private renewAt = Number.POSITIVE_INFINITY;
@@ -83,7 +90,7 @@ export class NodeStreams {
 
   constructor(o: NodeStreamsOptions) {
     this.o = o;
-    this.replies = new ReplyBatcher(o.store);
+    this.replies = new GroupCommit((items) => o.store.storeReplies(items));
     this.dispatcher = new Coalesced(
       () => this.dispatch(),
       (e) => o.log.warn({ err: String(e) }, "dispatch failed"),
@@ -318,7 +325,7 @@ export class NodeStreams {
     }
     // The run's reply stream is here: store the reply already claimed for it and send it at once.
     const claimed = this.o.holdsRun?.(r.runId) ?? false;
-    const res = await this.replies.store1({
+    const res = await this.replies.add({
       id: r.id,
       runId: r.runId,
       nodeId: s.node.id,

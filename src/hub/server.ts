@@ -11,13 +11,14 @@ import { isId, newId } from "../protocol/ids.ts";
 import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
 import type { Instruction } from "../protocol/types.ts";
 import { instrumentStore } from "../store/instrumented.ts";
-import type { NewInstruction, Store } from "../store/store.ts";
+import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { requireAdmin } from "./access.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
 import { registerDashboard } from "./dashboard.ts";
+import { GroupCommit } from "./group-commit.ts";
 import { createHubMetrics, registerMetricsRoute } from "./metrics.ts";
 import { NodeStreams } from "./node-streams.ts";
 import { registerOpenApi } from "./openapi.ts";
@@ -171,11 +172,16 @@ export const createHub = (o: HubOptions): Hub => {
    * Every push (HTTP or run stream): instructions for nodes whose stream is here go in already leased and are
    * sent as soon as the push commits; the others wake the dispatcher (here) or other replicas (store watch).
    */
+  const pushes = new GroupCommit((calls: PushCall[]) => store.pushBatch(calls), 256);
   const push = async (runId: string, items: NewInstruction[]): Promise<Instruction[]> => {
     const lease = nodes.lease(items);
     let pushed: Instruction[] | null = null;
     try {
-      pushed = await store.pushInstructions(runId, lease.items);
+      // Group commit: pushes from every HTTP request and run stream that arrive while the last batch commits
+      // share one transaction; each is still all or none and answered on its own.
+      const r = await pushes.add({ runId, items: lease.items });
+      if (!r.ok) throw r.error;
+      pushed = r.instructions;
       return pushed;
     } finally {
       lease.settle(pushed);

@@ -5,6 +5,7 @@ import type {
   ClaimInstructionsInput,
   ExtendLeasesInput,
   OpenSessionInput,
+  PushResult,
   ReleaseInput,
   Store,
   StoreReplyResult,
@@ -225,6 +226,10 @@ export const STORE_HOOKS: Record<string, StoreHook> = {
     o.pushed(rows);
     const leased = rows.filter((r) => r.state === "leased");
     if (leased.length > 0) o.claimed(leased);
+  },
+  pushBatch: (o, results: PushResult[]) => {
+    for (const r of results)
+      if (r.ok) STORE_HOOKS.pushInstructions!(o, r.instructions as never, [] as never, 0);
   },
   claimInstructions: (o, rows: Instruction[], [input]: [ClaimInstructionsInput]) => o.claimed(rows, input),
   storeReplies: (o, results: StoreReplyResult[]) => o.stored(results),

@@ -36,6 +36,9 @@ import {
   type OpenSessionResult,
   OUTCOME_TEXT,
   type OutcomeCode,
+  type PushCall,
+  type PushResult,
+  pushEach,
   type ReleaseInput,
   type ResolvedStoreOptions,
   resolveOptions,
@@ -267,6 +270,11 @@ export class MemoryStore implements Store {
     const n = this.node(nodeId);
     n.status = "unregistered";
     return { ...n };
+  }
+
+  pushBatch(calls: readonly PushCall[]): Promise<PushResult[]> {
+    // Each push is atomic here already (one synchronous step); nothing to gain from grouping them.
+    return pushEach(this, calls);
   }
 
   async pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]> {

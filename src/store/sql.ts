@@ -46,6 +46,8 @@ import {
   type OpenSessionResult,
   OUTCOME_TEXT,
   type OutcomeCode,
+  type PushCall,
+  type PushResult,
   type ReleaseInput,
   type ResolvedStoreOptions,
   type SessionRenewal,
@@ -493,84 +495,145 @@ export abstract class SqlStore implements Store {
   async pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]> {
     checkInstructions(items, this.options);
     checkId("runId", runId);
-    const pushed = await this.tx(async (c) => {
-      // Share-locks the run on PostgreSQL so a concurrent finish waits for this push (or this push sees it).
-      const run = await this.runRow(c, runId, this.shareLock);
-      if (run.status === "finished") throw new FleetlinkError("RUN_FINISHED", `run ${runId} is finished`);
-      const dsts = [...new Set(items.map((i) => i.dst))];
-      // Key-share-locks the nodes on PostgreSQL (heartbeats still go through): a cleanup deleting one of them
-      // locks it first, so it either committed before this read (NODE_NOT_FOUND) or skips the node until this
-      // push has committed and then finds its instruction live. No instruction points at a deleted node.
-      const rows =
-        dsts.length === 1
-          ? await c.q(`SELECT id, status, session_id FROM nodes WHERE id = $1 ${this.keyShareLock}`, [
-              dsts[0],
-            ])
-          : await c.q(
-              `SELECT id, status, session_id FROM nodes WHERE id IN ${this.inList("$1")} ORDER BY id ${this.keyShareLock}`,
-              [this.listParam(dsts)],
-            );
-      const known = new Map(rows.map((r) => [r.id as string, r.status as string]));
-      const session = new Map(rows.map((r) => [r.id as string, r.session_id as string | null]));
-      items.forEach((it, i) => {
-        const status = known.get(it.dst);
-        const field = `items[${i}].dst`;
-        if (!status) throw new FleetlinkError("NODE_NOT_FOUND", `no node ${it.dst}`, { field });
-        if (status === "unregistered")
-          throw new FleetlinkError("NODE_UNREGISTERED", `node ${it.dst} is unregistered`, { field });
-      });
-      const now = c.now;
-      const out: Instruction[] = [];
-      // Multi-row INSERTs (500 rows, 6000 parameters each: under both backends' limits): one round trip per
-      // chunk instead of one per instruction.
-      for (let off = 0; off < items.length; off += 500) {
-        const chunk = items.slice(off, off + 500);
-        // Items for their node's current session (read above under the lock a claim would take) go in already
-        // leased to it, one delivery counted, as a claim would.
-        const leaseMs = Math.trunc(this.options.leaseMs);
-        const params: unknown[] = [now, runId];
-        const tuples = chunk.map((it) => {
-          const b = params.length;
-          const leased = it.leaseTo !== undefined && session.get(it.dst) === it.leaseTo;
-          params.push(
-            it.id ?? newId(),
-            it.src ?? "coordinator",
-            it.dst,
-            it.groupId ?? null,
-            it.method,
-            it.payload ?? new Uint8Array(0),
-            it.ttlMs,
-            it.maxAttempts ?? this.options.maxAttempts,
-            it.holdWhileOffline ? 1 : 0,
-            leased ? it.leaseTo : null,
-          );
-          const p = (k: number) => `$${b + k}`;
-          const lease = leased
-            ? `'leased', 1, ${p(8)}, CAST($1 AS BIGINT) + ${leaseMs}, ${p(10)}`
-            : `'pending', 0, ${p(8)}, NULL, ${p(10)}`;
-          return `(${p(1)}, $2, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, $1, ${p(7)}, CAST($1 AS BIGINT) + CAST(${p(7)} AS BIGINT), ${lease}, ${p(9)})`;
-        });
-        const rows = await c.q(
-          `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
-             state, attempts, max_attempts, lease_until, lease_owner, hold_offline)
-           VALUES ${tuples.join(", ")}
-           ON CONFLICT (id) DO NOTHING RETURNING *`,
-          params,
-        );
-        if (rows.length < chunk.length) {
-          // A caller-chosen id that exists already aborts the whole batch: the transaction rolls back.
-          const got = new Set(rows.map((r) => r.id as string));
-          const i = chunk.findIndex((_, k) => !got.has(params[2 + k * 10] as string));
-          throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${chunk[i]?.id} exists`, {
-            field: `items[${off + i}].id`,
-          });
-        }
-        out.push(...rows.sort(bySeq).map(toInstruction));
-      }
-      return out;
-    });
+    const pushed = await this.tx((c) => this.pushIn(c, runId, items));
     this.changed();
     return pushed;
+  }
+
+  /**
+   * Group commit: every push of the batch in one transaction. A push that fails (a finished run, an unknown
+   * node, a taken id: rare) rolls that transaction back, and then each push is made in its own, so it fails
+   * alone: never partly stored, never two answers for one push.
+   */
+  async pushBatch(calls: readonly PushCall[]): Promise<PushResult[]> {
+    const checked: (PushResult | null)[] = calls.map((call) => {
+      try {
+        checkInstructions(call.items, this.options);
+        checkId("runId", call.runId);
+        return null;
+      } catch (error) {
+        return { ok: false, error };
+      }
+    });
+    const todo = calls.flatMap((call, i) => (checked[i] === null ? [{ call, i }] : []));
+    if (todo.length > 1) {
+      try {
+        const all = await this.tx(async (c) => {
+          const out: Instruction[][] = [];
+          for (const { call } of todo) out.push(await this.pushIn(c, call.runId, call.items));
+          return out;
+        });
+        this.changed();
+        todo.forEach(({ i }, k) => {
+          checked[i] = { ok: true, instructions: all[k]! };
+        });
+        return checked as PushResult[];
+      } catch {
+        // One of them failed (or the store did): each on its own below says which, and why.
+      }
+    }
+    for (const { call, i } of todo) {
+      try {
+        checked[i] = { ok: true, instructions: await this.pushInstructions(call.runId, call.items) };
+      } catch (error) {
+        checked[i] = { ok: false, error };
+      }
+    }
+    return checked as PushResult[];
+  }
+
+  /** One push inside the caller's transaction. */
+  protected async pushIn(
+    c: SqlConn,
+    runId: string,
+    items: readonly NewInstruction[],
+  ): Promise<Instruction[]> {
+    // Share-locks the run on PostgreSQL so a concurrent finish waits for this push (or this push sees it).
+    const run = await this.runRow(c, runId, this.shareLock);
+    if (run.status === "finished") throw new FleetlinkError("RUN_FINISHED", `run ${runId} is finished`);
+    const dsts = [...new Set(items.map((i) => i.dst))];
+    // Key-share-locks the nodes on PostgreSQL (heartbeats still go through): a cleanup deleting one of them
+    // locks it first, so it either committed before this read (NODE_NOT_FOUND) or skips the node until this
+    // push has committed and then finds its instruction live. No instruction points at a deleted node.
+    const rows =
+      dsts.length === 1
+        ? await c.q(`SELECT id, status, session_id FROM nodes WHERE id = $1 ${this.keyShareLock}`, [dsts[0]])
+        : await c.q(
+            `SELECT id, status, session_id FROM nodes WHERE id IN ${this.inList("$1")} ORDER BY id ${this.keyShareLock}`,
+            [this.listParam(dsts)],
+          );
+    const known = new Map(rows.map((r) => [r.id as string, r.status as string]));
+    const session = new Map(rows.map((r) => [r.id as string, r.session_id as string | null]));
+    items.forEach((it, i) => {
+      const status = known.get(it.dst);
+      const field = `items[${i}].dst`;
+      if (!status) throw new FleetlinkError("NODE_NOT_FOUND", `no node ${it.dst}`, { field });
+      if (status === "unregistered")
+        throw new FleetlinkError("NODE_UNREGISTERED", `node ${it.dst} is unregistered`, { field });
+    });
+    return this.insertInstructions(c, runId, items, session, c.now);
+  }
+
+  /**
+   * Inserts a push's instructions (checked by `pushIn`); items for their node's current session (`session`,
+   * read under the lock a claim would take) go in already leased to it. A caller-chosen id that exists
+   * already throws INVALID_ARGUMENT naming it, which rolls the push back.
+   */
+  protected async insertInstructions(
+    c: SqlConn,
+    runId: string,
+    items: readonly NewInstruction[],
+    session: ReadonlyMap<string, string | null>,
+    now: number,
+  ): Promise<Instruction[]> {
+    const out: Instruction[] = [];
+    // Multi-row INSERTs (500 rows, 6000 parameters each: under both backends' limits): one round trip per
+    // chunk instead of one per instruction.
+    for (let off = 0; off < items.length; off += 500) {
+      const chunk = items.slice(off, off + 500);
+      // Items for their node's current session (read above under the lock a claim would take) go in already
+      // leased to it, one delivery counted, as a claim would.
+      const leaseMs = Math.trunc(this.options.leaseMs);
+      const params: unknown[] = [now, runId];
+      const tuples = chunk.map((it) => {
+        const b = params.length;
+        const leased = it.leaseTo !== undefined && session.get(it.dst) === it.leaseTo;
+        params.push(
+          it.id ?? newId(),
+          it.src ?? "coordinator",
+          it.dst,
+          it.groupId ?? null,
+          it.method,
+          it.payload ?? new Uint8Array(0),
+          it.ttlMs,
+          it.maxAttempts ?? this.options.maxAttempts,
+          it.holdWhileOffline ? 1 : 0,
+          leased ? it.leaseTo : null,
+        );
+        const p = (k: number) => `$${b + k}`;
+        const lease = leased
+          ? `'leased', 1, ${p(8)}, CAST($1 AS BIGINT) + ${leaseMs}, ${p(10)}`
+          : `'pending', 0, ${p(8)}, NULL, ${p(10)}`;
+        return `(${p(1)}, $2, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, $1, ${p(7)}, CAST($1 AS BIGINT) + CAST(${p(7)} AS BIGINT), ${lease}, ${p(9)})`;
+      });
+      const rows = await c.q(
+        `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
+           state, attempts, max_attempts, lease_until, lease_owner, hold_offline)
+         VALUES ${tuples.join(", ")}
+         ON CONFLICT (id) DO NOTHING RETURNING *`,
+        params,
+      );
+      if (rows.length < chunk.length) {
+        // A caller-chosen id that exists already aborts the whole batch: the transaction rolls back.
+        const got = new Set(rows.map((r) => r.id as string));
+        const i = chunk.findIndex((_, k) => !got.has(params[2 + k * 10] as string));
+        throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${chunk[i]?.id} exists`, {
+          field: `items[${off + i}].id`,
+        });
+      }
+      out.push(...rows.sort(bySeq).map(toInstruction));
+    }
+    return out;
   }
 
   async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {

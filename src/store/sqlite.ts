@@ -1,6 +1,7 @@
 import { closeSync, fchmodSync, openSync, realpathSync } from "node:fs";
 import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
 import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
@@ -12,6 +13,7 @@ import {
   checkId,
   checkIds,
   checkPositiveInt,
+  type NewInstruction,
   resolveOptions,
   type StoreOptions,
 } from "./store.ts";
@@ -256,6 +258,72 @@ export class SqliteStore extends SqlStore {
   protected renewalRows(p: string): string {
     return `(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.sid') AS sid,
       json_extract(value, '$.iv') AS iv, json_extract(value, '$.age') AS age FROM json_each(${p})) AS u`;
+  }
+
+  /**
+   * One cached single-row INSERT per instruction (no statement to parse per push, and nothing read back but
+   * the seq): bench:fanout measured a 500-row multi-row INSERT … RETURNING * at ≈ 90 µs a row here, this at
+   * ≈ 15. The rows returned are built from what was inserted.
+   */
+  protected override async insertInstructions(
+    _c: SqlConn,
+    runId: string,
+    items: readonly NewInstruction[],
+    session: ReadonlyMap<string, string | null>,
+    now: number,
+  ): Promise<Instruction[]> {
+    const insert = this.stmt(
+      `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
+         state, attempts, max_attempts, lease_until, lease_owner, hold_offline)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+       ON CONFLICT (id) DO NOTHING RETURNING seq`,
+    );
+    const leaseUntil = now + Math.trunc(this.options.leaseMs);
+    return items.map((it, i) => {
+      const leased = it.leaseTo !== undefined && session.get(it.dst) === it.leaseTo;
+      const ins: Instruction = {
+        id: it.id ?? newId(),
+        runId,
+        src: it.src ?? "coordinator",
+        dst: it.dst,
+        groupId: it.groupId ?? null,
+        method: it.method,
+        payload: it.payload ?? new Uint8Array(0),
+        createdAt: now,
+        ttlMs: it.ttlMs,
+        expiresAt: now + it.ttlMs,
+        state: leased ? "leased" : "pending",
+        attempts: leased ? 1 : 0,
+        maxAttempts: it.maxAttempts ?? this.options.maxAttempts,
+        leaseUntil: leased ? leaseUntil : null,
+        leaseOwner: leased ? it.leaseTo! : null,
+        holdWhileOffline: it.holdWhileOffline ?? false,
+      };
+      const row = insert.get(
+        ins.id,
+        runId,
+        ins.src,
+        ins.dst,
+        ins.groupId,
+        ins.method,
+        ins.payload,
+        now,
+        ins.ttlMs,
+        ins.expiresAt,
+        ins.state,
+        ins.attempts,
+        ins.maxAttempts,
+        ins.leaseUntil,
+        ins.leaseOwner,
+        ins.holdWhileOffline ? 1 : 0,
+      );
+      // A caller-chosen id that exists already aborts the whole push: the transaction rolls back.
+      if (!row)
+        throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${ins.id} exists`, {
+          field: `items[${i}].id`,
+        });
+      return ins;
+    });
   }
 
   async claimableNodes(limit = 10_000): Promise<string[]> {

@@ -165,6 +165,26 @@ export interface SessionRenewal {
   ageMs: number;
 }
 
+export interface PushCall {
+  runId: string;
+  items: readonly NewInstruction[];
+}
+
+export type PushResult = { ok: true; instructions: Instruction[] } | { ok: false; error: unknown };
+
+/** `pushBatch` one push at a time (a backend without a cheaper way). */
+export const pushEach = async (store: Store, calls: readonly PushCall[]): Promise<PushResult[]> => {
+  const out: PushResult[] = [];
+  for (const c of calls) {
+    try {
+      out.push({ ok: true, instructions: await store.pushInstructions(c.runId, c.items) });
+    } catch (error) {
+      out.push({ ok: false, error });
+    }
+  }
+  return out;
+};
+
 export interface OpenSessionResult {
   node: NodeRecord;
   /** Leases of the node given back (everything leased to it that is not in `keep`). */
@@ -353,6 +373,12 @@ export interface Store {
   extendLeases(input: ExtendLeasesInput): Promise<string[]>;
   unregisterNode(nodeId: string): Promise<NodeRecord>;
 
+  /**
+   * Several pushes (of any runs) at once, each all or none and answered on its own, as `pushInstructions`
+   * would answer it; one transaction for all of them where the backend can (a replica's group commit of
+   * the pushes that arrived while its last one committed). A failing push fails only itself.
+   */
+  pushBatch(calls: readonly PushCall[]): Promise<PushResult[]>;
   /** Pushes instructions of one run, all or none. */
   pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]>;
   /**

@@ -149,6 +149,49 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     });
 
     describe("push", () => {
+      test("push - a batch of pushes: each all or none, answered on its own, stored exactly once", async () => {
+        const { run, nodes } = await setup(2);
+        const done = await store.createRun();
+        await store.transitionRun(done.id, "pending", "finished");
+        const taken = newId();
+        await push(run.id, nodes[0]!.id, { id: taken });
+        const item = (dst: string, extra: Record<string, unknown> = {}) => ({
+          dst,
+          method: "m",
+          ttlMs: 60_000,
+          ...extra,
+        });
+        const results = await store.pushBatch([
+          { runId: run.id, items: [item(nodes[0]!.id), item(nodes[1]!.id)] },
+          { runId: done.id, items: [item(nodes[0]!.id)] },
+          { runId: run.id, items: [item(nodes[1]!.id), item(nodes[0]!.id, { ttlMs: -1 })] },
+          { runId: run.id, items: [item(nodes[1]!.id), item(nodes[0]!.id, { id: taken })] },
+          { runId: run.id, items: [item(nodes[1]!.id, { method: "last" })] },
+        ]);
+        expect(
+          results.map((r) => (r.ok ? r.instructions.length : (r.error as { code: string }).code)),
+        ).toEqual([
+          2,
+          "FLEETLINK_E_RUN_FINISHED",
+          "FLEETLINK_E_INVALID_ARGUMENT",
+          "FLEETLINK_E_INVALID_ARGUMENT",
+          1,
+        ]);
+        // The good ones once each (plus the one pushed before), nothing of the failed ones.
+        const all = await store.listInstructions(run.id);
+        expect(all).toHaveLength(4);
+        expect(all.filter((i) => i.method === "last")).toHaveLength(1);
+        expect(await store.listInstructions(done.id)).toEqual([]);
+        // A batch where all succeed (one transaction on the SQL backends).
+        const ok = await store.pushBatch([
+          { runId: run.id, items: [item(nodes[0]!.id)] },
+          { runId: run.id, items: [item(nodes[1]!.id)] },
+        ]);
+        expect(ok.every((r) => r.ok)).toBe(true);
+        expect(await store.listInstructions(run.id)).toHaveLength(6);
+        expect(await store.pushBatch([])).toEqual([]);
+      });
+
       test("push - instructions to many nodes in one batch", async () => {
         const { run, nodes } = await setup(3);
         const out = await store.pushInstructions(
