@@ -58,7 +58,7 @@ export interface HubOptions {
   requestTimeoutMs?: number;
   /** Time a new node stream has to say hello before it is closed, in ms. (Default: 10000) */
   helloTimeoutMs?: number;
-  /** WebSocket ping interval to detect dead peers, in ms. (Default: 10000) */
+  /** Dead-peer detection, in ms: a socket silent for half of it is pinged, and dropped if still silent half of it later (within 1.5 × in all). (Default: 10000) */
   pingIntervalMs?: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Object storage for fleet checkpoints (file://DIR or s3://BUCKET/PREFIX); enables the checkpoint routes. */
@@ -350,28 +350,39 @@ export const createHub = (o: HubOptions): Hub => {
     upgrade(req, socket, head).catch(() => socket.destroy());
   });
 
-  // Ping each socket; one that misses a pong is terminated, which closes its channel and releases its leases.
-  const alive = new WeakMap<object, boolean>();
+  // A socket silent for half the ping interval is pinged; one still silent half an interval later is terminated,
+  // which closes its channel and releases its leases: a dead peer is dropped within 1.5 intervals. Anything
+  // heard counts (a frame, a pong, the peer's own ping): node agents ping every quarter heartbeat, so an idle
+  // fleet costs the hub no pings of its own, only the pongs.
+  const heard = new WeakMap<object, "heard" | "silent" | "pinged">();
   const keepAlive = (ws: WebSocket): WebSocket => {
-    alive.set(ws, true);
-    ws.on("pong", () => alive.set(ws, true));
+    heard.set(ws, "heard");
+    const hear = () => heard.set(ws, "heard");
+    ws.on("pong", hear);
+    ws.on("ping", hear);
+    ws.on("message", hear);
     return ws;
   };
   let sweeping = false;
   const timers = [
-    setInterval(() => {
-      for (const ws of wss.clients) {
-        if (!alive.get(ws)) ws.terminate();
-        else {
-          alive.set(ws, false);
-          try {
-            ws.ping();
-          } catch {
-            ws.terminate();
+    setInterval(
+      () => {
+        for (const ws of wss.clients) {
+          const h = heard.get(ws);
+          if (h === "heard" || h === undefined) heard.set(ws, "silent");
+          else if (h === "pinged") ws.terminate();
+          else {
+            heard.set(ws, "pinged");
+            try {
+              ws.ping();
+            } catch {
+              ws.terminate();
+            }
           }
         }
-      }
-    }, o.pingIntervalMs ?? 10_000),
+      },
+      Math.max(1, Math.floor((o.pingIntervalMs ?? 10_000) / 2)),
+    ),
     setInterval(() => {
       if (sweeping) return; // a slow store: never two sweeps at once
       sweeping = true;

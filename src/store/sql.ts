@@ -747,8 +747,11 @@ export abstract class SqlStore implements Store {
              -- Out of attempts: a lease that ran out, or a release after the last delivery.
              UNION ALL SELECT seq FROM instructions WHERE ended = 0 AND attempts >= max_attempts
                AND (state = 'pending' OR lease_until <= $1)
-             UNION ALL SELECT seq FROM instructions WHERE ended = 0 AND dst IN (
-               SELECT id FROM nodes WHERE status = 'unregistered' OR online_until IS NULL OR online_until <= $1))
+             -- Live instructions of nodes away: driven from the live instructions (few, through the claim
+             -- index), not from every node (an idle fleet of 10,000 made this a scan of 10,000 rows 4 × a second).
+             UNION ALL SELECT x.seq FROM instructions x WHERE x.ended = 0 AND EXISTS (
+               SELECT 1 FROM nodes w WHERE w.id = x.dst
+                 AND (w.status = 'unregistered' OR w.online_until IS NULL OR w.online_until <= $1)))
            AND i.ended = 0 AND (
              i.expires_at <= $1
              OR (i.attempts >= i.max_attempts AND (i.state = 'pending' OR i.lease_until <= $1))

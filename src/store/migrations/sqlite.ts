@@ -118,4 +118,11 @@ CREATE TABLE enroll_tokens (
     name: "sessions: the node's current stream, for fencing superseded ones",
     sql: "ALTER TABLE nodes ADD COLUMN session_id TEXT;",
   },
+  {
+    version: 7,
+    name: "presence index: the sweep finds nodes whose window ran out without reading every node",
+    // Renewals write online_until in batches (one statement per replica per beat round), so keeping this
+    // index costs little; the sweep read all nodes 4 times a second without it (10 ms at 10,000 nodes).
+    sql: "CREATE INDEX nodes_presence ON nodes (status, online_until);",
+  },
 ];
