@@ -101,9 +101,8 @@ describe("metrics - /metrics", () => {
     // Node replies only (3 ok + 1 handler error); the expiry was made by the sweep.
     expect(d("fleetlink_reply_latency_seconds_count")).toBe(4);
     expect(d('fleetlink_reply_latency_seconds_bucket{le="+Inf"}')).toBe(4);
-    expect(d('fleetlink_store_operation_seconds_count{operation="pushInstructions",backend="sqlite"}')).toBe(
-      5,
-    );
+    // Pushes go to the store in group-commit batches (one per burst; these five came one at a time).
+    expect(d('fleetlink_store_operation_seconds_count{operation="pushBatch",backend="sqlite"}')).toBe(5);
     expect(d('fleetlink_store_operation_seconds_count{operation="sweep",backend="sqlite"}')).toBeGreaterThan(
       0,
     );
