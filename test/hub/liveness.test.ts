@@ -99,6 +99,60 @@ describe("liveness", () => {
     expect(calls).toBe(1);
   });
 
+  test("presence - 8 nodes beating every 200 ms: a few batched renewals, no write per heartbeat, all stay online; an unregistered node's stream is closed by the next renewal", async () => {
+    const base = await openStore("memory:");
+    const calls = { heartbeat: 0, renewSessions: 0, renewed: 0 };
+    const store = new Proxy(base, {
+      get(t, k, r) {
+        const v = Reflect.get(t, k, r);
+        if (typeof v !== "function") return v;
+        if (k === "heartbeat") calls.heartbeat++;
+        return (...args: unknown[]) => {
+          if (k === "renewSessions") {
+            calls.renewSessions++;
+            calls.renewed += (args[0] as unknown[]).length;
+          }
+          return (v as (...a: unknown[]) => unknown).apply(t, args);
+        };
+      },
+    }) as Store;
+    const f = await fleetOf({ store, sweepIntervalMs: 50 });
+    const agents = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        f.node(`p${i}`, { ping: () => "pong" }, { heartbeatIntervalMs: 200 }),
+      ),
+    );
+    const moves: string[] = [];
+    for (const a of agents)
+      void (async () => {
+        for await (const st of a.status()) if (st.state !== "online") moves.push(st.state);
+      })();
+    calls.renewSessions = 0;
+    calls.renewed = 0;
+    await sleep(2000);
+    // ≈ 80 heartbeats in 2 s, recorded in batches: far fewer statements than heartbeats, each beat recorded.
+    expect(calls.heartbeat).toBe(0);
+    expect(calls.renewed).toBeGreaterThanOrEqual(60);
+    expect(calls.renewSessions).toBeLessThan(calls.renewed / 2);
+    expect(calls.renewSessions).toBeGreaterThanOrEqual(8); // every 50 ms at most (¼ of 200 ms), not 1 s
+    for (const n of await base.listNodes()) expect(n.status).toBe("online");
+    expect(moves).toEqual([]);
+    const fleet = await f.fleet();
+    const run = await fleet.createRun();
+    const r = await run
+      .configuration(agents.map((a) => a.nodeId!))
+      .call("ping", null, { quorum: "all", timeoutMs: 3000 });
+    expect(r.replies.size).toBe(8);
+    // Unregistered behind the hub's back (straight in the store): the renewal finds out and closes the stream.
+    const gone = agents[0]!;
+    await base.unregisterNode(gone.nodeId!);
+    const t0 = Date.now();
+    await expect
+      .poll(() => f.hub.nodes.connectedIds().includes(gone.nodeId!), { timeout: 2000, interval: 10 })
+      .toBe(false);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
   test("heartbeats - a failed heartbeat (a store blip) does not drop the node's connection", async () => {
     const base = await openStore("memory:");
     let failing = false;
