@@ -7,6 +7,7 @@ import { Queue, QueueEvents, Worker } from "bullmq";
 import {
   CALL_TIMEOUT_MS,
   PAYLOAD,
+  peerSystem,
   pkgVersion,
   type System,
   serverPids,
@@ -100,24 +101,19 @@ export const bullSystem = async (): Promise<System> => {
     const job = await queue.add("echo", PAYLOAD, { removeOnComplete: 1000, removeOnFail: 1000 });
     await job.waitUntilFinished(events, CALL_TIMEOUT_MS);
   };
-  return {
+  return peerSystem({
     name: "bullmq",
     durability: "Redis, in memory here",
     durabilityNote: `BullMQ: job and return value stored in Redis, which here has persistence ${info.persistence}; a stalled job (worker gone) is moved back to wait`,
     version: `Redis ${info.version}, bullmq ${pkgVersion("bullmq")}, ioredis ${pkgVersion("ioredis")}`,
-    hubPid: () => undefined,
-    middlePids: () => pids,
-    workerPids: () => [workers.pid],
-    setWorkers: (k) => workers.setWorkers(k),
+    middle: () => pids,
+    workers,
     call,
-    fanout: async () => {
-      await Promise.all([call(), call(), call()]);
-    },
     close: async () => {
       await workers.stop();
       await events.close();
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
     },
-  };
+  });
 };

@@ -154,6 +154,35 @@ export interface PeerWorker {
 }
 
 /** Forks bench/peers-worker.ts for `role` with `spec`; resolves once it is set up (no consumers yet). */
+/**
+ * The System of a peer that has no hub: its middle processes (broker, relay, database) are `middle`, its
+ * workers one peer-worker process, and a fan-out is three calls at once.
+ */
+export const peerSystem = (o: {
+  name: string;
+  durability: string;
+  durabilityNote: string;
+  version: string;
+  middle: () => number[];
+  workers: PeerWorker;
+  call: () => Promise<void>;
+  close: () => Promise<void>;
+}): System => ({
+  name: o.name,
+  durability: o.durability,
+  durabilityNote: o.durabilityNote,
+  version: o.version,
+  hubPid: () => undefined,
+  middlePids: o.middle,
+  workerPids: () => [o.workers.pid],
+  setWorkers: (k) => o.workers.setWorkers(k),
+  call: () => o.call(),
+  fanout: async () => {
+    await Promise.all([o.call(), o.call(), o.call()]);
+  },
+  close: o.close,
+});
+
 export const startPeerWorker = async (role: string, spec: unknown): Promise<PeerWorker> => {
   const child: ChildProcess = forkWorker(WORKER, [role], 1024);
   try {

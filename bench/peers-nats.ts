@@ -12,6 +12,7 @@ import { AckPolicy, connect, type NatsConnection, RetentionPolicy, StorageType }
 import {
   CALL_TIMEOUT_MS,
   PAYLOAD,
+  peerSystem,
   pidsByComm,
   pkgVersion,
   type System,
@@ -125,25 +126,20 @@ export const natsCoreSystem = async (): Promise<System> => {
   const call = async () => {
     await nc.request(subj, data, { timeout: CALL_TIMEOUT_MS });
   };
-  return {
+  return peerSystem({
     name: "nats-core",
     durability: "none",
     durabilityNote:
       "NATS core request/reply: at most once, nothing stored; no subscriber or a lost connection loses the request",
     version: serverNote(nc),
-    hubPid: () => undefined,
-    middlePids: () => pids,
-    workerPids: () => [workers.pid],
-    setWorkers: (k) => workers.setWorkers(k),
+    middle: () => pids,
+    workers,
     call,
-    fanout: async () => {
-      await Promise.all([call(), call(), call()]);
-    },
     close: async () => {
       await workers.stop();
       await nc.drain();
     },
-  };
+  });
 };
 
 export const jetStreamSystem = async (): Promise<System> => {
@@ -185,19 +181,14 @@ export const jetStreamSystem = async (): Promise<System> => {
       const { id, reply } = waiting.next();
       await Promise.all([js.publish(s.req, enc.encode(`{"id":"${id}","payload":${body}}`)), reply]);
     };
-    return {
+    return peerSystem({
       name: "jetstream",
       durability: "file (both ways)",
       durabilityNote: `NATS JetStream: request and reply each stored in a file-storage work-queue stream before its PubAck (server default sync_interval: written at once, fsynced every 2 min unless configured, i.e. survives a server crash, not a power loss; server: ${natsCmdline()}); consumers ack explicitly, unacked messages are redelivered after ack_wait`,
       version: `${serverNote(nc)}`,
-      hubPid: () => undefined,
-      middlePids: () => pids,
-      workerPids: () => [workers.pid],
-      setWorkers: (k) => workers.setWorkers(k),
+      middle: () => pids,
+      workers,
       call,
-      fanout: async () => {
-        await Promise.all([call(), call(), call()]);
-      },
       close: async () => {
         await workers.stop();
         await replies.close();
@@ -206,7 +197,7 @@ export const jetStreamSystem = async (): Promise<System> => {
         await removeStreams();
         await nc.drain();
       },
-    };
+    });
   } catch (e) {
     await removeStreams();
     await nc.close();

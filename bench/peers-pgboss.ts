@@ -10,6 +10,7 @@ import { PgBoss } from "pg-boss";
 import { dropSchema, PG_URL, redact } from "./fleet-worker.ts";
 import {
   PAYLOAD,
+  peerSystem,
   pkgVersion,
   type System,
   serverPids,
@@ -114,26 +115,21 @@ export const pgBossSystem = async (): Promise<System> => {
       const { id, reply } = waiting.next();
       await Promise.all([b.send(spec.req, { id, payload: PAYLOAD }), reply]);
     };
-    return {
+    return peerSystem({
       name: "pg-boss",
       durability: "PostgreSQL (both ways)",
       durabilityNote: `pg-boss: request and reply jobs are rows committed in PostgreSQL (${settings.durability}); a job whose worker dies is retried after its expiration`,
       version: `PostgreSQL ${settings.version}, pg-boss ${pkgVersion("pg-boss")}`,
-      hubPid: () => undefined,
-      middlePids: postgresPids,
-      workerPids: () => [workers.pid],
-      setWorkers: (k) => workers.setWorkers(k),
+      middle: postgresPids,
+      workers,
       call,
-      fanout: async () => {
-        await Promise.all([call(), call(), call()]);
-      },
       close: async () => {
         await workers.stop();
         waiting.failAll(new Error("pg-boss closed"));
         await b.stop({ graceful: false, close: true });
         await dropSchema(spec.schema);
       },
-    };
+    });
   } catch (e) {
     await boss?.stop({ graceful: false, close: true }).catch(() => undefined);
     await dropSchema(spec.schema).catch(() => undefined);

@@ -7,6 +7,7 @@
 import amqp, { type ChannelModel, type ConfirmChannel } from "amqplib";
 import {
   PAYLOAD,
+  peerSystem,
   pkgVersion,
   type System,
   serverPids,
@@ -110,27 +111,22 @@ export const rabbitSystem = async (): Promise<System> => {
       await Promise.all([publish(ch, q.req, body, { correlationId: id, replyTo: q.rep }), reply]);
     };
     const sp = conn.connection.serverProperties;
-    return {
+    return peerSystem({
       name: "rabbitmq",
       durability: "disk, confirms (both ways)",
       durabilityNote:
         "RabbitMQ RPC: durable (classic) request and reply queues, persistent messages, publisher confirms (a persistent message to a durable queue is confirmed once the broker has written it to disk), manual acks; the worker acks the request only after its reply is confirmed",
       version: `${sp.product ?? "RabbitMQ"} ${sp.version ?? "?"} (Erlang ${sp.platform ?? "?"}), amqplib ${pkgVersion("amqplib")}`,
-      hubPid: () => undefined,
-      middlePids: () => pids,
-      workerPids: () => [workers.pid],
-      setWorkers: (k) => workers.setWorkers(k),
+      middle: () => pids,
+      workers,
       call,
-      fanout: async () => {
-        await Promise.all([call(), call(), call()]);
-      },
       close: async () => {
         await workers.stop();
         waiting.failAll(new Error("rabbitmq closed"));
         await removeQueues();
         await conn.close();
       },
-    };
+    });
   } catch (e) {
     await removeQueues();
     await conn.close().catch(() => undefined);

@@ -5,7 +5,14 @@
 // bench/peers-worker.ts it gives the worker side, and by bench/peers.ts the coordinator side.
 import WebSocket, { WebSocketServer } from "ws";
 import { ask, exited, forkWorker } from "./fleet-worker.ts";
-import { PAYLOAD, pkgVersion, type System, startPeerWorker, type WorkerSide } from "./peers-common.ts";
+import {
+  PAYLOAD,
+  peerSystem,
+  pkgVersion,
+  type System,
+  startPeerWorker,
+  type WorkerSide,
+} from "./peers-common.ts";
 import { wsClient } from "./ws-worker.ts";
 
 const relay = () => {
@@ -79,25 +86,20 @@ export const wsSystem = async (): Promise<System> => {
   const port = await ask<number>(relayProc, "port");
   const workers = await startPeerWorker("ws", { url: `ws://127.0.0.1:${port}/node` });
   const client = await wsClient(`ws://127.0.0.1:${port}/client`);
-  return {
+  return peerSystem({
     name: "raw-ws",
     durability: "none",
     durabilityNote:
       "raw ws two-hop relay: nothing stored anywhere; a frame in flight is lost with any process",
     version: `ws ${pkgVersion("ws")} (relay and workers: Node ${process.version})`,
-    hubPid: () => undefined,
-    middlePids: () => [relayProc.pid!],
-    workerPids: () => [workers.pid],
-    setWorkers: (k) => workers.setWorkers(k),
+    middle: () => [relayProc.pid!],
+    workers,
     call: () => client.roundTrip(PAYLOAD),
-    fanout: async () => {
-      await Promise.all([client.roundTrip(PAYLOAD), client.roundTrip(PAYLOAD), client.roundTrip(PAYLOAD)]);
-    },
     close: async () => {
       client.close();
       await workers.stop();
       relayProc.kill();
       await exited(relayProc);
     },
-  };
+  });
 };
