@@ -58,7 +58,7 @@ export interface HubOptions {
   requestTimeoutMs?: number;
   /** Time a new node stream has to say hello before it is closed, in ms. (Default: 10000) */
   helloTimeoutMs?: number;
-  /** Dead-peer detection, in ms: a socket silent for half of it is pinged, and dropped if still silent half of it later (within 1.5 × in all). (Default: 10000) */
+  /** Dead-peer detection, in ms: a socket silent about this long is pinged, and dropped if still silent half of it later (within 1.5 × in all). (Default: 10000) */
   pingIntervalMs?: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Object storage for fleet checkpoints (file://DIR or s3://BUCKET/PREFIX); enables the checkpoint routes. */
@@ -350,14 +350,14 @@ export const createHub = (o: HubOptions): Hub => {
     upgrade(req, socket, head).catch(() => socket.destroy());
   });
 
-  // A socket silent for half the ping interval is pinged; one still silent half an interval later is terminated,
-  // which closes its channel and releases its leases: a dead peer is dropped within 1.5 intervals. Anything
-  // heard counts (a frame, a pong, the peer's own ping): node agents ping every quarter heartbeat, so an idle
-  // fleet costs the hub no pings of its own, only the pongs.
-  const heard = new WeakMap<object, "heard" | "silent" | "pinged">();
+  // Checked every quarter ping interval: a socket silent for about a whole interval (4 checks) is pinged, and one
+  // still silent 2 checks later is terminated, which closes its channel and releases its leases: a dead peer is
+  // dropped within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own ping): node agents ping
+  // every quarter heartbeat and coordinators every 2 s, so an idle fleet costs the hub no pings, only pongs.
+  const silentChecks = new WeakMap<object, number>();
   const keepAlive = (ws: WebSocket): WebSocket => {
-    heard.set(ws, "heard");
-    const hear = () => heard.set(ws, "heard");
+    silentChecks.set(ws, 0);
+    const hear = () => silentChecks.set(ws, 0);
     ws.on("pong", hear);
     ws.on("ping", hear);
     ws.on("message", hear);
@@ -368,20 +368,18 @@ export const createHub = (o: HubOptions): Hub => {
     setInterval(
       () => {
         for (const ws of wss.clients) {
-          const h = heard.get(ws);
-          if (h === "heard" || h === undefined) heard.set(ws, "silent");
-          else if (h === "pinged") ws.terminate();
-          else {
-            heard.set(ws, "pinged");
+          const n = (silentChecks.get(ws) ?? 0) + 1;
+          silentChecks.set(ws, n);
+          if (n >= 6) ws.terminate();
+          else if (n === 4)
             try {
               ws.ping();
             } catch {
               ws.terminate();
             }
-          }
         }
       },
-      Math.max(1, Math.floor((o.pingIntervalMs ?? 10_000) / 2)),
+      Math.max(1, Math.floor((o.pingIntervalMs ?? 10_000) / 4)),
     ),
     setInterval(() => {
       if (sweeping) return; // a slow store: never two sweeps at once
