@@ -60,6 +60,8 @@ class Session {
 
 /** A heartbeat is recorded at most this long after it arrived (and within a quarter of the node's interval). */
 const MAX_RENEW_DELAY_MS = 1000;
+/** Most nodes a claimable scan lists before the replica claims for every node it holds instead. */
+const SCAN_LIMIT = 10_000;
 /** After a failed renewal (a store blip), the next try. */
 const RENEW_RETRY_MS = 250;
 
@@ -111,7 +113,11 @@ export class NodeStreams {
   }
 
   private async scan(): Promise<void> {
-    for (const id of await this.o.store.claimableNodes()) this.wake(id);
+    const ids = await this.o.store.claimableNodes(SCAN_LIMIT);
+    // As many as asked for: there may be more the store did not list (a backlog across a huge fleet), and a node
+    // left out every time would starve. Claim for every node held here instead.
+    if (ids.length >= SCAN_LIMIT) this.wake();
+    else for (const id of ids) this.wake(id);
   }
 
   /**

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { createHub, type Hub } from "../../src/hub/server.ts";
 import { NodeAgent } from "../../src/node/agent.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";
+import { newId } from "../../src/protocol/ids.ts";
 import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
 import { ENROLL_TOKEN, startFleet, TOKEN } from "../helpers/fleet.ts";
@@ -151,6 +152,27 @@ describe("liveness", () => {
       .poll(() => f.hub.nodes.connectedIds().includes(gone.nodeId!), { timeout: 2000, interval: 10 })
       .toBe(false);
     expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  test("wake-ups - a scan that lists as many nodes as asked for (a huge backlog) claims for every node held: none starves", async () => {
+    const base = await openStore("memory:");
+    // The store lists 10,000 other nodes with claimable work, never this replica's one.
+    const store = new Proxy(base, {
+      get(t, k, r) {
+        const v = Reflect.get(t, k, r);
+        if (k === "claimableNodes")
+          return async (limit: number) => Array.from({ length: limit }, () => newId());
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    }) as Store;
+    const f = await fleetOf({ store });
+    const a = await f.node("starving", { ping: () => "pong" });
+    const run = await base.createRun();
+    // Written behind the hub's back (no push through it wakes the node): only the periodic scan can find it.
+    const [ins] = await base.pushInstructions(run.id, [{ dst: a.nodeId!, method: "ping", ttlMs: 10_000 }]);
+    await expect
+      .poll(async () => (await base.getInstructions(run.id, [ins!.id]))[0]!.state, { timeout: 3000 })
+      .not.toBe("pending");
   });
 
   test("heartbeats - a failed heartbeat (a store blip) does not drop the node's connection", async () => {
