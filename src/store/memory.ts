@@ -32,6 +32,7 @@ import {
   type NewInstruction,
   type NewNode,
   type NewReply,
+  newInstructionRecord,
   type OpenSessionInput,
   type OpenSessionResult,
   OUTCOME_TEXT,
@@ -294,27 +295,10 @@ export class MemoryStore implements Store {
     });
     const now = this.time();
     const out = items.map((it) => {
+      const leased = it.leaseTo !== undefined && this.sessions.get(it.dst) === it.leaseTo;
       const ins = {
-        id: it.id ?? newId(),
-        runId,
-        src: it.src ?? "coordinator",
-        dst: it.dst,
-        groupId: it.groupId ?? null,
-        method: it.method,
+        ...newInstructionRecord(it, runId, now, leased, this.options),
         payload: new Uint8Array(it.payload ?? []),
-        createdAt: now,
-        ttlMs: it.ttlMs,
-        expiresAt: now + it.ttlMs,
-        ...(it.leaseTo !== undefined && this.sessions.get(it.dst) === it.leaseTo
-          ? {
-              state: "leased" as const,
-              attempts: 1,
-              leaseUntil: now + this.options.leaseMs,
-              leaseOwner: it.leaseTo,
-            }
-          : { state: "pending" as const, attempts: 0, leaseUntil: null, leaseOwner: null }),
-        maxAttempts: it.maxAttempts ?? this.options.maxAttempts,
-        holdWhileOffline: it.holdWhileOffline ?? false,
         seq: ++this.seq,
       };
       this.instructions.set(ins.id, ins);

@@ -1,7 +1,6 @@
 import { closeSync, fchmodSync, openSync, realpathSync } from "node:fs";
 import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { FleetlinkError } from "../protocol/errors.ts";
-import { newId } from "../protocol/ids.ts";
 import type { Instruction, Reply } from "../protocol/types.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
 import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
@@ -14,6 +13,7 @@ import {
   checkIds,
   checkPositiveInt,
   type NewInstruction,
+  newInstructionRecord,
   resolveOptions,
   type StoreOptions,
 } from "./store.ts";
@@ -278,27 +278,9 @@ export class SqliteStore extends SqlStore {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
        ON CONFLICT (id) DO NOTHING RETURNING seq`,
     );
-    const leaseUntil = now + Math.trunc(this.options.leaseMs);
     return items.map((it, i) => {
       const leased = it.leaseTo !== undefined && session.get(it.dst) === it.leaseTo;
-      const ins: Instruction = {
-        id: it.id ?? newId(),
-        runId,
-        src: it.src ?? "coordinator",
-        dst: it.dst,
-        groupId: it.groupId ?? null,
-        method: it.method,
-        payload: it.payload ?? new Uint8Array(0),
-        createdAt: now,
-        ttlMs: it.ttlMs,
-        expiresAt: now + it.ttlMs,
-        state: leased ? "leased" : "pending",
-        attempts: leased ? 1 : 0,
-        maxAttempts: it.maxAttempts ?? this.options.maxAttempts,
-        leaseUntil: leased ? leaseUntil : null,
-        leaseOwner: leased ? it.leaseTo! : null,
-        holdWhileOffline: it.holdWhileOffline ?? false,
-      };
+      const ins = newInstructionRecord(it, runId, now, leased, this.options);
       const row = insert.get(
         ins.id,
         runId,

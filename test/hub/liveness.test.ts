@@ -11,6 +11,17 @@ import { ENROLL_TOKEN, startFleet, TOKEN } from "../helpers/fleet.ts";
 import { startProxy } from "../helpers/proxy.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+type Method = (...args: unknown[]) => unknown;
+/** The store with some methods replaced; `override(name, original)` returns the replacement or undefined. */
+const withMethods = (base: Store, override: (name: string, original: Method) => Method | undefined): Store =>
+  new Proxy(base, {
+    get(t, k, r) {
+      const v = Reflect.get(t, k, r);
+      if (typeof v !== "function") return v;
+      const original = (v as Method).bind(t);
+      return (typeof k === "string" && override(k, original)) || original;
+    },
+  });
 
 describe("liveness", () => {
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -103,20 +114,15 @@ describe("liveness", () => {
   test("presence - 8 nodes beating every 200 ms: a few batched renewals, no write per heartbeat, all stay online; an unregistered node's stream is closed by the next renewal", async () => {
     const base = await openStore("memory:");
     const calls = { heartbeat: 0, renewSessions: 0, renewed: 0 };
-    const store = new Proxy(base, {
-      get(t, k, r) {
-        const v = Reflect.get(t, k, r);
-        if (typeof v !== "function") return v;
-        if (k === "heartbeat") calls.heartbeat++;
-        return (...args: unknown[]) => {
-          if (k === "renewSessions") {
-            calls.renewSessions++;
-            calls.renewed += (args[0] as unknown[]).length;
-          }
-          return (v as (...a: unknown[]) => unknown).apply(t, args);
-        };
-      },
-    }) as Store;
+    const store = withMethods(base, (name, original) => {
+      if (name === "heartbeat") calls.heartbeat++;
+      if (name !== "renewSessions") return undefined;
+      return (...args: unknown[]) => {
+        calls.renewSessions++;
+        calls.renewed += (args[0] as unknown[]).length;
+        return original(...args);
+      };
+    });
     const f = await fleetOf({ store, sweepIntervalMs: 50 });
     const agents = await Promise.all(
       Array.from({ length: 8 }, (_, i) =>
@@ -157,14 +163,11 @@ describe("liveness", () => {
   test("wake-ups - a scan that lists as many nodes as asked for (a huge backlog) claims for every node held: none starves", async () => {
     const base = await openStore("memory:");
     // The store lists 10,000 other nodes with claimable work, never this replica's one.
-    const store = new Proxy(base, {
-      get(t, k, r) {
-        const v = Reflect.get(t, k, r);
-        if (k === "claimableNodes")
-          return async (limit: number) => Array.from({ length: limit }, () => newId());
-        return typeof v === "function" ? v.bind(t) : v;
-      },
-    }) as Store;
+    const store = withMethods(base, (name) =>
+      name === "claimableNodes"
+        ? async (limit: unknown) => Array.from({ length: limit as number }, () => newId())
+        : undefined,
+    );
     const f = await fleetOf({ store });
     const a = await f.node("starving", { ping: () => "pong" });
     const run = await base.createRun();
@@ -178,17 +181,12 @@ describe("liveness", () => {
   test("heartbeats - a failed heartbeat (a store blip) does not drop the node's connection", async () => {
     const base = await openStore("memory:");
     let failing = false;
-    const store = new Proxy(base, {
-      get(t, k, r) {
-        const v = Reflect.get(t, k, r);
-        if ((k === "heartbeat" || k === "renewSessions") && typeof v === "function")
-          return (...args: unknown[]) =>
-            failing
-              ? Promise.reject(new FleetlinkError("STORE_UNAVAILABLE", "blip"))
-              : (v as (...a: unknown[]) => unknown).apply(t, args);
-        return typeof v === "function" ? v.bind(t) : v;
-      },
-    }) as Store;
+    const store = withMethods(base, (name, original) =>
+      name === "heartbeat" || name === "renewSessions"
+        ? (...args: unknown[]) =>
+            failing ? Promise.reject(new FleetlinkError("STORE_UNAVAILABLE", "blip")) : original(...args)
+        : undefined,
+    );
     const f = await fleetOf({ store });
     const a = await f.node("steady", { ping: () => "pong" }, { heartbeatIntervalMs: 200 });
     const states: string[] = [];
