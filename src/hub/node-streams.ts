@@ -14,7 +14,7 @@ import {
 import { Channel, type Logger } from "../stream/channel.ts";
 import { PeerTable } from "../stream/peers.ts";
 import type { Transport } from "../stream/transport.ts";
-import { Coalesced } from "./coalesce.ts";
+import { Coalesced } from "../util/coalesce.ts";
 import { GroupCommit } from "./group-commit.ts";
 
 export interface NodeStreamsOptions {

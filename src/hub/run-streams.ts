@@ -6,7 +6,7 @@ import { RunEvents, RunMethods, toWireResult } from "../protocol/wire.ts";
 import type { NewInstruction, Store } from "../store/store.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
 import type { Transport } from "../stream/transport.ts";
-import { Coalesced } from "./coalesce.ts";
+import { Coalesced } from "../util/coalesce.ts";
 import { parseItems, parsePush } from "./push-body.ts";
 
 /** What a coordinator may ask over its run stream: the same operations as the HTTP routes, minus HTTP. */

@@ -17,18 +17,10 @@ import { NodeMethods, type WireInstruction, type WireReply } from "../protocol/w
 import { Channel, type Logger, silentLogger } from "../stream/channel.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { backoff } from "./backoff.ts";
+import type { Handler } from "./handler.ts";
 import { type AgentStatus, StatusFeed } from "./status.ts";
 
-export interface HandlerContext {
-  instructionId: string;
-  runId: string;
-  method: string;
-  attempts: number;
-  nodeId: string;
-  /** Aborted when the agent stops without waiting. */
-  signal: AbortSignal;
-}
-export type Handler = (payload: unknown, ctx: HandlerContext) => unknown | Promise<unknown>;
+export type { Handler, HandlerContext } from "./handler.ts";
 
 export interface NodeIdentity {
   nodeId: string;
