@@ -25,6 +25,7 @@ export {
   type NodeAgentOptions,
   type NodeIdentity,
 } from "./node/agent.ts";
+export type { AgentPlugin, AgentPluginHost } from "./node/plugin.ts";
 export type { AgentStatus } from "./node/status.ts";
 export { ErrorCodes, FleetlinkError, isFleetlinkError } from "./protocol/errors.ts";
 export type * from "./protocol/types.ts";

@@ -18,6 +18,7 @@ import { Channel, type Logger, silentLogger } from "../stream/channel.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { backoff } from "./backoff.ts";
 import type { Handler } from "./handler.ts";
+import type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
 import { type AgentStatus, StatusFeed } from "./status.ts";
 
 export type { Handler, HandlerContext } from "./handler.ts";
@@ -50,6 +51,8 @@ export interface NodeAgentOptions {
   /** Completed instruction ids remembered, so a redelivered instruction is not run twice. (Default: 10000) */
   rememberCompleted?: number;
   log?: Logger;
+  /** Features that run inside the agent and add handlers (e.g. checkpoints); the agent does not import them. */
+  plugins?: AgentPlugin[];
   /** State the coordinator can checkpoint and restore (`checkpoint.push` / `checkpoint.pull`). */
   state?: NodeState;
   /** Where checkpoints live: file://DIR or s3://BUCKET/PREFIX. (Default: file://./.fleetlink/checkpoints) */
@@ -102,6 +105,19 @@ export class NodeAgent {
       throw new FleetlinkError("INVALID_ARGUMENT", "hubs: at least one hub URL", { field: "hubs" });
     this.o = o;
     this.handlers = { ...o.handlers };
+    for (const p of o.plugins ?? []) {
+      for (const [method, h] of Object.entries(p.handlers(this.pluginHost))) {
+        if (method in this.handlers)
+          throw new FleetlinkError(
+            "INVALID_ARGUMENT",
+            `plugins: ${p.name} handles ${method}, which is taken`,
+            {
+              field: "plugins",
+            },
+          );
+        this.handlers[method] = h;
+      }
+    }
     if (o.state) {
       const objects =
         typeof o.checkpointStore === "object"
@@ -125,6 +141,19 @@ export class NodeAgent {
     }
   }
 
+  /** What plug-ins see of this agent. */
+  private get pluginHost(): AgentPluginHost {
+    const agent = this;
+    return {
+      get nodeId() {
+        return agent.identity?.nodeId;
+      },
+      get log() {
+        return agent.log;
+      },
+    };
+  }
+
   get nodeId(): string | undefined {
     return this.identity?.nodeId;
   }
@@ -145,6 +174,7 @@ export class NodeAgent {
   /** Enrolls if needed and starts connecting; resolves once the first connection is online. */
   async start(): Promise<void> {
     if (!this.identity) await this.enroll();
+    for (const p of this.o.plugins ?? []) p.start?.(this.pluginHost);
     if (this.o.standby && this.checkpoints)
       this.checkpoints.startStandby(this.o.standby, (m) => this.log.warn({ msg: m }, "standby"));
     this.connect();
@@ -573,6 +603,7 @@ export class NodeAgent {
     }
     this.abort.abort("agent stopped");
     await this.checkpoints?.close();
+    for (const p of this.o.plugins ?? []) await p.close?.();
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);
