@@ -1,5 +1,12 @@
 export type { HostInfo, Manifest } from "./checkpoint/layout.ts";
-export type { NodeState, Snapshot, StandbyOptions } from "./checkpoint/node-side.ts";
+export {
+  NodeCheckpoints,
+  type NodeCheckpointsOptions,
+  type NodeState,
+  nodeCheckpoints,
+  type Snapshot,
+  type StandbyOptions,
+} from "./checkpoint/node-side.ts";
 
 export { type ObjectStore, openObjectStore, readAll } from "./checkpoint/object-store.ts";
 export type { OpStatus, Roles, TakeoverRetry, TakeoverStatus } from "./checkpoint/orchestrator.ts";

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import type { Handler } from "../node/agent.ts";
+import type { Handler } from "../node/handler.ts";
+import type { AgentPlugin, AgentPluginHost } from "../node/plugin.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import {
   checkHostInfo,
@@ -18,7 +19,7 @@ import {
   hostPrefix,
   isUnder,
 } from "./layout.ts";
-import { errorKind, type ObjectStore } from "./object-store.ts";
+import { errorKind, type ObjectStore, openObjectStore } from "./object-store.ts";
 
 /** A snapshot as something ObjectStore.put takes; INVALID_ARGUMENT naming what it got otherwise. */
 const toBody = (snap: Snapshot): Readable | Uint8Array => {
@@ -82,23 +83,49 @@ export type PullState =
   | { status: "ok"; id: string; bytes: number }
   | { status: "error"; id: string; error: { kind: string; message: string } };
 
+export interface NodeCheckpointsOptions {
+  /** The state the coordinator can checkpoint and restore. */
+  state: NodeState;
+  /** Where checkpoints live: file://DIR or s3://BUCKET/PREFIX, or an open store. (Default: file://./.fleetlink/checkpoints) */
+  objects?: string | ObjectStore;
+  /** Run as a warm standby for one host: pull its newest checkpoint periodically, take over when activated. */
+  standby?: StandbyOptions;
+}
+
+/**
+ * Fleet checkpoints on a node, as an agent plug-in: `new NodeAgent({ ..., plugins: [nodeCheckpoints({ state,
+ * objects })] })`. It serves `checkpoint.push`, `.pull`, `.pull_status`, `.assign` and `.activate`, and keeps
+ * a standby's warm copy once the agent has an identity.
+ */
+export const nodeCheckpoints = (o: NodeCheckpointsOptions): NodeCheckpoints => new NodeCheckpoints(o);
+
 /** The checkpoint system methods a node agent serves (`checkpoint.push`, `.pull`, `.pull_status`, …). */
-export class NodeCheckpoints {
+export class NodeCheckpoints implements AgentPlugin {
+  readonly name = "checkpoints";
   private readonly roles = new Map<string, HostInfo>();
   private readonly pulls = new Map<string, PullState>();
   private readonly state: NodeState;
   private readonly objects: ObjectStore;
-  private readonly nodeId: () => string;
+  private readonly standby: StandbyOptions | undefined;
+  private host: AgentPluginHost | undefined;
   private warm: { runId: string; hostIdx: number; id: string; file: string; dir: string } | null = null;
   private standbyTimer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(o: { state: NodeState; objects: ObjectStore; nodeId: () => string }) {
+  constructor(o: NodeCheckpointsOptions) {
     this.state = o.state;
-    this.objects = o.objects;
-    this.nodeId = o.nodeId;
+    this.objects =
+      typeof o.objects === "object"
+        ? o.objects
+        : openObjectStore(o.objects ?? `file://${process.cwd()}/.fleetlink/checkpoints`);
+    this.standby = o.standby;
   }
 
-  handlers(): Record<string, Handler> {
+  private nodeId(): string {
+    return this.host?.nodeId ?? "";
+  }
+
+  handlers(host: AgentPluginHost): Record<string, Handler> {
+    this.host = host;
     return {
       "checkpoint.assign": (p) => this.assign(p as HostInfo & { runId: string }),
       "checkpoint.push": (p) =>
@@ -108,6 +135,12 @@ export class NodeCheckpoints {
         this.pulls.get((p as { runId: string }).runId) ?? { status: "not_requested" },
       "checkpoint.activate": (p) => this.activate(p as HostInfo & { runId: string }),
     };
+  }
+
+  /** Starts the standby's refreshes, if this node is one. */
+  start(host: AgentPluginHost): void {
+    this.host = host;
+    if (this.standby) this.startStandby(this.standby, (m) => host.log.warn({ msg: m }, "standby"));
   }
 
   role(runId: string): HostInfo | undefined {

@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
-import type { NodeState, StandbyOptions } from "../checkpoint/node-side.ts";
+import { type NodeState, nodeCheckpoints, type StandbyOptions } from "../checkpoint/node-side.ts";
 import { type Handler, NodeAgent } from "../node/agent.ts";
 import { applyConfigFile, configOption } from "./config-file.ts";
 import { parseInteger, readSecret } from "./flags.ts";
@@ -136,8 +136,15 @@ export const nodeCommand = (): Command =>
         reenroll: o.reenroll === true,
         heartbeatIntervalMs: o.heartbeat,
         log,
-        ...(o.state ? { state: await loadState(o.state), checkpointStore: o.checkpointStore } : {}),
-        ...(o.standby ? { standby: o.standby } : {}),
+        plugins: o.state
+          ? [
+              nodeCheckpoints({
+                state: await loadState(o.state),
+                objects: o.checkpointStore,
+                ...(o.standby ? { standby: o.standby } : {}),
+              }),
+            ]
+          : [],
       });
       // Each status change is a log line: enrolling, connecting, online, offline (reconnecting), pending, rejected.
       void (async () => {

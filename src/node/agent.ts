@@ -1,8 +1,6 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import WebSocket from "ws";
-import { NodeCheckpoints, type NodeState, type StandbyOptions } from "../checkpoint/node-side.ts";
-import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
 import { describeError, ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import {
@@ -53,12 +51,6 @@ export interface NodeAgentOptions {
   log?: Logger;
   /** Features that run inside the agent and add handlers (e.g. checkpoints); the agent does not import them. */
   plugins?: AgentPlugin[];
-  /** State the coordinator can checkpoint and restore (`checkpoint.push` / `checkpoint.pull`). */
-  state?: NodeState;
-  /** Where checkpoints live: file://DIR or s3://BUCKET/PREFIX. (Default: file://./.fleetlink/checkpoints) */
-  checkpointStore?: string | ObjectStore;
-  /** Run as a warm standby for one host: pull its newest checkpoint periodically, take over when activated. */
-  standby?: StandbyOptions;
 }
 
 interface Outgoing {
@@ -96,8 +88,6 @@ export class NodeAgent {
   private refused: string | undefined;
   /** The hub's payload limit, learned at hello. */
   private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
-  /** Checkpoint system methods, when the node has state. */
-  readonly checkpoints: NodeCheckpoints | undefined;
   private readonly handlers: Record<string, Handler>;
 
   constructor(o: NodeAgentOptions) {
@@ -117,18 +107,6 @@ export class NodeAgent {
           );
         this.handlers[method] = h;
       }
-    }
-    if (o.state) {
-      const objects =
-        typeof o.checkpointStore === "object"
-          ? o.checkpointStore
-          : openObjectStore(o.checkpointStore ?? `file://${process.cwd()}/.fleetlink/checkpoints`);
-      this.checkpoints = new NodeCheckpoints({
-        state: o.state,
-        objects,
-        nodeId: () => this.identity?.nodeId ?? "",
-      });
-      Object.assign(this.handlers, this.checkpoints.handlers());
     }
     this.log = o.log ?? silentLogger;
     this.identity = o.identity;
@@ -175,8 +153,6 @@ export class NodeAgent {
   async start(): Promise<void> {
     if (!this.identity) await this.enroll();
     for (const p of this.o.plugins ?? []) p.start?.(this.pluginHost);
-    if (this.o.standby && this.checkpoints)
-      this.checkpoints.startStandby(this.o.standby, (m) => this.log.warn({ msg: m }, "standby"));
     this.connect();
     for await (const s of this.status()) {
       if (s.state === "online") return;
@@ -602,7 +578,6 @@ export class NodeAgent {
       ]);
     }
     this.abort.abort("agent stopped");
-    await this.checkpoints?.close();
     for (const p of this.o.plugins ?? []) await p.close?.();
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
