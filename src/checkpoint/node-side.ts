@@ -175,12 +175,14 @@ export class NodeCheckpoints implements AgentPlugin {
   }
 
   /**
-   * Starts a background pull and returns at once; `checkpoint.pull_status` reports how it went. The part must
-   * be this host's (role, run, checkpoint and host prefix), and written by this node, unless the hub says it
-   * restores another node's part by host index (`acceptFrom` names that node: a standby that took over, a
-   * replaced node, or roles reassigned on purpose).
+   * Restores this host's part and replies when done: `{ status: "ok" }`, or `{ status: "error", error }` with
+   * the error's kind (as `checkpoint.pull_status` reports it too). The agent keeps the instruction's lease alive
+   * with progress while it runs, so a long restore is not redelivered. The part must be this host's (role, run,
+   * checkpoint and host prefix), and written by this node, unless the hub says it restores another node's part
+   * by host index (`acceptFrom` names that node: a standby that took over, a replaced node, or roles
+   * reassigned on purpose); those refusals are error replies, before anything is read.
    */
-  private pull(p: PullRequest): { accepted: true } {
+  private async pull(p: PullRequest): Promise<PullState> {
     const h = checkHostInfo(p.hostInfo, this.roles.get(p.runId));
     checkPart(p.part, p.runId, p.id, h.hostIdx);
     const self = this.nodeId();
@@ -194,26 +196,24 @@ export class NodeCheckpoints implements AgentPlugin {
     if (cur?.status === "in_progress")
       throw new FleetlinkError("CONFLICT", `a pull of ${cur.id} is in progress on this node`);
     this.pulls.set(p.runId, { status: "in_progress", id: p.id });
-    const restored =
-      p.part.size <= IN_MEMORY_MAX
-        ? this.downloadToMemory(p.part).then((chunks) => this.state.restore(Readable.from(chunks)))
-        : this.download(p.part).then(async ({ file, dir }) => {
-            try {
-              await this.state.restore(createReadStream(file));
-            } finally {
-              await rm(dir, { recursive: true, force: true });
-            }
-          });
-    void restored.then(
-      () => this.pulls.set(p.runId, { status: "ok", id: p.id, bytes: p.part.size }),
-      (e: unknown) =>
-        this.pulls.set(p.runId, {
-          status: "error",
-          id: p.id,
-          error: { kind: errorKind(e), message: (e as Error).message },
-        }),
-    );
-    return { accepted: true };
+    let done: PullState;
+    try {
+      if (p.part.size <= IN_MEMORY_MAX)
+        await this.state.restore(Readable.from(await this.downloadToMemory(p.part)));
+      else {
+        const { file, dir } = await this.download(p.part);
+        try {
+          await this.state.restore(createReadStream(file));
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+      done = { status: "ok", id: p.id, bytes: p.part.size };
+    } catch (e) {
+      done = { status: "error", id: p.id, error: { kind: errorKind(e), message: (e as Error).message } };
+    }
+    this.pulls.set(p.runId, done);
+    return done;
   }
 
   /** Downloads a small part into memory (hashed as it arrives), checking size and SHA-256 before any restore. */

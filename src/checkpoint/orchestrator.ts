@@ -1,7 +1,5 @@
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { fromWireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
-import { decodePayload, encodePayload } from "../protocol/wire.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
 import {
@@ -14,7 +12,9 @@ import {
   type Manifest,
   manifestKey,
 } from "./layout.ts";
+import { type CallResult, type NodeCall, NodeCalls } from "./node-calls.ts";
 import { errorKind, type ObjectStore } from "./object-store.ts";
+import { type HostStatus, type OpKind, OpRecord, type OpStatus, opKey } from "./op-record.ts";
 import {
   checkDistinct,
   checkWriters,
@@ -32,28 +32,9 @@ import {
   takeoverStatus,
 } from "./takeover.ts";
 
+export type { HostStatus, OpKind, OpStatus } from "./op-record.ts";
 export type { HostRole, RoleChange, Roles } from "./roles.ts";
 export type { TakeoverRetry, TakeoverStatus } from "./takeover.ts";
-
-export type OpKind = "push" | "pull";
-
-export interface HostStatus {
-  hostIdx: number;
-  nodeId: string;
-  status: "in_progress" | "ok" | "error";
-  error?: { kind: string; message: string };
-  /** Pull: the node whose state this host restores, when another than nodeId wrote the part. */
-  restoresFrom?: string;
-}
-
-export interface OpStatus {
-  status: "not_requested" | "in_progress" | "ok" | "error";
-  id?: string;
-  hosts: HostStatus[];
-  error?: { kind: string; message: string; hostIdx?: number };
-  startedAt?: number;
-  updatedAt?: number;
-}
 
 export interface CheckpointsOptions {
   store: Store;
@@ -79,10 +60,7 @@ export interface CheckpointObserver {
   operation(e: { kind: OpKind; outcome: string; seconds: number }): void;
 }
 
-type CallResult = { ok: true; value: unknown } | { ok: false; error: FleetlinkError };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rolesKey = (runId: string) => `roles:${runId}`;
-const opKey = (runId: string, kind: OpKind) => `ckpt:${runId}:${kind}`;
 
 /**
  * Coordinated checkpoints, driven by a hub replica: every host of a run pushes its part under one checkpoint
@@ -100,9 +78,11 @@ export class Checkpoints {
     staleMs: number;
   };
   private readonly monitor: TakeoverMonitor;
+  private readonly calls: NodeCalls;
 
   constructor(o: CheckpointsOptions) {
     this.o = { keep: 3, transferTimeoutMs: 600_000, staleMs: 60_000, ...o };
+    this.calls = new NodeCalls({ store: o.store, changed: o.changed, log: o.log });
     this.monitor = new TakeoverMonitor({
       store: this.o.store,
       activate: (runId, hostIdx) => this.activate(runId, hostIdx),
@@ -112,69 +92,17 @@ export class Checkpoints {
   }
 
   /**
-   * Sends one instruction per call through the store and waits for their replies. Replies are read by id
-   * (a coordinator's reply stream may claim them first), then claimed, so none is left for a run's reply
-   * stream; calls that time out are withdrawn if still undelivered (their CANCELLED replies come claimed).
-   * A call that times out while its node is offline fails NODE_UNAVAILABLE, otherwise MESSAGE_EXPIRED.
+   * Sends one instruction per call through the store and waits for their replies (see NodeCalls: fed by the
+   * store's change notifications, never by polling). A call unanswered after its TTL fails NODE_UNAVAILABLE
+   * (its node is offline) or MESSAGE_EXPIRED; `onResult` is told of each result as it arrives.
    */
-  async callNodes(
+  callNodes(
     runId: string,
-    calls: { dst: string; method: string; payload: unknown }[],
+    calls: NodeCall[],
     timeoutMs: number,
+    onResult?: (index: number, r: CallResult) => void,
   ): Promise<CallResult[]> {
-    const items = calls.map((c) => ({
-      id: newId(),
-      dst: c.dst,
-      method: c.method,
-      payload: encodePayload(c.payload),
-      ttlMs: timeoutMs,
-      src: "hub",
-    }));
-    await this.o.store.pushInstructions(runId, items);
-    this.o.changed();
-    const results = new Map<string, CallResult>();
-    const started = Date.now();
-    const deadline = started + timeoutMs + 1000;
-    while (results.size < items.length && Date.now() < deadline) {
-      const open = items.filter((i) => !results.has(i.id)).map((i) => i.id);
-      for (const r of await this.o.store.getReplies(runId, open))
-        results.set(
-          r.replyTo,
-          r.error
-            ? { ok: false, error: fromWireError(r.error) }
-            : { ok: true, value: decodePayload(r.payload) },
-        );
-      // Fast at first (most calls answer within milliseconds), then every 50 ms.
-      if (results.size < items.length) await sleep(Date.now() - started < 1000 ? 5 : 50);
-    }
-    const { store } = this.o;
-    if (results.size > 0)
-      await store
-        .claimReplies({ runId, instructionIds: [...results.keys()], limit: results.size })
-        .catch(() => {});
-    const late = items.filter((i) => !results.has(i.id));
-    if (late.length > 0)
-      await store
-        .withdrawInstructions(
-          runId,
-          late.map((i) => i.id),
-        )
-        .catch(() => []);
-    const now = await store.now();
-    for (const i of late) {
-      const node = await store.getNode(i.dst).catch(() => null);
-      const offline = !node || node.status === "unregistered" || (node.onlineUntil ?? 0) <= now;
-      results.set(i.id, {
-        ok: false,
-        error: offline
-          ? new FleetlinkError(
-              "NODE_UNAVAILABLE",
-              `node ${i.dst} is offline: no reply within ${timeoutMs} ms`,
-            )
-          : new FleetlinkError("MESSAGE_EXPIRED", `node ${i.dst} did not reply within ${timeoutMs} ms`),
-      });
-    }
-    return items.map((i) => results.get(i.id)!);
+    return this.calls.call(runId, calls, timeoutMs, onResult);
   }
 
   /** The run's host roles, null if none are assigned; RUN_NOT_FOUND for an unknown run. */
@@ -265,12 +193,14 @@ export class Checkpoints {
     kind: OpKind,
     id: string,
     roles: Roles,
+    extra: (h: HostRole) => Partial<HostStatus> = () => ({}),
   ): Promise<StoredRecord<OpStatus>> {
     const now = Date.now();
     const hosts = roles.hosts.map((h) => ({
       hostIdx: h.hostIdx,
       nodeId: h.nodeId,
       status: "in_progress" as const,
+      ...extra(h),
     }));
     const value: OpStatus = { status: "in_progress", id, hosts, startedAt: now, updatedAt: now };
     const key = opKey(runId, kind);
@@ -291,13 +221,6 @@ export class Checkpoints {
         current: now?.value,
       });
     }
-  }
-
-  private async update(
-    rec: StoredRecord<OpStatus>,
-    patch: Partial<OpStatus>,
-  ): Promise<StoredRecord<OpStatus>> {
-    return this.o.store.putRecord(rec.key, { ...rec.value, ...patch, updatedAt: Date.now() }, rec.version);
   }
 
   private async requireRoles(runId: string): Promise<Roles> {
@@ -333,15 +256,7 @@ export class Checkpoints {
     roles: Roles,
     rec0: StoredRecord<OpStatus>,
   ): Promise<OpStatus> {
-    let rec = rec0;
-    const beat = setInterval(() => {
-      void this.update(rec, {}).then(
-        (r) => {
-          rec = r;
-        },
-        () => {},
-      );
-    }, 5000);
+    const rec = new OpRecord(this.o.store, rec0);
     try {
       // The hub decides every key; a host only writes where it is told.
       const keys = roles.hosts.map((h) => hostKey(runId, id, h.hostIdx));
@@ -354,7 +269,7 @@ export class Checkpoints {
         })),
         this.o.transferTimeoutMs,
       );
-      clearInterval(beat);
+      rec.end();
       const hosts: HostStatus[] = [];
       const parts: HostPart[] = [];
       let firstError: OpStatus["error"];
@@ -379,25 +294,21 @@ export class Checkpoints {
         });
         if (err && !firstError) firstError = { ...err, hostIdx: h.hostIdx };
       }
-      if (firstError) {
-        rec = await this.update(rec, { status: "error", hosts, error: firstError });
-        return rec.value;
-      }
+      if (firstError) return await rec.save({ status: "error", hosts, error: firstError });
       const manifest: Manifest = { id, runId, createdAt: Date.now(), nHosts: roles.nHosts, hosts: parts };
       await this.o.objects.put(
         manifestKey(runId, id),
         new TextEncoder().encode(JSON.stringify(manifest, null, 2)),
       );
-      rec = await this.update(rec, { status: "ok", hosts });
+      const done = await rec.save({ status: "ok", hosts });
       await collectGarbage(this.o.objects, runId, this.o.keep).catch((e) =>
         this.o.log.warn({ err: String(e), runId }, "checkpoint garbage collection failed"),
       );
-      return rec.value;
+      return done;
     } catch (e) {
-      clearInterval(beat);
+      rec.end();
       const err = { kind: errorKind(e), message: (e as Error).message };
-      rec = await this.update(rec, { status: "error", error: err }).catch(() => rec);
-      return rec.value;
+      return rec.save({ status: "error", error: err }).catch(() => rec.value);
     }
   }
 
@@ -455,87 +366,71 @@ export class Checkpoints {
         h.hostIdx,
       );
     checkWriters(roles, m.hosts, m.id, opts.allowRoleChanges === true);
-    const rec = await this.begin(runId, "pull", m.id, roles);
+    const rec = await this.begin(runId, "pull", m.id, roles, (h) =>
+      restoresFrom(h, m.hosts.find((p) => p.hostIdx === h.hostIdx)!),
+    );
     return { id: m.id, done: this.observed("pull", this.runPull(runId, m, roles, rec)) };
   }
 
+  /**
+   * Every host restores its part and replies when done (its agent extends the lease with progress meanwhile);
+   * each reply updates that host's status in the record as it arrives, and the operation ends when every host
+   * has answered (an unanswered host fails at the transfer timeout, or sooner as host_unavailable if its node
+   * goes offline).
+   */
   private async runPull(
     runId: string,
     m: Manifest,
     roles: Roles,
     rec0: StoredRecord<OpStatus>,
   ): Promise<OpStatus> {
-    let rec = rec0;
-    const finished = (hosts: HostStatus[]) => {
-      for (const h of hosts)
-        if (h.status !== "in_progress")
-          this.o.observe?.host({
-            kind: "pull",
-            outcome: h.status === "ok" ? "ok" : (h.error?.kind ?? "error"),
-            bytes: h.status === "ok" ? (m.hosts.find((p) => p.hostIdx === h.hostIdx)?.size ?? 0) : 0,
-          });
-    };
-    const fail = async (hosts: HostStatus[], error: OpStatus["error"]) => {
-      finished(hosts);
-      rec = await this.update(rec, { status: "error", hosts, error });
-      return rec.value;
+    const rec = new OpRecord(this.o.store, rec0);
+    const partOf = (h: HostRole) => m.hosts.find((p) => p.hostIdx === h.hostIdx)!;
+    // The node checks that it wrote the part itself unless told whose state it restores (startPull decided).
+    const from = (h: HostRole) => (partOf(h).nodeId === h.nodeId ? {} : { acceptFrom: partOf(h).nodeId });
+    const hostOf = (k: number, r: CallResult): HostStatus => {
+      const h = roles.hosts[k]!;
+      return { hostIdx: h.hostIdx, nodeId: h.nodeId, ...restoresFrom(h, partOf(h)), ...pullOutcome(r, m.id) };
     };
     try {
-      const hostInfo = (h: HostRole) => ({ hostIdx: h.hostIdx, nHosts: roles.nHosts });
-      const partOf = (h: HostRole) => m.hosts.find((p) => p.hostIdx === h.hostIdx)!;
-      // The node checks that it wrote the part itself unless told whose state it restores (startPull decided).
-      const from = (h: HostRole) => (partOf(h).nodeId === h.nodeId ? {} : { acceptFrom: partOf(h).nodeId });
-      const started = await this.callNodes(
+      const results = await this.callNodes(
         runId,
         roles.hosts.map((h) => ({
           dst: h.nodeId,
           method: "checkpoint.pull",
-          payload: { runId, id: m.id, hostInfo: hostInfo(h), part: partOf(h), ...from(h) },
+          payload: {
+            runId,
+            id: m.id,
+            hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts },
+            part: partOf(h),
+            ...from(h),
+          },
         })),
-        30_000,
+        this.o.transferTimeoutMs,
+        (k, r) => {
+          const st = hostOf(k, r);
+          this.o.observe?.host({
+            kind: "pull",
+            outcome: st.status === "ok" ? "ok" : (st.error?.kind ?? "error"),
+            bytes: st.status === "ok" ? partOf(roles.hosts[k]!).size : 0,
+          });
+          rec
+            .save((cur) => ({ hosts: cur.hosts.map((x) => (x.hostIdx === st.hostIdx ? st : x)) }))
+            .catch((e) => this.o.log.warn({ err: String(e), runId }, "pull status not recorded"));
+        },
       );
-      let hosts: HostStatus[] = roles.hosts.map((h, k) => {
-        const r = started[k]!;
-        const base = { hostIdx: h.hostIdx, nodeId: h.nodeId, ...restoresFrom(h, partOf(h)) };
-        return r.ok
-          ? { ...base, status: "in_progress" }
-          : { ...base, status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
-      });
-      const deadline = Date.now() + this.o.transferTimeoutMs;
-      while (hosts.some((h) => h.status === "in_progress") && !hosts.some((h) => h.status === "error")) {
-        if (Date.now() > deadline) return fail(hosts, { kind: "network", message: "pull timed out" });
-        await sleep(20);
-        const open = roles.hosts.filter((_, k) => hosts[k]!.status === "in_progress");
-        const st = await this.callNodes(
-          runId,
-          open.map((h) => ({ dst: h.nodeId, method: "checkpoint.pull_status", payload: { runId } })),
-          10_000,
-        );
-        hosts = hosts.map((h) => {
-          const i = open.findIndex((o) => o.hostIdx === h.hostIdx);
-          if (i < 0) return h;
-          const r = st[i]!;
-          if (!r.ok)
-            return { ...h, status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
-          const v = r.value as { status: string; id?: string; error?: { kind: string; message: string } };
-          if (v.id !== m.id && v.status !== "not_requested") return h;
-          return v.status === "ok"
-            ? { ...h, status: "ok" }
-            : v.status === "error"
-              ? { ...h, status: "error", error: v.error }
-              : h;
-        });
-        rec = await this.update(rec, { hosts });
-      }
+      rec.end();
+      const hosts = results.map((r, k) => hostOf(k, r));
       const bad = hosts.find((h) => h.status === "error");
-      if (bad) return fail(hosts, { ...bad.error!, hostIdx: bad.hostIdx });
-      finished(hosts);
-      rec = await this.update(rec, { status: "ok", hosts });
-      return rec.value;
-    } catch (e) {
-      return fail(rec.value.hosts, { kind: errorKind(e), message: (e as Error).message }).catch(
-        () => rec.value,
+      return await rec.save(
+        bad
+          ? { status: "error", hosts, error: { ...bad.error!, hostIdx: bad.hostIdx } }
+          : { status: "ok", hosts },
       );
+    } catch (e) {
+      rec.end();
+      const err = { kind: errorKind(e), message: (e as Error).message };
+      return rec.save({ status: "error", error: err }).catch(() => rec.value);
     }
   }
 
@@ -589,8 +484,21 @@ export class Checkpoints {
 
   stop(): void {
     this.monitor.stop();
+    this.calls.stop();
   }
 }
 
 const restoresFrom = (h: HostRole, part: HostPart): { restoresFrom?: string } =>
   part.nodeId === h.nodeId ? {} : { restoresFrom: part.nodeId };
+
+/** A host's pull reply as its status: the node replies with how its restore ended (see NodeCheckpoints.pull). */
+const pullOutcome = (r: CallResult, id: string): Pick<HostStatus, "status" | "error"> => {
+  if (!r.ok) return { status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
+  const v = r.value as { status?: string; id?: string; error?: { kind: string; message: string } } | null;
+  if (v?.status === "ok" && v.id === id) return { status: "ok" };
+  if (v?.status === "error" && v.error) return { status: "error", error: v.error };
+  return {
+    status: "error",
+    error: { kind: "internal", message: `unexpected pull reply ${JSON.stringify(v).slice(0, 200)}` },
+  };
+};

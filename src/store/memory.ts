@@ -430,7 +430,7 @@ export class MemoryStore implements Store {
 
   async storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]> {
     const now = this.time();
-    return items.map((r, idx) => {
+    const results = items.map((r, idx): StoreReplyResult => {
       try {
         checkReply(r, `items[${idx}]`, this.options);
         this.run(r.runId);
@@ -459,6 +459,9 @@ export class MemoryStore implements Store {
       if (r.claimed) reply.claimed = true;
       return { ok: true, reply: publicReply(reply), duplicate: false };
     });
+    // Like the SQL stores: a stored reply is a change watchers hear of (the hub's checkpoint calls wait on it).
+    if (results.some((r) => r.ok && !r.duplicate)) this.changed();
+    return results;
   }
 
   private addReply(

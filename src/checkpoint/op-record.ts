@@ -1,0 +1,63 @@
+import type { Store, StoredRecord } from "../store/store.ts";
+
+export type OpKind = "push" | "pull";
+
+export interface HostStatus {
+  hostIdx: number;
+  nodeId: string;
+  status: "in_progress" | "ok" | "error";
+  error?: { kind: string; message: string };
+  /** Pull: the node whose state this host restores, when another than nodeId wrote the part. */
+  restoresFrom?: string;
+}
+
+export interface OpStatus {
+  status: "not_requested" | "in_progress" | "ok" | "error";
+  id?: string;
+  hosts: HostStatus[];
+  error?: { kind: string; message: string; hostIdx?: number };
+  startedAt?: number;
+  updatedAt?: number;
+}
+
+export const opKey = (runId: string, kind: OpKind) => `ckpt:${runId}:${kind}`;
+
+/**
+ * The status record of one operation this replica drives, in the shared store (so any replica answers status
+ * requests). Writes are serialised (each is a compare-and-set on the version the last one returned), and a
+ * beat rewrites it every `beatMs` while the operation runs, so other replicas do not take it for abandoned.
+ */
+export class OpRecord {
+  private rec: StoredRecord<OpStatus>;
+  private readonly store: Store;
+  private chain: Promise<unknown> = Promise.resolve();
+  private beat: ReturnType<typeof setInterval> | undefined;
+
+  constructor(store: Store, rec: StoredRecord<OpStatus>, beatMs = 5000) {
+    this.store = store;
+    this.rec = rec;
+    this.beat = setInterval(() => void this.save({}).catch(() => {}), beatMs);
+    this.beat.unref();
+  }
+
+  get value(): OpStatus {
+    return this.rec.value;
+  }
+
+  /** Merges `patch` (or what it returns, given the current value) into the record; resolves with the new value. */
+  save(patch: Partial<OpStatus> | ((cur: OpStatus) => Partial<OpStatus>)): Promise<OpStatus> {
+    const p = this.chain.then(async () => {
+      const cur = this.rec.value;
+      const next = { ...cur, ...(typeof patch === "function" ? patch(cur) : patch), updatedAt: Date.now() };
+      this.rec = await this.store.putRecord(this.rec.key, next, this.rec.version);
+      return this.rec.value;
+    });
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  /** The operation ended: no more beats. */
+  end(): void {
+    clearInterval(this.beat);
+  }
+}
