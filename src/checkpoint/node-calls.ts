@@ -60,6 +60,16 @@ export class NodeCalls {
       () => this.read(),
       (e) => o.log.warn({ err: String(e) }, "checkpoint reply read-back failed"),
     );
+    // Watching from the start, not per call: a PostgreSQL watch is a LISTEN connection that takes a moment
+    // to open, and a reply committed on another replica before it listened would wait for the re-check.
+    // With no call waiting, a notification costs nothing (no read).
+    this.listen();
+  }
+
+  private listen(): void {
+    this.unwatch ??= this.o.store.watch(() => {
+      if (this.pending.size > 0) this.readBack.trigger();
+    });
   }
 
   /**
@@ -81,7 +91,7 @@ export class NodeCalls {
       ttlMs: timeoutMs,
       src: "hub",
     }));
-    // Waiting (and watching) before the push: no reply can be missed between the push and the wait.
+    // Waiting before the push: no reply can be missed between the push and the wait.
     const waits = items.map((i) => {
       this.runOf.set(i.id, runId);
       return this.pending
@@ -93,7 +103,8 @@ export class NodeCalls {
         )
         .finally(() => this.runOf.delete(i.id));
     });
-    this.watch();
+    this.listen(); // again after a stop()
+    this.startRecheck();
     try {
       await this.o.store.pushInstructions(runId, items);
     } catch (e) {
@@ -195,10 +206,9 @@ export class NodeCalls {
       for (const r of await this.o.store.getReplies(runId, ids)) this.pending.deliver(r.replyTo, toResult(r));
   }
 
-  /** Listens for store changes while calls wait (and only then). */
-  private watch(): void {
-    if (this.unwatch) return;
-    this.unwatch = this.o.store.watch(() => this.readBack.trigger());
+  /** Starts the fallback re-check while calls wait (and only then). */
+  private startRecheck(): void {
+    if (this.recheck) return;
     this.recheck = setInterval(
       () => this.readBack.trigger(),
       this.o.recheckMs ?? this.o.store.options.leaseMs,
@@ -207,18 +217,18 @@ export class NodeCalls {
   }
 
   private release(): void {
-    if (this.pending.size > 0 || !this.unwatch) return;
-    this.unwatch();
-    this.unwatch = undefined;
+    if (this.pending.size > 0) return;
     clearInterval(this.recheck);
+    this.recheck = undefined;
   }
 
-  /** Fails every waiting call (the hub is stopping) and stops listening. */
+  /** Fails every waiting call (the hub is stopping) and stops listening until the next call. */
   stop(): void {
     this.pending.closeAll(new FleetlinkError("STREAM_CLOSED", "hub stopping"));
     this.unwatch?.();
     this.unwatch = undefined;
     clearInterval(this.recheck);
+    this.recheck = undefined;
   }
 }
 
