@@ -1,14 +1,19 @@
 // The hub calls nodes for checkpoints through the delivery path: replies are read back when the store says
 // something changed, not by polling; a pull's completion is its reply, not a stream of pull_status calls.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { afterEach, describe, expect, test } from "vitest";
 import { NodeCalls } from "../../src/checkpoint/node-calls.ts";
 import { readAll } from "../../src/checkpoint/object-store.ts";
+import { createHub } from "../../src/hub/server.ts";
 import { encodePayload } from "../../src/protocol/wire.ts";
 import { openStore } from "../../src/store/open.ts";
 import type { NewInstruction, Store } from "../../src/store/store.ts";
 import { silentLogger } from "../../src/stream/channel.ts";
 import { type CheckpointFleet, startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
+import { ENROLL_TOKEN, TOKEN } from "../helpers/fleet.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -154,6 +159,42 @@ describe("checkpoint calls without polling", () => {
     const st = await done;
     expect(st).toMatchObject({ status: "error", error: { kind: "host_unavailable", hostIdx: 0 } });
     expect(Date.now() - started).toBeLessThan(5000);
+  }, 20_000);
+});
+
+describe("checkpoint calls across replicas", () => {
+  let f: CheckpointFleet;
+  afterEach(() => f?.close());
+
+  test("push and pull - replica A drives hosts connected to replica B: their replies reach A through the store's watch", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fleetlink-ckpt-replicas-"));
+    const db = `sqlite:${join(dir, "fleet.db")}`;
+    const objects = `file://${join(dir, "objects")}`;
+    const storeA = await openStore(db);
+    f = await startCheckpointFleet({ store: storeA, objects: () => objects });
+    const storeB = await openStore(db);
+    const b = createHub({ store: storeB, token: TOKEN, enrollToken: ENROLL_TOKEN, sweepIntervalMs: 50 });
+    try {
+      const hubB = await b.listen();
+      const h0 = await f.node("b0", { hubs: [hubB] });
+      const h1 = await f.node("b1", { hubs: [hubB] });
+      const run = await storeA.createRun();
+      const cp = f.hub.checkpoints!;
+      await cp.assign(run.id, [h0.agent.nodeId!, h1.agent.nodeId!]);
+      const saved = [h0.box.data, h1.box.data];
+      const started = Date.now();
+      expect(await (await cp.startPush(run.id)).done).toMatchObject({ status: "ok" });
+      h0.box.data = new Uint8Array([0]);
+      h1.box.data = new Uint8Array([0]);
+      expect(await (await cp.startPull(run.id, "latest")).done).toMatchObject({ status: "ok" });
+      // Far below the fallback re-check (the store's 30 s lease): the notifications carried them.
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect([h0.box.data, h1.box.data]).toEqual(saved);
+    } finally {
+      await b.close();
+      await storeB.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 20_000);
 });
 
