@@ -1,4 +1,7 @@
 import type { Store, StoredRecord } from "../store/store.ts";
+import type { Logger } from "../stream/channel.ts";
+import type { CallResult, NodeCall } from "./node-calls.ts";
+import type { ObjectStore } from "./object-store.ts";
 
 export type OpKind = "push" | "pull";
 
@@ -18,6 +21,32 @@ export interface OpStatus {
   error?: { kind: string; message: string; hostIdx?: number };
   startedAt?: number;
   updatedAt?: number;
+}
+
+/** Outcomes are "ok" or the error kind (errorKind: a small fixed set), so they suit metric labels. */
+export interface CheckpointObserver {
+  /** A host finished its part; bytes: the part's size when it succeeded, else 0. */
+  host(e: { kind: OpKind; outcome: string; bytes: number }): void;
+  /** An operation this replica drove finished, after `seconds`. */
+  operation(e: { kind: OpKind; outcome: string; seconds: number }): void;
+}
+
+/** What a push or pull is handed by the orchestrator that drives it. */
+export interface OpContext {
+  store: Store;
+  objects: ObjectStore;
+  log: Logger;
+  observe?: CheckpointObserver;
+  /** Complete checkpoints kept per run. */
+  keep: number;
+  /** Longest a host may take to push or pull, in ms. */
+  transferTimeoutMs: number;
+  callNodes(
+    runId: string,
+    calls: NodeCall[],
+    timeoutMs: number,
+    onResult?: (index: number, r: CallResult) => void,
+  ): Promise<CallResult[]>;
 }
 
 export const opKey = (runId: string, kind: OpKind) => `ckpt:${runId}:${kind}`;

@@ -2,19 +2,19 @@ import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
-import {
-  checkPart,
-  collectGarbage,
-  findCheckpoint,
-  type HostPart,
-  hostKey,
-  listCheckpoints,
-  type Manifest,
-  manifestKey,
-} from "./layout.ts";
+import { checkPart, findCheckpoint, listCheckpoints, type Manifest } from "./layout.ts";
 import { type CallResult, type NodeCall, NodeCalls } from "./node-calls.ts";
-import { errorKind, type ObjectStore } from "./object-store.ts";
-import { type HostStatus, type OpKind, OpRecord, type OpStatus, opKey } from "./op-record.ts";
+import type { ObjectStore } from "./object-store.ts";
+import {
+  type CheckpointObserver,
+  type HostStatus,
+  type OpContext,
+  type OpKind,
+  type OpStatus,
+  opKey,
+} from "./op-record.ts";
+import { restoresFrom, runPull } from "./pull.ts";
+import { runPush } from "./push.ts";
 import {
   checkDistinct,
   checkWriters,
@@ -32,7 +32,7 @@ import {
   takeoverStatus,
 } from "./takeover.ts";
 
-export type { HostStatus, OpKind, OpStatus } from "./op-record.ts";
+export type { CheckpointObserver, HostStatus, OpKind, OpStatus } from "./op-record.ts";
 export type { HostRole, RoleChange, Roles } from "./roles.ts";
 export type { TakeoverRetry, TakeoverStatus } from "./takeover.ts";
 
@@ -50,14 +50,6 @@ export interface CheckpointsOptions {
   log: Logger;
   /** Told when hosts and operations finish (metrics). (Default: none) */
   observe?: CheckpointObserver;
-}
-
-/** Outcomes are "ok" or the error kind (errorKind: a small fixed set), so they suit metric labels. */
-export interface CheckpointObserver {
-  /** A host finished its part; bytes: the part's size when it succeeded, else 0. */
-  host(e: { kind: OpKind; outcome: string; bytes: number }): void;
-  /** An operation this replica drove finished, after `seconds`. */
-  operation(e: { kind: OpKind; outcome: string; seconds: number }): void;
 }
 
 const rolesKey = (runId: string) => `roles:${runId}`;
@@ -103,6 +95,20 @@ export class Checkpoints {
     onResult?: (index: number, r: CallResult) => void,
   ): Promise<CallResult[]> {
     return this.calls.call(runId, calls, timeoutMs, onResult);
+  }
+
+  /** What a push or pull is handed. */
+  private get context(): OpContext {
+    const { store, objects, log, observe, keep, transferTimeoutMs } = this.o;
+    return {
+      store,
+      objects,
+      log,
+      observe,
+      keep,
+      transferTimeoutMs,
+      callNodes: (...a) => this.callNodes(...a),
+    };
   }
 
   /** The run's host roles, null if none are assigned; RUN_NOT_FOUND for an unknown run. */
@@ -238,7 +244,7 @@ export class Checkpoints {
     const roles = await this.requireRoles(runId);
     const id = newId();
     const rec = await this.begin(runId, "push", id, roles);
-    return { id, done: this.observed("push", this.runPush(runId, id, roles, rec)) };
+    return { id, done: this.observed("push", runPush(this.context, runId, id, roles, rec)) };
   }
 
   /** Reports an operation's outcome and duration to the observer when it ends. */
@@ -248,95 +254,6 @@ export class Checkpoints {
     const outcome = st.status === "ok" ? "ok" : (st.error?.kind ?? "error");
     this.o.observe?.operation({ kind, outcome, seconds: (performance.now() - started) / 1000 });
     return st;
-  }
-
-  private async runPush(
-    runId: string,
-    id: string,
-    roles: Roles,
-    rec0: StoredRecord<OpStatus>,
-  ): Promise<OpStatus> {
-    const rec = new OpRecord(this.o.store, rec0);
-    try {
-      // The hub decides every key; a host only writes where it is told.
-      const keys = roles.hosts.map((h) => hostKey(runId, id, h.hostIdx));
-      const results = await this.callNodes(
-        runId,
-        roles.hosts.map((h, k) => ({
-          dst: h.nodeId,
-          method: "checkpoint.push",
-          payload: { runId, id, key: keys[k], hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts } },
-        })),
-        this.o.transferTimeoutMs,
-      );
-      rec.end();
-      const hosts: HostStatus[] = [];
-      const parts: HostPart[] = [];
-      let firstError: OpStatus["error"];
-      for (const [k, r] of results.entries()) {
-        const h = roles.hosts[k]!;
-        let err: { kind: string; message: string } | undefined;
-        try {
-          if (!r.ok) throw r.error;
-          parts.push(await this.verifyPart(r.value, runId, id, h, keys[k]!));
-        } catch (e) {
-          err = { kind: errorKind(e), message: (e as Error).message };
-        }
-        hosts.push(
-          err
-            ? { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "error", error: err }
-            : { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "ok" },
-        );
-        this.o.observe?.host({
-          kind: "push",
-          outcome: err?.kind ?? "ok",
-          bytes: err ? 0 : parts.at(-1)!.size,
-        });
-        if (err && !firstError) firstError = { ...err, hostIdx: h.hostIdx };
-      }
-      if (firstError) return await rec.save({ status: "error", hosts, error: firstError });
-      const manifest: Manifest = { id, runId, createdAt: Date.now(), nHosts: roles.nHosts, hosts: parts };
-      await this.o.objects.put(
-        manifestKey(runId, id),
-        new TextEncoder().encode(JSON.stringify(manifest, null, 2)),
-      );
-      const done = await rec.save({ status: "ok", hosts });
-      await collectGarbage(this.o.objects, runId, this.o.keep).catch((e) =>
-        this.o.log.warn({ err: String(e), runId }, "checkpoint garbage collection failed"),
-      );
-      return done;
-    } catch (e) {
-      rec.end();
-      const err = { kind: errorKind(e), message: (e as Error).message };
-      return rec.save({ status: "error", error: err }).catch(() => rec.value);
-    }
-  }
-
-  /**
-   * Before the manifest may name a host's part: the reply names exactly the key the hub told it (HOST_MISMATCH
-   * otherwise: a host must not make its run's manifest point at another run's or host's object), and the
-   * object is there, whole. The manifest entry is built from what the hub knows, not from the reply.
-   */
-  private async verifyPart(
-    reply: unknown,
-    runId: string,
-    id: string,
-    h: HostRole,
-    key: string,
-  ): Promise<HostPart> {
-    const part = checkPart(reply, runId, id, h.hostIdx);
-    if (part.key !== key)
-      throw new FleetlinkError(
-        "HOST_MISMATCH",
-        `host ${h.hostIdx} replied with key ${JSON.stringify(part.key.slice(0, 200))}, not ${key}`,
-      );
-    const head = await this.o.objects.head(key);
-    if (!head || head.size !== part.size)
-      throw new FleetlinkError(
-        "CHECKSUM_MISMATCH",
-        `${key}: stored ${head?.size ?? "nothing"}, node wrote ${part.size} bytes`,
-      );
-    return { hostIdx: h.hostIdx, nodeId: h.nodeId, key, size: part.size, sha256: part.sha256 };
   }
 
   /**
@@ -369,69 +286,7 @@ export class Checkpoints {
     const rec = await this.begin(runId, "pull", m.id, roles, (h) =>
       restoresFrom(h, m.hosts.find((p) => p.hostIdx === h.hostIdx)!),
     );
-    return { id: m.id, done: this.observed("pull", this.runPull(runId, m, roles, rec)) };
-  }
-
-  /**
-   * Every host restores its part and replies when done (its agent extends the lease with progress meanwhile);
-   * each reply updates that host's status in the record as it arrives, and the operation ends when every host
-   * has answered (an unanswered host fails at the transfer timeout, or sooner as host_unavailable if its node
-   * goes offline).
-   */
-  private async runPull(
-    runId: string,
-    m: Manifest,
-    roles: Roles,
-    rec0: StoredRecord<OpStatus>,
-  ): Promise<OpStatus> {
-    const rec = new OpRecord(this.o.store, rec0);
-    const partOf = (h: HostRole) => m.hosts.find((p) => p.hostIdx === h.hostIdx)!;
-    // The node checks that it wrote the part itself unless told whose state it restores (startPull decided).
-    const from = (h: HostRole) => (partOf(h).nodeId === h.nodeId ? {} : { acceptFrom: partOf(h).nodeId });
-    const hostOf = (k: number, r: CallResult): HostStatus => {
-      const h = roles.hosts[k]!;
-      return { hostIdx: h.hostIdx, nodeId: h.nodeId, ...restoresFrom(h, partOf(h)), ...pullOutcome(r, m.id) };
-    };
-    try {
-      const results = await this.callNodes(
-        runId,
-        roles.hosts.map((h) => ({
-          dst: h.nodeId,
-          method: "checkpoint.pull",
-          payload: {
-            runId,
-            id: m.id,
-            hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts },
-            part: partOf(h),
-            ...from(h),
-          },
-        })),
-        this.o.transferTimeoutMs,
-        (k, r) => {
-          const st = hostOf(k, r);
-          this.o.observe?.host({
-            kind: "pull",
-            outcome: st.status === "ok" ? "ok" : (st.error?.kind ?? "error"),
-            bytes: st.status === "ok" ? partOf(roles.hosts[k]!).size : 0,
-          });
-          rec
-            .save((cur) => ({ hosts: cur.hosts.map((x) => (x.hostIdx === st.hostIdx ? st : x)) }))
-            .catch((e) => this.o.log.warn({ err: String(e), runId }, "pull status not recorded"));
-        },
-      );
-      rec.end();
-      const hosts = results.map((r, k) => hostOf(k, r));
-      const bad = hosts.find((h) => h.status === "error");
-      return await rec.save(
-        bad
-          ? { status: "error", hosts, error: { ...bad.error!, hostIdx: bad.hostIdx } }
-          : { status: "ok", hosts },
-      );
-    } catch (e) {
-      rec.end();
-      const err = { kind: errorKind(e), message: (e as Error).message };
-      return rec.save({ status: "error", error: err }).catch(() => rec.value);
-    }
+    return { id: m.id, done: this.observed("pull", runPull(this.context, runId, m, roles, rec)) };
   }
 
   /**
@@ -487,18 +342,3 @@ export class Checkpoints {
     this.calls.stop();
   }
 }
-
-const restoresFrom = (h: HostRole, part: HostPart): { restoresFrom?: string } =>
-  part.nodeId === h.nodeId ? {} : { restoresFrom: part.nodeId };
-
-/** A host's pull reply as its status: the node replies with how its restore ended (see NodeCheckpoints.pull). */
-const pullOutcome = (r: CallResult, id: string): Pick<HostStatus, "status" | "error"> => {
-  if (!r.ok) return { status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
-  const v = r.value as { status?: string; id?: string; error?: { kind: string; message: string } } | null;
-  if (v?.status === "ok" && v.id === id) return { status: "ok" };
-  if (v?.status === "error" && v.error) return { status: "error", error: v.error };
-  return {
-    status: "error",
-    error: { kind: "internal", message: `unexpected pull reply ${JSON.stringify(v).slice(0, 200)}` },
-  };
-};
