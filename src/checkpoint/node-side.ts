@@ -131,6 +131,7 @@ export class NodeCheckpoints implements AgentPlugin {
       "checkpoint.push": (p) =>
         this.push(p as { runId: string; id: string; key?: unknown; hostInfo: unknown }),
       "checkpoint.pull": (p) => this.pull(p as PullRequest),
+      // The hub learns a pull's outcome from its reply; this stays for callers that ask the node directly.
       "checkpoint.pull_status": (p) =>
         this.pulls.get((p as { runId: string }).runId) ?? { status: "not_requested" },
       "checkpoint.activate": (p) => this.activate(p as HostInfo & { runId: string }),

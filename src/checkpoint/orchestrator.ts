@@ -56,9 +56,10 @@ const rolesKey = (runId: string) => `roles:${runId}`;
 
 /**
  * Coordinated checkpoints, driven by a hub replica: every host of a run pushes its part under one checkpoint
- * id, the manifest is written last; pulls run in the background on every host with per-host status; standbys
- * take over hosts that go silent. Operation status and host roles live in the shared store (versioned
- * records, compare-and-set), so any replica answers for any run and two replicas never run the same operation.
+ * id, the manifest is written last; pulls run in the background on every host (each replies when restored),
+ * with per-host status; standbys take over hosts that go silent. Operation status and host roles live in the
+ * shared store (versioned records, compare-and-set), so any replica answers for any run and two replicas never
+ * run the same operation.
  */
 export class Checkpoints {
   private readonly o: Required<
