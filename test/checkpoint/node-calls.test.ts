@@ -14,6 +14,7 @@ import type { NewInstruction, Store } from "../../src/store/store.ts";
 import { silentLogger } from "../../src/stream/channel.ts";
 import { type CheckpointFleet, startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { ENROLL_TOKEN, TOKEN } from "../helpers/fleet.ts";
+import { describePg, dropSchema, pgSchemaUrl } from "../helpers/postgres.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -162,41 +163,62 @@ describe("checkpoint calls without polling", () => {
   }, 20_000);
 });
 
-describe("checkpoint calls across replicas", () => {
-  let f: CheckpointFleet;
-  afterEach(() => f?.close());
+/** Two replicas' stores on one database: a SQLite file, or a PostgreSQL schema of its own. */
+const backends = [
+  {
+    name: "sqlite",
+    run: describe,
+    db: (dir: string) => ({ url: `sqlite:${join(dir, "fleet.db")}`, drop: async () => {} }),
+  },
+  {
+    name: "postgres",
+    run: describePg,
+    db: () => {
+      const { url, schema } = pgSchemaUrl("ckptcalls");
+      return { url, drop: () => dropSchema(schema) };
+    },
+  },
+];
 
-  test("push and pull - replica A drives hosts connected to replica B: their replies reach A through the store's watch", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "fleetlink-ckpt-replicas-"));
-    const db = `sqlite:${join(dir, "fleet.db")}`;
-    const objects = `file://${join(dir, "objects")}`;
-    const storeA = await openStore(db);
-    f = await startCheckpointFleet({ store: storeA, objects: () => objects });
-    const storeB = await openStore(db);
-    const b = createHub({ store: storeB, token: TOKEN, enrollToken: ENROLL_TOKEN, sweepIntervalMs: 50 });
-    try {
-      const hubB = await b.listen();
-      const h0 = await f.node("b0", { hubs: [hubB] });
-      const h1 = await f.node("b1", { hubs: [hubB] });
-      const run = await storeA.createRun();
-      const cp = f.hub.checkpoints!;
-      await cp.assign(run.id, [h0.agent.nodeId!, h1.agent.nodeId!]);
-      const saved = [h0.box.data, h1.box.data];
-      const started = Date.now();
-      expect(await (await cp.startPush(run.id)).done).toMatchObject({ status: "ok" });
-      h0.box.data = new Uint8Array([0]);
-      h1.box.data = new Uint8Array([0]);
-      expect(await (await cp.startPull(run.id, "latest")).done).toMatchObject({ status: "ok" });
-      // Far below the fallback re-check (the store's 30 s lease): the notifications carried them.
-      expect(Date.now() - started).toBeLessThan(5000);
-      expect([h0.box.data, h1.box.data]).toEqual(saved);
-    } finally {
-      await b.close();
-      await storeB.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 20_000);
-});
+for (const be of backends)
+  be.run(`checkpoint calls across replicas (${be.name})`, () => {
+    let f: CheckpointFleet | undefined;
+    afterEach(() => f?.close());
+
+    test("push and pull - replica A drives hosts connected to replica B: their replies reach A through the store's watch", async () => {
+      const dir = mkdtempSync(join(tmpdir(), "fleetlink-ckpt-replicas-"));
+      const db = be.db(dir);
+      const objects = `file://${join(dir, "objects")}`;
+      const storeA = await openStore(db.url);
+      const storeB = await openStore(db.url);
+      f = await startCheckpointFleet({ store: storeA, objects: () => objects });
+      const b = createHub({ store: storeB, token: TOKEN, enrollToken: ENROLL_TOKEN, sweepIntervalMs: 50 });
+      try {
+        const hubB = await b.listen();
+        const h0 = await f.node("b0", { hubs: [hubB] });
+        const h1 = await f.node("b1", { hubs: [hubB] });
+        const run = await storeA.createRun();
+        const cp = f.hub.checkpoints!;
+        await cp.assign(run.id, [h0.agent.nodeId!, h1.agent.nodeId!]);
+        const saved = [h0.box.data, h1.box.data];
+        const started = Date.now();
+        expect(await (await cp.startPush(run.id)).done).toMatchObject({ status: "ok" });
+        h0.box.data = new Uint8Array([0]);
+        h1.box.data = new Uint8Array([0]);
+        expect(await (await cp.startPull(run.id, "latest")).done).toMatchObject({ status: "ok" });
+        // Far below the fallback re-check (the store's 30 s lease): the notifications carried them.
+        expect(Date.now() - started).toBeLessThan(5000);
+        expect([h0.box.data, h1.box.data]).toEqual(saved);
+      } finally {
+        await f.close();
+        f = undefined;
+        await b.close();
+        await storeB.close();
+        await db.drop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }, 30_000);
+  });
 
 describe("NodeCalls", () => {
   /** A store with one run and one online node; `deaf` hides its change notifications. */
