@@ -4,7 +4,8 @@
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { openObjectStore, readAll } from "../src/checkpoint/object-store.ts";
+import { readAll } from "../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../src/checkpoint/open.ts";
 import { Fleet } from "../src/coordinator/fleet.ts";
 import { createHub } from "../src/hub/server.ts";
 import { NodeAgent } from "../src/node/agent.ts";

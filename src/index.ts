@@ -1,7 +1,8 @@
 export type { HostInfo, Manifest } from "./checkpoint/layout.ts";
 export type { NodeState, Snapshot, StandbyOptions } from "./checkpoint/node-side.ts";
 
-export { type ObjectStore, openObjectStore, readAll } from "./checkpoint/object-store.ts";
+export { type ObjectStore, readAll } from "./checkpoint/object-store.ts";
+export { openObjectStore } from "./checkpoint/open.ts";
 export type { OpStatus, Roles, TakeoverRetry, TakeoverStatus } from "./checkpoint/orchestrator.ts";
 export type { RoleChange } from "./checkpoint/roles.ts";
 export { CheckpointClient, type CheckpointSummary } from "./coordinator/checkpoints.ts";

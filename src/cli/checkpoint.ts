@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { HUB_RUN, pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
 import { listCheckpoints } from "../checkpoint/layout.ts";
-import { openObjectStore } from "../checkpoint/object-store.ts";
+import { openObjectStore } from "../checkpoint/open.ts";
 import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
 import { SqliteStore } from "../store/sqlite.ts";
 import { withFleet, withHub } from "./connection.ts";

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
-import { openObjectStore } from "../checkpoint/object-store.ts";
+import { openObjectStore } from "../checkpoint/open.ts";
 import { newSecret } from "../hub/auth.ts";
 import { createHub } from "../hub/server.ts";
 import { openStore } from "../store/open.ts";

@@ -2,7 +2,8 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import WebSocket from "ws";
 import { NodeCheckpoints, type NodeState, type StandbyOptions } from "../checkpoint/node-side.ts";
-import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
+import type { ObjectStore } from "../checkpoint/object-store.ts";
+import { openObjectStore } from "../checkpoint/open.ts";
 import { describeError, ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import {
