@@ -16,6 +16,9 @@ if (problem) {
   process.exit(1);
 }
 
+// Every command's module is imported, for the tree of commands and options that --help, errors and shell
+// completion read; what a command runs (the hub, the SDK, the Maelstrom runtime, pino…) each imports in its
+// action, so `fleetlink --version` loads none of it (test/architecture.test.ts, bench:imports).
 const [
   { Command },
   call,

@@ -1,7 +1,8 @@
 // What a harness run is given and what it records, shared by the runner and the report.
+import type { WorkloadName } from "../workloads/names.ts";
 
 export interface TestParams {
-  workload: "broadcast" | "g-set" | "echo" | "unique-ids";
+  workload: WorkloadName;
   /** Shell command that starts one node. */
   bin: string;
   nodeCount: number;
