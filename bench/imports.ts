@@ -36,6 +36,7 @@ interface Target {
   args: string[];
   /** Sent on stdin; the process counts as ready at its first stdout line, then stdin is closed. */
   stdin?: string;
+  env?: Record<string, string>;
 }
 
 /** An in-process timed import, so that "import ms" leaves out the process start the baseline measures. */
@@ -46,14 +47,24 @@ const importing = (spec: string): string[] => [
 ];
 
 const init = `${JSON.stringify({ src: "c0", dest: "n1", body: { type: "init", msg_id: 1, node_id: "n1", node_ids: ["n1"] } })}\n`;
+// Each CLI row twice: as it starts again (Node's compile cache, where the CLI enables it, is warm from the
+// counting run) and with the cache off, as on a first start.
+const cold = { NODE_DISABLE_COMPILE_CACHE: "1" };
 const cli = (main: string, label: string): Target[] =>
   existsSync(join(root, main))
     ? [
         { name: `fleetlink --version (${label})`, args: [main, "--version"] },
+        { name: `fleetlink --version (${label}, no compile cache)`, args: [main, "--version"], env: cold },
         {
           name: `fleetlink maelstrom node broadcast → init_ok (${label})`,
           args: [main, "maelstrom", "node", "broadcast"],
           stdin: init,
+        },
+        {
+          name: `fleetlink maelstrom node broadcast → init_ok (${label}, no compile cache)`,
+          args: [main, "maelstrom", "node", "broadcast"],
+          stdin: init,
+          env: cold,
         },
       ]
     : [];
@@ -91,6 +102,7 @@ const once = (t: Target, count: boolean, i: number): Promise<Sample> =>
       env: {
         ...process.env,
         FLEETLINK_BENCH_OUT: out,
+        ...t.env,
         ...(count ? { FLEETLINK_BENCH_COUNT: "1" } : {}),
       },
       stdio: ["pipe", "pipe", "inherit"],
@@ -101,8 +113,11 @@ const once = (t: Target, count: boolean, i: number): Promise<Sample> =>
     });
     if (t.stdin) child.stdin.write(t.stdin);
     else child.stdin.end();
+    // A row that never gets ready (a broken build) fails the run instead of hanging it.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     child.on("error", reject);
     child.on("exit", (code) => {
+      clearTimeout(timer);
       if (!t.stdin) wallMs = performance.now() - t0;
       try {
         if (code !== 0) throw new Error(`${t.name}: exit ${code}`);
