@@ -196,8 +196,8 @@ describe("architecture", () => {
   });
 });
 
-/** The packages (and src/ folders) a fresh process loads to run `script` (an ES module body). */
-const loaded = (script: string, args: string[] = []): { packages: Set<string>; folders: Set<string> } => {
+/** The packages (and src/ folders) a fresh `node …args` process loads. */
+const loaded = (args: string[]): { packages: Set<string>; folders: Set<string> } => {
   const hook = `import { registerHooks } from "node:module";
     import { writeSync } from "node:fs";
     const seen = new Set();
@@ -205,14 +205,7 @@ const loaded = (script: string, args: string[] = []): { packages: Set<string>; f
     process.on("exit", () => writeSync(3, JSON.stringify([...seen])));`;
   const r = spawnSync(
     process.execPath,
-    [
-      "--import",
-      `data:text/javascript,${encodeURIComponent(hook)}`,
-      ...args,
-      "--input-type=module",
-      "-e",
-      script,
-    ],
+    ["--import", `data:text/javascript,${encodeURIComponent(hook)}`, ...args],
     { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe", "pipe"] },
   );
   expect(r.status, r.stderr).toBe(0);
@@ -228,7 +221,11 @@ const loaded = (script: string, args: string[] = []): { packages: Set<string>; f
 };
 
 const importing = (entry: string) =>
-  loaded(`await import(${JSON.stringify(new URL(`../src/${entry}`, import.meta.url).href)});`);
+  loaded([
+    "--input-type=module",
+    "-e",
+    `await import(${JSON.stringify(new URL(`../src/${entry}`, import.meta.url).href)});`,
+  ]);
 
 describe("light entry points", () => {
   const HEAVY = ["fastify", "@fastify/swagger", "@fastify/swagger-ui", "pg", "@aws-sdk/client-s3", "pino"];
@@ -252,12 +249,17 @@ describe("light entry points", () => {
   });
 
   test("cli - `fleetlink --version` loads commander and no command's code", () => {
-    const main = JSON.stringify(join(SRC, "cli/main.ts"));
-    const { packages, folders } = loaded(
-      `process.argv = [process.argv[0], ${main}, "--version"]; await import(${JSON.stringify(new URL("../src/cli/main.ts", import.meta.url).href)});`,
-    );
+    const { packages, folders } = loaded([join(SRC, "cli/main.ts"), "--version"]);
     expect(packages.has("commander")).toBe(true);
     expect([...HEAVY, "@sinclair/typebox", "ws", "smol-toml"].filter((p) => packages.has(p))).toEqual([]);
     expect([...folders].filter((f) => ["hub", "coordinator", "node", "stream"].includes(f))).toEqual([]);
+  });
+
+  test("cli - `fleetlink maelstrom node broadcast` loads the Maelstrom runtime and nothing of the hub or SDK", () => {
+    // stdin is at its end at once: the node starts, reads nothing and exits.
+    const { packages, folders } = loaded([join(SRC, "cli/main.ts"), "maelstrom", "node", "broadcast"]);
+    expect(folders.has("maelstrom")).toBe(true);
+    expect([...HEAVY, "@sinclair/typebox", "ws", "smol-toml"].filter((p) => packages.has(p))).toEqual([]);
+    expect([...folders].filter((f) => ["hub", "coordinator", "node"].includes(f))).toEqual([]);
   });
 });
