@@ -19,7 +19,8 @@ import {
   hostPrefix,
   isUnder,
 } from "./layout.ts";
-import { errorKind, type ObjectStore, openObjectStore } from "./object-store.ts";
+import { errorKind, type ObjectStore } from "./object-store.ts";
+import { openObjectStore } from "./open.ts";
 
 /** A snapshot as something ObjectStore.put takes; INVALID_ARGUMENT naming what it got otherwise. */
 const toBody = (snap: Snapshot): Readable | Uint8Array => {

@@ -1,27 +1,12 @@
+import type { HostStatus, OpStatus } from "../protocol/checkpoint-types.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
 import type { CallResult, NodeCall } from "./node-calls.ts";
 import type { ObjectStore } from "./object-store.ts";
 
+export type { HostStatus, OpStatus } from "../protocol/checkpoint-types.ts";
+
 export type OpKind = "push" | "pull";
-
-export interface HostStatus {
-  hostIdx: number;
-  nodeId: string;
-  status: "in_progress" | "ok" | "error";
-  error?: { kind: string; message: string };
-  /** Pull: the node whose state this host restores, when another than nodeId wrote the part. */
-  restoresFrom?: string;
-}
-
-export interface OpStatus {
-  status: "not_requested" | "in_progress" | "ok" | "error";
-  id?: string;
-  hosts: HostStatus[];
-  error?: { kind: string; message: string; hostIdx?: number };
-  startedAt?: number;
-  updatedAt?: number;
-}
 
 /** Outcomes are "ok" or the error kind (errorKind: a small fixed set), so they suit metric labels. */
 export interface CheckpointObserver {
