@@ -1,7 +1,6 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { FleetlinkError } from "../protocol/errors.ts";
-import { MemoryStore } from "./memory.ts";
 // Types only: the backends themselves are imported when a store of their kind is opened, so that importing
 // fleetlink never loads node:sqlite (missing before Node 22.5: the import would fail for every user) or pg.
 import type { PostgresOptions } from "./postgres.ts";
@@ -104,12 +103,13 @@ const checkPostgresExists = async (url: string): Promise<void> => {
 
 /**
  * Opens a store by URL:
- * - `memory:` an in-process store (tests);
+ * - `memory:` a fresh private SQLite database in memory, gone when closed (tests, demos): each call opens its own;
  * - `sqlite:PATH` a SQLite file several processes may share (`?synchronous=full` for power-loss durability);
  * - `postgres://…` / `postgresql://…` PostgreSQL (`?schema=NAME` to use a schema other than public).
  */
 export const openStore = async (url: string, opts: OpenStoreOptions = {}): Promise<Store> => {
-  if (url === "memory:" || url === "memory") return new MemoryStore(opts);
+  // The same SQLite store as a file's (one implementation of every rule), on a private `:memory:` database.
+  if (url === "memory:" || url === "memory") return openSqlite(":memory:", opts);
   if (url.startsWith("sqlite:")) {
     const [rest, query = ""] = url.slice("sqlite:".length).replace(/^\/\//, "").split("?", 2) as [
       string,

@@ -99,10 +99,13 @@ export class SqliteStore extends SqlStore {
   private readonly q: SqlConn["q"];
   private readonly watchIntervalMs: number;
   private readonly busyTimeoutMs: number;
+  /** A private database (`:memory:` or a temporary one): no other connection can open it. */
+  private readonly private: boolean;
 
   constructor(path: string, opts: SqliteOptions = {}) {
     super(resolveOptions(opts));
     this.queueKey = prepareFile(path);
+    this.private = path === ":memory:" || path === "";
     this.db = new DatabaseSync(path);
     const q = queues.get(this.queueKey) ?? { tail: Promise.resolve(), handles: 0 };
     q.handles++;
@@ -227,6 +230,8 @@ export class SqliteStore extends SqlStore {
    * 5 ms poll costs nothing measurable and wakes a replica within a few ms (see BENCHMARKS.md).
    */
   protected watchOthers(onChange: () => void): () => void {
+    // A private in-memory database has no other connection whose commits could be missed.
+    if (this.private) return () => {};
     const version = this.db.prepare("PRAGMA data_version");
     let last = (version.get() as { data_version: number }).data_version;
     const timer = setInterval(() => {
