@@ -1,5 +1,5 @@
 import { FleetlinkError, invalid } from "../protocol/errors.ts";
-import { isId, newId } from "../protocol/ids.ts";
+import { isId } from "../protocol/ids.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, MAX_ERROR_MESSAGE_CHARS, MAX_TTL_MS } from "../protocol/limits.ts";
 import type {
   Instruction,
@@ -171,48 +171,6 @@ export interface PushCall {
 }
 
 export type PushResult = { ok: true; instructions: Instruction[] } | { ok: false; error: unknown };
-
-/**
- * The record a push makes of one item: pending, or already leased to `leaseTo` (one delivery counted, the lease
- * until now + leaseMs) when `leased` says its session is the node's current one.
- */
-export const newInstructionRecord = (
-  it: NewInstruction,
-  runId: string,
-  now: number,
-  leased: boolean,
-  options: Pick<ResolvedStoreOptions, "leaseMs" | "maxAttempts">,
-): Instruction => ({
-  id: it.id ?? newId(),
-  runId,
-  src: it.src ?? "coordinator",
-  dst: it.dst,
-  groupId: it.groupId ?? null,
-  method: it.method,
-  payload: it.payload ?? new Uint8Array(0),
-  createdAt: now,
-  ttlMs: it.ttlMs,
-  expiresAt: now + it.ttlMs,
-  state: leased ? "leased" : "pending",
-  attempts: leased ? 1 : 0,
-  maxAttempts: it.maxAttempts ?? options.maxAttempts,
-  leaseUntil: leased ? now + Math.trunc(options.leaseMs) : null,
-  leaseOwner: leased ? it.leaseTo! : null,
-  holdWhileOffline: it.holdWhileOffline ?? false,
-});
-
-/** `pushBatch` one push at a time (a backend without a cheaper way). */
-export const pushEach = async (store: Store, calls: readonly PushCall[]): Promise<PushResult[]> => {
-  const out: PushResult[] = [];
-  for (const c of calls) {
-    try {
-      out.push({ ok: true, instructions: await store.pushInstructions(c.runId, c.items) });
-    } catch (error) {
-      out.push({ ok: false, error });
-    }
-  }
-  return out;
-};
 
 export interface OpenSessionResult {
   node: NodeRecord;
