@@ -35,13 +35,17 @@ export const outOfAttempts = (now: string, a?: string): string => {
 /** Its TTL passed. */
 export const expired = (now: string, a?: string): string => `${at(a)("expires_at")} <= ${now}`;
 
-/** Node `n` cannot take instructions now: unregistered, never online, or its online window ran out. */
-export const nodeAway = (now: string, n: string): string =>
-  `(${n}.status = 'unregistered' OR ${n}.online_until IS NULL OR ${n}.online_until <= ${now})`;
+/** Node `n` is not online now: never was, or its online window ran out (whether or not a sweep said so). */
+const offline = (now: string, n: string): string =>
+  `(${n}.online_until IS NULL OR ${n}.online_until <= ${now})`;
 
-/** Instruction `i`'s node `n` is gone for it: unregistered, or away while `i` does not wait for it. */
+/** Node `n` cannot take instructions now: unregistered or offline. */
+export const nodeAway = (now: string, n: string): string =>
+  `(NOT (${notUnregistered(n)}) OR ${offline(now, n)})`;
+
+/** Instruction `i`'s node `n` is gone for it: unregistered, or offline while `i` does not wait for it. */
 const nodeUnavailable = (now: string, i: string, n: string): string =>
-  `(${n}.status = 'unregistered' OR ((${n}.online_until IS NULL OR ${n}.online_until <= ${now}) AND ${i}.hold_offline = 0))`;
+  `(NOT (${notUnregistered(n)}) OR (${offline(now, n)} AND ${i}.hold_offline = 0))`;
 
 /** Instruction `i` (of node `n`) can no longer be answered: a sweep ends it with the outcome below. */
 export const unanswerable = (now: string, i: string, n: string): string =>
@@ -64,10 +68,16 @@ export const RELEASE = "state = 'pending', lease_until = NULL, lease_owner = NUL
 /** SET clause that ends an instruction (with its reply, stored in the same transaction). */
 export const END = "state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL";
 
+/** Never delivered (or given back) and not ended: what a withdrawal may still take back. */
+export const undelivered = "ended = 0 AND state = 'pending'";
+
 /** Instructions leased to node `dst` and not ended (a session's leases are among these). */
 export const leasedTo = (dst: string): string => `dst = ${dst} AND ended = 0 AND state = 'leased'`;
 
 // ---- nodes ----
+
+/** Not unregistered: unregistering is final, so no write may revive a node (heartbeat, session, approval). */
+export const notUnregistered = (a?: string): string => `${at(a)("status")} <> 'unregistered'`;
 
 /** The end of a node's online window: two heartbeat intervals after a heartbeat at `t`. */
 export const onlineWindow = (t: string, interval: string): string => `${t} + 2 * ${interval}`;

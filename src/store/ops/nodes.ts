@@ -3,7 +3,7 @@ import { newId } from "../../protocol/ids.ts";
 import type { NodeRecord, NodeStatus } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
 import { type Row, toNode } from "../rows.ts";
-import { holdsName } from "../rules.ts";
+import { holdsName, notUnregistered } from "../rules.ts";
 import { checkId, checkName, checkPositiveInt, type NewNode } from "../store.ts";
 
 /** The node's row; NODE_NOT_FOUND (naming `field`) if none. */
@@ -48,7 +48,7 @@ export const registerNode = async (db: Db, input: NewNode): Promise<NodeRecord> 
 export const approveNode = async (db: Db, nodeId: string): Promise<NodeRecord> =>
   db.tx(async (c) => {
     const [r] = await c.q(
-      "UPDATE nodes SET approved = 1 WHERE id = $1 AND status <> 'unregistered' RETURNING *",
+      `UPDATE nodes SET approved = 1 WHERE id = $1 AND ${notUnregistered()} RETURNING *`,
       [checkId("nodeId", nodeId)],
     );
     if (r) return toNode(r);

@@ -3,7 +3,7 @@ import { newId } from "../../protocol/ids.ts";
 import type { Instruction, NodeStatus, Reply, Run, RunStatus } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
 import { emptyStats, type Row, toInstruction, toReply, toRun } from "../rows.ts";
-import { END } from "../rules.ts";
+import { END, undelivered } from "../rules.ts";
 import {
   checkId,
   checkIds,
@@ -141,7 +141,7 @@ export const withdrawInstructions = async (
     // Only still-pending rows: the state guard makes a racing claim and this withdrawal exclusive.
     const rows = await c.q(
       `UPDATE instructions SET ${END}
-       WHERE run_id = $1 AND ended = 0 AND state = 'pending' AND id IN ${db.d.list("$2")}
+       WHERE run_id = $1 AND ${undelivered} AND id IN ${db.d.list("$2")}
        RETURNING id, run_id, src, dst, group_id, method`,
       [runId, db.d.listParam(ids)],
     );

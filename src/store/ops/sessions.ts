@@ -2,7 +2,7 @@ import { FleetlinkError } from "../../protocol/errors.ts";
 import type { NodeRecord } from "../../protocol/types.ts";
 import type { Db } from "../dialect.ts";
 import { bySeq, toNode } from "../rows.ts";
-import { leasedTo, onlineWindow, RELEASE } from "../rules.ts";
+import { leasedTo, notUnregistered, onlineWindow, RELEASE } from "../rules.ts";
 import {
   checkExtendLeases,
   checkId,
@@ -36,7 +36,7 @@ export const heartbeat = async (
       `UPDATE nodes SET status = 'online',
          heartbeat_interval_ms = COALESCE($1, heartbeat_interval_ms),
          online_until = ${onlineWindow("$2", "COALESCE($1, heartbeat_interval_ms)")}
-       WHERE id = $3 AND status <> 'unregistered' AND (CAST($4 AS TEXT) IS NULL OR session_id = $4) RETURNING *`,
+       WHERE id = $3 AND ${notUnregistered()} AND (CAST($4 AS TEXT) IS NULL OR session_id = $4) RETURNING *`,
       [heartbeatIntervalMs ?? null, c.now, checkId("nodeId", nodeId), sessionId ?? null],
     );
     if (r) return toNode(r);
@@ -60,7 +60,7 @@ export const openSession = async (db: Db, input: OpenSessionInput): Promise<Open
       `UPDATE nodes SET status = 'online', session_id = $1,
          heartbeat_interval_ms = COALESCE($2, heartbeat_interval_ms),
          online_until = ${onlineWindow("$3", "COALESCE($2, heartbeat_interval_ms)")}
-       WHERE id = $4 AND status <> 'unregistered' RETURNING *`,
+       WHERE id = $4 AND ${notUnregistered()} RETURNING *`,
       [input.sessionId, input.heartbeatIntervalMs ?? null, now, input.nodeId],
     );
     if (!r) {
@@ -105,7 +105,7 @@ export const renewSessions = async (
          online_until = CASE WHEN nodes.online_until IS NULL OR ${until} > nodes.online_until
            THEN ${until} ELSE nodes.online_until END
        FROM ${db.d.renewalRows("$1")}
-       WHERE nodes.id = u.id AND nodes.session_id = u.sid AND nodes.status <> 'unregistered'
+       WHERE nodes.id = u.id AND nodes.session_id = u.sid AND ${notUnregistered("nodes")}
        RETURNING nodes.id, nodes.online_until`,
       [JSON.stringify(rows), c.now],
     );
