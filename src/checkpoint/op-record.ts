@@ -1,4 +1,4 @@
-import type { HostStatus, OpStatus } from "../protocol/checkpoint-types.ts";
+import type { OpStatus } from "../protocol/checkpoint-types.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
 import type { CallResult, NodeCall } from "./node-calls.ts";
