@@ -31,7 +31,7 @@ export * from "./types.ts";
  * transaction. Every backend passes test/conformance.
  */
 export interface Store {
-  readonly backend: "memory" | "sqlite" | "postgres";
+  readonly backend: "sqlite" | "postgres";
   readonly options: ResolvedStoreOptions;
 
   /**
