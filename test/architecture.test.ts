@@ -14,7 +14,7 @@ const SRC = join(import.meta.dirname, "../src");
  *   util ← protocol ← store, stream ← node, coordinator ← checkpoint ← hub ← maelstrom ← cli ← src/index.ts
  * checkpoint sits above node and coordinator because it holds their plug-ins (the node agent's checkpoint
  * plug-in, the coordinator's checkpoint client types); hub above checkpoint because it serves checkpoint
- * routes. Each folder's index.ts (fleetlink/coordinator, /node, /hub) belongs to its folder's layer.
+ * routes. Each folder's index.ts (fleetlink/coordinator, /node, /hub, /checkpoints) belongs to its folder's layer.
  */
 const LAYERS: readonly (readonly string[])[] = [
   ["util"],
@@ -224,6 +224,12 @@ describe("light entry points", () => {
 
   test("fleetlink/node - loads no HTTP server, store driver or AWS SDK", () => {
     const { packages, folders } = importing("node/index.ts");
+    expect(HEAVY.filter((p) => packages.has(p))).toEqual([]);
+    expect([...folders].filter((f) => ["hub", "store", "coordinator", "cli"].includes(f))).toEqual([]);
+  });
+
+  test("fleetlink/checkpoints - loads no HTTP server, store driver, coordinator or AWS SDK", () => {
+    const { packages, folders } = importing("checkpoint/index.ts");
     expect(HEAVY.filter((p) => packages.has(p))).toEqual([]);
     expect([...folders].filter((f) => ["hub", "store", "coordinator", "cli"].includes(f))).toEqual([]);
   });

@@ -24,7 +24,7 @@ export interface NodeCallsOptions {
   /**
    * A re-read of the replies still awaited, in ms: only a fallback against a missed change notification (a
    * PostgreSQL LISTEN connection that was down when the reply committed); replies normally arrive through
-   * the store's watch. (Default: the store's lease length)
+   * the store's watch. (Default: the store's lease length, at most 2000)
    */
   recheckMs?: number;
   /**
@@ -45,6 +45,9 @@ const LATE = Symbol("late");
  * for the rare `recheckMs` fallback. A reply is read by id (a coordinator's run stream may have claimed it
  * first), then claimed, so none is left for a run stream.
  */
+/** Longest wait for a reply whose notification was lost, in ms. */
+const DEFAULT_RECHECK_MS = 2000;
+
 export class NodeCalls {
   private readonly o: NodeCallsOptions;
   private readonly pending = new PendingCalls<CallResult>();
@@ -202,8 +205,17 @@ export class NodeCalls {
       if (ids) ids.push(id);
       else byRun.set(runId, [id]);
     }
-    for (const [runId, ids] of byRun)
-      for (const r of await this.o.store.getReplies(runId, ids)) this.pending.deliver(r.replyTo, toResult(r));
+    // One run's failed read must not hold back the others' replies (it is retried on the next change).
+    let failed: unknown;
+    for (const [runId, ids] of byRun) {
+      try {
+        for (const r of await this.o.store.getReplies(runId, ids))
+          this.pending.deliver(r.replyTo, toResult(r));
+      } catch (e) {
+        failed ??= e;
+      }
+    }
+    if (failed !== undefined) throw failed;
   }
 
   /** Starts the fallback re-check while calls wait (and only then). */
@@ -211,7 +223,8 @@ export class NodeCalls {
     if (this.recheck) return;
     this.recheck = setInterval(
       () => this.readBack.trigger(),
-      this.o.recheckMs ?? this.o.store.options.leaseMs,
+      // Bounds the cost of a lost notification (a failed NOTIFY, say); it runs only while calls wait.
+      this.o.recheckMs ?? Math.min(this.o.store.options.leaseMs, DEFAULT_RECHECK_MS),
     );
     this.recheck.unref();
   }

@@ -43,6 +43,14 @@ export const loadS3Backend = async (
   }
 };
 
+/**
+ * Loads now what `url`'s store will need (the AWS SDK for s3://), so that a process configured with an s3://
+ * store it cannot use fails at start-up, naming the packages, not at its first checkpoint.
+ */
+export const preloadObjectStore = async (url: string): Promise<void> => {
+  if (url.startsWith("s3://")) await loadS3Backend();
+};
+
 /** An s3:// store whose backend is loaded on first use; every operation waits for it. */
 class LazyS3Store implements ObjectStore {
   readonly url: string;

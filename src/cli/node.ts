@@ -126,6 +126,7 @@ export const nodeCommand = (): Command =>
       if (o.state && !o.checkpointStore)
         throw new Error("--state needs --checkpoint-store: the object storage the hub checkpoints to");
       if (o.standby && !o.state) throw new Error("--standby needs --state");
+      if (o.state) await (await import("../checkpoint/open.ts")).preloadObjectStore(o.checkpointStore);
       const log = (await createLogger(o.logLevel, o.logFormat)).child({ node: o.name });
       const { NodeAgent } = await import("../node/agent.ts");
       const agent = new NodeAgent({

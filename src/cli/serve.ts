@@ -145,7 +145,7 @@ export const serveCommand = (): Command =>
       // The hub is imported when it runs, so that declaring this command (for every other one) loads none of it.
       const [
         { pushHubSnapshot, restoreHubSnapshot },
-        { openObjectStore },
+        { openObjectStore, preloadObjectStore },
         { newSecret },
         { createHub },
         { openStore },
@@ -165,6 +165,7 @@ export const serveCommand = (): Command =>
       if (givenEnroll !== undefined && givenEnroll === token)
         throw new Error("--enroll-token must differ from --token: nodes must never hold the admin token");
       const enrollToken = o.staticEnrollToken === false ? undefined : (givenEnroll ?? newSecret());
+      if (o.checkpointStore) await preloadObjectStore(o.checkpointStore);
       const objects = o.checkpointStore ? openObjectStore(o.checkpointStore) : undefined;
       const isSqlite = String(o.db).startsWith("sqlite:");
       if ((o.checkpointInterval || o.startFromCheckpoint) && !(objects && isSqlite))

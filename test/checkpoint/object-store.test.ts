@@ -382,8 +382,10 @@ describe("openObjectStore", () => {
         return next(spec, ctx);
       } });`;
     const script = `
-      const { openObjectStore } = await import(${JSON.stringify(new URL("../../src/checkpoint/open.ts", import.meta.url).href)});
+      const { openObjectStore, preloadObjectStore } = await import(${JSON.stringify(new URL("../../src/checkpoint/open.ts", import.meta.url).href)});
       const out = {};
+      await preloadObjectStore("file:///tmp/x");
+      try { await preloadObjectStore("s3://bucket/prefix"); } catch (e) { out.preload = e.kind; }
       const s3 = openObjectStore("s3://bucket/prefix", { endpoint: "http://127.0.0.1:1" });
       out.url = s3.url;
       try { openObjectStore("s3://bucket/p?partSizeBytes=1"); } catch (e) { out.invalid = e.kind; }
@@ -401,6 +403,7 @@ describe("openObjectStore", () => {
     const out = JSON.parse(r.stdout);
     expect(out.url).toBe("s3://bucket/prefix");
     expect(out.invalid).toBe("INVALID_ARGUMENT"); // the URL is still checked at open, without the SDK
+    expect(out.preload).toBe("UNSUPPORTED_STORE"); // what `serve` and `node` run at start-up for an s3:// store
     expect(out.errors).toHaveLength(2);
     for (const e of out.errors) {
       expect(e.kind).toBe("UNSUPPORTED_STORE");
