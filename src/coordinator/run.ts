@@ -1,5 +1,6 @@
 import WebSocket from "ws";
 import { backoff } from "../node/backoff.ts";
+import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { fromWireError, type WireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
@@ -187,7 +188,7 @@ export class RunHandle {
     };
     this.abandon = lost;
     ws.on("error", (e) => lost(describeError(e), true));
-    ws.on("close", (code) => lost(`closed (${code})`, code === 1006));
+    ws.on("close", (code) => lost(`closed (${code})`, code === CloseCode.abnormal));
     ws.on("unexpected-response", (_req, res) => lost(`HTTP ${res.statusCode}`));
     ws.on("open", () => {
       if (gone) return;

@@ -1,3 +1,4 @@
+import { CloseCode } from "../protocol/close-codes.ts";
 import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { isId } from "../protocol/ids.ts";
 import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../protocol/limits.ts";
@@ -175,9 +176,9 @@ export class NodeStreams {
     const s = session;
     const older = this.arriving.get(node.id);
     this.arriving.set(node.id, s);
-    if (older) older.channel.close(4000, "replaced by a newer stream");
+    if (older) older.channel.close(CloseCode.replaced, "replaced by a newer stream");
     const helloTimer = setTimeout(() => {
-      if (!s.ready) channel.close(1008, "no hello in time");
+      if (!s.ready) channel.close(CloseCode.policy, "no hello in time");
     }, this.o.helloTimeoutMs ?? 10_000);
     helloTimer.unref();
     channel.onClose(() => {
@@ -292,7 +293,7 @@ export class NodeStreams {
     if (!s.channel.isOpen) throw new FleetlinkError("STREAM_CLOSED", "stream closed during hello");
     if (this.arriving.get(s.node.id) === s) this.arriving.delete(s.node.id);
     const prev = this.peers.attach(s.node.id, s);
-    if (prev) prev.channel.close(4000, "replaced by a newer stream");
+    if (prev) prev.channel.close(CloseCode.replaced, "replaced by a newer stream");
     for (const id of working) s.inflight.add(id);
     s.interval = node.heartbeatIntervalMs;
     s.onlineUntil = node.onlineUntil;
@@ -453,7 +454,8 @@ export class NodeStreams {
           if (s.beatAt === at) s.beatAt = 0;
           const until = got.get(s.node.id);
           if (until !== undefined) s.onlineUntil = until;
-          else if (s.channel.isOpen) s.channel.close(4001, "session superseded or node unregistered");
+          else if (s.channel.isOpen)
+            s.channel.close(CloseCode.revoked, "session superseded or node unregistered");
         }
       }
     } catch (e) {
@@ -477,13 +479,14 @@ export class NodeStreams {
       const s = this.peers.get(id);
       const now = current.get(id);
       if (s?.ready && now !== undefined && now !== s.channel.id)
-        s.channel.close(4000, "session superseded by a newer stream");
+        s.channel.close(CloseCode.replaced, "session superseded by a newer stream");
     }
   }
 
   /** Closes this node's stream here, if any (it was unregistered). */
   closeNode(nodeId: string, reason: string): void {
-    for (const s of [this.peers.get(nodeId), this.arriving.get(nodeId)]) s?.channel.close(4001, reason);
+    for (const s of [this.peers.get(nodeId), this.arriving.get(nodeId)])
+      s?.channel.close(CloseCode.revoked, reason);
   }
 
   closeAll(): void {
@@ -491,7 +494,7 @@ export class NodeStreams {
     clearTimeout(this.renewTimer);
     clearTimeout(this.fenceTimer);
     for (const s of [...this.peers.values(), ...this.arriving.values()])
-      s.channel.close(1001, "hub shutting down");
+      s.channel.close(CloseCode.goingAway, "hub shutting down");
   }
 }
 

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import WebSocket from "ws";
 import { NodeCheckpoints, type NodeState, type StandbyOptions } from "../checkpoint/node-side.ts";
 import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
+import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import {
@@ -258,10 +259,10 @@ export class NodeAgent {
     });
     this.ws = ws;
     let failed = false;
-    const fail = (reason: string) => {
+    const fail = (reason: string, code: number = CloseCode.abnormal) => {
       if (failed) return;
       failed = true;
-      this.onDisconnect(ws, reason);
+      this.onDisconnect(ws, reason, code);
     };
     ws.on("error", (e) => fail(e.message));
     ws.on("unexpected-response", (_req, res) => {
@@ -296,7 +297,7 @@ export class NodeAgent {
         log: this.log,
         onRequest: (m, b) => this.onRequest(m, b),
       });
-      ch.onClose((r) => fail(r));
+      ch.onClose((r, c) => fail(r, c));
       void this.hello(ch, hub);
     });
   }
@@ -340,7 +341,7 @@ export class NodeAgent {
       for (const out of this.outbox.values()) this.send(out, true);
     } catch (e) {
       this.log.warn({ err: String(e) }, "hello failed");
-      ch.close(1011, "hello failed");
+      ch.close(CloseCode.internalError, "hello failed");
     }
   }
 
@@ -420,7 +421,7 @@ export class NodeAgent {
     );
   }
 
-  private onDisconnect(ws: WebSocket, reason: string): void {
+  private onDisconnect(ws: WebSocket, reason: string, code: number): void {
     if (this.ws !== ws) return; // a stale socket's late close changes nothing
     this.ws = null;
     this.channel = null;
@@ -443,7 +444,7 @@ export class NodeAgent {
       this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
       return;
     }
-    if (reason.includes("(4000")) {
+    if (code === CloseCode.replaced) {
       // Our live stream was replaced by a newer one for the same node: another process runs with this
       // identity. Two such agents would replace each other forever; back off hard and say why.
       this.replacedInARow++;
@@ -609,7 +610,7 @@ export class NodeAgent {
     clearInterval(this.progressTimer);
     clearInterval(this.pingTimer);
     for (const out of this.outbox.values()) clearTimeout(out.timer);
-    this.channel?.close(1000, "node stopping");
+    this.channel?.close(CloseCode.normal, "node stopping");
     this.ws?.terminate();
     this.feed.set({ state: "stopped" }, true);
   }

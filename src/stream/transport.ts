@@ -1,3 +1,5 @@
+import { CloseCode } from "../protocol/close-codes.ts";
+
 /**
  * The one thing the stream layer needs from a connection: send and receive text frames, learn that it closed.
  * WebSocket, stdio and in-memory transports are thin adapters; the router and calls import no node:* module.
@@ -45,7 +47,7 @@ export const memoryPair = (): [Transport, Transport] => {
         if (other.open) for (const cb of other.msg) cb(f);
       });
     },
-    close: (code = 1000, reason = "") => end(self, other, code, reason),
+    close: (code: number = CloseCode.normal, reason = "") => end(self, other, code, reason),
     onMessage: (cb) => void self.msg.push(cb),
     onClose: (cb) => void self.closed.push(cb),
     get isOpen() {
