@@ -1,5 +1,4 @@
 import WebSocket from "ws";
-import { backoff } from "../node/backoff.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { fromWireError, type WireError } from "../protocol/frames.ts";
@@ -9,6 +8,7 @@ import { RunEvents, RunMethods, type WireResult } from "../protocol/wire.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
 import { PendingCalls } from "../stream/pending.ts";
 import { wsTransport } from "../stream/ws.ts";
+import { Backoff } from "../util/backoff.ts";
 import { NodeSet } from "./configuration.ts";
 import { checkNodesGiven, DeadlineExceededError, IncompleteCallError } from "./errors.ts";
 import type { HubClient } from "./http.ts";
@@ -84,7 +84,8 @@ export class RunHandle {
   /** Pings the current stream now and abandons it if no pong comes back soon; null unless connected. */
   private probe: (() => void) | null = null;
   private closed = false;
-  private attempt = 0;
+  /** Reconnects of the reply stream: quick, since calls fall back to polling meanwhile. */
+  private readonly reconnects = new Backoff({ initialMs: 50, maxMs: 2000 });
   private reconnect: ReturnType<typeof setTimeout> | undefined;
   private poll: ReturnType<typeof setTimeout> | undefined;
   private recovering = false;
@@ -184,7 +185,7 @@ export class RunHandle {
       // The hub may go on pushing replies into the old connection until it sees it is dead: poll meanwhile.
       this.staleUntil = Date.now() + this.staleStreamMs;
       this.schedulePoll();
-      this.reconnect = setTimeout(() => this.connect(), backoff(this.attempt++, 50, 2000));
+      this.reconnect = setTimeout(() => this.connect(), this.reconnects.next());
     };
     this.abandon = lost;
     ws.on("error", (e) => lost(describeError(e), true));
@@ -241,7 +242,7 @@ export class RunHandle {
       });
       ch.onClose((reason) => lost(`channel ${reason}`));
       this.channel = ch;
-      this.attempt = 0;
+      this.reconnects.reset();
       this.markConnected();
       // Replies pushed while we were away were claimed for a socket that died: read them back, once.
       this.recover(0);

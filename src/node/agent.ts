@@ -17,7 +17,7 @@ import type { ReplyError } from "../protocol/types.ts";
 import { NodeMethods, type WireInstruction, type WireReply } from "../protocol/wire.ts";
 import { Channel, type Logger, silentLogger } from "../stream/channel.ts";
 import { wsTransport } from "../stream/ws.ts";
-import { backoff } from "./backoff.ts";
+import { Backoff, type BackoffPolicy, backoffDelay } from "../util/backoff.ts";
 import type { Handler } from "./handler.ts";
 import type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
 import { type AgentStatus, StatusFeed } from "./status.ts";
@@ -62,6 +62,20 @@ export interface NodeAgentOptions {
   standby?: StandbyOptions;
 }
 
+/** The agent's retry schedules; the numbers differ, the rule (util/backoff.ts) is one. */
+const Schedules = {
+  /** Enrolling while no hub answers. */
+  enroll: { initialMs: 200, maxMs: 5000 },
+  /** Reconnecting after a lost stream. */
+  reconnect: { initialMs: 100, maxMs: 3000 },
+  /** Waiting for an admin to approve the node: polls gently (at least 1 s apart), not a reconnect storm. */
+  pending: { initialMs: 2000, maxMs: 5000, jitter: 0.5 },
+  /** Replaced by another process with our identity: back off hard (2 s doubling to 30 s). */
+  replaced: { initialMs: 2000, maxMs: 30_000, jitter: 0.25 },
+  /** Resending a reply no hub acknowledged. */
+  reply: { initialMs: 200, maxMs: 5000 },
+} as const satisfies Record<string, BackoffPolicy>;
+
 interface Outgoing {
   reply: WireReply;
   attempt: number;
@@ -90,10 +104,11 @@ export class NodeAgent {
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
-  private connectAttempt = 0;
-  private pendingApproval = false;
+  private readonly reconnects = new Backoff(Schedules.reconnect);
+  private readonly pendingPolls = new Backoff(Schedules.pending);
   /** Times in a row our live stream was replaced by another process's (a shared identity). */
-  private replacedInARow = 0;
+  private readonly replacements = new Backoff(Schedules.replaced);
+  private pendingApproval = false;
   private refused: string | undefined;
   /** The hub's payload limit, learned at hello. */
   private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
@@ -236,7 +251,7 @@ export class NodeAgent {
       this.log.warn({ err: error, attempt }, "enrollment failed; retrying");
       this.hubIndex++;
       // A timer that keeps the process alive: a node waiting for its hub must not exit.
-      await new Promise((r) => setTimeout(r, backoff(attempt, 200, 5000)));
+      await new Promise((r) => setTimeout(r, backoffDelay(Schedules.enroll, attempt)));
     }
   }
 
@@ -250,7 +265,7 @@ export class NodeAgent {
   private connect(): void {
     if (this.stopping) return;
     const hub = this.hub();
-    this.feed.set({ state: "connecting", hub, attempt: this.connectAttempt });
+    this.feed.set({ state: "connecting", hub, attempt: this.reconnects.attempts });
     const url = `${hub.replace(/^http/, "ws")}/v1/nodes/stream`;
     const nodeId = this.identity!.nodeId;
     const ws = new WebSocket(url, {
@@ -317,7 +332,8 @@ export class NodeAgent {
       if (!ch.isOpen) return;
       if (typeof hello?.maxPayloadBytes === "number") this.maxPayloadBytes = hello.maxPayloadBytes;
       this.channel = ch;
-      this.connectAttempt = 0;
+      this.reconnects.reset();
+      this.pendingPolls.reset();
       this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
       clearInterval(this.heartbeatTimer);
       let beating = false;
@@ -439,7 +455,7 @@ export class NodeAgent {
     if (this.pendingApproval) {
       // Waiting for an admin: poll gently, not as a reconnect storm.
       this.pendingApproval = false;
-      const retryInMs = 1000 + backoff(this.connectAttempt++, 500, 4000);
+      const retryInMs = this.pendingPolls.next()!;
       this.feed.set({ state: "pending", nodeId: this.identity!.nodeId, retryInMs });
       this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
       return;
@@ -447,16 +463,15 @@ export class NodeAgent {
     if (code === CloseCode.replaced) {
       // Our live stream was replaced by a newer one for the same node: another process runs with this
       // identity. Two such agents would replace each other forever; back off hard and say why.
-      this.replacedInARow++;
-      const retryInMs = 1000 * Math.min(30, 2 ** Math.min(this.replacedInARow, 5)) + backoff(0, 1000, 1000);
+      const retryInMs = this.replacements.next()!;
       const why = `another process is connected as node ${this.identity!.nodeId}${this.o.identityFile ? ` (identity ${this.o.identityFile})` : ""}: only one agent may use an identity`;
       this.log.warn({ retryInMs }, why);
       this.feed.set({ state: "offline", reason: `${reason}; ${why}`, retryInMs });
       this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
       return;
     }
-    this.replacedInARow = 0;
-    const retryInMs = backoff(this.connectAttempt++, 100, 3000);
+    this.replacements.reset();
+    const retryInMs = this.reconnects.next()!;
     this.feed.set({ state: "offline", reason, retryInMs });
     this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
   }
@@ -569,7 +584,7 @@ export class NodeAgent {
           this.settle(out);
           return;
         }
-        out.timer = setTimeout(() => this.send(out, false), backoff(out.attempt++, 200, 5000));
+        out.timer = setTimeout(() => this.send(out, false), backoffDelay(Schedules.reply, out.attempt++));
       },
     );
   }
