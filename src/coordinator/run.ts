@@ -6,6 +6,7 @@ import { newId } from "../protocol/ids.ts";
 import type { Run as RunRecord } from "../protocol/types.ts";
 import { RunEvents, RunMethods, type WireResult } from "../protocol/wire.ts";
 import { Channel, type Logger } from "../stream/channel.ts";
+import { Liveness, watchTransport } from "../stream/liveness.ts";
 import { PendingCalls } from "../stream/pending.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { Backoff } from "../util/backoff.ts";
@@ -94,6 +95,7 @@ export class RunHandle {
   private readonly pingIntervalMs: number;
   /** How long a probe (a ping sent on suspicion) waits for its pong. */
   private readonly probeMs: number;
+  private readonly liveness: Liveness;
   private readonly recoveryPollMs: number;
   private readonly staleStreamMs: number;
   private readonly onClosed: ((run: RunHandle) => void) | undefined;
@@ -108,6 +110,11 @@ export class RunHandle {
     this.log = log;
     this.pingIntervalMs = opts.pingIntervalMs ?? 2000;
     this.probeMs = Math.min(this.pingIntervalMs, 500);
+    this.liveness = new Liveness({
+      probeAfterMs: this.pingIntervalMs,
+      dropAfterMs: 1.5 * this.pingIntervalMs,
+      checkMs: Math.max(10, Math.floor(this.pingIntervalMs / 4)),
+    });
     this.recoveryPollMs = opts.recoveryPollMs ?? 250;
     this.staleStreamMs = opts.staleStreamMs ?? 30_000;
     this.onClosed = opts.onClose;
@@ -159,13 +166,11 @@ export class RunHandle {
     this.ws = ws;
     this.wsHub = hub;
     let gone = false;
-    let ping: ReturnType<typeof setInterval> | undefined;
     // `dead`: the replica did not answer at all (no pong, refused, reset), so HTTP requests waiting on it
     // are cut short as well; otherwise the hub ended the stream itself and only the next one is tried.
     const lost = (why: string, dead = false) => {
       if (gone) return;
       gone = true;
-      clearInterval(ping);
       ws.terminate();
       if (this.ws !== ws) return;
       this.ws = null;
@@ -193,48 +198,11 @@ export class RunHandle {
     ws.on("unexpected-response", (_req, res) => lost(`HTTP ${res.statusCode}`));
     ws.on("open", () => {
       if (gone) return;
-      let seen = Date.now();
-      let tick = seen;
-      const alive = () => {
-        seen = Date.now();
-      };
-      ws.on("pong", alive);
-      ws.on("message", alive);
-      const sendPing = () => {
-        try {
-          ws.ping();
-        } catch (e) {
-          lost(describeError(e), true);
-        }
-      };
-      // Judged after the I/O phase (setImmediate), so a pong that arrived while our own event loop was
-      // blocked has been read; a late tick (the loop was blocked) judges nothing at all.
-      ping = setInterval(() => {
-        const now = Date.now();
-        const late = now - tick > 1.5 * this.pingIntervalMs;
-        tick = now;
-        setImmediate(() => {
-          if (gone) return;
-          const silent = Date.now() - seen;
-          if (!late && silent > 1.5 * this.pingIntervalMs) lost(`silent for ${silent} ms (no pong)`, true);
-          else sendPing();
-        });
-      }, this.pingIntervalMs);
-      ping.unref();
-      let probing = false;
-      this.probe = () => {
-        if (probing || gone) return;
-        probing = true;
-        const asked = Date.now();
-        sendPing();
-        setTimeout(() => {
-          setImmediate(() => {
-            probing = false;
-            if (!gone && seen < asked) lost(`no pong within ${this.probeMs} ms of a probe`, true);
-          });
-        }, this.probeMs).unref();
-      };
-      const ch = new Channel(wsTransport(ws), {
+      const t = wsTransport(ws);
+      // The one liveness rule: pinged when silent for an interval, replaced when silent for 1.5.
+      const watch = watchTransport(this.liveness, t, (why) => lost(`${why} (no pong)`, true));
+      this.probe = () => watch.probe(this.probeMs);
+      const ch = new Channel(t, {
         log: this.log,
         onEvent: (m, b) => {
           if (m === RunEvents.replies) for (const r of b as WireResult[]) this.deliver(r);

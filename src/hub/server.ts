@@ -13,6 +13,7 @@ import type { Instruction } from "../protocol/types.ts";
 import { instrumentStore } from "../store/instrumented.ts";
 import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
+import { Liveness, watchTransport } from "../stream/liveness.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { requireAdmin } from "./access.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
@@ -290,11 +291,24 @@ export const createHub = (o: HubOptions): Hub => {
   checkpoints?.startMonitor();
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: maxFrame });
-  const transport = (ws: WebSocket) =>
-    wsTransport(keepAlive(ws), {
+  // Dead-peer detection, the one rule (stream/liveness.ts) on one timer for every socket: silent for about an
+  // interval → pinged, silent 1.25 intervals → terminated (closing its channel and releasing its leases), so a
+  // dead peer is gone within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own ping): node
+  // agents ping when they hear nothing and coordinators every 2 s, so an idle fleet costs the hub no pings.
+  const every = o.pingIntervalMs ?? 10_000;
+  const keepalive = new Liveness({
+    probeAfterMs: Math.floor(every * 0.75),
+    dropAfterMs: Math.floor(every * 1.25),
+    checkMs: Math.max(1, Math.floor(every / 4)),
+  });
+  const transport = (ws: WebSocket) => {
+    const t = wsTransport(ws, {
       maxBufferedBytes: o.maxBufferedBytes,
       onError: (e) => log.warn({ err: truncate(e.message, MAX_LOGGED_CHARS) }, "stream error"),
     });
+    watchTransport(keepalive, t);
+    return t;
+  };
   const reject = (socket: Duplex, e: FleetlinkError) => {
     if (!socket.writable) return socket.destroy();
     const body = errorBody(e);
@@ -350,37 +364,8 @@ export const createHub = (o: HubOptions): Hub => {
     upgrade(req, socket, head).catch(() => socket.destroy());
   });
 
-  // Checked every quarter ping interval: a socket silent for about a whole interval (4 checks) is pinged, and one
-  // still silent 2 checks later is terminated, which closes its channel and releases its leases: a dead peer is
-  // dropped within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own ping): node agents ping
-  // every quarter heartbeat and coordinators every 2 s, so an idle fleet costs the hub no pings, only pongs.
-  const silentChecks = new WeakMap<object, number>();
-  const keepAlive = (ws: WebSocket): WebSocket => {
-    silentChecks.set(ws, 0);
-    const hear = () => silentChecks.set(ws, 0);
-    ws.on("pong", hear);
-    ws.on("ping", hear);
-    ws.on("message", hear);
-    return ws;
-  };
   let sweeping = false;
   const timers = [
-    setInterval(
-      () => {
-        for (const ws of wss.clients) {
-          const n = (silentChecks.get(ws) ?? 0) + 1;
-          silentChecks.set(ws, n);
-          if (n >= 6) ws.terminate();
-          else if (n === 4)
-            try {
-              ws.ping();
-            } catch {
-              ws.terminate();
-            }
-        }
-      },
-      Math.max(1, Math.floor((o.pingIntervalMs ?? 10_000) / 4)),
-    ),
     setInterval(() => {
       if (sweeping) return; // a slow store: never two sweeps at once
       sweeping = true;
@@ -418,6 +403,7 @@ export const createHub = (o: HubOptions): Hub => {
       unwatch();
       checkpoints?.stop();
       for (const t of timers) clearInterval(t);
+      keepalive.close();
       nodes.closeAll();
       runs.closeAll();
       for (const ws of wss.clients) ws.terminate();

@@ -16,6 +16,7 @@ import {
 import type { ReplyError } from "../protocol/types.ts";
 import { NodeMethods, type WireInstruction, type WireReply } from "../protocol/wire.ts";
 import { Channel, type Logger, silentLogger } from "../stream/channel.ts";
+import { Liveness, type LivenessRule, watchTransport } from "../stream/liveness.ts";
 import { wsTransport } from "../stream/ws.ts";
 import { Backoff, type BackoffPolicy, backoffDelay } from "../util/backoff.ts";
 import type { Handler } from "./handler.ts";
@@ -100,10 +101,10 @@ export class NodeAgent {
   private readonly completed = new Map<string, WireReply>(); // by instruction id, oldest first
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private progressTimer: ReturnType<typeof setInterval> | undefined;
-  private pingTimer: ReturnType<typeof setInterval> | undefined;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
+  private readonly liveness: Liveness;
   private readonly reconnects = new Backoff(Schedules.reconnect);
   private readonly pendingPolls = new Backoff(Schedules.pending);
   /** Times in a row our live stream was replaced by another process's (a shared identity). */
@@ -147,6 +148,7 @@ export class NodeAgent {
       Object.assign(this.handlers, this.checkpoints.handlers());
     }
     this.log = o.log ?? silentLogger;
+    this.liveness = new Liveness(agentLiveness(o.heartbeatIntervalMs ?? 5000));
     this.identity = o.identity;
     if (!this.identity && o.identityFile) {
       try {
@@ -308,7 +310,9 @@ export class NodeAgent {
       res.on("close", done);
     });
     ws.on("open", () => {
-      const ch = new Channel(wsTransport(ws), {
+      const t = wsTransport(ws);
+      watchTransport(this.liveness, t, (why) => this.log.warn({ why }, "hub path silent: reconnecting"));
+      const ch = new Channel(t, {
         log: this.log,
         onRequest: (m, b) => this.onRequest(m, b),
       });
@@ -353,7 +357,6 @@ export class NodeAgent {
           });
       }, every);
       this.startProgress(ch, hello?.leaseMs);
-      this.startPings(ch, every);
       for (const out of this.outbox.values()) this.send(out, true);
     } catch (e) {
       this.log.warn({ err: String(e) }, "hello failed");
@@ -405,45 +408,12 @@ export class NodeAgent {
     );
   }
 
-  /**
-   * A half-open path (a blackhole closes nothing) must be noticed well inside the node's online window
-   * (2 × heartbeat interval from its last heartbeat), so the node has moved to another replica before the
-   * hub gives up on it: a WebSocket ping every quarter interval, and a path silent for half an interval is
-   * dropped. Pings cost the store nothing (heartbeats are writes; pings are not).
-   */
-  private startPings(ch: Channel, every: number): void {
-    clearInterval(this.pingTimer);
-    const ws = this.ws;
-    if (!ws) return;
-    let lastPong = Date.now();
-    ws.on("pong", () => {
-      lastPong = Date.now();
-    });
-    this.pingTimer = setInterval(
-      () => {
-        if (ch !== this.channel || this.ws !== ws) return;
-        if (Date.now() - lastPong > every / 2) {
-          this.log.warn({ silentMs: Date.now() - lastPong }, "hub path silent: reconnecting");
-          ws.terminate();
-          return;
-        }
-        try {
-          ws.ping();
-        } catch {
-          ws.terminate();
-        }
-      },
-      Math.max(25, Math.floor(every / 4)),
-    );
-  }
-
   private onDisconnect(ws: WebSocket, reason: string, code: number): void {
     if (this.ws !== ws) return; // a stale socket's late close changes nothing
     this.ws = null;
     this.channel = null;
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);
-    clearInterval(this.pingTimer);
     if (this.stopping) return;
     this.hubIndex++;
     if (this.refused) {
@@ -623,7 +593,7 @@ export class NodeAgent {
     clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);
-    clearInterval(this.pingTimer);
+    this.liveness.close();
     for (const out of this.outbox.values()) clearTimeout(out.timer);
     this.channel?.close(CloseCode.normal, "node stopping");
     this.ws?.terminate();
@@ -635,5 +605,17 @@ export class NodeAgent {
     this.ws?.terminate();
   }
 }
+
+/**
+ * A half-open path (a blackhole closes nothing) must be noticed well inside the node's online window
+ * (2 × heartbeat interval from its last heartbeat), so the node has moved to another replica before the hub
+ * gives up on it: a path silent for a quarter interval is pinged, one silent for half an interval is dropped.
+ * Pings cost the store nothing (heartbeats are writes; pings are not).
+ */
+export const agentLiveness = (heartbeatIntervalMs: number): LivenessRule => ({
+  probeAfterMs: Math.floor(heartbeatIntervalMs / 4),
+  dropAfterMs: Math.floor(heartbeatIntervalMs / 2),
+  checkMs: Math.max(25, Math.floor(heartbeatIntervalMs / 8)),
+});
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)).unref?.());

@@ -42,6 +42,19 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
     onClose: (cb) => {
       ws.on("close", (code, reason) => cb(code, reason.toString()));
     },
+    ping: () => {
+      if (ws.readyState !== ws.OPEN) return;
+      try {
+        ws.ping();
+      } catch {
+        ws.terminate();
+      }
+    },
+    onAlive: (cb) => {
+      ws.on("pong", cb);
+      ws.on("ping", cb);
+    },
+    terminate: () => ws.terminate(),
     get isOpen() {
       return ws.readyState === ws.OPEN && !slow;
     },
