@@ -21,7 +21,8 @@ import { wsTransport } from "../stream/ws.ts";
 import { Backoff, type BackoffPolicy, backoffDelay } from "../util/backoff.ts";
 import type { Handler } from "./handler.ts";
 import type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
-import { type AgentStatus, StatusFeed } from "./status.ts";
+import { StatusFeed } from "../stream/status-feed.ts";
+import type { AgentStatus } from "./status.ts";
 
 export type { Handler, HandlerContext } from "./handler.ts";
 
