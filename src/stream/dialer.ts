@@ -77,8 +77,12 @@ export class Dialer {
   private index = 0;
   /** Bumped by every dial and by stop: callbacks of an older connection see a different generation. */
   private generation = 0;
-  private current: { ch: Channel | null; transport: Transport | null; watch: Watched | null; hub: string } | null =
-    null;
+  private current: {
+    ch: Channel | null;
+    transport: Transport | null;
+    watch: Watched | null;
+    hub: string;
+  } | null = null;
   /** Why the current connection is being dropped by us (drop), so its loss says so. */
   private dropping: { why: string; dead: boolean } | null = null;
   private timer: ReturnType<typeof setTimeout> | undefined;

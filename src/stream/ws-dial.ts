@@ -49,7 +49,9 @@ export const wsConnector =
         reject(e);
       };
       ws.on("error", (e) => fail(new FleetlinkError("STREAM_CLOSED", describeError(e), { cause: e })));
-      ws.on("close", (code) => fail(new FleetlinkError("STREAM_CLOSED", `closed (${code}) before it opened`)));
+      ws.on("close", (code) =>
+        fail(new FleetlinkError("STREAM_CLOSED", `closed (${code}) before it opened`)),
+      );
       ws.on("unexpected-response", (_req, res) => {
         // The refusal's body says why (pending approval, unregistered, bad credential); read a little of it.
         let body = "";

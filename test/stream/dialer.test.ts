@@ -79,7 +79,15 @@ describe("dialer", () => {
     expect(losses).toEqual([
       expect.objectContaining({ hub: "a", code: CloseCode.goingAway, wasLive: true, dead: false }),
     ]);
-    expect(seen.map((s) => s.state)).toEqual(["dialing", "hello", "live", "lost", "dialing", "hello", "live"]);
+    expect(seen.map((s) => s.state)).toEqual([
+      "dialing",
+      "hello",
+      "live",
+      "lost",
+      "dialing",
+      "hello",
+      "live",
+    ]);
     expect(seen[3]).toMatchObject({ state: "lost", code: CloseCode.goingAway, retryInMs: 5 });
   });
 
