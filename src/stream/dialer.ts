@@ -136,12 +136,16 @@ export class Dialer {
   }
 
   /**
-   * Drops the current connection now (a suspicion confirmed elsewhere, a test); the loss follows as after any
-   * failure, with `dead` as given (default true: the hub did not answer).
+   * Drops the current connection, or gives up the dial in progress, now (a suspicion confirmed elsewhere, a
+   * test); the loss follows as after any failure, with `dead` as given (default true: the hub did not answer).
    */
   drop(why: string, dead = true): void {
     const c = this.current;
-    if (!c?.transport) return;
+    if (!c) return;
+    if (!c.transport) {
+      this.lost(this.generation, { hub: c.hub, code: CloseCode.abnormal, reason: why, wasLive: false, dead });
+      return;
+    }
     this.dropping = { why, dead };
     if (c.transport.terminate) c.transport.terminate();
     else c.transport.close(CloseCode.abnormal, why);

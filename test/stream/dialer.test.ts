@@ -175,3 +175,16 @@ describe("dialer", () => {
     expect(hubs.conns.at(-1)).toBe(conn); // no redial
   });
 });
+
+describe("dialer drop", () => {
+  test("dialer - drop() during a dial that never answers gives it up and dials the next hub", async () => {
+    const hubs = fakeHubs();
+    const silent = (hub: string) => (hub === "a" ? new Promise<never>(() => {}) : hubs.connect(hub));
+    const { d, losses } = start({ connect: silent });
+    await until(() => d.status.state === "dialing");
+    d.drop("hub a unreachable over HTTP", false);
+    await until(() => d.status.state === "live");
+    expect(d.hub).toBe("b");
+    expect(losses).toEqual([expect.objectContaining({ hub: "a", dead: false, wasLive: false })]);
+  });
+});
