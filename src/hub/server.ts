@@ -15,6 +15,7 @@ import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { Liveness, watchTransport } from "../stream/liveness.ts";
 import { wsTransport } from "../stream/ws.ts";
+import { Coalesced } from "../util/coalesce.ts";
 import { requireAdmin } from "./access.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
@@ -364,19 +365,15 @@ export const createHub = (o: HubOptions): Hub => {
     upgrade(req, socket, head).catch(() => socket.destroy());
   });
 
-  let sweeping = false;
+  const sweeper = new Coalesced(
+    async () => {
+      if (await store.sweep()) runs.wake();
+    },
+    (e) => log.warn({ err: String(e) }, "sweep failed"),
+  );
   const timers = [
-    setInterval(() => {
-      if (sweeping) return; // a slow store: never two sweeps at once
-      sweeping = true;
-      store
-        .sweep()
-        .then((n) => n && runs.wake())
-        .catch((e) => log.warn({ err: String(e) }, "sweep failed"))
-        .finally(() => {
-          sweeping = false;
-        });
-    }, o.sweepIntervalMs ?? 250),
+    // A slow store: never two sweeps at once, and none queued behind a running one.
+    setInterval(() => sweeper.triggerIfIdle(), o.sweepIntervalMs ?? 250),
     // Leases that ran out (a node that died without closing its stream) change nothing a watch would see.
     setInterval(() => nodes.wakeClaimable(), o.pollIntervalMs ?? 1000),
   ];
@@ -404,6 +401,7 @@ export const createHub = (o: HubOptions): Hub => {
       checkpoints?.stop();
       for (const t of timers) clearInterval(t);
       keepalive.close();
+      sweeper.close();
       nodes.closeAll();
       runs.closeAll();
       for (const ws of wss.clients) ws.terminate();
