@@ -1,7 +1,7 @@
 import { FleetlinkError } from "../protocol/errors.ts";
 import { RunEvents, type WireResult } from "../protocol/wire.ts";
 import type { Channel, Logger } from "../stream/channel.ts";
-import { Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
+import { type Connector, Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
 import { PendingCalls } from "../stream/pending.ts";
 import { wsConnector } from "../stream/ws-dial.ts";
 import type { HubClient } from "./http.ts";
@@ -23,6 +23,8 @@ export interface ReplyStreamOptions {
    * ping notices the connection is dead (twice the hub's pingIntervalMs, 10 s by default). (Default: 30000)
    */
   staleStreamMs?: number;
+  /** Opens the stream to a hub (tests, a hub in the same process). (Default: a WebSocket to `/v1/runs/{run}/stream`) */
+  connect?: Connector;
 }
 
 /** Where the reply stream is: connecting to or connected to a replica, or closed with the handle. */
@@ -69,11 +71,13 @@ export class ReplyStream {
       hubs: http.hubs,
       // The HTTP client knows which replica answers: the stream follows it.
       pickHub: () => http.current,
-      connect: wsConnector({
-        url: (hub) => `${hub}/v1/runs/${runId}/stream`,
-        headers: () => ({ authorization: http.authHeader }),
-        handshakeTimeoutMs: Math.min(http.requestTimeoutMs, Math.max(1000, 2 * ping)),
-      }),
+      connect:
+        opts.connect ??
+        wsConnector({
+          url: (hub) => `${hub}/v1/runs/${runId}/stream`,
+          headers: () => ({ authorization: http.authHeader }),
+          handshakeTimeoutMs: Math.min(http.requestTimeoutMs, Math.max(1000, 2 * ping)),
+        }),
       // The one liveness rule: pinged when silent for an interval, replaced when silent for 1.5.
       liveness: { probeAfterMs: ping, dropAfterMs: 1.5 * ping, checkMs: Math.max(10, Math.floor(ping / 4)) },
       // Quick: calls read their replies back meanwhile.
