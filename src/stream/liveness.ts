@@ -178,8 +178,8 @@ export const watchTransport = (l: Liveness, t: Transport, onDrop?: (why: string)
     },
   });
   const heard = () => w.heard();
-  t.onMessage(heard);
-  t.onAlive?.(heard);
+  if (t.onAlive) t.onAlive(heard);
+  else t.onMessage(heard);
   t.onClose(() => w.stop());
   return w;
 };

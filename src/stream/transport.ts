@@ -12,7 +12,7 @@ export interface Transport {
   readonly isOpen: boolean;
   /** Asks the peer for a sign of life (a WebSocket ping); the answer arrives at `onAlive`. (Optional) */
   ping?(): void;
-  /** Every sign of life that is not a frame: a pong, the peer's own ping. (Optional) */
+  /** Every sign of life: a frame, a pong, the peer's own ping. (Optional; without it frames alone count) */
   onAlive?(cb: () => void): void;
   /** Ends the connection at once, without a closing handshake a dead peer would never answer. (Optional) */
   terminate?(): void;
@@ -53,7 +53,9 @@ export const memoryPair = (): [MemoryTransport, MemoryTransport] => {
     send: (f) => {
       if (!self.open || holed) return;
       queueMicrotask(() => {
-        if (other.open && !holed) for (const cb of other.msg) cb(f);
+        if (!other.open || holed) return;
+        for (const cb of other.alive) cb();
+        for (const cb of other.msg) cb(f);
       });
     },
     close: (code: number = CloseCode.normal, reason = "") => end(self, other, code, reason),

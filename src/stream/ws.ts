@@ -51,8 +51,10 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
       }
     },
     onAlive: (cb) => {
-      ws.on("pong", cb);
-      ws.on("ping", cb);
+      // Frames too, without decoding them (onMessage decodes per listener: a cost on every call).
+      ws.on("message", () => cb());
+      ws.on("pong", () => cb());
+      ws.on("ping", () => cb());
     },
     terminate: () => ws.terminate(),
     get isOpen() {
