@@ -1,23 +1,17 @@
-import type { IncomingMessage } from "node:http";
-import type { Duplex } from "node:stream";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import pino from "pino";
-import { type WebSocket, WebSocketServer } from "ws";
 import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
 import { Checkpoints } from "../checkpoint/orchestrator.ts";
-import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { isId, newId } from "../protocol/ids.ts";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
 import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
 import type { Instruction } from "../protocol/types.ts";
 import { instrumentStore } from "../store/instrumented.ts";
 import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
-import { Liveness, watchTransport } from "../stream/liveness.ts";
-import { wsTransport } from "../stream/ws.ts";
 import { Coalesced } from "../util/coalesce.ts";
 import { requireAdmin } from "./access.ts";
-import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
 import { registerDashboard } from "./dashboard.ts";
 import { GroupCommit } from "./group-commit.ts";
@@ -27,6 +21,7 @@ import { registerOpenApi } from "./openapi.ts";
 import { registerRequestLog } from "./request-log.ts";
 import { registerRoutes } from "./routes.ts";
 import { RunStreams } from "./run-streams.ts";
+import { acceptStreams } from "./upgrade.ts";
 
 export interface HubOptions {
   store: Store;
@@ -291,78 +286,15 @@ export const createHub = (o: HubOptions): Hub => {
   });
   checkpoints?.startMonitor();
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: maxFrame });
-  // Dead-peer detection, the one rule (stream/liveness.ts) on one timer for every socket: silent for about an
-  // interval → pinged, silent 1.25 intervals → terminated (closing its channel and releasing its leases), so a
-  // dead peer is gone within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own ping): node
-  // agents ping when they hear nothing and coordinators every 2 s, so an idle fleet costs the hub no pings.
-  const every = o.pingIntervalMs ?? 10_000;
-  const keepalive = new Liveness({
-    probeAfterMs: Math.floor(every * 0.75),
-    dropAfterMs: Math.floor(every * 1.25),
-    checkMs: Math.max(1, Math.floor(every / 4)),
-  });
-  const transport = (ws: WebSocket) => {
-    const t = wsTransport(ws, {
-      maxBufferedBytes: o.maxBufferedBytes,
-      onError: (e) => log.warn({ err: truncate(e.message, MAX_LOGGED_CHARS) }, "stream error"),
-    });
-    watchTransport(keepalive, t);
-    return t;
-  };
-  const reject = (socket: Duplex, e: FleetlinkError) => {
-    if (!socket.writable) return socket.destroy();
-    const body = errorBody(e);
-    const reason = e.status === 401 ? "Unauthorized" : e.status === 403 ? "Forbidden" : "Bad Request";
-    socket.end(
-      `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  };
-  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    // Until ws owns the socket, its errors (a reset mid-check, a write after the peer left) are ours to handle.
-    socket.on("error", () => socket.destroy());
-    const url = new URL(req.url ?? "/", "http://hub");
-    try {
-      if (url.pathname === "/v1/nodes/stream") {
-        const { nodeId, credential } = parseNodeToken(bearer(req.headers.authorization));
-        if (!isId(nodeId)) throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-        const node = await store.getNode(nodeId).catch(() => null);
-        if (!node?.credentialHash || !sameSecret(hashCredential(credential), node.credentialHash))
-          throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-        if (node.status === "unregistered")
-          throw new FleetlinkError("NODE_UNREGISTERED", "node is unregistered");
-        if (!node.approved)
-          throw new FleetlinkError(
-            "NODE_PENDING",
-            "node is waiting for approval: fleetlink nodes approve <id>",
-          );
-        if (socket.destroyed) return;
-        wss.handleUpgrade(req, socket, head, (ws) => nodes.accept(node, transport(ws)));
-        return;
-      }
-      const m = /^\/v1\/runs\/([^/]+)\/stream$/.exec(url.pathname);
-      if (m) {
-        if (!sameSecret(bearer(req.headers.authorization), o.token))
-          throw new FleetlinkError("UNAUTHORIZED", "wrong token");
-        const runId = decodeURIComponent(m[1]!);
-        if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
-        await store.getRun(runId);
-        if (socket.destroyed) return;
-        wss.handleUpgrade(req, socket, head, (ws) => runs.accept(runId, transport(ws)));
-        return;
-      }
-      reject(
-        socket,
-        new FleetlinkError("INVALID_ARGUMENT", `no stream at ${truncate(url.pathname, MAX_LOGGED_CHARS)}`, {
-          field: "path",
-        }),
-      );
-    } catch (e) {
-      reject(socket, isFleetlinkError(e) ? e : new FleetlinkError("STORE_UNAVAILABLE", describeError(e)));
-    }
-  };
-  app.server.on("upgrade", (req, socket, head) => {
-    upgrade(req, socket, head).catch(() => socket.destroy());
+  const streams = acceptStreams(app.server, {
+    store,
+    token: o.token,
+    nodes,
+    runs,
+    log,
+    maxFrameBytes: maxFrame,
+    maxBufferedBytes: o.maxBufferedBytes,
+    pingIntervalMs: o.pingIntervalMs,
   });
 
   const sweeper = new Coalesced(
@@ -400,12 +332,10 @@ export const createHub = (o: HubOptions): Hub => {
       unwatch();
       checkpoints?.stop();
       for (const t of timers) clearInterval(t);
-      keepalive.close();
       sweeper.close();
       nodes.closeAll();
       runs.closeAll();
-      for (const ws of wss.clients) ws.terminate();
-      wss.close();
+      streams.close();
       await app.close();
     },
   };
