@@ -4,7 +4,9 @@
 import { randomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { openObjectStore, readAll } from "../src/checkpoint/object-store.ts";
+import { nodeCheckpoints } from "../src/checkpoint/node-side.ts";
+import { readAll } from "../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../src/checkpoint/open.ts";
 import { Fleet } from "../src/coordinator/fleet.ts";
 import { createHub } from "../src/hub/server.ts";
 import { NodeAgent } from "../src/node/agent.ts";
@@ -40,13 +42,17 @@ for (let k = 0; k < HOSTS; k++) {
     name: `h${k}`,
     enrollToken: "e",
     handlers: {},
-    state: {
-      snapshot: () => states[k]!,
-      restore: async (r: Readable) => {
-        states[k] = await readAll(r);
-      },
-    },
-    checkpointStore: objects(),
+    plugins: [
+      nodeCheckpoints({
+        state: {
+          snapshot: () => states[k]!,
+          restore: async (r: Readable) => {
+            states[k] = await readAll(r);
+          },
+        },
+        objects: objects(),
+      }),
+    ],
   });
   await a.start();
   agents.push(a);

@@ -12,14 +12,14 @@ import {
   checkPart,
   collectGarbage,
   findCheckpoint,
+  HUB_RUN,
   hostPrefix,
   type Manifest,
   manifestKey,
 } from "./layout.ts";
 import type { ObjectStore } from "./object-store.ts";
 
-/** The hub's own state is checkpointed like a one-host run named "hub". */
-export const HUB_RUN = "hub";
+export { HUB_RUN } from "./layout.ts";
 export type Progress = (done: number, total: number) => void;
 
 /** Counts bytes flowing through, for progress bars. */

@@ -15,6 +15,9 @@ const checkSegment = (s: string, field: string): void => {
  * Every key is derived from run, checkpoint id and host index alone, by the hub: a host is told where to
  * write and never chooses (see checkPart).
  */
+/** The hub's own state is checkpointed like a one-host run named "hub". */
+export const HUB_RUN = "hub";
+
 export const hostPrefix = (runId: string, id: string, hostIdx: number): string => {
   checkSegment(runId, "runId");
   checkSegment(id, "id");

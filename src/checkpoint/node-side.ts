@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
-import type { Handler } from "../node/agent.ts";
+import type { Handler } from "../node/handler.ts";
+import type { AgentPlugin, AgentPluginHost } from "../node/plugin.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import {
   checkHostInfo,
@@ -19,6 +20,7 @@ import {
   isUnder,
 } from "./layout.ts";
 import { errorKind, type ObjectStore } from "./object-store.ts";
+import { openObjectStore } from "./open.ts";
 
 /** A snapshot as something ObjectStore.put takes; INVALID_ARGUMENT naming what it got otherwise. */
 const toBody = (snap: Snapshot): Readable | Uint8Array => {
@@ -82,32 +84,65 @@ export type PullState =
   | { status: "ok"; id: string; bytes: number }
   | { status: "error"; id: string; error: { kind: string; message: string } };
 
+export interface NodeCheckpointsOptions {
+  /** The state the coordinator can checkpoint and restore. */
+  state: NodeState;
+  /** Where checkpoints live: file://DIR or s3://BUCKET/PREFIX, or an open store. (Default: file://./.fleetlink/checkpoints) */
+  objects?: string | ObjectStore;
+  /** Run as a warm standby for one host: pull its newest checkpoint periodically, take over when activated. */
+  standby?: StandbyOptions;
+}
+
+/**
+ * Fleet checkpoints on a node, as an agent plug-in: `new NodeAgent({ ..., plugins: [nodeCheckpoints({ state,
+ * objects })] })`. It serves `checkpoint.push`, `.pull`, `.pull_status`, `.assign` and `.activate`, and keeps
+ * a standby's warm copy once the agent has an identity.
+ */
+export const nodeCheckpoints = (o: NodeCheckpointsOptions): NodeCheckpoints => new NodeCheckpoints(o);
+
 /** The checkpoint system methods a node agent serves (`checkpoint.push`, `.pull`, `.pull_status`, …). */
-export class NodeCheckpoints {
+export class NodeCheckpoints implements AgentPlugin {
+  readonly name = "checkpoints";
   private readonly roles = new Map<string, HostInfo>();
   private readonly pulls = new Map<string, PullState>();
   private readonly state: NodeState;
   private readonly objects: ObjectStore;
-  private readonly nodeId: () => string;
+  private readonly standby: StandbyOptions | undefined;
+  private host: AgentPluginHost | undefined;
   private warm: { runId: string; hostIdx: number; id: string; file: string; dir: string } | null = null;
   private standbyTimer: ReturnType<typeof setInterval> | undefined;
 
-  constructor(o: { state: NodeState; objects: ObjectStore; nodeId: () => string }) {
+  constructor(o: NodeCheckpointsOptions) {
     this.state = o.state;
-    this.objects = o.objects;
-    this.nodeId = o.nodeId;
+    this.objects =
+      typeof o.objects === "object"
+        ? o.objects
+        : openObjectStore(o.objects ?? `file://${process.cwd()}/.fleetlink/checkpoints`);
+    this.standby = o.standby;
   }
 
-  handlers(): Record<string, Handler> {
+  private nodeId(): string {
+    return this.host?.nodeId ?? "";
+  }
+
+  handlers(host: AgentPluginHost): Record<string, Handler> {
+    this.host = host;
     return {
       "checkpoint.assign": (p) => this.assign(p as HostInfo & { runId: string }),
       "checkpoint.push": (p) =>
         this.push(p as { runId: string; id: string; key?: unknown; hostInfo: unknown }),
       "checkpoint.pull": (p) => this.pull(p as PullRequest),
+      // The hub learns a pull's outcome from its reply; this stays for callers that ask the node directly.
       "checkpoint.pull_status": (p) =>
         this.pulls.get((p as { runId: string }).runId) ?? { status: "not_requested" },
       "checkpoint.activate": (p) => this.activate(p as HostInfo & { runId: string }),
     };
+  }
+
+  /** Starts the standby's refreshes, if this node is one. */
+  start(host: AgentPluginHost): void {
+    this.host = host;
+    if (this.standby) this.startStandby(this.standby, (m) => host.log.warn({ msg: m }, "standby"));
   }
 
   role(runId: string): HostInfo | undefined {
@@ -142,12 +177,14 @@ export class NodeCheckpoints {
   }
 
   /**
-   * Starts a background pull and returns at once; `checkpoint.pull_status` reports how it went. The part must
-   * be this host's (role, run, checkpoint and host prefix), and written by this node, unless the hub says it
-   * restores another node's part by host index (`acceptFrom` names that node: a standby that took over, a
-   * replaced node, or roles reassigned on purpose).
+   * Restores this host's part and replies when done: `{ status: "ok" }`, or `{ status: "error", error }` with
+   * the error's kind (as `checkpoint.pull_status` reports it too). The agent keeps the instruction's lease alive
+   * with progress while it runs, so a long restore is not redelivered. The part must be this host's (role, run,
+   * checkpoint and host prefix), and written by this node, unless the hub says it restores another node's part
+   * by host index (`acceptFrom` names that node: a standby that took over, a replaced node, or roles
+   * reassigned on purpose); those refusals are error replies, before anything is read.
    */
-  private pull(p: PullRequest): { accepted: true } {
+  private async pull(p: PullRequest): Promise<PullState> {
     const h = checkHostInfo(p.hostInfo, this.roles.get(p.runId));
     checkPart(p.part, p.runId, p.id, h.hostIdx);
     const self = this.nodeId();
@@ -161,26 +198,24 @@ export class NodeCheckpoints {
     if (cur?.status === "in_progress")
       throw new FleetlinkError("CONFLICT", `a pull of ${cur.id} is in progress on this node`);
     this.pulls.set(p.runId, { status: "in_progress", id: p.id });
-    const restored =
-      p.part.size <= IN_MEMORY_MAX
-        ? this.downloadToMemory(p.part).then((chunks) => this.state.restore(Readable.from(chunks)))
-        : this.download(p.part).then(async ({ file, dir }) => {
-            try {
-              await this.state.restore(createReadStream(file));
-            } finally {
-              await rm(dir, { recursive: true, force: true });
-            }
-          });
-    void restored.then(
-      () => this.pulls.set(p.runId, { status: "ok", id: p.id, bytes: p.part.size }),
-      (e: unknown) =>
-        this.pulls.set(p.runId, {
-          status: "error",
-          id: p.id,
-          error: { kind: errorKind(e), message: (e as Error).message },
-        }),
-    );
-    return { accepted: true };
+    let done: PullState;
+    try {
+      if (p.part.size <= IN_MEMORY_MAX)
+        await this.state.restore(Readable.from(await this.downloadToMemory(p.part)));
+      else {
+        const { file, dir } = await this.download(p.part);
+        try {
+          await this.state.restore(createReadStream(file));
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+      done = { status: "ok", id: p.id, bytes: p.part.size };
+    } catch (e) {
+      done = { status: "error", id: p.id, error: { kind: errorKind(e), message: (e as Error).message } };
+    }
+    this.pulls.set(p.runId, done);
+    return done;
   }
 
   /** Downloads a small part into memory (hashed as it arrives), checking size and SHA-256 before any restore. */

@@ -1,9 +1,8 @@
+// The interface every object store implements and the helpers the backends share; open.ts alone knows the
+// backends (so that this file, which everyone imports, loads neither).
 import { createHash } from "node:crypto";
 import { Readable, Transform } from "node:stream";
 import { invalid, isFleetlinkError } from "../protocol/errors.ts";
-// These two import helpers from this file; the cycle is safe because every use is inside a function.
-import { FileStore } from "./file-store.ts";
-import { S3Store } from "./s3-store.ts";
 
 export interface PutResult {
   size: number;
@@ -57,16 +56,6 @@ export interface S3Options {
   /** Multipart part size; S3 needs at least 5 MiB. (Default: 8 MiB) */
   partSizeBytes?: number;
 }
-
-/** Opens `file://DIR` (absolute `file:///data/ckpt` or relative `file://./ckpt`) or `s3://BUCKET/PREFIX`. */
-export const openObjectStore = (url: string, opts: S3Options = {}): ObjectStore => {
-  if (url.startsWith("file://")) return FileStore.open(url);
-  if (url.startsWith("s3://")) return S3Store.open(url, opts);
-  throw invalid(
-    "url",
-    `object store URL must start with file:// or s3://, not ${JSON.stringify(url.split(":")[0])}`,
-  );
-};
 
 /** Every kind errorKind returns; the README lists the same (test/checkpoint/readme.test.ts keeps them in step). */
 export const ERROR_KINDS = [

@@ -1,20 +1,20 @@
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { fromWireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
-import { decodePayload, encodePayload } from "../protocol/wire.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
+import { checkPart, findCheckpoint, listCheckpoints, type Manifest } from "./layout.ts";
+import { type CallResult, type NodeCall, NodeCalls } from "./node-calls.ts";
+import type { ObjectStore } from "./object-store.ts";
 import {
-  checkPart,
-  collectGarbage,
-  findCheckpoint,
-  type HostPart,
-  hostKey,
-  listCheckpoints,
-  type Manifest,
-  manifestKey,
-} from "./layout.ts";
-import { errorKind, type ObjectStore } from "./object-store.ts";
+  type CheckpointObserver,
+  type HostStatus,
+  type OpContext,
+  type OpKind,
+  type OpStatus,
+  opKey,
+} from "./op-record.ts";
+import { restoresFrom, runPull } from "./pull.ts";
+import { runPush } from "./push.ts";
 import {
   checkDistinct,
   checkWriters,
@@ -32,28 +32,9 @@ import {
   takeoverStatus,
 } from "./takeover.ts";
 
+export type { CheckpointObserver, HostStatus, OpKind, OpStatus } from "./op-record.ts";
 export type { HostRole, RoleChange, Roles } from "./roles.ts";
 export type { TakeoverRetry, TakeoverStatus } from "./takeover.ts";
-
-export type OpKind = "push" | "pull";
-
-export interface HostStatus {
-  hostIdx: number;
-  nodeId: string;
-  status: "in_progress" | "ok" | "error";
-  error?: { kind: string; message: string };
-  /** Pull: the node whose state this host restores, when another than nodeId wrote the part. */
-  restoresFrom?: string;
-}
-
-export interface OpStatus {
-  status: "not_requested" | "in_progress" | "ok" | "error";
-  id?: string;
-  hosts: HostStatus[];
-  error?: { kind: string; message: string; hostIdx?: number };
-  startedAt?: number;
-  updatedAt?: number;
-}
 
 export interface CheckpointsOptions {
   store: Store;
@@ -71,24 +52,14 @@ export interface CheckpointsOptions {
   observe?: CheckpointObserver;
 }
 
-/** Outcomes are "ok" or the error kind (errorKind: a small fixed set), so they suit metric labels. */
-export interface CheckpointObserver {
-  /** A host finished its part; bytes: the part's size when it succeeded, else 0. */
-  host(e: { kind: OpKind; outcome: string; bytes: number }): void;
-  /** An operation this replica drove finished, after `seconds`. */
-  operation(e: { kind: OpKind; outcome: string; seconds: number }): void;
-}
-
-type CallResult = { ok: true; value: unknown } | { ok: false; error: FleetlinkError };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rolesKey = (runId: string) => `roles:${runId}`;
-const opKey = (runId: string, kind: OpKind) => `ckpt:${runId}:${kind}`;
 
 /**
  * Coordinated checkpoints, driven by a hub replica: every host of a run pushes its part under one checkpoint
- * id, the manifest is written last; pulls run in the background on every host with per-host status; standbys
- * take over hosts that go silent. Operation status and host roles live in the shared store (versioned
- * records, compare-and-set), so any replica answers for any run and two replicas never run the same operation.
+ * id, the manifest is written last; pulls run in the background on every host (each replies when restored),
+ * with per-host status; standbys take over hosts that go silent. Operation status and host roles live in the
+ * shared store (versioned records, compare-and-set), so any replica answers for any run and two replicas never
+ * run the same operation.
  */
 export class Checkpoints {
   private readonly o: Required<
@@ -100,9 +71,11 @@ export class Checkpoints {
     staleMs: number;
   };
   private readonly monitor: TakeoverMonitor;
+  private readonly calls: NodeCalls;
 
   constructor(o: CheckpointsOptions) {
     this.o = { keep: 3, transferTimeoutMs: 600_000, staleMs: 60_000, ...o };
+    this.calls = new NodeCalls({ store: o.store, changed: o.changed, log: o.log });
     this.monitor = new TakeoverMonitor({
       store: this.o.store,
       activate: (runId, hostIdx) => this.activate(runId, hostIdx),
@@ -112,69 +85,31 @@ export class Checkpoints {
   }
 
   /**
-   * Sends one instruction per call through the store and waits for their replies. Replies are read by id
-   * (a coordinator's reply stream may claim them first), then claimed, so none is left for a run's reply
-   * stream; calls that time out are withdrawn if still undelivered (their CANCELLED replies come claimed).
-   * A call that times out while its node is offline fails NODE_UNAVAILABLE, otherwise MESSAGE_EXPIRED.
+   * Sends one instruction per call through the store and waits for their replies (see NodeCalls: fed by the
+   * store's change notifications, never by polling). A call unanswered after its TTL fails NODE_UNAVAILABLE
+   * (its node is offline) or MESSAGE_EXPIRED; `onResult` is told of each result as it arrives.
    */
-  async callNodes(
+  callNodes(
     runId: string,
-    calls: { dst: string; method: string; payload: unknown }[],
+    calls: NodeCall[],
     timeoutMs: number,
+    onResult?: (index: number, r: CallResult) => void,
   ): Promise<CallResult[]> {
-    const items = calls.map((c) => ({
-      id: newId(),
-      dst: c.dst,
-      method: c.method,
-      payload: encodePayload(c.payload),
-      ttlMs: timeoutMs,
-      src: "hub",
-    }));
-    await this.o.store.pushInstructions(runId, items);
-    this.o.changed();
-    const results = new Map<string, CallResult>();
-    const started = Date.now();
-    const deadline = started + timeoutMs + 1000;
-    while (results.size < items.length && Date.now() < deadline) {
-      const open = items.filter((i) => !results.has(i.id)).map((i) => i.id);
-      for (const r of await this.o.store.getReplies(runId, open))
-        results.set(
-          r.replyTo,
-          r.error
-            ? { ok: false, error: fromWireError(r.error) }
-            : { ok: true, value: decodePayload(r.payload) },
-        );
-      // Fast at first (most calls answer within milliseconds), then every 50 ms.
-      if (results.size < items.length) await sleep(Date.now() - started < 1000 ? 5 : 50);
-    }
-    const { store } = this.o;
-    if (results.size > 0)
-      await store
-        .claimReplies({ runId, instructionIds: [...results.keys()], limit: results.size })
-        .catch(() => {});
-    const late = items.filter((i) => !results.has(i.id));
-    if (late.length > 0)
-      await store
-        .withdrawInstructions(
-          runId,
-          late.map((i) => i.id),
-        )
-        .catch(() => []);
-    const now = await store.now();
-    for (const i of late) {
-      const node = await store.getNode(i.dst).catch(() => null);
-      const offline = !node || node.status === "unregistered" || (node.onlineUntil ?? 0) <= now;
-      results.set(i.id, {
-        ok: false,
-        error: offline
-          ? new FleetlinkError(
-              "NODE_UNAVAILABLE",
-              `node ${i.dst} is offline: no reply within ${timeoutMs} ms`,
-            )
-          : new FleetlinkError("MESSAGE_EXPIRED", `node ${i.dst} did not reply within ${timeoutMs} ms`),
-      });
-    }
-    return items.map((i) => results.get(i.id)!);
+    return this.calls.call(runId, calls, timeoutMs, onResult);
+  }
+
+  /** What a push or pull is handed. */
+  private get context(): OpContext {
+    const { store, objects, log, observe, keep, transferTimeoutMs } = this.o;
+    return {
+      store,
+      objects,
+      log,
+      observe,
+      keep,
+      transferTimeoutMs,
+      callNodes: (...a) => this.callNodes(...a),
+    };
   }
 
   /** The run's host roles, null if none are assigned; RUN_NOT_FOUND for an unknown run. */
@@ -265,12 +200,14 @@ export class Checkpoints {
     kind: OpKind,
     id: string,
     roles: Roles,
+    extra: (h: HostRole) => Partial<HostStatus> = () => ({}),
   ): Promise<StoredRecord<OpStatus>> {
     const now = Date.now();
     const hosts = roles.hosts.map((h) => ({
       hostIdx: h.hostIdx,
       nodeId: h.nodeId,
       status: "in_progress" as const,
+      ...extra(h),
     }));
     const value: OpStatus = { status: "in_progress", id, hosts, startedAt: now, updatedAt: now };
     const key = opKey(runId, kind);
@@ -293,13 +230,6 @@ export class Checkpoints {
     }
   }
 
-  private async update(
-    rec: StoredRecord<OpStatus>,
-    patch: Partial<OpStatus>,
-  ): Promise<StoredRecord<OpStatus>> {
-    return this.o.store.putRecord(rec.key, { ...rec.value, ...patch, updatedAt: Date.now() }, rec.version);
-  }
-
   private async requireRoles(runId: string): Promise<Roles> {
     const roles = await this.roles(runId);
     if (!roles)
@@ -315,7 +245,7 @@ export class Checkpoints {
     const roles = await this.requireRoles(runId);
     const id = newId();
     const rec = await this.begin(runId, "push", id, roles);
-    return { id, done: this.observed("push", this.runPush(runId, id, roles, rec)) };
+    return { id, done: this.observed("push", runPush(this.context, runId, id, roles, rec)) };
   }
 
   /** Reports an operation's outcome and duration to the observer when it ends. */
@@ -325,107 +255,6 @@ export class Checkpoints {
     const outcome = st.status === "ok" ? "ok" : (st.error?.kind ?? "error");
     this.o.observe?.operation({ kind, outcome, seconds: (performance.now() - started) / 1000 });
     return st;
-  }
-
-  private async runPush(
-    runId: string,
-    id: string,
-    roles: Roles,
-    rec0: StoredRecord<OpStatus>,
-  ): Promise<OpStatus> {
-    let rec = rec0;
-    const beat = setInterval(() => {
-      void this.update(rec, {}).then(
-        (r) => {
-          rec = r;
-        },
-        () => {},
-      );
-    }, 5000);
-    try {
-      // The hub decides every key; a host only writes where it is told.
-      const keys = roles.hosts.map((h) => hostKey(runId, id, h.hostIdx));
-      const results = await this.callNodes(
-        runId,
-        roles.hosts.map((h, k) => ({
-          dst: h.nodeId,
-          method: "checkpoint.push",
-          payload: { runId, id, key: keys[k], hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts } },
-        })),
-        this.o.transferTimeoutMs,
-      );
-      clearInterval(beat);
-      const hosts: HostStatus[] = [];
-      const parts: HostPart[] = [];
-      let firstError: OpStatus["error"];
-      for (const [k, r] of results.entries()) {
-        const h = roles.hosts[k]!;
-        let err: { kind: string; message: string } | undefined;
-        try {
-          if (!r.ok) throw r.error;
-          parts.push(await this.verifyPart(r.value, runId, id, h, keys[k]!));
-        } catch (e) {
-          err = { kind: errorKind(e), message: (e as Error).message };
-        }
-        hosts.push(
-          err
-            ? { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "error", error: err }
-            : { hostIdx: h.hostIdx, nodeId: h.nodeId, status: "ok" },
-        );
-        this.o.observe?.host({
-          kind: "push",
-          outcome: err?.kind ?? "ok",
-          bytes: err ? 0 : parts.at(-1)!.size,
-        });
-        if (err && !firstError) firstError = { ...err, hostIdx: h.hostIdx };
-      }
-      if (firstError) {
-        rec = await this.update(rec, { status: "error", hosts, error: firstError });
-        return rec.value;
-      }
-      const manifest: Manifest = { id, runId, createdAt: Date.now(), nHosts: roles.nHosts, hosts: parts };
-      await this.o.objects.put(
-        manifestKey(runId, id),
-        new TextEncoder().encode(JSON.stringify(manifest, null, 2)),
-      );
-      rec = await this.update(rec, { status: "ok", hosts });
-      await collectGarbage(this.o.objects, runId, this.o.keep).catch((e) =>
-        this.o.log.warn({ err: String(e), runId }, "checkpoint garbage collection failed"),
-      );
-      return rec.value;
-    } catch (e) {
-      clearInterval(beat);
-      const err = { kind: errorKind(e), message: (e as Error).message };
-      rec = await this.update(rec, { status: "error", error: err }).catch(() => rec);
-      return rec.value;
-    }
-  }
-
-  /**
-   * Before the manifest may name a host's part: the reply names exactly the key the hub told it (HOST_MISMATCH
-   * otherwise: a host must not make its run's manifest point at another run's or host's object), and the
-   * object is there, whole. The manifest entry is built from what the hub knows, not from the reply.
-   */
-  private async verifyPart(
-    reply: unknown,
-    runId: string,
-    id: string,
-    h: HostRole,
-    key: string,
-  ): Promise<HostPart> {
-    const part = checkPart(reply, runId, id, h.hostIdx);
-    if (part.key !== key)
-      throw new FleetlinkError(
-        "HOST_MISMATCH",
-        `host ${h.hostIdx} replied with key ${JSON.stringify(part.key.slice(0, 200))}, not ${key}`,
-      );
-    const head = await this.o.objects.head(key);
-    if (!head || head.size !== part.size)
-      throw new FleetlinkError(
-        "CHECKSUM_MISMATCH",
-        `${key}: stored ${head?.size ?? "nothing"}, node wrote ${part.size} bytes`,
-      );
-    return { hostIdx: h.hostIdx, nodeId: h.nodeId, key, size: part.size, sha256: part.sha256 };
   }
 
   /**
@@ -455,88 +284,10 @@ export class Checkpoints {
         h.hostIdx,
       );
     checkWriters(roles, m.hosts, m.id, opts.allowRoleChanges === true);
-    const rec = await this.begin(runId, "pull", m.id, roles);
-    return { id: m.id, done: this.observed("pull", this.runPull(runId, m, roles, rec)) };
-  }
-
-  private async runPull(
-    runId: string,
-    m: Manifest,
-    roles: Roles,
-    rec0: StoredRecord<OpStatus>,
-  ): Promise<OpStatus> {
-    let rec = rec0;
-    const finished = (hosts: HostStatus[]) => {
-      for (const h of hosts)
-        if (h.status !== "in_progress")
-          this.o.observe?.host({
-            kind: "pull",
-            outcome: h.status === "ok" ? "ok" : (h.error?.kind ?? "error"),
-            bytes: h.status === "ok" ? (m.hosts.find((p) => p.hostIdx === h.hostIdx)?.size ?? 0) : 0,
-          });
-    };
-    const fail = async (hosts: HostStatus[], error: OpStatus["error"]) => {
-      finished(hosts);
-      rec = await this.update(rec, { status: "error", hosts, error });
-      return rec.value;
-    };
-    try {
-      const hostInfo = (h: HostRole) => ({ hostIdx: h.hostIdx, nHosts: roles.nHosts });
-      const partOf = (h: HostRole) => m.hosts.find((p) => p.hostIdx === h.hostIdx)!;
-      // The node checks that it wrote the part itself unless told whose state it restores (startPull decided).
-      const from = (h: HostRole) => (partOf(h).nodeId === h.nodeId ? {} : { acceptFrom: partOf(h).nodeId });
-      const started = await this.callNodes(
-        runId,
-        roles.hosts.map((h) => ({
-          dst: h.nodeId,
-          method: "checkpoint.pull",
-          payload: { runId, id: m.id, hostInfo: hostInfo(h), part: partOf(h), ...from(h) },
-        })),
-        30_000,
-      );
-      let hosts: HostStatus[] = roles.hosts.map((h, k) => {
-        const r = started[k]!;
-        const base = { hostIdx: h.hostIdx, nodeId: h.nodeId, ...restoresFrom(h, partOf(h)) };
-        return r.ok
-          ? { ...base, status: "in_progress" }
-          : { ...base, status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
-      });
-      const deadline = Date.now() + this.o.transferTimeoutMs;
-      while (hosts.some((h) => h.status === "in_progress") && !hosts.some((h) => h.status === "error")) {
-        if (Date.now() > deadline) return fail(hosts, { kind: "network", message: "pull timed out" });
-        await sleep(20);
-        const open = roles.hosts.filter((_, k) => hosts[k]!.status === "in_progress");
-        const st = await this.callNodes(
-          runId,
-          open.map((h) => ({ dst: h.nodeId, method: "checkpoint.pull_status", payload: { runId } })),
-          10_000,
-        );
-        hosts = hosts.map((h) => {
-          const i = open.findIndex((o) => o.hostIdx === h.hostIdx);
-          if (i < 0) return h;
-          const r = st[i]!;
-          if (!r.ok)
-            return { ...h, status: "error", error: { kind: errorKind(r.error), message: r.error.message } };
-          const v = r.value as { status: string; id?: string; error?: { kind: string; message: string } };
-          if (v.id !== m.id && v.status !== "not_requested") return h;
-          return v.status === "ok"
-            ? { ...h, status: "ok" }
-            : v.status === "error"
-              ? { ...h, status: "error", error: v.error }
-              : h;
-        });
-        rec = await this.update(rec, { hosts });
-      }
-      const bad = hosts.find((h) => h.status === "error");
-      if (bad) return fail(hosts, { ...bad.error!, hostIdx: bad.hostIdx });
-      finished(hosts);
-      rec = await this.update(rec, { status: "ok", hosts });
-      return rec.value;
-    } catch (e) {
-      return fail(rec.value.hosts, { kind: errorKind(e), message: (e as Error).message }).catch(
-        () => rec.value,
-      );
-    }
+    const rec = await this.begin(runId, "pull", m.id, roles, (h) =>
+      restoresFrom(h, m.hosts.find((p) => p.hostIdx === h.hostIdx)!),
+    );
+    return { id: m.id, done: this.observed("pull", runPull(this.context, runId, m, roles, rec)) };
   }
 
   /**
@@ -589,8 +340,6 @@ export class Checkpoints {
 
   stop(): void {
     this.monitor.stop();
+    this.calls.stop();
   }
 }
-
-const restoresFrom = (h: HostRole, part: HostPart): { restoresFrom?: string } =>
-  part.nodeId === h.nodeId ? {} : { restoresFrom: part.nodeId };

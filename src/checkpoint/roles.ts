@@ -1,31 +1,8 @@
+import type { HostRole, RoleChange, Roles } from "../protocol/checkpoint-types.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
 import type { HostPart } from "./layout.ts";
 
-export interface HostRole {
-  hostIdx: number;
-  nodeId: string;
-  /** Warm standbys for this host, in takeover order. */
-  standby: string[];
-}
-
-export interface Roles {
-  runId: string;
-  nHosts: number;
-  hosts: HostRole[];
-}
-
-/** One host index whose holder or standbys an assignment changed. */
-export interface RoleChange {
-  hostIdx: number;
-  /** Who held the role before (null: a new host index). */
-  from: string | null;
-  /** Who holds it now (null: the run no longer has this host index). */
-  to: string | null;
-  /** Set when the standbys changed. */
-  standby?: { from: string[]; to: string[] };
-  /** What changed, in a sentence (for logs and the CLI). */
-  text: string;
-}
+export type { HostRole, RoleChange, Roles } from "../protocol/checkpoint-types.ts";
 
 /**
  * Throws INVALID_ARGUMENT if a node appears twice among the hosts and standbys: a node holds one role per

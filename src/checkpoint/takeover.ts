@@ -1,8 +1,10 @@
+import type { HostRole, Roles, TakeoverStatus } from "../protocol/checkpoint-types.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
 import { errorKind } from "./object-store.ts";
-import type { HostRole, Roles } from "./roles.ts";
+
+export type { TakeoverStatus } from "../protocol/checkpoint-types.ts";
 
 /** How automatic standby takeovers are retried. */
 export interface TakeoverRetry {
@@ -14,23 +16,6 @@ export interface TakeoverRetry {
   maxDelayMs: number;
 }
 export const DEFAULT_TAKEOVER_RETRY: TakeoverRetry = { attempts: 5, baseDelayMs: 2000, maxDelayMs: 60_000 };
-
-/** Where the takeover of one host stands; one record per host in the shared store, so replicas agree. */
-export interface TakeoverStatus {
-  hostIdx: number;
-  /** The node that failed. */
-  from: string;
-  /** The standby asked to take over. */
-  to: string | null;
-  /** `recovered`: the failed node came back before a standby took over. */
-  status: "in_progress" | "retrying" | "failed" | "ok" | "recovered";
-  attempts: number;
-  /** When the next attempt is due (status retrying). */
-  nextAttemptAt?: number;
-  /** The last attempt's error; when failed, the message says that it gave up. */
-  error?: { kind: string; message: string };
-  updatedAt: number;
-}
 
 const keyPrefix = (runId: string) => `ckpt:${runId}:takeover:`;
 const takeoverKey = (runId: string, hostIdx: number) => `${keyPrefix(runId)}${hostIdx}`;

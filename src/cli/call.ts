@@ -1,7 +1,7 @@
 import { text } from "node:stream/consumers";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { Fleet, FleetNode } from "../coordinator/fleet.ts";
-import { type Quorum, quorumFunction } from "../coordinator/quorum.ts";
+import type { Quorum } from "../coordinator/quorum.ts";
 import type { RunHandle } from "../coordinator/run.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { completeWith } from "./completion.ts";
@@ -122,6 +122,7 @@ export const callCommand = (): Command => {
             field: "quorum",
           },
         );
+      const { quorumFunction } = await import("../coordinator/quorum.ts");
       const decide = quorumFunction(quorum, ids.length);
       const run: RunHandle = o.run ? await fleet.run(o.run) : await fleet.createRun();
       if (!json)

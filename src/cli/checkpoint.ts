@@ -1,9 +1,6 @@
 import { Command, InvalidArgumentError, Option } from "commander";
-import { HUB_RUN, pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
-import { listCheckpoints } from "../checkpoint/layout.ts";
-import { openObjectStore } from "../checkpoint/object-store.ts";
+import { HUB_RUN } from "../checkpoint/layout.ts";
 import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
-import { SqliteStore } from "../store/sqlite.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration, parseInteger } from "./flags.ts";
 import { examples, printJson, show, table, when, withJson } from "./output.ts";
@@ -89,6 +86,11 @@ export const checkpointCommand = (): Command => {
     .action(async (o, c: Command) => {
       if (o.db) {
         if (!o.store) throw new Error("--store is required with --db");
+        const [{ pushHubSnapshot }, { openObjectStore }, { SqliteStore }] = await Promise.all([
+          import("../checkpoint/hub-state.ts"),
+          import("../checkpoint/open.ts"),
+          import("../store/sqlite.ts"),
+        ]);
         const s = new SqliteStore(sqlitePath(o.db));
         try {
           const m = await pushHubSnapshot(s, openObjectStore(o.store), {
@@ -128,6 +130,10 @@ export const checkpointCommand = (): Command => {
     .action(async (o, c: Command) => {
       if (o.db) {
         if (!o.store) throw new Error("--store is required with --db");
+        const [{ restoreHubSnapshot }, { openObjectStore }] = await Promise.all([
+          import("../checkpoint/hub-state.ts"),
+          import("../checkpoint/open.ts"),
+        ]);
         out(
           await restoreHubSnapshot(openObjectStore(o.store), sqlitePath(o.db), o.id, {
             force: o.force,
@@ -164,6 +170,10 @@ export const checkpointCommand = (): Command => {
   ).action(async (o, c: Command) => {
     let rows: { id: string; createdAt: number; nHosts: number; bytes: number }[];
     if (o.store) {
+      const [{ listCheckpoints }, { openObjectStore }] = await Promise.all([
+        import("../checkpoint/layout.ts"),
+        import("../checkpoint/open.ts"),
+      ]);
       const all = await listCheckpoints(openObjectStore(o.store), o.run ?? HUB_RUN);
       rows = all.map((m) => ({
         id: m.id,

@@ -1,6 +1,7 @@
 import { type Command, Option } from "commander";
-import { Fleet } from "../coordinator/fleet.ts";
-import { HubClient } from "../coordinator/http.ts";
+// Types only: the SDK is imported when a command connects, not when the CLI declares its options.
+import type { Fleet } from "../coordinator/fleet.ts";
+import type { HubClient } from "../coordinator/http.ts";
 import { readSecret } from "./flags.ts";
 import { configPath, loadProfile } from "./profiles.ts";
 
@@ -72,6 +73,7 @@ export const connection = (cmd: Command): Connection => {
 /** Runs `fn` with an HTTP client of the command's hub, and closes the client's connections after. */
 export const withClient = async <T>(cmd: Command, fn: (c: HubClient) => Promise<T>): Promise<T> => {
   const { hubs, token } = connection(cmd);
+  const { HubClient } = await import("../coordinator/http.ts");
   const client = new HubClient(hubs, token);
   try {
     return await fn(client);
@@ -83,6 +85,7 @@ export const withClient = async <T>(cmd: Command, fn: (c: HubClient) => Promise<
 /** Runs `fn` with a Fleet (coordinator SDK) of the command's hub, closed after. */
 export const withFleet = async <T>(cmd: Command, fn: (f: Fleet) => Promise<T>): Promise<T> => {
   const { hubs, token } = connection(cmd);
+  const { Fleet } = await import("../coordinator/fleet.ts");
   const fleet = await Fleet.connect({ hub: hubs, token });
   try {
     return await fn(fleet);

@@ -4,8 +4,6 @@ import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
-import { IncompleteCallError } from "../coordinator/errors.ts";
-import { Fleet } from "../coordinator/fleet.ts";
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -72,6 +70,10 @@ export const demoCommand = (): Command =>
     .description("Hub + node processes on a temporary SQLite file: quorum calls, a broadcast, a node crash.")
     .option("--nodes <n>", "node processes", "3")
     .action(async (o) => {
+      const [{ IncompleteCallError }, { Fleet }] = await Promise.all([
+        import("../coordinator/errors.ts"),
+        import("../coordinator/fleet.ts"),
+      ]);
       const n = Math.max(3, Number(o.nodes));
       const dir = mkdtempSync(join(tmpdir(), "fleetlink-demo-"));
       const token = "demo-token";

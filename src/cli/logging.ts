@@ -1,6 +1,5 @@
 import { Option } from "commander";
-import pino from "pino";
-import pretty from "pino-pretty";
+import type { Logger } from "pino";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -16,8 +15,13 @@ export const logOptions = (defaultLevel: (typeof LOG_LEVELS)[number]): Option[] 
     .default("json"),
 ];
 
-/** A pino logger on stderr (stdout carries the command's own output: URLs, tokens, ids). */
-export const createLogger = (level: string, format: string): pino.Logger =>
-  format === "pretty"
-    ? pino({ level }, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true }))
-    : pino({ level }, pino.destination({ dest: 2, sync: true }));
+/**
+ * A pino logger on stderr (stdout carries the command's own output: URLs, tokens, ids). pino (and pino-pretty,
+ * only for the pretty format) is imported here, by the commands that log, not by every start of the CLI.
+ */
+export const createLogger = async (level: string, format: string): Promise<Logger> => {
+  const { pino } = await import("pino");
+  if (format !== "pretty") return pino({ level }, pino.destination({ dest: 2, sync: true }));
+  const { default: pretty } = await import("pino-pretty");
+  return pino({ level }, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY === true }));
+};

@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// Only the version check is imported statically: on a Node.js without node:sqlite, a static import of the
-// commands would fail before any line here ran, with "No such built-in module: node:sqlite".
-import { nodeVersionProblem } from "../store/open.ts";
+import module from "node:module";
+
+// Node.js keeps what it compiled (and, for src/*.ts, what it stripped of types) for the next start, as tsc
+// does: a CLI command starts again and again, and Maelstrom spawns dozens of nodes at once. Off with
+// NODE_DISABLE_COMPILE_CACHE=1; absent before Node 22.1.
+module.enableCompileCache?.();
+
+// The version check comes first: on a Node.js without node:sqlite, importing a module that imports it would
+// fail before any line here ran, with "No such built-in module: node:sqlite".
+const { nodeVersionProblem } = await import("../store/open.ts");
 
 /** Every failure ends the process with status 1 and one line: the error's code (the hub's) and message. */
 const fail = (e: unknown): never => {
@@ -16,6 +23,9 @@ if (problem) {
   process.exit(1);
 }
 
+// Every command's module is imported, for the tree of commands and options that --help, errors and shell
+// completion read; what a command runs (the hub, the SDK, the Maelstrom runtime, pino…) each imports in its
+// action, so `fleetlink --version` loads none of it (test/architecture.test.ts, bench:imports).
 const [
   { Command },
   call,

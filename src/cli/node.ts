@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { NodeState, StandbyOptions } from "../checkpoint/node-side.ts";
-import { type Handler, NodeAgent } from "../node/agent.ts";
+import type { Handler } from "../node/handler.ts";
 import { applyConfigFile, configOption } from "./config-file.ts";
 import { parseInteger, readSecret } from "./flags.ts";
 import { createLogger, logOptions } from "./logging.ts";
@@ -126,7 +126,8 @@ export const nodeCommand = (): Command =>
       if (o.state && !o.checkpointStore)
         throw new Error("--state needs --checkpoint-store: the object storage the hub checkpoints to");
       if (o.standby && !o.state) throw new Error("--standby needs --state");
-      const log = createLogger(o.logLevel, o.logFormat).child({ node: o.name });
+      const log = (await createLogger(o.logLevel, o.logFormat)).child({ node: o.name });
+      const { NodeAgent } = await import("../node/agent.ts");
       const agent = new NodeAgent({
         hubs: String(o.hub).split(","),
         name: o.name,
@@ -136,8 +137,15 @@ export const nodeCommand = (): Command =>
         reenroll: o.reenroll === true,
         heartbeatIntervalMs: o.heartbeat,
         log,
-        ...(o.state ? { state: await loadState(o.state), checkpointStore: o.checkpointStore } : {}),
-        ...(o.standby ? { standby: o.standby } : {}),
+        plugins: o.state
+          ? [
+              (await import("../checkpoint/node-side.ts")).nodeCheckpoints({
+                state: await loadState(o.state),
+                objects: o.checkpointStore,
+                ...(o.standby ? { standby: o.standby } : {}),
+              }),
+            ]
+          : [],
       });
       // Each status change is a log line: enrolling, connecting, online, offline (reconnecting), pending, rejected.
       void (async () => {

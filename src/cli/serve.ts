@@ -1,11 +1,5 @@
 import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { pushHubSnapshot, restoreHubSnapshot } from "../checkpoint/hub-state.ts";
-import { openObjectStore } from "../checkpoint/object-store.ts";
-import { newSecret } from "../hub/auth.ts";
-import { createHub } from "../hub/server.ts";
-import { openStore } from "../store/open.ts";
-import { SqliteStore } from "../store/sqlite.ts";
 import { applyConfigFile, configOption } from "./config-file.ts";
 import { parseBytes, parseDuration, parseInteger, readSecret } from "./flags.ts";
 import { createLogger, logOptions } from "./logging.ts";
@@ -148,6 +142,22 @@ export const serveCommand = (): Command =>
     .hook("preAction", (cmd) => applyConfigFile(cmd))
     .action(async (o) => {
       skewClockForFaultTests();
+      // The hub is imported when it runs, so that declaring this command (for every other one) loads none of it.
+      const [
+        { pushHubSnapshot, restoreHubSnapshot },
+        { openObjectStore },
+        { newSecret },
+        { createHub },
+        { openStore },
+        { SqliteStore },
+      ] = await Promise.all([
+        import("../checkpoint/hub-state.ts"),
+        import("../checkpoint/open.ts"),
+        import("../hub/auth.ts"),
+        import("../hub/server.ts"),
+        import("../store/open.ts"),
+        import("../store/sqlite.ts"),
+      ]);
       if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new Error("--tls-cert and --tls-key go together");
       const given = readSecret(o.token, o.tokenFile, "token");
       const token = given ?? newSecret();
@@ -180,7 +190,7 @@ export const serveCommand = (): Command =>
         checkpointKeep: o.checkpointKeep,
         metrics: o.metrics !== false,
         metricsToken: readSecret(undefined, o.metricsTokenFile, "metrics-token"),
-        logger: createLogger(o.logLevel, o.logFormat),
+        logger: await createLogger(o.logLevel, o.logFormat),
         ...(o.tlsCert ? { tls: { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } } : {}),
       });
       const url = await hub.listen({ host: o.host, port: o.port });

@@ -1,6 +1,5 @@
 import { Command } from "commander";
 import type { FleetNode } from "../coordinator/fleet.ts";
-import { HubClient } from "../coordinator/http.ts";
 import { describeError } from "../protocol/errors.ts";
 import { connection, withHub } from "./connection.ts";
 import { nodeState } from "./nodes.ts";
@@ -80,6 +79,7 @@ export const statusCommand = (): Command => {
   return cmd.action(async (_o, c: Command) => {
     const { hubs, token, profile } = connection(c);
     const replicas = await Promise.all(hubs.map((h) => probe(h.replace(/\/$/, ""))));
+    const { HubClient } = await import("../coordinator/http.ts");
     const client = new HubClient(hubs, token);
     let stats: Stats;
     let nodes: FleetNode[];

@@ -1,7 +1,11 @@
 import { Command, Option } from "commander";
-import { openStore } from "../store/open.ts";
+import type { OpenStoreOptions } from "../store/open.ts";
 import { parseDuration } from "./flags.ts";
 import { examples } from "./output.ts";
+
+/** The store code is imported when a subcommand runs, not when the CLI starts. */
+const openStore = async (url: string, opts?: OpenStoreOptions) =>
+  (await import("../store/open.ts")).openStore(url, opts);
 
 export const storeCommand = (): Command => {
   const cmd = new Command("store").description("Inspect or maintain a store.");

@@ -1,5 +1,15 @@
 import { readFileSync, statSync } from "node:fs";
-import { parse, TomlError } from "smol-toml";
+import { createRequire } from "node:module";
+
+/**
+ * The TOML parser, loaded by the first file read (synchronously: the readers are): most commands read no
+ * config file, and the CLI's start-up should not pay for one.
+ */
+let parser: typeof import("smol-toml") | undefined;
+const toml = () => {
+  parser ??= createRequire(import.meta.url)("smol-toml") as typeof import("smol-toml");
+  return parser;
+};
 
 /** A configuration file problem: always names the file, and the key when one is at fault. */
 export class ConfigError extends Error {
@@ -19,6 +29,7 @@ export const readToml = (file: string): TomlTable => {
   } catch (e) {
     throw new ConfigError(file, undefined, `cannot read: ${(e as Error).message}`);
   }
+  const { parse, TomlError } = toml();
   try {
     return parse(text) as TomlTable;
   } catch (e) {

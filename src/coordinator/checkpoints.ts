@@ -1,4 +1,4 @@
-import type { OpStatus, RoleChange, Roles, TakeoverStatus } from "../checkpoint/orchestrator.ts";
+import type { OpStatus, RoleChange, Roles, TakeoverStatus } from "../protocol/checkpoint-types.ts";
 import { FleetlinkError, invalid } from "../protocol/errors.ts";
 import type { HubClient } from "./http.ts";
 

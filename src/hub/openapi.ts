@@ -1,9 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import swagger from "@fastify/swagger";
-import swaggerUi from "@fastify/swagger-ui";
 import { Type } from "@sinclair/typebox";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { CloseCode } from "../protocol/close-codes.ts";
 import { ErrorCodes, type ErrorName, errorCode } from "../protocol/errors.ts";
 import {
@@ -212,7 +211,7 @@ const withDefaultErrors = (schema: Schema | undefined): Schema | undefined => {
 
 /**
  * Publishes the API: the OpenAPI 3.1 document at /openapi.json and a browsable reference at /docs (swagger-ui,
- * served from its own package: no CDN). Call it before any route is declared: @fastify/swagger collects routes
+ * served from its own package: no CDN; loaded on the first request to /docs, see registerDocs). Call it before any route is declared: @fastify/swagger collects routes
  * with an onRoute hook, so routes queued before it are missed.
  */
 export const registerOpenApi = (app: FastifyInstance): void => {
@@ -230,11 +229,7 @@ export const registerOpenApi = (app: FastifyInstance): void => {
       return o as never;
     },
   });
-  void app.register(swaggerUi, {
-    routePrefix: DOCS_PREFIX,
-    uiConfig: { docExpansion: "list", deepLinking: true, persistAuthorization: false },
-    staticCSP: true,
-  });
+  registerDocs(app);
   app.get(
     OPENAPI_PATH,
     {
@@ -248,4 +243,58 @@ export const registerOpenApi = (app: FastifyInstance): void => {
     },
     async () => app.swagger(),
   );
+};
+
+/** Headers of one connection or of one encoding of the body: the outer reply sets its own. */
+const HOP_HEADERS = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
+
+/**
+ * The reference UI at /docs, loaded on first use: @fastify/swagger-ui and the static-file server under it
+ * (~35 modules, ~15 ms of every hub's start) are imported only when someone opens /docs. They run in a small
+ * Fastify instance of their own, serving a copy of this hub's document, which the hidden /docs routes forward
+ * to; what it answers (HTML, assets, redirects, CSP headers, 304s) is passed through unchanged.
+ */
+const registerDocs = (app: FastifyInstance): void => {
+  let ui: Promise<FastifyInstance> | undefined;
+  const load = async (): Promise<FastifyInstance> => {
+    const [{ default: Fastify }, { default: swaggerUi }] = await Promise.all([
+      import("fastify"),
+      import("@fastify/swagger-ui"),
+    ]);
+    const inner = Fastify({ logger: false });
+    // The outer app is ready (it is answering a request), so its document is complete.
+    await inner.register(swagger, { mode: "static", specification: { document: app.swagger() as never } });
+    await inner.register(swaggerUi, {
+      routePrefix: DOCS_PREFIX,
+      uiConfig: { docExpansion: "list", deepLinking: true, persistAuthorization: false },
+      staticCSP: true,
+    });
+    await inner.ready();
+    return inner;
+  };
+  const forward = async (req: FastifyRequest, reply: FastifyReply) => {
+    ui ??= load().catch((e) => {
+      ui = undefined; // a failed load (a file vanished mid-upgrade) is retried by the next request
+      throw e;
+    });
+    const res = await (await ui).inject({
+      // Fastify answers HEAD through the GET handler and drops the body itself, keeping its length.
+      method: "GET",
+      url: req.url,
+      headers: req.headers,
+    });
+    if (res.statusCode === 404) return reply.callNotFound();
+    for (const [k, v] of Object.entries(res.headers))
+      if (v !== undefined && !HOP_HEADERS.has(k.toLowerCase())) reply.header(k, v);
+    return reply.code(res.statusCode).send(res.rawPayload);
+  };
+  app.addHook("onClose", async () => {
+    await (await ui?.catch(() => undefined))?.close();
+  });
+  // Declared as a plugin, like the routes of any other plugin: when the app gets ready, so that they inherit
+  // every hook and the not-found handler the hub sets, and onRoute hooks added after this call see them.
+  void app.register(async (scope) => {
+    for (const url of [DOCS_PREFIX, `${DOCS_PREFIX}/*`])
+      scope.route({ method: "GET", url, schema: { hide: true }, handler: forward });
+  });
 };

@@ -1,7 +1,8 @@
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import pino from "pino";
-import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
+import type { ObjectStore } from "../checkpoint/object-store.ts";
+import { openObjectStore } from "../checkpoint/open.ts";
 import { Checkpoints } from "../checkpoint/orchestrator.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";

@@ -1,7 +1,13 @@
 #!/usr/bin/env node
 // A Maelstrom node with nothing else loaded (fast to start: the harness spawns dozens):
 //   node src/maelstrom/main.ts <echo|unique-ids|g-set|broadcast> [--root-flush MS]
-import { runWorkload, type WorkloadName, workloads } from "./workloads/index.ts";
+import module from "node:module";
+import type { WorkloadName } from "./workloads/names.ts";
+
+// The harness starts dozens of these at once: each start after the first reuses what Node.js compiled (and
+// stripped of types) before. Off with NODE_DISABLE_COMPILE_CACHE=1; absent before Node 22.1.
+module.enableCompileCache?.();
+const { runWorkload, workloads } = await import("./workloads/index.ts");
 
 const [w, ...rest] = process.argv.slice(2);
 if (!w || !(w in workloads)) {

@@ -1,5 +1,3 @@
-import { NodeCheckpoints, type NodeState, type StandbyOptions } from "../checkpoint/node-side.ts";
-import { type ObjectStore, openObjectStore } from "../checkpoint/object-store.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
@@ -46,12 +44,6 @@ export interface NodeAgentOptions {
   log?: Logger;
   /** Features that run inside the agent and add handlers (e.g. checkpoints); the agent does not import them. */
   plugins?: AgentPlugin[];
-  /** State the coordinator can checkpoint and restore (`checkpoint.push` / `checkpoint.pull`). */
-  state?: NodeState;
-  /** Where checkpoints live: file://DIR or s3://BUCKET/PREFIX. (Default: file://./.fleetlink/checkpoints) */
-  checkpointStore?: string | ObjectStore;
-  /** Run as a warm standby for one host: pull its newest checkpoint periodically, take over when activated. */
-  standby?: StandbyOptions;
 }
 
 /** Upgrade refusals that mean the hub does not know this identity (as opposed to "not yet" or "not now"). */
@@ -86,8 +78,6 @@ export class NodeAgent {
   private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
   /** The hub's lease, learned at hello: progress is reported every third of it. */
   private leaseMs: number | undefined;
-  /** Checkpoint system methods, when the node has state. */
-  readonly checkpoints: NodeCheckpoints | undefined;
   private readonly handlers: Record<string, Handler>;
 
   constructor(o: NodeAgentOptions) {
@@ -107,18 +97,6 @@ export class NodeAgent {
           );
         this.handlers[method] = h;
       }
-    }
-    if (o.state) {
-      const objects =
-        typeof o.checkpointStore === "object"
-          ? o.checkpointStore
-          : openObjectStore(o.checkpointStore ?? `file://${process.cwd()}/.fleetlink/checkpoints`);
-      this.checkpoints = new NodeCheckpoints({
-        state: o.state,
-        objects,
-        nodeId: () => this.identity?.nodeId ?? "",
-      });
-      Object.assign(this.handlers, this.checkpoints.handlers());
     }
     this.log = o.log ?? silentLogger;
     this.every = o.heartbeatIntervalMs ?? 5000;
@@ -191,8 +169,6 @@ export class NodeAgent {
   async start(): Promise<void> {
     if (!this.identity) await this.enroll();
     for (const p of this.o.plugins ?? []) p.start?.(this.pluginHost);
-    if (this.o.standby && this.checkpoints)
-      this.checkpoints.startStandby(this.o.standby, (m) => this.log.warn({ msg: m }, "standby"));
     this.dialer.start();
     for await (const s of this.status()) {
       if (s.state === "online") return;
@@ -382,7 +358,6 @@ export class NodeAgent {
     if (this.channel?.isOpen)
       await Promise.race([this.outbox.drained(), sleep(Math.max(0, deadline - Date.now()))]);
     this.abort.abort("agent stopped");
-    await this.checkpoints?.close();
     for (const p of this.o.plugins ?? []) await p.close?.();
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);

@@ -1,7 +1,6 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { FleetlinkError } from "../protocol/errors.ts";
-import { MemoryStore } from "./memory.ts";
 // Types only: the backends themselves are imported when a store of their kind is opened, so that importing
 // fleetlink never loads node:sqlite (missing before Node 22.5: the import would fail for every user) or pg.
 import type { PostgresOptions } from "./postgres.ts";
@@ -75,12 +74,36 @@ const openSqlite = async (path: string, opts: OpenStoreOptions) => {
   return new SqliteStore(path, opts);
 };
 
+/**
+ * Loads an optional dependency (`load` imports it, or a module of ours that imports it): when the package
+ * `name` is not installed, UNSUPPORTED_STORE saying which and how to install it, instead of Node's
+ * ERR_MODULE_NOT_FOUND. Any other failure is passed on as it is.
+ */
+export const optionalPackage = async <T>(name: string, what: string, load: () => Promise<T>): Promise<T> => {
+  try {
+    return await load();
+  } catch (e) {
+    const missing =
+      (e as { code?: unknown } | null)?.code === "ERR_MODULE_NOT_FOUND" &&
+      (e as Error).message.includes(`'${name}'`);
+    if (!missing) throw e;
+    throw new FleetlinkError(
+      "UNSUPPORTED_STORE",
+      `${what} needs the ${name} package, which is not installed: npm install ${name}`,
+      { cause: e },
+    );
+  }
+};
+
+/** pg is loaded only when a PostgreSQL store is opened: SQLite users need not install it. */
+const loadPostgres = () => optionalPackage("pg", "a PostgreSQL store", () => import("./postgres.ts"));
+
 /** With `create: false`: refuses a database or schema without fleetlink's tables before anything is created. */
 const checkPostgresExists = async (url: string): Promise<void> => {
   const u = new URL(url);
   const schema = u.searchParams.get("schema") ?? "public";
   u.searchParams.delete("schema");
-  const { default: pg } = await import("pg");
+  const { default: pg } = await optionalPackage("pg", "a PostgreSQL store", () => import("pg"));
   const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 5000 });
   client.on("error", () => {});
   const where = `schema ${JSON.stringify(schema)} of ${u.host}${u.pathname}`;
@@ -104,12 +127,13 @@ const checkPostgresExists = async (url: string): Promise<void> => {
 
 /**
  * Opens a store by URL:
- * - `memory:` an in-process store (tests);
+ * - `memory:` a fresh private SQLite database in memory, gone when closed (tests, demos): each call opens its own;
  * - `sqlite:PATH` a SQLite file several processes may share (`?synchronous=full` for power-loss durability);
  * - `postgres://…` / `postgresql://…` PostgreSQL (`?schema=NAME` to use a schema other than public).
  */
 export const openStore = async (url: string, opts: OpenStoreOptions = {}): Promise<Store> => {
-  if (url === "memory:" || url === "memory") return new MemoryStore(opts);
+  // The same SQLite store as a file's (one implementation of every rule), on a private `:memory:` database.
+  if (url === "memory:" || url === "memory") return openSqlite(":memory:", opts);
   if (url.startsWith("sqlite:")) {
     const [rest, query = ""] = url.slice("sqlite:".length).replace(/^\/\//, "").split("?", 2) as [
       string,
@@ -121,7 +145,7 @@ export const openStore = async (url: string, opts: OpenStoreOptions = {}): Promi
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
     if (opts.create === false) await checkPostgresExists(url);
-    const { PostgresStore } = await import("./postgres.ts");
+    const { PostgresStore } = await loadPostgres();
     return PostgresStore.open(url, opts);
   }
   throw new FleetlinkError(

@@ -1,22 +1,11 @@
 import pg from "pg";
 import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
-import type { Instruction, Reply } from "../protocol/types.ts";
+import { PG_DB_NOW as DB_NOW, postgresDialect, readConn, type SqlConn } from "./dialect.ts";
 import { postgresMigrations } from "./migrations/postgres.ts";
-import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
-import { readConn, type SqlConn, SqlStore } from "./sql.ts";
-import {
-  type ClaimInstructionsInput,
-  type ClaimRepliesInput,
-  checkClaim,
-  checkId,
-  checkIds,
-  checkPositiveInt,
-  type NewReply,
-  resolveOptions,
-  type StoreOptions,
-  type StoreReplyResult,
-} from "./store.ts";
+import type { Row } from "./rows.ts";
+import { SqlStore } from "./sql.ts";
+import { checkPositiveInt, resolveOptions, type StoreOptions } from "./store.ts";
 
 export interface PostgresOptions extends StoreOptions {
   /** Connections in the pool. (Default: 10) */
@@ -101,17 +90,6 @@ export const storeError = (e: unknown): unknown => {
 };
 
 /**
- * The database's time in ms. statement_timestamp() is fixed for the whole statement, so every use in one
- * statement agrees; it is the database host's clock, the one every replica shares.
- */
-const DB_NOW = "floor(extract(epoch from statement_timestamp()) * 1000)::bigint";
-
-const sqlState = (e: unknown): unknown => (e as { code?: unknown } | null)?.code;
-/** Two transactions inserted one reply id; the later one fails once the earlier commits. */
-const UNIQUE_VIOLATION = "23505";
-const DEADLOCK = "40P01";
-
-/**
  * PostgreSQL backend: replicas on many machines share one database. Writes run in READ COMMITTED
  * transactions; claims lock their rows with FOR UPDATE SKIP LOCKED so racing replicas neither wait on nor
  * take each other's rows. `?schema=NAME` in the URL puts every table in that schema (created if missing).
@@ -124,11 +102,9 @@ export class PostgresStore extends SqlStore {
   private readonly clientConfig: pg.ClientConfig;
   private readonly listenProbeMs: number;
   readonly schema: string;
-  protected readonly shareLock = "FOR SHARE";
-  protected readonly keyShareLock = "FOR KEY SHARE";
 
   private constructor(pool: pg.Pool, clientConfig: pg.ClientConfig, schema: string, opts: PostgresOptions) {
-    super(resolveOptions(opts));
+    super(postgresDialect, resolveOptions(opts));
     this.pool = pool;
     this.clientConfig = clientConfig;
     this.listenProbeMs =
@@ -142,16 +118,16 @@ export class PostgresStore extends SqlStore {
   private readonly dbClock: boolean;
 
   /**
-   * The value to bind for a time parameter that `nowSql` reads: the injected clock's time, or null for the
+   * The value to bind for a time parameter that `Dialect.now` reads: the injected clock's time, or null for the
    * database's time.
    */
   private nowParam(): number | null {
     return this.dbClock ? null : this.time();
   }
 
-  /** A SQL expression for the store's time, given the parameter bound to `nowParam()`. */
-  private nowSql(p: string): string {
-    return `COALESCE(${p}::bigint, ${DB_NOW})`;
+  /** Statements outside a transaction run on the pool; they read the store's time through `Dialect.now`. */
+  protected auto<T>(fn: (q: SqlConn["q"], nowParam: number | null) => Promise<T>): Promise<T> {
+    return fn((sql, params) => this.query(this.pool, sql, params), this.nowParam());
   }
 
   override async now(): Promise<number> {
@@ -411,219 +387,6 @@ export class PostgresStore extends SqlStore {
       client = null;
       void c?.end().catch(() => {});
     };
-  }
-
-  protected async lockKey(c: SqlConn, key: string): Promise<void> {
-    await c.q("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", [`fleetlink:${this.schema}`, key]);
-  }
-
-  protected skipLocked(alias?: string): string {
-    return alias ? `FOR UPDATE OF ${alias} SKIP LOCKED` : "FOR UPDATE SKIP LOCKED";
-  }
-
-  protected inList(p: string): string {
-    return `(SELECT unnest(${p}::text[]))`;
-  }
-
-  protected listParam(ids: readonly string[]): unknown {
-    return ids;
-  }
-
-  protected renewalRows(p: string): string {
-    return `json_to_recordset(${p}::json) AS u(id text, sid text, iv bigint, age bigint)`;
-  }
-
-  async claimableNodes(limit = 10_000): Promise<string[]> {
-    checkPositiveInt("limit", limit);
-    const now = this.nowSql("$1");
-    const rows = await this.query(
-      this.pool,
-      `SELECT DISTINCT dst FROM instructions WHERE ended = 0 AND expires_at > ${now} AND attempts < max_attempts
-         AND (state = 'pending' OR lease_until <= ${now}) LIMIT $2`,
-      [this.nowParam(), limit],
-    );
-    return rows.map((r) => r.dst as string);
-  }
-
-  async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
-    const sessions = checkClaim(input);
-    const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;
-    if (nodeIds.length === 0) return [];
-    const now = this.nowSql("$2");
-    // Why racing replicas cannot both get a row: FOR UPDATE SKIP LOCKED row-locks every picked instruction until
-    // commit and makes a concurrent claim skip it; once committed the row is 'leased' with a lease in the future,
-    // and PostgreSQL re-checks the WHERE clause against that newest version before a later claim may lock it.
-    // The lateral join takes the oldest `limit` rows of each node, so one statement serves many nodes.
-    //
-    // With sessions, the node rows are share-locked (in id order, so claims never deadlock each other) before any
-    // instruction is picked: an openSession that changed a node's session first makes this claim wait and then
-    // re-check the session against the committed row (no match: nothing claimed for that node); one that comes
-    // later waits for this claim's commit and then releases what it took.
-    const nodes = sessions
-      ? `SELECT n.id AS dst, n.session_id AS owner FROM unnest($3::text[], $5::text[]) AS t(dst, sid)
-         JOIN nodes n ON n.id = t.dst AND n.session_id = t.sid ORDER BY n.id FOR SHARE OF n`
-      : "SELECT dst, $5::text AS owner FROM unnest($3::text[]) AS t(dst)";
-    const rows = await this.query(
-      this.pool,
-      `WITH live AS MATERIALIZED (${nodes}),
-       picked AS MATERIALIZED (
-         SELECT c.seq, live.owner FROM live
-         CROSS JOIN LATERAL (
-           SELECT seq FROM instructions
-           WHERE dst = live.dst AND ended = 0 AND expires_at > ${now} AND attempts < max_attempts
-             AND (state = 'pending' OR lease_until <= ${now})
-           ORDER BY seq LIMIT $4
-           FOR UPDATE SKIP LOCKED) c)
-       UPDATE instructions i SET state = 'leased', attempts = i.attempts + 1, lease_until = ${now} + $1::bigint,
-         lease_owner = picked.owner
-       FROM picked WHERE i.seq = picked.seq
-       RETURNING i.*`,
-      [
-        input.leaseMs ?? this.options.leaseMs,
-        this.nowParam(),
-        nodeIds,
-        input.limit,
-        sessions ? sessions.map((x) => x.sessionId) : (input.owner ?? null),
-      ],
-    );
-    return rows.sort(bySeq).map(toInstruction);
-  }
-
-  /**
-   * Set-based: one UPDATE ends every answerable instruction of the batch, one INSERT stores their replies (two
-   * round trips per batch instead of two per reply). The UPDATE's guard (ended = 0) row-locks each instruction,
-   * so a racing store or sweep of the same instruction waits and then finds it ended. A second item for the same
-   * instruction, or reusing a reply id of an earlier item, is left to the one-by-one pass afterwards, which
-   * stores it or says why not exactly as SQLite would (the first use of an id wins).
-   *
-   * The set-based part runs under a savepoint: another replica may commit a reply with one of our reply ids
-   * after our UPDATE checked it (READ COMMITTED does not see uncommitted rows), and our INSERT then fails with a
-   * unique violation once that replica commits. Rolling back to the savepoint undoes the UPDATE too (no
-   * instruction ends without its reply), and the batch is stored item by item, each under its own savepoint, so
-   * only the item with the taken id is refused.
-   */
-  protected override async storeBatch(
-    c: SqlConn,
-    todo: { r: NewReply; i: number }[],
-    now: number,
-  ): Promise<Map<number, StoreReplyResult>> {
-    const out = new Map<number, StoreReplyResult>();
-    const first = new Map<string, { r: NewReply; i: number; id: string }>();
-    const ids = new Set<string>();
-    const later: { r: NewReply; i: number }[] = [];
-    for (const t of todo) {
-      const id = t.r.id ?? newId();
-      if (first.has(t.r.replyTo) || ids.has(id)) later.push(t);
-      else {
-        ids.add(id);
-        first.set(t.r.replyTo, { ...t, id });
-      }
-    }
-    const batch = [...first.values()].sort((a, b) => (a.r.replyTo < b.r.replyTo ? -1 : 1));
-    // Released at commit; not released here, which would cost a round trip.
-    await c.q("SAVEPOINT store_batch");
-    try {
-      await this.storeSet(c, batch, now, out);
-    } catch (e) {
-      if (sqlState(e) !== UNIQUE_VIOLATION && sqlState(e) !== DEADLOCK) throw e;
-      await c.q("ROLLBACK TO SAVEPOINT store_batch");
-      out.clear();
-      for (const b of batch) out.set(b.i, await this.storeAlone(c, { ...b.r, id: b.id }, now));
-    }
-    // Why the others were not stored is read before the second uses go, so that an id's first use is judged
-    // as if it were alone.
-    for (const b of batch) if (!out.has(b.i)) out.set(b.i, await this.diagnose(c, b.r, now));
-    for (const t of later) out.set(t.i, await this.storeAlone(c, t.r, now));
-    return out;
-  }
-
-  private async storeSet(
-    c: SqlConn,
-    batch: { r: NewReply; i: number; id: string }[],
-    now: number,
-    out: Map<number, StoreReplyResult>,
-  ): Promise<void> {
-    const ended = await c.q(
-      `UPDATE instructions i SET state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(reply_to, node_id, run_id, reply_id)
-       WHERE i.id = t.reply_to AND i.dst = t.node_id AND i.run_id = t.run_id AND i.ended = 0 AND i.expires_at > $5
-         AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.id = t.reply_id)
-       RETURNING i.id, i.src, i.group_id, i.method`,
-      [
-        batch.map((b) => b.r.replyTo),
-        batch.map((b) => b.r.nodeId),
-        batch.map((b) => b.r.runId),
-        batch.map((b) => b.id),
-        now,
-      ],
-    );
-    const byId = new Map(ended.map((e) => [e.id as string, e]));
-    const stored = batch.filter((b) => byId.has(b.r.replyTo));
-    if (stored.length === 0) return;
-    const rows = await c.q(
-      `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
-         error_code, error_message, claimed)
-       SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, t.claimed
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
-         $10::text[], $11::text[], $12::int[])
-         AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message, claimed)
-       RETURNING *`,
-      [
-        stored.map((b) => b.id),
-        stored.map((b) => b.r.runId),
-        stored.map((b) => b.r.nodeId),
-        stored.map((b) => byId.get(b.r.replyTo)!.src),
-        stored.map((b) => b.r.replyTo),
-        stored.map((b) => byId.get(b.r.replyTo)!.group_id ?? null),
-        stored.map((b) => byId.get(b.r.replyTo)!.method),
-        stored.map((b) => Buffer.from(b.r.payload ?? new Uint8Array(0))),
-        now,
-        stored.map((b) => b.r.error?.code ?? null),
-        stored.map((b) => b.r.error?.message ?? null),
-        stored.map((b) => (b.r.claimed ? 1 : 0)),
-      ],
-    );
-    const replies = new Map(rows.map((r) => [r.reply_to as string, toReply(r)]));
-    for (const b of stored) out.set(b.i, { ok: true, reply: replies.get(b.r.replyTo)!, duplicate: false });
-  }
-
-  /**
-   * One reply under its own savepoint: if another replica commits a reply with the same id first, this one is
-   * undone and refused (diagnosed), and the rest of the batch goes on. A deadlock (two replicas each waiting for
-   * the other's reply id) undoes this item only; it is tried again once the other side has moved on.
-   */
-  private async storeAlone(c: SqlConn, r: NewReply, now: number): Promise<StoreReplyResult> {
-    for (let attempt = 1; ; attempt++) {
-      await c.q("SAVEPOINT store_one");
-      try {
-        const res = await this.storeOne(c, r, now);
-        await c.q("RELEASE SAVEPOINT store_one");
-        return res;
-      } catch (e) {
-        const state = sqlState(e);
-        if ((state !== UNIQUE_VIOLATION && state !== DEADLOCK) || attempt >= 3) throw e;
-        await c.q("ROLLBACK TO SAVEPOINT store_one");
-        await c.q("RELEASE SAVEPOINT store_one");
-        if (state === UNIQUE_VIOLATION) return this.diagnose(c, r, now);
-      }
-    }
-  }
-
-  async claimReplies(input: ClaimRepliesInput): Promise<Reply[]> {
-    checkId("runId", input.runId);
-    const limit = input.limit === undefined ? 1000 : checkPositiveInt("limit", input.limit);
-    if (input.instructionIds) checkIds("instructionIds", input.instructionIds);
-    const only = input.instructionIds ? "AND reply_to = ANY($3::text[])" : "";
-    // Same reasoning as claimInstructions: a locked reply is skipped, a claimed one no longer matches.
-    const rows = await this.query(
-      this.pool,
-      `WITH picked AS MATERIALIZED (
-         SELECT seq FROM replies WHERE run_id = $1 AND claimed = 0 ${only}
-         ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED)
-       UPDATE replies r SET claimed = 1 FROM picked WHERE r.seq = picked.seq RETURNING r.*`,
-      input.instructionIds ? [input.runId, limit, input.instructionIds] : [input.runId, limit],
-    );
-    return rows.sort(bySeq).map(toReply);
   }
 
   async close(): Promise<void> {

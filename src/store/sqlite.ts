@@ -1,22 +1,11 @@
 import { closeSync, fchmodSync, openSync, realpathSync } from "node:fs";
 import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { FleetlinkError } from "../protocol/errors.ts";
-import type { Instruction, Reply } from "../protocol/types.ts";
+import { readConn, type SqlConn, sqliteDialect } from "./dialect.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
-import { bySeq, type Row, toInstruction, toReply } from "./rows.ts";
-import { readConn, type SqlConn, SqlStore } from "./sql.ts";
-import {
-  type ClaimInstructionsInput,
-  type ClaimRepliesInput,
-  checkClaim,
-  checkId,
-  checkIds,
-  checkPositiveInt,
-  type NewInstruction,
-  newInstructionRecord,
-  resolveOptions,
-  type StoreOptions,
-} from "./store.ts";
+import type { Row } from "./rows.ts";
+import { SqlStore } from "./sql.ts";
+import { checkPositiveInt, resolveOptions, type StoreOptions } from "./store.ts";
 
 export interface SqliteOptions extends StoreOptions {
   /**
@@ -94,15 +83,16 @@ export class SqliteStore extends SqlStore {
   // on this one connection (and, shared per file, across this process's connections).
   private readonly queue: { tail: Promise<unknown>; handles: number };
   private readonly queueKey: string;
-  protected readonly shareLock = "";
-  protected readonly keyShareLock = "";
   private readonly q: SqlConn["q"];
   private readonly watchIntervalMs: number;
   private readonly busyTimeoutMs: number;
+  /** A private database (`:memory:` or a temporary one): no other connection can open it. */
+  private readonly private: boolean;
 
   constructor(path: string, opts: SqliteOptions = {}) {
-    super(resolveOptions(opts));
+    super(sqliteDialect, resolveOptions(opts));
     this.queueKey = prepareFile(path);
+    this.private = path === ":memory:" || path === "";
     this.db = new DatabaseSync(path);
     const q = queues.get(this.queueKey) ?? { tail: Promise.resolve(), handles: 0 };
     q.handles++;
@@ -214,9 +204,13 @@ export class SqliteStore extends SqlStore {
     return p;
   }
 
-  /** Runs one autocommit statement on this connection, never inside another caller's open transaction. */
-  private serial<T>(fn: () => T): Promise<T> {
-    return this.enqueue(() => this.retryBusy(async () => fn()));
+  /**
+   * Runs autocommit statements on this connection, never inside another caller's open transaction; the time is
+   * read when this connection's turn has come. A statement that found the database locked changed nothing, so
+   * fn is run again (see retryBusy).
+   */
+  protected auto<T>(fn: (q: SqlConn["q"], nowParam: number | null) => Promise<T>): Promise<T> {
+    return this.enqueue(() => this.retryBusy(() => fn(this.q, this.time())));
   }
 
   protected announce(): void {}
@@ -227,6 +221,8 @@ export class SqliteStore extends SqlStore {
    * 5 ms poll costs nothing measurable and wakes a replica within a few ms (see BENCHMARKS.md).
    */
   protected watchOthers(onChange: () => void): () => void {
+    // A private in-memory database has no other connection whose commits could be missed.
+    if (this.private) return () => {};
     const version = this.db.prepare("PRAGMA data_version");
     let last = (version.get() as { data_version: number }).data_version;
     const timer = setInterval(() => {
@@ -239,178 +235,6 @@ export class SqliteStore extends SqlStore {
     }, this.watchIntervalMs);
     timer.unref();
     return () => clearInterval(timer);
-  }
-
-  protected skipLocked(): string {
-    return "";
-  }
-
-  protected async lockKey(): Promise<void> {}
-
-  protected inList(p: string): string {
-    return `(SELECT value FROM json_each(${p}))`;
-  }
-
-  protected listParam(ids: readonly string[]): unknown {
-    return JSON.stringify(ids);
-  }
-
-  protected renewalRows(p: string): string {
-    return `(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.sid') AS sid,
-      json_extract(value, '$.iv') AS iv, json_extract(value, '$.age') AS age FROM json_each(${p})) AS u`;
-  }
-
-  /**
-   * One cached single-row INSERT per instruction (no statement to parse per push, and nothing read back but
-   * the seq): bench:fanout measured a 500-row multi-row INSERT … RETURNING * at ≈ 90 µs a row here, this at
-   * ≈ 15. The rows returned are built from what was inserted.
-   */
-  protected override async insertInstructions(
-    _c: SqlConn,
-    runId: string,
-    items: readonly NewInstruction[],
-    session: ReadonlyMap<string, string | null>,
-    now: number,
-  ): Promise<Instruction[]> {
-    const insert = this.stmt(
-      `INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
-         state, attempts, max_attempts, lease_until, lease_owner, hold_offline)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-       ON CONFLICT (id) DO NOTHING RETURNING seq`,
-    );
-    return items.map((it, i) => {
-      const leased = it.leaseTo !== undefined && session.get(it.dst) === it.leaseTo;
-      const ins = newInstructionRecord(it, runId, now, leased, this.options);
-      const row = insert.get(
-        ins.id,
-        runId,
-        ins.src,
-        ins.dst,
-        ins.groupId,
-        ins.method,
-        ins.payload,
-        now,
-        ins.ttlMs,
-        ins.expiresAt,
-        ins.state,
-        ins.attempts,
-        ins.maxAttempts,
-        ins.leaseUntil,
-        ins.leaseOwner,
-        ins.holdWhileOffline ? 1 : 0,
-      );
-      // A caller-chosen id that exists already aborts the whole push: the transaction rolls back.
-      if (!row)
-        throw new FleetlinkError("INVALID_ARGUMENT", `instruction ${ins.id} exists`, {
-          field: `items[${i}].id`,
-        });
-      return ins;
-    });
-  }
-
-  async claimableNodes(limit = 10_000): Promise<string[]> {
-    checkPositiveInt("limit", limit);
-    const rows = await this.tx(
-      (c) =>
-        c.q(
-          `SELECT DISTINCT dst FROM instructions WHERE ended = 0 AND expires_at > $1 AND attempts < max_attempts
-             AND (state = 'pending' OR lease_until <= $1) LIMIT $2`,
-          [this.time(), limit],
-        ),
-      "read",
-    );
-    return rows.map((r) => r.dst as string);
-  }
-
-  async claimInstructions(input: ClaimInstructionsInput): Promise<Instruction[]> {
-    const sessions = checkClaim(input);
-    const nodeIds = sessions ? sessions.map((x) => x.nodeId) : input.nodeIds!;
-    if (nodeIds.length === 0) return [];
-    return this.serial(() => {
-      const now = this.time();
-      const leaseUntil = now + (input.leaseMs ?? this.options.leaseMs);
-      // Why racing replicas cannot both get a row: this is one UPDATE statement (its own transaction), and a
-      // write statement takes SQLite's single write lock before it reads anything, holding it while it selects
-      // and marks the rows; another process's claim waits for the lock (see retryBusy) and then no longer finds
-      // them claimable (leased, lease in the future). The same lock covers the session check: a session opened
-      // by another replica either committed before (the check fails) or waits until this claim committed (and
-      // then releases what it took). The time is read after the lock is had. No BEGIN around it: inside an explicit transaction SQLite keeps a
-      // statement journal that bench:claim measured as a large cost for multi-row claims.
-      const claimable = `ended = 0 AND expires_at > $2 AND attempts < max_attempts
-        AND (state = 'pending' OR lease_until <= $2)`;
-      const set = (owner: string) =>
-        `state = 'leased', attempts = attempts + 1, lease_until = $1, lease_owner = ${owner}`;
-      if (sessions) {
-        const rows =
-          sessions.length === 1
-            ? this.all(
-                `UPDATE instructions SET ${set("$5")}
-                 WHERE seq IN (SELECT seq FROM instructions WHERE dst = $3 AND ${claimable} ORDER BY seq LIMIT $4)
-                   AND EXISTS (SELECT 1 FROM nodes WHERE id = $3 AND session_id = $5)
-                 RETURNING *`,
-                [leaseUntil, now, sessions[0]!.nodeId, input.limit, sessions[0]!.sessionId],
-              )
-            : this.all(
-                `UPDATE instructions SET ${set("(SELECT session_id FROM nodes n WHERE n.id = instructions.dst)")}
-                 WHERE seq IN (
-                   SELECT seq FROM (
-                     SELECT seq, row_number() OVER (PARTITION BY dst ORDER BY seq) AS rn FROM instructions
-                     WHERE dst IN (
-                       SELECT n.id FROM json_each($3) AS s JOIN nodes n
-                         ON n.id = json_extract(s.value, '$[0]') AND n.session_id = json_extract(s.value, '$[1]'))
-                       AND ${claimable})
-                   WHERE rn <= $4)
-                 RETURNING *`,
-                [leaseUntil, now, JSON.stringify(sessions.map((x) => [x.nodeId, x.sessionId])), input.limit],
-              );
-        return rows.sort(bySeq).map(toInstruction);
-      }
-      const owner = input.owner ?? null;
-      const rows =
-        nodeIds.length === 1
-          ? this.all(
-              `UPDATE instructions SET ${set("$5")}
-               WHERE seq IN (SELECT seq FROM instructions WHERE dst = $3 AND ${claimable} ORDER BY seq LIMIT $4)
-               RETURNING *`,
-              [leaseUntil, now, nodeIds[0], input.limit, owner],
-            )
-          : this.all(
-              `UPDATE instructions SET ${set("$5")}
-               WHERE seq IN (
-                 SELECT seq FROM (
-                   SELECT seq, row_number() OVER (PARTITION BY dst ORDER BY seq) AS rn FROM instructions
-                   WHERE dst IN (SELECT value FROM json_each($3)) AND ${claimable})
-                 WHERE rn <= $4)
-               RETURNING *`,
-              [leaseUntil, now, JSON.stringify(nodeIds), input.limit, owner],
-            );
-      return rows.sort(bySeq).map(toInstruction);
-    });
-  }
-
-  async claimReplies(input: ClaimRepliesInput): Promise<Reply[]> {
-    checkId("runId", input.runId);
-    const limit = input.limit === undefined ? 1000 : checkPositiveInt("limit", input.limit);
-    if (input.instructionIds) checkIds("instructionIds", input.instructionIds);
-    return this.serial(() => {
-      // One UPDATE statement, which holds the write lock while it runs: a reply is marked claimed by exactly
-      // one caller.
-      const rows = input.instructionIds
-        ? this.all(
-            `UPDATE replies SET claimed = 1 WHERE seq IN (
-               SELECT seq FROM replies WHERE run_id = $1 AND claimed = 0
-                 AND reply_to IN (SELECT value FROM json_each($3)) ORDER BY seq LIMIT $2)
-             RETURNING *`,
-            [input.runId, limit, JSON.stringify(input.instructionIds)],
-          )
-        : this.all(
-            `UPDATE replies SET claimed = 1 WHERE seq IN (
-               SELECT seq FROM replies WHERE run_id = $1 AND claimed = 0 ORDER BY seq LIMIT $2)
-             RETURNING *`,
-            [input.runId, limit],
-          );
-      return rows.sort(bySeq).map(toReply);
-    });
   }
 
   /**

@@ -14,7 +14,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test } from "vitest";
 import { collectGarbage, listCheckpoints } from "../../src/checkpoint/layout.ts";
-import { type ObjectStore, openObjectStore } from "../../src/checkpoint/object-store.ts";
+import type { ObjectStore } from "../../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../../src/checkpoint/open.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 
 const OLD = "0190e2b4-0000-7000-8000-000000000001"; // UUIDv7 from 2024: long past any grace period

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { type ObjectStore, openObjectStore } from "../../src/checkpoint/object-store.ts";
+import type { ObjectStore } from "../../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../../src/checkpoint/open.ts";
 import {
   type CheckpointFleet,
   type CheckpointNodeOptions,

@@ -11,7 +11,8 @@ import {
   type Manifest,
   manifestKey,
 } from "../../src/checkpoint/layout.ts";
-import { type ObjectStore, openObjectStore } from "../../src/checkpoint/object-store.ts";
+import type { ObjectStore } from "../../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../../src/checkpoint/open.ts";
 import { newId } from "../../src/protocol/ids.ts";
 import { type CheckpointFleet, startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { rejectsWith } from "../helpers/expect.ts";

@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { afterAll, describe, expect, test } from "vitest";
 import { assertNotInUse, pushHubSnapshot, restoreHubSnapshot } from "../../src/checkpoint/hub-state.ts";
 import { listCheckpoints } from "../../src/checkpoint/layout.ts";
-import { openObjectStore } from "../../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../../src/checkpoint/open.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 import { startHubProc } from "../helpers/procs.ts";

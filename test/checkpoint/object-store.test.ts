@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
@@ -8,8 +9,10 @@ import { PassThrough, Readable } from "node:stream";
 import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from "vitest";
 import { type FileStore, fsError } from "../../src/checkpoint/file-store.ts";
-import { errorKind, type ObjectStore, openObjectStore, readAll } from "../../src/checkpoint/object-store.ts";
-import { resolveS3Config, S3Store, s3Error } from "../../src/checkpoint/s3-store.ts";
+import { errorKind, type ObjectStore, readAll } from "../../src/checkpoint/object-store.ts";
+import { loadS3Backend, openObjectStore } from "../../src/checkpoint/open.ts";
+import { resolveS3Config } from "../../src/checkpoint/s3-config.ts";
+import { S3Store, s3Error } from "../../src/checkpoint/s3-store.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 import { type S3rver, startS3rver } from "../helpers/s3rver.ts";
@@ -368,6 +371,51 @@ describe("openObjectStore", () => {
       expect((e as FleetlinkError).kind).toBe("INVALID_ARGUMENT");
       expect((e as FleetlinkError).field).toBe("url");
     }
+  });
+
+  test("s3 - the AWS SDK is loaded on first use; without it, UNSUPPORTED_STORE names the packages", () => {
+    // A fresh process in which every @aws-sdk/* package is missing (a resolve hook refuses them), and which
+    // reports whether any AWS SDK module got loaded by the time the store was opened.
+    const hook = `import { registerHooks } from "node:module";
+      registerHooks({ resolve(spec, ctx, next) {
+        if (spec.startsWith("@aws-sdk/")) throw Object.assign(new Error("Cannot find package '" + spec + "'"), { code: "ERR_MODULE_NOT_FOUND" });
+        return next(spec, ctx);
+      } });`;
+    const script = `
+      const { openObjectStore } = await import(${JSON.stringify(new URL("../../src/checkpoint/open.ts", import.meta.url).href)});
+      const out = {};
+      const s3 = openObjectStore("s3://bucket/prefix", { endpoint: "http://127.0.0.1:1" });
+      out.url = s3.url;
+      try { openObjectStore("s3://bucket/p?partSizeBytes=1"); } catch (e) { out.invalid = e.kind; }
+      await s3.close();
+      for (const op of [() => s3.list(""), () => s3.head("k")])
+        try { await op(); } catch (e) { (out.errors ??= []).push({ kind: e.kind, message: e.message, cause: e.cause?.code }); }
+      await s3.close();
+      process.stdout.write(JSON.stringify(out));`;
+    const r = spawnSync(
+      process.execPath,
+      ["--import", `data:text/javascript,${encodeURIComponent(hook)}`, "--input-type=module", "-e", script],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    expect(r.stderr).toBe("");
+    const out = JSON.parse(r.stdout);
+    expect(out.url).toBe("s3://bucket/prefix");
+    expect(out.invalid).toBe("INVALID_ARGUMENT"); // the URL is still checked at open, without the SDK
+    expect(out.errors).toHaveLength(2);
+    for (const e of out.errors) {
+      expect(e.kind).toBe("UNSUPPORTED_STORE");
+      expect(e.message).toContain("npm install @aws-sdk/client-s3 @aws-sdk/lib-storage");
+      expect(e.cause).toBe("ERR_MODULE_NOT_FOUND");
+    }
+  });
+
+  test("s3 - loadS3Backend passes through a failure that is not a missing SDK package", async () => {
+    const other = Object.assign(new Error("Cannot find package 'left-pad'"), {
+      code: "ERR_MODULE_NOT_FOUND",
+    });
+    await expect(loadS3Backend(() => Promise.reject(other))).rejects.toBe(other);
+    const syntax = new SyntaxError("@aws-sdk/client-s3: unexpected token");
+    await expect(loadS3Backend(() => Promise.reject(syntax))).rejects.toBe(syntax);
   });
 
   test("errorKind - maps codes to the coarse kinds", () => {

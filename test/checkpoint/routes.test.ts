@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
-import { openObjectStore } from "../../src/checkpoint/object-store.ts";
+import { openObjectStore } from "../../src/checkpoint/open.ts";
 import { Checkpoints } from "../../src/checkpoint/orchestrator.ts";
 import { registerCheckpointRoutes } from "../../src/hub/checkpoint-routes.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";

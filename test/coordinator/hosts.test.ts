@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, test } from "vitest";
+import { nodeCheckpoints } from "../../src/checkpoint/node-side.ts";
 import { NodeAgent } from "../../src/node/agent.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet } from "../helpers/fleet.ts";
 
@@ -25,8 +26,12 @@ test("hosts - run.hosts() is in host order, not sorted by id", async () => {
         name,
         enrollToken: ENROLL_TOKEN,
         handlers: {},
-        state: { snapshot: () => new Uint8Array([1]), restore: async () => {} },
-        checkpointStore: `file://${objects}`,
+        plugins: [
+          nodeCheckpoints({
+            state: { snapshot: () => new Uint8Array([1]), restore: async () => {} },
+            objects: `file://${objects}`,
+          }),
+        ],
       });
       await a.start();
       cleanups.push(() => a.stop({ timeoutMs: 200 }));

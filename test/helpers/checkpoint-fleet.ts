@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
+import { type NodeState, nodeCheckpoints, type StandbyOptions } from "../../src/checkpoint/node-side.ts";
 import { type ObjectStore, readAll } from "../../src/checkpoint/object-store.ts";
 import type { HubOptions } from "../../src/hub/server.ts";
 import type { Handler, NodeAgentOptions } from "../../src/node/agent.ts";
@@ -30,6 +31,12 @@ export interface CheckpointFleetOptions extends Partial<HubOptions> {
 }
 
 export interface CheckpointNodeOptions extends Partial<Omit<NodeAgentOptions, "name" | "handlers">> {
+  /** The node's checkpointable state; undefined: a node without the checkpoints plug-in. (Default: `bytes` random bytes) */
+  state?: NodeState;
+  /** The node's checkpoint store. (Default: the fleet's) */
+  checkpointStore?: string | ObjectStore;
+  /** Makes the node a warm standby. (Default: none) */
+  standby?: StandbyOptions;
   /** Size of the node's random state. (Default: 1024) */
   bytes?: number;
   /** The node's own handlers, given its state. */
@@ -53,12 +60,11 @@ export const startCheckpointFleet = async ({ objects, ...o }: CheckpointFleetOpt
     objectsUrl,
     async node(name: string, { bytes = 1024, handlers = () => ({}), ...extra }: CheckpointNodeOptions = {}) {
       const s = memState(bytes);
-      const agent = await f.node(name, handlers(s.box), {
-        heartbeatIntervalMs: 300,
-        state: s.state,
-        checkpointStore: objs(),
-        ...extra,
-      });
+      const { state = "state" in extra ? undefined : s.state, checkpointStore, standby, ...rest } = extra;
+      const plugins = state
+        ? [nodeCheckpoints({ state, objects: checkpointStore ?? objs(), ...(standby ? { standby } : {}) })]
+        : [];
+      const agent = await f.node(name, handlers(s.box), { heartbeatIntervalMs: 300, plugins, ...rest });
       return { agent, ...s };
     },
     async close() {

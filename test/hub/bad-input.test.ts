@@ -3,20 +3,21 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import WebSocket from "ws";
 import { createHub, type Hub } from "../../src/hub/server.ts";
 import { newId } from "../../src/protocol/ids.ts";
-import { MemoryStore } from "../../src/store/memory.ts";
+import { openStore } from "../../src/store/open.ts";
+import type { Store } from "../../src/store/store.ts";
 
 const TOKEN = "t0ken";
 const auth = { authorization: `Bearer ${TOKEN}` };
 
 describe("bad input", () => {
   let hub: Hub;
-  let store: MemoryStore;
+  let store: Store;
   let url: string;
   let node: { id: string; credential: string };
   let runId: string;
 
   beforeAll(async () => {
-    store = new MemoryStore({ maxPayloadBytes: 1000 });
+    store = await openStore("memory:", { maxPayloadBytes: 1000 });
     hub = createHub({ store, token: TOKEN, enrollToken: "enroll" });
     url = await hub.listen();
     const res = await hub.app.inject({

@@ -11,7 +11,7 @@ import { CheckpointRoutes } from "../../src/protocol/checkpoint-schemas.ts";
 import { ErrorCodes } from "../../src/protocol/errors.ts";
 import { HttpRoutes } from "../../src/protocol/http-schemas.ts";
 import { newId } from "../../src/protocol/ids.ts";
-import { MemoryStore } from "../../src/store/memory.ts";
+import { openStore } from "../../src/store/open.ts";
 
 const TOKEN = "openapi-admin";
 const ENROLL = "openapi-enroll";
@@ -40,7 +40,7 @@ describe("openapi", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "fleetlink-openapi-"));
     hub = createHub({
-      store: new MemoryStore(),
+      store: await openStore("memory:"),
       token: TOKEN,
       enrollToken: ENROLL,
       checkpointStore: `file://${join(dir, "ckpt")}`,

@@ -2,19 +2,19 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createHub, type Hub } from "../../src/hub/server.ts";
 import { newId } from "../../src/protocol/ids.ts";
-import { MemoryStore } from "../../src/store/memory.ts";
-import { storeReply } from "../../src/store/store.ts";
+import { openStore } from "../../src/store/open.ts";
+import { type Store, storeReply } from "../../src/store/store.ts";
 
 const TOKEN = "read-routes-token";
 const auth = { authorization: `Bearer ${TOKEN}` };
 
 describe("read routes", () => {
   let hub: Hub;
-  let store: MemoryStore;
+  let store: Store;
   let node: { id: string; name: string };
 
   beforeAll(async () => {
-    store = new MemoryStore();
+    store = await openStore("memory:");
     hub = createHub({ store, token: TOKEN, enrollToken: "enroll" });
     const res = await hub.app.inject({
       method: "POST",

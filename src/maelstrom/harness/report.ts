@@ -1,5 +1,5 @@
 import type { Results } from "./checker.ts";
-import type { NemesisEvent, TestParams } from "./run.ts";
+import type { NemesisEvent, TestParams } from "./params.ts";
 
 const esc = (s: string) =>
   s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);

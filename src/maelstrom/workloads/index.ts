@@ -1,5 +1,6 @@
 import { MaelstromNode } from "../node.ts";
 import { RPCError } from "../protocol.ts";
+import type { WorkloadName } from "./names.ts";
 import { ReplicatedSet, type ReplicatedSetOptions } from "./replicated-set.ts";
 
 /** echo: replies with what it was sent. */
@@ -44,8 +45,13 @@ export const broadcast = (node: MaelstromNode, o?: ReplicatedSetOptions) => {
   node.on("topology", (m) => node.reply(m, { type: "topology_ok" }));
 };
 
-export const workloads = { echo, "unique-ids": uniqueIds, "g-set": gSet, broadcast } as const;
-export type WorkloadName = keyof typeof workloads;
+export const workloads = {
+  echo,
+  "unique-ids": uniqueIds,
+  "g-set": gSet,
+  broadcast,
+} as const satisfies Record<WorkloadName, unknown>;
+export type { WorkloadName };
 
 /** Runs one workload on stdin/stdout (what `fleetlink maelstrom node <workload>` does). */
 export const runWorkload = async (name: WorkloadName, o?: ReplicatedSetOptions): Promise<void> => {

@@ -1,0 +1,17 @@
+// fleetlink/coordinator: what a coordinator needs to drive a fleet through a hub. Loads no HTTP server, no
+// store driver and no AWS SDK (bench:imports measures it; test/architecture.test.ts keeps it so).
+export { ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+export type * from "../protocol/types.ts";
+export { CheckpointClient, type CheckpointSummary } from "./checkpoints.ts";
+export { IncompleteCallError } from "./errors.ts";
+export { type EnrollToken, Fleet, type FleetNode, type FleetOptions } from "./fleet.ts";
+export type { Quorum, QuorumDecision, QuorumFunction, QuorumState } from "./quorum.ts";
+export {
+  Broadcast,
+  type BroadcastNodeState,
+  type CallOptions,
+  type CallResult,
+  Configuration,
+  RunHandle,
+  type StreamItem,
+} from "./run.ts";

@@ -1,0 +1,7 @@
+// fleetlink/node: a worker node's agent, its handler and plug-in types. Loads no HTTP server and no AWS SDK.
+export { ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+export type * from "../protocol/types.ts";
+export { NodeAgent, type NodeAgentOptions, type NodeIdentity } from "./agent.ts";
+export type { Handler, HandlerContext } from "./handler.ts";
+export type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
+export type { AgentStatus } from "./status.ts";

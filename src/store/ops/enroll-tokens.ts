@@ -1,0 +1,63 @@
+import { FleetlinkError } from "../../protocol/errors.ts";
+import { isId, newId } from "../../protocol/ids.ts";
+import type { Db } from "../dialect.ts";
+import { toEnrollToken } from "../rows.ts";
+import { usableToken } from "../rules.ts";
+import {
+  checkId,
+  checkNewEnrollToken,
+  type EnrollTokenRecord,
+  enrollRefusal,
+  type NewEnrollToken,
+} from "../store.ts";
+
+export const createEnrollToken = async (db: Db, input: NewEnrollToken): Promise<EnrollTokenRecord> => {
+  checkNewEnrollToken(input);
+  const [r] = await db.tx((c) =>
+    c.q(
+      `INSERT INTO enroll_tokens (id, label, secret_hash, created_at, expires_at, uses, used)
+       VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING *`,
+      [newId(), input.label ?? null, input.secretHash, c.now, input.expiresAt ?? null, input.uses ?? null],
+    ),
+  );
+  return toEnrollToken(r!);
+};
+
+export const listEnrollTokens = async (db: Db): Promise<EnrollTokenRecord[]> => {
+  const rows = await db.tx(
+    (c) => c.q("SELECT * FROM enroll_tokens ORDER BY created_at DESC, seq DESC"),
+    "read",
+  );
+  return rows.map(toEnrollToken);
+};
+
+export const revokeEnrollToken = async (db: Db, id: string): Promise<EnrollTokenRecord> => {
+  checkId("id", id);
+  const [r] = await db.tx(async (c) => {
+    const rows = await c.q(
+      "UPDATE enroll_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING *",
+      [id, c.now],
+    );
+    if (!rows[0]) throw new FleetlinkError("TOKEN_NOT_FOUND", `no enrollment token ${id}`, { field: "id" });
+    return rows;
+  });
+  return toEnrollToken(r!);
+};
+
+export const useEnrollToken = async (db: Db, id: string, secretHash: string): Promise<EnrollTokenRecord> => {
+  if (!isId(id) || typeof secretHash !== "string") throw enrollRefusal(undefined, "", 0);
+  return db.tx(async (c) => {
+    // Every condition is in the UPDATE's WHERE: on PostgreSQL a racing use waits for this row lock and then
+    // re-checks `used < uses` against the committed row; on SQLite the write lock serialises the two. Either
+    // way the last use goes to exactly one caller. `enrollRefusal` only says why, after the rule said no.
+    const [r] = await c.q(
+      `UPDATE enroll_tokens SET used = used + 1, used_at = $3
+       WHERE id = $1 AND secret_hash = $2 AND ${usableToken("$3")}
+       RETURNING *`,
+      [id, secretHash, c.now],
+    );
+    if (r) return toEnrollToken(r);
+    const [cur] = await c.q("SELECT * FROM enroll_tokens WHERE id = $1", [id]);
+    throw enrollRefusal(cur && toEnrollToken(cur), secretHash, c.now);
+  });
+};

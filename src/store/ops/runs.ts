@@ -1,0 +1,165 @@
+import { FleetlinkError } from "../../protocol/errors.ts";
+import { newId } from "../../protocol/ids.ts";
+import type { Instruction, NodeStatus, Reply, Run, RunStatus } from "../../protocol/types.ts";
+import type { Db, SqlConn } from "../dialect.ts";
+import { emptyStats, type Row, toInstruction, toReply, toRun } from "../rows.ts";
+import { END, undelivered } from "../rules.ts";
+import {
+  checkId,
+  checkIds,
+  checkListLimit,
+  checkRunStatus,
+  checkTransition,
+  type ListRunsOptions,
+  type StoreStats,
+} from "../store.ts";
+import { insertOutcome } from "./replies.ts";
+
+/** The run's row (with a row-lock suffix, if given); RUN_NOT_FOUND if none. */
+export const runRow = async (c: SqlConn, id: string, lock = ""): Promise<Row> => {
+  const [r] = await c.q(`SELECT * FROM runs WHERE id = $1 ${lock}`, [checkId("runId", id)]);
+  if (!r) throw new FleetlinkError("RUN_NOT_FOUND", `no run ${id}`);
+  return r;
+};
+
+export const createRun = async (db: Db, opts: { id?: string } = {}): Promise<Run> => {
+  const id = opts.id === undefined ? newId() : checkId("id", opts.id);
+  const rows = await db.tx((c) =>
+    c.q(
+      `INSERT INTO runs (id, status, reason, created_at, updated_at) VALUES ($1, 'pending', NULL, $2, $2)
+       ON CONFLICT (id) DO NOTHING RETURNING *`,
+      [id, c.now],
+    ),
+  );
+  if (!rows[0]) throw new FleetlinkError("INVALID_ARGUMENT", `run ${id} exists`, { field: "id" });
+  return toRun(rows[0]);
+};
+
+export const getRun = async (db: Db, id: string): Promise<Run> =>
+  db.tx(async (c) => toRun(await runRow(c, id)), "read");
+
+export const transitionRun = async (
+  db: Db,
+  id: string,
+  from: RunStatus,
+  to: RunStatus,
+  reason?: string,
+): Promise<Run> => {
+  checkTransition(from, to);
+  return db.tx(async (c) => {
+    // Compare-and-set in one statement: of two replicas racing, exactly one sees its row updated.
+    const [r] = await c.q(
+      "UPDATE runs SET status = $1, reason = $2, updated_at = $3 WHERE id = $4 AND status = $5 RETURNING *",
+      [to, reason ?? null, c.now, checkId("runId", id), from],
+    );
+    if (r) return toRun(r);
+    const cur = await runRow(c, id);
+    throw new FleetlinkError("STATUS_CONFLICT", `run ${id} is ${cur.status}, not ${from}`, { field: "from" });
+  });
+};
+
+export const listRuns = async (db: Db, opts: ListRunsOptions = {}): Promise<Run[]> => {
+  const limit = checkListLimit(opts.limit);
+  const status = opts.status === undefined ? null : checkRunStatus("status", opts.status);
+  const rows = await db.tx(
+    (c) =>
+      c.q(
+        `SELECT * FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
+         ORDER BY created_at DESC, id DESC LIMIT $2`,
+        [status, limit],
+      ),
+    "read",
+  );
+  return rows.map(toRun);
+};
+
+export const listInstructions = async (
+  db: Db,
+  runId: string,
+  opts: { limit?: number } = {},
+): Promise<Instruction[]> => {
+  checkId("runId", runId);
+  const limit = checkListLimit(opts.limit);
+  return db.tx(async (c) => {
+    const rows = await c.q("SELECT * FROM instructions WHERE run_id = $1 ORDER BY seq DESC LIMIT $2", [
+      runId,
+      limit,
+    ]);
+    // An empty list must still tell a run without instructions from one that does not exist.
+    if (rows.length === 0) await runRow(c, runId);
+    return rows.map(toInstruction);
+  }, "read");
+};
+
+export const getInstructions = async (
+  db: Db,
+  runId: string,
+  ids: readonly string[],
+): Promise<Instruction[]> => {
+  checkId("runId", runId);
+  checkIds("ids", ids);
+  if (ids.length === 0) return [];
+  const rows = await db.tx(
+    (c) =>
+      c.q(`SELECT * FROM instructions WHERE run_id = $1 AND id IN ${db.d.list("$2")} ORDER BY seq`, [
+        runId,
+        db.d.listParam(ids),
+      ]),
+    "read",
+  );
+  return rows.map(toInstruction);
+};
+
+export const getReplies = async (
+  db: Db,
+  runId: string,
+  instructionIds: readonly string[],
+): Promise<Reply[]> => {
+  checkId("runId", runId);
+  checkIds("instructionIds", instructionIds);
+  if (instructionIds.length === 0) return [];
+  const rows = await db.tx(
+    (c) =>
+      c.q(`SELECT * FROM replies WHERE run_id = $1 AND reply_to IN ${db.d.list("$2")} ORDER BY seq`, [
+        runId,
+        db.d.listParam(instructionIds),
+      ]),
+    "read",
+  );
+  return rows.map(toReply);
+};
+
+export const withdrawInstructions = async (
+  db: Db,
+  runId: string,
+  ids: readonly string[],
+): Promise<string[]> => {
+  checkId("runId", runId);
+  checkIds("ids", ids);
+  if (ids.length === 0) return [];
+  return db.tx(async (c) => {
+    // Only still-pending rows: the state guard makes a racing claim and this withdrawal exclusive.
+    const rows = await c.q(
+      `UPDATE instructions SET ${END}
+       WHERE run_id = $1 AND ${undelivered} AND id IN ${db.d.list("$2")}
+       RETURNING id, run_id, src, dst, group_id, method`,
+      [runId, db.d.listParam(ids)],
+    );
+    for (const i of rows) await insertOutcome(c, i, "FLEETLINK_E_CANCELLED", 1);
+    return rows.map((r) => r.id as string);
+  });
+};
+
+export const stats = async (db: Db): Promise<StoreStats> =>
+  db.tx(async (c) => {
+    const s: StoreStats = emptyStats();
+    for (const r of await c.q("SELECT status, count(*) AS n FROM runs GROUP BY status"))
+      s.runs[r.status as RunStatus] = Number(r.n);
+    for (const r of await c.q("SELECT status, count(*) AS n FROM nodes GROUP BY status"))
+      s.nodes[r.status as NodeStatus] = Number(r.n);
+    for (const r of await c.q("SELECT state, count(*) AS n FROM instructions GROUP BY state"))
+      s.instructions[r.state as Instruction["state"]] = Number(r.n);
+    for (const r of await c.q("SELECT claimed, count(*) AS n FROM replies GROUP BY claimed"))
+      s.replies[Number(r.claimed) ? "claimed" : "pending"] = Number(r.n);
+    return s;
+  }, "read");

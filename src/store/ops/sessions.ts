@@ -1,0 +1,157 @@
+import { FleetlinkError } from "../../protocol/errors.ts";
+import type { NodeRecord } from "../../protocol/types.ts";
+import type { Db } from "../dialect.ts";
+import { bySeq, toNode } from "../rows.ts";
+import { leasedTo, notUnregistered, onlineWindow, RELEASE } from "../rules.ts";
+import {
+  checkExtendLeases,
+  checkId,
+  checkIds,
+  checkName,
+  checkOpenSession,
+  checkPositiveInt,
+  checkRelease,
+  checkRenewals,
+  type ExtendLeasesInput,
+  type OpenSessionInput,
+  type OpenSessionResult,
+  type ReleaseInput,
+  type SessionRenewal,
+  sessionSuperseded,
+} from "../store.ts";
+import { nodeRow } from "./nodes.ts";
+
+export const heartbeat = async (
+  db: Db,
+  nodeId: string,
+  heartbeatIntervalMs?: number,
+  sessionId?: string,
+): Promise<NodeRecord> => {
+  if (heartbeatIntervalMs !== undefined) checkPositiveInt("heartbeatIntervalMs", heartbeatIntervalMs);
+  if (sessionId !== undefined) checkName("sessionId", sessionId);
+  return db.tx(async (c) => {
+    // The status and session guards are in the UPDATE itself, so a heartbeat racing an unregister can never
+    // revive the node, and one racing a newer session's opening never writes for the superseded stream.
+    const [r] = await c.q(
+      `UPDATE nodes SET status = 'online',
+         heartbeat_interval_ms = COALESCE($1, heartbeat_interval_ms),
+         online_until = ${onlineWindow("$2", "COALESCE($1, heartbeat_interval_ms)")}
+       WHERE id = $3 AND ${notUnregistered()} AND (CAST($4 AS TEXT) IS NULL OR session_id = $4) RETURNING *`,
+      [heartbeatIntervalMs ?? null, c.now, checkId("nodeId", nodeId), sessionId ?? null],
+    );
+    if (r) return toNode(r);
+    const cur = await nodeRow(c, nodeId);
+    if (cur.status === "unregistered")
+      throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
+    throw sessionSuperseded(nodeId, sessionId!);
+  });
+};
+
+export const openSession = async (db: Db, input: OpenSessionInput): Promise<OpenSessionResult> => {
+  checkOpenSession(input);
+  const { d } = db;
+  const out = await db.tx(async (c) => {
+    const now = c.now;
+    // The node's row is written first. A claim for the superseded session holds it share-locked (PostgreSQL)
+    // or the write lock (SQLite) from its session check to its commit, so the claim either commits before this
+    // UPDATE (and the statements below, which run after it, see its leases and release them) or runs after
+    // this commit, finds another session and takes nothing.
+    const [r] = await c.q(
+      `UPDATE nodes SET status = 'online', session_id = $1,
+         heartbeat_interval_ms = COALESCE($2, heartbeat_interval_ms),
+         online_until = ${onlineWindow("$3", "COALESCE($2, heartbeat_interval_ms)")}
+       WHERE id = $4 AND ${notUnregistered()} RETURNING *`,
+      [input.sessionId, input.heartbeatIntervalMs ?? null, now, input.nodeId],
+    );
+    if (!r) {
+      await nodeRow(c, input.nodeId);
+      throw new FleetlinkError("NODE_UNREGISTERED", `node ${input.nodeId} is unregistered`);
+    }
+    const keep = d.listParam(input.keep ?? []);
+    if (input.keep?.length)
+      await c.q(
+        `UPDATE instructions SET lease_owner = $1, lease_until = $2 WHERE ${leasedTo("$3")} AND id IN ${d.list("$4")}`,
+        [input.sessionId, now + db.options.leaseMs, input.nodeId, keep],
+      );
+    const released = await c.q(
+      `UPDATE instructions SET ${RELEASE} WHERE ${leasedTo("$1")} AND id NOT IN ${d.list("$2")} RETURNING id`,
+      [input.nodeId, keep],
+    );
+    return { node: toNode(r), released: released.length };
+  });
+  if (out.released) db.changed();
+  return out;
+};
+
+export const renewSessions = async (
+  db: Db,
+  items: readonly SessionRenewal[],
+): Promise<Map<string, number>> => {
+  checkRenewals(items);
+  if (items.length === 0) return new Map();
+  const rows = items.map((r) => ({
+    id: r.nodeId,
+    sid: r.sessionId,
+    iv: r.heartbeatIntervalMs ?? null,
+    age: r.ageMs,
+  }));
+  const out = await db.tx(async (c) => {
+    // One statement for every node: the session and status guards are in it, as in `heartbeat`, so a
+    // superseded stream or an unregistered node is never written (and is left out of what it returns).
+    const until = onlineWindow("CAST($2 AS BIGINT) - u.age", "COALESCE(u.iv, nodes.heartbeat_interval_ms)");
+    return c.q(
+      `UPDATE nodes SET status = 'online',
+         heartbeat_interval_ms = COALESCE(u.iv, nodes.heartbeat_interval_ms),
+         online_until = CASE WHEN nodes.online_until IS NULL OR ${until} > nodes.online_until
+           THEN ${until} ELSE nodes.online_until END
+       FROM ${db.d.renewalRows("$1")}
+       WHERE nodes.id = u.id AND nodes.session_id = u.sid AND ${notUnregistered("nodes")}
+       RETURNING nodes.id, nodes.online_until`,
+      [JSON.stringify(rows), c.now],
+    );
+  });
+  return new Map(out.map((r) => [r.id as string, Number(r.online_until)]));
+};
+
+export const getSessions = async (
+  db: Db,
+  nodeIds: readonly string[],
+): Promise<Map<string, string | null>> => {
+  checkIds("nodeIds", nodeIds);
+  if (nodeIds.length === 0) return new Map();
+  const rows = await db.tx(
+    (c) => c.q(`SELECT id, session_id FROM nodes WHERE id IN ${db.d.list("$1")}`, [db.d.listParam(nodeIds)]),
+    "read",
+  );
+  return new Map(rows.map((r) => [r.id as string, (r.session_id as string | null) ?? null]));
+};
+
+export const extendLeases = async (db: Db, input: ExtendLeasesInput): Promise<string[]> => {
+  checkExtendLeases(input);
+  if (input.instructionIds.length === 0) return [];
+  const rows = await db.tx(async (c) => {
+    const until = c.now + (input.leaseMs ?? db.options.leaseMs);
+    return c.q(
+      `UPDATE instructions SET lease_until = CASE WHEN expires_at < $1 THEN expires_at ELSE $1 END
+       WHERE ${leasedTo("$2")} AND lease_owner = $3 AND id IN ${db.d.list("$4")}
+       RETURNING seq, id`,
+      [until, input.nodeId, input.sessionId, db.d.listParam(input.instructionIds)],
+    );
+  });
+  return rows.sort(bySeq).map((r) => r.id as string);
+};
+
+export const releaseInstructions = async (db: Db, input: ReleaseInput): Promise<number> => {
+  checkRelease(input);
+  const n = await db.tx(async (c) => {
+    const rows = await c.q(
+      `UPDATE instructions SET ${RELEASE}
+       WHERE ${leasedTo("$1")} AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
+         AND id NOT IN ${db.d.list("$3")} RETURNING id`,
+      [input.nodeId, input.owner ?? null, db.d.listParam(input.exceptIds ?? [])],
+    );
+    return rows.length;
+  });
+  if (n) db.changed();
+  return n;
+};

@@ -1,0 +1,133 @@
+// The store's business rules, each written once as a SQL fragment that every operation and both dialects use.
+// `now` / `cutoff` is a SQL expression for a time (a parameter such as "$2", or `Dialect.now(p)`); `a` is the
+// alias of the table the fragment reads (none: its unqualified columns). Nothing here is re-implemented in
+// TypeScript: a TS function that explains a refusal (`diagnoseReply`, `enrollRefusal`) only runs after the
+// SQL rule said no, to say why.
+
+const at = (a: string | undefined) => (column: string) => (a ? `${a}.${column}` : column);
+
+// ---- instructions ----
+
+/** Not ended and not expired: a reply can still be stored for it. */
+export const answerable = (now: string, a?: string): string => {
+  const c = at(a);
+  return `${c("ended")} = 0 AND ${c("expires_at")} > ${now}`;
+};
+
+/** Nobody holds it: never delivered or released (pending), or its lease ran out. */
+const leaseFree = (now: string, a?: string): string => {
+  const c = at(a);
+  return `(${c("state")} = 'pending' OR ${c("lease_until")} <= ${now})`;
+};
+
+/** May be delivered now: answerable, attempts left, and nobody holds it. */
+export const claimable = (now: string, a?: string): string => {
+  const c = at(a);
+  return `${answerable(now, a)} AND ${c("attempts")} < ${c("max_attempts")} AND ${leaseFree(now, a)}`;
+};
+
+/** Had its last allowed delivery, and that one is over (its lease ran out, or it was released). */
+export const outOfAttempts = (now: string, a?: string): string => {
+  const c = at(a);
+  return `${c("attempts")} >= ${c("max_attempts")} AND ${leaseFree(now, a)}`;
+};
+
+/** Its TTL passed. */
+export const expired = (now: string, a?: string): string => `${at(a)("expires_at")} <= ${now}`;
+
+/** Node `n` is not online now: never was, or its online window ran out (whether or not a sweep said so). */
+const offline = (now: string, n: string): string =>
+  `(${n}.online_until IS NULL OR ${n}.online_until <= ${now})`;
+
+/** Node `n` cannot take instructions now: unregistered or offline. */
+export const nodeAway = (now: string, n: string): string =>
+  `(NOT (${notUnregistered(n)}) OR ${offline(now, n)})`;
+
+/** Instruction `i`'s node `n` is gone for it: unregistered, or offline while `i` does not wait for it. */
+const nodeUnavailable = (now: string, i: string, n: string): string =>
+  `(NOT (${notUnregistered(n)}) OR (${offline(now, n)} AND ${i}.hold_offline = 0))`;
+
+/** Instruction `i` (of node `n`) can no longer be answered: a sweep ends it with the outcome below. */
+export const unanswerable = (now: string, i: string, n: string): string =>
+  `${i}.ended = 0 AND (${expired(now, i)} OR (${outOfAttempts(now, i)}) OR ${nodeUnavailable(now, i, n)})`;
+
+/** The error code of the reply that ends an unanswerable instruction, first reason first. */
+export const outcome = (now: string, i: string, n: string): string => `CASE
+    WHEN ${nodeUnavailable(now, i, n)} THEN 'FLEETLINK_E_NODE_UNAVAILABLE'
+    WHEN ${outOfAttempts(now, i)} THEN 'FLEETLINK_E_DELIVERY_FAILED'
+    ELSE 'FLEETLINK_E_MESSAGE_EXPIRED'
+  END`;
+
+/** SET clause of a delivery: leased to `owner` until `until`, one more attempt counted. */
+export const leaseTo = (until: string, owner: string, a?: string): string =>
+  `state = 'leased', attempts = ${at(a)("attempts")} + 1, lease_until = ${until}, lease_owner = ${owner}`;
+
+/** SET clause that gives a lease back: claimable again at once (attempts are kept). */
+export const RELEASE = "state = 'pending', lease_until = NULL, lease_owner = NULL";
+
+/** SET clause that ends an instruction (with its reply, stored in the same transaction). */
+export const END = "state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL";
+
+/** Never delivered (or given back) and not ended: what a withdrawal may still take back. */
+export const undelivered = "ended = 0 AND state = 'pending'";
+
+/** Instructions leased to node `dst` and not ended (a session's leases are among these). */
+export const leasedTo = (dst: string): string => `dst = ${dst} AND ended = 0 AND state = 'leased'`;
+
+// ---- nodes ----
+
+/** Not unregistered: unregistering is final, so no write may revive a node (heartbeat, session, approval). */
+export const notUnregistered = (a?: string): string => `${at(a)("status")} <> 'unregistered'`;
+
+/** The end of a node's online window: two heartbeat intervals after a heartbeat at `t`. */
+export const onlineWindow = (t: string, interval: string): string => `${t} + 2 * ${interval}`;
+
+/**
+ * A node holds its name while online, or while registered and young enough that it has not yet had the chance
+ * to come online.
+ */
+export const holdsName = (now: string): string => `(status = 'online' AND online_until > ${now})
+  OR (status = 'registered' AND ${onlineWindow("created_at", "heartbeat_interval_ms")} > ${now})`;
+
+/** Online by its status, but its window ran out: a sweep marks it offline. */
+export const silentOnline = (now: string): string => `status = 'online' AND online_until <= ${now}`;
+
+/**
+ * A node cleanup deletes: offline, unregistered or never approved, silent since before the cutoff (its last sign
+ * of life is its window's end, or its creation), and holding no live instruction.
+ */
+export const silentNode = (
+  cutoff: string,
+): string => `NOT (nodes.status = 'registered' AND nodes.approved = 1)
+  AND COALESCE(nodes.online_until, nodes.created_at) <= ${cutoff}
+  AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.dst = nodes.id AND i.ended = 0)`;
+
+// ---- runs, replies, tokens ----
+
+/**
+ * A run cleanup finishes as abandoned: not finished, no live instruction, and nothing of it (itself, its
+ * instructions, its replies) changed since the cutoff.
+ */
+export const quietRun = (
+  cutoff: string,
+): string => `runs.status <> 'finished' AND runs.updated_at <= ${cutoff}
+  AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.run_id = runs.id AND (i.ended = 0 OR i.created_at > ${cutoff}))
+  AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.run_id = runs.id AND r.created_at > ${cutoff})`;
+
+/** A finished run with nothing left of it; `finishedBefore` says which finished runs are old enough. */
+export const emptyFinishedRun = (
+  finishedBefore: string,
+): string => `status = 'finished' AND (${finishedBefore})
+  AND NOT EXISTS (SELECT 1 FROM instructions i WHERE i.run_id = runs.id)
+  AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.run_id = runs.id)`;
+
+/** A reply its coordinator took before the cutoff: it, and the instruction it answers, may go. */
+export const takenReply = (cutoff: string): string => `claimed = 1 AND created_at <= ${cutoff}`;
+
+/** An enrollment token that can take a use now. */
+export const usableToken = (now: string): string =>
+  `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${now}) AND (uses IS NULL OR used < uses)`;
+
+/** An enrollment token that became unusable before the cutoff (revoked, expired, or used up). */
+export const deadToken = (cutoff: string): string =>
+  `revoked_at <= ${cutoff} OR expires_at <= ${cutoff} OR (used >= uses AND used_at <= ${cutoff})`;

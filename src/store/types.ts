@@ -1,0 +1,246 @@
+// The store's option, input and result types and its constants (the interface itself is in store.ts).
+
+import type { FleetlinkError } from "../protocol/errors.ts";
+import { MAX_ERROR_MESSAGE_CHARS } from "../protocol/limits.ts";
+import type { Instruction, NodeRecord, NodeStatus, Reply, ReplyError, RunStatus } from "../protocol/types.ts";
+
+/** Returns the current time in ms. Injected so TTL, lease and heartbeat logic is tested without sleeping. */
+export type Clock = () => number;
+
+export interface StoreOptions {
+  /**
+   * Time source, for tests. Without one, the store judges leases, TTLs and online windows by the host's clock
+   * (memory, SQLite: one host) or by the database's (PostgreSQL: every replica shares it, whatever its own
+   * host's clock says). (Default: the host's clock; PostgreSQL: the database's)
+   */
+  clock?: Clock;
+  /**
+   * For fault tests: simulates a host whose clock is off by this many ms (the default clock becomes
+   * Date.now() + clockOffsetMs). Ignored when `clock` is given; on PostgreSQL it changes no decision of the
+   * store, which uses the database's clock. (Default: 0)
+   */
+  clockOffsetMs?: number;
+  /** Lease length in ms for claimed instructions. (Default: 30000) */
+  leaseMs?: number;
+  /** Deliveries before an unanswered instruction ends in DELIVERY_FAILED, at most 1000. (Default: 3) */
+  maxAttempts?: number;
+  /** Largest payload accepted, in bytes. (Default: DEFAULT_MAX_PAYLOAD_BYTES, 4 MiB) */
+  maxPayloadBytes?: number;
+}
+
+export interface ResolvedStoreOptions {
+  /** The injected clock, or the host's (PostgreSQL without an injected clock decides by the database's). */
+  clock: Clock;
+  leaseMs: number;
+  maxAttempts: number;
+  maxPayloadBytes: number;
+}
+
+/** Most deliveries of one instruction (per item and store-wide). */
+export const MAX_ATTEMPTS = 1000;
+/**
+ * Longest reply `error.message` a store keeps, in characters. The hub and the agent cut messages to
+ * MAX_ERROR_MESSAGE_CHARS before they get here; this is the last guard, with room for their truncation note.
+ */
+export const MAX_STORED_ERROR_MESSAGE_CHARS = MAX_ERROR_MESSAGE_CHARS * 4;
+
+export interface NewNode {
+  /** Unique among live nodes (see `Store.registerNode`). */
+  name: string;
+  /** Expected heartbeat interval in ms; the node is online until last heartbeat + 2 × interval. */
+  heartbeatIntervalMs: number;
+  credentialHash?: string | null;
+  /** False: the node waits for `approveNode` before the hub lets it in. (Default: true) */
+  approved?: boolean;
+}
+
+/** An enrollment token as stored: the secret itself is never kept, only its hash. */
+export interface EnrollTokenRecord {
+  id: string;
+  label: string | null;
+  secretHash: string;
+  createdAt: number;
+  /** The token is refused from this time on; null: never expires. */
+  expiresAt: number | null;
+  /** How many enrollments it allows; null: any number. */
+  uses: number | null;
+  /** Enrollments made with it so far. */
+  used: number;
+  revoked: boolean;
+}
+
+export interface NewEnrollToken {
+  /** A hash of the token's secret (the store compares hashes, it never sees the secret). */
+  secretHash: string;
+  /** (Default: null) */
+  label?: string | null;
+  /** (Default: null, never expires) */
+  expiresAt?: number | null;
+  /** (Default: null, unlimited) */
+  uses?: number | null;
+}
+
+export interface NewInstruction {
+  dst: string;
+  method: string;
+  payload?: Uint8Array;
+  ttlMs: number;
+  groupId?: string | null;
+  /** Who sent it. (Default: "coordinator") */
+  src?: string;
+  /** Deliveries allowed before DELIVERY_FAILED. (Default: the store's maxAttempts) */
+  maxAttempts?: number;
+  /** Wait for an offline node until the TTL instead of failing with NODE_UNAVAILABLE. (Default: false) */
+  holdWhileOffline?: boolean;
+  /** Caller-chosen id (UUID), for idempotent retries. (Default: a new UUIDv7) */
+  id?: string;
+  /**
+   * Insert it already leased to this session (one delivery counted) when that is the destination's current
+   * session, so the replica holding the node's stream sends it at once instead of pushing, waking and
+   * claiming in three steps. Otherwise it is inserted pending, as without this. A store may ignore it.
+   */
+  leaseTo?: string;
+}
+
+/** A node's stream on one hub replica, named by an id the hub chose (see `Store.openSession`). */
+export interface SessionRef {
+  nodeId: string;
+  sessionId: string;
+}
+
+export interface ClaimInstructionsInput {
+  /** Claim for these nodes, leases held by `owner`. Give either this or `sessions`. */
+  nodeIds?: readonly string[];
+  /**
+   * Claim for these sessions: only for nodes whose current session is the one given, each lease held by that
+   * session (lease_owner = sessionId). Give either this or `nodeIds`; `owner` is not allowed with it.
+   */
+  sessions?: readonly SessionRef[];
+  /** Most instructions per node, oldest first. */
+  limit: number;
+  /** Lease length for this claim. (Default: the store's leaseMs) */
+  leaseMs?: number;
+  /** Who holds the lease (a hub stream id), so only that holder can release it early. (Default: null) */
+  owner?: string;
+}
+
+export interface OpenSessionInput {
+  nodeId: string;
+  /** The new session's id (chosen by the hub, unique per stream). */
+  sessionId: string;
+  /** The node's heartbeat interval from now on. (Default: the interval it has) */
+  heartbeatIntervalMs?: number;
+  /** Instructions the node says it is still working on: their leases move to the new session. */
+  keep?: readonly string[];
+}
+
+/** A heartbeat a replica received on a node's stream and records later, batched with others (`renewSessions`). */
+export interface SessionRenewal {
+  nodeId: string;
+  /** The stream's session: only recorded while it is the node's current one. */
+  sessionId: string;
+  /** The interval the node asked to be judged by. (Default: the interval it has) */
+  heartbeatIntervalMs?: number;
+  /** How long ago the heartbeat arrived, in ms (≥ 0): the node is online until then + 2 × interval. */
+  ageMs: number;
+}
+
+export interface PushCall {
+  runId: string;
+  items: readonly NewInstruction[];
+}
+
+export type PushResult = { ok: true; instructions: Instruction[] } | { ok: false; error: unknown };
+
+export interface OpenSessionResult {
+  node: NodeRecord;
+  /** Leases of the node given back (everything leased to it that is not in `keep`). */
+  released: number;
+}
+
+export interface ExtendLeasesInput {
+  nodeId: string;
+  /** Only leases this session holds are extended. */
+  sessionId: string;
+  instructionIds: readonly string[];
+  /** New lease length from now, capped at each instruction's expiry. (Default: the store's leaseMs) */
+  leaseMs?: number;
+}
+
+export interface ReleaseInput {
+  nodeId: string;
+  /** Release only leases held by this owner: a stale stream can never release its replacement's leases. */
+  owner?: string;
+  /** Keep these leased (the node reports it is still working on them). */
+  exceptIds?: readonly string[];
+}
+
+export interface NewReply {
+  runId: string;
+  /** The replying node; must be the instruction's destination. */
+  nodeId: string;
+  replyTo: string;
+  payload?: Uint8Array;
+  /** Set when the node's handler failed. */
+  error?: ReplyError | null;
+  /** Caller-chosen id (UUID): a retransmission with the same id is recognised. (Default: a new UUIDv7) */
+  id?: string;
+  /**
+   * Store it already claimed: the caller holds the run's reply stream and delivers it itself (a claim the
+   * caller then loses is recovered by the coordinator reading replies back, as for any claimed reply).
+   */
+  claimed?: boolean;
+}
+
+export type StoreReplyResult =
+  | { ok: true; reply: Reply; duplicate: boolean }
+  | { ok: false; error: FleetlinkError };
+
+export interface ClaimRepliesInput {
+  runId: string;
+  /** Only replies to these instructions. (Default: any reply of the run) */
+  instructionIds?: readonly string[];
+  /** Most replies returned. (Default: 1000) */
+  limit?: number;
+}
+
+export interface StoreStats {
+  runs: Record<RunStatus, number>;
+  nodes: Record<NodeStatus, number>;
+  instructions: { pending: number; leased: number; done: number };
+  replies: { pending: number; claimed: number };
+}
+
+/** A small JSON document with a version, for compare-and-set across replicas. */
+export interface StoredRecord<T = unknown> {
+  key: string;
+  version: number;
+  value: T;
+  updatedAt: number;
+}
+
+export interface CleanupResult {
+  instructions: number;
+  replies: number;
+  /** Finished runs removed (abandoned ones included). */
+  runs: number;
+  /** Runs this cleanup finished as abandoned (see `Store.cleanup`), whether or not it could remove them yet. */
+  abandonedRuns: number;
+  /** Nodes deleted: offline, unregistered or never approved, silent for longer than the cutoff. */
+  nodes: number;
+  /** Revoked, expired and used-up enrollment tokens. */
+  enrollTokens: number;
+}
+
+/** Default and largest `limit` of the list reads (`listRuns`, `listInstructions`). */
+export const LIST_LIMIT = { default: 100, max: 1000 } as const;
+
+export interface ListRunsOptions {
+  /** Only runs with this status. (Default: every status) */
+  status?: RunStatus;
+  /** Most runs returned, at most LIST_LIMIT.max (1000). (Default: 100) */
+  limit?: number;
+}
+
+/** The reason of a run that `cleanup` finished because nothing had happened in it for longer than the cutoff. */
+export const ABANDONED_REASON = "abandoned by cleanup";
