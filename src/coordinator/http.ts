@@ -3,6 +3,7 @@ import https from "node:https";
 import { describeError, FleetlinkError } from "../protocol/errors.ts";
 import { fromWireError, type WireError } from "../protocol/frames.ts";
 import { abortError } from "../stream/pending.ts";
+import { type BackoffPolicy, backoffDelay } from "../util/backoff.ts";
 import { DeadlineExceededError } from "./errors.ts";
 
 export interface HubClientOptions {
@@ -130,7 +131,7 @@ export class HubClient {
           this.reportUnreachable(hub, r.err);
         else if (r.why === "timeout") for (const cb of this.unreachable) cb(hub, r.err, false);
         // A refusal comes back at once: pause a little before the next try; a timeout has waited already.
-        const pause = Math.min(50 * (i + 1), deadline - Date.now());
+        const pause = Math.min(backoffDelay(REFUSED_RETRY, i), deadline - Date.now());
         if (i + 1 < tries && pause > 0 && r.why === "network")
           await new Promise((res) => setTimeout(res, pause));
         continue;
@@ -278,6 +279,8 @@ export class HubClient {
 }
 
 const TIMED_OUT = "request timed out";
+/** Pause before the next replica after a refused connection (a timeout has waited already). */
+const REFUSED_RETRY: BackoffPolicy = { initialMs: 50, maxMs: 400, jitter: 0.5 };
 
 /** Names a socket failure by its code (ECONNREFUSED, ECONNRESET…) when it has one. */
 const networkCause = (e: unknown): string => {

@@ -1,5 +1,6 @@
 import { describeError, FleetlinkError } from "../protocol/errors.ts";
 import type { Logger } from "../stream/channel.ts";
+import { Coalesced } from "../util/coalesce.ts";
 
 /** Where a feed writes: an HTTP response in the hub, any Writable in tests. */
 export interface FeedSink {
@@ -49,10 +50,8 @@ interface Client {
 export class Feeds {
   private readonly clients = new Set<Client>();
   private readonly o: Required<FeedOptions>;
-  private lastTick = 0;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private running = false;
-  private again = false;
+  /** Builds and sends the snapshots: one build at a time, at most one per minIntervalMs, changes folded. */
+  private readonly ticks: Coalesced;
   private readonly keepAlive: ReturnType<typeof setInterval>;
   private readonly refresh: ReturnType<typeof setInterval>;
   private closed = false;
@@ -72,6 +71,11 @@ export class Feeds {
     this.keepAlive.unref();
     this.refresh = setInterval(() => this.changed(), this.o.refreshMs);
     this.refresh.unref();
+    this.ticks = new Coalesced(
+      () => this.tick(),
+      (e) => this.o.log.warn({ err: describeError(e) }, "dashboard snapshot failed"),
+      { minIntervalMs: this.o.minIntervalMs },
+    );
   }
 
   get size(): number {
@@ -101,32 +105,19 @@ export class Feeds {
   /** Something changed: schedule an update (folded with others within `minIntervalMs`). */
   changed(): void {
     if (this.closed || this.clients.size === 0) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    if (this.timer) return;
-    const wait = Math.max(0, this.lastTick + this.o.minIntervalMs - Date.now());
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.tick();
-    }, wait);
-    this.timer.unref();
+    this.ticks.trigger();
   }
 
   close(): void {
     this.closed = true;
     clearInterval(this.keepAlive);
     clearInterval(this.refresh);
-    clearTimeout(this.timer);
+    this.ticks.close();
     for (const c of this.clients) c.sink.destroy();
     this.clients.clear();
   }
 
   private async tick(): Promise<void> {
-    this.running = true;
-    this.again = false;
-    this.lastTick = Date.now();
     const clients = [...this.clients];
     try {
       const { at, ...base } = await this.o.source.base();
@@ -149,9 +140,6 @@ export class Feeds {
         this.send(c, `event: problem\ndata: ${msg}\n\n`);
       }
       this.o.log.warn({ err: describeError(e) }, "dashboard snapshot failed");
-    } finally {
-      this.running = false;
-      if (this.again) this.changed();
     }
   }
 

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import swagger from "@fastify/swagger";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { CloseCode } from "../protocol/close-codes.ts";
 import { ErrorCodes, type ErrorName, errorCode } from "../protocol/errors.ts";
 import {
   AUTH_ERRORS,
@@ -125,8 +126,8 @@ const streamOperation = (o: {
       summary: o.summary,
       description:
         `${o.description}\n\nMessages (the frame's \`m\`; bodies in \`b\`):\n${table}\n\nFrames: \`Frame\` in ` +
-        `components. Limits: one frame ≤ payload limit + 64 KiB (close 1009); 5 malformed frames close the ` +
-        `stream (1008).\n\nError codes at upgrade: ${codes.map((c) => `\`${errorCode(c)}\``).join(", ")}.`,
+        `components. Limits: one frame ≤ payload limit + 64 KiB (close ${CloseCode.tooBig}); 5 malformed frames close the ` +
+        `stream (${CloseCode.policy}).\n\nError codes at upgrade: ${codes.map((c) => `\`${errorCode(c)}\``).join(", ")}.`,
       tags: ["streams"],
       security: [{ [o.security]: [] }],
       parameters: [
@@ -165,7 +166,7 @@ const streamPaths = () => ({
       "A node's one stream (it dials out, so it may sit behind NAT). The node says `hello` first; the hub then " +
       "pushes `instruction` requests, the node answers each at once and sends `reply` when its handler is done, " +
       "`heartbeat` every interval and `progress` while handlers run. A newer stream of the same node replaces " +
-      "this one (close 4000); an unregistered node's stream closes with 4001.",
+      `this one (close ${CloseCode.replaced}); an unregistered node's stream closes with ${CloseCode.revoked}.`,
     security: "nodeCredential",
     // Any credential but the node's own is simply unknown here: 401, never 403.
     errors: ["UNAUTHORIZED", "NODE_UNREGISTERED", "NODE_PENDING", "INVALID_ARGUMENT", "STORE_UNAVAILABLE"],

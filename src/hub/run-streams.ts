@@ -1,3 +1,4 @@
+import { CloseCode } from "../protocol/close-codes.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { toWireError } from "../protocol/frames.ts";
 import { checkStreamRequest } from "../protocol/stream-schemas.ts";
@@ -154,7 +155,8 @@ export class RunStreams {
   }
 
   closeAll(): void {
-    for (const set of this.subs.values()) for (const ch of set) ch.close(1001, "hub shutting down");
+    for (const set of this.subs.values())
+      for (const ch of set) ch.close(CloseCode.goingAway, "hub shutting down");
   }
 }
 

@@ -1,22 +1,18 @@
-import type { IncomingMessage } from "node:http";
-import type { Duplex } from "node:stream";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import pino from "pino";
-import { type WebSocket, WebSocketServer } from "ws";
 import type { ObjectStore } from "../checkpoint/object-store.ts";
 import { openObjectStore } from "../checkpoint/open.ts";
 import { Checkpoints } from "../checkpoint/orchestrator.ts";
-import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { isId, newId } from "../protocol/ids.ts";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { newId } from "../protocol/ids.ts";
 import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
 import type { Instruction } from "../protocol/types.ts";
 import { instrumentStore } from "../store/instrumented.ts";
 import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
-import { wsTransport } from "../stream/ws.ts";
+import { Coalesced } from "../util/coalesce.ts";
 import { requireAdmin } from "./access.ts";
-import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
 import { registerDashboard } from "./dashboard.ts";
 import { GroupCommit } from "./group-commit.ts";
@@ -26,6 +22,7 @@ import { registerOpenApi } from "./openapi.ts";
 import { registerRequestLog } from "./request-log.ts";
 import { registerRoutes } from "./routes.ts";
 import { RunStreams } from "./run-streams.ts";
+import { acceptStreams } from "./upgrade.ts";
 
 export interface HubOptions {
   store: Store;
@@ -290,109 +287,26 @@ export const createHub = (o: HubOptions): Hub => {
   });
   checkpoints?.startMonitor();
 
-  const wss = new WebSocketServer({ noServer: true, maxPayload: maxFrame });
-  const transport = (ws: WebSocket) =>
-    wsTransport(keepAlive(ws), {
-      maxBufferedBytes: o.maxBufferedBytes,
-      onError: (e) => log.warn({ err: truncate(e.message, MAX_LOGGED_CHARS) }, "stream error"),
-    });
-  const reject = (socket: Duplex, e: FleetlinkError) => {
-    if (!socket.writable) return socket.destroy();
-    const body = errorBody(e);
-    const reason = e.status === 401 ? "Unauthorized" : e.status === 403 ? "Forbidden" : "Bad Request";
-    socket.end(
-      `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  };
-  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    // Until ws owns the socket, its errors (a reset mid-check, a write after the peer left) are ours to handle.
-    socket.on("error", () => socket.destroy());
-    const url = new URL(req.url ?? "/", "http://hub");
-    try {
-      if (url.pathname === "/v1/nodes/stream") {
-        const { nodeId, credential } = parseNodeToken(bearer(req.headers.authorization));
-        if (!isId(nodeId)) throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-        const node = await store.getNode(nodeId).catch(() => null);
-        if (!node?.credentialHash || !sameSecret(hashCredential(credential), node.credentialHash))
-          throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-        if (node.status === "unregistered")
-          throw new FleetlinkError("NODE_UNREGISTERED", "node is unregistered");
-        if (!node.approved)
-          throw new FleetlinkError(
-            "NODE_PENDING",
-            "node is waiting for approval: fleetlink nodes approve <id>",
-          );
-        if (socket.destroyed) return;
-        wss.handleUpgrade(req, socket, head, (ws) => nodes.accept(node, transport(ws)));
-        return;
-      }
-      const m = /^\/v1\/runs\/([^/]+)\/stream$/.exec(url.pathname);
-      if (m) {
-        if (!sameSecret(bearer(req.headers.authorization), o.token))
-          throw new FleetlinkError("UNAUTHORIZED", "wrong token");
-        const runId = decodeURIComponent(m[1]!);
-        if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
-        await store.getRun(runId);
-        if (socket.destroyed) return;
-        wss.handleUpgrade(req, socket, head, (ws) => runs.accept(runId, transport(ws)));
-        return;
-      }
-      reject(
-        socket,
-        new FleetlinkError("INVALID_ARGUMENT", `no stream at ${truncate(url.pathname, MAX_LOGGED_CHARS)}`, {
-          field: "path",
-        }),
-      );
-    } catch (e) {
-      reject(socket, isFleetlinkError(e) ? e : new FleetlinkError("STORE_UNAVAILABLE", describeError(e)));
-    }
-  };
-  app.server.on("upgrade", (req, socket, head) => {
-    upgrade(req, socket, head).catch(() => socket.destroy());
+  const streams = acceptStreams(app.server, {
+    store,
+    token: o.token,
+    nodes,
+    runs,
+    log,
+    maxFrameBytes: maxFrame,
+    maxBufferedBytes: o.maxBufferedBytes,
+    pingIntervalMs: o.pingIntervalMs,
   });
 
-  // Checked every quarter ping interval: a socket silent for about a whole interval (4 checks) is pinged, and one
-  // still silent 2 checks later is terminated, which closes its channel and releases its leases: a dead peer is
-  // dropped within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own ping): node agents ping
-  // every quarter heartbeat and coordinators every 2 s, so an idle fleet costs the hub no pings, only pongs.
-  const silentChecks = new WeakMap<object, number>();
-  const keepAlive = (ws: WebSocket): WebSocket => {
-    silentChecks.set(ws, 0);
-    const hear = () => silentChecks.set(ws, 0);
-    ws.on("pong", hear);
-    ws.on("ping", hear);
-    ws.on("message", hear);
-    return ws;
-  };
-  let sweeping = false;
+  const sweeper = new Coalesced(
+    async () => {
+      if (await store.sweep()) runs.wake();
+    },
+    (e) => log.warn({ err: String(e) }, "sweep failed"),
+  );
   const timers = [
-    setInterval(
-      () => {
-        for (const ws of wss.clients) {
-          const n = (silentChecks.get(ws) ?? 0) + 1;
-          silentChecks.set(ws, n);
-          if (n >= 6) ws.terminate();
-          else if (n === 4)
-            try {
-              ws.ping();
-            } catch {
-              ws.terminate();
-            }
-        }
-      },
-      Math.max(1, Math.floor((o.pingIntervalMs ?? 10_000) / 4)),
-    ),
-    setInterval(() => {
-      if (sweeping) return; // a slow store: never two sweeps at once
-      sweeping = true;
-      store
-        .sweep()
-        .then((n) => n && runs.wake())
-        .catch((e) => log.warn({ err: String(e) }, "sweep failed"))
-        .finally(() => {
-          sweeping = false;
-        });
-    }, o.sweepIntervalMs ?? 250),
+    // A slow store: never two sweeps at once, and none queued behind a running one.
+    setInterval(() => sweeper.triggerIfIdle(), o.sweepIntervalMs ?? 250),
     // Leases that ran out (a node that died without closing its stream) change nothing a watch would see.
     setInterval(() => nodes.wakeClaimable(), o.pollIntervalMs ?? 1000),
   ];
@@ -419,10 +333,10 @@ export const createHub = (o: HubOptions): Hub => {
       unwatch();
       checkpoints?.stop();
       for (const t of timers) clearInterval(t);
+      sweeper.close();
       nodes.closeAll();
       runs.closeAll();
-      for (const ws of wss.clients) ws.terminate();
-      wss.close();
+      streams.close();
       await app.close();
     },
   };

@@ -1,30 +1,23 @@
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
-import WebSocket from "ws";
-import { describeError, ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { newId } from "../protocol/ids.ts";
-import {
-  DEFAULT_MAX_PAYLOAD_BYTES,
-  MAX_ERROR_MESSAGE_CHARS,
-  MAX_JSON_DEPTH,
-  tooDeep,
-  truncate,
-} from "../protocol/limits.ts";
-import type { ReplyError } from "../protocol/types.ts";
-import { NodeMethods, type WireInstruction, type WireReply } from "../protocol/wire.ts";
-import { Channel, type Logger, silentLogger } from "../stream/channel.ts";
-import { wsTransport } from "../stream/ws.ts";
-import { backoff } from "./backoff.ts";
+import { CloseCode } from "../protocol/close-codes.ts";
+import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
+import { NodeMethods, type WireInstruction } from "../protocol/wire.ts";
+import { type Channel, type Logger, silentLogger } from "../stream/channel.ts";
+import { Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
+import { StatusFeed } from "../stream/status-feed.ts";
+import { DialRefused, wsConnector } from "../stream/ws-dial.ts";
+import { Backoff } from "../util/backoff.ts";
+import { enroll, loadIdentity, type NodeIdentity, saveIdentity } from "./enroll.ts";
+import { Executor } from "./executor.ts";
 import type { Handler } from "./handler.ts";
+import { Outbox } from "./outbox.ts";
 import type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
-import { type AgentStatus, StatusFeed } from "./status.ts";
+import { agentLiveness, Schedules } from "./schedules.ts";
+import type { AgentStatus } from "./status.ts";
 
+export type { NodeIdentity } from "./enroll.ts";
 export type { Handler, HandlerContext } from "./handler.ts";
-
-export interface NodeIdentity {
-  nodeId: string;
-  credential: string;
-}
+export { agentLiveness } from "./schedules.ts";
 
 export interface NodeAgentOptions {
   /** Hub replica URLs (http:// or https://); the agent uses any of them and moves on when one fails. */
@@ -53,41 +46,38 @@ export interface NodeAgentOptions {
   plugins?: AgentPlugin[];
 }
 
-interface Outgoing {
-  reply: WireReply;
-  attempt: number;
-  sending: boolean;
-  timer?: ReturnType<typeof setTimeout>;
-}
+/** Upgrade refusals that mean the hub does not know this identity (as opposed to "not yet" or "not now"). */
+const REFUSED_FOR_GOOD = new Set(["FLEETLINK_E_UNAUTHORIZED", "FLEETLINK_E_NODE_UNREGISTERED"]);
 
 /**
  * A fleet node: dials out to a hub replica, receives the instructions pushed to it, runs their handlers and
- * replies, retrying each reply until a hub acknowledges it (across reconnects and replicas).
+ * replies, retrying each reply until a hub acknowledges it (across reconnects and replicas). The connection is
+ * the shared dialer (stream/dialer.ts); this class holds the node's policy for it, the executor runs the
+ * handlers and the outbox carries the replies.
  */
 export class NodeAgent {
   private readonly o: NodeAgentOptions;
   private readonly feed = new StatusFeed<AgentStatus>({ state: "idle" });
   private identity: NodeIdentity | undefined;
   private channel: Channel | null = null;
-  private ws: WebSocket | null = null;
-  private hubIndex = 0;
   private stopping = false;
-  private readonly running = new Map<string, Promise<void>>();
-  private readonly outbox = new Map<string, Outgoing>(); // by instruction id
-  private readonly completed = new Map<string, WireReply>(); // by instruction id, oldest first
+  private readonly outbox: Outbox;
+  private readonly executor: Executor;
+  private readonly dialer: Dialer;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private progressTimer: ReturnType<typeof setInterval> | undefined;
-  private pingTimer: ReturnType<typeof setInterval> | undefined;
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly abort = new AbortController();
   private readonly log: Logger;
-  private connectAttempt = 0;
-  private pendingApproval = false;
+  private readonly every: number;
+  private readonly pendingPolls = new Backoff(Schedules.pending);
   /** Times in a row our live stream was replaced by another process's (a shared identity). */
-  private replacedInARow = 0;
-  private refused: string | undefined;
+  private readonly replacements = new Backoff(Schedules.replaced);
+  /** The agent status to show while the dialer waits after a loss (set by the loss policy). */
+  private waiting: { pending: boolean; note?: string } = { pending: false };
   /** The hub's payload limit, learned at hello. */
   private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
+  /** The hub's lease, learned at hello: progress is reported every third of it. */
+  private leaseMs: number | undefined;
   private readonly handlers: Record<string, Handler>;
 
   constructor(o: NodeAgentOptions) {
@@ -109,14 +99,39 @@ export class NodeAgent {
       }
     }
     this.log = o.log ?? silentLogger;
-    this.identity = o.identity;
-    if (!this.identity && o.identityFile) {
-      try {
-        this.identity = JSON.parse(readFileSync(o.identityFile, "utf8")) as NodeIdentity;
-      } catch {
-        // no identity yet: enroll
-      }
-    }
+    this.every = o.heartbeatIntervalMs ?? 5000;
+    this.identity = o.identity ?? (o.identityFile ? loadIdentity(o.identityFile) : undefined);
+    this.outbox = new Outbox({
+      channel: () => this.channel,
+      timeoutMs: o.replyTimeoutMs ?? 5000,
+      retry: Schedules.reply,
+      remember: o.rememberCompleted ?? 10_000,
+      log: this.log,
+    });
+    this.executor = new Executor({
+      handlers: this.handlers,
+      outbox: this.outbox,
+      nodeId: () => this.identity!.nodeId,
+      maxPayloadBytes: () => this.maxPayloadBytes,
+      signal: this.abort.signal,
+      log: this.log,
+    });
+    const hubs = o.hubs.map((h) => h.replace(/\/$/, ""));
+    this.dialer = new Dialer({
+      hubs,
+      connect: wsConnector({
+        url: (hub) => `${hub}/v1/nodes/stream`,
+        headers: () => ({ authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` }),
+        handshakeTimeoutMs: 5000,
+      }),
+      liveness: agentLiveness(this.every),
+      backoff: Schedules.reconnect,
+      channel: { log: this.log, onRequest: (m, b) => this.onRequest(m, b) },
+      hello: (ch) => this.hello(ch),
+      onLive: (ch, hub) => this.onLive(ch, hub),
+      onLost: (loss) => this.onLost(loss),
+      onStatus: (s) => this.onDialer(s),
+    });
   }
 
   /** What plug-ins see of this agent. */
@@ -145,15 +160,16 @@ export class NodeAgent {
     return this.feed.follow();
   }
 
-  private hub(): string {
-    return this.o.hubs[this.hubIndex % this.o.hubs.length]!.replace(/\/$/, "");
+  /** The shared dialer's own status (dialing, hello, live, lost, stopped), for applications that want it raw. */
+  get connection(): DialerStatus {
+    return this.dialer.status;
   }
 
   /** Enrolls if needed and starts connecting; resolves once the first connection is online. */
   async start(): Promise<void> {
     if (!this.identity) await this.enroll();
     for (const p of this.o.plugins ?? []) p.start?.(this.pluginHost);
-    this.connect();
+    this.dialer.start();
     for await (const s of this.status()) {
       if (s.state === "online") return;
       if (s.state === "stopped")
@@ -162,162 +178,117 @@ export class NodeAgent {
     }
   }
 
-  /**
-   * Enrolls, retrying like reconnects (backoff with jitter, across replicas) while no hub answers; a definite
-   * refusal (wrong token, name taken, …) ends it with the hub's reason.
-   */
   private async enroll(): Promise<void> {
     if (!this.o.enrollToken)
       throw new FleetlinkError("UNAUTHORIZED", "no identity and no enrollToken to enroll with", {
         field: "enrollToken",
       });
-    for (let attempt = 0; ; attempt++) {
-      if (this.stopping) throw new FleetlinkError("STREAM_CLOSED", "agent stopped while enrolling");
-      const hub = this.hub();
-      let error: string;
-      try {
-        const res = await fetch(`${hub}/v1/nodes/enroll`, {
-          method: "POST",
-          headers: { "content-type": "application/json", authorization: `Bearer ${this.o.enrollToken}` },
-          body: JSON.stringify({
-            name: this.o.name,
-            heartbeatIntervalMs: this.o.heartbeatIntervalMs ?? 5000,
-          }),
-          signal: AbortSignal.timeout(10_000),
+    this.identity = await enroll({
+      hubs: this.o.hubs.map((h) => h.replace(/\/$/, "")),
+      name: this.o.name,
+      enrollToken: this.o.enrollToken,
+      heartbeatIntervalMs: this.every,
+      retry: Schedules.enroll,
+      stopping: () => this.stopping,
+      onRetry: (s, error) => {
+        this.feed.set(s);
+        this.log.warn({ err: error, attempt: s.attempt }, "enrollment failed; retrying");
+      },
+    });
+    if (this.o.identityFile) saveIdentity(this.o.identityFile, this.identity);
+  }
+
+  private onDialer(s: DialerStatus): void {
+    if (s.state === "dialing") this.feed.set({ state: "connecting", hub: s.hub, attempt: s.attempt });
+    else if (s.state === "lost") {
+      const w = this.waiting;
+      if (w.pending)
+        this.feed.set({ state: "pending", nodeId: this.identity!.nodeId, retryInMs: s.retryInMs });
+      else
+        this.feed.set({
+          state: "offline",
+          reason: w.note ? `${s.reason}; ${w.note}` : s.reason,
+          retryInMs: s.retryInMs,
         });
-        const body = (await res.json().catch(() => ({}))) as {
-          node?: { id: string };
-          credential?: string;
-          error?: { code: string; message: string };
-        };
-        if (res.ok && body.node && body.credential) {
-          this.identity = { nodeId: body.node.id, credential: body.credential };
-          this.saveIdentity();
-          return;
-        }
-        const code = body.error?.code ?? "";
-        error = `enrollment refused by ${hub}: HTTP ${res.status}${code ? ` ${code}` : ""}: ${body.error?.message ?? ""}`;
-        // Refused for good: retrying cannot help (a rate limit or a hub-side failure can, after a pause).
-        if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) {
-          const kind = code.startsWith("FLEETLINK_E_") ? code.slice(12) : "UNAUTHORIZED";
-          throw new FleetlinkError(kind in ErrorCodes ? (kind as "UNAUTHORIZED") : "UNAUTHORIZED", error);
-        }
-      } catch (e) {
-        if (isFleetlinkError(e)) throw e;
-        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-        error = `hub ${hub} unreachable for enrollment: ${describeError(e)}${cause ? ` (${cause.code ?? cause.message})` : ""}`;
-      }
-      this.feed.set({ state: "enrolling", hub, attempt, error });
-      this.log.warn({ err: error, attempt }, "enrollment failed; retrying");
-      this.hubIndex++;
-      // A timer that keeps the process alive: a node waiting for its hub must not exit.
-      await new Promise((r) => setTimeout(r, backoff(attempt, 200, 5000)));
     }
   }
 
-  private saveIdentity(): void {
-    if (!this.o.identityFile) return;
-    mkdirSync(dirname(this.o.identityFile), { recursive: true });
-    writeFileSync(this.o.identityFile, JSON.stringify(this.identity), { mode: 0o600 });
-    chmodSync(this.o.identityFile, 0o600); // `mode` applies only when the file is created
-  }
-
-  private connect(): void {
-    if (this.stopping) return;
-    const hub = this.hub();
-    this.feed.set({ state: "connecting", hub, attempt: this.connectAttempt });
-    const url = `${hub.replace(/^http/, "ws")}/v1/nodes/stream`;
-    const nodeId = this.identity!.nodeId;
-    const ws = new WebSocket(url, {
-      headers: { authorization: `Bearer ${nodeId}.${this.identity!.credential}` },
-      handshakeTimeout: 5000,
-    });
-    this.ws = ws;
-    let failed = false;
-    const fail = (reason: string) => {
-      if (failed) return;
-      failed = true;
-      this.onDisconnect(ws, reason);
-    };
-    ws.on("error", (e) => fail(e.message));
-    ws.on("unexpected-response", (_req, res) => {
-      // The refusal's body says why (pending approval, unregistered, bad credential); read a little of it.
-      let body = "";
-      res.on("data", (d: Buffer) => {
-        if (body.length < 4096) body += d.toString();
-      });
-      res.on("error", () => {});
-      let answered = false;
-      const done = () => {
-        if (answered) return; // "end" and "close" both come
-        answered = true;
-        let code = "";
-        let message = "";
-        try {
-          ({ code, message } = (JSON.parse(body) as { error: { code: string; message: string } }).error);
-        } catch {
-          // not a fleetlink body
-        }
-        if (code === "FLEETLINK_E_NODE_PENDING") this.pendingApproval = true;
-        if (code === "FLEETLINK_E_UNAUTHORIZED" || code === "FLEETLINK_E_NODE_UNREGISTERED")
-          this.refused = `${hub} refuses node ${nodeId}: ${code}: ${truncate(message, 200)}`;
-        fail(`hub answered ${res.statusCode}${code ? ` ${code}: ${truncate(message, 200)}` : ""}`);
-        ws.terminate();
-      };
-      res.on("end", done);
-      res.on("close", done);
-    });
-    ws.on("open", () => {
-      const ch = new Channel(wsTransport(ws), {
-        log: this.log,
-        onRequest: (m, b) => this.onRequest(m, b),
-      });
-      ch.onClose((r) => fail(r));
-      void this.hello(ch, hub);
-    });
-  }
-
-  private async hello(ch: Channel, hub: string): Promise<void> {
+  private async hello(ch: Channel): Promise<void> {
     try {
       // Tell the hub what this node still works on (running, or replied but not yet acknowledged) so it
       // re-leases only what was really lost in flight.
-      const inflight = [...new Set([...this.running.keys(), ...this.outbox.keys()])];
-      const every = this.o.heartbeatIntervalMs ?? 5000;
+      const inflight = [...new Set([...this.executor.runningIds(), ...this.outbox.keys()])];
       // The interval travels with hello and every heartbeat, so the hub judges this run of the node by it.
       const hello = (await ch.request(
         NodeMethods.hello,
-        { inflight, heartbeatIntervalMs: every },
+        { inflight, heartbeatIntervalMs: this.every },
         { timeoutMs: 10_000 },
       )) as { maxPayloadBytes?: number; leaseMs?: number };
-      if (!ch.isOpen) return;
       if (typeof hello?.maxPayloadBytes === "number") this.maxPayloadBytes = hello.maxPayloadBytes;
-      this.channel = ch;
-      this.connectAttempt = 0;
-      this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
-      clearInterval(this.heartbeatTimer);
-      let beating = false;
-      this.heartbeatTimer = setInterval(() => {
-        if (beating) return; // never two heartbeats in flight
-        beating = true;
-        // Only silence means the path is dead (a blackhole does not close sockets): drop it and reconnect,
-        // possibly to another replica. An error answer (the store had a blip) comes from a live hub: keep it.
-        ch.request(NodeMethods.heartbeat, { heartbeatIntervalMs: every }, { timeoutMs: 2 * every })
-          .catch((e: unknown) => {
-            if (ch !== this.channel) return;
-            if (isFleetlinkError(e, "STREAM_CLOSED") || isFleetlinkError(e, "NODE_UNREGISTERED"))
-              this.dropConnection();
-          })
-          .finally(() => {
-            beating = false;
-          });
-      }, every);
-      this.startProgress(ch, hello?.leaseMs);
-      this.startPings(ch, every);
-      for (const out of this.outbox.values()) this.send(out, true);
+      this.leaseMs = hello?.leaseMs;
     } catch (e) {
       this.log.warn({ err: String(e) }, "hello failed");
-      ch.close(1011, "hello failed");
+      throw e;
     }
+  }
+
+  private onLive(ch: Channel, hub: string): void {
+    this.channel = ch;
+    this.pendingPolls.reset();
+    this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
+    const every = this.every;
+    clearInterval(this.heartbeatTimer);
+    let beating = false;
+    this.heartbeatTimer = setInterval(() => {
+      if (beating) return; // never two heartbeats in flight
+      beating = true;
+      // Only silence means the path is dead (a blackhole does not close sockets): drop it and reconnect,
+      // possibly to another replica. An error answer (the store had a blip) comes from a live hub: keep it.
+      ch.request(NodeMethods.heartbeat, { heartbeatIntervalMs: every }, { timeoutMs: 2 * every })
+        .catch((e: unknown) => {
+          if (ch !== this.channel) return;
+          if (isFleetlinkError(e, "STREAM_CLOSED") || isFleetlinkError(e, "NODE_UNREGISTERED"))
+            this.dialer.drop(`heartbeat failed: ${describeError(e)}`);
+        })
+        .finally(() => {
+          beating = false;
+        });
+    }, every);
+    this.startProgress(ch, this.leaseMs);
+    this.outbox.flush();
+  }
+
+  /** The policy after a lost stream, by close code and upgrade refusal. */
+  private onLost(loss: Loss): Plan {
+    if (loss.wasLive) this.log.warn({ hub: loss.hub, code: loss.code, why: loss.reason }, "hub stream lost");
+    this.channel = null;
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.progressTimer);
+    this.waiting = { pending: false };
+    if (this.stopping) return { stop: "node stopping" };
+    const refusal = loss.error instanceof DialRefused ? loss.error : undefined;
+    if (refusal && REFUSED_FOR_GOOD.has(refusal.code)) {
+      // The hub does not know this identity (database reset, node unregistered): re-enroll, or stop and say why.
+      const why = `${loss.hub} refuses node ${this.identity!.nodeId}: ${refusal.code}: ${refusal.detail}`;
+      void this.onRefused(why);
+      return { stop: why };
+    }
+    if (refusal?.code === "FLEETLINK_E_NODE_PENDING") {
+      // Waiting for an admin: poll gently, not as a reconnect storm.
+      this.waiting = { pending: true };
+      return { retryInMs: this.pendingPolls.next() };
+    }
+    if (loss.code === CloseCode.replaced) {
+      // Our live stream was replaced by a newer one for the same node: another process runs with this
+      // identity. Two such agents would replace each other forever; back off hard and say why.
+      const retryInMs = this.replacements.next();
+      const why = `another process is connected as node ${this.identity!.nodeId}${this.o.identityFile ? ` (identity ${this.o.identityFile})` : ""}: only one agent may use an identity`;
+      this.log.warn({ retryInMs }, why);
+      this.waiting = { pending: false, note: why };
+      return { retryInMs };
+    }
+    this.replacements.reset();
+    return {};
   }
 
   /** The hub does not know this identity (database reset, node unregistered): re-enroll, or stop and say why. */
@@ -327,7 +298,7 @@ export class NodeAgent {
       this.identity = undefined;
       try {
         await this.enroll();
-        this.connect();
+        this.dialer.start();
       } catch (e) {
         this.feed.set(
           { state: "rejected", reason: `${reason}; enrolling again failed: ${describeError(e)}` },
@@ -355,211 +326,24 @@ export class NodeAgent {
     if (!leaseMs) return;
     this.progressTimer = setInterval(
       () => {
-        if (ch !== this.channel || this.running.size === 0) return;
-        ch.request(NodeMethods.progress, { ids: [...this.running.keys()] }, { timeoutMs: leaseMs / 3 }).catch(
-          (e: unknown) => this.log.debug({ err: String(e) }, "progress report failed"),
-        );
+        if (ch !== this.channel || this.executor.busy === 0) return;
+        ch.request(
+          NodeMethods.progress,
+          { ids: this.executor.runningIds() },
+          { timeoutMs: leaseMs / 3 },
+        ).catch((e: unknown) => this.log.debug({ err: String(e) }, "progress report failed"));
       },
       Math.max(100, Math.floor(leaseMs / 3)),
     );
-  }
-
-  /**
-   * A half-open path (a blackhole closes nothing) must be noticed well inside the node's online window
-   * (2 × heartbeat interval from its last heartbeat), so the node has moved to another replica before the
-   * hub gives up on it: a WebSocket ping every quarter interval, and a path silent for half an interval is
-   * dropped. Pings cost the store nothing (heartbeats are writes; pings are not).
-   */
-  private startPings(ch: Channel, every: number): void {
-    clearInterval(this.pingTimer);
-    const ws = this.ws;
-    if (!ws) return;
-    let lastPong = Date.now();
-    ws.on("pong", () => {
-      lastPong = Date.now();
-    });
-    this.pingTimer = setInterval(
-      () => {
-        if (ch !== this.channel || this.ws !== ws) return;
-        if (Date.now() - lastPong > every / 2) {
-          this.log.warn({ silentMs: Date.now() - lastPong }, "hub path silent: reconnecting");
-          ws.terminate();
-          return;
-        }
-        try {
-          ws.ping();
-        } catch {
-          ws.terminate();
-        }
-      },
-      Math.max(25, Math.floor(every / 4)),
-    );
-  }
-
-  private onDisconnect(ws: WebSocket, reason: string): void {
-    if (this.ws !== ws) return; // a stale socket's late close changes nothing
-    this.ws = null;
-    this.channel = null;
-    clearInterval(this.heartbeatTimer);
-    clearInterval(this.progressTimer);
-    clearInterval(this.pingTimer);
-    if (this.stopping) return;
-    this.hubIndex++;
-    if (this.refused) {
-      const reason = this.refused;
-      this.refused = undefined;
-      void this.onRefused(reason);
-      return;
-    }
-    if (this.pendingApproval) {
-      // Waiting for an admin: poll gently, not as a reconnect storm.
-      this.pendingApproval = false;
-      const retryInMs = 1000 + backoff(this.connectAttempt++, 500, 4000);
-      this.feed.set({ state: "pending", nodeId: this.identity!.nodeId, retryInMs });
-      this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
-      return;
-    }
-    if (reason.includes("(4000")) {
-      // Our live stream was replaced by a newer one for the same node: another process runs with this
-      // identity. Two such agents would replace each other forever; back off hard and say why.
-      this.replacedInARow++;
-      const retryInMs = 1000 * Math.min(30, 2 ** Math.min(this.replacedInARow, 5)) + backoff(0, 1000, 1000);
-      const why = `another process is connected as node ${this.identity!.nodeId}${this.o.identityFile ? ` (identity ${this.o.identityFile})` : ""}: only one agent may use an identity`;
-      this.log.warn({ retryInMs }, why);
-      this.feed.set({ state: "offline", reason: `${reason}; ${why}`, retryInMs });
-      this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
-      return;
-    }
-    this.replacedInARow = 0;
-    const retryInMs = backoff(this.connectAttempt++, 100, 3000);
-    this.feed.set({ state: "offline", reason, retryInMs });
-    this.reconnectTimer = setTimeout(() => this.connect(), retryInMs);
   }
 
   private onRequest(method: string, body: unknown): unknown {
     if (method !== NodeMethods.instruction)
       throw new FleetlinkError("INVALID_ARGUMENT", `unknown method ${method}`, { field: "m" });
     if (this.stopping) throw new FleetlinkError("STREAM_CLOSED", "node is stopping");
-    const ins = body as WireInstruction;
-    const done = this.completed.get(ins.id);
-    if (done) {
-      // Redelivered after we replied: send the same reply again (the hub acknowledges the duplicate).
-      this.queue(done);
-    } else if (!this.running.has(ins.id) && !this.outbox.has(ins.id)) {
-      const p = this.run(ins).finally(() => this.running.delete(ins.id));
-      this.running.set(ins.id, p);
-    }
+    this.executor.accept(body as WireInstruction);
     return { accepted: true };
   }
-
-  private async run(ins: WireInstruction): Promise<void> {
-    const handler = this.handlers[ins.method];
-    let payload: unknown;
-    let error: ReplyError | null = null;
-    try {
-      if (!handler)
-        throw new FleetlinkError("INVALID_ARGUMENT", `no handler for method ${ins.method}`, {
-          field: "method",
-        });
-      payload = await handler(ins.payload, {
-        instructionId: ins.id,
-        runId: ins.runId,
-        method: ins.method,
-        attempts: ins.attempts,
-        nodeId: this.identity!.nodeId,
-        signal: this.abort.signal,
-      });
-    } catch (e) {
-      error = {
-        code: isFleetlinkError(e) ? e.code : "FLEETLINK_E_HANDLER_FAILED",
-        message: truncate(describeError(e), MAX_ERROR_MESSAGE_CHARS),
-      };
-      this.log.warn(
-        { instruction: ins.id, method: ins.method, code: error.code, err: truncate(error.message, 256) },
-        "handler failed",
-      );
-    }
-    if (!error) ({ payload, error } = this.checkResult(payload));
-    this.queue({ id: newId(), runId: ins.runId, replyTo: ins.id, payload: payload ?? null, error });
-  }
-
-  /**
-   * A result that cannot travel becomes an error reply the coordinator sees (never a crash, never a reply
-   * the hub refuses and the agent resends forever): JSON cannot encode it (a BigInt, a cycle), it nests too
-   * deep, or it is larger than the hub's payload limit.
-   */
-  private checkResult(payload: unknown): { payload: unknown; error: ReplyError | null } {
-    let bytes: number;
-    try {
-      bytes = Buffer.byteLength(JSON.stringify(payload ?? null));
-    } catch (e) {
-      return {
-        payload: null,
-        error: {
-          code: "FLEETLINK_E_HANDLER_FAILED",
-          message: `handler result cannot be encoded as JSON: ${truncate(describeError(e), 500)}`,
-        },
-      };
-    }
-    if (tooDeep(payload))
-      return {
-        payload: null,
-        error: {
-          code: "FLEETLINK_E_PAYLOAD_TOO_LARGE",
-          message: `handler result nests deeper than ${MAX_JSON_DEPTH} levels`,
-        },
-      };
-    if (bytes > this.maxPayloadBytes)
-      return {
-        payload: null,
-        error: {
-          code: "FLEETLINK_E_PAYLOAD_TOO_LARGE",
-          message: `handler result of ${bytes} bytes exceeds the hub's payload limit of ${this.maxPayloadBytes}`,
-        },
-      };
-    return { payload, error: null };
-  }
-
-  private queue(reply: WireReply): void {
-    const prev = this.outbox.get(reply.replyTo);
-    if (prev) return;
-    const out: Outgoing = { reply, attempt: 0, sending: false };
-    this.outbox.set(reply.replyTo, out);
-    this.send(out, false);
-  }
-
-  /** Sends one reply; retried with backoff and jitter until a hub acknowledges it or refuses it for good. */
-  private send(out: Outgoing, now: boolean): void {
-    if (out.sending || !this.outbox.has(out.reply.replyTo)) return;
-    if (now) clearTimeout(out.timer);
-    const ch = this.channel;
-    if (!ch?.isOpen) return; // sent again after the next hello
-    out.sending = true;
-    ch.request(NodeMethods.reply, out.reply, { timeoutMs: this.o.replyTimeoutMs ?? 5000 }).then(
-      () => this.settle(out),
-      (e: unknown) => {
-        out.sending = false;
-        if (isFleetlinkError(e) && e.definite) {
-          this.log.warn({ err: e.message, instruction: out.reply.replyTo }, "reply refused");
-          this.settle(out);
-          return;
-        }
-        out.timer = setTimeout(() => this.send(out, false), backoff(out.attempt++, 200, 5000));
-      },
-    );
-  }
-
-  private settle(out: Outgoing): void {
-    out.sending = false;
-    clearTimeout(out.timer);
-    this.outbox.delete(out.reply.replyTo);
-    this.completed.set(out.reply.replyTo, out.reply);
-    const keep = this.o.rememberCompleted ?? 10_000;
-    while (this.completed.size > keep) this.completed.delete(this.completed.keys().next().value!);
-    if (this.stopping) this.drained?.();
-  }
-
-  private drained: (() => void) | undefined;
 
   /**
    * Stops gracefully: takes no new instructions, lets running handlers finish and their replies be
@@ -570,28 +354,21 @@ export class NodeAgent {
     this.stopping = true;
     this.feed.set({ state: "stopping" });
     const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
-    await Promise.race([Promise.allSettled([...this.running.values()]), sleep(deadline - Date.now())]);
-    while (this.outbox.size > 0 && Date.now() < deadline && this.channel?.isOpen) {
-      await Promise.race([
-        new Promise<void>((r) => (this.drained = r)),
-        sleep(Math.max(0, deadline - Date.now())),
-      ]);
-    }
+    await Promise.race([this.executor.settled(), sleep(deadline - Date.now())]);
+    if (this.channel?.isOpen)
+      await Promise.race([this.outbox.drained(), sleep(Math.max(0, deadline - Date.now()))]);
     this.abort.abort("agent stopped");
     for (const p of this.o.plugins ?? []) await p.close?.();
-    clearTimeout(this.reconnectTimer);
     clearInterval(this.heartbeatTimer);
     clearInterval(this.progressTimer);
-    clearInterval(this.pingTimer);
-    for (const out of this.outbox.values()) clearTimeout(out.timer);
-    this.channel?.close(1000, "node stopping");
-    this.ws?.terminate();
+    this.outbox.close();
+    this.dialer.stop("node stopping");
     this.feed.set({ state: "stopped" }, true);
   }
 
   /** Drops the connection now (tests and fault drills); the agent reconnects as after any failure. */
   dropConnection(): void {
-    this.ws?.terminate();
+    this.dialer.drop("connection dropped");
   }
 }
 

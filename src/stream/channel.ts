@@ -1,3 +1,4 @@
+import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, FleetlinkError, invalid } from "../protocol/errors.ts";
 import { type Frame, fromWireError, MAX_FRAME_BYTES, parseFrame, toWireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
@@ -34,18 +35,20 @@ export class Channel {
   private readonly pending = new PendingCalls<unknown>();
   private readonly opts: Required<Omit<ChannelOptions, "onRequest" | "onEvent">> & ChannelOptions;
   private garbage = 0;
-  private closeListeners: ((reason: string) => void)[] = [];
+  private closeListeners: ((reason: string, code: number) => void)[] = [];
   private closedReason: string | null = null;
+  /** The close code (CloseCode), once closed: what the peer asked us to do, or what we told it. */
+  private closedCode: number = CloseCode.abnormal;
   readonly closed: Promise<string>;
   private readonly transport: Transport;
 
   constructor(transport: Transport, opts: ChannelOptions = {}) {
     this.transport = transport;
     this.opts = { maxGarbage: 5, maxFrameBytes: MAX_FRAME_BYTES, log: silentLogger, ...opts };
-    this.closed = new Promise((res) => this.closeListeners.push(res));
+    this.closed = new Promise((res) => this.closeListeners.push((r) => res(r)));
     transport.onMessage((f) => this.receive(f));
-    transport.onClose((code, reason) => this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`));
-    if (!transport.isOpen) this.finish("closed before use");
+    transport.onClose((code, reason) => this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`, code));
+    if (!transport.isOpen) this.finish("closed before use", CloseCode.abnormal);
   }
 
   get isOpen(): boolean {
@@ -79,13 +82,19 @@ export class Channel {
     }
   }
 
-  close(code = 1000, reason = ""): void {
+  close(code: number = CloseCode.normal, reason = ""): void {
     this.transport.close(code, reason);
-    this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`);
+    this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`, code);
   }
 
-  onClose(cb: (reason: string) => void): void {
-    if (this.closedReason !== null) queueMicrotask(() => cb(this.closedReason!));
+  /** The close code once closed (policies branch on it, never on the reason text); null while open. */
+  get closeCode(): number | null {
+    return this.closedReason === null ? null : this.closedCode;
+  }
+
+  /** `reason` is for people (logs, status); `code` (a CloseCode) is what code decides by. */
+  onClose(cb: (reason: string, code: number) => void): void {
+    if (this.closedReason !== null) queueMicrotask(() => cb(this.closedReason!, this.closedCode));
     else this.closeListeners.push(cb);
   }
 
@@ -93,11 +102,12 @@ export class Channel {
     if (this.isOpen) this.transport.send(JSON.stringify(f));
   }
 
-  private finish(reason: string): void {
+  private finish(reason: string, code: number): void {
     if (this.closedReason !== null) return;
     this.closedReason = reason;
+    this.closedCode = code;
     this.pending.closeAll(new FleetlinkError("STREAM_CLOSED", `stream ${reason}`));
-    for (const cb of this.closeListeners) cb(reason);
+    for (const cb of this.closeListeners) cb(reason, code);
     this.closeListeners = [];
   }
 
@@ -120,7 +130,7 @@ export class Channel {
         "malformed frame",
       );
       this.write({ t: "err", e: toWireError(e) });
-      if (this.garbage >= this.opts.maxGarbage) this.close(1008, "too many malformed frames");
+      if (this.garbage >= this.opts.maxGarbage) this.close(CloseCode.policy, "too many malformed frames");
       return;
     }
     switch (f.t) {

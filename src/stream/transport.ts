@@ -1,3 +1,5 @@
+import { CloseCode } from "../protocol/close-codes.ts";
+
 /**
  * The one thing the stream layer needs from a connection: send and receive text frames, learn that it closed.
  * WebSocket, stdio and in-memory transports are thin adapters; the router and calls import no node:* module.
@@ -8,46 +10,70 @@ export interface Transport {
   onMessage(cb: (frame: string) => void): void;
   onClose(cb: (code: number, reason: string) => void): void;
   readonly isOpen: boolean;
+  /** Asks the peer for a sign of life (a WebSocket ping); the answer arrives at `onAlive`. (Optional) */
+  ping?(): void;
+  /** Every sign of life: a frame, a pong, the peer's own ping. (Optional; without it frames alone count) */
+  onAlive?(cb: () => void): void;
+  /** Ends the connection at once, without a closing handshake a dead peer would never answer. (Optional) */
+  terminate?(): void;
+}
+
+/** An in-memory transport, with the faults tests need: a path that goes silent without closing. */
+export interface MemoryTransport extends Transport {
+  ping(): void;
+  onAlive(cb: () => void): void;
+  terminate(): void;
+  /** From now on nothing crosses the pair in either direction and neither side learns of a close (half-open). */
+  blackhole(): void;
 }
 
 /** Two connected in-memory transports (tests, and a hub and node in one process). */
-export const memoryPair = (): [Transport, Transport] => {
-  const make = () => {
-    let open = true;
-    const msg: ((f: string) => void)[] = [];
-    const closed: ((c: number, r: string) => void)[] = [];
-    return {
-      msg,
-      closed,
-      get open() {
-        return open;
-      },
-      set open(v) {
-        open = v;
-      },
-    };
-  };
+export const memoryPair = (): [MemoryTransport, MemoryTransport] => {
+  const make = () => ({
+    open: true,
+    msg: [] as ((f: string) => void)[],
+    closed: [] as ((c: number, r: string) => void)[],
+    alive: [] as (() => void)[],
+  });
   const a = make();
   const b = make();
-  const end = (self: typeof a, other: typeof a, code: number, reason: string) => {
-    for (const s of [self, other]) {
-      if (!s.open) continue;
-      s.open = false;
-      queueMicrotask(() => {
-        for (const cb of s.closed) cb(code, reason);
-      });
-    }
+  let holed = false;
+  const shut = (s: typeof a, code: number, reason: string) => {
+    if (!s.open) return;
+    s.open = false;
+    queueMicrotask(() => {
+      for (const cb of s.closed) cb(code, reason);
+    });
   };
-  const side = (self: typeof a, other: typeof a): Transport => ({
+  const end = (self: typeof a, other: typeof a, code: number, reason: string) => {
+    shut(self, code, reason);
+    if (!holed) shut(other, code, reason);
+  };
+  const side = (self: typeof a, other: typeof a): MemoryTransport => ({
     send: (f) => {
-      if (!self.open) return;
+      if (!self.open || holed) return;
       queueMicrotask(() => {
-        if (other.open) for (const cb of other.msg) cb(f);
+        if (!other.open || holed) return;
+        for (const cb of other.alive) cb();
+        for (const cb of other.msg) cb(f);
       });
     },
-    close: (code = 1000, reason = "") => end(self, other, code, reason),
+    close: (code: number = CloseCode.normal, reason = "") => end(self, other, code, reason),
+    terminate: () => end(self, other, CloseCode.abnormal, ""),
     onMessage: (cb) => void self.msg.push(cb),
     onClose: (cb) => void self.closed.push(cb),
+    onAlive: (cb) => void self.alive.push(cb),
+    ping: () => {
+      if (!self.open || holed) return;
+      queueMicrotask(() => {
+        if (!other.open || holed) return;
+        for (const cb of other.alive) cb(); // it hears our ping
+        for (const cb of self.alive) cb(); // we hear its pong
+      });
+    },
+    blackhole: () => {
+      holed = true;
+    },
     get isOpen() {
       return self.open;
     },

@@ -1,4 +1,5 @@
 import type WebSocket from "ws";
+import { CloseCode } from "../protocol/close-codes.ts";
 import type { Transport } from "./transport.ts";
 
 export interface WsTransportOptions {
@@ -14,9 +15,6 @@ export interface WsTransportOptions {
   onError?: (e: Error) => void;
 }
 
-/** Close code for a peer disconnected because it does not read what is sent to it. */
-export const SLOW_CONSUMER_CLOSE = 4008;
-
 /** Adapts a `ws` WebSocket (client or server side) to a Transport; the transport owns the socket's errors. */
 export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transport => {
   const maxBuffered = o.maxBufferedBytes ?? 64 * 1024 * 1024;
@@ -29,13 +27,13 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
         // The close frame queues behind the unsent bytes, so a peer that does not read may never see it:
         // give it a second, then cut the connection.
         slow = true;
-        ws.close(SLOW_CONSUMER_CLOSE, `slow consumer: ${ws.bufferedAmount} bytes unsent`);
+        ws.close(CloseCode.slowConsumer, `slow consumer: ${ws.bufferedAmount} bytes unsent`);
         setTimeout(() => ws.terminate(), 1000).unref();
         return;
       }
       ws.send(frame);
     },
-    close: (code = 1000, reason = "") => {
+    close: (code: number = CloseCode.normal, reason = "") => {
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
     },
     onMessage: (cb) => {
@@ -44,6 +42,21 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
     onClose: (cb) => {
       ws.on("close", (code, reason) => cb(code, reason.toString()));
     },
+    ping: () => {
+      if (ws.readyState !== ws.OPEN) return;
+      try {
+        ws.ping();
+      } catch {
+        ws.terminate();
+      }
+    },
+    onAlive: (cb) => {
+      // Frames too, without decoding them (onMessage decodes per listener: a cost on every call).
+      ws.on("message", () => cb());
+      ws.on("pong", () => cb());
+      ws.on("ping", () => cb());
+    },
+    terminate: () => ws.terminate(),
     get isOpen() {
       return ws.readyState === ws.OPEN && !slow;
     },

@@ -2,7 +2,13 @@
 // intervals, replies pushed into the dead one are read back, and a healthy stream is never polled.
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { Fleet } from "../../src/coordinator/fleet.ts";
+import { HubClient } from "../../src/coordinator/http.ts";
 import type { Configuration, RunHandle } from "../../src/coordinator/run.ts";
+import { ReplyStream } from "../../src/coordinator/run-stream.ts";
+import { CloseCode } from "../../src/protocol/close-codes.ts";
+import { RunEvents, type WireResult } from "../../src/protocol/wire.ts";
+import { Channel, silentLogger } from "../../src/stream/channel.ts";
+import { type MemoryTransport, memoryPair } from "../../src/stream/transport.ts";
 import { type Blackhole, startBlackhole } from "../helpers/blackhole.ts";
 import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
@@ -37,6 +43,13 @@ const callMs = async (cfg: Configuration, v: unknown, timeoutMs = 10_000): Promi
 
 const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
 const hubOf = (run: RunHandle) => (run.replyStream.state === "connected" ? run.replyStream.hub : null);
+const until = async (cond: () => boolean, ms = 2000) => {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms`);
+    await sleep(2);
+  }
+};
 const waitFor = async (cond: () => boolean, ms: number): Promise<number> => {
   const t0 = performance.now();
   while (!cond()) {
@@ -197,4 +210,79 @@ describe("run stream", () => {
     // No open call, no read-back.
     expect(queries - done).toBe(0);
   }, 20_000);
+});
+
+describe("reply stream over memoryPair", () => {
+  /** Fake hubs: each connection gets a hub-side channel the test can emit replies on or close. */
+  const fakeHubs = () => {
+    const conns: { hub: string; ch: Channel; client: MemoryTransport }[] = [];
+    const connect = async (hub: string) => {
+      const [client, hubSide] = memoryPair();
+      conns.push({ hub, ch: new Channel(hubSide), client });
+      return client;
+    };
+    return { conns, connect };
+  };
+  const result = (replyTo: string, payload: unknown): WireResult => ({
+    id: crypto.randomUUID(),
+    replyTo,
+    node: "n",
+    groupId: null,
+    method: "m",
+    payload,
+    error: null,
+    createdAt: Date.now(),
+  });
+
+  test("run stream - replies reach their call; a hub that ends the stream is rotated past, and replies pushed meanwhile are read back on reconnect", async () => {
+    const hubs = fakeHubs();
+    const http = new HubClient(["http://a", "http://b"], "t");
+    const asked: string[][] = [];
+    let held: WireResult[] = [];
+    vi.spyOn(http, "request").mockImplementation(async (_m, path, body) => {
+      expect(path).toMatch(/\/replies\/query$/);
+      asked.push((body as { instructionIds: string[] }).instructionIds);
+      const out = held;
+      held = [];
+      return { replies: out } as never;
+    });
+    const rs = new ReplyStream("run1", http, silentLogger, { connect: hubs.connect, recoveryPollMs: 10_000 });
+    cleanups.push(async () => rs.close());
+    await rs.ready();
+    expect(rs.state).toEqual({ state: "connected", hub: "http://a" });
+    const first = rs.expect("i1");
+    hubs.conns[0]!.ch.emit(RunEvents.replies, [result("i1", 1)]);
+    expect((await first).payload).toBe(1);
+    expect(rs.size).toBe(0);
+
+    // The hub ends the stream (it is shutting down); a reply stored meanwhile is read back once reconnected.
+    const second = rs.expect("i2");
+    hubs.conns[0]!.ch.close(CloseCode.goingAway, "hub shutting down");
+    held = [result("i2", 2)];
+    await until(() => rs.state.state === "connected" && hubs.conns.length === 2);
+    expect(hubs.conns[1]!.hub).toBe("http://b");
+    expect((await second).payload).toBe(2);
+    expect(asked.at(-1)).toEqual(["i2"]);
+    // A late or unknown reply has no waiter and changes nothing.
+    hubs.conns[1]!.ch.emit(RunEvents.replies, [result("i1", "late")]);
+    const open = rs.expect("i3");
+    rs.close();
+    await expect(open).rejects.toMatchObject({ code: "FLEETLINK_E_CANCELLED" });
+    expect(rs.state).toEqual({ state: "closed" });
+  });
+
+  test("run stream - a silent hub (half-open path) is dropped by the liveness rule and reported unreachable", async () => {
+    const hubs = fakeHubs();
+    const http = new HubClient(["http://a", "http://b"], "t");
+    vi.spyOn(http, "request").mockResolvedValue({ replies: [] } as never);
+    const reported: string[] = [];
+    http.onUnreachable((hub, _e, certain) => certain && reported.push(hub));
+    const rs = new ReplyStream("run2", http, silentLogger, { connect: hubs.connect, pingIntervalMs: 40 });
+    cleanups.push(async () => rs.close());
+    await rs.ready();
+    hubs.conns[0]!.client.blackhole();
+    await until(() => hubs.conns.length === 2 && rs.state.state === "connected");
+    expect(reported).toEqual(["http://a"]);
+    expect(rs.state).toEqual({ state: "connected", hub: "http://b" });
+  });
 });

@@ -3,6 +3,7 @@ import WebSocket from "ws";
 import { IncompleteCallError } from "../../src/coordinator/errors.ts";
 import { NodeAgent } from "../../src/node/agent.ts";
 import type { AgentStatus } from "../../src/node/status.ts";
+import { CloseCode } from "../../src/protocol/close-codes.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet } from "../helpers/fleet.ts";
 
 describe("quorum calls through one hub", () => {
@@ -117,7 +118,7 @@ describe("quorum calls through one hub", () => {
       handlers: { who: () => "new stream" },
     });
     await twin.start();
-    expect(await oldClosed).toBe(4000);
+    expect(await oldClosed).toBe(CloseCode.replaced);
     const fleet = await f.fleet();
     const run = await fleet.createRun();
     const res = await run

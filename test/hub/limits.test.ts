@@ -2,6 +2,7 @@
 import net from "node:net";
 import { afterEach, describe, expect, test } from "vitest";
 import WebSocket from "ws";
+import { CloseCode } from "../../src/protocol/close-codes.ts";
 import { MAX_TTL_MS } from "../../src/protocol/limits.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
@@ -50,7 +51,7 @@ describe("limits", () => {
     f = await startFleet({ helloTimeoutMs: 300 });
     const ws = await dial(await enroll("silent"));
     const t0 = Date.now();
-    expect(await closeCode(ws)).toBe(1008);
+    expect(await closeCode(ws)).toBe(CloseCode.policy);
     expect(Date.now() - t0).toBeLessThan(2000);
   });
 
@@ -79,7 +80,7 @@ describe("limits", () => {
     await expect.poll(() => f.hub.nodes.connectedIds().includes(n.id), { timeout: 5000 }).toBe(false);
     expect(process.memoryUsage().rss - rss0).toBeLessThan(150 * 1024 * 1024);
     (ws as unknown as { _socket: net.Socket })._socket.resume();
-    expect([4008, 1006]).toContain(await closed);
+    expect([CloseCode.slowConsumer, CloseCode.abnormal]).toContain(await closed);
   });
 
   test("http - no body is read before authentication: a big unauthenticated body is refused with 401 at once", async () => {

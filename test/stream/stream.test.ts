@@ -1,4 +1,5 @@
 import { describe, expect, test } from "vitest";
+import { CloseCode } from "../../src/protocol/close-codes.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";
 import { Channel } from "../../src/stream/channel.ts";
 import { PeerTable } from "../../src/stream/peers.ts";
@@ -88,10 +89,28 @@ describe("channel", () => {
     const cb = new Channel(b);
     const p = cb.request("never");
     await tick();
-    a.close(1001, "gone");
+    a.close(CloseCode.goingAway, "gone");
     await expect(p).rejects.toMatchObject({ code: "FLEETLINK_E_STREAM_CLOSED" });
     await expect(cb.request("again")).rejects.toMatchObject({ code: "FLEETLINK_E_STREAM_CLOSED" });
     expect(await cb.closed).toMatch(/1001/);
+  });
+
+  test("channel - the close code reaches both sides' listeners and closeCode, whatever the reason text says", async () => {
+    const [a, b] = memoryPair();
+    const ca = new Channel(a);
+    const cb = new Channel(b);
+    expect(cb.closeCode).toBeNull();
+    const seen: number[] = [];
+    cb.onClose((_r, code) => seen.push(code));
+    // A reason that mentions another code must not matter: policies read the code.
+    ca.close(CloseCode.replaced, "not (4001)");
+    await cb.closed;
+    expect(seen).toEqual([CloseCode.replaced]);
+    expect(cb.closeCode).toBe(CloseCode.replaced);
+    expect(ca.closeCode).toBe(CloseCode.replaced);
+    // A listener added after the close still hears the code.
+    const late = await new Promise<number>((r) => cb.onClose((_r, c) => r(c)));
+    expect(late).toBe(CloseCode.replaced);
   });
 
   test("channel - a peer sending garbage gets error frames, then is disconnected", async () => {

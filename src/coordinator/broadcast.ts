@@ -1,0 +1,56 @@
+import type { FleetlinkError } from "../protocol/errors.ts";
+import { fromWireError } from "../protocol/frames.ts";
+import type { StreamItem } from "./call.ts";
+import type { HubClient } from "./http.ts";
+import type { Wait } from "./push.ts";
+
+export interface BroadcastOptions {
+  /** Instruction TTL in ms: nodes offline now get the instruction if they reconnect within it. */
+  ttlMs: number;
+  /** Deadline for the push itself, failover included. (Default: ttlMs) */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export type BroadcastNodeState = "pending" | "delivered" | "replied" | "failed";
+
+/** Tracks one broadcast: per node pending → delivered → replied | failed. */
+export class Broadcast {
+  private readonly outcome = new Map<string, StreamItem>();
+  readonly instructions: ReadonlyMap<string, string>; // node → instruction id
+  readonly done: Promise<Map<string, StreamItem>>;
+  private readonly run: { id: string; http: HubClient };
+
+  constructor(run: { id: string; http: HubClient }, waits: Wait[]) {
+    this.run = run;
+    this.instructions = new Map(waits.map((w) => [w.dst, w.id]));
+    this.done = Promise.all(
+      waits.map((w) =>
+        w.result.then(
+          (r) =>
+            this.outcome.set(
+              w.dst,
+              r.error
+                ? { node: w.dst, ok: false, error: fromWireError(r.error) }
+                : { node: w.dst, ok: true, value: r.payload },
+            ),
+          (e: unknown) => this.outcome.set(w.dst, { node: w.dst, ok: false, error: e as FleetlinkError }),
+        ),
+      ),
+    ).then(() => new Map(this.outcome));
+  }
+
+  /** Per node: replied / failed once known, else delivered (the hub handed it to the node) or pending. */
+  async status(): Promise<Map<string, BroadcastNodeState>> {
+    const { instructions } = await this.run.http.request<{
+      instructions: { id: string; dst: string; attempts: number }[];
+    }>("POST", `/v1/runs/${this.run.id}/instructions/query`, { ids: [...this.instructions.values()] });
+    const delivered = new Set(instructions.filter((i) => i.attempts > 0).map((i) => i.dst));
+    const out = new Map<string, BroadcastNodeState>();
+    for (const node of this.instructions.keys()) {
+      const o = this.outcome.get(node);
+      out.set(node, o ? (o.ok ? "replied" : "failed") : delivered.has(node) ? "delivered" : "pending");
+    }
+    return out;
+  }
+}

@@ -1,0 +1,143 @@
+import { FleetlinkError } from "../protocol/errors.ts";
+import { fromWireError } from "../protocol/frames.ts";
+import { DeadlineExceededError, IncompleteCallError } from "./errors.ts";
+import type { Pusher, Wait } from "./push.ts";
+import { type Quorum, quorumFunction } from "./quorum.ts";
+
+export interface CallOptions {
+  /** (Default: "majority") */
+  quorum?: Quorum;
+  /** Overall deadline in ms; nodes that have not answered by then count as failed. (Default: 30000) */
+  timeoutMs?: number;
+  /** Instruction TTL in ms. (Default: timeoutMs) */
+  ttlMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface CallResult {
+  /** Successful replies by node id. */
+  replies: Map<string, unknown>;
+  /** Failed nodes (handler errors, NODE_UNAVAILABLE, …) by node id. */
+  errors: Map<string, FleetlinkError>;
+}
+
+export type StreamItem =
+  | { node: string; ok: true; value: unknown }
+  | { node: string; ok: false; error: FleetlinkError };
+
+/** What a call needs from its run: pushes, and whether a reply is still awaited. */
+export interface CallContext {
+  pusher: Pusher;
+  waiting(instructionId: string): boolean;
+}
+
+/** Calls every node of `nodes`; resolves when the quorum is met, rejects with IncompleteCallError if it cannot be. */
+export const callNodes = async (
+  run: CallContext,
+  nodes: readonly string[],
+  method: string,
+  payload: unknown,
+  opts: CallOptions = {},
+): Promise<CallResult> => {
+  const decide = quorumFunction(opts.quorum ?? "majority", nodes.length);
+  const replies = new Map<string, unknown>();
+  const errors = new Map<string, FleetlinkError>();
+  for await (const item of streamNodes(run, nodes, method, payload, opts)) {
+    if (item.ok) replies.set(item.node, item.value);
+    else errors.set(item.node, item.error);
+    const d = decide({ replies, errors, nodes });
+    if (d === "done") return { replies, errors };
+    if (d === "fail") throw new IncompleteCallError("quorum cannot be met", replies, errors);
+  }
+  if (opts.signal?.aborted) throw new IncompleteCallError("cancelled", replies, errors);
+  throw new IncompleteCallError(
+    errors.size + replies.size < nodes.length ? "timed out" : "all nodes answered, quorum not met",
+    replies,
+    errors,
+  );
+};
+
+/**
+ * Calls every node and yields replies and errors as they arrive. Leaving the loop early (break, return,
+ * quorum met) cancels the rest: undelivered instructions are withdrawn, late replies are dropped.
+ */
+export async function* streamNodes(
+  run: CallContext,
+  nodes: readonly string[],
+  method: string,
+  payload: unknown,
+  opts: CallOptions = {},
+): AsyncGenerator<StreamItem> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  if (opts.signal?.aborted) return;
+  // The deadline covers the push: a replica that does not answer uses up the call's time, not more.
+  const deadline = Date.now() + timeoutMs;
+  let waits: Wait[];
+  try {
+    waits = await run.pusher.push(nodes, method, payload, {
+      ttlMs: opts.ttlMs ?? timeoutMs,
+      deadline,
+      signal: opts.signal,
+    });
+  } catch (e) {
+    if (opts.signal?.aborted) return;
+    if (!(e instanceof DeadlineExceededError)) throw e;
+    // No replica took the push in time: no node can answer in time either.
+    for (const dst of nodes) yield { node: dst, ok: false, error: e };
+    return;
+  }
+  const open = new Map(waits.map((w) => [w.id, w]));
+  const queue: StreamItem[] = [];
+  let wake: (() => void) | null = null;
+  const push = (it: StreamItem) => {
+    queue.push(it);
+    wake?.();
+  };
+  for (const w of waits)
+    w.result.then(
+      (r) => {
+        open.delete(w.id);
+        push(
+          r.error
+            ? { node: w.dst, ok: false, error: fromWireError(r.error) }
+            : { node: w.dst, ok: true, value: r.payload },
+        );
+      },
+      () => {},
+    );
+  const timedOut = new FleetlinkError("MESSAGE_EXPIRED", `no reply within ${timeoutMs} ms`);
+  try {
+    while (open.size > 0 || queue.length > 0) {
+      if (queue.length > 0) {
+        yield queue.shift()!;
+        continue;
+      }
+      if (opts.signal?.aborted || Date.now() >= deadline) break;
+      // One timer and one abort listener per wait, both removed however the wait ends.
+      await new Promise<void>((res) => {
+        const done = () => {
+          clearTimeout(t);
+          opts.signal?.removeEventListener("abort", done);
+          wake = null;
+          res();
+        };
+        const t = setTimeout(done, deadline - Date.now());
+        opts.signal?.addEventListener("abort", done, { once: true });
+        wake = done;
+      });
+    }
+    // Deadline passed: every node still silent is reported as timed out.
+    if (!opts.signal?.aborted)
+      for (const w of [...open.values()]) {
+        open.delete(w.id);
+        yield { node: w.dst, ok: false, error: timedOut };
+      }
+  } finally {
+    // Stops waiting at once (synchronously); the withdraw request runs on without holding up the caller.
+    if (open.size > 0 || waits.some((w) => run.waiting(w.id)))
+      void run.pusher.cancel(
+        waits.map((w) => w.id),
+        new FleetlinkError("CANCELLED", "call finished"),
+      );
+  }
+}

@@ -1,0 +1,157 @@
+import type { Instruction } from "../protocol/types.ts";
+import { NodeMethods, toWireInstruction } from "../protocol/wire.ts";
+import type { NewInstruction, Store } from "../store/store.ts";
+import type { Logger } from "../stream/channel.ts";
+import type { PeerTable } from "../stream/peers.ts";
+import { Coalesced } from "../util/coalesce.ts";
+import type { Session } from "./session.ts";
+
+/** Most nodes a claimable scan lists before the replica claims for every node it holds instead. */
+const SCAN_LIMIT = 10_000;
+
+export interface DispatcherOptions {
+  store: Store;
+  /** The node streams here that said hello, by node id. */
+  peers: PeerTable<Session>;
+  /** Instructions in flight per node before the hub waits for replies. */
+  maxInflight: number;
+  /** How long a node may take to acknowledge an instruction frame, in ms. */
+  deliveryTimeoutMs: number;
+  log: Logger;
+}
+
+/**
+ * Claims instructions for the node streams of this replica in batched statements and sends them down their
+ * streams; and the push fast path, which inserts a push's instructions already leased to a stream here.
+ */
+export class Dispatcher {
+  private readonly o: DispatcherOptions;
+  private readonly scanner: Coalesced;
+  private readonly dirty = new Set<string>();
+  private allDirty = false;
+  private readonly claimer: Coalesced;
+
+  constructor(o: DispatcherOptions) {
+    this.o = o;
+    this.claimer = new Coalesced(
+      () => this.dispatch(),
+      (e) => o.log.warn({ err: String(e) }, "dispatch failed"),
+    );
+    this.scanner = new Coalesced(
+      () => this.scan(),
+      (e) => o.log.warn({ err: String(e) }, "claimable scan failed"),
+    );
+  }
+
+  /** Asks the dispatcher to claim for this node (or every connected node). */
+  wake(nodeId?: string): void {
+    if (nodeId === undefined) this.allDirty = true;
+    else if (this.o.peers.get(nodeId)) this.dirty.add(nodeId);
+    else return;
+    this.claimer.trigger();
+  }
+
+  /**
+   * Something may have become claimable for nodes here that no push through this replica woke (another
+   * replica's push or release, a lease that ran out): ask the store which nodes have claimable work, and
+   * claim for those of them connected here, not for every node held.
+   */
+  wakeClaimable(): void {
+    if (this.o.peers.size > 0) this.scanner.trigger();
+  }
+
+  private async scan(): Promise<void> {
+    const ids = await this.o.store.claimableNodes(SCAN_LIMIT);
+    // As many as asked for: there may be more the store did not list (a backlog across a huge fleet), and a node
+    // left out every time would starve. Claim for every node held here instead.
+    if (ids.length >= SCAN_LIMIT) this.wake();
+    else for (const id of ids) this.wake(id);
+  }
+
+  /**
+   * The push fast path: items for nodes whose stream is here and has room go to the store with this stream's
+   * session as `leaseTo` (inserted already leased to it if it is still the node's current session), and
+   * `settle` sends them down the stream as soon as the push committed: one transaction per push instead of
+   * push, wake and claim. The rest wake the dispatcher as before. `settle(null)`: the push failed.
+   */
+  lease(items: readonly NewInstruction[]): {
+    items: NewInstruction[];
+    settle(pushed: readonly Instruction[] | null): void;
+  } {
+    const held: Session[] = [];
+    const out = items.map((it) => {
+      const s = this.o.peers.get(it.dst);
+      if (!s?.ready || !s.channel.isOpen || s.inflight.size + s.reserved >= this.o.maxInflight) return it;
+      s.reserved++;
+      held.push(s);
+      return { ...it, leaseTo: s.channel.id };
+    });
+    return {
+      items: out,
+      settle: (pushed) => {
+        for (const s of held) s.reserved--;
+        if (!pushed) return;
+        const orphaned = new Map<string, string>();
+        for (const ins of pushed) {
+          if (ins.state !== "leased") {
+            this.wake(ins.dst);
+            continue;
+          }
+          const s = this.o.peers.get(ins.dst);
+          if (s?.channel.isOpen && s.channel.id === ins.leaseOwner) this.send(s, ins);
+          else if (ins.leaseOwner) orphaned.set(ins.dst, ins.leaseOwner);
+        }
+        // The stream closed while the push committed: give its leases back now rather than after the lease.
+        for (const [nodeId, owner] of orphaned)
+          void this.o.store
+            .releaseInstructions({ nodeId, owner })
+            .catch((e) =>
+              this.o.log.warn({ err: String(e), node: nodeId }, "release failed; leases will expire"),
+            );
+      },
+    };
+  }
+
+  /** Sends one instruction leased to this session. */
+  private send(s: Session, ins: Instruction): void {
+    s.inflight.add(ins.id);
+    s.channel
+      .request(NodeMethods.instruction, toWireInstruction(ins), { timeoutMs: this.o.deliveryTimeoutMs })
+      .catch((e: unknown) => {
+        // Not acknowledged: the stream is gone (release on close handles it) or the node is stuck (the lease
+        // expires and the instruction is redelivered).
+        this.o.log.debug({ err: String(e), instruction: ins.id }, "instruction not acknowledged");
+      });
+  }
+
+  private async dispatch(): Promise<void> {
+    const ids = this.allDirty ? this.o.peers.peers() : [...this.dirty];
+    this.allDirty = false;
+    this.dirty.clear();
+    const byCapacity = new Map<number, { nodeId: string; sessionId: string }[]>();
+    for (const id of ids) {
+      const s = this.o.peers.get(id);
+      if (!s?.ready || !s.channel.isOpen) continue;
+      const cap = this.o.maxInflight - s.inflight.size - s.reserved;
+      if (cap <= 0) continue;
+      const group = byCapacity.get(cap);
+      const entry = { nodeId: id, sessionId: s.channel.id };
+      if (group) group.push(entry);
+      else byCapacity.set(cap, [entry]);
+    }
+    for (const [cap, sessions] of byCapacity) {
+      const got = await this.o.store.claimInstructions({ sessions, limit: cap });
+      const orphaned = new Map<string, string>();
+      for (const ins of got) {
+        const s = this.o.peers.get(ins.dst);
+        if (!s?.channel.isOpen || s.channel.id !== ins.leaseOwner) {
+          if (ins.leaseOwner) orphaned.set(ins.dst, ins.leaseOwner);
+          continue;
+        }
+        this.send(s, ins);
+      }
+      // The stream closed while we claimed: give its session's leases back now instead of waiting for them.
+      for (const [nodeId, owner] of orphaned) await this.o.store.releaseInstructions({ nodeId, owner });
+    }
+  }
+}

@@ -1,0 +1,119 @@
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { type WebSocket, WebSocketServer } from "ws";
+import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { isId } from "../protocol/ids.ts";
+import { MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
+import type { Store } from "../store/store.ts";
+import type { Logger } from "../stream/channel.ts";
+import { Liveness, watchTransport } from "../stream/liveness.ts";
+import { wsTransport } from "../stream/ws.ts";
+import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
+import type { NodeStreams } from "./node-streams.ts";
+import type { RunStreams } from "./run-streams.ts";
+
+export interface StreamUpgradeOptions {
+  store: Store;
+  /** The admin token, which run streams need. */
+  token: string;
+  nodes: NodeStreams;
+  runs: RunStreams;
+  log: Logger;
+  /** Largest frame accepted. */
+  maxFrameBytes: number;
+  /** Bytes queued for a stream that does not read before it is disconnected. (Default: 64 MiB) */
+  maxBufferedBytes?: number;
+  /** Dead-peer detection interval, in ms (see HubOptions.pingIntervalMs). (Default: 10000) */
+  pingIntervalMs?: number;
+}
+
+/** The fleetlink error body, for answers outside Fastify's reply (a refused upgrade). */
+const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
+
+/**
+ * The hub's WebSocket entry: authenticates each upgrade (a node's credential, or the admin token for a run's
+ * reply stream), hands the socket to the node or run streams, and watches every socket by the one liveness
+ * rule. A refusal is an HTTP answer with a fleetlink error body, which the dialing side reads.
+ */
+export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(): void } => {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: o.maxFrameBytes });
+  // Dead-peer detection, the one rule (stream/liveness.ts) on one timer for every socket: silent for about an
+  // interval → pinged, silent 1.25 intervals → terminated (closing its channel and releasing its leases), so a
+  // dead peer is gone within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own ping): node
+  // agents ping when they hear nothing and coordinators every 2 s, so an idle fleet costs the hub no pings.
+  const every = o.pingIntervalMs ?? 10_000;
+  const keepalive = new Liveness({
+    probeAfterMs: Math.floor(every * 0.75),
+    dropAfterMs: Math.floor(every * 1.25),
+    checkMs: Math.max(1, Math.floor(every / 4)),
+  });
+  const transport = (ws: WebSocket) => {
+    const t = wsTransport(ws, {
+      maxBufferedBytes: o.maxBufferedBytes,
+      onError: (e) => o.log.warn({ err: truncate(e.message, MAX_LOGGED_CHARS) }, "stream error"),
+    });
+    watchTransport(keepalive, t);
+    return t;
+  };
+  const reject = (socket: Duplex, e: FleetlinkError) => {
+    if (!socket.writable) return socket.destroy();
+    const body = errorBody(e);
+    const reason = e.status === 401 ? "Unauthorized" : e.status === 403 ? "Forbidden" : "Bad Request";
+    socket.end(
+      `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  };
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Until ws owns the socket, its errors (a reset mid-check, a write after the peer left) are ours to handle.
+    socket.on("error", () => socket.destroy());
+    const url = new URL(req.url ?? "/", "http://hub");
+    try {
+      if (url.pathname === "/v1/nodes/stream") {
+        const { nodeId, credential } = parseNodeToken(bearer(req.headers.authorization));
+        if (!isId(nodeId)) throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
+        const node = await o.store.getNode(nodeId).catch(() => null);
+        if (!node?.credentialHash || !sameSecret(hashCredential(credential), node.credentialHash))
+          throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
+        if (node.status === "unregistered")
+          throw new FleetlinkError("NODE_UNREGISTERED", "node is unregistered");
+        if (!node.approved)
+          throw new FleetlinkError(
+            "NODE_PENDING",
+            "node is waiting for approval: fleetlink nodes approve <id>",
+          );
+        if (socket.destroyed) return;
+        wss.handleUpgrade(req, socket, head, (ws) => o.nodes.accept(node, transport(ws)));
+        return;
+      }
+      const m = /^\/v1\/runs\/([^/]+)\/stream$/.exec(url.pathname);
+      if (m) {
+        if (!sameSecret(bearer(req.headers.authorization), o.token))
+          throw new FleetlinkError("UNAUTHORIZED", "wrong token");
+        const runId = decodeURIComponent(m[1]!);
+        if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
+        await o.store.getRun(runId);
+        if (socket.destroyed) return;
+        wss.handleUpgrade(req, socket, head, (ws) => o.runs.accept(runId, transport(ws)));
+        return;
+      }
+      reject(
+        socket,
+        new FleetlinkError("INVALID_ARGUMENT", `no stream at ${truncate(url.pathname, MAX_LOGGED_CHARS)}`, {
+          field: "path",
+        }),
+      );
+    } catch (e) {
+      reject(socket, isFleetlinkError(e) ? e : new FleetlinkError("STORE_UNAVAILABLE", describeError(e)));
+    }
+  };
+  server.on("upgrade", (req, socket, head) => {
+    upgrade(req, socket, head).catch(() => socket.destroy());
+  });
+  return {
+    close() {
+      keepalive.close();
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+    },
+  };
+};

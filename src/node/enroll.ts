@@ -1,0 +1,80 @@
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { describeError, ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { type BackoffPolicy, backoffDelay } from "../util/backoff.ts";
+import type { AgentStatus } from "./status.ts";
+
+export interface NodeIdentity {
+  nodeId: string;
+  credential: string;
+}
+
+export interface EnrollOptions {
+  hubs: readonly string[];
+  name: string;
+  enrollToken: string;
+  heartbeatIntervalMs: number;
+  /** Retry schedule while no hub answers. */
+  retry: BackoffPolicy;
+  /** Checked before every attempt: enrolling ends (STREAM_CLOSED) once it is true. */
+  stopping: () => boolean;
+  /** Each failed attempt, as the agent's status. */
+  onRetry: (s: Extract<AgentStatus, { state: "enrolling" }>, error: string) => void;
+}
+
+/**
+ * Enrolls, retrying with backoff across replicas while no hub answers; a definite refusal (wrong token, name
+ * taken, …) ends it with the hub's reason.
+ */
+export const enroll = async (o: EnrollOptions): Promise<NodeIdentity> => {
+  for (let attempt = 0; ; attempt++) {
+    if (o.stopping()) throw new FleetlinkError("STREAM_CLOSED", "agent stopped while enrolling");
+    const hub = o.hubs[attempt % o.hubs.length]!;
+    let error: string;
+    try {
+      const res = await fetch(`${hub}/v1/nodes/enroll`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${o.enrollToken}` },
+        body: JSON.stringify({ name: o.name, heartbeatIntervalMs: o.heartbeatIntervalMs }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      const body = (await res.json().catch(() => ({}))) as {
+        node?: { id: string };
+        credential?: string;
+        error?: { code: string; message: string };
+      };
+      if (res.ok && body.node && body.credential)
+        return { nodeId: body.node.id, credential: body.credential };
+      const code = body.error?.code ?? "";
+      error = `enrollment refused by ${hub}: HTTP ${res.status}${code ? ` ${code}` : ""}: ${body.error?.message ?? ""}`;
+      // Refused for good: retrying cannot help (a rate limit or a hub-side failure can, after a pause).
+      if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) {
+        const kind = code.startsWith("FLEETLINK_E_") ? code.slice(12) : "UNAUTHORIZED";
+        throw new FleetlinkError(kind in ErrorCodes ? (kind as "UNAUTHORIZED") : "UNAUTHORIZED", error);
+      }
+    } catch (e) {
+      if (isFleetlinkError(e)) throw e;
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      error = `hub ${hub} unreachable for enrollment: ${describeError(e)}${cause ? ` (${cause.code ?? cause.message})` : ""}`;
+    }
+    o.onRetry({ state: "enrolling", hub, attempt, error }, error);
+    // A timer that keeps the process alive: a node waiting for its hub must not exit.
+    await new Promise((r) => setTimeout(r, backoffDelay(o.retry, attempt)));
+  }
+};
+
+/** The identity kept in this file, if it holds one. */
+export const loadIdentity = (file: string): NodeIdentity | undefined => {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as NodeIdentity;
+  } catch {
+    return undefined; // no identity yet: enroll
+  }
+};
+
+/** Keeps the identity in this file, readable by its owner only (it holds the credential). */
+export const saveIdentity = (file: string, identity: NodeIdentity): void => {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(identity), { mode: 0o600 });
+  chmodSync(file, 0o600); // `mode` applies only when the file is created
+};

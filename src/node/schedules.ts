@@ -1,0 +1,28 @@
+import type { LivenessRule } from "../stream/liveness.ts";
+import type { BackoffPolicy } from "../util/backoff.ts";
+
+/** The agent's retry schedules; the numbers differ, the rule (util/backoff.ts) is one. */
+export const Schedules = {
+  /** Enrolling while no hub answers. */
+  enroll: { initialMs: 200, maxMs: 5000 },
+  /** Reconnecting after a lost stream. */
+  reconnect: { initialMs: 100, maxMs: 3000 },
+  /** Waiting for an admin to approve the node: polls gently (at least 1 s apart), not a reconnect storm. */
+  pending: { initialMs: 2000, maxMs: 5000, jitter: 0.5 },
+  /** Replaced by another process with our identity: back off hard (2 s doubling to 30 s). */
+  replaced: { initialMs: 2000, maxMs: 30_000, jitter: 0.25 },
+  /** Resending a reply no hub acknowledged. */
+  reply: { initialMs: 200, maxMs: 5000 },
+} as const satisfies Record<string, BackoffPolicy>;
+
+/**
+ * A half-open path (a blackhole closes nothing) must be noticed well inside the node's online window
+ * (2 × heartbeat interval from its last heartbeat), so the node has moved to another replica before the hub
+ * gives up on it: a path silent for a quarter interval is pinged, one silent for half an interval is dropped.
+ * Pings cost the store nothing (heartbeats are writes; pings are not).
+ */
+export const agentLiveness = (heartbeatIntervalMs: number): LivenessRule => ({
+  probeAfterMs: Math.floor(heartbeatIntervalMs / 4),
+  dropAfterMs: Math.floor(heartbeatIntervalMs / 2),
+  checkMs: Math.max(25, Math.floor(heartbeatIntervalMs / 8)),
+});

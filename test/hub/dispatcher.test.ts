@@ -1,0 +1,46 @@
+// The dispatcher over memoryPair: claims for the nodes it is woken for, respects maxInflight, and the push
+// fast path sends a push's instructions without a claim.
+import { describe, expect, test, vi } from "vitest";
+import { nodeStreams, until } from "../helpers/node-streams.ts";
+
+const item = (dst: string) => ({ dst, method: "m", ttlMs: 60_000, payload: new Uint8Array() });
+
+describe("dispatcher", () => {
+  test("dispatcher - a wake claims for that node; no more than maxInflight are in flight until replies free slots", async () => {
+    const h = await nodeStreams({ maxInflight: 2 });
+    const node = await h.register("n");
+    const n = await h.connect(node);
+    const run = await h.store.createRun();
+    await h.store.pushInstructions(run.id, [item(node.id), item(node.id), item(node.id)]);
+    h.streams.wake(node.id);
+    await until(() => n.instructions.length === 2);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(n.instructions).toHaveLength(2);
+    // A reply frees a slot: the third is sent.
+    const first = n.instructions[0]!;
+    await n.ch.request("reply", {
+      id: crypto.randomUUID(),
+      runId: run.id,
+      replyTo: first.id,
+      payload: 1,
+      error: null,
+    });
+    await until(() => n.instructions.length === 3);
+  });
+
+  test("dispatcher - the push fast path: items for a node here are inserted leased to its stream and sent without a claim", async () => {
+    const h = await nodeStreams();
+    const node = await h.register("fast");
+    const n = await h.connect(node);
+    const claims = vi.spyOn(h.store, "claimInstructions");
+    const run = await h.store.createRun();
+    const lease = h.streams.lease([item(node.id), item("00000000-0000-7000-8000-000000000000")]);
+    expect(lease.items[0]!.leaseTo).toBeDefined();
+    expect(lease.items[1]!.leaseTo).toBeUndefined();
+    const pushed = await h.store.pushInstructions(run.id, lease.items.slice(0, 1));
+    lease.settle(pushed);
+    await until(() => n.instructions.length === 1);
+    expect(n.instructions[0]!.id).toBe(pushed[0]!.id);
+    expect(claims).not.toHaveBeenCalled();
+  });
+});
