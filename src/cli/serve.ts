@@ -153,7 +153,7 @@ export const serveCommand = (): Command =>
       ] = await Promise.all([
         import("../checkpoint/hub-state.ts"),
         import("../checkpoint/open.ts"),
-        import("../hub/auth.ts"),
+        import("../hub/http/auth.ts"),
         import("../hub/server.ts"),
         import("../store/open.ts"),
         import("../store/sqlite.ts"),

@@ -12,17 +12,17 @@ import { instrumentStore } from "../store/instrumented.ts";
 import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { Coalesced } from "../util/coalesce.ts";
-import { requireAdmin } from "./access.ts";
-import { registerCheckpointRoutes } from "./checkpoint-routes.ts";
-import { registerDashboard } from "./dashboard.ts";
-import { GroupCommit } from "./group-commit.ts";
-import { createHubMetrics, registerMetricsRoute } from "./metrics.ts";
-import { NodeStreams } from "./node-streams.ts";
-import { registerOpenApi } from "./openapi.ts";
-import { registerRequestLog } from "./request-log.ts";
-import { registerRoutes } from "./routes.ts";
-import { RunStreams } from "./run-streams.ts";
-import { acceptStreams } from "./upgrade.ts";
+import { registerCheckpointRoutes } from "./checkpoints/routes.ts";
+import { registerDashboard } from "./dashboard/dashboard.ts";
+import { GroupCommit } from "./delivery/group-commit.ts";
+import { NodeStreams } from "./delivery/node-streams.ts";
+import { RunStreams } from "./delivery/run-streams.ts";
+import { acceptStreams } from "./delivery/upgrade.ts";
+import { requireAdmin } from "./http/access.ts";
+import { createHubMetrics, registerMetricsRoute } from "./http/metrics.ts";
+import { registerOpenApi } from "./http/openapi.ts";
+import { registerRequestLog } from "./http/request-log.ts";
+import { registerRoutes } from "./http/routes.ts";
 
 export interface HubOptions {
   store: Store;

@@ -1,5 +1,5 @@
 /**
- * The checkpoint routes (src/hub/checkpoint-routes.ts, hubs started with a checkpoint store), described once
+ * The checkpoint routes (src/hub/checkpoints/routes.ts, hubs started with a checkpoint store), described once
  * for validation and the OpenAPI document.
  */
 import { Type } from "@sinclair/typebox";

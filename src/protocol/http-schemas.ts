@@ -1,5 +1,5 @@
 /**
- * The HTTP API's routes (src/hub/routes.ts), described once: Fastify validates requests with these schemas and
+ * The HTTP API's routes (src/hub/http/routes.ts), described once: Fastify validates requests with these schemas and
  * @fastify/swagger publishes them. Requests are refused, never stripped or coerced: extra properties are
  * errors, and query values are digit strings rather than coerced numbers.
  */
@@ -69,7 +69,7 @@ const nodes = ["nodes"];
 const runs = ["runs"];
 const tokens = ["enrollment"];
 
-/** Every route of src/hub/routes.ts, by name. */
+/** Every route of src/hub/http/routes.ts, by name. */
 export const HttpRoutes = {
   healthz: routeSchema({
     summary: "Liveness",

@@ -7,7 +7,7 @@ import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { afterAll, afterEach, beforeEach, describe, expect, test } from "vitest";
 import { openObjectStore } from "../../src/checkpoint/open.ts";
 import { Checkpoints } from "../../src/checkpoint/orchestrator.ts";
-import { registerCheckpointRoutes } from "../../src/hub/checkpoint-routes.ts";
+import { registerCheckpointRoutes } from "../../src/hub/checkpoints/routes.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";
 import { newId } from "../../src/protocol/ids.ts";
 import { openStore } from "../../src/store/open.ts";

@@ -1,5 +1,5 @@
 // NodeStreams over memoryPair: a hub's node side with no socket, and fake nodes that speak the stream protocol.
-import { NodeStreams } from "../../src/hub/node-streams.ts";
+import { NodeStreams } from "../../src/hub/delivery/node-streams.ts";
 import type { NodeRecord, Reply } from "../../src/protocol/types.ts";
 import type { WireInstruction } from "../../src/protocol/wire.ts";
 import { openStore } from "../../src/store/open.ts";

@@ -12,9 +12,9 @@ describe("docs", () => {
       registerHooks({ load(url, ctx, next) { globalThis.loaded.push(url); return next(url, ctx); } });`;
     const script = `
       const { createHub } = await import(${src("hub/server.ts")});
-      const { MemoryStore } = await import(${src("store/memory.ts")});
+      const { openStore } = await import(${src("store/open.ts")});
       const ui = () => globalThis.loaded.some((u) => u.includes("/@fastify/swagger-ui/"));
-      const hub = createHub({ store: new MemoryStore(), token: "t", enrollToken: "e", dashboard: false });
+      const hub = createHub({ store: await openStore("memory:"), token: "t", enrollToken: "e", dashboard: false });
       await hub.app.ready();
       const out = { afterReady: ui() };
       let res = await hub.app.inject({ method: "GET", url: "/docs" });

@@ -1,5 +1,5 @@
 import { html } from "htm/preact";
-import type { CheckpointView, Snapshot } from "../../src/hub/snapshot.ts";
+import type { CheckpointView, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 import { Badge, Empty, short, time } from "./ui.ts";
 
 type Op = CheckpointView["push"];

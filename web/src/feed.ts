@@ -1,4 +1,4 @@
-import type { Snapshot } from "../../src/hub/snapshot.ts";
+import type { Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 
 export type FeedState =
   | { state: "connecting" }

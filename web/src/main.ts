@@ -1,7 +1,7 @@
 import { html } from "htm/preact";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import type { Snapshot } from "../../src/hub/snapshot.ts";
+import type { Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 import { ApiError, checkToken, clearToken, getToken, setToken } from "./api.ts";
 import { Checkpoints } from "./checkpoints.ts";
 import { type FeedState, openFeed } from "./feed.ts";

@@ -1,6 +1,6 @@
 import { html } from "htm/preact";
 import { useState } from "preact/hooks";
-import type { NodeView, Snapshot } from "../../src/hub/snapshot.ts";
+import type { NodeView, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 import { approveNode } from "./api.ts";
 import { ago, Badge, Empty, Stat, short } from "./ui.ts";
 

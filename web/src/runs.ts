@@ -1,5 +1,5 @@
 import { html } from "htm/preact";
-import type { CallView, RunDetail, Snapshot } from "../../src/hub/snapshot.ts";
+import type { CallView, RunDetail, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 import { CheckpointCard } from "./checkpoints.ts";
 import { Badge, Empty, short, time } from "./ui.ts";
 

@@ -5,14 +5,14 @@ import { fileURLToPath } from "node:url";
 import type {} from "@fastify/swagger";
 import { type TSchema, Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply } from "fastify";
-import type { Checkpoints } from "../checkpoint/orchestrator.ts";
-import { FleetlinkError } from "../protocol/errors.ts";
-import { routeSchema } from "../protocol/route-doc.ts";
-import type { Store } from "../store/store.ts";
-import type { Logger } from "../stream/channel.ts";
-import { type AccessContext, requireAdmin } from "./access.ts";
+import type { Checkpoints } from "../../checkpoint/orchestrator.ts";
+import { FleetlinkError } from "../../protocol/errors.ts";
+import { routeSchema } from "../../protocol/route-doc.ts";
+import type { Store } from "../../store/store.ts";
+import type { Logger } from "../../stream/channel.ts";
+import { Presence } from "../delivery/presence.ts";
+import { type AccessContext, requireAdmin } from "../http/access.ts";
 import { Feeds } from "./feed.ts";
-import { Presence } from "./presence.ts";
 import { SnapshotBuilder } from "./snapshot.ts";
 
 export interface DashboardOptions {
@@ -42,7 +42,7 @@ export interface DashboardOptions {
 }
 
 /** src/hub and dist/hub are both two levels below the package root. */
-const DEFAULT_WEB_ROOT = fileURLToPath(new URL("../../web/dist/", import.meta.url));
+const DEFAULT_WEB_ROOT = fileURLToPath(new URL("../../../web/dist/", import.meta.url));
 const ASSET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
 const TYPES: Record<string, string> = {
   ".js": "text/javascript; charset=utf-8",

@@ -3,16 +3,16 @@ import { join } from "node:path";
 import swagger from "@fastify/swagger";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { CloseCode } from "../protocol/close-codes.ts";
-import { ErrorCodes, type ErrorName, errorCode } from "../protocol/errors.ts";
+import { CloseCode } from "../../protocol/close-codes.ts";
+import { ErrorCodes, type ErrorName, errorCode } from "../../protocol/errors.ts";
 import {
   AUTH_ERRORS,
   ERROR_CODES_KEY,
   errorResponses,
   routeSchema,
   SecuritySchemes,
-} from "../protocol/route-doc.ts";
-import { sharedSchemas } from "../protocol/schemas.ts";
+} from "../../protocol/route-doc.ts";
+import { sharedSchemas } from "../../protocol/schemas.ts";
 import {
   ErrFrameSchema,
   EvtFrameSchema,
@@ -22,7 +22,7 @@ import {
   ResFrameSchema,
   RunStreamMessages,
   type StreamMessage,
-} from "../protocol/stream-schemas.ts";
+} from "../../protocol/stream-schemas.ts";
 
 /** Where the document and the browsable reference are served. */
 export const OPENAPI_PATH = "/openapi.json";
@@ -31,7 +31,7 @@ export const DOCS_PREFIX = "/docs";
 const version = (() => {
   try {
     return (
-      JSON.parse(readFileSync(join(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }
+      JSON.parse(readFileSync(join(import.meta.dirname, "../../../package.json"), "utf8")) as { version: string }
     ).version;
   } catch {
     return "unknown";

@@ -1,7 +1,7 @@
-import { invalid } from "../protocol/errors.ts";
-import { MAX_JSON_DEPTH, MAX_TTL_MS, tooDeep } from "../protocol/limits.ts";
-import { encodePayload } from "../protocol/wire.ts";
-import type { NewInstruction } from "../store/store.ts";
+import { invalid } from "../../protocol/errors.ts";
+import { MAX_JSON_DEPTH, MAX_TTL_MS, tooDeep } from "../../protocol/limits.ts";
+import { encodePayload } from "../../protocol/wire.ts";
+import type { NewInstruction } from "../../store/store.ts";
 
 /** Calls one run-stream `push` frame may carry (the SDK coalesces concurrent calls into one frame). */
 export const MAX_CALLS_PER_PUSH = 1024;

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, RouteShorthandOptions } from "fastify";
-import type { Checkpoints, OpKind } from "../checkpoint/orchestrator.ts";
-import { CheckpointRoutes as C } from "../protocol/checkpoint-schemas.ts";
-import { isFleetlinkError } from "../protocol/errors.ts";
+import type { Checkpoints, OpKind } from "../../checkpoint/orchestrator.ts";
+import { CheckpointRoutes as C } from "../../protocol/checkpoint-schemas.ts";
+import { isFleetlinkError } from "../../protocol/errors.ts";
 
 /** Route body limits in bytes: a few ids need far less than the hub's bulk-instruction limit. */
 const SMALL_BODY = 1024;

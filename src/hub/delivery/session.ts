@@ -1,5 +1,5 @@
-import type { NodeRecord } from "../protocol/types.ts";
-import type { Channel } from "../stream/channel.ts";
+import type { NodeRecord } from "../../protocol/types.ts";
+import type { Channel } from "../../stream/channel.ts";
 
 /** One node stream on this replica: the node, its channel (whose id is the session id) and what is in flight. */
 export class Session {

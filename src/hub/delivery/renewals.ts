@@ -1,6 +1,6 @@
-import { CloseCode } from "../protocol/close-codes.ts";
-import { MAX_RENEWALS, type Store } from "../store/store.ts";
-import type { Logger } from "../stream/channel.ts";
+import { CloseCode } from "../../protocol/close-codes.ts";
+import { MAX_RENEWALS, type Store } from "../../store/store.ts";
+import type { Logger } from "../../stream/channel.ts";
 import type { Session } from "./session.ts";
 
 /** A heartbeat is recorded at most this long after it arrived (and within a quarter of the node's interval). */

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { FleetlinkError } from "../protocol/errors.ts";
-import { isId } from "../protocol/ids.ts";
+import { FleetlinkError } from "../../protocol/errors.ts";
+import { isId } from "../../protocol/ids.ts";
 
 /** Node credentials are 256 random bits, so a plain SHA-256 is enough to store them (no password stretching). */
 export const newCredential = (): string => randomBytes(32).toString("base64url");

@@ -1,10 +1,10 @@
 import type { FastifyInstance } from "fastify";
-import { invalid } from "../protocol/errors.ts";
-import { HttpRoutes as R } from "../protocol/http-schemas.ts";
-import { MAX_JSON_DEPTH, tooDeep } from "../protocol/limits.ts";
-import type { Instruction, NodeRecord, RunStatus } from "../protocol/types.ts";
-import { encodePayload, toWireResult } from "../protocol/wire.ts";
-import type { EnrollTokenRecord, NewInstruction, Store } from "../store/store.ts";
+import { invalid } from "../../protocol/errors.ts";
+import { HttpRoutes as R } from "../../protocol/http-schemas.ts";
+import { MAX_JSON_DEPTH, tooDeep } from "../../protocol/limits.ts";
+import type { Instruction, NodeRecord, RunStatus } from "../../protocol/types.ts";
+import { encodePayload, toWireResult } from "../../protocol/wire.ts";
+import type { EnrollTokenRecord, NewInstruction, Store } from "../../store/store.ts";
 import { type AccessContext, enrollerOf, requireAdmin, requireEnroll } from "./access.ts";
 import { formatEnrollToken, hashCredential, newCredential, newSecret } from "./auth.ts";
 

@@ -1,8 +1,8 @@
-import type { Checkpoints, OpStatus, Roles, TakeoverStatus } from "../checkpoint/orchestrator.ts";
-import { isFleetlinkError } from "../protocol/errors.ts";
-import type { Instruction, NodeRecord, Run, RunStatus } from "../protocol/types.ts";
-import type { Store, StoreStats } from "../store/store.ts";
-import type { Presence, ReplicaPresence } from "./presence.ts";
+import type { Checkpoints, OpStatus, Roles, TakeoverStatus } from "../../checkpoint/orchestrator.ts";
+import { isFleetlinkError } from "../../protocol/errors.ts";
+import type { Instruction, NodeRecord, Run, RunStatus } from "../../protocol/types.ts";
+import type { Store, StoreStats } from "../../store/store.ts";
+import type { Presence, ReplicaPresence } from "../delivery/presence.ts";
 
 /** What the dashboard shows, as one JSON document: the feed sends it on connect and after every change. */
 export interface Snapshot {

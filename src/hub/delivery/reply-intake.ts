@@ -1,9 +1,9 @@
-import { invalid, isFleetlinkError } from "../protocol/errors.ts";
-import { isId } from "../protocol/ids.ts";
-import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../protocol/limits.ts";
-import type { Reply } from "../protocol/types.ts";
-import { encodePayload, type WireReply } from "../protocol/wire.ts";
-import type { NewReply, Store, StoreReplyResult } from "../store/store.ts";
+import { invalid, isFleetlinkError } from "../../protocol/errors.ts";
+import { isId } from "../../protocol/ids.ts";
+import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../../protocol/limits.ts";
+import type { Reply } from "../../protocol/types.ts";
+import { encodePayload, type WireReply } from "../../protocol/wire.ts";
+import type { NewReply, Store, StoreReplyResult } from "../../store/store.ts";
 import { GroupCommit } from "./group-commit.ts";
 import type { Session } from "./session.ts";
 

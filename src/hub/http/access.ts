@@ -1,7 +1,7 @@
 import type { FastifyRequest } from "fastify";
-import { FleetlinkError } from "../protocol/errors.ts";
-import { isId } from "../protocol/ids.ts";
-import type { Store } from "../store/store.ts";
+import { FleetlinkError } from "../../protocol/errors.ts";
+import { isId } from "../../protocol/ids.ts";
+import type { Store } from "../../store/store.ts";
 import { bearer, hashCredential, parseEnrollToken, parseNodeToken, sameSecret } from "./auth.ts";
 
 /**

@@ -1,13 +1,13 @@
-import { CloseCode } from "../protocol/close-codes.ts";
-import { FleetlinkError } from "../protocol/errors.ts";
-import { toWireError } from "../protocol/frames.ts";
-import { checkStreamRequest } from "../protocol/stream-schemas.ts";
-import type { Instruction, Reply } from "../protocol/types.ts";
-import { RunEvents, RunMethods, toWireResult } from "../protocol/wire.ts";
-import type { NewInstruction, Store } from "../store/store.ts";
-import { Channel, type Logger } from "../stream/channel.ts";
-import type { Transport } from "../stream/transport.ts";
-import { Coalesced } from "../util/coalesce.ts";
+import { CloseCode } from "../../protocol/close-codes.ts";
+import { FleetlinkError } from "../../protocol/errors.ts";
+import { toWireError } from "../../protocol/frames.ts";
+import { checkStreamRequest } from "../../protocol/stream-schemas.ts";
+import type { Instruction, Reply } from "../../protocol/types.ts";
+import { RunEvents, RunMethods, toWireResult } from "../../protocol/wire.ts";
+import type { NewInstruction, Store } from "../../store/store.ts";
+import { Channel, type Logger } from "../../stream/channel.ts";
+import type { Transport } from "../../stream/transport.ts";
+import { Coalesced } from "../../util/coalesce.ts";
 import { parseItems, parsePush } from "./push-body.ts";
 
 /** What a coordinator may ask over its run stream: the same operations as the HTTP routes, minus HTTP. */

@@ -1,9 +1,9 @@
-import type { Instruction } from "../protocol/types.ts";
-import { NodeMethods, toWireInstruction } from "../protocol/wire.ts";
-import type { NewInstruction, Store } from "../store/store.ts";
-import type { Logger } from "../stream/channel.ts";
-import type { PeerTable } from "../stream/peers.ts";
-import { Coalesced } from "../util/coalesce.ts";
+import type { Instruction } from "../../protocol/types.ts";
+import { NodeMethods, toWireInstruction } from "../../protocol/wire.ts";
+import type { NewInstruction, Store } from "../../store/store.ts";
+import type { Logger } from "../../stream/channel.ts";
+import type { PeerTable } from "../../stream/peers.ts";
+import { Coalesced } from "../../util/coalesce.ts";
 import type { Session } from "./session.ts";
 
 /** Most nodes a claimable scan lists before the replica claims for every node it holds instead. */

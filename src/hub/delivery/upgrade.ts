@@ -1,14 +1,14 @@
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
-import { isId } from "../protocol/ids.ts";
-import { MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
-import type { Store } from "../store/store.ts";
-import type { Logger } from "../stream/channel.ts";
-import { Liveness, watchTransport } from "../stream/liveness.ts";
-import { wsTransport } from "../stream/ws.ts";
-import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
+import { describeError, FleetlinkError, isFleetlinkError } from "../../protocol/errors.ts";
+import { isId } from "../../protocol/ids.ts";
+import { MAX_LOGGED_CHARS, truncate } from "../../protocol/limits.ts";
+import type { Store } from "../../store/store.ts";
+import type { Logger } from "../../stream/channel.ts";
+import { Liveness, watchTransport } from "../../stream/liveness.ts";
+import { wsTransport } from "../../stream/ws.ts";
+import { bearer, hashCredential, parseNodeToken, sameSecret } from "../http/auth.ts";
 import type { NodeStreams } from "./node-streams.ts";
 import type { RunStreams } from "./run-streams.ts";
 

@@ -1,10 +1,10 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import { ERROR_KINDS } from "../checkpoint/object-store.ts";
-import type { CheckpointObserver } from "../checkpoint/orchestrator.ts";
-import { errorCode } from "../protocol/errors.ts";
-import { createStoreMetrics, type StoreMetrics } from "../store/instrumented.ts";
-import type { Store, StoreStats } from "../store/store.ts";
+import { ERROR_KINDS } from "../../checkpoint/object-store.ts";
+import type { CheckpointObserver } from "../../checkpoint/orchestrator.ts";
+import { errorCode } from "../../protocol/errors.ts";
+import { createStoreMetrics, type StoreMetrics } from "../../store/instrumented.ts";
+import type { Store, StoreStats } from "../../store/store.ts";
 import { type AccessContext, requireAdmin } from "./access.ts";
 import { bearer, sameSecret } from "./auth.ts";
 

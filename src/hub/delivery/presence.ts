@@ -1,5 +1,5 @@
-import type { Store } from "../store/store.ts";
-import type { Logger } from "../stream/channel.ts";
+import type { Store } from "../../store/store.ts";
+import type { Logger } from "../../stream/channel.ts";
 
 /** What one hub replica says about itself in the shared store, so every replica's dashboard sees the fleet. */
 export interface ReplicaPresence {

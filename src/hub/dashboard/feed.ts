@@ -1,6 +1,6 @@
-import { describeError, FleetlinkError } from "../protocol/errors.ts";
-import type { Logger } from "../stream/channel.ts";
-import { Coalesced } from "../util/coalesce.ts";
+import { describeError, FleetlinkError } from "../../protocol/errors.ts";
+import type { Logger } from "../../stream/channel.ts";
+import { Coalesced } from "../../util/coalesce.ts";
 
 /** Where a feed writes: an HTTP response in the hub, any Writable in tests. */
 export interface FeedSink {
