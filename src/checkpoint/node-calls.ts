@@ -62,6 +62,9 @@ export class NodeCalls {
     this.readBack = new Coalesced(
       () => this.read(),
       (e) => o.log.warn({ err: String(e) }, "checkpoint reply read-back failed"),
+      // Every change anywhere in the fleet triggers one; a busy fleet must not turn that into a read per
+      // round trip for the whole of a long checkpoint.
+      { minIntervalMs: 10 },
     );
     // Watching from the start, not per call: a PostgreSQL watch is a LISTEN connection that takes a moment
     // to open, and a reply committed on another replica before it listened would wait for the re-check.

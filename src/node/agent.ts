@@ -83,6 +83,14 @@ export class NodeAgent {
   constructor(o: NodeAgentOptions) {
     if (o.hubs.length === 0)
       throw new FleetlinkError("INVALID_ARGUMENT", "hubs: at least one hub URL", { field: "hubs" });
+    // Options of earlier versions, now the nodeCheckpoints plug-in: refused rather than silently ignored.
+    for (const key of ["state", "checkpointStore", "standby"])
+      if (key in o)
+        throw new FleetlinkError(
+          "INVALID_ARGUMENT",
+          `${key}: checkpoints are a plug-in now: plugins: [nodeCheckpoints({ state, objects, standby })]`,
+          { field: key },
+        );
     this.o = o;
     this.handlers = { ...o.handlers };
     for (const p of o.plugins ?? []) {

@@ -99,12 +99,26 @@ export abstract class SqlStore implements Store {
     this.announce();
   }
 
+  /** Remote-change listeners; they share one `watchOthers` (one LISTEN connection, one poll timer). */
+  private readonly remote = new Set<() => void>();
+  private stopOthers: (() => void) | undefined;
+
   watch(onChange: (source: "local" | "remote") => void): () => void {
     this.local.on("change", onChange);
-    const stop = this.watchOthers(() => onChange("remote"));
+    const onRemote = () => onChange("remote");
+    this.remote.add(onRemote);
+    this.stopOthers ??= this.watchOthers(() => {
+      for (const f of [...this.remote]) f();
+    });
+    let done = false;
     return () => {
+      if (done) return;
+      done = true;
       this.local.off("change", onChange);
-      stop();
+      this.remote.delete(onRemote);
+      if (this.remote.size > 0) return;
+      this.stopOthers?.();
+      this.stopOthers = undefined;
     };
   }
 

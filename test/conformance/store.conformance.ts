@@ -742,6 +742,39 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
           if (other !== store) await other.close();
         }
       });
+      test("watch - several watchers share the store's remote subscription; one leaving keeps the others hearing", async () => {
+        const other = await replica();
+        try {
+          const { run, nodes } = await setup(1);
+          const woke = [0, 0, 0];
+          const stops = woke.map((_, k) => store.watch(() => woke[k]!++));
+          await new Promise((r) => setTimeout(r, 100)); // a LISTEN connection needs a moment
+          stops[0]!();
+          stops[0]!(); // twice is harmless
+          woke.fill(0);
+          await other.pushInstructions(run.id, [{ dst: nodes[0]!.id, method: "m", ttlMs: 60_000 }]);
+          const deadline = Date.now() + 2000;
+          while ((woke[1] === 0 || woke[2] === 0) && Date.now() < deadline)
+            await new Promise((r) => setTimeout(r, 5));
+          expect(woke[0]).toBe(0);
+          expect(woke[1]).toBeGreaterThan(0);
+          expect(woke[2]).toBeGreaterThan(0);
+          stops[1]!();
+          stops[2]!();
+          // A new watcher after the last left subscribes again.
+          let again = 0;
+          const stop = store.watch(() => again++);
+          await new Promise((r) => setTimeout(r, 100));
+          again = 0;
+          await other.pushInstructions(run.id, [{ dst: nodes[0]!.id, method: "m", ttlMs: 60_000 }]);
+          const until = Date.now() + 2000;
+          while (again === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+          stop();
+          expect(again).toBeGreaterThan(0);
+        } finally {
+          if (other !== store) await other.close();
+        }
+      });
     });
 
     describe("records", () => {
