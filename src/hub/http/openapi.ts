@@ -31,7 +31,9 @@ export const DOCS_PREFIX = "/docs";
 const version = (() => {
   try {
     return (
-      JSON.parse(readFileSync(join(import.meta.dirname, "../../../package.json"), "utf8")) as { version: string }
+      JSON.parse(readFileSync(join(import.meta.dirname, "../../../package.json"), "utf8")) as {
+        version: string;
+      }
     ).version;
   } catch {
     return "unknown";
