@@ -2,6 +2,7 @@ import type { HostRole, Roles, TakeoverStatus } from "../protocol/checkpoint-typ
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
+import { backoffDelay } from "../util/backoff.ts";
 import { errorKind } from "./object-store.ts";
 
 export type { TakeoverStatus } from "../protocol/checkpoint-types.ts";
@@ -22,7 +23,8 @@ const takeoverKey = (runId: string, hostIdx: number) => `${keyPrefix(runId)}${ho
 
 /** The wait before attempt `attempt + 1`, after `attempt` failed ones. */
 export const retryDelay = (attempt: number, p: TakeoverRetry): number =>
-  Math.min(p.maxDelayMs, p.baseDelayMs * 2 ** Math.min(attempt - 1, 30));
+  // No jitter: one replica drives a host's takeover, and the status shows when the next attempt is due.
+  backoffDelay({ initialMs: p.baseDelayMs, maxMs: p.maxDelayMs, jitter: 0 }, attempt - 1);
 
 /** Writes a host's takeover status whatever its current version (last writer wins: a manual activation). */
 export const putTakeover = async (store: Store, runId: string, value: TakeoverStatus): Promise<void> => {

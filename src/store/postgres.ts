@@ -1,6 +1,7 @@
 import pg from "pg";
 import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
+import { Backoff, type BackoffPolicy } from "../util/backoff.ts";
 import { PG_DB_NOW as DB_NOW, postgresDialect, readConn, type SqlConn } from "./dialect.ts";
 import { postgresMigrations } from "./migrations/postgres.ts";
 import type { Row } from "./rows.ts";
@@ -45,6 +46,9 @@ export interface PostgresOptions extends StoreOptions {
 const MIGRATION_TIMEOUT_MS = 10 * 60_000;
 /** Notifications whose payload starts with this are LISTEN probes, not changes. */
 const PROBE = "probe:";
+/** Reconnects of a LISTEN connection: 100 ms doubling to 1 s, a quarter of each random (replicas that lost
+ * their database together do not come back in step). */
+const LISTEN_BACKOFF: BackoffPolicy = { initialMs: 100, maxMs: 1000, jitter: 0.25 };
 
 const INT8 = 20;
 const parseTypes = {
@@ -313,7 +317,7 @@ export class PostgresStore extends SqlStore {
   }
 
   /**
-   * One LISTEN connection per watcher, re-established with backoff (100 ms doubling to 1 s) whenever it fails or
+   * One LISTEN connection per watcher, re-established with backoff (LISTEN_BACKOFF: 100 ms doubling to 1 s) whenever it fails or
    * is terminated; each (re)connection reports a change, since changes may have been missed while not listening.
    * A connection can also die without a word (half-open: a cut link, a frozen server), when it would never
    * hear anything again: so every listenProbeMs it notifies itself, and one that does not hear its probe back
@@ -324,7 +328,7 @@ export class PostgresStore extends SqlStore {
     let client: pg.Client | null = null;
     // The reconnect timer while not connected; the probe timer (next probe, or its deadline) while connected.
     let timer: ReturnType<typeof setTimeout> | null = null;
-    let delay = 100;
+    const delays = new Backoff(LISTEN_BACKOFF);
     let probes = 0;
     const clearTimer = () => {
       if (timer) clearTimeout(timer);
@@ -338,8 +342,7 @@ export class PostgresStore extends SqlStore {
       // With a query still unanswered (a probe on a silent connection), pg destroys the socket at once.
       void c.end().catch(() => {});
       if (stopped) return;
-      timer = setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 1000);
+      timer = setTimeout(connect, delays.next()!);
     };
     const probeLater = (c: pg.Client, state: { expect: string | null }) => {
       timer = setTimeout(() => {
@@ -372,7 +375,7 @@ export class PostgresStore extends SqlStore {
         await c.connect();
         await c.query(`LISTEN "${this.channel}"`);
         if (client !== c) return;
-        delay = 100;
+        delays.reset();
         onChange();
         probeLater(c, state);
       } catch {

@@ -1,6 +1,7 @@
 import { closeSync, fchmodSync, openSync, realpathSync } from "node:fs";
 import { backup, DatabaseSync, type SQLInputValue } from "node:sqlite";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { Backoff, type BackoffPolicy } from "../util/backoff.ts";
 import { readConn, type SqlConn, sqliteDialect } from "./dialect.ts";
 import { sqliteMigrations } from "./migrations/sqlite.ts";
 import type { Row } from "./rows.ts";
@@ -58,6 +59,8 @@ const queues = new Map<string, { tail: Promise<unknown>; handles: number }>();
 const SYNC_BUSY_MS = 5;
 /** Longest pause between two tries for a locked database, in ms (the wait after the lock goes, at worst). */
 const MAX_BUSY_PAUSE_MS = 50;
+/** Pauses between tries for a locked database: 1 ms doubling to MAX_BUSY_PAUSE_MS, half of each random. */
+const BUSY_BACKOFF: BackoffPolicy = { initialMs: 1, maxMs: MAX_BUSY_PAUSE_MS, jitter: 0.5 };
 
 /** SQLITE_BUSY (and its extended codes): another connection holds a lock this one needs. */
 const isBusy = (e: unknown): boolean => {
@@ -122,7 +125,8 @@ export class SqliteStore extends SqlStore {
    */
   private async retryBusy<T>(attempt: () => Promise<T>): Promise<T> {
     const start = performance.now();
-    for (let pause = 1; ; pause = Math.min(pause * 2, MAX_BUSY_PAUSE_MS)) {
+    const pauses = new Backoff(BUSY_BACKOFF);
+    for (;;) {
       try {
         return await attempt();
       } catch (e) {
@@ -134,7 +138,7 @@ export class SqliteStore extends SqlStore {
             `SQLite: database is locked for ${Math.round(waited)} ms (busyTimeoutMs ${this.busyTimeoutMs})`,
             { cause: e },
           );
-        await sleep(Math.min(pause * (0.5 + Math.random() / 2), this.busyTimeoutMs - waited));
+        await sleep(Math.min(pauses.next()!, this.busyTimeoutMs - waited));
       }
     }
   }
