@@ -725,37 +725,47 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         ]);
       });
 
+      /** Lets a LISTEN connection open, then `reset()`, has `other` push one instruction, waits ≤ 2 s for `heard()`. */
+      const pushAndWait = async (other: Store, dst: string, reset: () => void, heard: () => boolean) => {
+        const run = await store.createRun();
+        await new Promise((r) => setTimeout(r, 100));
+        reset();
+        await other.pushInstructions(run.id, [{ dst, method: "m", ttlMs: 60_000 }]);
+        const deadline = Date.now() + 2000;
+        while (!heard() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      };
+
       test("watch - a change committed by another replica wakes the watcher", async () => {
         const other = await replica();
         try {
-          const { run, nodes } = await setup(1);
+          const { nodes } = await setup(1);
           let woke = 0;
           const stop = store.watch(() => woke++);
-          await new Promise((r) => setTimeout(r, 100)); // a LISTEN connection needs a moment
-          woke = 0;
-          await other.pushInstructions(run.id, [{ dst: nodes[0]!.id, method: "m", ttlMs: 60_000 }]);
-          const deadline = Date.now() + 2000;
-          while (woke === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+          await pushAndWait(
+            other,
+            nodes[0]!.id,
+            () => (woke = 0),
+            () => woke > 0,
+          );
           stop();
           expect(woke).toBeGreaterThan(0);
         } finally {
           if (other !== store) await other.close();
         }
       });
+
       test("watch - several watchers share the store's remote subscription; one leaving keeps the others hearing", async () => {
         const other = await replica();
         try {
-          const { run, nodes } = await setup(1);
+          const { nodes } = await setup(1);
           const woke = [0, 0, 0];
           const stops = woke.map((_, k) => store.watch(() => woke[k]!++));
-          await new Promise((r) => setTimeout(r, 100)); // a LISTEN connection needs a moment
-          stops[0]!();
-          stops[0]!(); // twice is harmless
-          woke.fill(0);
-          await other.pushInstructions(run.id, [{ dst: nodes[0]!.id, method: "m", ttlMs: 60_000 }]);
-          const deadline = Date.now() + 2000;
-          while ((woke[1] === 0 || woke[2] === 0) && Date.now() < deadline)
-            await new Promise((r) => setTimeout(r, 5));
+          const leave = () => {
+            stops[0]!();
+            stops[0]!(); // twice is harmless
+            woke.fill(0);
+          };
+          await pushAndWait(other, nodes[0]!.id, leave, () => woke[1]! > 0 && woke[2]! > 0);
           expect(woke[0]).toBe(0);
           expect(woke[1]).toBeGreaterThan(0);
           expect(woke[2]).toBeGreaterThan(0);
@@ -764,11 +774,12 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
           // A new watcher after the last left subscribes again.
           let again = 0;
           const stop = store.watch(() => again++);
-          await new Promise((r) => setTimeout(r, 100));
-          again = 0;
-          await other.pushInstructions(run.id, [{ dst: nodes[0]!.id, method: "m", ttlMs: 60_000 }]);
-          const until = Date.now() + 2000;
-          while (again === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+          await pushAndWait(
+            other,
+            nodes[0]!.id,
+            () => (again = 0),
+            () => again > 0,
+          );
           stop();
           expect(again).toBeGreaterThan(0);
         } finally {

@@ -91,6 +91,25 @@ export const listInstructions = async (
   }, "read");
 };
 
+/** The rows of `table` of one run whose `column` is among `ids`, in store order. */
+const byIds = async (
+  db: Db,
+  table: "instructions" | "replies",
+  column: "id" | "reply_to",
+  runId: string,
+  ids: readonly string[],
+) => {
+  if (ids.length === 0) return [];
+  return db.tx(
+    (c) =>
+      c.q(`SELECT * FROM ${table} WHERE run_id = $1 AND ${column} IN ${db.d.list("$2")} ORDER BY seq`, [
+        runId,
+        db.d.listParam(ids),
+      ]),
+    "read",
+  );
+};
+
 export const getInstructions = async (
   db: Db,
   runId: string,
@@ -98,16 +117,7 @@ export const getInstructions = async (
 ): Promise<Instruction[]> => {
   checkId("runId", runId);
   checkIds("ids", ids);
-  if (ids.length === 0) return [];
-  const rows = await db.tx(
-    (c) =>
-      c.q(`SELECT * FROM instructions WHERE run_id = $1 AND id IN ${db.d.list("$2")} ORDER BY seq`, [
-        runId,
-        db.d.listParam(ids),
-      ]),
-    "read",
-  );
-  return rows.map(toInstruction);
+  return (await byIds(db, "instructions", "id", runId, ids)).map(toInstruction);
 };
 
 export const getReplies = async (
@@ -117,16 +127,7 @@ export const getReplies = async (
 ): Promise<Reply[]> => {
   checkId("runId", runId);
   checkIds("instructionIds", instructionIds);
-  if (instructionIds.length === 0) return [];
-  const rows = await db.tx(
-    (c) =>
-      c.q(`SELECT * FROM replies WHERE run_id = $1 AND reply_to IN ${db.d.list("$2")} ORDER BY seq`, [
-        runId,
-        db.d.listParam(instructionIds),
-      ]),
-    "read",
-  );
-  return rows.map(toReply);
+  return (await byIds(db, "replies", "reply_to", runId, instructionIds)).map(toReply);
 };
 
 export const withdrawInstructions = async (
