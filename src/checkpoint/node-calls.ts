@@ -101,7 +101,7 @@ export class NodeCalls {
     const waits = items.map((i) => {
       this.runOf.set(i.id, runId);
       return this.pending
-        .add(i.id, { timeoutMs: timeoutMs + (this.o.graceMs ?? 2000) })
+        .add(i.id)
         .catch((e: unknown): CallResult | typeof LATE =>
           e instanceof FleetlinkError && e.kind === "MESSAGE_EXPIRED"
             ? LATE
@@ -120,6 +120,18 @@ export class NodeCalls {
       throw e;
     }
     this.o.changed();
+    // The TTL counts from the push, as the store's does: a push held up by a slow store is not held against
+    // the node (judged late while its instruction may still be delivered and run).
+    const expire = setTimeout(
+      () => {
+        for (const i of items)
+          this.pending.fail(
+            i.id,
+            new FleetlinkError("MESSAGE_EXPIRED", `no answer to ${i.id} within ${timeoutMs} ms and grace`),
+          );
+      },
+      timeoutMs + (this.o.graceMs ?? 2000),
+    );
     const results = await Promise.all(
       waits.map((w, k) =>
         w.then((r) => {
@@ -128,6 +140,7 @@ export class NodeCalls {
         }),
       ),
     );
+    clearTimeout(expire);
     this.release();
     const answered = items.filter((_, k) => results[k] !== LATE).map((i) => i.id);
     if (answered.length > 0)

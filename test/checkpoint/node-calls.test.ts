@@ -290,6 +290,29 @@ describe("NodeCalls", () => {
     await store.close();
   });
 
+  test("node-calls - the TTL counts from the push: a push the store holds past TTL and grace is still answered", async () => {
+    const { store, node, run, answer } = await setup();
+    // The store takes 600 ms to accept the push; TTL 300 ms + grace 200 ms would have run out before it did.
+    const slow = new Proxy(store, {
+      get: (t, k) => {
+        const v = (t as unknown as Record<string | symbol, unknown>)[k];
+        if (k === "pushInstructions")
+          return async (...a: unknown[]) => {
+            await sleep(600);
+            return (v as (...x: unknown[]) => Promise<unknown>).apply(t, a);
+          };
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    });
+    const calls = new NodeCalls({ store: slow, changed: () => {}, log: silentLogger, graceMs: 200 });
+    const p = calls.call(run.id, [{ dst: node.id, method: "m", payload: 1 }], 300);
+    await sleep(620);
+    await answer("in time");
+    expect(await p).toEqual([{ ok: true, value: "in time" }]);
+    calls.stop();
+    await store.close();
+  });
+
   test("node-calls - stop fails the waiting calls at once", async () => {
     const { store, node, run } = await setup();
     const calls = new NodeCalls({ store, changed: () => {}, log: silentLogger });
