@@ -2,6 +2,7 @@ import pg from "pg";
 import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import { Backoff, type BackoffPolicy } from "../util/backoff.ts";
+import { Coalesced } from "../util/coalesce.ts";
 import { PG_DB_NOW as DB_NOW, postgresDialect, readConn, type SqlConn } from "./dialect.ts";
 import { postgresMigrations } from "./migrations/postgres.ts";
 import type { Row } from "./rows.ts";
@@ -290,30 +291,21 @@ export class PostgresStore extends SqlStore {
   }
 
   private readonly instance = newId();
-  private notifying = false;
-  private notifyAgain = false;
-
   /**
    * Sent after commit, outside the writing transaction: PostgreSQL serialises the commits of transactions
    * that NOTIFY, so notifying inside every write made them queue. Coalesced: at most one NOTIFY in flight,
-   * and changes during it fold into one more. The payload names this handle, so its own echo is ignored.
+   * and changes during it fold into one more. The payload names this handle, so its own echo is ignored. A
+   * failed NOTIFY is not retried: the watchers' probes and the hub's periodic checks cover a lost one.
    */
+  private readonly notifier = new Coalesced(
+    async () => {
+      await this.pool.query("SELECT pg_notify($1, $2)", [this.channel, this.instance]);
+    },
+    () => {},
+  );
+
   protected announce(): void {
-    if (this.notifying) {
-      this.notifyAgain = true;
-      return;
-    }
-    this.notifying = true;
-    this.pool
-      .query("SELECT pg_notify($1, $2)", [this.channel, this.instance])
-      .catch(() => {})
-      .finally(() => {
-        this.notifying = false;
-        if (this.notifyAgain) {
-          this.notifyAgain = false;
-          this.announce();
-        }
-      });
+    this.notifier.trigger();
   }
 
   /**
@@ -393,6 +385,7 @@ export class PostgresStore extends SqlStore {
   }
 
   async close(): Promise<void> {
+    this.notifier.close();
     await this.pool.end();
   }
 }
