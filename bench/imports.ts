@@ -72,7 +72,7 @@ const cli = (main: string, label: string): Target[] =>
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
   exports: Record<string, unknown>;
 };
-const entries = [".", "./coordinator", "./node", "./hub"].filter((e) => e in pkg.exports);
+const entries = [".", "./coordinator", "./node", "./checkpoints", "./hub"].filter((e) => e in pkg.exports);
 const targets: Target[] = [
   { name: 'baseline: node -e ""', args: ["-e", ""] },
   { name: 'baseline: import("ws")', args: importing("ws") },
