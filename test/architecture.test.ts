@@ -1,11 +1,11 @@
 // The layout's rules, read from the code itself: every import of every file under src/ (static, type-only,
 // re-exports and dynamic `import()`) forms a graph that must have no circle and no upward edge, no file may
 // outgrow 600 lines, and the light entry points must stay light.
-import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import ts from "typescript";
 import { describe, expect, test } from "vitest";
+import { runHooked } from "./helpers/hooked.ts";
 
 const SRC = join(import.meta.dirname, "../src");
 
@@ -186,11 +186,7 @@ const loaded = (args: string[]): { packages: Set<string>; folders: Set<string> }
     const seen = new Set();
     registerHooks({ load(url, ctx, next) { seen.add(url); return next(url, ctx); } });
     process.on("exit", () => writeSync(3, JSON.stringify([...seen])));`;
-  const r = spawnSync(
-    process.execPath,
-    ["--import", `data:text/javascript,${encodeURIComponent(hook)}`, ...args],
-    { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe", "pipe"] },
-  );
+  const r = runHooked(hook, args, { extraFd: true });
   expect(r.status, r.stderr).toBe(0);
   const urls = JSON.parse(String(r.output[3])) as string[];
   const packages = new Set<string>();

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest, type Server } from "node:http";
@@ -15,6 +14,7 @@ import { resolveS3Config } from "../../src/checkpoint/s3-config.ts";
 import { S3Store, s3Error } from "../../src/checkpoint/s3-store.ts";
 import { FleetlinkError } from "../../src/protocol/errors.ts";
 import { rejectsWith } from "../helpers/expect.ts";
+import { runHookedScript } from "../helpers/hooked.ts";
 import { type S3rver, startS3rver } from "../helpers/s3rver.ts";
 
 const MiB = 1024 * 1024;
@@ -394,11 +394,7 @@ describe("openObjectStore", () => {
         try { await op(); } catch (e) { (out.errors ??= []).push({ kind: e.kind, message: e.message, cause: e.cause?.code }); }
       await s3.close();
       process.stdout.write(JSON.stringify(out));`;
-    const r = spawnSync(
-      process.execPath,
-      ["--import", `data:text/javascript,${encodeURIComponent(hook)}`, "--input-type=module", "-e", script],
-      { encoding: "utf8", timeout: 30_000 },
-    );
+    const r = runHookedScript(hook, script, 30_000);
     expect(r.stderr).toBe("");
     const out = JSON.parse(r.stdout);
     expect(out.url).toBe("s3://bucket/prefix");

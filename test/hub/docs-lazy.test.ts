@@ -1,7 +1,7 @@
 // The reference UI at /docs is loaded on its first request, not when a hub starts: a fresh process records
 // every module it loads and shows swagger-ui arriving only with the first GET /docs.
-import { spawnSync } from "node:child_process";
 import { describe, expect, test } from "vitest";
+import { runHookedScript } from "../helpers/hooked.ts";
 
 const src = (p: string) => JSON.stringify(new URL(`../../src/${p}`, import.meta.url).href);
 
@@ -30,11 +30,7 @@ describe("docs", () => {
       out.missing = { status: missing.statusCode, code: missing.json().error?.code };
       await hub.close();
       process.stdout.write(JSON.stringify(out));`;
-    const r = spawnSync(
-      process.execPath,
-      ["--import", `data:text/javascript,${encodeURIComponent(hook)}`, "--input-type=module", "-e", script],
-      { encoding: "utf8", timeout: 60_000 },
-    );
+    const r = runHookedScript(hook, script);
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.afterReady).toBe(false);
