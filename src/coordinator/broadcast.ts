@@ -1,6 +1,5 @@
 import type { FleetlinkError } from "../protocol/errors.ts";
-import { fromWireError } from "../protocol/frames.ts";
-import type { StreamItem } from "./call.ts";
+import { type StreamItem, toStreamItem } from "./call.ts";
 import type { HubClient } from "./http.ts";
 import type { Wait } from "./push.ts";
 
@@ -27,13 +26,7 @@ export class Broadcast {
     this.done = Promise.all(
       waits.map((w) =>
         w.result.then(
-          (r) =>
-            this.outcome.set(
-              w.dst,
-              r.error
-                ? { node: w.dst, ok: false, error: fromWireError(r.error) }
-                : { node: w.dst, ok: true, value: r.payload },
-            ),
+          (r) => this.outcome.set(w.dst, toStreamItem(w.dst, r)),
           (e: unknown) => this.outcome.set(w.dst, { node: w.dst, ok: false, error: e as FleetlinkError }),
         ),
       ),

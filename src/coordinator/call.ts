@@ -1,5 +1,6 @@
 import { FleetlinkError } from "../protocol/errors.ts";
 import { fromWireError } from "../protocol/frames.ts";
+import type { WireResult } from "../protocol/wire.ts";
 import { DeadlineExceededError, IncompleteCallError } from "./errors.ts";
 import type { Pusher, Wait } from "./push.ts";
 import { type Quorum, quorumFunction } from "./quorum.ts";
@@ -24,6 +25,10 @@ export interface CallResult {
 export type StreamItem =
   | { node: string; ok: true; value: unknown }
   | { node: string; ok: false; error: FleetlinkError };
+
+/** A node's reply as the item a call or broadcast reports. */
+export const toStreamItem = (node: string, r: WireResult): StreamItem =>
+  r.error ? { node, ok: false, error: fromWireError(r.error) } : { node, ok: true, value: r.payload };
 
 /** What a call needs from its run: pushes, and whether a reply is still awaited. */
 export interface CallContext {
@@ -97,11 +102,7 @@ export async function* streamNodes(
     w.result.then(
       (r) => {
         open.delete(w.id);
-        push(
-          r.error
-            ? { node: w.dst, ok: false, error: fromWireError(r.error) }
-            : { node: w.dst, ok: true, value: r.payload },
-        );
+        push(toStreamItem(w.dst, r));
       },
       () => {},
     );

@@ -17,7 +17,7 @@ import { registerDashboard } from "./dashboard/dashboard.ts";
 import { GroupCommit } from "./delivery/group-commit.ts";
 import { NodeStreams } from "./delivery/node-streams.ts";
 import { RunStreams } from "./delivery/run-streams.ts";
-import { acceptStreams } from "./delivery/upgrade.ts";
+import { acceptStreams, errorBody } from "./delivery/upgrade.ts";
 import { requireAdmin } from "./http/access.ts";
 import { createHubMetrics, registerMetricsRoute } from "./http/metrics.ts";
 import { registerOpenApi } from "./http/openapi.ts";
@@ -90,7 +90,6 @@ export interface Hub {
 }
 
 /** The fleetlink error body, for the few places that answer outside Fastify's reply (raw sockets). */
-const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
 
 /** One hub replica: stateless over the shared store; any number may run against the same store. */
 export const createHub = (o: HubOptions): Hub => {

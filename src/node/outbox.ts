@@ -32,6 +32,7 @@ export class Outbox {
   private readonly waiting = new Map<string, Outgoing>(); // by instruction id
   private readonly completed = new Map<string, WireReply>(); // by instruction id, oldest first
   private drainedCb: (() => void) | undefined;
+  private closed = false;
 
   constructor(o: OutboxOptions) {
     this.o = o;
@@ -79,11 +80,12 @@ export class Outbox {
 
   /** Stops every retry timer (the agent stopped). */
   close(): void {
+    this.closed = true;
     for (const out of this.waiting.values()) clearTimeout(out.timer);
   }
 
   private send(out: Outgoing, now: boolean): void {
-    if (out.sending || !this.waiting.has(out.reply.replyTo)) return;
+    if (this.closed || out.sending || !this.waiting.has(out.reply.replyTo)) return;
     if (now) clearTimeout(out.timer);
     const ch = this.o.channel();
     if (!ch?.isOpen) return; // sent again at the next flush
@@ -97,7 +99,9 @@ export class Outbox {
           this.settle(out);
           return;
         }
-        out.timer = setTimeout(() => this.send(out, false), backoffDelay(this.o.retry, out.attempt++));
+        // A send that failed because the agent stopped is not retried (no timer outlives close()).
+        if (!this.closed)
+          out.timer = setTimeout(() => this.send(out, false), backoffDelay(this.o.retry, out.attempt++));
       },
     );
   }

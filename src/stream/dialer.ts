@@ -250,7 +250,13 @@ export class Dialer {
       this.set({ state: "stopped", reason: plan.stop });
       return;
     }
-    const retryInMs = plan.retryInMs ?? this.backoff.next() ?? 0;
+    const retryInMs = plan.retryInMs ?? this.backoff.next();
+    if (retryInMs === undefined) {
+      // The backoff policy's maxAttempts ran out: give up rather than redial at once, forever.
+      this.running = false;
+      this.set({ state: "stopped", reason: `gave up after ${this.backoff.attempts} attempts` });
+      return;
+    }
     this.set({ state: "lost", hub: loss.hub, code: loss.code, reason: loss.reason, retryInMs });
     this.timer = setTimeout(() => this.dial(), retryInMs);
   }

@@ -25,6 +25,33 @@ const reply = (replyTo = newId()): WireReply => ({
 });
 
 describe("outbox", () => {
+  test("outbox - after close, a send that fails (the agent stopped mid-send) is not retried", async () => {
+    let answers = 0;
+    let fail: (() => void) | undefined;
+    const ch = hub(() => {
+      answers++;
+      return new Promise((_, reject) => {
+        fail = () => reject(new FleetlinkError("STORE_UNAVAILABLE", "blip"));
+      });
+    });
+    const box = new Outbox({
+      channel: () => ch,
+      timeoutMs: 1000,
+      retry: { initialMs: 5, maxMs: 5, jitter: 0 },
+      remember: 2,
+      log: silentLogger,
+    });
+    box.queue(reply());
+    while (!fail) await sleep(2);
+    box.close();
+    fail();
+    await sleep(50); // ten retry intervals
+    expect(answers).toBe(1);
+    box.flush();
+    await sleep(20);
+    expect(answers).toBe(1);
+  });
+
   test("outbox - a reply is resent with backoff until acknowledged, waits while there is no channel, and is remembered", async () => {
     let answers = 0;
     let ch: Channel | null = null;

@@ -91,6 +91,21 @@ describe("dialer", () => {
     expect(seen[3]).toMatchObject({ state: "lost", code: CloseCode.goingAway, retryInMs: 5 });
   });
 
+  test("dialer - a backoff policy with maxAttempts gives up (stopped) when they run out, never redials at once", async () => {
+    const hubs = fakeHubs();
+    hubs.refuse.add("a");
+    hubs.refuse.add("b");
+    const { d, losses } = start({
+      connect: hubs.connect,
+      backoff: { initialMs: 5, maxMs: 5, jitter: 0, maxAttempts: 3 },
+    });
+    await until(() => d.status.state === "stopped");
+    expect(d.status).toMatchObject({ state: "stopped", reason: "gave up after 3 attempts" });
+    expect(losses).toHaveLength(4); // the first dial and three retries
+    await sleep(50);
+    expect(losses).toHaveLength(4);
+  });
+
   test("dialer - the policy branches on the close code: a replaced stream waits as told, a refusal can stop it", async () => {
     const hubs = fakeHubs();
     const { d, losses } = start({

@@ -43,6 +43,12 @@ export class Dispatcher {
     );
   }
 
+  /** Stops claiming: a dispatch or scan asked for later does not run (the hub is closing). */
+  close(): void {
+    this.claimer.close();
+    this.scanner.close();
+  }
+
   /** Asks the dispatcher to claim for this node (or every connected node). */
   wake(nodeId?: string): void {
     if (nodeId === undefined) this.allDirty = true;

@@ -138,12 +138,12 @@ export class NodeStreams {
     const older = this.arriving.get(node.id);
     this.arriving.set(node.id, s);
     if (older) older.channel.close(CloseCode.replaced, "replaced by a newer stream");
-    const helloTimer = setTimeout(() => {
+    s.helloTimer = setTimeout(() => {
       if (!s.ready) channel.close(CloseCode.policy, "no hello in time");
     }, this.o.helloTimeoutMs ?? 10_000);
-    helloTimer.unref();
+    s.helloTimer.unref();
     channel.onClose(() => {
-      clearTimeout(helloTimer);
+      clearTimeout(s.helloTimer);
       if (this.arriving.get(node.id) === s) this.arriving.delete(node.id);
       void this.onClose(s);
     });
@@ -203,6 +203,7 @@ export class NodeStreams {
     s.interval = node.heartbeatIntervalMs;
     s.onlineUntil = node.onlineUntil;
     s.ready = true;
+    clearTimeout(s.helloTimer);
     // Claim for it only if it has claimable work (what the store says, one cheap read for any number of
     // hellos): a fleet of 10,000 connecting made a claim statement per hello.
     this.wakeClaimable();
@@ -245,6 +246,7 @@ export class NodeStreams {
   closeAll(): void {
     this.closed = true;
     this.renewals.close();
+    this.dispatcher.close();
     clearTimeout(this.fenceTimer);
     for (const s of [...this.peers.values(), ...this.arriving.values()])
       s.channel.close(CloseCode.goingAway, "hub shutting down");

@@ -7,6 +7,8 @@ export class Session {
   /** Slots promised to pushes still committing (see `Dispatcher.lease`). */
   reserved = 0;
   ready = false;
+  /** Closes the stream if no hello comes in time; cleared by the hello. */
+  helloTimer: ReturnType<typeof setTimeout> | undefined;
   readonly node: NodeRecord;
   readonly channel: Channel;
   /** When the last heartbeat not yet recorded in the store arrived (Date.now()), 0: none pending. */

@@ -28,7 +28,8 @@ export interface StreamUpgradeOptions {
 }
 
 /** The fleetlink error body, for answers outside Fastify's reply (a refused upgrade). */
-const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
+/** A refusal's body, as every error the hub answers: `{ error: { code, message, … } }`. */
+export const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
 
 /**
  * The hub's WebSocket entry: authenticates each upgrade (a node's credential, or the admin token for a run's
