@@ -26,6 +26,11 @@ export const CloseCode = {
    * Reconnect; the upgrade's answer (NODE_UNREGISTERED, UNAUTHORIZED) then says whether the node may come back.
    */
   revoked: 4001,
+  /**
+   * The node's hello named a protocol version this hub does not speak (the error frame before the close says
+   * which versions it does). Do not reconnect with the same version: it is refused again. Stop and say why.
+   */
+  unsupportedProtocol: 4002,
   /** The peer did not read what was sent to it (slow consumer): reconnect and read faster. */
   slowConsumer: 4008,
 } as const;

@@ -72,6 +72,16 @@ export const ErrorCodes = {
     definite: true,
     text: "The host role in the request does not match the node's assigned role",
   },
+  UNSUPPORTED_PROTOCOL: {
+    status: 400,
+    definite: true,
+    text: "The peer speaks a node protocol version this side does not support; the message names both",
+  },
+  SESSION_ENDED: {
+    status: 410,
+    definite: true,
+    text: "The node's HTTP session ended (replaced, revoked, or unknown to this replica); say hello again",
+  },
   ROUTE_NOT_FOUND: { status: 404, definite: true, text: "No such route on this hub" },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },
   STORE_UNAVAILABLE: { status: 503, definite: false, text: "The store could not be reached" },

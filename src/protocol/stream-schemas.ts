@@ -55,6 +55,19 @@ export const FrameSchema = Type.Union([ReqFrameSchema, ResFrameSchema, ErrFrameS
   description: "Every message on a fleetlink stream is one JSON text frame of one of these shapes",
 });
 
+/** Who the node is, as software: shown in `GET /v1/nodes`, `fleetlink nodes list` and the dashboard. */
+export const AgentSchema = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 100,
+      description: "The node implementation (fleetlink-ts, fleetlink-py…)",
+    }),
+    version: Type.String({ minLength: 1, maxLength: 100, description: "Its version" }),
+  },
+  { title: "Agent" },
+);
+
 const HeartbeatInterval = Type.Optional(
   Type.Integer({
     minimum: 100,
@@ -89,8 +102,27 @@ export const NodeStreamMessages = {
           Type.Array(Uuid, { maxItems: 100_000, description: "Instructions the node still works on" }),
         ),
         heartbeatIntervalMs: HeartbeatInterval,
+        protocol: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: 1_000_000,
+            description:
+              "The node protocol version the node speaks. (Default: 1, for nodes older than versioning)",
+          }),
+        ),
+        agent: Type.Optional(AgentSchema),
       },
-      { title: "HelloBody", examples: [{ inflight: [], heartbeatIntervalMs: 5000 }] },
+      {
+        title: "HelloBody",
+        examples: [
+          {
+            inflight: [],
+            heartbeatIntervalMs: 5000,
+            protocol: 1,
+            agent: { name: "fleetlink-py", version: "0.1.0" },
+          },
+        ],
+      },
     ),
     response: Type.Object(
       {
@@ -101,6 +133,12 @@ export const NodeStreamMessages = {
         leaseMs: Type.Integer({
           description: "Lease of a delivered instruction; report progress before it ends",
         }),
+        protocol: Type.Integer({ description: "The protocol version of this session (the node's)" }),
+        protocols: Type.Array(Type.Integer(), { description: "Every protocol version this hub accepts" }),
+        features: Type.Array(Type.String(), {
+          description: "Optional parts of the protocol this hub supports (progress, leave, http)",
+        }),
+        hub: Type.Object({ version: Type.String({ description: "The hub's fleetlink version" }) }),
       },
       { title: "HelloAnswer" },
     ),
@@ -154,6 +192,16 @@ export const NodeStreamMessages = {
       },
       { title: "ReplyAnswer" },
     ),
+  }),
+  leave: msg({
+    kind: "request",
+    from: "node",
+    summary:
+      "The node is leaving for good (a graceful stop, after its replies are acknowledged): the hub marks it " +
+      "offline at once (calls to it end NODE_UNAVAILABLE now, not after its heartbeat window), gives back " +
+      "the instructions still leased to it, and ends the session; the node then closes the stream (1000).",
+    body: Type.Object({}, { title: "LeaveBody", examples: [{}] }),
+    response: Type.Object({ left: Type.Literal(true) }, { title: "LeaveAnswer" }),
   }),
   instruction: msg({
     kind: "request",

@@ -67,6 +67,8 @@ export const NodeMethods = {
   reply: "reply",
   /** Node → hub: these instructions' handlers are still running; extend their leases. */
   progress: "progress",
+  /** Node → hub: a graceful leave; the hub marks the node offline at once and ends the session. */
+  leave: "leave",
   instruction: "instruction",
 } as const;
 export const RunEvents = { replies: "replies" } as const;
