@@ -78,7 +78,7 @@ export const nodeCommand = (): Command =>
     .addOption(
       new Option("--hub <urls>", "hub replica URL(s), comma-separated (required)").env("FLEETLINK_HUB"),
     )
-    .option("--name <name>", "node name (required)")
+    .addOption(new Option("--name <name>", "node name (required)").env("FLEETLINK_NODE_NAME"))
     .option("--handlers <module>", "ES module exporting handler functions (method name → function)")
     .option(
       "--state <module>",

@@ -1,0 +1,164 @@
+import { isDeepStrictEqual } from "node:util";
+import { newId } from "../../protocol/ids.ts";
+import { KIT_TIMINGS } from "../cluster.ts";
+import { fail, type Scenario, type ScenarioContext, ScenarioSkip, sleep } from "../scenario.ts";
+import { expectStartedOnce } from "./basic.ts";
+
+/**
+ * The first hello the node said after `since`, if it came before `before`: it must name `id` in its
+ * `inflight` (the node still ran it, or its reply was not acknowledged yet).
+ */
+const expectInflightHello = (
+  ctx: ScenarioContext,
+  nodeId: string,
+  id: string,
+  since: number,
+  before: number,
+) => {
+  const hello = ctx.cluster.tap.requests("hello", since, nodeId)[0];
+  if (!hello || hello.at > before) return;
+  const inflight = (hello.frame.b as { inflight?: unknown } | undefined)?.inflight;
+  if (!Array.isArray(inflight) || !inflight.includes(id))
+    fail(
+      `the node's hello after the reconnect had inflight ${JSON.stringify(inflight ?? null)}, without ${id}, which it ` +
+        "still ran or had not had acknowledged: hello lists every such instruction",
+    );
+};
+
+const REDELIVER_SLEEP_MS = 4500;
+/** Past the lease (the last progress came at most a third of a lease before the cut), well past the hub's drop. */
+const BLACKHOLE_MS = KIT_TIMINGS.leaseMs + 300;
+const redeliveryOnce: Scenario = {
+  name: "redelivery-once",
+  summary: `the node is blackholed for ${BLACKHOLE_MS} ms during a ${REDELIVER_SLEEP_MS} ms handler (its lease runs out): it reconnects, names the instruction in hello's inflight, runs it once, one reply is stored`,
+  boundMs: REDELIVER_SLEEP_MS + 8000,
+  async run(ctx) {
+    const { proc, nodeId } = await ctx.node();
+    const { cluster } = ctx;
+    // The node must stay within its online window (2 heartbeat intervals from its last heartbeat) across the
+    // blackhole, or the hub rightly ends the call NODE_UNAVAILABLE.
+    const every = (await cluster.admin.getNode(nodeId)).heartbeatIntervalMs;
+    if (every < BLACKHOLE_MS)
+      throw new ScenarioSkip(
+        `needs a heartbeat interval of at least ${BLACKHOLE_MS} ms to outlast a ${BLACKHOLE_MS} ms blackhole; the node asked for ${every} ms`,
+      );
+    const p = await ctx.push("sleep", { ms: REDELIVER_SLEEP_MS });
+    await ctx.until(() => proc.startsOf(p.id) > 0, 3000, "the sleep handler to start (calls.log)");
+    const cutAt = Date.now();
+    for (const r of cluster.replicas) r.proxy.blackhole();
+    // The hubs drop the silent connection (1.25 × their ping interval) and give its lease back.
+    await ctx.until(() => !cluster.replicaOf(nodeId), 5000, "the hubs to drop the blackholed node");
+    await sleep(Math.max(0, cutAt + BLACKHOLE_MS - Date.now()));
+    for (const r of cluster.replicas) r.proxy.heal();
+    const r = await ctx.reply(p, REDELIVER_SLEEP_MS + 7000, "the reply to the sleep after the blackhole");
+    if (r.error || !isDeepStrictEqual(r.payload, { slept: REDELIVER_SLEEP_MS }))
+      fail(`sleep answered ${JSON.stringify(r.error ?? r.payload)}, not {"slept":${REDELIVER_SLEEP_MS}}`);
+    // A second run would start at once on the redelivery; give it a moment to show in calls.log.
+    await sleep(300);
+    const attempts = (await cluster.admin.getInstructions(ctx.run.id, [p.id]))[0]?.attempts;
+    expectStartedOnce(ctx, proc, p.id, ` (it was delivered ${attempts} times)`);
+    const stored = await cluster.admin.getReplies(ctx.run.id, [p.id]);
+    if (stored.length !== 1) fail(`${stored.length} replies to ${p.id} are stored, not one`);
+    const storedAt = cluster.faults.repliesTo(p.id)[0]?.at ?? Date.now();
+    expectInflightHello(ctx, nodeId, p.id, cutAt, storedAt);
+  },
+};
+
+const replyResend: Scenario = {
+  name: "reply-resend",
+  summary:
+    "the hub stores a reply and drops the connection before answering it: the node reconnects and resends it with the SAME reply id (answered duplicate)",
+  boundMs: 10_000,
+  async run(ctx) {
+    const { proc, nodeId } = await ctx.node();
+    const { cluster } = ctx;
+    // Long enough to arm the fault before the node replies.
+    const p = await ctx.push("sleep", { ms: 300 });
+    let cutAt = 0;
+    cluster.faults.afterStore(p.id, () => {
+      cutAt = Date.now();
+      for (const r of cluster.replicas) r.proxy.cut();
+    });
+    const r = await ctx.reply(p, 5000, "the reply to the sleep");
+    if (r.error) fail(`sleep answered an error: ${r.error.code}: ${r.error.message}`);
+    await ctx.until(
+      () => cluster.faults.repliesTo(p.id).length >= 2,
+      8000,
+      () =>
+        `the node to resend its reply after the hub dropped the connection before answering it (it sent ${cluster.faults.repliesTo(p.id).length} reply in 8 s): a reply is resent until the hub answers it`,
+    );
+    const calls = cluster.faults.repliesTo(p.id);
+    const ids = [...new Set(calls.map((c) => c.item.id))];
+    if (ids.length > 1) {
+      const r2 = calls.find((c) => c.item.id !== calls[0]!.item.id)!.result;
+      const answer = r2.ok ? (r2.duplicate ? "duplicate" : "stored") : r2.error.code;
+      fail(
+        `the node resent its reply with a new reply id (${ids.join(", ")}; the hub answered the resend ${answer}): a reply keeps its id until the hub answers it, so that a resend is told apart from another answer`,
+      );
+    }
+    const resend = calls[1]!.result;
+    if (!resend.ok || !resend.duplicate)
+      fail(`the hub did not answer the resend as a duplicate: ${JSON.stringify(resend)}`);
+    expectStartedOnce(ctx, proc, p.id);
+    const stored = await cluster.admin.getReplies(ctx.run.id, [p.id]);
+    if (stored.length !== 1) fail(`${stored.length} replies to ${p.id} are stored, not one`);
+    expectInflightHello(ctx, nodeId, p.id, cutAt, calls[1]!.at);
+  },
+};
+
+const superseded: Scenario = {
+  name: "superseded",
+  summary:
+    "a newer session of the node is opened through the store (as another replica would): the hub closes the old stream with 4000 and the node comes back within 10 s",
+  boundMs: 13_000,
+  async run(ctx) {
+    const { nodeId } = await ctx.node();
+    const { cluster } = ctx;
+    const t0 = Date.now();
+    const fake = newId();
+    await cluster.admin.openSession({ nodeId, sessionId: fake, keep: [] });
+    await ctx.until(
+      () => cluster.tap.closes(nodeId, t0).some((c) => c.by === "hub" && c.code === 4000),
+      3000,
+      "the hub to close the superseded stream with 4000",
+    );
+    const closedAt = Date.now();
+    await ctx.until(
+      async () => {
+        const s = (await cluster.admin.getSessions([nodeId])).get(nodeId);
+        return s !== fake && cluster.replicaOf(nodeId) !== undefined;
+      },
+      10_000,
+      "the node to come back (a new session) within 10 s of close 4000",
+    );
+    const back = Date.now() - closedAt;
+    const p = await ctx.push("echo", { back });
+    const r = await ctx.reply(p, 5000, "an echo after the node came back");
+    if (r.error) fail(`echo after coming back answered an error: ${r.error.code}: ${r.error.message}`);
+  },
+};
+
+const reconnect: Scenario = {
+  name: "reconnect",
+  summary:
+    "the node's replica is killed: the node reconnects to the other replica (both in FLEETLINK_HUB) within 10 s and a call succeeds",
+  boundMs: 15_000,
+  async run(ctx) {
+    const { nodeId } = await ctx.node();
+    const { cluster } = ctx;
+    const was = cluster.replicaOf(nodeId);
+    if (!was) return fail("the node is not connected to any replica");
+    const other = cluster.replicas[1 - was.index]!;
+    await cluster.kill(was);
+    await ctx.until(
+      () => cluster.replicaOf(nodeId) === other,
+      10_000,
+      `the node to reconnect to the other replica (${other.proxy.url}) within 10 s after ${was.proxy.url} died`,
+    );
+    const p = await ctx.push("echo", { after: "reconnect" });
+    const r = await ctx.reply(p, 5000, "an echo after the reconnect");
+    if (r.error) fail(`echo after the reconnect answered an error: ${r.error.code}: ${r.error.message}`);
+  },
+};
+
+export const faultScenarios: Scenario[] = [redeliveryOnce, replyResend, superseded, reconnect];
