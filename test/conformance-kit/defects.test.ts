@@ -1,0 +1,40 @@
+// Each broken mini node is rejected by the scenario that checks the duty it breaks (docs/conformance.md), run
+// with that scenario and one it must still pass, so that a failure is pinned to the right check.
+import { describe, expect, test } from "vitest";
+import { runKit } from "../../src/conformance/kit.ts";
+import { expectFailures, miniNode, verdictOf } from "./helpers.ts";
+
+const cases: [defect: string, scenarios: string[], failures: Record<string, RegExp>][] = [
+  [
+    "no-ack",
+    ["echo", "handler-error"],
+    { echo: /never acknowledged/, "handler-error": /never acknowledged/ },
+  ],
+  ["no-inflight", ["echo", "redelivery-once"], { "redelivery-once": /ran instruction \S+ 2 times/ }],
+  ["no-progress", ["echo", "lease-extension"], { "lease-extension": /delivered \d+ times: its lease/ }],
+  ["serial", ["echo", "inflight-window"], { "inflight-window": /at most 1 ran at once/ }],
+  ["one-hub", ["echo", "reconnect"], { reconnect: /reconnect to the other replica/ }],
+  ["no-leave", ["echo", "leave"], { leave: /without saying leave/ }],
+];
+
+describe("conformance kit - broken nodes", () => {
+  test.each(cases)(
+    "conformance kit - the %s mini node fails exactly the scenario that checks it",
+    async (defect, scenarios, failures) => {
+      const r = await runKit({ bin: miniNode(defect), scenarios });
+      expect(r.verdicts.map((v) => v.scenario)).toEqual(scenarios);
+      expectFailures(r, failures);
+    },
+    60_000,
+  );
+
+  test("conformance kit - a node that retries after close 4002 fails version-refusal (hubs with protocol versioning)", async () => {
+    const r = await runKit({ bin: miniNode("ignore-refusal"), scenarios: ["version-refusal"] });
+    const v = verdictOf(r, "version-refusal");
+    if (v.outcome === "skip") expect(v.why).toMatch(/no `protocols` option/);
+    else {
+      expect(v.outcome).toBe("fail");
+      expect(v.why).toMatch(/said hello \d+ times in 10 s/);
+    }
+  }, 60_000);
+});
