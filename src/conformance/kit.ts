@@ -63,6 +63,9 @@ export const verdictLine = (v: Verdict): string =>
 export const unknownScenarios = (names: readonly string[]): string[] =>
   names.filter((n) => !SCENARIOS.some((s) => s.name === n));
 
+/** How long a node left running by the last scenario has to be online again before it is replaced. */
+const REJOIN_MS = 5000;
+
 /** Extra time past a scenario's bound before the kit gives up on it (its own checks fail first). */
 const SCENARIO_MARGIN_MS = 15_000;
 
@@ -84,6 +87,7 @@ export const runKit = async (o: KitOptions): Promise<KitReport> => {
   try {
     fleet = await Fleet.connect({ hub: cluster.adminUrls, token: cluster.token });
     for (const s of chosen) {
+      session.watched = undefined;
       const v = await runScenario(s, cluster, fleet, session);
       verdicts.push(v);
       out(verdictLine(v));
@@ -113,6 +117,8 @@ class NodeSession {
   nodeId: string | undefined;
   /** Why the node could not be brought online, once that happened: later scenarios fail at once with it. */
   broken: string | undefined;
+  /** The node a scenario got from node() and did not expect to end: its exit fails the waits at once. */
+  watched: NodeProcess | undefined;
   readonly name = `conformance-${randomBytes(3).toString("hex")}`;
   readonly workDir: string;
   private readonly probes = new Map<string, Promise<boolean>>();
@@ -138,24 +144,44 @@ class NodeSession {
 
   /** The running node, online on one of the two replicas. */
   async node(): Promise<{ proc: NodeProcess; nodeId: string }> {
+    const n = await this.bringOnline();
+    this.watched = n.proc;
+    return n;
+  }
+
+  private async bringOnline(): Promise<{ proc: NodeProcess; nodeId: string }> {
     if (this.broken) fail(`the node could not be brought online earlier: ${this.broken}`);
-    if (!this.proc?.running) this.proc = this.spawn(this.cluster.nodeUrls());
-    const proc = this.proc;
-    const deadline = Date.now() + (this.o.startTimeoutMs ?? 20_000);
-    while (Date.now() < deadline) {
-      if (!proc.running) {
-        this.broken = `it exited before it came online: ${proc.describeExit()}`;
-        fail(this.broken);
-      }
+    // A process left over from the last scenario gets a moment to come back; one that does not (it gave up
+    // after a fault, which that scenario judged) is replaced by a fresh one.
+    if (this.proc?.running) {
+      const online = await this.online(this.proc, REJOIN_MS);
+      if (online) return { proc: this.proc, nodeId: online };
+      await this.proc.stop();
+    }
+    const proc = this.spawn(this.cluster.nodeUrls());
+    this.proc = proc;
+    const timeout = this.o.startTimeoutMs ?? 20_000;
+    const online = await this.online(proc, timeout);
+    if (online) return { proc, nodeId: online };
+    this.broken = proc.running
+      ? `it did not come online (enroll as FLEETLINK_NODE_NAME=${this.name}, then hello) within ${timeout} ms${proc.stderrTail() ? `; its stderr ends:\n    ${proc.stderrTail()}` : ""}`
+      : `it exited before it came online: ${proc.describeExit()}`;
+    return fail(this.broken);
+  }
+
+  /** The node's id once it is online on one of the replicas (within `ms`), undefined if not or if it exits. */
+  private async online(proc: NodeProcess, ms: number): Promise<string | undefined> {
+    const deadline = Date.now() + ms;
+    while (proc.running) {
       for (const n of await this.cluster.admin.listNodes())
         if (n.name === this.name && this.cluster.replicaOf(n.id)) {
           this.nodeId = n.id;
-          return { proc, nodeId: n.id };
+          return n.id;
         }
+      if (Date.now() >= deadline) return undefined;
       await sleep(50);
     }
-    this.broken = `it did not come online (enroll as FLEETLINK_NODE_NAME=${this.name}, then hello) within ${this.o.startTimeoutMs ?? 20_000} ms${proc.stderrTail() ? `; its stderr ends:\n    ${proc.stderrTail()}` : ""}`;
-    return fail(this.broken);
+    return undefined;
   }
 
   async refusingReplica(): Promise<Replica> {
@@ -182,6 +208,7 @@ class NodeSession {
   }
 
   async stop(): Promise<void> {
+    this.watched = undefined;
     await this.proc?.stop();
   }
 }
@@ -232,10 +259,13 @@ const context = (
 ): ScenarioContext => {
   const until: ScenarioContext["until"] = async (cond, ms, what) => {
     const deadline = Date.now() + ms;
+    const text = () => (typeof what === "function" ? what() : what);
+    // The node dying meanwhile is the answer, at once, rather than a timeout.
+    const proc = session.watched;
     for (;;) {
       if (await cond()) return;
-      if (Date.now() >= deadline)
-        fail(`timed out after ${ms} ms waiting for ${typeof what === "function" ? what() : what}`);
+      if (proc && !proc.running) fail(`waiting for ${text()}: ${proc.describeExit()}`);
+      if (Date.now() >= deadline) fail(`timed out after ${ms} ms waiting for ${text()}`);
       await sleep(25);
     }
   };
@@ -251,6 +281,9 @@ const context = (
     },
     async stopNode() {
       await session.stop();
+    },
+    expectExit() {
+      session.watched = undefined;
     },
     refusingReplica: () => session.refusingReplica(),
     async push(method, payload, ttlMs = 30_000): Promise<Pushed> {

@@ -38,6 +38,8 @@ export interface ScenarioContext {
   node(): Promise<{ proc: NodeProcess; nodeId: string }>;
   /** Starts the node command against other hubs (the scenario owns it; the kit stops it afterwards). */
   spawnNode(hubs: string[]): NodeProcess;
+  /** The node process is about to end on purpose: its exit no longer fails `until` at once. */
+  expectExit(): void;
   /** Stops the shared node process (SIGTERM); the next `node()` starts it again. */
   stopNode(): Promise<void>;
   /** A third replica over the same store that speaks only protocol 99 (started on first use). */
@@ -46,7 +48,7 @@ export interface ScenarioContext {
   push(method: string, payload: unknown, ttlMs?: number): Promise<Pushed>;
   /** The reply to an instruction within `ms`, else a failure naming `what` (and the node's exit, if it died). */
   reply(p: Pushed, ms: number, what: string): Promise<WireResult>;
-  /** Waits until `cond` holds (checked every 25 ms), else fails with `what`. */
+  /** Waits until `cond` holds (checked every 25 ms), else fails with `what`; at once if the node exits. */
   until(cond: () => boolean | Promise<boolean>, ms: number, what: string | (() => string)): Promise<void>;
   /** Whether the hubs implement features that arrived with protocol versioning (probed once per run). */
   supports(feature: "leave" | "protocols"): Promise<boolean>;

@@ -15,6 +15,7 @@ const cases: [defect: string, scenarios: string[], failures: Record<string, RegE
   ["serial", ["echo", "inflight-window"], { "inflight-window": /at most 1 ran at once/ }],
   ["one-hub", ["echo", "reconnect"], { reconnect: /reconnect to the other replica/ }],
   ["no-leave", ["echo", "leave"], { leave: /without saying leave/ }],
+  ["stop-on-replaced", ["echo", "superseded"], { superseded: /exited with code 4/ }],
 ];
 
 describe("conformance kit - broken nodes", () => {

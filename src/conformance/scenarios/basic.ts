@@ -112,9 +112,15 @@ const inflightWindow: Scenario = {
     for (const s of proc.starts())
       if (ids.includes(s.instructionId) && !started.has(s.instructionId))
         started.set(s.instructionId, Date.now());
+    // A handler ends when the node sends its reply (the tap's time; the coordinator hears of it later).
+    const sent = new Map<string, number>();
+    for (const e of ctx.cluster.tap.requests("reply", t0)) {
+      const to = (e.frame.b as { replyTo?: string } | undefined)?.replyTo;
+      if (to && ids.includes(to) && !sent.has(to)) sent.set(to, e.at);
+    }
     const events = [
       ...[...started.values()].map((at) => ({ at, d: 1 })),
-      ...[...answered.values()].map((at) => ({ at, d: -1 })),
+      ...ids.filter((id) => answered.has(id)).map((id) => ({ at: sent.get(id) ?? answered.get(id)!, d: -1 })),
     ].sort((a, b) => a.at - b.at || a.d - b.d);
     let running = 0;
     let most = 0;

@@ -13,6 +13,7 @@ const leave: Scenario = {
     const p = await ctx.push("sleep", { ms: LEAVE_SLEEP_MS });
     await ctx.until(() => proc.startsOf(p.id) > 0, 3000, "the sleep handler to start (calls.log)");
     const t0 = Date.now();
+    ctx.expectExit();
     proc.signal("SIGTERM");
     let timer: ReturnType<typeof setTimeout> | undefined;
     const exit = await Promise.race([
