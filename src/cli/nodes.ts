@@ -43,10 +43,10 @@ export const nodesTable = (nodes: FleetNode[]): string =>
       ["ID", (n) => n.id],
       ["NAME", (n) => n.name],
       ["STATUS", nodeState],
-      ["AGENT", agentLabel],
       ["LAST HEARTBEAT", (n) => when(lastHeartbeat(n))],
       ["HEARTBEAT", (n) => `${n.heartbeatIntervalMs}ms`],
       ["ENROLLED", (n) => when(n.createdAt)],
+      ["AGENT", agentLabel],
     ],
     "no nodes",
   );
