@@ -188,7 +188,8 @@ export class NodeAgent {
       if (s.state === "online") return;
       if (s.state === "stopped")
         throw new FleetlinkError("STREAM_CLOSED", "agent stopped before it came online");
-      if (s.state === "rejected") throw new FleetlinkError("UNAUTHORIZED", s.reason);
+      if (s.state === "rejected")
+        throw new FleetlinkError(this.protocolRefusal ? "UNSUPPORTED_PROTOCOL" : "UNAUTHORIZED", s.reason);
     }
   }
 

@@ -97,9 +97,12 @@ describe("versioning", () => {
     let upgrades = 0;
     f.hub.app.server.on("upgrade", () => upgrades++);
     const failed = f.node("refused", { echo: (p) => p });
-    await expect(failed).rejects.toThrow(
-      /refuses this node's protocol 1.*node speaks protocol 1; this hub speaks 2/,
-    );
+    await expect(failed).rejects.toMatchObject({
+      code: "FLEETLINK_E_UNSUPPORTED_PROTOCOL",
+      message: expect.stringMatching(
+        /refuses this node's protocol 1.*node speaks protocol 1; this hub speaks 2/,
+      ),
+    });
     // Long enough for several reconnect attempts (the first backoff is well under a second).
     await new Promise((r) => setTimeout(r, 1500));
     expect(upgrades).toBe(1);
