@@ -73,6 +73,7 @@ describe("conformance kit - the node command", () => {
       "lease-extension",
       "redelivery-once",
       "reply-resend",
+      "slow-hub",
       "superseded",
       "reconnect",
       "leave",

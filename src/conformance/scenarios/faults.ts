@@ -161,4 +161,30 @@ const reconnect: Scenario = {
   },
 };
 
-export const faultScenarios: Scenario[] = [redeliveryOnce, replyResend, superseded, reconnect];
+const SLOW_MS = 6000;
+const slowHub: Scenario = {
+  name: "slow-hub",
+  summary: `the hub takes ${SLOW_MS} ms to store each reply (a slow hub): the node waits or resends with the same reply id, runs the handler once, one reply is stored`,
+  boundMs: SLOW_MS + 6000,
+  async run(ctx) {
+    const { proc } = await ctx.node();
+    const { cluster } = ctx;
+    cluster.faults.delayMs = SLOW_MS;
+    const p = await ctx.push("echo", { slow: true });
+    const r = await ctx.reply(p, SLOW_MS + 5000, "the echo reply from a slow hub");
+    cluster.faults.delayMs = 0;
+    if (r.error) fail(`echo answered an error: ${r.error.code}: ${r.error.message}`);
+    // Resends the node made while the first store was still running land a little later.
+    await sleep(500);
+    const ids = [...new Set(cluster.tap.replyIds(p.id))];
+    if (ids.length > 1)
+      fail(
+        `the node sent its reply under ${ids.length} reply ids (${ids.join(", ")}) while the hub was slow to answer: a reply keeps its id until the hub answers it`,
+      );
+    expectStartedOnce(ctx, proc, p.id);
+    const stored = await cluster.admin.getReplies(ctx.run.id, [p.id]);
+    if (stored.length !== 1) fail(`${stored.length} replies to ${p.id} are stored, not one`);
+  },
+};
+
+export const faultScenarios: Scenario[] = [redeliveryOnce, replyResend, slowHub, superseded, reconnect];
