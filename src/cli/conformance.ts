@@ -51,6 +51,8 @@ export const conformanceCommand = (): Command => {
       if (!o.bin) throw new Error("--bin is required: the command that runs the node under test");
       const unknown = unknownScenarios(o.scenario ?? []);
       if (unknown.length > 0) throw new Error(`--scenario: unknown ${unknown.join(", ")} (see --list)`);
+      // Ctrl-C: exit through process.exit, whose hook ends the node under test (it runs in its own group).
+      for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
       const t0 = Date.now();
       const report = await runKit({
         bin: o.bin,

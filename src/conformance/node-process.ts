@@ -14,6 +14,13 @@ export interface NodeEnv {
   workDir: string;
 }
 
+/** Node processes not yet ended: killed with their groups if the kit's own process exits first (Ctrl-C). */
+const live = new Set<NodeProcess>();
+let exitHook = false;
+const killLeftovers = () => {
+  for (const p of live) p.kill();
+};
+
 /** Characters of the node's stderr a verdict quotes. */
 const TAIL_CHARS = 1500;
 
@@ -51,12 +58,17 @@ export class NodeProcess {
         FLEETLINK_WORK_DIR: env.workDir,
       },
     });
+    live.add(this);
+    if (!exitHook) {
+      exitHook = true;
+      process.on("exit", killLeftovers);
+    }
     this.child.stdout!.on("data", (d: Buffer) => this.log.write(d));
     this.child.stderr!.on("data", (d: Buffer) => {
       this.log.write(d);
       this.stderr = (this.stderr + d.toString()).slice(-TAIL_CHARS * 4);
     });
-    this.exited = new Promise((resolve) => {
+    this.exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       this.child.once("error", (e) => {
         this.stderr += `\ncannot start sh: ${e.message}`;
         this.exit = { code: 127, signal: null };
@@ -66,6 +78,8 @@ export class NodeProcess {
         this.exit ??= { code, signal };
         resolve(this.exit);
       });
+    }).finally(() => {
+      live.delete(this);
     });
   }
 
@@ -102,6 +116,11 @@ export class NodeProcess {
       } catch {
         // Already gone.
       }
+  }
+
+  /** SIGKILL to the whole process group, at once (synchronous: usable while the kit's process exits). */
+  kill(): void {
+    this.signalGroup("SIGKILL");
   }
 
   /** Sends a signal to the node's whole process group (the shell, the node, anything it started). */
