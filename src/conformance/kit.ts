@@ -105,6 +105,8 @@ export const runKit = async (o: KitOptions): Promise<KitReport> => {
 /** Undoes what a scenario broke: blackholes healed, killed replicas started again, no slow store. */
 const restore = async (cluster: Cluster): Promise<void> => {
   cluster.faults.delayMs = 0;
+  // A reply store slowed by the last scenario would hold up the replica's next replies.
+  await cluster.faults.idle(10_000);
   for (const r of cluster.replicas) {
     r.proxy.heal();
     await cluster.restart(r);
@@ -250,6 +252,19 @@ const runScenario = async (
   }
 };
 
+/** Where an unanswered instruction got to, for a timeout's verdict. */
+const whereIs = async (cluster: Cluster, runId: string, id: string): Promise<string> => {
+  const [ins] = await cluster.admin.getInstructions(runId, [id]).catch(() => []);
+  const deliveries = cluster.tap.deliveries(id);
+  const acked = deliveries.filter((d) => d.ackedAt !== undefined).length;
+  const replies = cluster.faults.repliesTo(id);
+  return [
+    ins ? `instruction ${ins.state}, attempts ${ins.attempts}` : "instruction not found",
+    `delivered ${deliveries.length}× (${acked} acknowledged)`,
+    `reply frames ${cluster.tap.replyIds(id).length}, store answers [${replies.map((r) => (r.result.ok ? (r.result.duplicate ? "duplicate" : "stored") : r.result.error.code)).join(", ")}]`,
+  ].join("; ");
+};
+
 const context = (
   cluster: Cluster,
   fleet: Fleet,
@@ -307,7 +322,10 @@ const context = (
           }),
         ]);
         if (r === "exit") return fail(`waiting for ${what}: ${proc!.describeExit()}`);
-        if (r === "timeout") return fail(`no ${what} within ${ms} ms`);
+        if (r === "timeout")
+          return fail(
+            `timed out after ${ms} ms waiting for ${what} (${await whereIs(cluster, run.id, p.id)})`,
+          );
         return r;
       } catch (e) {
         return fail(`waiting for ${what}: ${describeError(e)}`);

@@ -19,6 +19,8 @@ export interface StoredReplyCall {
 export class StoreFaults {
   readonly replies: StoredReplyCall[] = [];
   delayMs = 0;
+  /** Reply stores under way (a slow one outlives the scenario that made it slow). */
+  private busy = 0;
   private readonly armed = new Map<string, () => void | Promise<void>>();
 
   afterStore(instructionId: string, fault: () => void | Promise<void>): void {
@@ -30,9 +32,23 @@ export class StoreFaults {
     return this.replies.filter((r) => r.item.replyTo === instructionId);
   }
 
+  /** Resolves once no reply store is under way, or after `ms`. */
+  async idle(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.busy > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  }
+
   /** `store` with the recording and faults in front of it, for replica number `replica`. */
   wrap(store: Store, replica: number): Store {
     const storeReplies = async (items: readonly NewReply[]): Promise<StoreReplyResult[]> => {
+      this.busy++;
+      try {
+        return await record(items);
+      } finally {
+        this.busy--;
+      }
+    };
+    const record = async (items: readonly NewReply[]): Promise<StoreReplyResult[]> => {
       if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
       const results = await store.storeReplies(items);
       const at = Date.now();
