@@ -46,6 +46,20 @@ describe("http node", () => {
     return { ...f, run, push, instruction };
   };
 
+  test("http node - the API is in the OpenAPI document, with the node credential and its error codes", async () => {
+    const f = await fleetOf();
+    const doc = (await (await fetch(`${f.url}/openapi.json`)).json()) as {
+      paths: Record<string, { post?: { security: unknown[]; "x-error-codes": string[] } }>;
+    };
+    for (const m of ["open", "poll", "close", "hello", "heartbeat", "progress", "reply", "leave"]) {
+      const op = doc.paths[`/v1/node/${m}`]?.post;
+      expect(op?.security, m).toEqual([{ nodeCredential: [] }]);
+      if (m !== "open") expect(op!["x-error-codes"], m).toContain("FLEETLINK_E_SESSION_ENDED");
+    }
+    expect(doc.paths["/v1/node/poll"]!.post!["x-error-codes"]).toContain("FLEETLINK_E_RATE_LIMITED");
+    expect(doc.paths["/v1/node/reply"]!.post!["x-error-codes"]).toContain("FLEETLINK_E_NOT_ADDRESSEE");
+  });
+
   test("http node - an echo call round trips through a real hub to an agent on transport http", async () => {
     const f = await fleetOf();
     const a = await f.node("h1", { echo: (p) => p }, { transport: "http" });
