@@ -117,6 +117,17 @@ describe("http node - bad input", () => {
     expect((await s.call("heartbeat")).status).toBe(200);
   });
 
+  test("http node - a hello naming an unsupported protocol gets 400 UNSUPPORTED_PROTOCOL naming both; the session ends (410, close 4002)", async () => {
+    const opened = await nodePost(url, node.auth, "open", {});
+    const session = opened.body.session as string;
+    const hello = await nodePost(url, node.auth, "hello", { session, inflight: [], protocol: 2 });
+    expectError(hello, 400, "UNSUPPORTED_PROTOCOL", "protocol");
+    expect(hello.body.error?.message).toMatch(/node speaks protocol 2; this hub speaks 1/);
+    await expect
+      .poll(async () => (await nodePost(url, node.auth, "poll", { session, waitMs: 0 })).body.close?.code)
+      .toBe(4002);
+  });
+
   test("http node - an unknown session is 410 SESSION_ENDED with close 1001; a closed one says how it ended", async () => {
     const unknown = await nodePost(url, node.auth, "heartbeat", { session: "no-such-session" });
     expectError(unknown, 410, "SESSION_ENDED");
