@@ -268,6 +268,24 @@ describe("http node", () => {
     expect(opens).toBe(1);
   });
 
+  test("http node - a client that goes away while parked frees its slot; its instructions stay queued for the next poll", async () => {
+    const f = await fleetOf({ maxParkedPolls: 1 });
+    const n = await enrollNode(f.url, ENROLL_TOKEN, "gone");
+    const a = await openSession(f.url, n.auth);
+    const b = await openSession(f.url, (await enrollNode(f.url, ENROLL_TOKEN, "other")).auth);
+    const abort = new AbortController();
+    const parked = a.poll([], 10_000, { signal: abort.signal }).catch((e: Error) => e.name);
+    await sleep(100);
+    abort.abort();
+    expect(await parked).toBe("AbortError");
+    // b parks (it needs the one slot) and is answered after its wait, not refused.
+    await expect.poll(async () => (await b.poll([], 50)).status).toBe(200);
+    const runId = await f.run();
+    const id = await f.push(runId, n.id);
+    await sleep(100);
+    expect((await a.poll([], 1000)).body.instructions).toMatchObject([{ id }]);
+  });
+
   test("http node - a handle this replica does not know gets 410 close 1001; after a hub restart the agent comes back by itself", async () => {
     const f = await fleetOf();
     const n = await enrollNode(f.url, ENROLL_TOKEN, "restart");
