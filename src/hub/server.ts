@@ -294,7 +294,7 @@ export const createHub = (o: HubOptions): Hub => {
         metrics,
         access,
         metricsToken: o.metricsToken,
-        gauges: { nodes, runs, store },
+        gauges: { nodes, runs, http: sessions, store },
       });
     if (checkpoints) registerCheckpointRoutes(scope, checkpoints, { onRequest: requireAdmin(access) });
     if (o.dashboard !== false)

@@ -205,6 +205,12 @@ describe("http node", () => {
     const refused = await b.poll([], 1000);
     expect(refused.status).toBe(429);
     expect(refused.body.error?.code).toBe("FLEETLINK_E_RATE_LIMITED");
+    // Operators see it in the replica's gauges.
+    const metrics = await (
+      await fetch(`${f.url}/metrics`, { headers: { authorization: admin.authorization } })
+    ).text();
+    expect(metrics).toMatch(/^fleetlink_parked_polls\{replica="[^"]+"\} 1$/m);
+    expect(metrics).toMatch(/^fleetlink_node_http_sessions\{replica="[^"]+"\} 2$/m);
     expect((await newer).status).toBe(200);
     // The slot is free again.
     expect((await b.poll([], 10)).status).toBe(200);
