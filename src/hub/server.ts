@@ -172,6 +172,7 @@ export const createHub = (o: HubOptions): Hub => {
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
     helloTimeoutMs: o.helloTimeoutMs,
+    pingIntervalMs: o.pingIntervalMs ?? 10_000,
     protocols: o.protocols,
     log,
   });
