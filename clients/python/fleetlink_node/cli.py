@@ -93,12 +93,9 @@ def main(argv=None):
         reenroll=o.reenroll,
         stop_timeout=o.stop_timeout,
     )
-    announced = []
-
     def announce():
         # The same line as `fleetlink node`, so scripts and tests wait for it the same way.
-        if node.start(wait=True) and not announced:
-            announced.append(True)
+        if node.wait_online():
             print(f"node {o.name} online as {node.node_id}", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()

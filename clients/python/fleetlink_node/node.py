@@ -86,12 +86,20 @@ class Node:
     def start(self, wait=True, timeout=None):
         """Starts enrolling and connecting in the background; with wait, returns once online (True), or False if
         the node failed or stopped first (see `failure`) or timeout seconds passed."""
-        for target, name in ((self._connect_loop, "session"), (self._heartbeats, "heartbeat"), (self._progress, "progress")):
-            t = threading.Thread(target=target, name=f"fleetlink-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
-        if not wait:
-            return True
+        with self._stop_lock:
+            if not self._threads:
+                for target, name in (
+                    (self._connect_loop, "session"),
+                    (self._heartbeats, "heartbeat"),
+                    (self._progress, "progress"),
+                ):
+                    t = threading.Thread(target=target, name=f"fleetlink-{name}", daemon=True)
+                    t.start()
+                    self._threads.append(t)
+        return self.wait_online(timeout) if wait else True
+
+    def wait_online(self, timeout=None):
+        """True once the node is online; False if it failed or stopped first, or timeout seconds passed."""
         with self._state_cond:
             self._state_cond.wait_for(lambda: self.state in ("online", "rejected", "stopped"), timeout)
             return self.state == "online"

@@ -16,6 +16,7 @@ class FakeHub:
         self.protocols = list(protocols)
         self.cond = threading.Condition()
         self.nodes = {}  # node id → credential
+        self.names = set()
         self.sessions = {}  # session → {"node", "ended": close dict or None, "said_hello", "delivered": {id: ins}}
         self.queue = []  # instructions pushed, not yet delivered
         self.replies = {}  # reply id → body
@@ -76,6 +77,9 @@ class FakeHub:
         if path == "/v1/nodes/enroll":
             if auth != ENROLL_TOKEN:
                 return 401, err("UNAUTHORIZED", "wrong enrollment token")
+            if body.get("name") in self.names:
+                return 409, err("NAME_TAKEN", f"a live node is named {body.get('name')}")
+            self.names.add(body.get("name"))
             nid, cred = str(uuid.uuid4()), uuid.uuid4().hex
             self.nodes[nid] = cred
             return 201, {"node": {"id": nid, "name": body.get("name")}, "credential": cred}
