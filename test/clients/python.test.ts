@@ -63,7 +63,12 @@ describe("python node", () => {
     await expect.poll(() => py.calls().length, { timeout: 5000 }).toBe(4);
     expect(await py.kill("SIGTERM")).toBe(0);
     expect((await late).replies.get(py.nodeId)).toEqual({ slept: 800 });
-    const me = (await fleet.store.listNodes()).find((n) => n.id === py.nodeId);
-    expect(me?.status).toBe("offline");
+    // Offline at once after `leave`; at most its heartbeat window (2 s) later on a hub without it.
+    await expect
+      .poll(async () => (await fleet!.store.listNodes()).find((n) => n.id === py.nodeId)?.status, {
+        timeout: 5000,
+      })
+      .toBe("offline");
+    expect(py.output()).not.toMatch(/Traceback/);
   }, 60_000);
 });
