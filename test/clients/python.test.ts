@@ -1,6 +1,8 @@
 import { spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { ENROLL_TOKEN, startFleet, type TestFleet } from "../helpers/fleet.ts";
+import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
+import { enrollTokenFor, type Proc, startHubProc } from "../helpers/procs.ts";
 import { PY_CLIENT, PYTHON, type PyNode, startPyNode } from "./py-node.ts";
 
 /** Waits for every addressed node, so each one's outcome (reply or error) is in the result. */
@@ -17,8 +19,10 @@ const everyNode = ({
 describe("python node", () => {
   let fleet: TestFleet | undefined;
   const nodes: PyNode[] = [];
+  const hubs: Proc[] = [];
   afterEach(async () => {
     await Promise.all(nodes.splice(0).map((n) => n.kill("SIGKILL")));
+    await Promise.all(hubs.splice(0).map((h) => h.kill("SIGKILL")));
     await fleet?.close();
     fleet = undefined;
   });
@@ -70,5 +74,34 @@ describe("python node", () => {
       })
       .toBe("offline");
     expect(py.output()).not.toMatch(/Traceback/);
+  }, 60_000);
+
+  test("python node - its hub replica killed with SIGKILL mid-call: it moves to the other replica, the call completes and the handler ran once", async () => {
+    fleet = await startFleet();
+    const db = `sqlite:${join(fleet.dir, "fleet.db")}`;
+    const a = await startHubProc(db, TOKEN);
+    hubs.push(a);
+    const b = await startHubProc(db, TOKEN);
+    hubs.push(b);
+    const py = await startPyNode({
+      hubs: [a.value, b.value],
+      enrollToken: enrollTokenFor(TOKEN),
+      name: "py-failover",
+    });
+    nodes.push(py);
+    // The coordinator talks to b: only the node's replica dies.
+    const run = await (await fleet.fleet([b.value])).createRun();
+    const cfg = run.configuration([py.nodeId]);
+    const call = cfg.call("sleep", { ms: 1500 }, { quorum: "all", timeoutMs: 20_000 });
+    await expect.poll(() => py.calls().length, { timeout: 10_000 }).toBe(1);
+    await a.kill("SIGKILL");
+    expect((await call).replies.get(py.nodeId)).toEqual({ slept: 1500 });
+    expect(
+      (await cfg.call("echo", "after", { quorum: "all", timeoutMs: 10_000 })).replies.get(py.nodeId),
+    ).toBe("after");
+    expect(py.calls().map((l) => l.split(" ")[2])).toEqual(["sleep", "echo"]);
+    // One session on a, then one on b.
+    const sessions = [...py.output().matchAll(/online as \S+ on (\S+) \(session/g)].map((m) => m[1]);
+    expect(sessions).toEqual([a.value, b.value]);
   }, 60_000);
 });
