@@ -137,7 +137,8 @@ class Node:
                     try:
                         self._client.post(sess.hub, f"/v1/node/{method}", {"session": sess.id}, self._auth(), 5.0)
                     except (HubError, Unreachable) as e:
-                        log.info("%s on stop: %s", method, e)
+                        if not (method == "close" and isinstance(e, HubError) and e.status == 410):
+                            log.info("%s on stop: %s", method, e)  # after leave the session is already over
                 self._link.lose(sess, Close.NORMAL, "node stopping")
             self._cancelled.set()
             self._link.close()
