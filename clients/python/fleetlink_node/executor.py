@@ -87,12 +87,17 @@ class Outbox:
         self._completed = collections.OrderedDict()
         self._cond = threading.Condition()
 
-    def queue(self, reply):
+    def queue(self, reply, inline=False):
+        """Sends the reply in a thread of its own, or with inline in the caller's (a handler's thread, which has
+        nothing else to do: one thread start less per instruction)."""
         with self._cond:
             if reply["replyTo"] in self._waiting:
                 return
             self._waiting[reply["replyTo"]] = reply
-        threading.Thread(target=self._send, args=(reply,), name="fleetlink-reply", daemon=True).start()
+        if inline:
+            self._send(reply)
+        else:
+            threading.Thread(target=self._send, args=(reply,), name="fleetlink-reply", daemon=True).start()
 
     def _send(self, reply):
         try:
@@ -125,7 +130,8 @@ class Outbox:
 
 class Executor:
     """Runs instructions, each at most once per process: one redelivered while running is ignored, one already
-    answered gets its same reply resent. Every outcome becomes one reply in the outbox."""
+    answered gets its same reply resent. Every outcome becomes one reply in the outbox, sent from the handler's
+    thread: an instruction counts as running until its reply is acknowledged (so progress keeps its lease)."""
 
     def __init__(self, handlers, outbox, node_id, max_payload_bytes, cancelled):
         self._handlers = dict(handlers)
@@ -184,7 +190,8 @@ class Executor:
                     "replyTo": ins["id"],
                     "payload": payload,
                     "error": error,
-                }
+                },
+                inline=True,
             )
         finally:
             with self._cond:
