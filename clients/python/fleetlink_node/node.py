@@ -10,7 +10,7 @@ from . import __version__
 from .backoff import Backoff, pending_backoff, reconnect_backoff, replaced_backoff, reply_backoff
 from .errors import HubError, NodeStopped, Unreachable
 from .executor import DEFAULT_MAX_PAYLOAD_BYTES, Executor, Outbox
-from .http import HubClient
+from .transport import HubClient
 from .identity import enroll, load_identity, save_identity
 from .session import Close, Link, Loss, Session
 
