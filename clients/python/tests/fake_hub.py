@@ -23,6 +23,8 @@ class FakeHub:
         self.calls = []  # (method, body)
         self.acks = []
         self.drop_reply_answers = 0  # answer this many stored replies by cutting the connection instead
+        self.pending = False  # refuse open with NODE_PENDING (an admin has not approved the node yet)
+        self.rate_limit_polls = 0  # refuse this many polls with 429 RATE_LIMITED
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -90,6 +92,11 @@ class FakeHub:
         with self.cond:
             self.calls.append((method, body))
             self.cond.notify_all()
+            if method == "open" and self.pending:
+                return 403, err("NODE_PENDING", "waiting for approval")
+            if method == "poll" and self.rate_limit_polls > 0:
+                self.rate_limit_polls -= 1
+                return 429, err("RATE_LIMITED", "too many parked polls")
             if method == "open":
                 sid = uuid.uuid4().hex
                 self.sessions[sid] = {"node": nid, "ended": None, "delivered": {}}

@@ -190,6 +190,30 @@ class NodeTest(unittest.TestCase):
         self.assertLess(methods.index("leave"), methods.index("close"))
         self.assertEqual(n.state, "stopped")
 
+    def test_a_node_waiting_for_approval_asks_again_gently_and_comes_online_once_approved(self):
+        self.hub.pending = True
+        n = self.node()
+        n.start(wait=False)
+        self.hub.wait_for(lambda: len(self.hub.sent("open")) >= 1)
+        time.sleep(0.5)
+        self.assertEqual(n.state, "pending")
+        self.assertEqual(len(self.hub.sent("open")), 1)  # the next ask comes 1 to 2 s later, not at once
+        self.hub.pending = False
+        self.assertTrue(n.wait_online(timeout=10))
+
+    def test_a_rate_limited_poll_is_retried_with_backoff_and_its_acks_are_not_lost(self):
+        n = self.node()
+        n.start(timeout=10)
+        self.hub.wait_for(lambda: len(self.hub.sent("poll")) >= 1)
+        time.sleep(0.2)  # that poll is parked now
+        self.hub.rate_limit_polls = 3  # the parked poll takes the instruction; the next three, with its ack, get 429
+        ins = self.hub.push("echo", 1)
+        self.reply(ins)
+        self.hub.wait_for(lambda: ins in self.hub.acks)
+        self.assertEqual(self.hub.rate_limit_polls, 0)
+        self.assertEqual([p.get("acks") for p in self.hub.sent("poll")].count([ins]), 4)
+        self.assertEqual(len(self.hub.sent("open")), 1)  # the session was kept
+
     def test_an_identity_the_hub_does_not_know_stops_the_node_and_says_so(self):
         with open(os.path.join(self.dir, "identity.json"), "w") as f:
             f.write('{"nodeId": "0193a000-0000-7000-8000-00000000dead", "credential": "x"}')
