@@ -32,6 +32,10 @@ export const resolveNode = async (c: HubClient, ref: string): Promise<FleetNode>
   return found;
 };
 
+/** The node's software as its hello named it, e.g. `fleetlink-ts/0.1.0 (p1)`; "-" if it named none. */
+export const agentLabel = (n: FleetNode): string =>
+  n.agent ? `${n.agent.name}/${n.agent.version} (p${n.agent.protocol})` : "-";
+
 export const nodesTable = (nodes: FleetNode[]): string =>
   table(
     nodes,
@@ -42,6 +46,7 @@ export const nodesTable = (nodes: FleetNode[]): string =>
       ["LAST HEARTBEAT", (n) => when(lastHeartbeat(n))],
       ["HEARTBEAT", (n) => `${n.heartbeatIntervalMs}ms`],
       ["ENROLLED", (n) => when(n.createdAt)],
+      ["AGENT", agentLabel],
     ],
     "no nodes",
   );
@@ -52,6 +57,7 @@ const nodeFields = (n: FleetNode) =>
     ["name", n.name],
     ["status", nodeState(n)],
     ["approved", n.approved],
+    ["agent", agentLabel(n)],
     ["last heartbeat", when(lastHeartbeat(n))],
     ["online until", when(n.onlineUntil)],
     ["heartbeat interval", `${n.heartbeatIntervalMs} ms`],

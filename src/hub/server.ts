@@ -58,6 +58,8 @@ export interface HubOptions {
   requestTimeoutMs?: number;
   /** Time a new node stream has to say hello before it is closed, in ms. (Default: 10000) */
   helloTimeoutMs?: number;
+  /** Node protocol versions this hub accepts in hello; the conformance kit narrows them. (Default: SUPPORTED_PROTOCOLS) */
+  protocols?: readonly number[];
   /** Dead-peer detection, in ms: a socket silent about this long is pinged, and dropped if still silent half of it later (within 1.5 × in all). (Default: 10000) */
   pingIntervalMs?: number;
   /**
@@ -170,6 +172,7 @@ export const createHub = (o: HubOptions): Hub => {
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
     helloTimeoutMs: o.helloTimeoutMs,
+    protocols: o.protocols,
     log,
   });
   /**

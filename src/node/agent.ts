@@ -1,6 +1,7 @@
 import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
+import { PROTOCOL_VERSION, TS_AGENT_NAME } from "../protocol/version.ts";
 import { NodeMethods, type WireInstruction } from "../protocol/wire.ts";
 import { type Channel, type Logger, silentLogger } from "../stream/channel.ts";
 import { type Connector, Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
@@ -8,6 +9,7 @@ import { httpConnector } from "../stream/http-dial.ts";
 import { StatusFeed } from "../stream/status-feed.ts";
 import { DialRefused, wsConnector } from "../stream/ws-dial.ts";
 import { Backoff } from "../util/backoff.ts";
+import { packageVersion } from "../util/package-version.ts";
 import { enroll, loadIdentity, type NodeIdentity, saveIdentity } from "./enroll.ts";
 import { Executor } from "./executor.ts";
 import type { Handler } from "./handler.ts";
@@ -85,6 +87,10 @@ export class NodeAgent {
   private maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES;
   /** The hub's lease, learned at hello: progress is reported every third of it. */
   private leaseMs: number | undefined;
+  /** The optional protocol parts the hub announced at hello (undefined: a hub older than versioning). */
+  private features: readonly string[] | undefined;
+  /** The hub's refusal of our protocol version, from the hello's error (the close code 4002 follows it). */
+  private protocolRefusal: string | undefined;
   private readonly handlers: Record<string, Handler>;
 
   constructor(o: NodeAgentOptions) {
@@ -191,7 +197,8 @@ export class NodeAgent {
       if (s.state === "online") return;
       if (s.state === "stopped")
         throw new FleetlinkError("STREAM_CLOSED", "agent stopped before it came online");
-      if (s.state === "rejected") throw new FleetlinkError("UNAUTHORIZED", s.reason);
+      if (s.state === "rejected")
+        throw new FleetlinkError(this.protocolRefusal ? "UNSUPPORTED_PROTOCOL" : "UNAUTHORIZED", s.reason);
     }
   }
 
@@ -238,13 +245,24 @@ export class NodeAgent {
       // The interval travels with hello and every heartbeat, so the hub judges this run of the node by it.
       const hello = (await ch.request(
         NodeMethods.hello,
-        { inflight, heartbeatIntervalMs: this.every },
+        {
+          inflight,
+          heartbeatIntervalMs: this.every,
+          protocol: PROTOCOL_VERSION,
+          agent: { name: TS_AGENT_NAME, version: packageVersion() },
+        },
         { timeoutMs: 10_000 },
-      )) as { maxPayloadBytes?: number; leaseMs?: number };
+      )) as { maxPayloadBytes?: number; leaseMs?: number; features?: string[] };
       if (typeof hello?.maxPayloadBytes === "number") this.maxPayloadBytes = hello.maxPayloadBytes;
       this.leaseMs = hello?.leaseMs;
+      this.features = Array.isArray(hello?.features) ? hello.features : undefined;
     } catch (e) {
       this.log.warn({ err: String(e) }, "hello failed");
+      if (isFleetlinkError(e, "UNSUPPORTED_PROTOCOL")) {
+        // Close with the hub's code ourselves, so the loss policy sees 4002 whichever close arrives first.
+        this.protocolRefusal = describeError(e);
+        ch.close(CloseCode.unsupportedProtocol, "protocol refused");
+      }
       throw e;
     }
   }
@@ -283,6 +301,13 @@ export class NodeAgent {
     clearInterval(this.progressTimer);
     this.waiting = { pending: false };
     if (this.stopping) return { stop: "node stopping" };
+    if (loss.code === CloseCode.unsupportedProtocol) {
+      // Dialing again with the same version is refused again, by any replica of that hub: stop and say why.
+      const why = `${loss.hub} refuses this node's protocol ${PROTOCOL_VERSION} (${TS_AGENT_NAME} ${packageVersion()}): ${this.protocolRefusal ?? loss.reason}`;
+      this.log.warn({ hub: loss.hub }, why);
+      this.feed.set({ state: "rejected", reason: why }, true);
+      return { stop: why };
+    }
     const refusal = loss.error instanceof DialRefused ? loss.error : undefined;
     if (refusal && REFUSED_FOR_GOOD.has(refusal.code)) {
       // The hub does not know this identity (database reset, node unregistered): re-enroll, or stop and say why.
@@ -364,7 +389,8 @@ export class NodeAgent {
 
   /**
    * Stops gracefully: takes no new instructions, lets running handlers finish and their replies be
-   * acknowledged (up to `timeoutMs`), then disconnects.
+   * acknowledged (up to `timeoutMs`), says `leave` (the hub marks the node offline at once; waits at most
+   * 2 s for its answer), then disconnects.
    */
   async stop(opts: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stopping) return;
@@ -374,6 +400,13 @@ export class NodeAgent {
     await Promise.race([this.executor.settled(), sleep(deadline - Date.now())]);
     if (this.channel?.isOpen)
       await Promise.race([this.outbox.drained(), sleep(Math.max(0, deadline - Date.now()))]);
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.progressTimer);
+    const ch = this.channel;
+    if (ch?.isOpen && this.features?.includes("leave"))
+      await ch
+        .request(NodeMethods.leave, {}, { timeoutMs: 2000 })
+        .catch((e: unknown) => this.log.debug({ err: String(e) }, "leave failed; the hub will time us out"));
     this.abort.abort("agent stopped");
     for (const p of this.o.plugins ?? []) await p.close?.();
     clearInterval(this.heartbeatTimer);

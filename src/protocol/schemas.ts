@@ -120,6 +120,19 @@ export const NodeSchema = Type.Object(
     onlineUntil: Nullable(Millis("Last heartbeat + 2 × interval; null before the first heartbeat")),
     createdAt: Millis(),
     approved: Type.Boolean({ description: "false while the node waits for an admin's approval" }),
+    agent: Nullable(
+      Type.Object(
+        {
+          name: Type.String({ description: "The node implementation its last hello named (fleetlink-ts…)" }),
+          version: Type.String({ description: "That implementation's version" }),
+          protocol: Type.Integer({ description: "The node protocol version it spoke" }),
+        },
+        {
+          title: "NodeAgent",
+          description: "The software the node's last hello named; null if it named none",
+        },
+      ),
+    ),
   },
   {
     title: "Node",
@@ -132,6 +145,7 @@ export const NodeSchema = Type.Object(
         onlineUntil: 1_764_662_410_000,
         createdAt: 1_764_662_400_000,
         approved: true,
+        agent: { name: "fleetlink-ts", version: "0.1.0", protocol: 1 },
       },
     ],
   },

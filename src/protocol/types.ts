@@ -39,6 +39,15 @@ export interface NodeRecord {
   createdAt: number;
   /** False while the node waits for an admin to approve it (the hub lets no stream of it in). */
   approved: boolean;
+  /** The software its last hello named, and the protocol version it spoke; null if it never named one. */
+  agent: AgentInfo | null;
+}
+
+/** A node's software, as its hello named it (`agent`), with the protocol version of that hello. */
+export interface AgentInfo {
+  name: string;
+  version: string;
+  protocol: number;
 }
 
 export const InstructionState = { pending: "pending", leased: "leased", done: "done" } as const;

@@ -147,6 +147,11 @@ export const checkOpenSession = (input: OpenSessionInput): void => {
     if (!Array.isArray(input.keep)) throw invalid("keep", "must be an array");
     checkIds("keep", input.keep);
   }
+  if (input.agent !== undefined) {
+    checkName("agent.name", input.agent.name);
+    checkName("agent.version", input.agent.version);
+  }
+  if (input.protocol !== undefined) checkPositiveInt("protocol", input.protocol);
 };
 
 /** Most heartbeats one `renewSessions` call records. */

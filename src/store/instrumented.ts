@@ -237,6 +237,9 @@ export const STORE_HOOKS: Record<string, StoreHook> = {
   claimReplies: (o, replies: Reply[]) => o.repliesClaimed(replies),
   releaseInstructions: (o, _n: number, [input]: [ReleaseInput]) => o.released(input),
   openSession: (o, _r: unknown, [input]: [OpenSessionInput]) => o.sessionOpened(input),
+  leaveSession: (o, r: { released: number }, [input]: [{ nodeId: string }]) => {
+    if (r.released > 0) o.released({ nodeId: input.nodeId });
+  },
   extendLeases: (o, ids: string[], [input]: [ExtendLeasesInput]) => o.extended(ids, input),
   sweep: (o, made: number, _a, seconds) => {
     o.m.sweepSeconds.observe(seconds);

@@ -28,6 +28,10 @@ export const toNode = (r: Row): NodeRecord => ({
   credentialHash: (r.credential_hash as string | null) ?? null,
   createdAt: num(r.created_at),
   approved: num(r.approved) === 1,
+  agent:
+    r.agent_name == null
+      ? null
+      : { name: r.agent_name as string, version: r.agent_version as string, protocol: num(r.protocol ?? 1) },
 });
 
 export const toEnrollToken = (r: Row): EnrollTokenRecord => ({

@@ -18,6 +18,7 @@ import {
   extendLeases,
   getSessions,
   heartbeat,
+  leaveSession,
   openSession,
   releaseInstructions,
   renewSessions,
@@ -29,6 +30,8 @@ import type {
   CleanupResult,
   EnrollTokenRecord,
   ExtendLeasesInput,
+  LeaveSessionInput,
+  LeaveSessionResult,
   ListRunsOptions,
   NewEnrollToken,
   NewInstruction,
@@ -171,6 +174,9 @@ export abstract class SqlStore implements Store {
   }
   openSession(input: OpenSessionInput): Promise<OpenSessionResult> {
     return openSession(this.ops, input);
+  }
+  leaveSession(input: LeaveSessionInput): Promise<LeaveSessionResult> {
+    return leaveSession(this.ops, input);
   }
   renewSessions(items: readonly SessionRenewal[]): Promise<Map<string, number>> {
     return renewSessions(this.ops, items);

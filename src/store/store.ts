@@ -5,6 +5,8 @@ import type {
   CleanupResult,
   EnrollTokenRecord,
   ExtendLeasesInput,
+  LeaveSessionInput,
+  LeaveSessionResult,
   ListRunsOptions,
   NewEnrollToken,
   NewInstruction,
@@ -77,6 +79,14 @@ export interface Store {
    * session changed and claims nothing. Never revives an unregistered node (NODE_UNREGISTERED).
    */
   openSession(input: OpenSessionInput): Promise<OpenSessionResult>;
+  /**
+   * A node leaves gracefully, in one transaction: if `sessionId` is still its current session, the node is
+   * marked offline now (its online window ends now, so the sweep ends its instructions NODE_UNAVAILABLE at
+   * once instead of after two heartbeat intervals), the session is cleared (a late heartbeat of it writes
+   * nothing) and every lease of the node is given back. Otherwise nothing changes (`left: false`). A later
+   * `openSession` brings the node online again. NODE_NOT_FOUND for an unknown node.
+   */
+  leaveSession(input: LeaveSessionInput): Promise<LeaveSessionResult>;
   /**
    * Records heartbeats of many nodes in one transaction (a replica batches what its streams received): each
    * node whose session is still the given one and that is not unregistered is marked online until the

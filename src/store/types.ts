@@ -132,6 +132,16 @@ export interface OpenSessionInput {
   heartbeatIntervalMs?: number;
   /** Instructions the node says it is still working on: their leases move to the new session. */
   keep?: readonly string[];
+  /** The node's software, as its hello named it: recorded on the node. (Default: none, recorded as null) */
+  agent?: { name: string; version: string };
+  /** The protocol version the node speaks, recorded on the node. (Default: 1) */
+  protocol?: number;
+}
+
+export interface LeaveSessionInput {
+  nodeId: string;
+  /** The leaving session: nothing happens unless it is still the node's current one. */
+  sessionId: string;
 }
 
 /** A heartbeat a replica received on a node's stream and records later, batched with others (`renewSessions`). */
@@ -151,6 +161,13 @@ export interface PushCall {
 }
 
 export type PushResult = { ok: true; instructions: Instruction[] } | { ok: false; error: unknown };
+
+export interface LeaveSessionResult {
+  /** Whether the session was the node's current one (and the node is now offline). */
+  left: boolean;
+  /** Leases of the node given back. */
+  released: number;
+}
 
 export interface OpenSessionResult {
   node: NodeRecord;

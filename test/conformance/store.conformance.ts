@@ -6,6 +6,7 @@ import { type ManualClock, manualClock, rejectsWith } from "../helpers/expect.ts
 import { cleanupConformance } from "./cleanup.conformance.ts";
 import { enrollConformance } from "./enroll.conformance.ts";
 import type { StoreFactory } from "./factory.ts";
+import { leaveConformance } from "./leave.conformance.ts";
 import { limitsConformance } from "./limits.conformance.ts";
 import { listingConformance } from "./listing.conformance.ts";
 import { replyIdConformance } from "./reply-ids.conformance.ts";
@@ -865,6 +866,7 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     limitsConformance(factory);
     enrollConformance(factory);
     sessionConformance(factory);
+    leaveConformance(factory);
     cleanupConformance(factory);
     listingConformance(factory);
   });

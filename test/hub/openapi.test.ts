@@ -128,6 +128,7 @@ describe("openapi", () => {
       "heartbeat",
       "hello",
       "instruction",
+      "leave",
       "progress",
       "reply",
     ]);

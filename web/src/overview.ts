@@ -56,7 +56,7 @@ const NodeRow = ({ n, now }: { n: NodeView; now: number }) => {
     <td>${ago(n.lastHeartbeat, now)}</td>
     <td>${ago(n.onlineUntil, now)}</td>
     <td>${n.inflight ?? "—"}</td>
-    <td>${n.version ?? "—"}</td>
+    <td title=${n.protocol === null ? "" : `node protocol ${n.protocol}`}>${n.version ?? "—"}</td>
     <td>${n.status === "pending" ? html`<button onClick=${approve}>Approve</button>` : ""}${err ? html` <span class="error">${err}</span>` : ""}</td>
   </tr>`;
 };

@@ -45,8 +45,10 @@ export interface NodeView {
   replica: string | null;
   /** Its instructions in flight, when its replica reports them per node; else null. */
   inflight: number | null;
-  /** The agent's version: not reported by agents yet, so null. */
+  /** The node's software as its last hello named it (`fleetlink-ts/0.1.0`); null if it named none. */
   version: string | null;
+  /** The node protocol version of that hello; null if it named no software. */
+  protocol: number | null;
 }
 
 export type CallNodeState = "pending" | "leased" | "ok" | "error";
@@ -218,7 +220,8 @@ export class SnapshotBuilder {
       createdAt: n.createdAt,
       replica: where.get(n.id) ?? null,
       inflight: where.get(n.id) === this.o.replica && local ? (local.get(n.id) ?? 0) : null,
-      version: null,
+      version: n.agent ? `${n.agent.name}/${n.agent.version}` : null,
+      protocol: n.agent?.protocol ?? null,
     }));
   }
 

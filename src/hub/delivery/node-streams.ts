@@ -3,11 +3,13 @@ import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import { isId } from "../../protocol/ids.ts";
 import { checkStreamRequest } from "../../protocol/stream-schemas.ts";
 import type { Instruction, NodeRecord, Reply } from "../../protocol/types.ts";
+import { HUB_FEATURES, IMPLICIT_PROTOCOL, SUPPORTED_PROTOCOLS } from "../../protocol/version.ts";
 import { NodeMethods } from "../../protocol/wire.ts";
 import type { NewInstruction, Store } from "../../store/store.ts";
 import { Channel, type Logger } from "../../stream/channel.ts";
 import { PeerTable } from "../../stream/peers.ts";
 import type { Transport } from "../../stream/transport.ts";
+import { packageVersion } from "../../util/package-version.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { Renewals } from "./renewals.ts";
 import { ReplyIntake } from "./reply-intake.ts";
@@ -29,6 +31,8 @@ export interface NodeStreamsOptions {
   holdsRun?: (runId: string) => boolean;
   /** Time a new stream has to say hello before it is closed, in ms. (Default: 10000) */
   helloTimeoutMs?: number;
+  /** Node protocol versions a hello may name; others are refused. (Default: SUPPORTED_PROTOCOLS) */
+  protocols?: readonly number[];
 }
 
 /**
@@ -43,6 +47,8 @@ export class NodeStreams {
    * at most two streams here (its current one and one coming up), however often it dials.
    */
   private readonly arriving = new Map<string, Session>();
+  /** Streams whose node left: closing, and never live again. */
+  private readonly left = new WeakSet<Session>();
   private lastFence = 0;
   private fenceTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly dispatcher: Dispatcher;
@@ -178,13 +184,28 @@ export class NodeStreams {
       }
       case NodeMethods.reply:
         return this.replies.take(s, b);
+      case NodeMethods.leave:
+        return this.leave(s);
       default:
         throw invalid("m", `unknown method ${method}`);
     }
   }
 
   private async hello(s: Session, b: Record<string, unknown>): Promise<unknown> {
-    if (s.ready) throw invalid("m", "hello was already said on this stream");
+    if (s.ready || this.left.has(s)) throw invalid("m", "hello was already said on this stream");
+    const protocol = typeof b.protocol === "number" ? b.protocol : IMPLICIT_PROTOCOL;
+    const protocols = this.o.protocols ?? SUPPORTED_PROTOCOLS;
+    if (!protocols.includes(protocol)) {
+      // Refused before the store is touched: the node's record and any session it has elsewhere stay as they
+      // are. The close waits for the error frame, which Channel writes once this rejection reaches it.
+      setImmediate(() => s.channel.close(CloseCode.unsupportedProtocol, `protocol ${protocol} unsupported`));
+      throw new FleetlinkError(
+        "UNSUPPORTED_PROTOCOL",
+        `node speaks protocol ${protocol}; this hub speaks ${protocols.join(", ")}`,
+        { field: "protocol" },
+      );
+    }
+    const agent = b.agent as { name: string; version: string } | undefined;
     const working = Array.isArray(b.inflight) ? b.inflight.slice(0, this.o.maxInflight * 4).filter(isId) : [];
     // One transaction makes this stream the node's session (fencing out any other, on any replica), keeps
     // the leases the node says it still works on and gives back the rest (lost in flight): claimable now
@@ -194,6 +215,8 @@ export class NodeStreams {
       sessionId: s.channel.id,
       heartbeatIntervalMs: heartbeatInterval(b.heartbeatIntervalMs),
       keep: working,
+      agent,
+      protocol,
     });
     if (!s.channel.isOpen) throw new FleetlinkError("STREAM_CLOSED", "stream closed during hello");
     if (this.arriving.get(s.node.id) === s) this.arriving.delete(s.node.id);
@@ -213,7 +236,33 @@ export class NodeStreams {
       maxInflight: this.o.maxInflight,
       maxPayloadBytes: this.o.store.options.maxPayloadBytes,
       leaseMs: this.o.store.options.leaseMs,
+      protocol,
+      protocols: [...protocols],
+      features: [...HUB_FEATURES],
+      hub: { version: packageVersion() },
     };
+  }
+
+  /**
+   * A graceful leave: the node goes offline now (its calls end NODE_UNAVAILABLE at the next sweep, not after
+   * its heartbeat window) and its leases go back, in one store operation that does nothing if this stream
+   * was superseded meanwhile. The stream is closed (1000) once the answer is written.
+   */
+  private async leave(s: Session): Promise<unknown> {
+    if (!s.ready) throw invalid("m", "say hello first");
+    // Not ready: nothing more is dispatched to it, its heartbeats are refused, fencing skips it.
+    s.ready = false;
+    this.left.add(s);
+    try {
+      await this.o.store.leaveSession({ nodeId: s.node.id, sessionId: s.channel.id });
+    } catch (e) {
+      s.ready = true;
+      this.left.delete(s);
+      throw e;
+    }
+    s.inflight.clear();
+    setImmediate(() => s.channel.close(CloseCode.normal, "node left"));
+    return { left: true };
   }
 
   private async onClose(s: Session): Promise<void> {

@@ -126,4 +126,13 @@ CREATE TABLE enroll_tokens (
     // index costs little; the sweep read all nodes 4 times a second without it (10 ms at 10,000 nodes).
     sql: "CREATE INDEX nodes_presence ON nodes (status, online_until);",
   },
+  {
+    version: 8,
+    name: "agents: the node software and protocol version its last hello named",
+    sql: `
+ALTER TABLE nodes ADD COLUMN agent_name TEXT;
+ALTER TABLE nodes ADD COLUMN agent_version TEXT;
+ALTER TABLE nodes ADD COLUMN protocol INTEGER;
+`,
+  },
 ];

@@ -13,6 +13,8 @@ import {
   checkRelease,
   checkRenewals,
   type ExtendLeasesInput,
+  type LeaveSessionInput,
+  type LeaveSessionResult,
   type OpenSessionInput,
   type OpenSessionResult,
   type ReleaseInput,
@@ -59,9 +61,18 @@ export const openSession = async (db: Db, input: OpenSessionInput): Promise<Open
     const [r] = await c.q(
       `UPDATE nodes SET status = 'online', session_id = $1,
          heartbeat_interval_ms = COALESCE($2, heartbeat_interval_ms),
-         online_until = ${onlineWindow("$3", "COALESCE($2, heartbeat_interval_ms)")}
+         online_until = ${onlineWindow("$3", "COALESCE($2, heartbeat_interval_ms)")},
+         agent_name = $5, agent_version = $6, protocol = $7
        WHERE id = $4 AND ${notUnregistered()} RETURNING *`,
-      [input.sessionId, input.heartbeatIntervalMs ?? null, now, input.nodeId],
+      [
+        input.sessionId,
+        input.heartbeatIntervalMs ?? null,
+        now,
+        input.nodeId,
+        input.agent?.name ?? null,
+        input.agent?.version ?? null,
+        input.protocol ?? 1,
+      ],
     );
     if (!r) {
       await nodeRow(c, input.nodeId);
@@ -80,6 +91,31 @@ export const openSession = async (db: Db, input: OpenSessionInput): Promise<Open
     return { node: toNode(r), released: released.length };
   });
   if (out.released) db.changed();
+  return out;
+};
+
+export const leaveSession = async (db: Db, input: LeaveSessionInput): Promise<LeaveSessionResult> => {
+  checkId("nodeId", input.nodeId);
+  checkName("sessionId", input.sessionId);
+  const out = await db.tx(async (c) => {
+    // The session guard is in the UPDATE: a leave racing a newer session's opening (the node restarted
+    // elsewhere) changes nothing, and clearing session_id makes a late batched heartbeat of the leaving
+    // session write nothing (renewSessions matches on it), so nothing revives the node but a new hello.
+    const [r] = await c.q(
+      `UPDATE nodes SET status = 'offline', online_until = $1, session_id = NULL
+       WHERE id = $2 AND session_id = $3 AND ${notUnregistered()} RETURNING id`,
+      [c.now, input.nodeId, input.sessionId],
+    );
+    if (!r) {
+      await nodeRow(c, input.nodeId);
+      return { left: false, released: 0 };
+    }
+    const released = await c.q(`UPDATE instructions SET ${RELEASE} WHERE ${leasedTo("$1")} RETURNING id`, [
+      input.nodeId,
+    ]);
+    return { left: true, released: released.length };
+  });
+  if (out.left) db.changed();
   return out;
 };
 
