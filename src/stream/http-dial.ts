@@ -1,3 +1,5 @@
+import http from "node:http";
+import https from "node:https";
 import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, FleetlinkError } from "../protocol/errors.ts";
 import type { Frame, WireError } from "../protocol/frames.ts";
@@ -22,14 +24,69 @@ interface Posted {
   body: Record<string, unknown> | undefined;
 }
 
-const readJson = async (res: Response): Promise<Record<string, unknown> | undefined> => {
-  try {
-    const v = JSON.parse(await res.text());
-    return typeof v === "object" && v !== null && !Array.isArray(v) ? v : undefined;
-  } catch {
-    return undefined;
-  }
-};
+/** Largest answer read, in bytes: a poll answer carries at most maxInflight instructions. */
+const MAX_ANSWER_BYTES = 256 * 1024 * 1024;
+
+/** Keep-alive connections of one connector, shared by its sessions (idle ones do not hold the process open). */
+interface Agents {
+  http: http.Agent;
+  https: https.Agent;
+}
+
+/**
+ * POSTs JSON and reads the JSON answer. node:http rather than fetch: half the time per request (0.26 ms
+ * against 0.5 ms p50 on a loopback round trip with Fastify, measured here), and an HTTP node makes two
+ * requests per instruction.
+ */
+const post = (
+  agents: Agents,
+  url: string,
+  headers: Record<string, string>,
+  body: string,
+  signal: AbortSignal,
+): Promise<Posted> =>
+  new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const tls = u.protocol === "https:";
+    const req = (tls ? https : http).request(
+      u,
+      {
+        method: "POST",
+        headers: {
+          ...headers,
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(body),
+        },
+        agent: tls ? agents.https : agents.http,
+        signal,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on("data", (d: Buffer) => {
+          size += d.length;
+          if (size > MAX_ANSWER_BYTES) res.destroy(new Error(`answer larger than ${MAX_ANSWER_BYTES} bytes`));
+          else chunks.push(d);
+        });
+        res.on("error", reject);
+        res.on("end", () => {
+          let v: unknown;
+          try {
+            v = JSON.parse(Buffer.concat(chunks).toString());
+          } catch {
+            v = undefined;
+          }
+          const json =
+            typeof v === "object" && v !== null && !Array.isArray(v)
+              ? (v as Record<string, unknown>)
+              : undefined;
+          resolve({ status: res.statusCode ?? 0, body: json });
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 
 /** The hub's error body as a wire error the channel accepts, whatever the body was. */
 const wireError = (p: Posted): WireError => {
@@ -46,29 +103,33 @@ const wireError = (p: Posted): WireError => {
  * as they use a WebSocket; rejects with DialRefused when the hub refuses the node (as the upgrade does), or
  * with STREAM_CLOSED when it does not answer.
  */
-export const httpConnector =
-  (o: HttpConnectorOptions): Connector =>
-  async (hub) => {
+export const httpConnector = (o: HttpConnectorOptions): Connector => {
+  const options = { keepAlive: true, noDelay: true };
+  const agents: Agents = { http: new http.Agent(options), https: new https.Agent(options) };
+  return async (hub) => {
     const base = `${hub.replace(/\/$/, "")}${NODE_HTTP_PREFIX}`;
     const timeoutMs = o.timeoutMs ?? 30_000;
-    let res: Response;
+    const headers = o.headers();
+    let p: Posted;
     try {
-      res = await fetch(`${base}/open`, {
-        method: "POST",
-        headers: { ...o.headers(), "content-type": "application/json" },
-        body: "{}",
-        signal: AbortSignal.timeout(timeoutMs),
-      });
+      p = await post(agents, `${base}/open`, headers, "{}", AbortSignal.timeout(timeoutMs));
     } catch (e) {
       throw new FleetlinkError("STREAM_CLOSED", describeError(e), { cause: e });
     }
-    const body = await readJson(res);
-    if (!res.ok || typeof body?.session !== "string") {
-      const e = wireError({ status: res.status, body });
-      throw new DialRefused(res.status, body?.error ? e.code : "", truncate(e.message, 200));
+    if (p.status !== 200 || typeof p.body?.session !== "string") {
+      const e = wireError(p);
+      throw new DialRefused(p.status, p.body?.error ? e.code : "", truncate(e.message, 200));
     }
-    return new HttpTransport(base, body.session, o.headers(), o.waitMs ?? DEFAULT_POLL_WAIT_MS, timeoutMs);
+    return new HttpTransport({
+      agents,
+      base,
+      session: p.body.session,
+      headers,
+      waitMs: o.waitMs ?? DEFAULT_POLL_WAIT_MS,
+      timeoutMs,
+    });
   };
+};
 
 /**
  * One HTTP node session as a Transport. A request frame the channel sends becomes `POST /v1/node/<m>` and its
@@ -87,24 +148,27 @@ class HttpTransport implements Transport {
   /** The newest poll's number: only its answer starts the next poll (a superseded one's does not). */
   private polls = 0;
   private polling = false;
+  private readonly agents: Agents;
   private readonly base: string;
   private readonly session: string;
   private readonly headers: Record<string, string>;
   private readonly waitMs: number;
   private readonly timeoutMs: number;
 
-  constructor(
-    base: string,
-    session: string,
-    headers: Record<string, string>,
-    waitMs: number,
-    timeoutMs: number,
-  ) {
-    this.base = base;
-    this.session = session;
-    this.headers = { ...headers, "content-type": "application/json" };
-    this.waitMs = waitMs;
-    this.timeoutMs = timeoutMs;
+  constructor(o: {
+    agents: Agents;
+    base: string;
+    session: string;
+    headers: Record<string, string>;
+    waitMs: number;
+    timeoutMs: number;
+  }) {
+    this.agents = o.agents;
+    this.base = o.base;
+    this.session = o.session;
+    this.headers = o.headers;
+    this.waitMs = o.waitMs;
+    this.timeoutMs = o.timeoutMs;
   }
 
   get isOpen(): boolean {
@@ -124,15 +188,13 @@ class HttpTransport implements Transport {
     this.end(code, reason);
     // Best effort: the hub gives the session's leases back now rather than when it notices the silence.
     if (code !== CloseCode.abnormal)
-      fetch(`${this.base}/close`, {
-        method: "POST",
-        headers: this.headers,
-        body: JSON.stringify({ session: this.session }),
-        signal: AbortSignal.timeout(2000),
-      }).then(
-        (r) => r.body?.cancel(),
-        () => {},
-      );
+      post(
+        this.agents,
+        `${this.base}/close`,
+        this.headers,
+        JSON.stringify({ session: this.session }),
+        AbortSignal.timeout(2000),
+      ).catch(() => {});
   }
 
   terminate(): void {
@@ -197,25 +259,25 @@ class HttpTransport implements Transport {
   /** Posts one request; null when the session is over (410, network failure, closed meanwhile). */
   private async post(path: string, body: object, timeoutMs: number): Promise<Posted | null> {
     try {
-      const res = await fetch(`${this.base}/${path}`, {
-        method: "POST",
-        headers: this.headers,
-        body: JSON.stringify(body),
-        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]),
-      });
-      const json = await readJson(res);
+      const p = await post(
+        this.agents,
+        `${this.base}/${path}`,
+        this.headers,
+        JSON.stringify(body),
+        AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]),
+      );
       if (!this.open) return null;
       for (const cb of this.alive) cb();
       // 410 is also an instruction's end (INSTRUCTION_ENDED, MESSAGE_EXPIRED): only SESSION_ENDED carries `close`.
-      if (res.status === 410 && json?.close !== undefined) {
-        const c = json?.close as { code?: unknown; reason?: unknown } | undefined;
+      if (p.status === 410 && p.body?.close !== undefined) {
+        const c = p.body.close as { code?: unknown; reason?: unknown } | undefined;
         this.end(
           typeof c?.code === "number" ? c.code : CloseCode.goingAway,
           typeof c?.reason === "string" ? c.reason : "session ended",
         );
         return null;
       }
-      return { status: res.status, body: json };
+      return p;
     } catch (e) {
       this.end(CloseCode.abnormal, describeError(e));
       return null;

@@ -46,6 +46,20 @@ describe("http node", () => {
     return { ...f, run, push, instruction };
   };
 
+  test("http node - the API is in the OpenAPI document, with the node credential and its error codes", async () => {
+    const f = await fleetOf();
+    const doc = (await (await fetch(`${f.url}/openapi.json`)).json()) as {
+      paths: Record<string, { post?: { security: unknown[]; "x-error-codes": string[] } }>;
+    };
+    for (const m of ["open", "poll", "close", "hello", "heartbeat", "progress", "reply", "leave"]) {
+      const op = doc.paths[`/v1/node/${m}`]?.post;
+      expect(op?.security, m).toEqual([{ nodeCredential: [] }]);
+      if (m !== "open") expect(op!["x-error-codes"], m).toContain("FLEETLINK_E_SESSION_ENDED");
+    }
+    expect(doc.paths["/v1/node/poll"]!.post!["x-error-codes"]).toContain("FLEETLINK_E_RATE_LIMITED");
+    expect(doc.paths["/v1/node/reply"]!.post!["x-error-codes"]).toContain("FLEETLINK_E_NOT_ADDRESSEE");
+  });
+
   test("http node - an echo call round trips through a real hub to an agent on transport http", async () => {
     const f = await fleetOf();
     const a = await f.node("h1", { echo: (p) => p }, { transport: "http" });
@@ -194,6 +208,64 @@ describe("http node", () => {
     expect((await newer).status).toBe(200);
     // The slot is free again.
     expect((await b.poll([], 10)).status).toBe(200);
+  });
+
+  test("http node - leave: answered left, the node is offline at once and its session ends (410, close 1000)", async () => {
+    const f = await fleetOf();
+    const n = await enrollNode(f.url, ENROLL_TOKEN, "leaver");
+    const s = await openSession(f.url, n.auth, { heartbeatIntervalMs: 5000 });
+    expect(s.hello).toMatchObject({ protocol: 1, features: expect.arrayContaining(["http", "leave"]) });
+    expect((await s.call("leave")).body).toEqual({ left: true });
+    expect(await f.store.getNode(n.id)).toMatchObject({ status: "offline" });
+    await expect.poll(async () => (await s.poll([], 0)).body.close?.code).toBe(CloseCode.normal);
+  });
+
+  test("http node - an agent on HTTP that stops mid-call says leave: the call ends NODE_UNAVAILABLE within about a second", async () => {
+    const f = await fleetOf();
+    let started!: () => void;
+    const running = new Promise<void>((r) => {
+      started = r;
+    });
+    const agent = await f.node(
+      "http-stopper",
+      {
+        hang: () => {
+          started();
+          return new Promise(() => {});
+        },
+      },
+      { heartbeatIntervalMs: 5000, transport: "http" },
+    );
+    const fleet = await f.fleet();
+    const run = await fleet.createRun();
+    const call = run
+      .configuration([agent.nodeId!])
+      .call("hang", null, { quorum: "all", timeoutMs: 20_000 })
+      .catch((e: unknown) => e);
+    await running;
+    const t0 = Date.now();
+    await agent.stop({ timeoutMs: 100 });
+    const err = await call;
+    expect(err).toBeInstanceOf(IncompleteCallError);
+    expect((err as IncompleteCallError).errors.get(agent.nodeId!)?.code).toBe("FLEETLINK_E_NODE_UNAVAILABLE");
+    expect(Date.now() - t0).toBeLessThan(1500);
+    expect(await f.store.getNode(agent.nodeId!)).toMatchObject({ status: "offline" });
+  });
+
+  test("http node - a hub that refuses the agent's protocol stops an agent on HTTP (UNSUPPORTED_PROTOCOL), no redial", async () => {
+    const f = await fleetOf({ protocols: [2] });
+    const failed = f.node("refused-http", { echo: (p) => p }, { transport: "http" });
+    await expect(failed).rejects.toMatchObject({ code: "FLEETLINK_E_UNSUPPORTED_PROTOCOL" });
+    // Long enough for several reconnect attempts: the session was opened once.
+    await sleep(1500);
+    const metrics = await (
+      await fetch(`${f.url}/metrics`, { headers: { authorization: admin.authorization } })
+    ).text();
+    const opens = metrics
+      .split("\n")
+      .filter((l) => l.startsWith("fleetlink_http_requests_total") && l.includes('route="/v1/node/open"'))
+      .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
+    expect(opens).toBe(1);
   });
 
   test("http node - a handle this replica does not know gets 410 close 1001; after a hub restart the agent comes back by itself", async () => {
