@@ -159,18 +159,22 @@ class Executor:
             return self._cond.wait_for(lambda: not self._running, timeout)
 
     def accept(self, ins):
-        """An instruction arrived (perhaps again)."""
+        """An instruction arrived (perhaps again). False if it was not taken (the node is stopping): the node
+        must then not acknowledge it, so the hub gives it to another attempt."""
         iid = ins["id"]
         done = self._outbox.done(iid)
         if done is not None:
             self._outbox.queue(done)
-            return
+            return True
         with self._cond:
-            if iid in self._running or self._outbox.has(iid) or not self.accepting:
-                return
+            if iid in self._running or self._outbox.has(iid):
+                return True
+            if not self.accepting:
+                return False
             t = threading.Thread(target=self._run, args=(ins,), name=f"fleetlink-run-{iid[:8]}", daemon=True)
             self._running[iid] = t
         t.start()
+        return True
 
     def _run(self, ins):
         try:

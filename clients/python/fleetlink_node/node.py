@@ -133,9 +133,9 @@ class Node:
             self._closing.set()
             sess = self._link.current
             if sess is not None:
-                for method in ("leave", "close"):
+                for method in ("leave", "close") if "leave" in sess.features else ("close",):
                     try:
-                        self._client.post(sess.hub, f"/v1/node/{method}", {"session": sess.id}, self._auth(), 5.0)
+                        self._client.post(sess.hub, f"/v1/node/{method}", {"session": sess.id}, self._auth(), 2.0)
                     except (HubError, Unreachable) as e:
                         if not (method == "close" and isinstance(e, HubError) and e.status == 410):
                             log.info("%s on stop: %s", method, e)  # after leave the session is already over
@@ -264,6 +264,8 @@ class Node:
                     return sess.loss
                 if e.code in REFUSED_FOR_GOOD or e.code == "FLEETLINK_E_NODE_PENDING":
                     return Loss(Close.REVOKED, f"{e.code}: {e.message}")  # open again: its refusal says more
+                if e.code == "FLEETLINK_E_STREAM_CLOSED":
+                    return Loss(Close.GOING_AWAY, f"{e.code}: {e.message}")  # the session is closing here
                 log.warning("poll refused: %s", e)
                 if e.status == 400:
                     acks = []  # what was refused is not worth sending again
@@ -271,10 +273,14 @@ class Node:
                 continue
             busy.reset()
             acks = []
+            refused = False
             for ins in got.get("instructions") or ():
-                if ins.get("id") not in acks:
+                if not self._executor.accept(ins):
+                    refused = True  # stopping: not acknowledged, so it comes back in every answer
+                elif ins["id"] not in acks:
                     acks.append(ins["id"])
-                self._executor.accept(ins)
+            if refused:
+                self._pause(0.25)  # still a sign of life well inside the hub's window, without spinning
 
     # -- duties beside the poll -------------------------------------------------------------------------------
 
@@ -282,7 +288,7 @@ class Node:
         every = self.heartbeat_ms / 1000
         # Only silence means the hub is gone (a blackhole closes nothing): then move on, well inside the node's
         # online window of 2 × interval. An error answer comes from a live hub: keep the session.
-        timeout = max(1.0, every / 2)
+        timeout = max(2.0, every / 2)
         while not self._closing.wait(every):
             sess = self._link.current
             if sess is None:

@@ -214,6 +214,24 @@ class NodeTest(unittest.TestCase):
         self.assertEqual([p.get("acks") for p in self.hub.sent("poll")].count([ins]), 4)
         self.assertEqual(len(self.hub.sent("open")), 1)  # the session was kept
 
+    def test_while_stopping_a_new_instruction_is_neither_run_nor_acknowledged(self):
+        n = self.node()
+        n.start(timeout=10)
+        slow = self.hub.push("slow")
+        self.hub.wait_for(lambda: slow in self.hub.acks)
+        stopper = threading.Thread(target=n.stop)
+        stopper.start()
+        time.sleep(0.2)
+        late = self.hub.push("echo", "too late")
+        self.hub.wait_for(lambda: len(self.hub.sent("poll")) >= 5)  # it came in several answers meanwhile
+        self.gate.set()
+        stopper.join(10)
+        self.assertNotIn(late, self.runs)
+        self.assertNotIn(late, self.hub.acks)
+        self.assertEqual(self.hub.replies_to(late), [])
+        self.assertEqual(self.hub.replies_to(slow)[0]["payload"], "done")
+        self.assertEqual(len(self.hub.sent("leave")), 1)
+
     def test_an_identity_the_hub_does_not_know_stops_the_node_and_says_so(self):
         with open(os.path.join(self.dir, "identity.json"), "w") as f:
             f.write('{"nodeId": "0193a000-0000-7000-8000-00000000dead", "credential": "x"}')
