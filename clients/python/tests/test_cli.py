@@ -82,6 +82,17 @@ class CliTest(unittest.TestCase):
         self.assertGreater(time.monotonic() - t0, 0.3)
         self.assertEqual(self.hub.replies_to(ins)[0]["payload"], {"slept": 800})
 
+    def test_handlers_come_from_a_file_or_module_its_handlers_dict_else_its_own_public_functions(self):
+        sys.path.insert(0, PKG)
+        from fleetlink_node.cli import load_handlers
+
+        path = os.path.join(self.work, "mine.py")
+        with open(path, "w") as f:
+            f.write("from os.path import join\ndef square(x, ctx):\n    return x * x\n"
+                    "async def later(x, ctx):\n    return x\ndef _helper():\n    pass\n")
+        self.assertEqual(sorted(load_handlers(path)), ["later", "square"])  # not join (imported), not _helper
+        self.assertEqual(sorted(load_handlers("fleetlink_node.conformance")), ["echo", "fail", "sleep"])
+
     def test_a_missing_hub_is_a_usage_error(self):
         p = self.start("--handlers", "fleetlink_node.conformance", env={"FLEETLINK_HUB": ""})
         self.assertEqual(p.wait(10), 2)
