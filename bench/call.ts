@@ -1,5 +1,7 @@
 // bench:call: quorum-call latency (p50/p99) for 3, 5 and 25 nodes, quorum majority and all, through one hub on
-// SQLite and on PostgreSQL; and pipelined calls per second (PIPELINE calls in flight, quorum all, 3 nodes).
+// SQLite and on PostgreSQL; and pipelined calls per second (PIPELINE calls in flight, quorum all, 3 nodes; and
+// one node per call, round robin over 50 nodes). Each for nodes on the WebSocket stream and on the HTTP node API
+// (long polls), in the same run.
 // The hub is its own OS process (`fleetlink serve`), the nodes are NodeAgents in one worker process, the
 // coordinator (a Fleet) is this process. Baseline in the same run: a raw `ws` round trip relayed through a
 // middle process (coordinator → relay → node → relay → coordinator: the hub's path minus the store and the
@@ -32,6 +34,9 @@ const DURATION_MS = Number(process.env.BENCH_CALL_DURATION_MS ?? 3000);
 const WARMUP_CALLS = 30;
 const MAX_CALLS = 20_000;
 const NODE_COUNTS = [3, 5, 25] as const;
+/** Nodes of the round-robin throughput row. */
+const SPREAD_NODES = 50;
+const TRANSPORTS = ["ws", "http"] as const;
 const QUORUMS = ["majority", "all"] as const;
 const PIPELINE = 32;
 const PAYLOAD = { op: "ping", data: "x".repeat(64) };
@@ -129,12 +134,13 @@ const pipeRow = (system: string, backend: string, nodes: number, quorum: string,
   perSec: Math.round(rate),
 });
 
-const fleetlink = async (backend: Backend, rows: Row[]) => {
-  const store = benchStore(backend, "call");
+const fleetlink = async (backend: Backend, transport: (typeof TRANSPORTS)[number], rows: Row[]) => {
+  const system = transport === "ws" ? "fleetlink" : "fleetlink http";
+  const store = benchStore(backend, `call_${transport}`);
   const hub = await startHub(store.url);
   let fleet: Fleet | undefined;
   let run: RunHandle | undefined;
-  const nodes = await startNodes(hub.url, Math.max(...NODE_COUNTS), { workers: 1 }).catch(async (e) => {
+  const nodes = await startNodes(hub.url, SPREAD_NODES, { workers: 1, transport }).catch(async (e) => {
     await hub.stop();
     await store.cleanup();
     throw e;
@@ -146,16 +152,26 @@ const fleetlink = async (backend: Backend, rows: Row[]) => {
       for (const quorum of QUORUMS) {
         const cfg = run.configuration(nodes.ids.slice(0, n));
         const l = await sequential(() => cfg.call("echo", PAYLOAD, { quorum, timeoutMs: 10_000 }));
-        rows.push({ system: "fleetlink", backend, nodes: n, quorum, calls: l.n, ...ms(l) });
-        console.error(`  ${backend} nodes=${n} quorum=${quorum}: p50 ${l.p50} ms, p99 ${l.p99} ms`);
+        rows.push({ system, backend, nodes: n, quorum, calls: l.n, ...ms(l) });
+        console.error(`  ${system} ${backend} nodes=${n} quorum=${quorum}: p50 ${l.p50} ms, p99 ${l.p99} ms`);
       }
     const cfg = run.configuration(nodes.ids.slice(0, 3));
     const rate = await pipelined(
       () => cfg.call("echo", PAYLOAD, { quorum: "all", timeoutMs: 10_000 }),
       PIPELINE,
     );
-    rows.push(pipeRow("fleetlink", backend, 3, `all ×${PIPELINE}`, rate));
-    console.error(`  ${backend} pipelined ×${PIPELINE}: ${Math.round(rate)} calls/s`);
+    rows.push(pipeRow(system, backend, 3, `all ×${PIPELINE}`, rate));
+    console.error(`  ${system} ${backend} pipelined ×${PIPELINE}: ${Math.round(rate)} calls/s`);
+    const one = nodes.ids.map((id) => run!.configuration([id]));
+    let next = 0;
+    const spread = await pipelined(
+      () => one[next++ % one.length]!.call("echo", PAYLOAD, { quorum: "all", timeoutMs: 10_000 }),
+      PIPELINE,
+    );
+    rows.push(pipeRow(system, backend, SPREAD_NODES, `1 of ${SPREAD_NODES} ×${PIPELINE}`, spread));
+    console.error(
+      `  ${system} ${backend} round robin over ${SPREAD_NODES} ×${PIPELINE}: ${Math.round(spread)} calls/s`,
+    );
   } finally {
     await fleet?.close();
     await nodes.stop();
@@ -171,10 +187,12 @@ const main = async () => {
     `  duration ${DURATION_MS} ms per configuration after ${WARMUP_CALLS} warm-up calls; payload ${JSON.stringify(PAYLOAD).length} B JSON; call timeoutMs 10000`,
   );
   console.log(
-    "  processes: hub = `fleetlink serve` (its own process); nodes = 25 NodeAgents in ONE worker process (echo handler, heartbeat 5000 ms); coordinator = this process (Fleet, one run)",
+    `  processes: hub = \`fleetlink serve\` (its own process); nodes = ${SPREAD_NODES} NodeAgents in ONE worker process (echo handler, heartbeat 5000 ms), on the stream (fleetlink) or the HTTP node API (fleetlink http: long polls, waitMs 20000); coordinator = this process (Fleet, one run)`,
   );
   console.log("  configurations: the first 3 / 5 / 25 nodes, quorum majority and all, calls one at a time");
-  console.log(`  pipelined: ${PIPELINE} calls in flight, quorum all, 3 nodes`);
+  console.log(
+    `  pipelined: ${PIPELINE} calls in flight, quorum all, 3 nodes; and one node per call, round robin over ${SPREAD_NODES}`,
+  );
   console.log(
     "  baseline: raw ws, bench → relay process → echo process → relay → bench (two-hop), bench ↔ relay (one-hop)",
   );
@@ -185,8 +203,11 @@ const main = async () => {
 
   const rows: Row[] = [];
   await rawBaseline(rows);
-  await fleetlink("sqlite", rows);
-  if (await pgReachable()) await fleetlink("postgres", rows);
+  const pg = await pgReachable();
+  for (const transport of TRANSPORTS) {
+    await fleetlink("sqlite", transport, rows);
+    if (pg) await fleetlink("postgres", transport, rows);
+  }
 
   const raw2 = rows.find((r) => r.system === "raw ws" && r.quorum === "two-hop")!;
   const rawPipe = rows.find((r) => r.system === "raw ws" && r.perSec !== undefined)!;
@@ -218,6 +239,24 @@ const main = async () => {
       console.log(
         `  target missed: ${r.backend} ${r.nodes} nodes ${r.quorum}: ${r.vsRawTwoHop}× raw two-hop p50`,
       );
+  // The HTTP node API against the stream, configuration by configuration. Target: p50 ≤ 2× the stream's.
+  console.log("");
+  console.log(
+    "http ÷ stream: p50 and p99 of the HTTP node API over the stream's, same backend and configuration",
+  );
+  for (const h of out.filter((r) => r.system === "fleetlink http")) {
+    const w = out.find(
+      (r) =>
+        r.system === "fleetlink" && r.backend === h.backend && r.nodes === h.nodes && r.quorum === h.quorum,
+    );
+    if (!w) continue;
+    const ratio =
+      h.perSec === undefined
+        ? `p50 ${round(h.p50Ms / w.p50Ms, 2)}×, p99 ${round(h.p99Ms / w.p99Ms, 2)}×`
+        : `throughput ${round(h.perSec / w.perSec!, 2)}×`;
+    const miss = h.perSec === undefined && h.p50Ms > 2 * w.p50Ms ? "  (target missed: p50 > 2×)" : "";
+    console.log(`  ${h.backend} ${h.nodes} nodes ${h.quorum}: ${ratio}${miss}`);
+  }
   console.log("");
   for (const r of out) console.log(JSON.stringify({ bench: "call", ...r }));
   process.exit(0);

@@ -34,6 +34,8 @@ interface StartNodes {
   heartbeatIntervalMs: number;
   /** Agents enrolling and connecting at the same time. */
   concurrency: number;
+  /** How the agents reach the hub (NodeAgentOptions.transport). */
+  transport: "ws" | "http";
 }
 
 const runWorker = () => {
@@ -55,6 +57,7 @@ const runWorker = () => {
                   handlers,
                   enrollToken: ENROLL_TOKEN,
                   heartbeatIntervalMs: s.heartbeatIntervalMs,
+                  transport: s.transport,
                 });
                 await a.start();
                 agents.push(a);
@@ -220,7 +223,13 @@ export interface NodeWorkers {
 export const startNodes = async (
   hub: string,
   count: number,
-  o: { workers?: number; heartbeatIntervalMs?: number; concurrency?: number; prefix?: string } = {},
+  o: {
+    workers?: number;
+    heartbeatIntervalMs?: number;
+    concurrency?: number;
+    prefix?: string;
+    transport?: "ws" | "http";
+  } = {},
 ): Promise<NodeWorkers> => {
   const workers = o.workers ?? 1;
   const per = Array.from(
@@ -241,6 +250,7 @@ export const startNodes = async (
               prefix: `${o.prefix ?? "bench"}-w${w}`,
               heartbeatIntervalMs: o.heartbeatIntervalMs ?? 5000,
               concurrency: o.concurrency ?? 50,
+              transport: o.transport ?? "ws",
             },
           },
           300_000,

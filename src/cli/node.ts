@@ -108,6 +108,15 @@ export const nodeCommand = (): Command =>
       "enroll again as a new node if the hub refuses the identity (e.g. its database was reset)",
     )
     .addOption(
+      new Option(
+        "--transport <ws|http>",
+        "how to reach the hub: the WebSocket stream, or the HTTP node API (long polls)",
+      )
+        .choices(["ws", "http"])
+        .default("ws")
+        .env("FLEETLINK_TRANSPORT"),
+    )
+    .addOption(
       new Option("--heartbeat <ms>", "heartbeat interval, in ms")
         .default(5000)
         .argParser(parseInteger("--heartbeat", 100, 3_600_000)),
@@ -137,6 +146,7 @@ export const nodeCommand = (): Command =>
         identityFile: o.identity ?? `.fleetlink/node-${o.name}.json`,
         reenroll: o.reenroll === true,
         heartbeatIntervalMs: o.heartbeat,
+        transport: o.transport,
         log,
         plugins: o.state
           ? [

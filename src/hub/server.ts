@@ -15,11 +15,13 @@ import { Coalesced } from "../util/coalesce.ts";
 import { registerCheckpointRoutes } from "./checkpoints/routes.ts";
 import { registerDashboard } from "./dashboard/dashboard.ts";
 import { GroupCommit } from "./delivery/group-commit.ts";
+import { HttpSessions } from "./delivery/http-sessions.ts";
 import { NodeStreams } from "./delivery/node-streams.ts";
 import { RunStreams } from "./delivery/run-streams.ts";
-import { acceptStreams, errorBody } from "./delivery/upgrade.ts";
+import { acceptStreams, errorBody, hubLiveness } from "./delivery/upgrade.ts";
 import { requireAdmin } from "./http/access.ts";
 import { createHubMetrics, registerMetricsRoute } from "./http/metrics.ts";
+import { registerNodeRoutes } from "./http/node-routes.ts";
 import { registerOpenApi } from "./http/openapi.ts";
 import { registerRequestLog } from "./http/request-log.ts";
 import { registerRoutes } from "./http/routes.ts";
@@ -60,6 +62,11 @@ export interface HubOptions {
   protocols?: readonly number[];
   /** Dead-peer detection, in ms: a socket silent about this long is pinged, and dropped if still silent half of it later (within 1.5 × in all). (Default: 10000) */
   pingIntervalMs?: number;
+  /**
+   * HTTP node API polls parked at once on this replica, over all sessions, before new ones are refused with 429
+   * (each session parks one at a time, each node has at most two sessions). (Default: 10000)
+   */
+  maxParkedPolls?: number;
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Object storage for fleet checkpoints (file://DIR or s3://BUCKET/PREFIX); enables the checkpoint routes. */
   checkpointStore?: string | ObjectStore;
@@ -165,6 +172,7 @@ export const createHub = (o: HubOptions): Hub => {
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
     helloTimeoutMs: o.helloTimeoutMs,
+    pingIntervalMs: o.pingIntervalMs ?? 10_000,
     protocols: o.protocols,
     log,
   });
@@ -187,6 +195,9 @@ export const createHub = (o: HubOptions): Hub => {
       lease.settle(pushed);
     }
   };
+  // One dead-peer rule for every WebSocket and HTTP node session of this replica.
+  const keepalive = hubLiveness(o.pingIntervalMs);
+  const sessions = new HttpSessions({ nodes, liveness: keepalive, maxParkedPolls: o.maxParkedPolls });
   const runs = new RunStreams(store, log, maxFrame, {
     push,
     withdraw: (runId, ids) => store.withdrawInstructions(runId, ids),
@@ -276,12 +287,15 @@ export const createHub = (o: HubOptions): Hub => {
     : undefined;
   void app.register(async (scope) => {
     registerRoutes(scope, routes);
+    void scope.register(async (nodeApi) =>
+      registerNodeRoutes(nodeApi, { store, sessions, maxFrameBytes: maxFrame }),
+    );
     if (metrics)
       registerMetricsRoute(scope, {
         metrics,
         access,
         metricsToken: o.metricsToken,
-        gauges: { nodes, runs, store },
+        gauges: { nodes, runs, http: sessions, store },
       });
     if (checkpoints) registerCheckpointRoutes(scope, checkpoints, { onRequest: requireAdmin(access) });
     if (o.dashboard !== false)
@@ -297,7 +311,7 @@ export const createHub = (o: HubOptions): Hub => {
     log,
     maxFrameBytes: maxFrame,
     maxBufferedBytes: o.maxBufferedBytes,
-    pingIntervalMs: o.pingIntervalMs,
+    liveness: keepalive,
   });
 
   const sweeper = new Coalesced(
@@ -337,8 +351,10 @@ export const createHub = (o: HubOptions): Hub => {
       for (const t of timers) clearInterval(t);
       sweeper.close();
       nodes.closeAll();
+      sessions.close();
       runs.closeAll();
       streams.close();
+      keepalive.close();
       await app.close();
     },
   };

@@ -4,7 +4,8 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
 import { PROTOCOL_VERSION, TS_AGENT_NAME } from "../protocol/version.ts";
 import { NodeMethods, type WireInstruction } from "../protocol/wire.ts";
 import { type Channel, type Logger, silentLogger } from "../stream/channel.ts";
-import { Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
+import { type Connector, Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
+import { httpConnector } from "../stream/http-dial.ts";
 import { StatusFeed } from "../stream/status-feed.ts";
 import { DialRefused, wsConnector } from "../stream/ws-dial.ts";
 import { Backoff } from "../util/backoff.ts";
@@ -44,6 +45,12 @@ export interface NodeAgentOptions {
   /** Completed instruction ids remembered, so a redelivered instruction is not run twice. (Default: 10000) */
   rememberCompleted?: number;
   log?: Logger;
+  /**
+   * How the agent reaches a hub: `"ws"`, the WebSocket stream (the fast path), or `"http"`, the HTTP node API
+   * (long polls; for networks that let only plain HTTP through). A function is asked at every dial, so a node
+   * may switch transports across reconnects. (Default: "ws")
+   */
+  transport?: "ws" | "http" | (() => "ws" | "http");
   /** Features that run inside the agent and add handlers (e.g. checkpoints); the agent does not import them. */
   plugins?: AgentPlugin[];
 }
@@ -131,13 +138,15 @@ export class NodeAgent {
       log: this.log,
     });
     const hubs = o.hubs.map((h) => h.replace(/\/$/, ""));
+    const headers = () => ({ authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` });
+    const connectors: Record<"ws" | "http", Connector> = {
+      ws: wsConnector({ url: (hub) => `${hub}/v1/nodes/stream`, headers, handshakeTimeoutMs: 5000 }),
+      http: httpConnector({ headers }),
+    };
+    const transport = o.transport ?? "ws";
     this.dialer = new Dialer({
       hubs,
-      connect: wsConnector({
-        url: (hub) => `${hub}/v1/nodes/stream`,
-        headers: () => ({ authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` }),
-        handshakeTimeoutMs: 5000,
-      }),
+      connect: (hub) => connectors[typeof transport === "function" ? transport() : transport](hub),
       liveness: agentLiveness(this.every),
       backoff: Schedules.reconnect,
       channel: { log: this.log, onRequest: (m, b) => this.onRequest(m, b) },

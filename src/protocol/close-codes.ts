@@ -8,9 +8,16 @@ export const CloseCode = {
   normal: 1000,
   /** The hub replica is shutting down: reconnect, to another replica if there is one. */
   goingAway: 1001,
-  /** Never sent: the connection dropped without a close frame (reset, terminated dead peer). Reconnect. */
+  /**
+   * The connection dropped without a close frame (reset, a dead peer terminated); never sent on a stream, but
+   * an HTTP 410 carries it when the session was dropped because the node stopped polling. Reconnect (open again)
+   * and hello with `inflight`.
+   */
   abnormal: 1006,
-  /** The peer broke the protocol (malformed frames, no hello in time): fix the client; reconnecting repeats it. */
+  /**
+   * The peer broke the protocol (malformed frames, no hello in time): a bug in the node. Reconnect with backoff
+   * (the same bug will likely repeat it) and report it.
+   */
   policy: 1008,
   /** A frame larger than the limit: the sender must send less. */
   tooBig: 1009,

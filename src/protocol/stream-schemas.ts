@@ -139,6 +139,11 @@ export const NodeStreamMessages = {
           description: "Optional parts of the protocol this hub supports (progress, leave, http)",
         }),
         hub: Type.Object({ version: Type.String({ description: "The hub's fleetlink version" }) }),
+        pingIntervalMs: Type.Integer({
+          description:
+            "The hub's dead-peer interval, in ms: a stream silent for 1.25 × this, or an HTTP session that has not " +
+            "polled for that long, is dropped and its leases given back",
+        }),
       },
       { title: "HelloAnswer" },
     ),

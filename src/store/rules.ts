@@ -74,6 +74,14 @@ export const undelivered = "ended = 0 AND state = 'pending'";
 /** Instructions leased to node `dst` and not ended (a session's leases are among these). */
 export const leasedTo = (dst: string): string => `dst = ${dst} AND ended = 0 AND state = 'leased'`;
 
+/**
+ * An instruction a node's hello says it still runs: leased to the node, or given back when its last stream or
+ * session ended (delivered before: attempts > 0) and not ended since. Keeping it leases it to the new session
+ * without a new delivery, so a reconnect (or a switch of transport) neither redelivers it nor spends an attempt.
+ */
+export const stillHeldBy = (dst: string, now: string): string =>
+  `dst = ${dst} AND ${answerable(now)} AND (state = 'leased' OR attempts > 0)`;
+
 // ---- nodes ----
 
 /** Not unregistered: unregistering is final, so no write may revive a node (heartbeat, session, approval). */

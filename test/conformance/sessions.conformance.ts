@@ -107,6 +107,24 @@ export const sessionConformance = (factory: StoreFactory): void => {
       expect(again.map((i) => i.id)).toEqual([ids[0], ids[3]]);
     });
 
+    test("session - opening keeps an instruction the last session's end gave back, without a new delivery; never one not yet delivered", async () => {
+      const { store } = t;
+      const { run, node, ins } = await setup(2);
+      const ids = ins.map((i) => i.id);
+      await store.openSession({ nodeId: node.id, sessionId: "s1" });
+      await store.claimInstructions({ sessions: [{ nodeId: node.id, sessionId: "s1" }], limit: 1 });
+      // The old connection closed first (its leases given back), then the node says hello naming it.
+      await store.releaseInstructions({ nodeId: node.id, owner: "s1" });
+      await store.openSession({ nodeId: node.id, sessionId: "s2", keep: ids });
+      expect(await owners(run.id, ids)).toEqual([
+        ["leased", "s2"],
+        // Never delivered (attempts 0): a node cannot be running it, so naming it leases nothing.
+        ["pending", null],
+      ]);
+      const [kept] = await store.getInstructions(run.id, [ids[0]!]);
+      expect(kept).toMatchObject({ attempts: 1 });
+    });
+
     test("session - opening records a heartbeat, with the node's new interval", async () => {
       const { store } = t;
       const n = await store.registerNode({ name: "a", heartbeatIntervalMs: 60_000 });

@@ -75,8 +75,8 @@ describe("versioning", () => {
     expect(f.hub.nodes.connected).toBe(0);
   });
 
-  test("versioning - a hello without protocol is protocol 1 and accepted; the answer names the hub's protocols, features and version", async () => {
-    f = await startFleet();
+  test("versioning - a hello without protocol is protocol 1 and accepted; the answer names the hub's protocols, features, version and ping interval", async () => {
+    f = await startFleet({ pingIntervalMs: 4000 });
     const n = await rawNode(f.url, "old-node");
     const answer = await n.request("h", "hello", { inflight: [] });
     expect(answer.t).toBe("res");
@@ -86,6 +86,7 @@ describe("versioning", () => {
       protocols: [1],
       features: [...HUB_FEATURES],
       hub: { version: VERSION },
+      pingIntervalMs: 4000,
     });
     // Named no software: recorded as none.
     expect(await f.store.getNode(n.nodeId)).toMatchObject({ status: "online", agent: null });

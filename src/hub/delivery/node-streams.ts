@@ -31,6 +31,8 @@ export interface NodeStreamsOptions {
   holdsRun?: (runId: string) => boolean;
   /** Time a new stream has to say hello before it is closed, in ms. (Default: 10000) */
   helloTimeoutMs?: number;
+  /** The dead-peer interval (HubOptions.pingIntervalMs), announced in the hello answer. (Default: 10000) */
+  pingIntervalMs?: number;
   /** Node protocol versions a hello may name; others are refused. (Default: SUPPORTED_PROTOCOLS) */
   protocols?: readonly number[];
 }
@@ -240,6 +242,7 @@ export class NodeStreams {
       protocols: [...protocols],
       features: [...HUB_FEATURES],
       hub: { version: packageVersion() },
+      pingIntervalMs: this.o.pingIntervalMs ?? 10_000,
     };
   }
 

@@ -4,6 +4,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import { describeError, FleetlinkError, isFleetlinkError } from "../../protocol/errors.ts";
 import { isId } from "../../protocol/ids.ts";
 import { MAX_LOGGED_CHARS, truncate } from "../../protocol/limits.ts";
+import type { NodeRecord } from "../../protocol/types.ts";
 import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import { Liveness, watchTransport } from "../../stream/liveness.ts";
@@ -23,9 +24,44 @@ export interface StreamUpgradeOptions {
   maxFrameBytes: number;
   /** Bytes queued for a stream that does not read before it is disconnected. (Default: 64 MiB) */
   maxBufferedBytes?: number;
-  /** Dead-peer detection interval, in ms (see HubOptions.pingIntervalMs). (Default: 10000) */
-  pingIntervalMs?: number;
+  /** The hub's dead-peer rule (hubLiveness), shared with the HTTP node sessions. */
+  liveness: Liveness;
 }
+
+/**
+ * Dead-peer detection, the one rule (stream/liveness.ts) on one timer for every socket and HTTP node session:
+ * silent for about an interval → pinged, silent 1.25 intervals → dropped (closing its channel and releasing its
+ * leases), so a dead peer is gone within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own
+ * ping, a poll): node agents ping when they hear nothing and coordinators every 2 s, so an idle fleet costs the
+ * hub no pings. `pingIntervalMs`: see HubOptions.pingIntervalMs. (Default: 10000)
+ */
+export const hubLiveness = (pingIntervalMs = 10_000): Liveness =>
+  new Liveness({
+    probeAfterMs: Math.floor(pingIntervalMs * 0.75),
+    dropAfterMs: Math.floor(pingIntervalMs * 1.25),
+    checkMs: Math.max(1, Math.floor(pingIntervalMs / 4)),
+  });
+
+/**
+ * Checks a node's `Authorization: Bearer <nodeId>.<credential>` against the store, as the stream's upgrade and
+ * the HTTP node API's open do: an unknown node or wrong credential is UNAUTHORIZED, an unregistered node
+ * NODE_UNREGISTERED, one waiting for approval NODE_PENDING.
+ */
+export const authenticateNode = async (
+  store: Store,
+  authorization: string | string[] | undefined,
+): Promise<{ node: NodeRecord; credentialHash: string }> => {
+  const { nodeId, credential } = parseNodeToken(bearer(authorization));
+  if (!isId(nodeId)) throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
+  const node = await store.getNode(nodeId).catch(() => null);
+  const credentialHash = hashCredential(credential);
+  if (!node?.credentialHash || !sameSecret(credentialHash, node.credentialHash))
+    throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
+  if (node.status === "unregistered") throw new FleetlinkError("NODE_UNREGISTERED", "node is unregistered");
+  if (!node.approved)
+    throw new FleetlinkError("NODE_PENDING", "node is waiting for approval: fleetlink nodes approve <id>");
+  return { node, credentialHash };
+};
 
 /** The fleetlink error body, for answers outside Fastify's reply (a refused upgrade). */
 /** A refusal's body, as every error the hub answers: `{ error: { code, message, … } }`. */
@@ -38,16 +74,7 @@ export const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: 
  */
 export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(): void } => {
   const wss = new WebSocketServer({ noServer: true, maxPayload: o.maxFrameBytes });
-  // Dead-peer detection, the one rule (stream/liveness.ts) on one timer for every socket: silent for about an
-  // interval → pinged, silent 1.25 intervals → terminated (closing its channel and releasing its leases), so a
-  // dead peer is gone within 1.5 intervals. Anything heard counts (a frame, a pong, the peer's own ping): node
-  // agents ping when they hear nothing and coordinators every 2 s, so an idle fleet costs the hub no pings.
-  const every = o.pingIntervalMs ?? 10_000;
-  const keepalive = new Liveness({
-    probeAfterMs: Math.floor(every * 0.75),
-    dropAfterMs: Math.floor(every * 1.25),
-    checkMs: Math.max(1, Math.floor(every / 4)),
-  });
+  const keepalive = o.liveness;
   const transport = (ws: WebSocket) => {
     const t = wsTransport(ws, {
       maxBufferedBytes: o.maxBufferedBytes,
@@ -70,18 +97,7 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
     const url = new URL(req.url ?? "/", "http://hub");
     try {
       if (url.pathname === "/v1/nodes/stream") {
-        const { nodeId, credential } = parseNodeToken(bearer(req.headers.authorization));
-        if (!isId(nodeId)) throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-        const node = await o.store.getNode(nodeId).catch(() => null);
-        if (!node?.credentialHash || !sameSecret(hashCredential(credential), node.credentialHash))
-          throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-        if (node.status === "unregistered")
-          throw new FleetlinkError("NODE_UNREGISTERED", "node is unregistered");
-        if (!node.approved)
-          throw new FleetlinkError(
-            "NODE_PENDING",
-            "node is waiting for approval: fleetlink nodes approve <id>",
-          );
+        const { node } = await authenticateNode(o.store, req.headers.authorization);
         if (socket.destroyed) return;
         wss.handleUpgrade(req, socket, head, (ws) => o.nodes.accept(node, transport(ws)));
         return;
@@ -112,7 +128,6 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
   });
   return {
     close() {
-      keepalive.close();
       for (const ws of wss.clients) ws.terminate();
       wss.close();
     },

@@ -98,6 +98,8 @@ export const createHubMetrics = (o: { replica: string; backend: Store["backend"]
 export interface GaugeSources {
   nodes: { readonly connected: number; readonly inflight: number };
   runs: { readonly subscribers: number };
+  /** The HTTP node API's sessions (delivery/http-sessions.ts). */
+  http: { readonly size: number; readonly parked: number };
   store: Pick<Store, "stats">;
 }
 
@@ -114,7 +116,21 @@ const registerGauges = (registry: Registry, replica: string, g: GaugeSources): v
         this.set({ replica }, read());
       },
     });
-  perReplica("fleetlink_connected_nodes", "Node streams open on this replica.", () => g.nodes.connected);
+  perReplica(
+    "fleetlink_connected_nodes",
+    "Nodes connected to this replica that said hello (streams and HTTP node sessions).",
+    () => g.nodes.connected,
+  );
+  perReplica(
+    "fleetlink_node_http_sessions",
+    "HTTP node API sessions open on this replica (said hello or not yet).",
+    () => g.http.size,
+  );
+  perReplica(
+    "fleetlink_parked_polls",
+    "HTTP node API polls parked on this replica (new ones get 429 at the hub's maxParkedPolls).",
+    () => g.http.parked,
+  );
   perReplica("fleetlink_run_streams", "Run (reply) streams open on this replica.", () => g.runs.subscribers);
   perReplica(
     "fleetlink_inflight_instructions",

@@ -63,6 +63,12 @@ const TAGS = [
     description: "Host roles, checkpoint push/pull, standby takeover (with --checkpoint-store)",
   },
   { name: "streams", description: "The node and run WebSocket streams" },
+  {
+    name: "node",
+    description:
+      "The HTTP node API: a node's session over plain HTTP and JSON (open, long-poll instructions, the stream's " +
+      "requests as POST /v1/node/<method>, close), served by the same code as the node stream",
+  },
   { name: "dashboard", description: "The web dashboard's data feed" },
 ];
 

@@ -1,9 +1,19 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import { NODE_HTTP_PREFIX } from "../../protocol/node-http-schemas.ts";
 import type { HttpMetrics } from "./metrics.ts";
 
 /** Polled by orchestrators and Prometheus every few seconds: logged at debug so they do not flood the log. */
 const QUIET_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
+/**
+ * An HTTP node's polls, heartbeats, progress and replies are a stream's frames, which log no line each: at debug.
+ * Its sessions' open and close stay at info, as a stream's connect and close do.
+ */
+const quiet = (route: string): boolean =>
+  QUIET_ROUTES.has(route) ||
+  (route.startsWith(`${NODE_HTTP_PREFIX}/`) &&
+    route !== `${NODE_HTTP_PREFIX}/open` &&
+    route !== `${NODE_HTTP_PREFIX}/close`);
 /** The route label of requests no route matched: never the raw URL, so label values stay bounded. */
 const UNMATCHED = "unmatched";
 
@@ -25,7 +35,7 @@ export const registerRequestLog = (
       o.metrics.requests.inc({ method: req.method, route, status: String(reply.statusCode) });
       o.metrics.duration.observe({ method: req.method, route }, seconds);
     }
-    const level = QUIET_ROUTES.has(route) ? "debug" : "info";
+    const level = quiet(route) ? "debug" : "info";
     if (!o.log.isLevelEnabled(level)) return;
     const params = (req.params ?? {}) as Record<string, unknown>;
     const line: Record<string, unknown> = {

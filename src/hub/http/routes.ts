@@ -128,6 +128,9 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
   app.delete("/v1/nodes/:node", { ...admin, ...noBody, schema: R.unregisterNode }, async (req) => {
     const { node } = req.params as { node: string };
     const n = await store.unregisterNode(node);
+    // Its stream or HTTP session here ends now (4001), not at its next heartbeat; other replicas find out at
+    // their next renewal.
+    ctx.unregistered(n.id);
     ctx.changed();
     return { node: publicNode(n) };
   });

@@ -2,7 +2,7 @@ import { FleetlinkError } from "../../protocol/errors.ts";
 import type { NodeRecord } from "../../protocol/types.ts";
 import type { Db } from "../dialect.ts";
 import { bySeq, toNode } from "../rows.ts";
-import { leasedTo, notUnregistered, onlineWindow, RELEASE } from "../rules.ts";
+import { leasedTo, notUnregistered, onlineWindow, RELEASE, stillHeldBy } from "../rules.ts";
 import {
   checkExtendLeases,
   checkId,
@@ -81,8 +81,9 @@ export const openSession = async (db: Db, input: OpenSessionInput): Promise<Open
     const keep = d.listParam(input.keep ?? []);
     if (input.keep?.length)
       await c.q(
-        `UPDATE instructions SET lease_owner = $1, lease_until = $2 WHERE ${leasedTo("$3")} AND id IN ${d.list("$4")}`,
-        [input.sessionId, now + db.options.leaseMs, input.nodeId, keep],
+        `UPDATE instructions SET state = 'leased', lease_owner = $1, lease_until = $2
+         WHERE ${stillHeldBy("$3", "$5")} AND id IN ${d.list("$4")}`,
+        [input.sessionId, now + db.options.leaseMs, input.nodeId, keep, now],
       );
     const released = await c.q(
       `UPDATE instructions SET ${RELEASE} WHERE ${leasedTo("$1")} AND id NOT IN ${d.list("$2")} RETURNING id`,

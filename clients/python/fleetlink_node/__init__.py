@@ -1,0 +1,9 @@
+"""fleetlink_node: a fleetlink node in Python (standard library only) over the hub's HTTP node API."""
+
+__version__ = "0.1.0"
+
+from .errors import HandlerError, HubError, NodeStopped  # noqa: E402
+from .executor import Context  # noqa: E402
+from .node import Node  # noqa: E402
+
+__all__ = ["Context", "HandlerError", "HubError", "Node", "NodeStopped", "__version__"]
