@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { expect } from "vitest";
 import type { KitReport } from "../../src/conformance/kit.ts";
@@ -14,6 +15,13 @@ export const miniNode = (defect?: string): string =>
 /** The TypeScript agent with the conformance handlers, its identity in the kit's work dir. */
 export const tsAgent = (extra = ""): string =>
   `${q(process.execPath)} ${q(CLI)} node --handlers ${q(join(ROOT, "examples/conformance-handlers.mjs"))} --identity "$FLEETLINK_WORK_DIR/identity.json" --log-level warn${extra}`;
+
+/** The interpreter the Python node runs on: the system's (3.11), as in test/clients. */
+const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+
+/** The Python node (clients/python) with its conformance handlers, as docs/conformance.md runs it. */
+export const pythonNode = (): string =>
+  `cd ${q(join(ROOT, "clients/python"))} && PYTHONDONTWRITEBYTECODE=1 exec ${PYTHON} -m fleetlink_node --handlers fleetlink_node.conformance`;
 
 /** Every scenario passed (none failed, none was skipped). */
 export const expectConformant = (r: KitReport): void => {
