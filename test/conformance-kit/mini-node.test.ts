@@ -5,11 +5,11 @@ import { runKit } from "../../src/conformance/kit.ts";
 import { expectConformant, expectFailures, miniNode } from "./helpers.ts";
 
 describe("conformance kit - mini node", () => {
-  test("conformance kit - the correct mini node passes every scenario", async () => {
+  test.concurrent("conformance kit - the correct mini node passes every scenario", async () => {
     expectConformant(await runKit({ bin: miniNode() }));
   }, 120_000);
 
-  test("conformance kit - a node that sends a new reply id on every resend fails reply-resend and slow-hub and nothing else (full run)", async () => {
+  test.concurrent("conformance kit - a node that sends a new reply id on every resend fails reply-resend and slow-hub and nothing else (full run)", async () => {
     const r = await runKit({ bin: miniNode("new-reply-id") });
     expectFailures(r, {
       "reply-resend": /resent its reply with a new reply id/,
