@@ -1,0 +1,31 @@
+// The nodes that ship here pass the kit: the TypeScript agent run as a user runs the kit
+// (`fleetlink conformance node --bin …` from a checkout: a PASS line per scenario, exit code 0), the agent over
+// the HTTP node API, and the Python node (clients/python, HTTP). The kit judges at the hub, whatever the
+// transport. The three runs go side by side (each has its own hubs, ports and node): they mostly wait on timers.
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { describe, expect, test } from "vitest";
+import { runKit, SCENARIOS } from "../../src/conformance/kit.ts";
+import { CLI, expectConformant, pythonNode, ROOT, tsAgent } from "./helpers.ts";
+
+const run = promisify(execFile);
+
+describe.concurrent("conformance kit - the shipped nodes", () => {
+  test("conformance kit - fleetlink node (WebSocket) passes every scenario through the CLI, exit code 0", async () => {
+    // execFile rejects on a non-zero exit: resolving is the exit code 0.
+    const { stdout } = await run(process.execPath, [CLI, "conformance", "node", "--bin", tsAgent()], {
+      cwd: ROOT,
+      timeout: 110_000,
+    });
+    for (const s of SCENARIOS) expect(stdout).toMatch(new RegExp(`^PASS ${s.name} \\(\\d+ ms\\)$`, "m"));
+    expect(stdout).toMatch(/^conformant: 11 passed, 0 failed, 0 skipped \(\d+\.\d s\)$/m);
+  }, 120_000);
+
+  test("conformance kit - fleetlink node --transport http passes every scenario", async () => {
+    expectConformant(await runKit({ bin: tsAgent(" --transport http") }));
+  }, 120_000);
+
+  test("conformance kit - the Python node passes every scenario", async () => {
+    expectConformant(await runKit({ bin: pythonNode() }));
+  }, 120_000);
+});
