@@ -1,6 +1,6 @@
 // The nodes that ship here pass the kit: the TypeScript agent run as a user runs the kit
 // (`fleetlink conformance node --bin …` from a checkout: a PASS line per scenario, exit code 0), the agent over
-// the HTTP node API, and the Python node (clients/python, HTTP). The kit judges at the hub, whatever the
+// the HTTP node API, the Python node (clients/python, HTTP) and a node written from the protocol doc alone. The kit judges at the hub, whatever the
 // transport. The three runs go side by side (each has its own hubs, ports and node): they mostly wait on timers.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
@@ -27,5 +27,13 @@ describe.concurrent("conformance kit - the shipped nodes", () => {
 
   test("conformance kit - the Python node passes every scenario", async () => {
     expectConformant(await runKit({ bin: pythonNode() }));
+  }, 120_000);
+
+  test("conformance kit - a node written from docs/protocol.md alone (plain JavaScript, HTTP) passes every scenario", async () => {
+    // test/fixtures/nodes/doc-node.mjs was written by reading only docs/protocol.md, docs/conformance.md and the
+    // README (no source): the doc is enough to write a conformant node.
+    expectConformant(
+      await runKit({ bin: `${JSON.stringify(process.execPath)} test/fixtures/nodes/doc-node.mjs` }),
+    );
   }, 120_000);
 });
