@@ -15,7 +15,7 @@ import { Executor } from "./executor.ts";
 import type { Handler } from "./handler.ts";
 import { Outbox } from "./outbox.ts";
 import type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
-import { agentLiveness, Schedules } from "./schedules.ts";
+import { agentLiveness, httpLiveness, Schedules } from "./schedules.ts";
 import type { AgentStatus } from "./status.ts";
 
 export type { NodeIdentity } from "./enroll.ts";
@@ -73,6 +73,8 @@ export class NodeAgent {
   private readonly outbox: Outbox;
   private readonly executor: Executor;
   private readonly dialer: Dialer;
+  /** Ends the connectors' kept-alive sockets once the agent stopped. */
+  private readonly closeConnectors: () => void;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private progressTimer: ReturnType<typeof setInterval> | undefined;
   private readonly abort = new AbortController();
@@ -139,9 +141,11 @@ export class NodeAgent {
     });
     const hubs = o.hubs.map((h) => h.replace(/\/$/, ""));
     const headers = () => ({ authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` });
+    const http = httpConnector({ headers, liveness: httpLiveness(this.every) });
+    this.closeConnectors = () => http.close();
     const connectors: Record<"ws" | "http", Connector> = {
       ws: wsConnector({ url: (hub) => `${hub}/v1/nodes/stream`, headers, handshakeTimeoutMs: 5000 }),
-      http: httpConnector({ headers }),
+      http,
     };
     const transport = o.transport ?? "ws";
     this.dialer = new Dialer({
@@ -413,6 +417,7 @@ export class NodeAgent {
     clearInterval(this.progressTimer);
     this.outbox.close();
     this.dialer.stop("node stopping");
+    this.closeConnectors();
     this.feed.set({ state: "stopped" }, true);
   }
 

@@ -21,6 +21,17 @@ export const Schedules = {
  * gives up on it: a path silent for a quarter interval is pinged, one silent for half an interval is dropped.
  * Pings cost the store nothing (heartbeats are writes; pings are not).
  */
+/**
+ * The same deadline over the HTTP node API, where a parked poll is silent by design and each probe is a request
+ * (a fresh poll, which the hub answers along with the parked one): probed after half an interval without an
+ * answer (the heartbeats every interval answer too, so an idle node adds about one poll per interval), given up
+ * after a whole one, still inside the online window.
+ */
+export const httpLiveness = (heartbeatIntervalMs: number): { probeAfterMs: number; dropAfterMs: number } => ({
+  probeAfterMs: Math.floor(heartbeatIntervalMs / 2),
+  dropAfterMs: heartbeatIntervalMs,
+});
+
 export const agentLiveness = (heartbeatIntervalMs: number): LivenessRule => ({
   probeAfterMs: Math.floor(heartbeatIntervalMs / 4),
   dropAfterMs: Math.floor(heartbeatIntervalMs / 2),

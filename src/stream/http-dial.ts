@@ -17,7 +17,15 @@ export interface HttpConnectorOptions {
   waitMs?: number;
   /** Longest wait for the answer to one request beyond its poll wait, in ms; then the session is given up. (Default: 30000) */
   timeoutMs?: number;
+  /**
+   * The sessions' dead-peer rule: after `probeAfterMs` with no answer to any request, a fresh poll (the hub
+   * answers the parked one at once); after `dropAfterMs`, the session is given up. (Default: the dialer's)
+   */
+  liveness?: { probeAfterMs: number; dropAfterMs: number };
 }
+
+/** A Connector that owns resources (kept-alive sockets) its owner ends with `close()` when it stops dialling. */
+export type ClosableConnector = Connector & { close(): void };
 
 interface Posted {
   status: number;
@@ -103,10 +111,10 @@ const wireError = (p: Posted): WireError => {
  * as they use a WebSocket; rejects with DialRefused when the hub refuses the node (as the upgrade does), or
  * with STREAM_CLOSED when it does not answer.
  */
-export const httpConnector = (o: HttpConnectorOptions): Connector => {
+export const httpConnector = (o: HttpConnectorOptions): ClosableConnector => {
   const options = { keepAlive: true, noDelay: true };
   const agents: Agents = { http: new http.Agent(options), https: new https.Agent(options) };
-  return async (hub) => {
+  const connect = async (hub: string): Promise<Transport> => {
     const base = `${hub.replace(/\/$/, "")}${NODE_HTTP_PREFIX}`;
     const timeoutMs = o.timeoutMs ?? 30_000;
     const headers = o.headers();
@@ -127,8 +135,18 @@ export const httpConnector = (o: HttpConnectorOptions): Connector => {
       headers,
       waitMs: o.waitMs ?? DEFAULT_POLL_WAIT_MS,
       timeoutMs,
+      liveness: o.liveness,
     });
   };
+  return Object.assign(connect, {
+    close() {
+      // After the session's own close request (2 s at most) has had its chance.
+      setTimeout(() => {
+        agents.http.destroy();
+        agents.https.destroy();
+      }, 2500).unref();
+    },
+  });
 };
 
 /**
@@ -154,6 +172,7 @@ class HttpTransport implements Transport {
   private readonly headers: Record<string, string>;
   private readonly waitMs: number;
   private readonly timeoutMs: number;
+  readonly liveness: { probeAfterMs: number; dropAfterMs: number } | undefined;
 
   constructor(o: {
     agents: Agents;
@@ -162,7 +181,9 @@ class HttpTransport implements Transport {
     headers: Record<string, string>;
     waitMs: number;
     timeoutMs: number;
+    liveness?: { probeAfterMs: number; dropAfterMs: number };
   }) {
+    this.liveness = o.liveness;
     this.agents = o.agents;
     this.base = o.base;
     this.session = o.session;

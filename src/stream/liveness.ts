@@ -53,8 +53,9 @@ export class Liveness {
     return this.watched.size;
   }
 
-  watch(peer: LivePeer): Watched {
-    const w = new Watch(this.rule, peer, (x) => this.unwatch(x));
+  /** Judges `peer` by the watcher's rule, or by its own probe and drop times (checked on the same timer). */
+  watch(peer: LivePeer, own?: { probeAfterMs: number; dropAfterMs: number }): Watched {
+    const w = new Watch(own ? { ...this.rule, ...own } : this.rule, peer, (x) => this.unwatch(x));
     this.watched.add(w);
     if (!this.timer) {
       this.lastTick = Date.now();
@@ -164,19 +165,22 @@ class Watch implements Watched {
 }
 
 /**
- * Watches a transport by a rule: its frames and pongs are signs of life, pings go out as transport pings, and
+ * Watches a transport by a rule (the transport's own, if it has one): its frames and pongs are signs of life, pings go out as transport pings, and
  * a dead peer's transport is terminated (its close handlers then run as after any loss). `onDrop` hears why
  * first. Watching stops when the transport closes.
  */
 export const watchTransport = (l: Liveness, t: Transport, onDrop?: (why: string) => void): Watched => {
-  const w = l.watch({
-    ping: () => t.ping?.(),
-    drop: (why) => {
-      onDrop?.(why);
-      if (t.terminate) t.terminate();
-      else t.close(CloseCode.abnormal, why);
+  const w = l.watch(
+    {
+      ping: () => t.ping?.(),
+      drop: (why) => {
+        onDrop?.(why);
+        if (t.terminate) t.terminate();
+        else t.close(CloseCode.abnormal, why);
+      },
     },
-  });
+    t.liveness,
+  );
   const heard = () => w.heard();
   if (t.onAlive) t.onAlive(heard);
   else t.onMessage(heard);

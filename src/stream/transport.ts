@@ -16,6 +16,11 @@ export interface Transport {
   onAlive?(cb: () => void): void;
   /** Ends the connection at once, without a closing handshake a dead peer would never answer. (Optional) */
   terminate?(): void;
+  /**
+   * This connection's own dead-peer rule, when its silences differ from the watcher's default (an HTTP node
+   * session: a parked poll is silent by design, and each probe is a request). (Optional)
+   */
+  readonly liveness?: { probeAfterMs: number; dropAfterMs: number };
 }
 
 /** An in-memory transport, with the faults tests need: a path that goes silent without closing. */

@@ -51,9 +51,15 @@ describe("http node - bad input", () => {
     expect((await s.call("heartbeat")).status).toBe(200);
   });
 
-  test("http node - requests before hello are refused naming m, as on the stream", async () => {
+  test("http node - requests before hello are refused naming m, as on the stream; a poll before hello too", async () => {
     const opened = await nodePost(url, node.auth, "open", {});
     const session = opened.body.session as string;
+    expectError(
+      await nodePost(url, node.auth, "poll", { session, waitMs: 0 }),
+      400,
+      "INVALID_ARGUMENT",
+      "session",
+    );
     expectError(await nodePost(url, node.auth, "heartbeat", { session }), 400, "INVALID_ARGUMENT", "m");
     expectError(
       await nodePost(url, node.auth, "reply", { session, id: newId(), runId, replyTo: newId() }),

@@ -292,6 +292,39 @@ describe("http node", () => {
     expect((await a.poll([], 1000)).body.instructions).toMatchObject([{ id }]);
   });
 
+  test("http node - an idle agent on HTTP polls about once per heartbeat interval, not on every quarter-interval probe", async () => {
+    const f = await fleetOf();
+    const polls = async () => {
+      const res = await f.hub.app.inject({
+        method: "GET",
+        url: "/metrics",
+        headers: { authorization: admin.authorization },
+      });
+      return [
+        ...res.body.matchAll(/^fleetlink_http_requests_total\{[^}]*route="\/v1\/node\/poll"[^}]*\} (\d+)/gm),
+      ].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const agent = new NodeAgent({
+      hubs: [f.url],
+      name: "idle",
+      handlers: {},
+      enrollToken: ENROLL_TOKEN,
+      heartbeatIntervalMs: 1000,
+      transport: "http",
+    });
+    cleanups.push(() => agent.stop({ timeoutMs: 100 }));
+    await agent.start();
+    await sleep(500);
+    const before = await polls();
+    await sleep(4000);
+    // Each answered poll is counted; heartbeats answer every second, so the path is probed (a fresh poll) about
+    // once per interval: 4 here. Probing on the stream's quarter-interval rule made it 8.
+    const n = (await polls()) - before;
+    expect(n).toBeGreaterThanOrEqual(2);
+    expect(n).toBeLessThanOrEqual(6);
+    expect(agent.state.state).toBe("online");
+  });
+
   test("http node - a handle this replica does not know gets 410 close 1001; after a hub restart the agent comes back by itself", async () => {
     const f = await fleetOf();
     const n = await enrollNode(f.url, ENROLL_TOKEN, "restart");

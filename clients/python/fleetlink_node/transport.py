@@ -31,8 +31,13 @@ class HubClient:
                 holder(conn)
             try:
                 conn.timeout = timeout
-                if conn.sock is not None:
-                    conn.sock.settimeout(timeout)
+                # Connected before the abort check: an abort() that came while there was no socket yet is seen
+                # here, one that comes later shuts the socket down.
+                if conn.sock is None:
+                    conn.connect()
+                if getattr(conn, "fl_aborted", False):
+                    raise ConnectionAbortedError("aborted")
+                conn.sock.settimeout(timeout)
                 conn.request("POST", self._path(hub, path), body=data, headers=headers)
                 res = conn.getresponse()
                 raw = res.read()
@@ -56,7 +61,8 @@ class HubClient:
 
     @staticmethod
     def abort(conn):
-        """Ends a request another thread is waiting on (its post raises Unreachable)."""
+        """Ends a request another thread is waiting on (its post raises Unreachable), even one still connecting."""
+        conn.fl_aborted = True
         sock = getattr(conn, "sock", None)
         if sock is not None:
             try:

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { CloseCode } from "../../protocol/close-codes.ts";
-import { FleetlinkError } from "../../protocol/errors.ts";
+import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import type { Frame, WireError } from "../../protocol/frames.ts";
 import { DEFAULT_MAX_PARKED_POLLS } from "../../protocol/node-http-schemas.ts";
 import type { NodeRecord } from "../../protocol/types.ts";
@@ -62,6 +62,8 @@ export class HttpSession implements Transport {
   /** HTTP requests waiting for the channel's answer, by the frame id they were injected with. */
   private readonly pending = new Map<string, (a: Answer) => void>();
   private parked: Parked | undefined;
+  /** The hub answered this session's hello: polls are served from then on. */
+  private greeted = false;
   /** The frame being injected: a malformed-frame error (no id) the channel writes meanwhile answers it. */
   private injecting: string | undefined;
   private flushing = false;
@@ -84,8 +86,11 @@ export class HttpSession implements Transport {
     if (f.t === "req" && f.m === NodeMethods.instruction) {
       const ins = f.b as WireInstruction;
       const q = this.queue.get(ins.id);
-      if (q) q.frames.push(f.id);
-      else this.queue.set(ins.id, { frames: [f.id], instruction: ins });
+      if (q) {
+        // Delivered again (its lease ran out): the newest copy, with its attempts.
+        q.frames.push(f.id);
+        q.instruction = ins;
+      } else this.queue.set(ins.id, { frames: [f.id], instruction: ins });
       this.flushSoon();
     } else if (f.t === "res" || f.t === "err") {
       const id = f.id ?? this.injecting;
@@ -135,7 +140,10 @@ export class HttpSession implements Transport {
     const id = randomUUID();
     const text = JSON.stringify({ t: "req", id, m: method, b: body });
     return new Promise((resolve) => {
-      this.pending.set(id, resolve);
+      this.pending.set(id, (a) => {
+        if (method === NodeMethods.hello && "ok" in a) this.greeted = true;
+        resolve(a);
+      });
       this.inject(text, id);
     });
   }
@@ -145,6 +153,8 @@ export class HttpSession implements Transport {
    * comes, `waitMs` passes, a newer poll arrives or the session ends. `cancel` unparks it (its client left).
    */
   poll(acks: readonly string[], waitMs: number): { answer: Promise<Answer>; cancel: () => void } {
+    // As on the stream, where every request before hello is refused: nothing is delivered to a session yet.
+    if (this.open && !this.greeted) throw invalid("session", "say hello first (POST /v1/node/hello)");
     for (const cb of this.alive) cb();
     for (const id of acks) {
       const q = this.queue.get(id);
@@ -168,8 +178,9 @@ export class HttpSession implements Transport {
     });
     return {
       answer,
+      // Answered (empty) so the route's handler ends; its client is gone, so nothing is written.
       cancel: () => {
-        if (this.parked === parked) this.unpark(undefined);
+        if (this.parked === parked) this.unpark({ ok: [] });
       },
     };
   }
