@@ -7,7 +7,7 @@ import { truncate } from "../protocol/limits.ts";
 import { DEFAULT_POLL_WAIT_MS, NODE_HTTP_PREFIX } from "../protocol/node-http-schemas.ts";
 import { NodeMethods } from "../protocol/wire.ts";
 import type { Connector } from "./dialer.ts";
-import type { Transport } from "./transport.ts";
+import { type Transport, TransportEvents } from "./transport.ts";
 import { DialRefused } from "./ws-dial.ts";
 
 export interface HttpConnectorOptions {
@@ -156,11 +156,8 @@ export const httpConnector = (o: HttpConnectorOptions): ClosableConnector => {
  * the hub's close code, a network failure with `abnormal`. Every answer is a sign of life; a ping is a fresh
  * poll, which makes the hub answer the parked one.
  */
-class HttpTransport implements Transport {
+class HttpTransport extends TransportEvents implements Transport {
   private open = true;
-  private readonly msg: ((f: string) => void)[] = [];
-  private readonly closed: ((code: number, reason: string) => void)[] = [];
-  private readonly alive: (() => void)[] = [];
   private readonly abort = new AbortController();
   private readonly acks = new Set<string>();
   /** The newest poll's number: only its answer starts the next poll (a superseded one's does not). */
@@ -183,6 +180,7 @@ class HttpTransport implements Transport {
     timeoutMs: number;
     liveness?: { probeAfterMs: number; dropAfterMs: number };
   }) {
+    super();
     this.liveness = o.liveness;
     this.agents = o.agents;
     this.base = o.base;
@@ -220,18 +218,6 @@ class HttpTransport implements Transport {
 
   terminate(): void {
     this.end(CloseCode.abnormal, "terminated");
-  }
-
-  onMessage(cb: (frame: string) => void): void {
-    this.msg.push(cb);
-  }
-
-  onClose(cb: (code: number, reason: string) => void): void {
-    this.closed.push(cb);
-  }
-
-  onAlive(cb: () => void): void {
-    this.alive.push(cb);
   }
 
   /** A fresh poll: the hub answers the parked one at once, which proves the path in both directions. */
@@ -288,7 +274,7 @@ class HttpTransport implements Transport {
         AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]),
       );
       if (!this.open) return null;
-      for (const cb of this.alive) cb();
+      this.emitAlive();
       // 410 is also an instruction's end (INSTRUCTION_ENDED, MESSAGE_EXPIRED): only SESSION_ENDED carries `close`.
       if (p.status === 410 && p.body?.close !== undefined) {
         const c = p.body.close as { code?: unknown; reason?: unknown } | undefined;
@@ -308,13 +294,13 @@ class HttpTransport implements Transport {
   private emit(f: Frame): void {
     if (!this.open) return;
     const text = JSON.stringify(f);
-    for (const cb of this.msg) cb(text);
+    this.emitMessage(text);
   }
 
   private end(code: number, reason: string): void {
     if (!this.open) return;
     this.open = false;
     this.abort.abort();
-    for (const cb of this.closed) cb(code, reason);
+    this.emitClose(code, reason);
   }
 }

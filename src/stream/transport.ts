@@ -23,6 +23,40 @@ export interface Transport {
   readonly liveness?: { probeAfterMs: number; dropAfterMs: number };
 }
 
+/**
+ * The listener lists of a Transport adapter written as a class (the HTTP node session on either side):
+ * `onMessage`, `onClose` and `onAlive` register, the adapter calls `emit…`.
+ */
+export class TransportEvents {
+  private readonly messageListeners: ((frame: string) => void)[] = [];
+  private readonly closeListeners: ((code: number, reason: string) => void)[] = [];
+  private readonly aliveListeners: (() => void)[] = [];
+
+  onMessage(cb: (frame: string) => void): void {
+    this.messageListeners.push(cb);
+  }
+
+  onClose(cb: (code: number, reason: string) => void): void {
+    this.closeListeners.push(cb);
+  }
+
+  onAlive(cb: () => void): void {
+    this.aliveListeners.push(cb);
+  }
+
+  protected emitMessage(frame: string): void {
+    for (const cb of this.messageListeners) cb(frame);
+  }
+
+  protected emitClose(code: number, reason: string): void {
+    for (const cb of this.closeListeners) cb(code, reason);
+  }
+
+  protected emitAlive(): void {
+    for (const cb of this.aliveListeners) cb();
+  }
+}
+
 /** An in-memory transport, with the faults tests need: a path that goes silent without closing. */
 export interface MemoryTransport extends Transport {
   ping(): void;

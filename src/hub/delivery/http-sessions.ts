@@ -6,7 +6,7 @@ import { DEFAULT_MAX_PARKED_POLLS } from "../../protocol/node-http-schemas.ts";
 import type { NodeRecord } from "../../protocol/types.ts";
 import { NodeMethods, type WireInstruction } from "../../protocol/wire.ts";
 import { type Liveness, watchTransport } from "../../stream/liveness.ts";
-import type { Transport } from "../../stream/transport.ts";
+import { type Transport, TransportEvents } from "../../stream/transport.ts";
 import { hashCredential, sameSecret } from "../http/auth.ts";
 import type { NodeStreams } from "./node-streams.ts";
 
@@ -48,15 +48,12 @@ interface Tombstone extends Ended {
  * requests as frames and read the answers back; instructions the hub's channel sends wait here until a poll
  * takes them, and each is answered `accepted` when the node acknowledges it in a later poll.
  */
-export class HttpSession implements Transport {
+export class HttpSession extends TransportEvents implements Transport {
   /** The handle the node names in every request: random, so it cannot be guessed from a session id. */
   readonly handle = randomUUID();
   readonly node: NodeRecord;
   readonly credentialHash: string;
   private open = true;
-  private readonly msg: ((f: string) => void)[] = [];
-  private readonly closed: ((code: number, reason: string) => void)[] = [];
-  private readonly alive: (() => void)[] = [];
   /** Instructions sent and not acknowledged, by instruction id, in delivery order; with their frame ids. */
   private readonly queue = new Map<string, { frames: string[]; instruction: WireInstruction }>();
   /** HTTP requests waiting for the channel's answer, by the frame id they were injected with. */
@@ -70,6 +67,7 @@ export class HttpSession implements Transport {
   private readonly registry: HttpSessions;
 
   constructor(registry: HttpSessions, node: NodeRecord, credentialHash: string) {
+    super();
     this.registry = registry;
     this.node = node;
     this.credentialHash = credentialHash;
@@ -110,23 +108,11 @@ export class HttpSession implements Transport {
     this.pending.clear();
     this.queue.clear();
     this.registry.ended(this, { code, reason });
-    for (const cb of this.closed) cb(code, reason);
+    this.emitClose(code, reason);
   }
 
   terminate(): void {
     this.close(CloseCode.abnormal, "session dropped");
-  }
-
-  onMessage(cb: (frame: string) => void): void {
-    this.msg.push(cb);
-  }
-
-  onClose(cb: (code: number, reason: string) => void): void {
-    this.closed.push(cb);
-  }
-
-  onAlive(cb: () => void): void {
-    this.alive.push(cb);
   }
 
   /** The liveness probe: answer the parked poll now (empty), so the node polls again at once. */
@@ -155,7 +141,7 @@ export class HttpSession implements Transport {
   poll(acks: readonly string[], waitMs: number): { answer: Promise<Answer>; cancel: () => void } {
     // As on the stream, where every request before hello is refused: nothing is delivered to a session yet.
     if (this.open && !this.greeted) throw invalid("session", "say hello first (POST /v1/node/hello)");
-    for (const cb of this.alive) cb();
+    this.emitAlive();
     for (const id of acks) {
       const q = this.queue.get(id);
       if (!q) continue;
@@ -213,7 +199,7 @@ export class HttpSession implements Transport {
     const outer = this.injecting;
     this.injecting = id;
     try {
-      for (const cb of this.msg) cb(text);
+      this.emitMessage(text);
     } finally {
       this.injecting = outer;
     }
