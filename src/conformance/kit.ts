@@ -105,6 +105,7 @@ export const runKit = async (o: KitOptions): Promise<KitReport> => {
 /** Undoes what a scenario broke: blackholes healed, killed replicas started again, no slow store. */
 const restore = async (cluster: Cluster): Promise<void> => {
   cluster.faults.delayMs = 0;
+  cluster.tap.releaseProgress();
   // A reply store slowed by the last scenario would hold up the replica's next replies.
   await cluster.faults.idle(10_000);
   for (const r of cluster.replicas) {

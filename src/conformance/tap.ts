@@ -33,6 +33,41 @@ const MAX_EVENTS = 200_000;
 export class FrameTap {
   readonly events: TapEvent[] = [];
   private conns = 0;
+  /** Instruction ids whose `progress` the tap keeps from the hub (see holdProgress). */
+  private readonly held = new Set<string>();
+
+  /**
+   * From now on the node's `progress` for `id` never reaches the hub: the tap takes the id out of each progress
+   * request and answers a request left empty itself (`{extended: []}`), so the lease runs out while the node
+   * stays connected and the hub delivers the instruction again. Undone by releaseProgress.
+   */
+  holdProgress(id: string): void {
+    this.held.add(id);
+  }
+
+  /** Progress for `id` (every id, without one) reaches the hub again. */
+  releaseProgress(id?: string): void {
+    if (id === undefined) this.held.clear();
+    else this.held.delete(id);
+  }
+
+  /** The progress frame to pass on (ids held taken out), or undefined when the tap answered it itself. */
+  private filterProgress(t: Transport, text: string): string | undefined {
+    if (this.held.size === 0) return text;
+    let f: { t?: string; id?: string; m?: string; b?: { ids?: unknown } };
+    try {
+      f = JSON.parse(text);
+    } catch {
+      return text;
+    }
+    const ids = f.b?.ids;
+    if (f.t !== "req" || f.m !== "progress" || !Array.isArray(ids) || !ids.some((i) => this.held.has(i)))
+      return text;
+    const rest = ids.filter((i) => !this.held.has(i));
+    if (rest.length > 0) return JSON.stringify({ ...f, b: { ...f.b, ids: rest } });
+    t.send(JSON.stringify({ t: "res", id: f.id, b: { extended: [] } }));
+    return undefined;
+  }
 
   /** Taps every node connection `hub` (replica number `replica`) accepts from now on. */
   attach(hub: Hub, replica: number): void {
@@ -78,7 +113,8 @@ export class FrameTap {
       onMessage: (cb) =>
         t.onMessage((f) => {
           frame("in", f);
-          cb(f);
+          const pass = this.filterProgress(t, f);
+          if (pass !== undefined) cb(pass);
         }),
       onClose: (cb) => t.onClose(cb),
       get isOpen() {

@@ -11,7 +11,16 @@ const cases: [defect: string, scenarios: string[], failures: Record<string, RegE
     ["echo", "handler-error"],
     { echo: /never acknowledged/, "handler-error": /never acknowledged/ },
   ],
-  ["no-inflight", ["echo", "redelivery-once"], { "redelivery-once": /ran instruction \S+ 2 times/ }],
+  [
+    "no-inflight",
+    ["echo", "reply-resend"],
+    { "reply-resend": /hello after the reconnect had inflight \[\]/ },
+  ],
+  [
+    "no-dedupe",
+    ["echo", "redelivery-once"],
+    { "redelivery-once": /ran instruction \S+ 2 times .*delivered [2-9] times/ },
+  ],
   ["no-progress", ["echo", "lease-extension"], { "lease-extension": /delivered \d+ times: its lease/ }],
   ["serial", ["echo", "inflight-window"], { "inflight-window": /at most [12] ran at once/ }],
   ["one-hub", ["echo", "reconnect"], { reconnect: /reconnect to the other replica/ }],

@@ -8,6 +8,9 @@ import { afterEach, describe, expect, test } from "vitest";
 import { runKit, SCENARIOS } from "../../src/conformance/kit.ts";
 import { NodeProcess } from "../../src/conformance/node-process.ts";
 import { FaultProxy } from "../../src/conformance/proxy.ts";
+import { FrameTap } from "../../src/conformance/tap.ts";
+import type { Hub } from "../../src/hub/server.ts";
+import { memoryPair, type Transport } from "../../src/stream/transport.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -63,6 +66,43 @@ describe("conformance kit - the node command", () => {
     await expect(runKit({ bin: "true", scenarios: ["echo", "nope"] })).rejects.toThrow(
       /unknown scenario nope/,
     );
+  });
+
+  test("conformance kit - the tap keeps a held instruction's progress from the hub and answers it {extended: []}", async () => {
+    const tap = new FrameTap();
+    let accepted: Transport | undefined;
+    const fakeHub = {
+      nodes: {
+        accept: (_node: unknown, t: Transport) => {
+          accepted = t;
+        },
+      },
+    };
+    tap.attach(fakeHub as unknown as Hub, 0);
+    const [hubSide, nodeSide] = memoryPair();
+    fakeHub.nodes.accept({ id: "n1" }, hubSide);
+    const atHub: unknown[] = [];
+    const atNode: unknown[] = [];
+    accepted!.onMessage((f) => atHub.push(JSON.parse(f)));
+    nodeSide.onMessage((f) => atNode.push(JSON.parse(f)));
+    const progress = (id: string, ids: string[]) =>
+      nodeSide.send(JSON.stringify({ t: "req", id, m: "progress", b: { ids } }));
+    const settle = () => new Promise((r) => setTimeout(r, 10));
+
+    tap.holdProgress("held");
+    progress("p1", ["held"]);
+    progress("p2", ["held", "other"]);
+    await settle();
+    expect(atNode).toEqual([{ t: "res", id: "p1", b: { extended: [] } }]);
+    expect(atHub).toEqual([{ t: "req", id: "p2", m: "progress", b: { ids: ["other"] } }]);
+    // The node said what it said: the tap records both requests as sent.
+    expect(tap.requests("progress").map((e) => e.frame.id)).toEqual(["p1", "p2"]);
+
+    tap.releaseProgress("held");
+    progress("p3", ["held"]);
+    await settle();
+    expect(atHub.at(-1)).toEqual({ t: "req", id: "p3", m: "progress", b: { ids: ["held"] } });
+    expect(atNode).toHaveLength(1);
   });
 
   test("conformance kit - every scenario has a name, a summary and a bound", () => {

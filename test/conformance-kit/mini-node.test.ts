@@ -13,7 +13,8 @@ describe("conformance kit - mini node", () => {
     const r = await runKit({ bin: miniNode("new-reply-id") });
     expectFailures(r, {
       "reply-resend": /resent its reply with a new reply id/,
-      "slow-hub": /sent its reply under 2 reply ids/,
+      // 2 reply ids, 3 when a loaded machine delays the answer past a third resend.
+      "slow-hub": /sent its reply under [2-9] reply ids/,
     });
   }, 120_000);
 });
