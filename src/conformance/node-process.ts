@@ -47,6 +47,9 @@ export class NodeProcess {
     this.env = env;
     mkdirSync(env.workDir, { recursive: true });
     this.log = createWriteStream(join(env.workDir, "node.log"), { flags: "a" });
+    // The log is for people; a work dir removed under it (a finished kit, a test's clean-up) must not end the
+    // process. Verdicts use the stderr tail kept in memory.
+    this.log.on("error", () => {});
     this.child = spawn("sh", ["-c", command], {
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
@@ -81,6 +84,8 @@ export class NodeProcess {
     }).finally(() => {
       live.delete(this);
     });
+    // After the process's output is drained ("close" comes after "exit").
+    this.child.once("close", () => this.log.end());
   }
 
   get running(): boolean {
