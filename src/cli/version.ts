@@ -1,12 +1,9 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { Command } from "commander";
+import { packageVersion } from "../util/package-version.ts";
 import { examples, show, withJson } from "./output.ts";
 
-/** The package's version, read from package.json (two levels up from both src/cli and dist/cli). */
-export const CLI_VERSION: string = (
-  JSON.parse(readFileSync(join(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }
-).version;
+/** The package's version (package.json). */
+export const CLI_VERSION: string = packageVersion();
 
 export const versionCommand = (): Command => {
   const cmd = withJson(new Command("version").description("Print the versions of fleetlink and Node.js."));

@@ -164,6 +164,8 @@ export const createHub = (o: HubOptions): Hub => {
     },
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key, ...serverTimeouts } } : {}),
   }) as unknown as FastifyInstance;
+  // One interval for the dead-peer rule and for what hello announces to nodes.
+  const pingIntervalMs = o.pingIntervalMs ?? 10_000;
   const nodes = new NodeStreams({
     // A reply stored claimed for a run stream here goes straight to it; any other wakes the reply pump.
     onReply: (reply) => (reply ? runs.send(reply) : runs.wake()),
@@ -172,7 +174,7 @@ export const createHub = (o: HubOptions): Hub => {
     maxInflight: o.maxInflight ?? 32,
     deliveryTimeoutMs: 10_000,
     helloTimeoutMs: o.helloTimeoutMs,
-    pingIntervalMs: o.pingIntervalMs ?? 10_000,
+    pingIntervalMs,
     protocols: o.protocols,
     log,
   });
@@ -196,7 +198,7 @@ export const createHub = (o: HubOptions): Hub => {
     }
   };
   // One dead-peer rule for every WebSocket and HTTP node session of this replica.
-  const keepalive = hubLiveness(o.pingIntervalMs);
+  const keepalive = hubLiveness(pingIntervalMs);
   const sessions = new HttpSessions({ nodes, liveness: keepalive, maxParkedPolls: o.maxParkedPolls });
   const runs = new RunStreams(store, log, maxFrame, {
     push,
