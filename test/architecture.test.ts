@@ -11,7 +11,7 @@ const SRC = join(import.meta.dirname, "../src");
 
 /**
  * Lower layers never import higher ones, and folders of one layer never import each other:
- *   util ← protocol ← store, stream ← node, coordinator ← checkpoint ← hub ← maelstrom ← conformance ← cli ← src/index.ts
+ *   util ← protocol ← store, stream, blob ← node, coordinator ← checkpoint ← hub ← maelstrom ← conformance ← cli ← src/index.ts
  * checkpoint sits above node and coordinator because it holds their plug-ins (the node agent's checkpoint
  * plug-in, the coordinator's checkpoint client types); hub above checkpoint because it serves checkpoint
  * routes. Each folder's index.ts (fleetlink/coordinator, /node, /hub, /checkpoints) belongs to its folder's layer.
@@ -19,7 +19,7 @@ const SRC = join(import.meta.dirname, "../src");
 const LAYERS: readonly (readonly string[])[] = [
   ["util"],
   ["protocol"],
-  ["store", "stream"],
+  ["store", "stream", "blob"],
   ["node", "coordinator"],
   ["checkpoint"],
   ["hub"],

@@ -44,7 +44,7 @@ export const ErrorCodes = {
   CANCELLED: {
     status: 409,
     definite: true,
-    text: "The call was cancelled before the instruction was delivered",
+    text: "The call was withdrawn or cancelled before the node replied (a running handler is told to stop)",
   },
   HANDLER_FAILED: { status: 500, definite: false, text: "The node's handler threw an error" },
   STREAM_CLOSED: { status: 503, definite: false, text: "The stream closed before the call was answered" },
@@ -81,6 +81,16 @@ export const ErrorCodes = {
     status: 410,
     definite: true,
     text: "The node's HTTP session ended (replaced, revoked, or unknown to this replica); say hello again",
+  },
+  BLOB_NOT_FOUND: {
+    status: 404,
+    definite: true,
+    text: "No such blob, or the caller may not read it; the message names the reference",
+  },
+  QUOTA_EXCEEDED: {
+    status: 413,
+    definite: true,
+    text: "The run's blob quota would be exceeded; the message names the limit",
   },
   ROUTE_NOT_FOUND: { status: 404, definite: true, text: "No such route on this hub" },
   UNSUPPORTED_STORE: { status: 400, definite: true, text: "The store URL names no known backend" },

@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { FleetlinkError } from "../protocol/errors.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
 import type { Db, Dialect, SqlConn } from "./dialect.ts";
 import { claimableNodes, claimInstructions, claimReplies } from "./ops/claim.ts";
@@ -25,9 +26,17 @@ import {
 } from "./ops/sessions.ts";
 import { sweep } from "./ops/sweep.ts";
 import type {
+  BeginBlobUploadInput,
+  BeginBlobUploadResult,
+  BlobReader,
+  BlobRecord,
+  BlobUpload,
+  Cancellation,
   ClaimInstructionsInput,
   ClaimRepliesInput,
   CleanupResult,
+  CollectBlobsInput,
+  CollectBlobsResult,
   EnrollTokenRecord,
   ExtendLeasesInput,
   LeaveSessionInput,
@@ -238,5 +247,37 @@ export abstract class SqlStore implements Store {
   }
   useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
     return useEnrollToken(this.ops, id, secretHash);
+  }
+
+  // Blobs and the cancellation log: scaffolding until src/store/ops/blobs.ts lands (issue 19, in progress).
+  beginBlobUpload(_input: BeginBlobUploadInput): Promise<BeginBlobUploadResult> {
+    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  }
+  getBlobUpload(_id: string): Promise<BlobUpload | null> {
+    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  }
+  recordBlobUpload(_id: string, _offset: number, _state: string | null): Promise<BlobUpload> {
+    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  }
+  completeBlobUpload(_id: string): Promise<{ blob: BlobRecord; redundantObjectKey: string | null }> {
+    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  }
+  abortBlobUpload(_id: string): Promise<BlobUpload | null> {
+    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  }
+  readableBlob(_sha256: string, _reader: BlobReader): Promise<BlobRecord | null> {
+    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  }
+  collectBlobs(_input: CollectBlobsInput): Promise<CollectBlobsResult> {
+    return Promise.resolve({ deleted: [], abandoned: [] });
+  }
+  blobStats(): Promise<{ blobs: number; bytes: number; uploads: number }> {
+    return Promise.resolve({ blobs: 0, bytes: 0, uploads: 0 });
+  }
+  cancellationsSince(
+    afterSeq: number | null,
+    _limit?: number,
+  ): Promise<{ seq: number; items: Cancellation[] }> {
+    return Promise.resolve({ seq: afterSeq ?? 0, items: [] });
   }
 }

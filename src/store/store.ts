@@ -1,8 +1,16 @@
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
 import type {
+  BeginBlobUploadInput,
+  BeginBlobUploadResult,
+  BlobReader,
+  BlobRecord,
+  BlobUpload,
+  Cancellation,
   ClaimInstructionsInput,
   ClaimRepliesInput,
   CleanupResult,
+  CollectBlobsInput,
+  CollectBlobsResult,
   EnrollTokenRecord,
   ExtendLeasesInput,
   LeaveSessionInput,
@@ -131,8 +139,9 @@ export interface Store {
    */
   releaseInstructions(input: ReleaseInput): Promise<number>;
   /**
-   * Withdraws instructions not yet delivered (still pending): they end with a CANCELLED error reply that is
-   * already marked claimed. Delivered ones are left to finish. Returns the ids withdrawn.
+   * Withdraws instructions that have not ended, delivered or not: each ends with a CANCELLED error reply that is
+   * already marked claimed, and a late reply of its node is refused (INSTRUCTION_ENDED). A delivered one (leased)
+   * is also written to the cancellation log, so its node is told to stop. Returns the ids withdrawn.
    */
   withdrawInstructions(runId: string, ids: readonly string[]): Promise<string[]>;
   /** Stores replies, one result per input, in one transaction. Idempotent per instruction. */
@@ -192,6 +201,54 @@ export interface Store {
    */
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
+
+  // Blobs (docs/blobs.md). References are found in payloads by the store itself (`collectBlobRefs`): a push
+  // whose payload references a blob its run may not reference fails with BLOB_NOT_FOUND naming the field
+  // (`items[i].payload.x`); a reply that references a blob its node may not reference is stored as an error
+  // reply BLOB_NOT_FOUND instead (never silence). A reference is live while its instruction has not ended, or
+  // while its reply is unclaimed.
+
+  /** Starts (or resumes) an upload, or grants an existing blob at once (one round trip). See the input's fields. */
+  beginBlobUpload(input: BeginBlobUploadInput): Promise<BeginBlobUploadResult>;
+  /** null if unknown (never started, completed, or abandoned). */
+  getBlobUpload(id: string): Promise<BlobUpload | null>;
+  /** Records progress: `offset` bytes are durable. Touches the upload (it is not idle). */
+  recordBlobUpload(id: string, offset: number, backendState: string | null): Promise<BlobUpload>;
+  /**
+   * The upload's bytes are complete and verified: makes the blob visible and grants it to the uploader (the run;
+   * the node may read it), and removes the upload, atomically. If the same blob became visible meanwhile (a
+   * racing upload), that one is kept and `redundantObjectKey` names this upload's object for the caller to
+   * delete. BLOB_NOT_FOUND (field `upload`) if the upload is unknown.
+   */
+  completeBlobUpload(id: string): Promise<{ blob: BlobRecord; redundantObjectKey: string | null }>;
+  /** Removes an unfinished upload from the store (the caller aborts it in storage). Idempotent. */
+  abortBlobUpload(id: string): Promise<BlobUpload | null>;
+  /**
+   * The blob, if `reader` may read it: a run, if any message or upload of the run references it; a node, if it
+   * is the destination of an instruction referencing it or uploaded its bytes. null otherwise (the caller
+   * answers BLOB_NOT_FOUND, whether it is missing or forbidden).
+   */
+  readableBlob(sha256: string, reader: BlobReader): Promise<BlobRecord | null>;
+  /**
+   * Garbage collection, safe when replicas race: marks blobs found without a live reference, deletes those
+   * still without one `graceMs` after they were marked (a reference added meanwhile unmarks; a push racing the
+   * delete either commits first and keeps the blob, or finds it gone and fails BLOB_NOT_FOUND), and abandons
+   * uploads idle for `uploadIdleMs`.
+   */
+  collectBlobs(input: CollectBlobsInput): Promise<CollectBlobsResult>;
+  /** Blobs visible and their total bytes; unfinished uploads. */
+  blobStats(): Promise<{ blobs: number; bytes: number; uploads: number }>;
+
+  /**
+   * The cancellation log after `afterSeq`, oldest first, at most `limit` (default 1000): instructions that ended
+   * with an error outcome (withdrawn, expired, out of attempts, node unavailable) while leased to a node, so the
+   * replica holding that node's stream can tell the node to stop. With `afterSeq` null, no items and the current
+   * last seq (where a replica starts reading). Entries are kept at least 10 minutes (cleanup removes older ones).
+   */
+  cancellationsSince(
+    afterSeq: number | null,
+    limit?: number,
+  ): Promise<{ seq: number; items: Cancellation[] }>;
   close(): Promise<void>;
 }
 

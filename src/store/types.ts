@@ -261,3 +261,86 @@ export interface ListRunsOptions {
 
 /** The reason of a run that `cleanup` finished because nothing had happened in it for longer than the cutoff. */
 export const ABANDONED_REASON = "abandoned by cleanup";
+
+/** A blob the store knows: complete, verified, visible. Its bytes are in object storage under `objectKey`. */
+export interface BlobRecord {
+  sha256: string;
+  size: number;
+  /** Where the bytes are in the hub's blob storage (unique per upload, so deleting one never hits another). */
+  objectKey: string;
+  createdAt: number;
+}
+
+/** An upload not yet complete (resumable: `offset` bytes are durable in storage). */
+export interface BlobUpload {
+  id: string;
+  sha256: string;
+  size: number;
+  runId: string;
+  /** The uploading node; null for a coordinator's upload. */
+  nodeId: string | null;
+  objectKey: string;
+  /** Bytes durable so far. */
+  offset: number;
+  /** The storage backend's own state of the upload (e.g. S3's upload id and parts), opaque to the store. */
+  backendState: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface BeginBlobUploadInput {
+  sha256: string;
+  size: number;
+  /** The run the blob is for: it counts against this run's quota and the run may reference it. */
+  runId: string;
+  /**
+   * A node's upload (the node must be the destination of a not-ended instruction of `runId`, else FORBIDDEN);
+   * null: the coordinator's.
+   */
+  nodeId: string | null;
+  /** Id and object key for a new upload (chosen by the caller, unique); unused when one is resumed. */
+  uploadId: string;
+  objectKey: string;
+  /** PAYLOAD_TOO_LARGE (field `size`, naming the limit) beyond. */
+  maxBlobBytes: number;
+  /** QUOTA_EXCEEDED (field `size`, naming the limit) when the run's distinct blobs plus its open uploads would pass it. */
+  runQuotaBytes: number;
+}
+
+export type BeginBlobUploadResult =
+  /**
+   * The blob exists already: the run (and a coordinator) may now reference and read it; a node that sent no
+   * bytes may reference it in its replies but not read it (it proved no possession of the bytes).
+   */
+  | { state: "present"; blob: BlobRecord }
+  /** A new upload, or the unfinished one of the same blob by the same uploader, to resume at `upload.offset`. */
+  | { state: "uploading"; upload: BlobUpload };
+
+/** Who asks to read a blob: a run's coordinator, or a node. */
+export type BlobReader = { runId: string } | { nodeId: string };
+
+export interface CollectBlobsInput {
+  /** A blob without live reference is deleted this long after it was first found so. */
+  graceMs: number;
+  /** An unfinished upload untouched this long is abandoned. */
+  uploadIdleMs: number;
+  /** Most blobs and uploads handled per call. (Default: 1000) */
+  limit?: number;
+}
+
+export interface CollectBlobsResult {
+  /** Blobs deleted from the store: the caller deletes their objects (nobody can reference them any more). */
+  deleted: BlobRecord[];
+  /** Uploads abandoned and removed from the store: the caller aborts them in storage. */
+  abandoned: BlobUpload[];
+}
+
+/** An instruction that ended with an error outcome while a node held its lease (its handler may be running). */
+export interface Cancellation {
+  /** Position in the store's cancellation log (increasing). */
+  seq: number;
+  instructionId: string;
+  nodeId: string;
+  /** The error code it ended with (FLEETLINK_E_CANCELLED, …_MESSAGE_EXPIRED, …_DELIVERY_FAILED, …). */
+  code: string;
+}
