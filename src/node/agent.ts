@@ -379,11 +379,9 @@ export class NodeAgent {
         // Cancelled handlers still running are left out: their instructions ended.
         const ids = this.executor.workingIds();
         if (ch !== this.channel || ids.length === 0) return;
-        ch.request(
-          NodeMethods.progress,
-          { ids },
-          { timeoutMs: leaseMs / 3 },
-        ).catch((e: unknown) => this.log.debug({ err: String(e) }, "progress report failed"));
+        ch.request(NodeMethods.progress, { ids }, { timeoutMs: leaseMs / 3 }).catch((e: unknown) =>
+          this.log.debug({ err: String(e) }, "progress report failed"),
+        );
       },
       Math.max(100, Math.floor(leaseMs / 3)),
     );

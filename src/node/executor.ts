@@ -122,7 +122,10 @@ export class Executor {
     }
     if (cancelled.aborted) {
       // Nobody reads it: the hub refuses a reply to an ended instruction (INSTRUCTION_ENDED).
-      this.o.log.debug({ instruction: ins.id, method: ins.method }, "result of a cancelled instruction dropped");
+      this.o.log.debug(
+        { instruction: ins.id, method: ins.method },
+        "result of a cancelled instruction dropped",
+      );
       return;
     }
     if (!error) ({ payload, error } = checkResult(payload, this.o.maxPayloadBytes()));

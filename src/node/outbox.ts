@@ -78,7 +78,7 @@ export class Outbox {
     return true;
   }
 
-    /** A new connection is live: send everything waiting now rather than at its next retry. */
+  /** A new connection is live: send everything waiting now rather than at its next retry. */
   flush(): void {
     for (const out of this.waiting.values()) this.send(out, true);
   }

@@ -229,7 +229,8 @@ export const NodeStreamMessages = {
         code: Type.String({
           minLength: 1,
           maxLength: 100,
-          description: "Why they ended, one error code per event (FLEETLINK_E_CANCELLED, …_MESSAGE_EXPIRED, …)",
+          description:
+            "Why they ended, one error code per event (FLEETLINK_E_CANCELLED, …_MESSAGE_EXPIRED, …)",
         }),
       },
       {

@@ -1,8 +1,8 @@
+import { NodeMethods } from "../../protocol/wire.ts";
 import type { Cancellation, Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import type { PeerTable } from "../../stream/peers.ts";
 import { Coalesced } from "../../util/coalesce.ts";
-import { NodeMethods } from "../../protocol/wire.ts";
 import type { Session } from "./session.ts";
 
 /** Entries read from the cancellation log per statement; a longer backlog is read in further rounds. */

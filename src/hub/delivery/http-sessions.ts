@@ -205,7 +205,8 @@ export class HttpSession extends TransportEvents implements Transport {
     // Not from inside the channel's write that brought the event: answered right after it.
     if (frames.length > 0)
       queueMicrotask(() => {
-        for (const frame of frames) this.inject(JSON.stringify({ t: "res", id: frame, b: { accepted: true } }));
+        for (const frame of frames)
+          this.inject(JSON.stringify({ t: "res", id: frame, b: { accepted: true } }));
       });
   }
 

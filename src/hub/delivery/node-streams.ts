@@ -276,7 +276,11 @@ export class NodeStreams {
     let live: Set<string>;
     try {
       live = new Set(
-        await this.o.store.extendLeases({ nodeId: s.node.id, sessionId: s.channel.id, instructionIds: working }),
+        await this.o.store.extendLeases({
+          nodeId: s.node.id,
+          sessionId: s.channel.id,
+          instructionIds: working,
+        }),
       );
     } catch (e) {
       // Not worth failing the hello for: a late reply is refused INSTRUCTION_ENDED anyway.
