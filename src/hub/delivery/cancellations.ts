@@ -85,7 +85,10 @@ export class Cancellations {
       const s = this.o.peers.get(c.nodeId);
       if (!s?.ready) continue;
       let byCode = batches.get(s);
-      if (!byCode) batches.set(s, (byCode = new Map()));
+      if (!byCode) {
+        byCode = new Map();
+        batches.set(s, byCode);
+      }
       const ids = byCode.get(c.code);
       if (ids) ids.push(c.instructionId);
       else byCode.set(c.code, [c.instructionId]);
