@@ -203,10 +203,22 @@ export const createHub = (o: HubOptions): Hub => {
   const sessions = new HttpSessions({ nodes, liveness: keepalive, maxParkedPolls: o.maxParkedPolls });
   const runs = new RunStreams(store, log, maxFrame, {
     push,
-    withdraw: (runId, ids) => store.withdrawInstructions(runId, ids),
+    withdraw: async (runId, ids) => {
+      const withdrawn = await store.withdrawInstructions(runId, ids);
+      // Delivered ones are in the cancellation log now: their nodes, if held here, are told at once.
+      if (withdrawn.length > 0) nodes.cancelled();
+      return withdrawn;
+    },
   });
-  /** A change made here: wake the nodes it concerns (all, when unknown) and the reply streams. */
-  const changed = (dsts?: readonly string[]) => {
+  /**
+   * A change made here: wake the nodes it concerns (all, when unknown) and the reply streams; `ended`: it ended
+   * delivered instructions (a withdraw), whose nodes held here are told to stop.
+   */
+  const changed = (dsts?: readonly string[], o: { ended?: boolean } = {}) => {
+    if (o.ended) {
+      nodes.cancelled();
+      return;
+    }
     if (dsts) for (const d of new Set(dsts)) nodes.wake(d);
     else nodes.wake();
     runs.wake();
