@@ -1,0 +1,111 @@
+// The hub side of cancellation on NodeStreams over memoryPair (no socket): the cancellation log read on a wake
+// becomes one `cancel` event per node and code; ids a hello names that ended meanwhile get one at once.
+import { describe, expect, test } from "vitest";
+import { NodeStreams } from "../../src/hub/delivery/node-streams.ts";
+import type { NodeRecord } from "../../src/protocol/types.ts";
+import type { WireInstruction } from "../../src/protocol/wire.ts";
+import { openStore } from "../../src/store/open.ts";
+import { Channel, silentLogger } from "../../src/stream/channel.ts";
+import { memoryPair } from "../../src/stream/transport.ts";
+import { until } from "../helpers/node-streams.ts";
+
+const setup = async () => {
+  const store = await openStore("memory:");
+  const counted: [string, number][] = [];
+  const streams = new NodeStreams({
+    store,
+    maxInflight: 32,
+    deliveryTimeoutMs: 1000,
+    log: silentLogger,
+    onReply: () => {},
+    onCancelled: (code, n) => counted.push([code, n]),
+  });
+  const connect = async (node: NodeRecord, inflight: string[] = []) => {
+    const [mine, hubs] = memoryPair();
+    const instructions: WireInstruction[] = [];
+    const events: { m: string; b: { ids: string[]; code: string } }[] = [];
+    let helloAnswered = false;
+    let eventsBeforeAnswer = 0;
+    const ch = new Channel(mine, {
+      onRequest: (_m, b) => {
+        instructions.push(b as WireInstruction);
+        return { accepted: true };
+      },
+      onEvent: (m, b) => {
+        events.push({ m, b: b as { ids: string[]; code: string } });
+        if (!helloAnswered) eventsBeforeAnswer++;
+      },
+    });
+    streams.accept(node, hubs);
+    await ch.request("hello", { inflight, heartbeatIntervalMs: 1000 });
+    helloAnswered = true;
+    return { ch, instructions, events, eventsBeforeAnswer: () => eventsBeforeAnswer };
+  };
+  const register = (name: string) => store.registerNode({ name, heartbeatIntervalMs: 1000 });
+  return { store, streams, connect, register, counted };
+};
+
+describe("cancel - node streams", () => {
+  test("cancel - a withdraw of delivered instructions becomes one cancel event per node; undelivered ones none", async () => {
+    const h = await setup();
+    const [a, b] = [await h.register("a"), await h.register("b")];
+    const na = await h.connect(a);
+    const nb = await h.connect(b);
+    // Let the start-up read of the log settle (it only finds where the log ends).
+    await new Promise((r) => setTimeout(r, 50));
+    const run = await h.store.createRun();
+    await h.store.pushInstructions(run.id, [
+      { dst: a.id, method: "m", ttlMs: 60_000 },
+      { dst: a.id, method: "m", ttlMs: 60_000 },
+      { dst: b.id, method: "m", ttlMs: 60_000 },
+    ]);
+    h.streams.wake();
+    await until(() => na.instructions.length === 2 && nb.instructions.length === 1);
+    expect(h.streams.inflight).toBe(3);
+    const idsA = na.instructions.map((i) => i.id);
+    expect(await h.store.withdrawInstructions(run.id, [...idsA])).toEqual(expect.arrayContaining(idsA));
+    h.streams.cancelled();
+    await until(() => na.events.length === 1);
+    expect(na.events[0]!.m).toBe("cancel");
+    expect(na.events[0]!.b.code).toBe("FLEETLINK_E_CANCELLED");
+    expect([...na.events[0]!.b.ids].sort()).toEqual([...idsA].sort());
+    // Forgotten from the session's in-flight set: the node has room again.
+    expect(h.streams.inflight).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(nb.events).toEqual([]);
+    expect(h.counted).toEqual([["FLEETLINK_E_CANCELLED", 2]]);
+    // Read again: nothing new, nothing sent twice.
+    h.streams.cancelled();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(na.events).toHaveLength(1);
+    h.streams.closeAll();
+    await h.store.close();
+  });
+
+  test("cancel - ids a hello names that ended while the node was away get a cancel at once (INSTRUCTION_ENDED)", async () => {
+    const h = await setup();
+    const a = await h.register("a");
+    const first = await h.connect(a);
+    const run = await h.store.createRun();
+    await h.store.pushInstructions(run.id, [
+      { dst: a.id, method: "m", ttlMs: 60_000 },
+      { dst: a.id, method: "m", ttlMs: 60_000 },
+    ]);
+    h.streams.wake();
+    await until(() => first.instructions.length === 2);
+    const [ended, live] = first.instructions.map((i) => i.id) as [string, string];
+    // The stream drops (its leases go back), and one of the two is withdrawn while the node is away.
+    first.ch.close();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await h.store.withdrawInstructions(run.id, [ended])).toEqual([ended]);
+    const again = await h.connect(a, [ended, live]);
+    expect(again.events).toEqual([
+      { m: "cancel", b: { ids: [ended], code: "FLEETLINK_E_INSTRUCTION_ENDED" } },
+    ]);
+    // Sent before the hello answer, so the node learns it before anything else on the new stream.
+    expect(again.eventsBeforeAnswer()).toBe(1);
+    expect(h.streams.inflight).toBe(1);
+    h.streams.closeAll();
+    await h.store.close();
+  });
+});
