@@ -2,6 +2,8 @@
 import type { Handler, HandlerContext } from "../../src/node/handler.ts";
 
 export interface Seen {
+  /** Which of the Watch's handlers ran it. */
+  kind: "cooperative" | "stubborn" | "quick";
   startedAt: number;
   abortedAt?: number;
   reason?: unknown;
@@ -12,8 +14,8 @@ export class Watch {
   readonly runs = new Map<string, Seen>();
   private waiters: { n: number; done: () => void }[] = [];
 
-  private start(ctx: HandlerContext): Seen {
-    const seen: Seen = { startedAt: performance.now() };
+  private start(ctx: HandlerContext, kind: Seen["kind"]): Seen {
+    const seen: Seen = { kind, startedAt: performance.now() };
     this.runs.set(ctx.instructionId, seen);
     ctx.signal.addEventListener(
       "abort",
@@ -36,7 +38,7 @@ export class Watch {
   /** Waits on its signal (up to `ms`), then returns a result anyway: a reply the agent must drop. */
   cooperative(ms = 10_000): Handler {
     return (_p, ctx) => {
-      this.start(ctx);
+      this.start(ctx, "cooperative");
       return new Promise((resolve) => {
         const t = setTimeout(() => resolve("finished"), ms);
         ctx.signal.addEventListener(
@@ -54,7 +56,7 @@ export class Watch {
   /** Ignores its signal and returns after `ms`. */
   stubborn(ms: number): Handler {
     return async (_p, ctx) => {
-      this.start(ctx);
+      this.start(ctx, "stubborn");
       await new Promise((r) => setTimeout(r, ms));
       return "late result";
     };
@@ -63,7 +65,7 @@ export class Watch {
   /** Answers after `ms`. */
   quick(ms: number): Handler {
     return async (p, ctx) => {
-      this.start(ctx);
+      this.start(ctx, "quick");
       await new Promise((r) => setTimeout(r, ms));
       return p;
     };
