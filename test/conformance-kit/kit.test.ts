@@ -116,6 +116,7 @@ describe("conformance kit - the node command", () => {
       "slow-hub",
       "superseded",
       "reconnect",
+      "cancel",
       "leave",
       "version-refusal",
     ]);

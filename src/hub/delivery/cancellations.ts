@@ -15,6 +15,8 @@ export interface CancellationsOptions {
   log: Logger;
   /** Instructions a `cancel` event told their node about, by code (the /metrics counter). */
   onCancelled?: (code: string, count: number) => void;
+  /** A session's in-flight set shrank: it may take more instructions now. */
+  freed?: (nodeId: string) => void;
 }
 
 /**
@@ -65,6 +67,7 @@ export class Cancellations {
     }
     this.o.log.debug({ node: s.node.id, code, count: ids.length }, "cancel sent");
     this.o.onCancelled?.(code, ids.length);
+    this.o.freed?.(s.node.id);
   }
 
   private async read(): Promise<void> {

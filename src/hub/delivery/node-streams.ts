@@ -77,6 +77,7 @@ export class NodeStreams {
       peers: this.peers,
       log: o.log,
       onCancelled: o.onCancelled,
+      freed: (nodeId) => this.wake(nodeId),
     });
     this.replies = new ReplyIntake({
       store: o.store,
