@@ -5,12 +5,13 @@ import { NodeStreams } from "../../src/hub/delivery/node-streams.ts";
 import type { NodeRecord } from "../../src/protocol/types.ts";
 import type { WireInstruction } from "../../src/protocol/wire.ts";
 import { openStore } from "../../src/store/open.ts";
+import type { Store } from "../../src/store/store.ts";
 import { Channel, silentLogger } from "../../src/stream/channel.ts";
 import { memoryPair } from "../../src/stream/transport.ts";
 import { until } from "../helpers/node-streams.ts";
 
-const setup = async () => {
-  const store = await openStore("memory:");
+const setup = async (shared?: Store) => {
+  const store = shared ?? (await openStore("memory:"));
   const counted: [string, number][] = [];
   const streams = new NodeStreams({
     store,
@@ -82,29 +83,52 @@ describe("cancel - node streams", () => {
     await h.store.close();
   });
 
-  test("cancel - ids a hello names that ended while the node was away get a cancel at once (INSTRUCTION_ENDED)", async () => {
-    const h = await setup();
-    const a = await h.register("a");
-    const first = await h.connect(a);
-    const run = await h.store.createRun();
-    await h.store.pushInstructions(run.id, [
-      { dst: a.id, method: "m", ttlMs: 60_000 },
-      { dst: a.id, method: "m", ttlMs: 60_000 },
+  test("cancel - a node that comes to another replica naming an instruction that ended meanwhile gets its cancel at once", async () => {
+    // Two replicas' node streams over one store: the node's stream on A dies unseen (no close yet), its
+    // instruction is withdrawn, and the node says hello on B with it in `inflight`.
+    const a = await setup();
+    const b = await setup(a.store);
+    const node = await a.register("n");
+    const onA = await a.connect(node);
+    const run = await a.store.createRun();
+    await a.store.pushInstructions(run.id, [
+      { dst: node.id, method: "m", ttlMs: 60_000 },
+      { dst: node.id, method: "m", ttlMs: 60_000 },
     ]);
+    a.streams.wake();
+    await until(() => onA.instructions.length === 2);
+    const [ended, live] = onA.instructions.map((i) => i.id) as [string, string];
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await a.store.withdrawInstructions(run.id, [ended])).toEqual([ended]);
+    // B reads the log too (a store change wakes every replica) although it holds no stream of the node.
+    b.streams.cancelled();
+    await new Promise((r) => setTimeout(r, 50));
+    const onB = await b.connect(node, [ended, live]);
+    expect(onB.events).toEqual([{ m: "cancel", b: { ids: [ended], code: "FLEETLINK_E_CANCELLED" } }]);
+    // Sent before the hello answer, so the node learns it before anything else on the new stream.
+    expect(onB.eventsBeforeAnswer()).toBe(1);
+    expect(b.streams.inflight).toBe(1);
+    a.streams.closeAll();
+    b.streams.closeAll();
+    await a.store.close();
+  });
+
+  test("cancel - an id a hello names whose reply was stored gets no cancel: the node resends that reply", async () => {
+    const h = await setup();
+    const node = await h.register("n");
+    const first = await h.connect(node);
+    const run = await h.store.createRun();
+    await h.store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: 60_000 }]);
     h.streams.wake();
-    await until(() => first.instructions.length === 2);
-    const [ended, live] = first.instructions.map((i) => i.id) as [string, string];
-    // The stream drops (its leases go back), and one of the two is withdrawn while the node is away.
+    await until(() => first.instructions.length === 1);
+    const id = first.instructions[0]!.id;
+    await first.ch.request("reply", { id: crypto.randomUUID(), runId: run.id, replyTo: id, payload: 1 });
     first.ch.close();
     await new Promise((r) => setTimeout(r, 50));
-    expect(await h.store.withdrawInstructions(run.id, [ended])).toEqual([ended]);
-    const again = await h.connect(a, [ended, live]);
-    expect(again.events).toEqual([
-      { m: "cancel", b: { ids: [ended], code: "FLEETLINK_E_INSTRUCTION_ENDED" } },
-    ]);
-    // Sent before the hello answer, so the node learns it before anything else on the new stream.
-    expect(again.eventsBeforeAnswer()).toBe(1);
-    expect(h.streams.inflight).toBe(1);
+    h.streams.cancelled();
+    const again = await h.connect(node, [id]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(again.events).toEqual([]);
     h.streams.closeAll();
     await h.store.close();
   });

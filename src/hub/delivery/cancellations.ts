@@ -7,6 +7,8 @@ import type { Session } from "./session.ts";
 
 /** Entries read from the cancellation log per statement; a longer backlog is read in further rounds. */
 const PAGE = 1000;
+/** Log entries remembered (instruction id → code) for the hellos of nodes that were away when they were read. */
+const REMEMBER = 50_000;
 
 export interface CancellationsOptions {
   store: Store;
@@ -32,6 +34,8 @@ export class Cancellations {
   private readonly reader: Coalesced;
   /** Last log position read; null until the first read sets it to the log's current end (start-up). */
   private seq: number | null = null;
+  /** Recent entries, oldest first: a node that reconnects here learns of those it missed. */
+  private readonly recent = new Map<string, string>();
 
   constructor(o: CancellationsOptions) {
     this.o = o;
@@ -53,9 +57,23 @@ export class Cancellations {
   }
 
   /**
-   * Tells one session that these instructions ended (its hello named them in `inflight`, and the store no
-   * longer holds them for it), with the code that says why, and forgets them from its in-flight set.
+   * A hello named these ids in `inflight`: those the log says ended (read here while the node was away, or on
+   * another replica's stream that died) are cancelled at once. Ids that ended by the node's own reply are not in
+   * the log: the node must still resend that reply (answered `duplicate`), so they are not cancelled.
    */
+  atHello(s: Session, inflight: readonly string[]): void {
+    const byCode = new Map<string, string[]>();
+    for (const id of inflight) {
+      const code = this.recent.get(id);
+      if (code === undefined) continue;
+      const ids = byCode.get(code);
+      if (ids) ids.push(id);
+      else byCode.set(code, [id]);
+    }
+    for (const [code, ids] of byCode) this.tell(s, ids, code);
+  }
+
+  /** Tells one session that these instructions ended, with the code that says why; forgets them as in flight. */
   tell(s: Session, ids: readonly string[], code: string): void {
     if (ids.length === 0 || !s.channel.isOpen) return;
     for (const id of ids) s.inflight.delete(id);
@@ -85,6 +103,9 @@ export class Cancellations {
     // One event per node and code: a quorum's withdraw of many instructions to one node is one frame.
     const batches = new Map<Session, Map<string, string[]>>();
     for (const c of items) {
+      this.recent.delete(c.instructionId);
+      this.recent.set(c.instructionId, c.code);
+      if (this.recent.size > REMEMBER) this.recent.delete(this.recent.keys().next().value!);
       const s = this.o.peers.get(c.nodeId);
       if (!s?.ready) continue;
       let byCode = batches.get(s);

@@ -102,7 +102,8 @@ export class NodeStreams {
    * cancellation log (coalesced) and tells their nodes.
    */
   cancelled(): void {
-    if (this.peers.size > 0 && !this.closed) this.cancellations.wake();
+    // Also with no node here: the entries read now are remembered for the hellos of nodes that come here later.
+    if (!this.closed) this.cancellations.wake();
   }
 
   /**
@@ -246,7 +247,8 @@ export class NodeStreams {
     if (prev) prev.channel.close(CloseCode.replaced, "replaced by a newer stream");
     for (const id of working) s.inflight.add(id);
     s.interval = node.heartbeatIntervalMs;
-    if (working.length > 0) await this.endedSinceHello(s, working);
+    // Ids it still works on that ended meanwhile (known from the log): cancelled before the hello answer.
+    this.cancellations.atHello(s, working);
     s.onlineUntil = node.onlineUntil;
     s.ready = true;
     clearTimeout(s.helloTimer);
@@ -265,31 +267,6 @@ export class NodeStreams {
       hub: { version: packageVersion() },
       pingIntervalMs: this.o.pingIntervalMs ?? 10_000,
     };
-  }
-
-  /**
-   * Of the instructions a hello says the node still works on, those the store no longer holds for it ended
-   * while it was away (withdrawn, expired…): tell it at once rather than never (the log entry was read while no
-   * stream of the node was here). openSession leased the live ones to this session, so those it cannot extend
-   * are the ended ones. The event goes out before the hello answer; the node handles it like any other.
-   */
-  private async endedSinceHello(s: Session, working: readonly string[]): Promise<void> {
-    let live: Set<string>;
-    try {
-      live = new Set(
-        await this.o.store.extendLeases({
-          nodeId: s.node.id,
-          sessionId: s.channel.id,
-          instructionIds: working,
-        }),
-      );
-    } catch (e) {
-      // Not worth failing the hello for: a late reply is refused INSTRUCTION_ENDED anyway.
-      this.o.log.warn({ err: String(e), node: s.node.id }, "ended-instruction check at hello failed");
-      return;
-    }
-    const ended = working.filter((id) => !live.has(id));
-    this.cancellations.tell(s, ended, "FLEETLINK_E_INSTRUCTION_ENDED");
   }
 
   /**
