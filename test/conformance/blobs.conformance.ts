@@ -338,6 +338,23 @@ export const blobConformance = (factory: StoreFactory): void => {
       );
     });
 
+    test("cleanup - a deleted message's blob refs go with it; the run's upload ref stays", async () => {
+      const { run, node } = await setup();
+      await upload(run.id, "a");
+      const [i] = await t.store.pushInstructions(run.id, [
+        { dst: node.id, method: "m", ttlMs: 60_000, payload: json({ w: ref("a") }) },
+      ]);
+      await storeReply(t.store, { runId: run.id, nodeId: node.id, replyTo: i!.id });
+      await t.store.claimReplies({ runId: run.id });
+      expect(await t.store.readableBlob(sha("a"), { nodeId: node.id })).not.toBeNull();
+      t.clock.advance(10_000);
+      // A live instruction keeps the run from being abandoned (and deleted) by the cleanup.
+      await t.store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: 60_000 }]);
+      expect((await t.store.cleanup(1000)).instructions).toBe(1);
+      expect(await t.store.readableBlob(sha("a"), { nodeId: node.id })).toBeNull();
+      expect(await t.store.readableBlob(sha("a"), { runId: run.id })).not.toBeNull();
+    });
+
     test("cleanup - a deleted run's blob refs go with it", async () => {
       const { run } = await setup();
       await upload(run.id, "a");
