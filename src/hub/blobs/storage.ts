@@ -3,7 +3,6 @@
 // The S3 backend (and the AWS SDK) loads on first use, as checkpoint/open.ts does for checkpoint stores.
 import type { Hash } from "node:crypto";
 import type { Readable } from "node:stream";
-import { invalid } from "../../protocol/errors.ts";
 import type { BlobUpload } from "../../store/types.ts";
 
 /**
@@ -69,19 +68,4 @@ export const objectKeyOf = (sha256: string, uploadId: string): string =>
 export const uploadIdOf = (objectKey: string): string | null => {
   const m = /\.([0-9A-Za-z_-]+)(\.partial)?$/.exec(objectKey);
   return m ? m[1]! : null;
-};
-
-/** Opens `file://DIR` or `s3://BUCKET/PREFIX[?…]` (the S3 query parameters of checkpoint stores). */
-export const openBlobStorage = async (url: string): Promise<BlobStorage> => {
-  if (url.startsWith("file://")) {
-    const { FileBlobStorage } = await import("./file-storage.ts");
-    return FileBlobStorage.open(url);
-  }
-  if (url.startsWith("s3://")) {
-    const { loadS3Backend } = await import("../../checkpoint/open.ts");
-    await loadS3Backend(); // names the packages to install when the SDK is missing
-    const { S3BlobStorage } = await import("./s3-storage.ts");
-    return S3BlobStorage.open(url);
-  }
-  throw invalid("blobStore", `must start with file:// or s3://, not ${JSON.stringify(url.split(":")[0])}`);
 };
