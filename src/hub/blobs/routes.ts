@@ -64,7 +64,9 @@ const sendBlob = async (
     reply.code(206).header("content-range", `bytes ${start}-${end}/${blob.size}`);
   }
   reply.header("content-length", String(end - start + 1 < 0 ? 0 : end - start + 1));
-  if (req.method === "HEAD" || blob.size === 0) return reply.send();
+  // HEAD: an empty stream, because Fastify's HEAD handler sets Content-Length 0 for an empty send.
+  if (req.method === "HEAD") return reply.send(Readable.from([]));
+  if (blob.size === 0) return reply.send();
   const body = await ctx.storage.read(blob.objectKey, start, end);
   const counted = new Transform({
     transform(c: Buffer, _e, cb) {
