@@ -1,6 +1,6 @@
 // The blob HTTP API on a real hub (SQLite store, file:// storage) over real sockets: transfer, resume,
 // integrity, limits, access and collection.
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import {
@@ -307,6 +307,52 @@ describe("hub blobs", () => {
       headers: { authorization: ADMIN },
     });
     expect(get.status).toBe(404);
+  });
+
+  test("blobs - a chunked body that runs past the blob's size is cut with 413", async () => {
+    const { url } = await startBlobHub({}, cleanups);
+    const run = await createRun(url);
+    const data = bytes(1000);
+    const b = await begin(url, `/v1/runs/${run}/blobs`, ADMIN, { sha256: sha(data), size: data.length });
+    // A stream body: fetch sends it chunked, without Content-Length.
+    const body = new ReadableStream({
+      pull(c) {
+        c.enqueue(bytes(64 * 1024));
+      },
+    });
+    const res = await fetch(`${url}/v1/runs/${run}/blobs/uploads/${b.body.upload.id}`, {
+      method: "PUT",
+      headers: { authorization: ADMIN, "content-type": "application/octet-stream", "upload-offset": "0" },
+      body,
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(
+      "FLEETLINK_E_PAYLOAD_TOO_LARGE",
+    );
+  });
+
+  test("blobs - metrics count bytes up and down, completions, refusals and the store's blobs; all documented", async () => {
+    const { url } = await startBlobHub({ maxBlobBytes: 1000 }, cleanups);
+    const run = await createRun(url);
+    const data = bytes(900);
+    await upload(url, run, data);
+    await (
+      await fetch(`${url}/v1/runs/${run}/blobs/${sha(data)}`, { headers: { authorization: ADMIN } })
+    ).arrayBuffer();
+    await begin(url, `/v1/runs/${run}/blobs`, ADMIN, { sha256: sha(bytes(1)), size: 1001 });
+    const text = await (await fetch(`${url}/metrics`, { headers: { authorization: ADMIN } })).text();
+    const v = (series: string) =>
+      Number(new RegExp(`^${series.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(text)?.[1]);
+    expect(v('fleetlink_blob_bytes_total{direction="up"}')).toBe(900);
+    expect(v('fleetlink_blob_bytes_total{direction="down"}')).toBe(900);
+    expect(v("fleetlink_blob_uploads_completed_total")).toBe(1);
+    expect(v('fleetlink_blob_uploads_refused_total{reason="PAYLOAD_TOO_LARGE"}')).toBe(1);
+    expect(v("fleetlink_blobs")).toBe(1);
+    expect(v("fleetlink_blob_store_bytes")).toBe(900);
+    const docs = readFileSync(new URL("../../docs/metrics.md", import.meta.url), "utf8");
+    for (const n of new Set([...text.matchAll(/^# TYPE (fleetlink_blob\w*)/gm)].map((m) => m[1]!)))
+      expect(docs, n).toContain(`\`${n}\``);
   });
 
   test("blobs - without blob storage the routes answer 404 and hello does not announce blobs", async () => {
