@@ -355,6 +355,49 @@ describe("hub blobs", () => {
       expect(docs, n).toContain(`\`${n}\``);
   });
 
+  test("blobs - the routes are in the OpenAPI document with summary, credential, error codes and examples", async () => {
+    const { url } = await startBlobHub({}, cleanups);
+    const doc = (await (await fetch(`${url}/openapi.json`)).json()) as {
+      paths: Record<
+        string,
+        Record<
+          string,
+          {
+            summary?: string;
+            security?: unknown[];
+            "x-error-codes"?: string[];
+            responses?: Record<string, unknown>;
+          }
+        >
+      >;
+    };
+    const paths = Object.keys(doc.paths).filter((p) => p.includes("/blobs"));
+    expect(paths.sort()).toEqual(
+      [
+        "/v1/node/blobs",
+        "/v1/node/blobs/uploads/{id}",
+        "/v1/node/blobs/{sha256}",
+        "/v1/node/blobs/{sha256}/url",
+        "/v1/runs/{run}/blobs",
+        "/v1/runs/{run}/blobs/uploads/{id}",
+        "/v1/runs/{run}/blobs/{sha256}",
+      ].sort(),
+    );
+    for (const p of paths)
+      for (const [method, op] of Object.entries(doc.paths[p]!)) {
+        if (method === "head") continue;
+        expect(op.summary, `${method} ${p}`).toBeTruthy();
+        expect(op.security, `${method} ${p}`).toEqual([
+          { [p.startsWith("/v1/node") ? "nodeCredential" : "adminToken"]: [] },
+        ]);
+        expect(op["x-error-codes"], `${method} ${p}`).toContain("FLEETLINK_E_UNAUTHORIZED");
+        expect(JSON.stringify(op), `${method} ${p}: an example`).toMatch(/"examples?":/);
+      }
+    expect(doc.paths["/v1/runs/{run}/blobs/uploads/{id}"]!.put!["x-error-codes"]).toContain(
+      "FLEETLINK_E_CONFLICT",
+    );
+  });
+
   test("blobs - without blob storage the routes answer 404 and hello does not announce blobs", async () => {
     const { url } = await startBlobHub({ blobStore: undefined }, cleanups);
     const r = await begin(url, `/v1/runs/x/blobs`, ADMIN, { sha256: sha(bytes(1)), size: 1 });
