@@ -398,6 +398,21 @@ describe("hub blobs", () => {
     );
   });
 
+  test("blobs - hello announces blobs, and no blob-urls without presigned downloads", async () => {
+    const { url } = await startBlobHub({}, cleanups);
+    const n = await node(url, "n");
+    const post = (path: string, body: unknown) =>
+      fetch(`${url}${path}`, {
+        method: "POST",
+        headers: { authorization: n.auth, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }).then(json);
+    const { session } = (await post("/v1/node/open", {})).body;
+    const hello = await post("/v1/node/hello", { session, inflight: [] });
+    expect(hello.body.features).toContain("blobs");
+    expect(hello.body.features).not.toContain("blob-urls");
+  });
+
   test("blobs - without blob storage the routes answer 404 and hello does not announce blobs", async () => {
     const { url } = await startBlobHub({ blobStore: undefined }, cleanups);
     const r = await begin(url, `/v1/runs/x/blobs`, ADMIN, { sha256: sha(bytes(1)), size: 1 });
