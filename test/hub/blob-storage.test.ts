@@ -52,7 +52,6 @@ const writeRange = async (storage: BlobStorage, u: BlobUpload, data: Buffer, to:
   }
 };
 
-const backends: [string, () => Promise<BlobStorage>, () => Promise<void>][] = [];
 let s3: S3rver;
 let dir: string;
 beforeAll(async () => {

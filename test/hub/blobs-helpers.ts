@@ -44,7 +44,11 @@ export const startBlobHub = async (
   return { hub, url: await hub.listen(), store, dir };
 };
 
-export const json = async (res: Response) => ({ status: res.status, body: (await res.json()) as any });
+/** A JSON answer, read loosely: the tests assert its fields. */
+// biome-ignore lint/suspicious/noExplicitAny: answers are checked by the assertions that read them
+export type Json = any;
+
+export const json = async (res: Response) => ({ status: res.status, body: (await res.json()) as Json });
 
 export const createRun = async (url: string): Promise<string> =>
   (await json(await fetch(`${url}/v1/runs`, { method: "POST", headers: { authorization: ADMIN } }))).body.run
@@ -102,7 +106,7 @@ export const rawPut = (
   path: string,
   auth: string,
   o: { offset: number; declared: number; send: Uint8Array; cut: boolean },
-): Promise<{ status: number; body: any } | null> =>
+): Promise<{ status: number; body: Json } | null> =>
   new Promise((resolve, reject) => {
     const u = new URL(url);
     const req = request({

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { expect, test } from "vitest";
+import type { Json } from "./blobs-helpers.ts";
 
 const MiB = 1024 * 1024;
 const SIZE = 256 * MiB;
@@ -41,7 +42,7 @@ test("blobs memory - a 256 MiB upload and download through the hub grows its RSS
     const run = (
       (await (
         await fetch(`${url}/v1/runs`, { method: "POST", headers: { authorization: AUTH } })
-      ).json()) as any
+      ).json()) as Json
     ).run.id;
     const begun = (await (
       await fetch(`${url}/v1/runs/${run}/blobs`, {
@@ -49,13 +50,13 @@ test("blobs memory - a 256 MiB upload and download through the hub grows its RSS
         headers: { authorization: AUTH, "content-type": "application/json" },
         body: JSON.stringify({ sha256, size: SIZE }),
       })
-    ).json()) as any;
+    ).json()) as Json;
     child.stdin!.write("reset\n");
     const { rss: base } = (await next()) as { rss: number };
 
     // Upload with backpressure: the next chunk is written when the socket drained.
     const u = new URL(url);
-    const status = await new Promise<any>((resolve, reject) => {
+    const status = await new Promise<Json>((resolve, reject) => {
       const req = request({
         host: u.hostname,
         port: u.port,

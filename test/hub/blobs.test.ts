@@ -8,6 +8,7 @@ import {
   begin,
   bytes,
   createRun,
+  type Json,
   json,
   node,
   pushTo,
@@ -171,7 +172,7 @@ describe("hub blobs", () => {
     );
     const get = await fetch(`${url}/v1/runs/${run}/blobs/${claimed}`, { headers: { authorization: ADMIN } });
     expect(get.status).toBe(404);
-    expect(((await get.json()) as any).error).toMatchObject({
+    expect(((await get.json()) as Json).error).toMatchObject({
       code: "FLEETLINK_E_BLOB_NOT_FOUND",
       field: "sha256",
     });
@@ -251,7 +252,7 @@ describe("hub blobs", () => {
     expect(sha(new Uint8Array(await okA.arrayBuffer()))).toBe(sha(data));
     const noB = await get(b.auth, `/v1/node/blobs/${sha(data)}`);
     expect(noB.status).toBe(404);
-    expect(((await noB.json()) as any).error.code).toBe("FLEETLINK_E_BLOB_NOT_FOUND");
+    expect(((await noB.json()) as Json).error.code).toBe("FLEETLINK_E_BLOB_NOT_FOUND");
     expect((await get(ADMIN, `/v1/runs/${other}/blobs/${sha(data)}`)).status).toBe(404);
     // A node's own upload for a run it works for, then readable by it and by the run.
     const up = bytes(2000);
