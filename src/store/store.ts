@@ -125,7 +125,10 @@ export interface Store {
    * the pushes that arrived while its last one committed). A failing push fails only itself.
    */
   pushBatch(calls: readonly PushCall[]): Promise<PushResult[]>;
-  /** Pushes instructions of one run, all or none. */
+  /**
+   * Pushes instructions of one run, all or none. Each blob a payload references must be one the run may
+   * reference (uploaded to it, or in a message of it), else BLOB_NOT_FOUND naming the field (`items[i].payload.x`).
+   */
   pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]>;
   /**
    * Leases up to `limit` claimable instructions per node, oldest first. Exactly once across racing replicas.
@@ -140,11 +143,17 @@ export interface Store {
   releaseInstructions(input: ReleaseInput): Promise<number>;
   /**
    * Withdraws instructions that have not ended, delivered or not: each ends with a CANCELLED error reply that is
-   * already marked claimed, and a late reply of its node is refused (INSTRUCTION_ENDED). A delivered one (leased)
-   * is also written to the cancellation log, so its node is told to stop. Returns the ids withdrawn.
+   * already marked claimed, and a late reply of its node is refused (CANCELLED, definite). A delivered one
+   * (leased) is also written to the cancellation log, so its node is told to stop. A reply racing the withdrawal
+   * either ends the instruction first (then it is not withdrawn) or is refused: never two replies. Returns the
+   * ids withdrawn.
    */
   withdrawInstructions(runId: string, ids: readonly string[]): Promise<string[]>;
-  /** Stores replies, one result per input, in one transaction. Idempotent per instruction. */
+  /**
+   * Stores replies, one result per input, in one transaction. Idempotent per instruction. A reply whose payload
+   * references a blob its node may not reference (or holds a malformed reference) is stored as an error reply
+   * FLEETLINK_E_BLOB_NOT_FOUND naming the reference, payload empty.
+   */
   storeReplies(items: readonly NewReply[]): Promise<StoreReplyResult[]>;
   /** Hands out unclaimed replies of a run, each exactly once across racing replicas. */
   claimReplies(input: ClaimRepliesInput): Promise<Reply[]>;
@@ -196,7 +205,9 @@ export interface Store {
    *   whose last sign of life (onlineUntil, or createdAt if they never came online) is older than the cutoff and
    *   that hold no live instruction. Their credentials stop working; a registered, approved node that has not
    *   come online yet is kept. A node whose heartbeat or push commits first is kept, whatever the race.
-   * - deletes enrollment tokens that can no longer be used (revoked, expired, or used up at their last use).
+   * - deletes enrollment tokens that can no longer be used (revoked, expired, or used up at their last use);
+   * - deletes the blob references of the runs it deletes, and cancellation-log entries older than 10 minutes
+   *   (whatever the cutoff: the log is short-lived).
    * Safe to run on every replica at once: each row is counted by the replica that changed it.
    */
   cleanup(olderThanMs: number): Promise<CleanupResult>;
@@ -206,9 +217,16 @@ export interface Store {
   // whose payload references a blob its run may not reference fails with BLOB_NOT_FOUND naming the field
   // (`items[i].payload.x`); a reply that references a blob its node may not reference is stored as an error
   // reply BLOB_NOT_FOUND instead (never silence). A reference is live while its instruction has not ended, or
-  // while its reply is unclaimed.
+  // while its reply is unclaimed. A payload that is not JSON holds no references (payloads may be any bytes).
 
-  /** Starts (or resumes) an upload, or grants an existing blob at once (one round trip). See the input's fields. */
+  /**
+   * Starts (or resumes) an upload, or grants an existing blob at once (one round trip). Checked in this order:
+   * sha256 and size (INVALID_ARGUMENT; PAYLOAD_TOO_LARGE field size over maxBlobBytes), the run (RUN_NOT_FOUND,
+   * RUN_FINISHED), a node's right (FORBIDDEN field runId unless it is the destination of a live instruction of
+   * the run). Then: the blob exists → `present` (the run may reference and read it; a node may reference it
+   * only); an unfinished upload of the same blob by the same uploader (run and node) → that one; else the
+   * run's quota (QUOTA_EXCEEDED field size) and a new upload at offset 0.
+   */
   beginBlobUpload(input: BeginBlobUploadInput): Promise<BeginBlobUploadResult>;
   /** null if unknown (never started, completed, or abandoned). */
   getBlobUpload(id: string): Promise<BlobUpload | null>;

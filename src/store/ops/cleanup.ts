@@ -38,6 +38,13 @@ export const cleanup = async (db: Db, olderThanMs: number): Promise<CleanupResul
        RETURNING id`,
       [cutoff, d.listParam(abandoned)],
     );
+    // The blob refs of deleted messages go with them (they could no longer be live), so refs do not pile up
+    // under a blob that many messages reference over time.
+    const owners = [...gone, ...replies].map((r) => r.id as string);
+    if (owners.length > 0)
+      await c.q(`DELETE FROM blob_refs WHERE kind IN ('instruction', 'reply') AND owner IN ${d.list("$1")}`, [
+        d.listParam(owners),
+      ]);
     // A deleted run's blob refs go with it: none of them can be live (its messages are gone).
     if (runs.length > 0)
       await c.q(`DELETE FROM blob_refs WHERE run_id IN ${d.list("$1")}`, [
