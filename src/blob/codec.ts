@@ -1,5 +1,6 @@
 import { BLOB_KEY, type BlobInfo, BYTES_KEY, blobRef, readBlobRef } from "../protocol/blobs.ts";
 import { invalid } from "../protocol/errors.ts";
+import { MAX_JSON_DEPTH } from "../protocol/limits.ts";
 import { FleetBlob } from "./handle.ts";
 
 /**
@@ -59,34 +60,43 @@ const children = (v: object): [string | number, unknown][] =>
 const pathOf = (parent: string, key: string | number): string =>
   typeof key === "number" ? `${parent}[${key}]` : `${parent}.${key}`;
 
-/** True when the value holds binary data or a handle (needs encoding); throws on a reserved key. */
+/**
+ * True when the value holds binary data or a handle (needs encoding); throws on a reserved key. Each
+ * container is visited once and no deeper than the payload depth limit, so a cyclic or over-deep value ends
+ * the scan (JSON encoding and the depth check refuse it afterwards, as they did before binary data).
+ */
 const scanOut = (value: unknown, root: string): Scan => {
   let found: Scan = "none";
-  const stack: unknown[] = [value];
+  const seen = new Set<object>();
+  const stack: [unknown, number][] = [[value, 0]];
   while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v !== "object" || v === null) continue;
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null || depth > MAX_JSON_DEPTH || seen.has(v)) continue;
+    seen.add(v);
     if (v instanceof FleetBlob || isBinary(v)) {
       found = "work";
       continue;
     }
     if (opaque(v)) continue;
     if (Array.isArray(v)) {
-      for (const x of v) stack.push(x);
+      for (const x of v) stack.push([x, depth + 1]);
       continue;
     }
     if (Object.hasOwn(v, BLOB_KEY) || Object.hasOwn(v, BYTES_KEY)) throw reservedAt(value, root);
-    for (const k in v) if (Object.hasOwn(v, k)) stack.push((v as Record<string, unknown>)[k]);
+    for (const k in v) if (Object.hasOwn(v, k)) stack.push([(v as Record<string, unknown>)[k], depth + 1]);
   }
   return found;
 };
 
 /** The error for the first user object with a reserved key, found again with paths (the rare, slow case). */
 const reservedAt = (value: unknown, root: string) => {
+  const seen = new Set<object>();
   const stack: [unknown, string][] = [[value, root]];
   while (stack.length > 0) {
     const [v, path] = stack.pop()!;
     if (typeof v !== "object" || v === null || v instanceof FleetBlob || isBinary(v) || opaque(v)) continue;
+    if (seen.has(v)) continue;
+    seen.add(v);
     if (!Array.isArray(v) && (Object.hasOwn(v, BLOB_KEY) || Object.hasOwn(v, BYTES_KEY)))
       return invalid(
         path,
@@ -109,11 +119,11 @@ const rebuild = async (
 ): Promise<unknown> => {
   const holder: { v: unknown } = { v: undefined };
   const later: Promise<void>[] = [];
-  const stack: [unknown, Record<string | number, unknown>, string | number, string][] = [
-    [value, holder as unknown as Record<string, unknown>, "v", root],
+  const stack: [unknown, Record<string | number, unknown>, string | number, string, number][] = [
+    [value, holder as unknown as Record<string, unknown>, "v", root, 0],
   ];
   while (stack.length > 0) {
-    const [v, parent, key, path] = stack.pop()!;
+    const [v, parent, key, path, depth] = stack.pop()!;
     if (typeof v !== "object" || v === null) {
       parent[key] = v;
       continue;
@@ -133,6 +143,9 @@ const rebuild = async (
       parent[key] = v;
       continue;
     }
+    // A cycle would be copied forever: past the depth limit the payload is refused, as the hub would.
+    if (depth >= MAX_JSON_DEPTH)
+      throw invalid(path, `nests deeper than ${MAX_JSON_DEPTH} levels (or is cyclic)`);
     const copy: Record<string | number, unknown> = (Array.isArray(v) ? new Array(v.length) : {}) as Record<
       string | number,
       unknown
@@ -140,7 +153,7 @@ const rebuild = async (
     parent[key] = copy;
     const kids = children(v);
     for (let i = kids.length - 1; i >= 0; i--)
-      stack.push([kids[i]![1], copy, kids[i]![0], pathOf(path, kids[i]![0])]);
+      stack.push([kids[i]![1], copy, kids[i]![0], pathOf(path, kids[i]![0]), depth + 1]);
   }
   await Promise.all(later);
   return holder.v;
@@ -223,4 +236,19 @@ export const decodePayload = async (value: unknown, o: DecodeOptions, root = "pa
     },
     () => true,
   );
+};
+
+/** Refuses bad blob options of a Fleet or a NodeAgent, naming the option. */
+export const checkBlobOptions = (o: {
+  blobs?: unknown;
+  inlineBytes?: unknown;
+  blobCacheBytes?: unknown;
+}): void => {
+  if (o.blobs !== undefined && o.blobs !== "bytes" && o.blobs !== "lazy")
+    throw invalid("blobs", `"bytes" or "lazy", not ${JSON.stringify(o.blobs)}`);
+  for (const k of ["inlineBytes", "blobCacheBytes"] as const) {
+    const v = o[k];
+    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0))
+      throw invalid(k, `a whole number of bytes ≥ 0, not ${JSON.stringify(v)}`);
+  }
 };

@@ -91,3 +91,14 @@ export class FleetBlob implements BlobInfo {
     }
   }
 }
+
+/** What a handler can do with blobs (`ctx.blobs`). */
+export interface HandlerBlobs {
+  /**
+   * Uploads bytes, a stream or a file to this instruction's run and returns its handle: return it (anywhere
+   * in the result) to send a large result without holding it in memory. Returned bytes are uploaded anyway.
+   */
+  put(source: Uint8Array | Readable | { path: string }, opts?: { signal?: AbortSignal }): Promise<FleetBlob>;
+  /** A handle on a blob this node may read (its instruction referenced it), downloaded on first use. */
+  get(blob: BlobInfo): FleetBlob;
+}

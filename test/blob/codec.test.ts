@@ -101,14 +101,23 @@ describe("blob codec", () => {
     ).rejects.toMatchObject({ field: "payload" });
   });
 
-  it("codec - deep nesting is walked iteratively", async () => {
+  it("codec - nesting up to the depth limit is encoded; cycles and deeper payloads are refused, never looped on", async () => {
     const r = recorder(1);
     let v: unknown = new Uint8Array([1, 2, 3]);
-    for (let i = 0; i < 20_000; i++) v = { v };
+    for (let i = 0; i < 100; i++) v = { v };
     const wire = await encodePayload(v, r.opts);
     expect(r.uploaded).toHaveLength(1);
     let w = wire as { v?: unknown };
-    for (let i = 0; i < 20_000; i++) w = w.v as { v?: unknown };
+    for (let i = 0; i < 100; i++) w = w.v as { v?: unknown };
     expect(w).toMatchObject({ size: 3 });
+    // A cycle without bytes is left to JSON encoding (which names it); with bytes it is refused here.
+    const plain: Record<string, unknown> = {};
+    plain.self = plain;
+    expect(await encodePayload(plain, r.opts)).toBe(plain);
+    const withBytes: Record<string, unknown> = { b: new Uint8Array(1) };
+    withBytes.self = withBytes;
+    await expect(encodePayload(withBytes, r.opts)).rejects.toMatchObject({
+      code: "FLEETLINK_E_INVALID_ARGUMENT",
+    });
   });
 });
