@@ -1,6 +1,7 @@
 import type { Db, SqlConn } from "../dialect.ts";
 import { deadToken, emptyFinishedRun, quietRun, silentNode, takenReply } from "../rules.ts";
 import { ABANDONED_REASON, type CleanupResult, checkCleanupAge } from "../store.ts";
+import { trimCancellations } from "./cancellations.ts";
 
 /**
  * Every step locks what it changes with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's write lock covers the
@@ -37,12 +38,18 @@ export const cleanup = async (db: Db, olderThanMs: number): Promise<CleanupResul
        RETURNING id`,
       [cutoff, d.listParam(abandoned)],
     );
+    // A deleted run's blob refs go with it: none of them can be live (its messages are gone).
+    if (runs.length > 0)
+      await c.q(`DELETE FROM blob_refs WHERE run_id IN ${d.list("$1")}`, [
+        d.listParam(runs.map((r) => r.id as string)),
+      ]);
     const tokens = await c.q(
       `DELETE FROM enroll_tokens WHERE seq IN (
          SELECT seq FROM enroll_tokens WHERE ${deadToken("$1")} ORDER BY seq ${d.skipLocked()})
        RETURNING id`,
       [cutoff],
     );
+    await trimCancellations(c);
     // Last, so that the node locks (which a push waits for) are held for the shortest time.
     const nodes = await deleteSilentNodes(db, c, cutoff);
     return {
