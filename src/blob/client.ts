@@ -203,8 +203,9 @@ export class BlobClient {
         if (signal?.aborted) throw e;
         // The upload was ended (collected while idle, or lost with a replica's local state): begin again.
         if (upload && isFleetlinkError(e, "BLOB_NOT_FOUND") && e.field === "upload") upload = undefined;
-        else if (!(isFleetlinkError(e, "CONFLICT") && e.field === UPLOAD_OFFSET_HEADER) && !transient(e))
-          throw e;
+        // CONFLICT: our offset was stale (field upload-offset), or the hub still settles a PUT that was cut
+        // (field upload): ask for the status again, after a pause.
+        else if (!isFleetlinkError(e, "CONFLICT") && !transient(e)) throw e;
         const d = backoff.next();
         if (d === undefined) throw e;
         if (!isFleetlinkError(e)) this.endpoint.unreachable?.(hub);
