@@ -65,25 +65,51 @@ const pathOf = (parent: string, key: string | number): string =>
  * container is visited once and no deeper than the payload depth limit, so a cyclic or over-deep value ends
  * the scan (JSON encoding and the depth check refuse it afterwards, as they did before binary data).
  */
-const scanOut = (value: unknown, root: string): Scan => {
+/** Containers the scan visits before it starts tracking visited ones (see scanOut). */
+const UNTRACKED_VISITS = 100_000;
+
+const scanOut = (value: unknown, root: string, tracked = false): Scan => {
+  if (typeof value !== "object" || value === null) return "none";
   let found: Scan = "none";
-  const seen = new Set<object>();
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v !== "object" || v === null || depth > MAX_JSON_DEPTH || seen.has(v)) continue;
-    seen.add(v);
+  // Without a visited set at first (it doubles the cost): within the depth limit a tree ends, and only a
+  // cycle (or a DAG with much sharing) makes the walk long, which the visit count catches.
+  const seen = tracked ? new Set<object>() : null;
+  let visits = 0;
+  // Parallel stacks (no tuple per node) and only objects pushed: the scan costs about what JSON.stringify does.
+  const values: object[] = [value];
+  const depths: number[] = [0];
+  while (values.length > 0) {
+    const v = values.pop()!;
+    const depth = depths.pop()!;
+    if (depth > MAX_JSON_DEPTH) continue;
+    if (seen) {
+      if (seen.has(v)) continue;
+      seen.add(v);
+    } else if (++visits > UNTRACKED_VISITS) return scanOut(value, root, true);
     if (v instanceof FleetBlob || isBinary(v)) {
       found = "work";
       continue;
     }
     if (opaque(v)) continue;
     if (Array.isArray(v)) {
-      for (const x of v) stack.push([x, depth + 1]);
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i];
+        if (typeof x === "object" && x !== null) {
+          values.push(x);
+          depths.push(depth + 1);
+        }
+      }
       continue;
     }
     if (Object.hasOwn(v, BLOB_KEY) || Object.hasOwn(v, BYTES_KEY)) throw reservedAt(value, root);
-    for (const k in v) if (Object.hasOwn(v, k)) stack.push([(v as Record<string, unknown>)[k], depth + 1]);
+    const keys = Object.keys(v);
+    for (let i = 0; i < keys.length; i++) {
+      const x = (v as Record<string, unknown>)[keys[i]!];
+      if (typeof x === "object" && x !== null) {
+        values.push(x);
+        depths.push(depth + 1);
+      }
+    }
   }
   return found;
 };

@@ -114,6 +114,11 @@ describe("blob codec", () => {
     const plain: Record<string, unknown> = {};
     plain.self = plain;
     expect(await encodePayload(plain, r.opts)).toBe(plain);
+    // Two self references: an untracked walk would branch 2^128 times; the scan switches to tracking.
+    const fork: Record<string, unknown> = {};
+    fork.l = fork;
+    fork.r = fork;
+    expect(await encodePayload(fork, r.opts)).toBe(fork);
     const withBytes: Record<string, unknown> = { b: new Uint8Array(1) };
     withBytes.self = withBytes;
     await expect(encodePayload(withBytes, r.opts)).rejects.toMatchObject({
