@@ -121,12 +121,15 @@ export class BlobClient {
   }
 
   /** The payload as it goes on the wire (see codec.ts). */
-  encode(payload: unknown, opts: { extra?: Record<string, unknown>; root?: string } = {}): Promise<unknown> {
+  encode(
+    payload: unknown,
+    opts: { extra?: Record<string, unknown>; root?: string; signal?: AbortSignal } = {},
+  ): Promise<unknown> {
     return encodePayload(
       payload,
       {
         inlineBytes: this.transfers.inlineBytes,
-        upload: (bytes) => this.upload(bytes, { extra: opts.extra }),
+        upload: (bytes) => this.upload(bytes, { extra: opts.extra, signal: opts.signal }),
         seen: opts.extra ? undefined : this.seen,
       },
       opts.root,

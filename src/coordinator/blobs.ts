@@ -53,8 +53,8 @@ export class RunBlobs {
   }
 
   /** A payload as it goes on the wire: binary data over the inline threshold uploaded first. */
-  encode(payload: unknown): Promise<unknown> {
-    return this.client.encode(payload);
+  encode(payload: unknown, signal?: AbortSignal): Promise<unknown> {
+    return this.client.encode(payload, { signal });
   }
 
   /**

@@ -9,7 +9,8 @@ import type { ReplyStream } from "./run-stream.ts";
 
 /** Binary data in payloads (blobs.ts): encoded before a push, decoded in each reply before the user sees it. */
 export interface PayloadCodec {
-  encode(payload: unknown): Promise<unknown>;
+  /** `signal` ends the uploads of the payload's blobs (the call's own signal). */
+  encode(payload: unknown, signal?: AbortSignal): Promise<unknown>;
   decode(result: WireResult): Promise<WireResult>;
 }
 
@@ -61,7 +62,7 @@ export class Pusher {
   async push(nodes: readonly string[], method: string, payload: unknown, opts: PushOptions): Promise<Wait[]> {
     checkNodesGiven(nodes, method);
     // Once per push, not per node: a broadcast of one buffer uploads it once.
-    if (this.codec) payload = await this.codec.encode(payload);
+    if (this.codec) payload = await this.codec.encode(payload, opts.signal);
     const groupId = opts.groupId ?? newId();
     const items = nodes.map((dst) => ({ id: newId(), dst, method, payload, ttlMs: opts.ttlMs, groupId }));
     const codec = this.codec;

@@ -18,6 +18,6 @@ export const withBlobs = (handler: Handler, client: BlobClient, mode: BlobMode):
     };
     const input = await client.decode(payload, { mode, signal: ctx.signal });
     const result = await handler(input, { ...ctx, blobs });
-    return client.encode(result, { extra, root: "result" });
+    return client.encode(result, { extra, root: "result", signal: ctx.signal });
   };
 };
