@@ -1,3 +1,4 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BeginUploadAnswer, BlobInfo, UploadStatus } from "../protocol/blobs.ts";
@@ -26,7 +27,11 @@ export interface BlobEndpoint {
 }
 
 export interface BlobClientOptions {
-  /** Directory of the content-addressed download cache. (Default: `<os tmpdir>/fleetlink-blobs`) */
+  /**
+   * Directory of the content-addressed download cache, kept across restarts (partial downloads resume from
+   * it). One process at a time: two processes appending to one partial file would corrupt it (the hash check
+   * then discards it). (Default: a fresh temp directory, made on first use and removed at close)
+   */
   cacheDir?: string;
   /** Bytes of complete blobs the cache keeps before evicting the least recently used. (Default: 4 GiB) */
   cacheBytes?: number;
@@ -51,7 +56,9 @@ const DEFAULT_RETRY: BackoffPolicy = { initialMs: 100, maxMs: 5000, maxAttempts:
 /** The parts of a client that every endpoint of one process shares: sockets, cache and counters. */
 export class BlobTransfers {
   readonly agents: Agents = newAgents();
-  readonly cache: BlobCache;
+  private readonly cacheDir: string | undefined;
+  private readonly cacheBytes: number;
+  private made: BlobCache | undefined;
   readonly inlineBytes: number;
   readonly idleMs: number;
   readonly retry: BackoffPolicy;
@@ -60,19 +67,33 @@ export class BlobTransfers {
   readonly downloading = new Map<string, Promise<void>>();
 
   constructor(o: BlobClientOptions & { inlineBytes: number }) {
-    this.cache = new BlobCache(
-      o.cacheDir ?? join(tmpdir(), "fleetlink-blobs"),
-      o.cacheBytes ?? DEFAULT_BLOB_CACHE_BYTES,
-    );
+    this.cacheDir = o.cacheDir;
+    this.cacheBytes = o.cacheBytes ?? DEFAULT_BLOB_CACHE_BYTES;
     this.inlineBytes = o.inlineBytes;
     this.idleMs = o.idleMs ?? 30_000;
     this.retry = o.retry ?? DEFAULT_RETRY;
   }
 
+  /** The download cache, its directory made on first use (a fleet or agent that sends no blob makes none). */
+  get cache(): BlobCache {
+    if (!this.made) {
+      const dir = this.cacheDir ?? mkdtempSync(join(tmpdir(), "fleetlink-blobs-"));
+      if (!this.cacheDir) this.tempDir = dir;
+      this.made = new BlobCache(dir, this.cacheBytes);
+    }
+    return this.made;
+  }
+
+  /** Ends kept-alive sockets; removes the cache directory if it was a temp one this object made. */
   close(): void {
     this.agents.http.destroy();
     this.agents.https.destroy();
+    if (this.tempDir) rmSync(this.tempDir, { recursive: true, force: true });
+    this.tempDir = undefined;
+    this.made = undefined;
   }
+
+  private tempDir: string | undefined;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>

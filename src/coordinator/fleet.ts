@@ -28,7 +28,7 @@ export interface FleetOptions {
   blobs?: BlobMode;
   /** Binary data up to this many bytes travels inline in payloads (base64); larger as blobs. (Default: 262144) */
   inlineBytes?: number;
-  /** Directory of the downloaded-blob cache. (Default: `<os tmpdir>/fleetlink-blobs`) */
+  /** Directory of the downloaded-blob cache, for one process at a time. (Default: a temp dir removed at close) */
   blobCacheDir?: string;
   /** Bytes the blob cache keeps before evicting the least recently used. (Default: 4 GiB) */
   blobCacheBytes?: number;

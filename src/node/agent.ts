@@ -64,7 +64,7 @@ export interface NodeAgentOptions {
   blobs?: BlobMode;
   /** Binary data in results up to this many bytes travels inline (base64); larger as blobs. (Default: 262144) */
   inlineBytes?: number;
-  /** Directory of the downloaded-blob cache. (Default: `<os tmpdir>/fleetlink-blobs`) */
+  /** Directory of the downloaded-blob cache, for one process at a time. (Default: a temp dir removed at stop) */
   blobCacheDir?: string;
   /** Bytes the blob cache keeps before evicting the least recently used, never a blob in use. (Default: 4 GiB) */
   blobCacheBytes?: number;

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, expect, test } from "vitest";
 import { BlobCache } from "../../src/blob/cache.ts";
+import { BlobTransfers } from "../../src/blob/client.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -26,4 +27,12 @@ test("cache - evicts least recently used complete blobs down to its bound, never
   cache.release(names[0]!);
   expect(cache.has(names[3]!, 100)).toBe(true);
   expect(cache.has(names[3]!, 99)).toBe(false);
+});
+
+test("cache - without a cacheDir, a temp directory is made on first use and removed at close", () => {
+  const t = new BlobTransfers({ inlineBytes: 16 });
+  const dir = t.cache.dir;
+  expect(existsSync(dir)).toBe(true);
+  t.close();
+  expect(existsSync(dir)).toBe(false);
 });
