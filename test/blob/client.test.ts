@@ -90,6 +90,46 @@ describe("blob client", () => {
     expect(sha(new Uint8Array(await back.arrayBuffer()))).toBe(sha(data));
   });
 
+  test("client - a download cut by the network resumes from its partial file with a Range", async () => {
+    const { url, client } = await setup();
+    const data = randomBytes(4 * 1024 * KiB);
+    const blob = await client.upload(data);
+    // A proxy that cuts the first connection after 2 MiB went through it towards the client.
+    const target = new URL(url);
+    let cut = false;
+    const proxy = createNetServer((c) => {
+      const up = connect(Number(target.port), target.hostname);
+      let n = 0;
+      up.on("data", (d: Buffer) => {
+        n += d.length;
+        if (!cut && n > 2 * 1024 * KiB) {
+          cut = true;
+          c.destroy();
+          up.destroy();
+          return;
+        }
+        c.write(d);
+      });
+      c.on("data", (d) => up.write(d));
+      up.on("error", () => c.destroy());
+      c.on("error", () => up.destroy());
+      c.on("close", () => up.destroy());
+      up.on("close", () => c.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise((r) => proxy.close(r)));
+    const viaProxy = new BlobClient(
+      { ...client.endpoint, hub: () => `http://127.0.0.1:${(proxy.address() as AddressInfo).port}` },
+      new BlobTransfers({ inlineBytes: 16, retry: { initialMs: 20, maxMs: 100, maxAttempts: 5 } }),
+    );
+    cleanups.push(async () => viaProxy.transfers.close());
+    expect((await viaProxy.handle(blob).bytes()).equals(data)).toBe(true);
+    expect(cut).toBe(true);
+    // The attempt that finished fetched only what the cut one had not written.
+    expect(viaProxy.transfers.stats.downloads).toBe(1);
+    expect(viaProxy.transfers.stats.bytesDownloaded).toBeLessThan(data.length - 1024 * KiB);
+  });
+
   test("client - a cached blob is read again without a request; a partial download resumes with a Range", async () => {
     const { client, transfers, cacheDir } = await setup();
     const data = randomBytes(300 * KiB);
