@@ -298,9 +298,11 @@ class Node:
                 self._pause(0.25)  # still a sign of life well inside the hub's window, without spinning
 
     def _events(self, got):
-        """One-way frames in a poll answer: `cancel` ends handlers whose instruction ended before their reply."""
-        for f in got.get("frames") or got.get("events") or ():
-            if not isinstance(f, dict) or f.get("t", "evt") != "evt" or f.get("m") != "cancel":
+        """A poll answer's `events` ({m, b}, as the stream's evt frames): `cancel` ends the handlers whose
+        instruction ended before their reply. Read before the answer's instructions, so one cancelled in the
+        same answer is acknowledged but never run."""
+        for f in got.get("events") or ():
+            if not isinstance(f, dict) or f.get("m") != "cancel":
                 continue
             b = f.get("b") if isinstance(f.get("b"), dict) else {}
             ids = [i for i in b.get("ids") or () if isinstance(i, str)]

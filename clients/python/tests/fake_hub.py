@@ -28,7 +28,7 @@ class FakeHub:
         self.pending = False  # refuse open with NODE_PENDING (an admin has not approved the node yet)
         self.rate_limit_polls = 0  # refuse this many polls with 429 RATE_LIMITED
         self.features = ["progress", "leave", "http", "blobs", "cancel"]
-        self.frames = []  # one-way frames (cancel events) for the next poll answer
+        self.frames = []  # events ({m, b}, as a stream's evt frames) for the next poll answer
         self.blobs = FakeBlobs(self._authorized)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -59,7 +59,7 @@ class FakeHub:
     def cancel(self, ids, code="FLEETLINK_E_CANCELLED"):
         """Ends delivered instructions before their reply, as the hub does on a withdraw: a cancel event frame."""
         with self.cond:
-            self.frames.append({"t": "evt", "m": "cancel", "b": {"ids": list(ids), "code": code}})
+            self.frames.append({"m": "cancel", "b": {"ids": list(ids), "code": code}})
             for s in self.sessions.values():
                 for i in ids:
                     s["delivered"].pop(i, None)
@@ -153,7 +153,10 @@ class FakeHub:
                     ins = self.queue.pop(0)
                     s["delivered"][ins["id"]] = ins
                 frames, self.frames = self.frames, []
-                return 200, {"instructions": list(s["delivered"].values()), "frames": frames}
+                answer = {"instructions": list(s["delivered"].values())}
+                if frames:
+                    answer["events"] = frames
+                return 200, answer
             if method == "reply":
                 dup = body["id"] in self.replies
                 self.replies[body["id"]] = body
