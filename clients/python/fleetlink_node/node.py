@@ -366,6 +366,10 @@ class Node:
                 if e.code in REFUSED_FOR_GOOD:
                     self._link.lose(sess, Close.REVOKED, f"reply refused: {e.code}")
                     continue
+                if e.code == "FLEETLINK_E_INSTRUCTION_ENDED":
+                    # Its cancel event and the reply crossed: the hub no longer wants it, nothing is wrong.
+                    log.info("reply to %s not needed: the instruction ended before it", reply["replyTo"])
+                    return
                 if e.status != 429 and e.status < 500 and e.definite is not False:
                     log.warning("reply to %s refused: %s", reply["replyTo"], e)
                     return
