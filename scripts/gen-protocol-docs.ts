@@ -107,6 +107,11 @@ const framesPart = (): string => {
     out += `**\`${name}\`**: ${s.description}.\n\n${fieldTable(s)}\n`;
   for (const [method, m] of Object.entries(NodeStreamMessages)) {
     const dir = m.from === "node" ? "node → hub" : "hub → node";
+    if (!("response" in m)) {
+      // An event: one-way, no answer.
+      out += `#### \`${method}\` (${dir} event)\n\n${m.summary}\n\nBody (\`b\` of the \`evt\` frame):\n\n${fieldTable(m.body)}\n`;
+      continue;
+    }
     out += `#### \`${method}\` (${dir} request)\n\n${m.summary}\n\nBody (\`b\` of the \`req\` frame):\n\n${fieldTable(m.body)}\n`;
     out += `Answer (\`b\` of the \`res\` frame):\n\n${fieldTable(m.response)}\n`;
   }

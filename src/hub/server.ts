@@ -177,6 +177,7 @@ export const createHub = (o: HubOptions): Hub => {
     pingIntervalMs,
     protocols: o.protocols,
     log,
+    onCancelled: metrics ? (code, n) => metrics.cancellations.inc({ code }, n) : undefined,
   });
   /**
    * Every push (HTTP or run stream): instructions for nodes whose stream is here go in already leased and are
@@ -332,6 +333,8 @@ export const createHub = (o: HubOptions): Hub => {
   // Another replica committed something: it may concern any node or run here. Our own commits wake
   // exactly what they concern at the place they are made.
   const unwatch = store.watch((source) => {
+    // Any change (a withdraw here or there, a sweep) may have ended instructions held by streams here.
+    nodes.cancelled();
     if (source !== "remote") return;
     nodes.remoteChanged();
     runs.wake();

@@ -153,7 +153,11 @@ export class NodeAgent {
       connect: (hub) => connectors[typeof transport === "function" ? transport() : transport](hub),
       liveness: agentLiveness(this.every),
       backoff: Schedules.reconnect,
-      channel: { log: this.log, onRequest: (m, b) => this.onRequest(m, b) },
+      channel: {
+        log: this.log,
+        onRequest: (m, b) => this.onRequest(m, b),
+        onEvent: (m, b) => this.onEvent(m, b),
+      },
       hello: (ch) => this.hello(ch),
       onLive: (ch, hub) => this.onLive(ch, hub),
       onLost: (loss) => this.onLost(loss),
@@ -245,7 +249,7 @@ export class NodeAgent {
     try {
       // Tell the hub what this node still works on (running, or replied but not yet acknowledged) so it
       // re-leases only what was really lost in flight.
-      const inflight = [...new Set([...this.executor.runningIds(), ...this.outbox.keys()])];
+      const inflight = [...new Set([...this.executor.workingIds(), ...this.outbox.keys()])];
       // The interval travels with hello and every heartbeat, so the hub judges this run of the node by it.
       const hello = (await ch.request(
         NodeMethods.hello,
@@ -372,14 +376,28 @@ export class NodeAgent {
     if (!leaseMs) return;
     this.progressTimer = setInterval(
       () => {
-        if (ch !== this.channel || this.executor.busy === 0) return;
-        ch.request(
-          NodeMethods.progress,
-          { ids: this.executor.runningIds() },
-          { timeoutMs: leaseMs / 3 },
-        ).catch((e: unknown) => this.log.debug({ err: String(e) }, "progress report failed"));
+        // Cancelled handlers still running are left out: their instructions ended.
+        const ids = this.executor.workingIds();
+        if (ch !== this.channel || ids.length === 0) return;
+        ch.request(NodeMethods.progress, { ids }, { timeoutMs: leaseMs / 3 }).catch((e: unknown) =>
+          this.log.debug({ err: String(e) }, "progress report failed"),
+        );
       },
       Math.max(100, Math.floor(leaseMs / 3)),
+    );
+  }
+
+  /** One-way messages from the hub: `cancel` (instructions that ended before their reply). Others are ignored. */
+  private onEvent(method: string, body: unknown): void {
+    if (method !== NodeMethods.cancel) return;
+    const b = body as { ids?: unknown; code?: unknown } | null;
+    if (!Array.isArray(b?.ids) || typeof b.code !== "string") {
+      this.log.warn({ method }, "malformed cancel event ignored");
+      return;
+    }
+    this.executor.cancel(
+      b.ids.filter((id): id is string => typeof id === "string"),
+      b.code,
     );
   }
 

@@ -1,4 +1,10 @@
-import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import {
+  describeError,
+  ErrorCodes,
+  type ErrorName,
+  FleetlinkError,
+  isFleetlinkError,
+} from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../protocol/limits.ts";
 import type { ReplyError } from "../protocol/types.ts";
@@ -25,6 +31,8 @@ export interface ExecutorOptions {
 export class Executor {
   private readonly o: ExecutorOptions;
   private readonly running = new Map<string, Promise<void>>();
+  /** Each running handler's own abort: the hub cancelled its instruction. */
+  private readonly aborts = new Map<string, AbortController>();
 
   constructor(o: ExecutorOptions) {
     this.o = o;
@@ -33,6 +41,30 @@ export class Executor {
   /** Instruction ids whose handler is running. */
   runningIds(): string[] {
     return [...this.running.keys()];
+  }
+
+  /** Ids of running handlers not cancelled: the ones whose leases progress keeps. */
+  workingIds(): string[] {
+    return [...this.running.keys()].filter((id) => !this.aborts.get(id)?.signal.aborted);
+  }
+
+  /**
+   * The hub says these instructions ended before a reply (`cancel` event): each running handler's signal
+   * aborts with a FleetlinkError of `code`, its result will be dropped, and a reply already queued is dropped
+   * from the outbox. Unknown ids are ignored. Returns how many were running or queued.
+   */
+  cancel(ids: readonly string[], code: string): number {
+    let n = 0;
+    for (const id of ids) {
+      const ac = this.aborts.get(id);
+      if (ac && !ac.signal.aborted) {
+        ac.abort(cancelReason(id, code));
+        n++;
+      }
+      if (this.o.outbox.drop(id)) n++;
+    }
+    if (n > 0) this.o.log.debug({ ids, code, count: n }, "instructions cancelled by the hub");
+    return n;
   }
 
   get busy(): number {
@@ -51,12 +83,17 @@ export class Executor {
       // Redelivered after we replied: send the same reply again (the hub acknowledges the duplicate).
       this.o.outbox.queue(done);
     } else if (!this.running.has(ins.id) && !this.o.outbox.has(ins.id)) {
-      const p = this.run(ins).finally(() => this.running.delete(ins.id));
+      const ac = new AbortController();
+      this.aborts.set(ins.id, ac);
+      const p = this.run(ins, ac.signal).finally(() => {
+        this.running.delete(ins.id);
+        this.aborts.delete(ins.id);
+      });
       this.running.set(ins.id, p);
     }
   }
 
-  private async run(ins: WireInstruction): Promise<void> {
+  private async run(ins: WireInstruction, cancelled: AbortSignal): Promise<void> {
     const handler = this.o.handlers[ins.method];
     let payload: unknown;
     let error: ReplyError | null = null;
@@ -71,7 +108,7 @@ export class Executor {
         method: ins.method,
         attempts: ins.attempts,
         nodeId: this.o.nodeId(),
-        signal: this.o.signal,
+        signal: AbortSignal.any([this.o.signal, cancelled]),
       });
     } catch (e) {
       error = {
@@ -83,10 +120,27 @@ export class Executor {
         "handler failed",
       );
     }
+    if (cancelled.aborted) {
+      // Nobody reads it: the hub refuses a reply to an ended instruction (INSTRUCTION_ENDED).
+      this.o.log.debug(
+        { instruction: ins.id, method: ins.method },
+        "result of a cancelled instruction dropped",
+      );
+      return;
+    }
     if (!error) ({ payload, error } = checkResult(payload, this.o.maxPayloadBytes()));
     this.o.outbox.queue({ id: newId(), runId: ins.runId, replyTo: ins.id, payload: payload ?? null, error });
   }
 }
+
+/** What a cancelled handler's `ctx.signal.reason` is: why its instruction ended, as its error code says. */
+const cancelReason = (id: string, code: string): FleetlinkError => {
+  const kind = code.startsWith("FLEETLINK_E_") ? code.slice("FLEETLINK_E_".length) : "";
+  const message = `instruction ${id} ended before its reply (${code}): the hub cancelled it`;
+  return Object.hasOwn(ErrorCodes, kind)
+    ? new FleetlinkError(kind as ErrorName, message)
+    : new FleetlinkError("CANCELLED", message);
+};
 
 /**
  * A result that cannot travel becomes an error reply the coordinator sees (never a crash, never a reply the

@@ -5,7 +5,11 @@ export interface HandlerContext {
   method: string;
   attempts: number;
   nodeId: string;
-  /** Aborted when the agent stops without waiting. */
+  /**
+   * Aborted when the agent stops without waiting, or when the hub cancels this instruction (withdrawn, call
+   * cancelled, expired…): then `signal.reason` is a FleetlinkError whose code says why, and the handler's result
+   * is dropped (no reply), so it may stop at once. A handler that ignores it runs on; its result is dropped.
+   */
   signal: AbortSignal;
 }
 

@@ -65,6 +65,19 @@ export class Outbox {
     this.send(out, false);
   }
 
+  /**
+   * Forgets the reply to this instruction if it waits (the hub says the instruction ended: it would be refused).
+   * Returns whether one waited.
+   */
+  drop(instructionId: string): boolean {
+    const out = this.waiting.get(instructionId);
+    if (!out) return false;
+    clearTimeout(out.timer);
+    this.waiting.delete(instructionId);
+    if (this.waiting.size === 0) this.drainedCb?.();
+    return true;
+  }
+
   /** A new connection is live: send everything waiting now rather than at its next retry. */
   flush(): void {
     for (const out of this.waiting.values()) this.send(out, true);

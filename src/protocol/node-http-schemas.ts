@@ -7,7 +7,7 @@
  * the stream, because the hub serves both through the same session code.
  */
 import { Type } from "@sinclair/typebox";
-import { Uuid, WireErrorSchema, WireInstructionSchema } from "./schemas.ts";
+import { Json, Uuid, WireErrorSchema, WireInstructionSchema } from "./schemas.ts";
 import type { NodeStreamMessages } from "./stream-schemas.ts";
 
 /** Where the HTTP node API lives on a hub. */
@@ -58,7 +58,8 @@ export const NodeHttpOnly = {
       "received in earlier answers (a node acknowledges each at once, in its next poll); an unacknowledged one " +
       "comes again in the next answer (the same instruction: run it once). A newer poll of the session answers an " +
       "older parked one empty. Polling is the session's sign of life: a session with no poll for the ping interval " +
-      "ends and its leases are given back, as a dead stream's.",
+      "ends and its leases are given back, as a dead stream's. `events` carries the stream's events for the node " +
+      "(`cancel`), each in one answer only; an answer with events but no instructions comes at once.",
     body: Type.Object(
       {
         session: SessionHandle,
@@ -67,7 +68,21 @@ export const NodeHttpOnly = {
       },
       { title: "PollBody", examples: [{ session: "…", acks: [], waitMs: DEFAULT_POLL_WAIT_MS }] },
     ),
-    response: Type.Object({ instructions: Type.Array(WireInstructionSchema) }, { title: "PollAnswer" }),
+    response: Type.Object(
+      {
+        instructions: Type.Array(WireInstructionSchema),
+        events: Type.Optional(
+          Type.Array(
+            Type.Object({
+              m: Type.String({ description: "The event, as an evt frame's m (cancel)" }),
+              b: Json("Its body, as on the stream"),
+            }),
+            { description: "Events for the node, in order (absent when there are none)" },
+          ),
+        ),
+      },
+      { title: "PollAnswer" },
+    ),
   },
   close: {
     summary:

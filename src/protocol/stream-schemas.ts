@@ -136,7 +136,7 @@ export const NodeStreamMessages = {
         protocol: Type.Integer({ description: "The protocol version of this session (the node's)" }),
         protocols: Type.Array(Type.Integer(), { description: "Every protocol version this hub accepts" }),
         features: Type.Array(Type.String(), {
-          description: "Optional parts of the protocol this hub supports (progress, leave, http)",
+          description: "Optional parts of the protocol this hub supports (progress, leave, http, cancel)",
         }),
         hub: Type.Object({ version: Type.String({ description: "The hub's fleetlink version" }) }),
         pingIntervalMs: Type.Integer({
@@ -214,6 +214,30 @@ export const NodeStreamMessages = {
     summary: "Hub → node: run this handler; the node acknowledges at once and replies later with `reply`.",
     body: WireInstructionSchema,
     response: Type.Object({ accepted: Type.Literal(true) }, { title: "InstructionAnswer" }),
+  }),
+  cancel: msg({
+    kind: "event",
+    from: "hub",
+    summary:
+      "Hub → node: these delivered instructions ended before the node replied (withdrawn, call cancelled, " +
+      "expired, out of attempts, node unavailable). The node stops their handlers (aborts their signal) and " +
+      "sends no reply for them, dropping one already queued; a reply sent anyway is refused INSTRUCTION_ENDED. " +
+      "Ids the node does not know are ignored. Sent only by hubs whose hello answer lists the `cancel` feature.",
+    body: Type.Object(
+      {
+        ids: Type.Array(Uuid, { minItems: 1, maxItems: 100_000, description: "The instructions that ended" }),
+        code: Type.String({
+          minLength: 1,
+          maxLength: 100,
+          description:
+            "Why they ended, one error code per event (FLEETLINK_E_CANCELLED, …_MESSAGE_EXPIRED, …)",
+        }),
+      },
+      {
+        title: "CancelEvent",
+        examples: [{ ids: [EXAMPLE_ID], code: "FLEETLINK_E_CANCELLED" }],
+      },
+    ),
   }),
 } as const;
 

@@ -18,8 +18,9 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = [PROTOCOL_VERSION];
  * - `progress`: lease extension by `progress`.
  * - `leave`: a graceful leave (`leave`) marks the node offline at once.
  * - `http`: the HTTP node API (`/v1/node/*`) besides the WebSocket stream.
+ * - `cancel`: the hub sends a `cancel` event when a delivered instruction ends before its reply.
  */
-export const HUB_FEATURES = ["progress", "leave", "http"] as const;
+export const HUB_FEATURES = ["progress", "leave", "http", "cancel"] as const;
 export type HubFeature = (typeof HUB_FEATURES)[number];
 
 /** A hello without `protocol` comes from a node older than versioning: it speaks version 1. */

@@ -70,6 +70,11 @@ export const NodeMethods = {
   /** Node → hub: a graceful leave; the hub marks the node offline at once and ends the session. */
   leave: "leave",
   instruction: "instruction",
+  /**
+   * Hub → node event: these instructions ended before the node replied (withdrawn, expired, …): stop their
+   * handlers and do not reply (a reply sent anyway is refused INSTRUCTION_ENDED).
+   */
+  cancel: "cancel",
 } as const;
 export const RunEvents = { replies: "replies" } as const;
 /**

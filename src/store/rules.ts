@@ -68,9 +68,6 @@ export const RELEASE = "state = 'pending', lease_until = NULL, lease_owner = NUL
 /** SET clause that ends an instruction (with its reply, stored in the same transaction). */
 export const END = "state = 'done', ended = 1, lease_until = NULL, lease_owner = NULL";
 
-/** Never delivered (or given back) and not ended: what a withdrawal may still take back. */
-export const undelivered = "ended = 0 AND state = 'pending'";
-
 /** Instructions leased to node `dst` and not ended (a session's leases are among these). */
 export const leasedTo = (dst: string): string => `dst = ${dst} AND ended = 0 AND state = 'leased'`;
 

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import { FleetlinkError } from "../protocol/errors.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
 import type { Db, Dialect, SqlConn } from "./dialect.ts";
+import { cancellationsSince } from "./ops/cancellations.ts";
 import { claimableNodes, claimInstructions, claimReplies } from "./ops/claim.ts";
 import { cleanup } from "./ops/cleanup.ts";
 import {
@@ -276,8 +277,8 @@ export abstract class SqlStore implements Store {
   }
   cancellationsSince(
     afterSeq: number | null,
-    _limit?: number,
+    limit?: number,
   ): Promise<{ seq: number; items: Cancellation[] }> {
-    return Promise.resolve({ seq: afterSeq ?? 0, items: [] });
+    return cancellationsSince(this.ops, afterSeq, limit);
   }
 }

@@ -248,6 +248,9 @@ class HttpTransport extends TransportEvents implements Transport {
       if (p.status === 200) {
         for (const ins of (p.body?.instructions ?? []) as { id: string }[])
           this.emit({ t: "req", id: ins.id, m: NodeMethods.instruction, b: ins });
+        // After the instructions: a cancel in the same answer concerns one of them or an earlier one.
+        for (const ev of (p.body?.events ?? []) as { m: string; b: unknown }[])
+          this.emit({ t: "evt", m: ev.m, b: ev.b });
         // After the channel's answers (microtasks), so this answer's acknowledgements ride in the next poll.
         if (n === this.polls) setImmediate(() => n === this.polls && this.poll());
         return;

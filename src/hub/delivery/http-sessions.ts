@@ -16,6 +16,12 @@ export interface Ended {
   reason: string;
 }
 
+/** A one-way message for the node (an `evt` frame on the stream), carried by a poll answer. */
+export interface PollEvent {
+  m: string;
+  b: unknown;
+}
+
 /** The answer to one HTTP request of a session: the stream's answer, its error, or the session's end. */
 export type Answer = { ok: unknown } | { error: WireError } | { ended: Ended };
 
@@ -56,6 +62,8 @@ export class HttpSession extends TransportEvents implements Transport {
   private open = true;
   /** Instructions sent and not acknowledged, by instruction id, in delivery order; with their frame ids. */
   private readonly queue = new Map<string, { frames: string[]; instruction: WireInstruction }>();
+  /** Events (`cancel`) for the node, sent once in the next poll answer. */
+  private events: PollEvent[] = [];
   /** HTTP requests waiting for the channel's answer, by the frame id they were injected with. */
   private readonly pending = new Map<string, (a: Answer) => void>();
   private parked: Parked | undefined;
@@ -89,6 +97,10 @@ export class HttpSession extends TransportEvents implements Transport {
         q.frames.push(f.id);
         q.instruction = ins;
       } else this.queue.set(ins.id, { frames: [f.id], instruction: ins });
+      this.flushSoon();
+    } else if (f.t === "evt") {
+      if (f.m === NodeMethods.cancel) this.unqueue((f.b as { ids: string[] }).ids);
+      this.events.push({ m: f.m, b: f.b });
       this.flushSoon();
     } else if (f.t === "res" || f.t === "err") {
       const id = f.id ?? this.injecting;
@@ -152,7 +164,7 @@ export class HttpSession extends TransportEvents implements Transport {
     // One parked poll per session: the newer one takes over.
     this.unpark({ ok: [] });
     if (!this.open) return { answer: Promise.resolve(this.registry.endOf(this)), cancel: () => {} };
-    if (this.queue.size > 0 || waitMs === 0)
+    if (this.queue.size > 0 || this.events.length > 0 || waitMs === 0)
       return { answer: Promise.resolve({ ok: this.unacked() }), cancel: () => {} };
     if (!this.registry.park())
       throw new FleetlinkError("RATE_LIMITED", "too many parked polls on this replica: retry later");
@@ -169,6 +181,33 @@ export class HttpSession extends TransportEvents implements Transport {
         if (this.parked === parked) this.unpark({ ok: [] });
       },
     };
+  }
+
+  /** Events not yet handed to a poll answer; each is handed out once (the route calls this as it answers). */
+  takeEvents(): PollEvent[] {
+    const e = this.events;
+    this.events = [];
+    return e;
+  }
+
+  /**
+   * Instructions that ended before the node took them from a poll: no longer offered, and their delivery is
+   * settled (as if acknowledged), since nothing is left to deliver.
+   */
+  private unqueue(ids: readonly string[]): void {
+    const frames: string[] = [];
+    for (const id of ids) {
+      const q = this.queue.get(id);
+      if (!q) continue;
+      this.queue.delete(id);
+      frames.push(...q.frames);
+    }
+    // Not from inside the channel's write that brought the event: answered right after it.
+    if (frames.length > 0)
+      queueMicrotask(() => {
+        for (const frame of frames)
+          this.inject(JSON.stringify({ t: "res", id: frame, b: { accepted: true } }));
+      });
   }
 
   private unacked(): WireInstruction[] {
@@ -191,7 +230,7 @@ export class HttpSession extends TransportEvents implements Transport {
     this.flushing = true;
     setImmediate(() => {
       this.flushing = false;
-      if (this.queue.size > 0) this.unpark({ ok: this.unacked() });
+      if (this.queue.size > 0 || this.events.length > 0) this.unpark({ ok: this.unacked() });
     });
   }
 

@@ -10,6 +10,7 @@ import { Channel, type Logger } from "../../stream/channel.ts";
 import { PeerTable } from "../../stream/peers.ts";
 import type { Transport } from "../../stream/transport.ts";
 import { packageVersion } from "../../util/package-version.ts";
+import { Cancellations } from "./cancellations.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { Renewals } from "./renewals.ts";
 import { ReplyIntake } from "./reply-intake.ts";
@@ -35,6 +36,8 @@ export interface NodeStreamsOptions {
   pingIntervalMs?: number;
   /** Node protocol versions a hello may name; others are refused. (Default: SUPPORTED_PROTOCOLS) */
   protocols?: readonly number[];
+  /** Instructions a `cancel` event told their node about, by code (counted on /metrics). (Default: none) */
+  onCancelled?: (code: string, count: number) => void;
 }
 
 /**
@@ -54,6 +57,7 @@ export class NodeStreams {
   private lastFence = 0;
   private fenceTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly dispatcher: Dispatcher;
+  private readonly cancellations: Cancellations;
   private readonly replies: ReplyIntake;
   private readonly renewals: Renewals;
   private readonly o: NodeStreamsOptions;
@@ -68,6 +72,12 @@ export class NodeStreams {
       deliveryTimeoutMs: o.deliveryTimeoutMs,
       log: o.log,
     });
+    this.cancellations = new Cancellations({
+      store: o.store,
+      peers: this.peers,
+      log: o.log,
+      onCancelled: o.onCancelled,
+    });
     this.replies = new ReplyIntake({
       store: o.store,
       onReply: o.onReply,
@@ -80,9 +90,18 @@ export class NodeStreams {
     this.renewals = new Renewals(o.store, o.log, () => this.peers.values());
   }
 
-  /** See Dispatcher.wakeClaimable. */
+  /** See Dispatcher.wakeClaimable; and reads the cancellation log (the periodic poll calls this too). */
   wakeClaimable(): void {
     this.dispatcher.wakeClaimable();
+    this.cancelled();
+  }
+
+  /**
+   * The store changed (here or on another replica): instructions held by nodes here may have ended. Reads the
+   * cancellation log (coalesced) and tells their nodes.
+   */
+  cancelled(): void {
+    if (this.peers.size > 0 && !this.closed) this.cancellations.wake();
   }
 
   /**
@@ -226,6 +245,7 @@ export class NodeStreams {
     if (prev) prev.channel.close(CloseCode.replaced, "replaced by a newer stream");
     for (const id of working) s.inflight.add(id);
     s.interval = node.heartbeatIntervalMs;
+    if (working.length > 0) await this.endedSinceHello(s, working);
     s.onlineUntil = node.onlineUntil;
     s.ready = true;
     clearTimeout(s.helloTimer);
@@ -244,6 +264,31 @@ export class NodeStreams {
       hub: { version: packageVersion() },
       pingIntervalMs: this.o.pingIntervalMs ?? 10_000,
     };
+  }
+
+  /**
+   * Of the instructions a hello says the node still works on, those the store no longer holds for it ended
+   * while it was away (withdrawn, expired…): tell it at once rather than never (the log entry was read while no
+   * stream of the node was here). openSession leased the live ones to this session, so those it cannot extend
+   * are the ended ones. The event goes out before the hello answer; the node handles it like any other.
+   */
+  private async endedSinceHello(s: Session, working: readonly string[]): Promise<void> {
+    let live: Set<string>;
+    try {
+      live = new Set(
+        await this.o.store.extendLeases({
+          nodeId: s.node.id,
+          sessionId: s.channel.id,
+          instructionIds: working,
+        }),
+      );
+    } catch (e) {
+      // Not worth failing the hello for: a late reply is refused INSTRUCTION_ENDED anyway.
+      this.o.log.warn({ err: String(e), node: s.node.id }, "ended-instruction check at hello failed");
+      return;
+    }
+    const ended = working.filter((id) => !live.has(id));
+    this.cancellations.tell(s, ended, "FLEETLINK_E_INSTRUCTION_ENDED");
   }
 
   /**
@@ -299,6 +344,7 @@ export class NodeStreams {
     this.closed = true;
     this.renewals.close();
     this.dispatcher.close();
+    this.cancellations.close();
     clearTimeout(this.fenceTimer);
     for (const s of [...this.peers.values(), ...this.arriving.values()])
       s.channel.close(CloseCode.goingAway, "hub shutting down");

@@ -30,6 +30,8 @@ export interface HubMetrics {
   readonly store: StoreMetrics;
   readonly http: HttpMetrics;
   readonly checkpoints: CheckpointObserver;
+  /** Instructions a `cancel` event told their node about, by code. */
+  readonly cancellations: Counter<"code">;
 }
 
 /** Every series of one hub replica, in its own registry (never prom-client's global one). */
@@ -77,9 +79,16 @@ export const createHubMetrics = (o: { replica: string; backend: Store["backend"]
     labelNames: ["kind", "outcome"] as const,
     registers,
   });
+  const cancellations = new Counter({
+    name: "fleetlink_cancellations_total",
+    help: "Delivered instructions this replica told their node to stop (they ended before a reply), by error code.",
+    labelNames: ["code"] as const,
+    registers,
+  });
   return {
     registry,
     replica: o.replica,
+    cancellations,
     store: createStoreMetrics(registers),
     http,
     checkpoints: {

@@ -122,7 +122,8 @@ export const registerNodeRoutes = (app: FastifyInstance, ctx: NodeRoutesContext)
       reply.raw.once("close", p.cancel);
       const a = await p.answer;
       if ("ended" in a) return sendEnded(reply, a.ended);
-      return { instructions: "ok" in a ? a.ok : [] };
+      const events = s.takeEvents();
+      return { instructions: "ok" in a ? a.ok : [], ...(events.length > 0 ? { events } : {}) };
     },
   );
 

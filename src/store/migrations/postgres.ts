@@ -135,4 +135,55 @@ ALTER TABLE nodes ADD COLUMN agent_version TEXT;
 ALTER TABLE nodes ADD COLUMN protocol INTEGER;
 `,
   },
+  {
+    version: 9,
+    name: "blobs (rows, references, unfinished uploads) and the cancellation log",
+    // blob_refs.owner is an instruction id, a reply id, or "upload:<node id | coordinator>"; one row per
+    // (blob, owner, run). The cancellation log is short-lived (cleanup keeps 10 minutes of it): replicas read it
+    // by seq to tell a node holding an instruction that it ended.
+    sql: `
+CREATE TABLE blobs (
+  sha256 TEXT PRIMARY KEY,
+  size BIGINT NOT NULL,
+  object_key TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  orphaned_at BIGINT
+);
+CREATE INDEX blobs_orphaned ON blobs (orphaned_at) WHERE orphaned_at IS NOT NULL;
+CREATE TABLE blob_refs (
+  sha256 TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  node_id TEXT,
+  created_at BIGINT NOT NULL,
+  UNIQUE (sha256, owner, run_id)
+);
+CREATE INDEX blob_refs_run ON blob_refs (run_id, sha256);
+CREATE INDEX blob_refs_node ON blob_refs (node_id, sha256) WHERE node_id IS NOT NULL;
+CREATE INDEX blob_refs_owner ON blob_refs (owner);
+CREATE TABLE blob_uploads (
+  id TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL,
+  size BIGINT NOT NULL,
+  run_id TEXT NOT NULL,
+  node_id TEXT,
+  object_key TEXT NOT NULL,
+  "offset" BIGINT NOT NULL DEFAULT 0,
+  backend_state TEXT,
+  created_at BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
+CREATE INDEX blob_uploads_run ON blob_uploads (run_id, sha256);
+CREATE INDEX blob_uploads_idle ON blob_uploads (updated_at);
+CREATE TABLE cancellations (
+  seq BIGSERIAL PRIMARY KEY,
+  instruction_id TEXT NOT NULL,
+  node_id TEXT NOT NULL,
+  code TEXT NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX cancellations_age ON cancellations (created_at);
+`,
+  },
 ];

@@ -1,6 +1,7 @@
 import type { Db, SqlConn } from "../dialect.ts";
 import { deadToken, emptyFinishedRun, quietRun, silentNode, takenReply } from "../rules.ts";
 import { ABANDONED_REASON, type CleanupResult, checkCleanupAge } from "../store.ts";
+import { trimCancellations } from "./cancellations.ts";
 
 /**
  * Every step locks what it changes with FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's write lock covers the
@@ -43,6 +44,7 @@ export const cleanup = async (db: Db, olderThanMs: number): Promise<CleanupResul
        RETURNING id`,
       [cutoff],
     );
+    await trimCancellations(c);
     // Last, so that the node locks (which a push waits for) are held for the shortest time.
     const nodes = await deleteSilentNodes(db, c, cutoff);
     return {

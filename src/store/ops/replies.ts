@@ -11,13 +11,27 @@ import {
   type OutcomeCode,
   type StoreReplyResult,
 } from "../store.ts";
+import { appendCancellation } from "./cancellations.ts";
 
 const INSERT_REPLY = `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
     error_code, error_message, claimed)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`;
 
-/** The error reply that ends instruction `i` (a row) without a reply from its node. */
-export const insertOutcome = async (c: SqlConn, i: Row, code: OutcomeCode, claimed: 0 | 1): Promise<void> => {
+/**
+ * The error reply that ends instruction `i` (a row, read with its `state` before it was ended) without a reply
+ * from its node. If a node held it (state leased, whether or not the lease was still current), the node may be
+ * running it: the end is also appended to the cancellation log, in the same transaction, so the replica holding
+ * the node's stream tells it to stop.
+ */
+export const insertOutcome = async (
+  db: Pick<Db, "d">,
+  c: SqlConn,
+  i: Row,
+  code: OutcomeCode,
+  claimed: 0 | 1,
+): Promise<void> => {
+  if (i.state === "leased")
+    await appendCancellation(db, c, { instructionId: i.id as string, nodeId: i.dst as string, code });
   await c.q(`${INSERT_REPLY} ON CONFLICT (reply_to) DO NOTHING`, [
     newId(),
     i.run_id,

@@ -3,7 +3,7 @@ import { newId } from "../../protocol/ids.ts";
 import type { Instruction, NodeStatus, Reply, Run, RunStatus } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
 import { emptyStats, type Row, toInstruction, toReply, toRun } from "../rows.ts";
-import { END, undelivered } from "../rules.ts";
+import { END } from "../rules.ts";
 import {
   checkId,
   checkIds,
@@ -139,14 +139,21 @@ export const withdrawInstructions = async (
   checkIds("ids", ids);
   if (ids.length === 0) return [];
   return db.tx(async (c) => {
-    // Only still-pending rows: the state guard makes a racing claim and this withdrawal exclusive.
+    // Two statements: the rows are locked first (in id order, as a set-wise reply store locks them), so the
+    // state read is the one the row has when it ends; the `ended = 0` guard is re-checked on the locked rows
+    // (PostgreSQL) or under the write lock (SQLite). A reply racing this withdrawal either ended the instruction
+    // first (not withdrawn) or waits and then finds it ended (INSTRUCTION_ENDED / CANCELLED): never two replies.
     const rows = await c.q(
-      `UPDATE instructions SET ${END}
-       WHERE run_id = $1 AND ${undelivered} AND id IN ${db.d.list("$2")}
-       RETURNING id, run_id, src, dst, group_id, method`,
+      `SELECT seq, id, run_id, src, dst, group_id, method, state FROM instructions
+       WHERE run_id = $1 AND ended = 0 AND id IN ${db.d.list("$2")}
+       ORDER BY id ${db.d.name === "postgres" ? "FOR UPDATE" : ""}`,
       [runId, db.d.listParam(ids)],
     );
-    for (const i of rows) await insertOutcome(c, i, "FLEETLINK_E_CANCELLED", 1);
+    if (rows.length === 0) return [];
+    await c.q(`UPDATE instructions SET ${END} WHERE id IN ${db.d.list("$1")}`, [
+      db.d.listParam(rows.map((r) => r.id as string)),
+    ]);
+    for (const i of rows) await insertOutcome(db, c, i, "FLEETLINK_E_CANCELLED", 1);
     return rows.map((r) => r.id as string);
   });
 };

@@ -17,7 +17,7 @@ export const sweep = async (db: Db): Promise<number> => {
       [c.now],
     );
     const ended = await c.q(
-      `SELECT i.seq, i.id, i.run_id, i.src, i.dst, i.group_id, i.method, ${outcome("$1", "i", "n")} AS code
+      `SELECT i.seq, i.id, i.run_id, i.src, i.dst, i.group_id, i.method, i.state, ${outcome("$1", "i", "n")} AS code
        FROM instructions i JOIN nodes n ON n.id = i.dst
        WHERE i.seq IN (
            -- Candidates through indexes (a scan of every instruction ever kept would grow with history).
@@ -33,7 +33,7 @@ export const sweep = async (db: Db): Promise<number> => {
     );
     for (const i of ended) {
       await c.q(`UPDATE instructions SET ${END} WHERE seq = $1`, [i.seq]);
-      await insertOutcome(c, i, i.code as OutcomeCode, 0);
+      await insertOutcome(db, c, i, i.code as OutcomeCode, 0);
     }
     return ended.length;
   });
