@@ -77,6 +77,9 @@ describe("python node and blobs", () => {
     const id = py.calls()[0]!.split(" ")[1]!;
     await call.catch(() => undefined);
     await expect.poll(() => py.calls(), { timeout: 5000 }).toContain(`cancelled ${id} wait`);
+    await expect
+      .poll(() => py.output(), { timeout: 5000 })
+      .toContain(`dropping the result of cancelled instruction ${id}`);
     // The node stays useful, and the cancelled instruction never got a reply stored.
     expect(
       (await cfg.call("echo", "after", { quorum: "all", timeoutMs: 10_000 })).replies.get(py.nodeId),
