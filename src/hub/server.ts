@@ -4,14 +4,27 @@ import pino from "pino";
 import type { ObjectStore } from "../checkpoint/object-store.ts";
 import { openObjectStore } from "../checkpoint/open.ts";
 import { Checkpoints } from "../checkpoint/orchestrator.ts";
-import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import {
+  DEFAULT_BLOB_GRACE_MS,
+  DEFAULT_MAX_BLOB_BYTES,
+  DEFAULT_RUN_BLOB_QUOTA_BYTES,
+  DEFAULT_UPLOAD_IDLE_MS,
+} from "../protocol/blobs.ts";
+import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
 import type { Instruction } from "../protocol/types.ts";
+import { HUB_FEATURES } from "../protocol/version.ts";
 import { instrumentStore } from "../store/instrumented.ts";
 import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { Coalesced } from "../util/coalesce.ts";
+import { BlobCollector } from "./blobs/collector.ts";
+import { createBlobMetrics } from "./blobs/metrics.ts";
+import { openBlobStorage } from "./blobs/open.ts";
+import { registerBlobRoutes } from "./blobs/routes.ts";
+import type { BlobStorage } from "./blobs/storage.ts";
+import { BlobUploads } from "./blobs/uploads.ts";
 import { registerCheckpointRoutes } from "./checkpoints/routes.ts";
 import { registerDashboard } from "./dashboard/dashboard.ts";
 import { GroupCommit } from "./delivery/group-commit.ts";
@@ -86,7 +99,29 @@ export interface HubOptions {
   metricsToken?: string;
   /** Serve the web dashboard at `/` and its live feed at `GET /v1/events` (docs/dashboard.md). (Default: true) */
   dashboard?: boolean;
+  // Blobs (docs/blobs.md).
+  /**
+   * Where blob bytes live: `file://DIR`, `s3://BUCKET/PREFIX`, or a BlobStorage. Enables the blob routes and
+   * announces "blobs" in hello; without it those routes answer 404 ROUTE_NOT_FOUND. (Default: none; `fleetlink
+   * serve` defaults to `<db>.blobs/` next to a SQLite file, `./fleetlink-blobs` with PostgreSQL)
+   */
+  blobStore?: string | BlobStorage;
+  /** Largest blob accepted, in bytes (413 PAYLOAD_TOO_LARGE beyond). (Default: 8 GiB) */
+  maxBlobBytes?: number;
+  /** Bytes of distinct blobs and open uploads one run may hold (413 QUOTA_EXCEEDED beyond). (Default: 64 GiB) */
+  blobRunQuotaBytes?: number;
+  /** How long a blob outlives its last live reference before it is deleted, in ms. (Default: 600000) */
+  blobGraceMs?: number;
+  /** An upload without progress this long is abandoned and its bytes removed, in ms. (Default: 3600000) */
+  blobUploadIdleMs?: number;
+  /** How often this replica collects blobs and abandoned uploads, in ms. (Default: 30000) */
+  blobCollectIntervalMs?: number;
+  /** Serve presigned download URLs to nodes (S3 only; announces "blob-urls" in hello). (Default: false) */
+  blobPresign?: boolean;
 }
+
+/** Lifetime of a presigned blob URL: long enough for a GB over a slow link, short against leaks. (15 min) */
+const PRESIGN_TTL_S = 15 * 60;
 
 export interface Hub {
   readonly id: string;
@@ -94,6 +129,8 @@ export interface Hub {
   readonly nodes: NodeStreams;
   readonly runs: RunStreams;
   readonly checkpoints: Checkpoints | undefined;
+  /** The blob collector, when the hub serves blobs (tests run a round with `collect()`). */
+  readonly blobs: BlobCollector | undefined;
   listen(opts?: { host?: string; port?: number }): Promise<string>;
   close(): Promise<void>;
 }
@@ -116,6 +153,18 @@ export const createHub = (o: HubOptions): Hub => {
     throw new FleetlinkError("INVALID_ARGUMENT", "metricsToken: must be a non-empty string", {
       field: "metricsToken",
     });
+  const blobStorage = typeof o.blobStore === "string" ? openBlobStorage(o.blobStore) : o.blobStore;
+  if (o.blobPresign && !blobStorage?.canPresign)
+    throw invalid("blobPresign", "presigned downloads need s3:// blob storage (blobStore)");
+  for (const [field, v] of Object.entries({
+    maxBlobBytes: o.maxBlobBytes,
+    blobRunQuotaBytes: o.blobRunQuotaBytes,
+    blobGraceMs: o.blobGraceMs,
+    blobUploadIdleMs: o.blobUploadIdleMs,
+    blobCollectIntervalMs: o.blobCollectIntervalMs,
+  }))
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < (field === "blobCollectIntervalMs" ? 1 : 0)))
+      throw invalid(field, "must be a non-negative integer");
   const id = newId();
   // One registry per hub: several hubs in one process (tests) must not share series.
   const metrics =
@@ -176,6 +225,9 @@ export const createHub = (o: HubOptions): Hub => {
     helloTimeoutMs: o.helloTimeoutMs,
     pingIntervalMs,
     protocols: o.protocols,
+    features: HUB_FEATURES.filter(
+      (f) => (f !== "blobs" || blobStorage) && (f !== "blob-urls" || (blobStorage && o.blobPresign)),
+    ),
     log,
     onCancelled: metrics ? (code, n) => metrics.cancellations.inc({ code }, n) : undefined,
   });
@@ -203,10 +255,22 @@ export const createHub = (o: HubOptions): Hub => {
   const sessions = new HttpSessions({ nodes, liveness: keepalive, maxParkedPolls: o.maxParkedPolls });
   const runs = new RunStreams(store, log, maxFrame, {
     push,
-    withdraw: (runId, ids) => store.withdrawInstructions(runId, ids),
+    withdraw: async (runId, ids) => {
+      const withdrawn = await store.withdrawInstructions(runId, ids);
+      // Delivered ones are in the cancellation log now: their nodes, if held here, are told at once.
+      if (withdrawn.length > 0) nodes.cancelled();
+      return withdrawn;
+    },
   });
-  /** A change made here: wake the nodes it concerns (all, when unknown) and the reply streams. */
-  const changed = (dsts?: readonly string[]) => {
+  /**
+   * A change made here: wake the nodes it concerns (all, when unknown) and the reply streams; `ended`: it ended
+   * delivered instructions (a withdraw), whose nodes held here are told to stop.
+   */
+  const changed = (dsts?: readonly string[], o: { ended?: boolean } = {}) => {
+    if (o.ended) {
+      nodes.cancelled();
+      return;
+    }
     if (dsts) for (const d of new Set(dsts)) nodes.wake(d);
     else nodes.wake();
     runs.wake();
@@ -224,7 +288,9 @@ export const createHub = (o: HubOptions): Hub => {
     const hint =
       req.url.includes("/checkpoints") || req.url.includes("/hosts")
         ? " (checkpoint routes need --checkpoint-store)"
-        : "";
+        : req.url.includes("/blobs") && !blobStorage
+          ? " (this hub serves no blobs: start it with --blobs)"
+          : "";
     const e = new FleetlinkError(
       "ROUTE_NOT_FOUND",
       `no route ${req.method} ${truncate(req.url.split("?")[0]!, MAX_LOGGED_CHARS)}${hint}`,
@@ -288,8 +354,42 @@ export const createHub = (o: HubOptions): Hub => {
   const checkpoints = objects
     ? new Checkpoints({ store, objects, keep: o.checkpointKeep, changed, log, observe: metrics?.checkpoints })
     : undefined;
+  const blobObserver = metrics && blobStorage ? createBlobMetrics(metrics.registry, store) : undefined;
+  const blobUploads = blobStorage
+    ? new BlobUploads({
+        store,
+        storage: blobStorage,
+        maxBlobBytes: o.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES,
+        runQuotaBytes: o.blobRunQuotaBytes ?? DEFAULT_RUN_BLOB_QUOTA_BYTES,
+        observe: blobObserver,
+      })
+    : undefined;
+  const blobCollector = blobStorage
+    ? new BlobCollector({
+        store,
+        storage: blobStorage,
+        graceMs: o.blobGraceMs ?? DEFAULT_BLOB_GRACE_MS,
+        uploadIdleMs: o.blobUploadIdleMs ?? DEFAULT_UPLOAD_IDLE_MS,
+        intervalMs: o.blobCollectIntervalMs ?? 30_000,
+        forget: (ids) => blobUploads?.forget(ids),
+        observe: blobObserver,
+        warn: (msg, err) => log.warn({ err: String(err) }, msg),
+      })
+    : undefined;
   void app.register(async (scope) => {
     registerRoutes(scope, routes);
+    if (blobStorage && blobUploads)
+      void scope.register(async (blobApi) =>
+        registerBlobRoutes(blobApi, {
+          store,
+          storage: blobStorage,
+          uploads: blobUploads,
+          access,
+          presign: o.blobPresign === true,
+          presignTtlS: PRESIGN_TTL_S,
+          observe: blobObserver,
+        }),
+      );
     void scope.register(async (nodeApi) =>
       registerNodeRoutes(nodeApi, { store, sessions, maxFrameBytes: maxFrame }),
     );
@@ -346,6 +446,7 @@ export const createHub = (o: HubOptions): Hub => {
     nodes,
     runs,
     checkpoints,
+    blobs: blobCollector,
     async listen(l = {}) {
       const address = await app.listen({ host: l.host ?? "127.0.0.1", port: l.port ?? 0 });
       return address.replace("[::1]", "127.0.0.1");
@@ -360,7 +461,10 @@ export const createHub = (o: HubOptions): Hub => {
       runs.closeAll();
       streams.close();
       keepalive.close();
+      await blobCollector?.close();
       await app.close();
+      // Only storage the hub opened from a URL is the hub's to close.
+      if (typeof o.blobStore === "string") await blobStorage?.close();
     },
   };
 };

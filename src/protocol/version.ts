@@ -19,8 +19,10 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = [PROTOCOL_VERSION];
  * - `leave`: a graceful leave (`leave`) marks the node offline at once.
  * - `http`: the HTTP node API (`/v1/node/*`) besides the WebSocket stream.
  * - `cancel`: the hub sends a `cancel` event when a delivered instruction ends before its reply.
+ * - `blobs`: the blob routes (`/v1/node/blobs…`, docs/blobs.md); absent when the hub has no blob storage.
+ * - `blob-urls`: presigned blob downloads (`GET /v1/node/blobs/:sha256/url`); only with S3 and `blobPresign`.
  */
-export const HUB_FEATURES = ["progress", "leave", "http", "cancel"] as const;
+export const HUB_FEATURES = ["progress", "leave", "http", "cancel", "blobs", "blob-urls"] as const;
 export type HubFeature = (typeof HUB_FEATURES)[number];
 
 /** A hello without `protocol` comes from a node older than versioning: it speaks version 1. */

@@ -136,3 +136,13 @@ export const usableToken = (now: string): string =>
 /** An enrollment token that became unusable before the cutoff (revoked, expired, or used up). */
 export const deadToken = (cutoff: string): string =>
   `revoked_at <= ${cutoff} OR expires_at <= ${cutoff} OR (used >= uses AND used_at <= ${cutoff})`;
+
+// ---- blobs ----
+
+/**
+ * Blob `b` has a live reference: an instruction referencing it has not ended, or a reply referencing it has not
+ * been claimed. Upload and claim refs never keep a blob: they only say who may use it.
+ */
+export const liveBlob = (b: string): string => `EXISTS (SELECT 1 FROM blob_refs r WHERE r.sha256 = ${b}.sha256
+    AND ((r.kind = 'instruction' AND EXISTS (SELECT 1 FROM instructions i WHERE i.id = r.owner AND i.ended = 0))
+      OR (r.kind = 'reply' AND EXISTS (SELECT 1 FROM replies p WHERE p.id = r.owner AND p.claimed = 0))))`;

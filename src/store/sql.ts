@@ -1,10 +1,11 @@
 import { EventEmitter } from "node:events";
-import { FleetlinkError } from "../protocol/errors.ts";
 import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
 import type { Db, Dialect, SqlConn } from "./dialect.ts";
+import * as blobs from "./ops/blobs.ts";
 import { cancellationsSince } from "./ops/cancellations.ts";
 import { claimableNodes, claimInstructions, claimReplies } from "./ops/claim.ts";
 import { cleanup } from "./ops/cleanup.ts";
+import { collectBlobs } from "./ops/collect-blobs.ts";
 import {
   createEnrollToken,
   listEnrollTokens,
@@ -250,30 +251,29 @@ export abstract class SqlStore implements Store {
     return useEnrollToken(this.ops, id, secretHash);
   }
 
-  // Blobs and the cancellation log: scaffolding until src/store/ops/blobs.ts lands (issue 19, in progress).
-  beginBlobUpload(_input: BeginBlobUploadInput): Promise<BeginBlobUploadResult> {
-    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  beginBlobUpload(input: BeginBlobUploadInput): Promise<BeginBlobUploadResult> {
+    return blobs.beginBlobUpload(this.ops, input);
   }
-  getBlobUpload(_id: string): Promise<BlobUpload | null> {
-    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  getBlobUpload(id: string): Promise<BlobUpload | null> {
+    return blobs.getBlobUpload(this.ops, id);
   }
-  recordBlobUpload(_id: string, _offset: number, _state: string | null): Promise<BlobUpload> {
-    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  recordBlobUpload(id: string, offset: number, state: string | null): Promise<BlobUpload> {
+    return blobs.recordBlobUpload(this.ops, id, offset, state);
   }
-  completeBlobUpload(_id: string): Promise<{ blob: BlobRecord; redundantObjectKey: string | null }> {
-    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  completeBlobUpload(id: string): Promise<{ blob: BlobRecord; redundantObjectKey: string | null }> {
+    return blobs.completeBlobUpload(this.ops, id);
   }
-  abortBlobUpload(_id: string): Promise<BlobUpload | null> {
-    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  abortBlobUpload(id: string): Promise<BlobUpload | null> {
+    return blobs.abortBlobUpload(this.ops, id);
   }
-  readableBlob(_sha256: string, _reader: BlobReader): Promise<BlobRecord | null> {
-    return Promise.reject(new FleetlinkError("INTERNAL", "blobs: not implemented yet"));
+  readableBlob(sha256: string, reader: BlobReader): Promise<BlobRecord | null> {
+    return blobs.readableBlob(this.ops, sha256, reader);
   }
-  collectBlobs(_input: CollectBlobsInput): Promise<CollectBlobsResult> {
-    return Promise.resolve({ deleted: [], abandoned: [] });
+  collectBlobs(input: CollectBlobsInput): Promise<CollectBlobsResult> {
+    return collectBlobs(this.ops, input);
   }
   blobStats(): Promise<{ blobs: number; bytes: number; uploads: number }> {
-    return Promise.resolve({ blobs: 0, bytes: 0, uploads: 0 });
+    return blobs.blobStats(this.ops);
   }
   cancellationsSince(
     afterSeq: number | null,

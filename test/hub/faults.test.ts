@@ -133,11 +133,15 @@ describe("faults", () => {
     const fleet = await f.fleet();
     const run = await fleet.createRun();
     const cfg = run.configuration([node.nodeId!]);
-    // A call that times out: its reply comes late and must be dropped.
+    // A call that times out: its delivered instruction is withdrawn and the node told to stop; the handler
+    // ignores its signal and its late result is dropped by the node.
     const late = await cfg.call("nap", 600, { quorum: "all", timeoutMs: 150 }).catch((e) => e);
     expect(late).toBeInstanceOf(IncompleteCallError);
     expect(late.errors.get(node.nodeId).code).toBe("FLEETLINK_E_MESSAGE_EXPIRED");
-    // While the node is busy (max one in flight), this call's instruction waits undelivered; abort it.
+    // While the node is busy with a live call (max one in flight), this call's instruction waits undelivered;
+    // abort it.
+    const busy = cfg.call("nap", 400, { quorum: "all", timeoutMs: 5000 });
+    await sleep(100);
     const ac = new AbortController();
     const cancelled = cfg.call("echo", "withdrawn", { quorum: "all", timeoutMs: 5000, signal: ac.signal });
     await sleep(100);
@@ -145,11 +149,12 @@ describe("faults", () => {
     const err = await cancelled.catch((e) => e);
     expect(err).toBeInstanceOf(IncompleteCallError);
     expect(err.message).toMatch(/cancelled/);
+    expect((await busy).replies.get(node.nodeId!)).toBe(400);
     // The next call gets its own reply, not the late one.
     const next = await cfg.call("echo", "mine", { quorum: "all", timeoutMs: 5000 });
     expect(next.replies.get(node.nodeId!)).toBe("mine");
     await sleep(200);
-    expect(ran).toEqual(["nap:600", "echo:mine"]);
+    expect(ran).toEqual(["nap:600", "nap:400", "echo:mine"]);
   }, 30_000);
 
   test("partition - broadcasts during drops, blackholes and delays reach every node exactly once after healing", async () => {

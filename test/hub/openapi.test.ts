@@ -125,6 +125,7 @@ describe("openapi", () => {
     );
     const node = doc.paths["/v1/nodes/stream"]!.get as Operation & { "x-websocket": { messages: object } };
     expect(Object.keys(node["x-websocket"].messages).sort()).toEqual([
+      "cancel",
       "heartbeat",
       "hello",
       "instruction",

@@ -18,6 +18,8 @@ import { heartbeatInterval, Session } from "./session.ts";
 
 export interface NodeStreamsOptions {
   store: Store;
+  /** Features announced in hello, when this hub serves fewer than HUB_FEATURES (no blobs, no presign). */
+  features?: readonly string[];
   /** Instructions in flight per node before the hub waits for replies. (Default: 32) */
   maxInflight: number;
   /** How long a node may take to acknowledge an instruction frame, in ms. (Default: 10000) */
@@ -260,7 +262,7 @@ export class NodeStreams {
       leaseMs: this.o.store.options.leaseMs,
       protocol,
       protocols: [...protocols],
-      features: [...HUB_FEATURES],
+      features: [...(this.o.features ?? HUB_FEATURES)],
       hub: { version: packageVersion() },
       pingIntervalMs: this.o.pingIntervalMs ?? 10_000,
     };

@@ -19,7 +19,7 @@ export interface RouteContext extends AccessContext {
   /** Enrollments per client address per window. */
   enrollRateLimit: { max: number; windowMs: number };
   /** Called after a change this replica made, so its own streams react at once (targeted when possible). */
-  changed: (dsts?: readonly string[]) => void;
+  changed: (dsts?: readonly string[], o?: { ended?: boolean }) => void;
   /** Pushes a run's instructions and gets them to their nodes (see createHub's `push`). */
   push: (runId: string, items: NewInstruction[]) => Promise<Instruction[]>;
   stats: () => Record<string, number>;
@@ -201,6 +201,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
   app.post("/v1/runs/:run/instructions/withdraw", { ...admin, schema: R.withdraw }, async (req) => {
     const { run } = req.params as { run: string };
     const withdrawn = await store.withdrawInstructions(run, (req.body as { ids: string[] }).ids);
+    if (withdrawn.length > 0) ctx.changed(undefined, { ended: true });
     await ensureRun(store, run, withdrawn.length);
     return { withdrawn };
   });

@@ -38,6 +38,11 @@ export const cleanup = async (db: Db, olderThanMs: number): Promise<CleanupResul
        RETURNING id`,
       [cutoff, d.listParam(abandoned)],
     );
+    // A deleted run's blob refs go with it: none of them can be live (its messages are gone).
+    if (runs.length > 0)
+      await c.q(`DELETE FROM blob_refs WHERE run_id IN ${d.list("$1")}`, [
+        d.listParam(runs.map((r) => r.id as string)),
+      ]);
     const tokens = await c.q(
       `DELETE FROM enroll_tokens WHERE seq IN (
          SELECT seq FROM enroll_tokens WHERE ${deadToken("$1")} ORDER BY seq ${d.skipLocked()})

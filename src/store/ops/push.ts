@@ -10,6 +10,7 @@ import {
   type PushResult,
   type ResolvedStoreOptions,
 } from "../store.ts";
+import { refPush } from "./blob-refs.ts";
 import { runRow } from "./runs.ts";
 
 /**
@@ -138,6 +139,7 @@ const pushIn = async (
     ),
   );
   await (d.name === "sqlite" ? insertEach(c, records) : insertChunks(c, records));
+  await refPush(c, runId, records);
   return records;
 };
 

@@ -11,6 +11,7 @@ import {
   type OutcomeCode,
   type StoreReplyResult,
 } from "../store.ts";
+import { addReplyRefs, checkReplyRefs } from "./blob-refs.ts";
 import { appendCancellation } from "./cancellations.ts";
 
 const INSERT_REPLY = `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
@@ -60,11 +61,14 @@ export const storeReplies = async (db: Db, items: readonly NewReply[]): Promise<
   if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
   const results = await db.tx(async (c) => {
     const out = [...checked];
-    const todo = items.map((r, i) => ({ r, i })).filter(({ i }) => !out[i]);
+    // Blob references are checked first; a forbidden one turns its reply into an error reply.
+    const { items: toStore, refs } = await checkReplyRefs(c, items, out);
+    const todo = toStore.map((r, i) => ({ r, i })).filter(({ i }) => !out[i]);
     if (db.d.name === "postgres") for (const [i, res] of await storeSetWise(c, todo)) out[i] = res;
     // In input order, so that of two items reusing a reply id the first wins (as on every backend). SQLite's
     // write lock covers the whole transaction, so the order cannot deadlock with another replica.
     else for (const { r, i } of todo) out[i] = await storeOne(c, r);
+    if (refs.size > 0) await addReplyRefs(c, refs, out);
     return out as StoreReplyResult[];
   });
   if (results.some((r) => r.ok && !r.duplicate)) db.changed();

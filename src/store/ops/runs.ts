@@ -138,7 +138,7 @@ export const withdrawInstructions = async (
   checkId("runId", runId);
   checkIds("ids", ids);
   if (ids.length === 0) return [];
-  return db.tx(async (c) => {
+  const withdrawn = await db.tx(async (c) => {
     // Two statements: the rows are locked first (in id order, as a set-wise reply store locks them), so the
     // state read is the one the row has when it ends; the `ended = 0` guard is re-checked on the locked rows
     // (PostgreSQL) or under the write lock (SQLite). A reply racing this withdrawal either ended the instruction
@@ -156,6 +156,10 @@ export const withdrawInstructions = async (
     for (const i of rows) await insertOutcome(db, c, i, "FLEETLINK_E_CANCELLED", 1);
     return rows.map((r) => r.id as string);
   });
+  // A withdrawn delivered instruction is in the cancellation log: the replica holding its node's stream reads
+  // the log when told something changed (PostgreSQL: NOTIFY), so it tells the node at once.
+  if (withdrawn.length > 0) db.changed();
+  return withdrawn;
 };
 
 export const stats = async (db: Db): Promise<StoreStats> =>
