@@ -18,11 +18,17 @@ import {
   sleep,
 } from "./scenario.ts";
 import { basicScenarios } from "./scenarios/basic.ts";
+import { cancelScenarios } from "./scenarios/cancel.ts";
 import { faultScenarios } from "./scenarios/faults.ts";
 import { lifecycleScenarios } from "./scenarios/lifecycle.ts";
 
 /** Every scenario, in the order the kit runs them (the ones that end the node process come last). */
-export const SCENARIOS: readonly Scenario[] = [...basicScenarios, ...faultScenarios, ...lifecycleScenarios];
+export const SCENARIOS: readonly Scenario[] = [
+  ...basicScenarios,
+  ...faultScenarios,
+  ...cancelScenarios,
+  ...lifecycleScenarios,
+];
 
 export interface KitOptions {
   /** The node under test: a shell command (`sh -c`), given the environment of docs/conformance.md. */

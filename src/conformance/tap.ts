@@ -168,6 +168,14 @@ export class FrameTap {
       .map((e) => String((e.frame.b as { id?: unknown }).id));
   }
 
+  /** Events (`evt` frames) the hub sent to this node with this method, oldest first. */
+  sentEvents(method: string, nodeId: string): (TapEvent & { dir: "out" })[] {
+    return this.events.filter(
+      (e): e is TapEvent & { dir: "out" } =>
+        e.dir === "out" && e.nodeId === nodeId && e.frame.t === "evt" && e.frame.m === method,
+    );
+  }
+
   /** Connections of this node the hub closed, with the code, since `since`. */
   closes(nodeId: string, since = 0): (TapEvent & { dir: "close" })[] {
     return this.events.filter(

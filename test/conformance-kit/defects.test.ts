@@ -26,6 +26,11 @@ const cases: [defect: string, scenarios: string[], failures: Record<string, RegE
   ["one-hub", ["echo", "reconnect"], { reconnect: /reconnect to the other replica/ }],
   ["no-leave", ["echo", "leave"], { leave: /without saying leave/ }],
   ["stop-on-replaced", ["echo", "superseded"], { superseded: /exited with code 4/ }],
+  [
+    "ignores-cancel",
+    ["echo", "cancel"],
+    { cancel: /sent 1 reply frame\(s\) for instruction \S+, the first \d+ ms after it was withdrawn/ },
+  ],
 ];
 
 describe("conformance kit - broken nodes", () => {
