@@ -222,7 +222,7 @@ const errorsPart = (): string => {
 const versionsPart = (): string => {
   const doc = new RegExp(`${COMMENT}\\s*export const HUB_FEATURES`).exec(source("version.ts"))![1]!;
   const features = new Map(
-    [...doc.matchAll(/- `(\w+)`: ([^\n]+)/g)].map((m) => [m[1]!, m[2]!.replace(/\s*\*?\s*$/, "")]),
+    [...doc.matchAll(/- `([\w-]+)`: ([^\n]+)/g)].map((m) => [m[1]!, m[2]!.replace(/\s*\*?\s*$/, "")]),
   );
   let out = `| name | value |\n| --- | --- |\n`;
   out += `| protocol version of this release (\`PROTOCOL_VERSION\`) | ${version.PROTOCOL_VERSION} |\n`;

@@ -1,5 +1,12 @@
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
+import {
+  DEFAULT_BLOB_GRACE_MS,
+  DEFAULT_MAX_BLOB_BYTES,
+  DEFAULT_RUN_BLOB_QUOTA_BYTES,
+} from "../protocol/blobs.ts";
 import { applyConfigFile, configOption } from "./config-file.ts";
 import { parseBytes, parseDuration, parseInteger, readSecret } from "./flags.ts";
 import { createLogger, logOptions } from "./logging.ts";
@@ -131,6 +138,30 @@ export const serveCommand = (): Command =>
     )
     .addOption(
       new Option(
+        "--blobs <url>",
+        "blob storage: file://DIR or s3://BUCKET/PREFIX (default: <db>.blobs/ next to a sqlite: file, " +
+          "./fleetlink-blobs with postgres; --no-blobs: no blob routes)",
+      ).env("FLEETLINK_BLOBS"),
+    )
+    .option("--no-blobs", "serve no blobs (the blob routes answer 404)")
+    .addOption(
+      new Option("--max-blob-size <size>", "largest blob accepted (e.g. 8GiB)")
+        .default(DEFAULT_MAX_BLOB_BYTES, "8GiB")
+        .argParser((v) => parseBytes(v, "--max-blob-size")),
+    )
+    .addOption(
+      new Option("--blob-run-quota <size>", "bytes of distinct blobs one run may hold (e.g. 64GiB)")
+        .default(DEFAULT_RUN_BLOB_QUOTA_BYTES, "64GiB")
+        .argParser((v) => parseBytes(v, "--blob-run-quota")),
+    )
+    .addOption(
+      new Option("--blob-grace <duration>", "how long a blob outlives its last live reference (e.g. 10m)")
+        .default(DEFAULT_BLOB_GRACE_MS, "10m")
+        .argParser((v) => parseDuration(v, "--blob-grace")),
+    )
+    .option("--blob-presign", "nodes download blobs through presigned URLs (s3:// --blobs only)")
+    .addOption(
+      new Option(
         "--metrics-token-file <file>",
         "a scrape-only token for GET /metrics (the admin token works too)",
       ).env("FLEETLINK_METRICS_TOKEN_FILE"),
@@ -178,6 +209,8 @@ export const serveCommand = (): Command =>
         process.stdout.write(`${r.reason}\n`);
       }
       const store = await openStore(o.db, { leaseMs: o.lease, maxPayloadBytes: o.maxPayload });
+      const blobStore = defaultBlobStore(o.blobs, String(o.db));
+      if (blobStore) await preloadObjectStore(blobStore);
       const hub = createHub({
         store,
         token,
@@ -189,6 +222,11 @@ export const serveCommand = (): Command =>
         heartbeatIntervalMs: o.heartbeat,
         checkpointStore: objects,
         checkpointKeep: o.checkpointKeep,
+        blobStore,
+        maxBlobBytes: o.maxBlobSize,
+        blobRunQuotaBytes: o.blobRunQuota,
+        blobGraceMs: o.blobGrace,
+        blobPresign: o.blobPresign === true,
         metrics: o.metrics !== false,
         metricsToken: readSecret(undefined, o.metricsTokenFile, "metrics-token"),
         logger: await createLogger(o.logLevel, o.logFormat),
@@ -225,3 +263,17 @@ const serveExamples = (c: Command): Command =>
     "fleetlink serve --config /etc/fleetlink/hub.toml --log-format pretty",
     "FLEETLINK_PORT=7071 fleetlink serve --config hub.toml   # env and flags override the file",
   ]);
+
+/**
+ * The blob storage URL: --blobs as given; none with --no-blobs (and with a memory: store, whose data dies
+ * with the process anyway); else `<db>.blobs/` next to a SQLite file, `./fleetlink-blobs` for PostgreSQL.
+ */
+const defaultBlobStore = (flag: string | boolean | undefined, db: string): string | undefined => {
+  if (typeof flag === "string") return flag;
+  if (flag === false || db.startsWith("memory:")) return undefined;
+  if (db.startsWith("sqlite:")) {
+    const path = db.slice("sqlite:".length).replace(/^\/\//, "").split("?")[0]!;
+    return pathToFileURL(resolve(`${path}.blobs`)).href;
+  }
+  return pathToFileURL(resolve("fleetlink-blobs")).href;
+};

@@ -84,7 +84,8 @@ describe("versioning", () => {
       nodeId: n.nodeId,
       protocol: 1,
       protocols: [1],
-      features: [...HUB_FEATURES],
+      // This fleet serves no blobs: those two are announced only by a hub that does (test/hub/blobs.test.ts).
+      features: HUB_FEATURES.filter((f) => f !== "blobs" && f !== "blob-urls"),
       hub: { version: VERSION },
       pingIntervalMs: 4000,
     });

@@ -100,8 +100,10 @@ export class S3BlobStorage implements BlobStorage {
     try {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.config.bucket, Key, UploadId }));
     } catch (e) {
+      // Already aborted (NoSuchUpload, 404) or completed (S3: 404; s3rver: MethodNotAllowed): nothing to remove.
+      const name = (e as { name?: string }).name;
+      if (name === "NoSuchUpload" || name === "MethodNotAllowed") return;
       const err = s3Error(e, "abort", Key);
-      // Already completed or aborted: nothing left to remove.
       if (!(err instanceof FleetlinkError && err.kind === "CHECKPOINT_NOT_FOUND")) throw err;
     }
   }

@@ -3,8 +3,43 @@ import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
 import type { Instruction } from "../../protocol/types.ts";
 import type { SqlConn } from "../dialect.ts";
+import type { Row } from "../rows.ts";
 import type { NewReply, StoreReplyResult } from "../types.ts";
-import { addRef, holdBlob } from "./blobs.ts";
+
+/** The owner of the ref an uploader holds: one per uploader, whatever it uploads. */
+export const uploaderOwner = (nodeId: string | null): string => `upload:${nodeId ?? "coordinator"}`;
+
+/**
+ * Keeps blob `sha256` from being collected by this transaction's commit, if it exists: clears its orphan mark
+ * with an UPDATE, which row-locks it on PostgreSQL (SQLite's write lock covers the transaction). A collect that
+ * deletes it either committed first (no row: false) or re-checks its guard on the row this wrote, finds the
+ * mark gone and keeps it. `access` is an extra SQL condition (parameters $2…) that must hold too.
+ */
+export const holdBlob = async (
+  c: SqlConn,
+  sha256: string,
+  access = "",
+  params: readonly unknown[] = [],
+): Promise<Row | undefined> => {
+  const [b] = await c.q(
+    `UPDATE blobs SET orphaned_at = NULL WHERE sha256 = $1 ${access ? `AND ${access}` : ""} RETURNING *`,
+    [sha256, ...params],
+  );
+  return b;
+};
+
+/** Adds a ref (the caller holds the blob, see holdBlob). An existing ref of the same owner is kept. */
+export const addRef = async (
+  c: SqlConn,
+  r: { sha256: string; runId: string; owner: string; kind: string; nodeId: string | null },
+  upgrade = false,
+): Promise<void> => {
+  await c.q(
+    `INSERT INTO blob_refs (sha256, run_id, owner, kind, node_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (sha256, owner, run_id) DO ${upgrade ? "UPDATE SET kind = EXCLUDED.kind" : "NOTHING"}`,
+    [r.sha256, r.runId, r.owner, r.kind, r.nodeId, c.now],
+  );
+};
 
 type Ref = BlobInfo & { path: string };
 

@@ -1,6 +1,6 @@
 import { isSha256 } from "../../protocol/blobs.ts";
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
-import type { Db, SqlConn } from "../dialect.ts";
+import type { Db } from "../dialect.ts";
 import type { Row } from "../rows.ts";
 import { checkId } from "../store.ts";
 import type {
@@ -10,6 +10,7 @@ import type {
   BlobRecord,
   BlobUpload,
 } from "../types.ts";
+import { addRef, holdBlob, uploaderOwner } from "./blob-refs.ts";
 import { runRow } from "./runs.ts";
 
 // Blob rows, their uploads and who may read them. A blob_refs row says "this run (and node) may use this
@@ -37,9 +38,6 @@ export const toUpload = (r: Row): BlobUpload => ({
   updatedAt: Number(r.updated_at),
 });
 
-/** The owner of the ref an uploader holds: one per uploader, whatever it uploads. */
-export const uploaderOwner = (nodeId: string | null): string => `upload:${nodeId ?? "coordinator"}`;
-
 const checkSha = (v: unknown): string => {
   if (!isSha256(v)) throw invalid("sha256", "must be 64 lower-case hex digits");
   return v;
@@ -48,38 +46,6 @@ const checkKey = (field: string, v: unknown): string => {
   if (typeof v !== "string" || v.length === 0 || v.length > 1024)
     throw invalid(field, "must be a non-empty string of at most 1024 characters");
   return v;
-};
-
-/**
- * Keeps blob `sha256` from being collected by this transaction's commit, if it exists: clears its orphan mark
- * with an UPDATE, which row-locks it on PostgreSQL (SQLite's write lock covers the transaction). A collect that
- * deletes it either committed first (no row: false) or re-checks its guard on the row this wrote, finds the
- * mark gone and keeps it. `access` is an extra SQL condition (parameters $2…) that must hold too.
- */
-export const holdBlob = async (
-  c: SqlConn,
-  sha256: string,
-  access = "",
-  params: readonly unknown[] = [],
-): Promise<Row | undefined> => {
-  const [b] = await c.q(
-    `UPDATE blobs SET orphaned_at = NULL WHERE sha256 = $1 ${access ? `AND ${access}` : ""} RETURNING *`,
-    [sha256, ...params],
-  );
-  return b;
-};
-
-/** Adds a ref (the caller holds the blob, see holdBlob). An existing ref of the same owner is kept. */
-export const addRef = async (
-  c: SqlConn,
-  r: { sha256: string; runId: string; owner: string; kind: string; nodeId: string | null },
-  upgrade = false,
-): Promise<void> => {
-  await c.q(
-    `INSERT INTO blob_refs (sha256, run_id, owner, kind, node_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (sha256, owner, run_id) DO ${upgrade ? "UPDATE SET kind = EXCLUDED.kind" : "NOTHING"}`,
-    [r.sha256, r.runId, r.owner, r.kind, r.nodeId, c.now],
-  );
 };
 
 export const beginBlobUpload = async (
