@@ -1,3 +1,6 @@
+import { BlobTransfers } from "../blob/client.ts";
+import { type BlobMode, checkBlobOptions } from "../blob/codec.ts";
+import { DEFAULT_INLINE_BYTES } from "../protocol/blobs.ts";
 import type { NodeRecord, Run as RunRecord } from "../protocol/types.ts";
 import { type Logger, silentLogger } from "../stream/channel.ts";
 import { CheckpointClient } from "./checkpoints.ts";
@@ -18,6 +21,17 @@ export interface FleetOptions {
   recoveryPollMs?: number;
   /** How long after a lost reply stream the fallback poll goes on. (Default: 30000) */
   staleStreamMs?: number;
+  /**
+   * How blobs in results reach the user: `"bytes"`, a Buffer in memory (downloaded before the result is
+   * handed over), or `"lazy"`, a FleetBlob handle to stream or save. (Default: "bytes")
+   */
+  blobs?: BlobMode;
+  /** Binary data up to this many bytes travels inline in payloads (base64); larger as blobs. (Default: 262144) */
+  inlineBytes?: number;
+  /** Directory of the downloaded-blob cache. (Default: `<os tmpdir>/fleetlink-blobs`) */
+  blobCacheDir?: string;
+  /** Bytes the blob cache keeps before evicting the least recently used. (Default: 4 GiB) */
+  blobCacheBytes?: number;
 }
 
 export type FleetNode = Omit<NodeRecord, "credentialHash">;
@@ -49,12 +63,25 @@ export class Fleet {
   }
 
   static async connect(o: FleetOptions): Promise<Fleet> {
+    checkBlobOptions(o);
     const fleet = new Fleet(
       new HubClient(Array.isArray(o.hub) ? o.hub : [o.hub], o.token, {
         requestTimeoutMs: o.requestTimeoutMs,
       }),
       o.log ?? silentLogger,
-      { pingIntervalMs: o.pingIntervalMs, recoveryPollMs: o.recoveryPollMs, staleStreamMs: o.staleStreamMs },
+      {
+        pingIntervalMs: o.pingIntervalMs,
+        recoveryPollMs: o.recoveryPollMs,
+        staleStreamMs: o.staleStreamMs,
+        blobs: {
+          mode: o.blobs ?? "bytes",
+          transfers: new BlobTransfers({
+            inlineBytes: o.inlineBytes ?? DEFAULT_INLINE_BYTES,
+            cacheDir: o.blobCacheDir,
+            cacheBytes: o.blobCacheBytes,
+          }),
+        },
+      },
     );
     await fleet.http.request("GET", "/v1/stats");
     return fleet;
@@ -136,5 +163,6 @@ export class Fleet {
   async close(): Promise<void> {
     for (const r of [...this.handles]) await r.close();
     await this.http.close();
+    this.runOptions.blobs?.transfers.close();
   }
 }

@@ -7,6 +7,12 @@ import { checkNodesGiven } from "./errors.ts";
 import type { HubClient } from "./http.ts";
 import type { ReplyStream } from "./run-stream.ts";
 
+/** Binary data in payloads (blobs.ts): encoded before a push, decoded in each reply before the user sees it. */
+export interface PayloadCodec {
+  encode(payload: unknown): Promise<unknown>;
+  decode(result: WireResult): Promise<WireResult>;
+}
+
 /** One node's instruction of a push and the wait for its reply. */
 export interface Wait {
   id: string;
@@ -41,8 +47,10 @@ export class Pusher {
   private readonly replies: ReplyStream;
   private readonly log: Logger;
   private outgoing: Outgoing[] = [];
+  private readonly codec: PayloadCodec | undefined;
 
-  constructor(runId: string, http: HubClient, replies: ReplyStream, log: Logger) {
+  constructor(runId: string, http: HubClient, replies: ReplyStream, log: Logger, codec?: PayloadCodec) {
+    this.codec = codec;
     this.runId = runId;
     this.http = http;
     this.replies = replies;
@@ -52,9 +60,15 @@ export class Pusher {
   /** Pushes one instruction per node and returns the waits for their replies (registered before the push). */
   async push(nodes: readonly string[], method: string, payload: unknown, opts: PushOptions): Promise<Wait[]> {
     checkNodesGiven(nodes, method);
+    // Once per push, not per node: a broadcast of one buffer uploads it once.
+    if (this.codec) payload = await this.codec.encode(payload);
     const groupId = opts.groupId ?? newId();
     const items = nodes.map((dst) => ({ id: newId(), dst, method, payload, ttlMs: opts.ttlMs, groupId }));
-    const waits = items.map((it) => ({ id: it.id, dst: it.dst, result: this.replies.expect(it.id) }));
+    const codec = this.codec;
+    const waits = items.map((it) => {
+      const raw = this.replies.expect(it.id);
+      return { id: it.id, dst: it.dst, result: codec ? raw.then((r) => codec.decode(r)) : raw };
+    });
     const bound = { deadline: opts.deadline, signal: opts.signal };
     const body = items.map((it) => (opts.holdWhileOffline ? { ...it, holdWhileOffline: true } : it));
     try {

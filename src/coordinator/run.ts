@@ -1,6 +1,7 @@
 import { FleetlinkError } from "../protocol/errors.ts";
 import type { Run as RunRecord } from "../protocol/types.ts";
 import type { Logger } from "../stream/channel.ts";
+import { type FleetBlobs, RunBlobs } from "./blobs.ts";
 import { Broadcast, type BroadcastOptions } from "./broadcast.ts";
 import { type CallOptions, type CallResult, callNodes, type StreamItem, streamNodes } from "./call.ts";
 import { Configuration } from "./configuration.ts";
@@ -16,6 +17,8 @@ export type { ReplyStreamState } from "./run-stream.ts";
 export interface RunHandleOptions extends ReplyStreamOptions {
   /** Called once, when the handle is closed. */
   onClose?: (run: RunHandle) => void;
+  /** Binary data in payloads: the fleet's transfers and result mode. (Default: none, payloads sent as JSON) */
+  blobs?: FleetBlobs;
 }
 
 /**
@@ -27,6 +30,11 @@ export class RunHandle {
   readonly http: HubClient;
   private readonly replies: ReplyStream;
   private readonly pusher: Pusher;
+  /**
+   * The run's blobs: `put(bytes | stream | { path })` uploads one and returns its handle, for payloads.
+   * Undefined for a handle made without blob support.
+   */
+  readonly blobs: RunBlobs | undefined;
   private readonly onClosed: ((run: RunHandle) => void) | undefined;
   private closed = false;
   /** What calls need of this run. */
@@ -37,7 +45,8 @@ export class RunHandle {
     this.http = http;
     this.onClosed = opts.onClose;
     this.replies = new ReplyStream(run.id, http, log, opts);
-    this.pusher = new Pusher(run.id, http, this.replies, log);
+    this.blobs = opts.blobs ? new RunBlobs(run.id, http, opts.blobs) : undefined;
+    this.pusher = new Pusher(run.id, http, this.replies, log, this.blobs);
     this.calls = { pusher: this.pusher, waiting: (id) => this.replies.has(id) };
   }
 

@@ -1,3 +1,6 @@
+import { BlobClient, BlobTransfers } from "../blob/client.ts";
+import { type BlobMode, checkBlobOptions } from "../blob/codec.ts";
+import { DEFAULT_INLINE_BYTES } from "../protocol/blobs.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
@@ -10,6 +13,7 @@ import { StatusFeed } from "../stream/status-feed.ts";
 import { DialRefused, wsConnector } from "../stream/ws-dial.ts";
 import { Backoff } from "../util/backoff.ts";
 import { packageVersion } from "../util/package-version.ts";
+import { withBlobs } from "./blobs.ts";
 import { enroll, loadIdentity, type NodeIdentity, saveIdentity } from "./enroll.ts";
 import { Executor } from "./executor.ts";
 import type { Handler } from "./handler.ts";
@@ -53,6 +57,17 @@ export interface NodeAgentOptions {
   transport?: "ws" | "http" | (() => "ws" | "http");
   /** Features that run inside the agent and add handlers (e.g. checkpoints); the agent does not import them. */
   plugins?: AgentPlugin[];
+  /**
+   * How blobs in instruction payloads reach handlers: `"bytes"`, a Buffer (downloaded before the handler
+   * runs), or `"lazy"`, a FleetBlob handle to stream or save. (Default: "bytes")
+   */
+  blobs?: BlobMode;
+  /** Binary data in results up to this many bytes travels inline (base64); larger as blobs. (Default: 262144) */
+  inlineBytes?: number;
+  /** Directory of the downloaded-blob cache. (Default: `<os tmpdir>/fleetlink-blobs`) */
+  blobCacheDir?: string;
+  /** Bytes the blob cache keeps before evicting the least recently used, never a blob in use. (Default: 4 GiB) */
+  blobCacheBytes?: number;
 }
 
 /** Upgrade refusals that mean the hub does not know this identity (as opposed to "not yet" or "not now"). */
@@ -94,6 +109,9 @@ export class NodeAgent {
   /** The hub's refusal of our protocol version, from the hello's error (the close code 4002 follows it). */
   private protocolRefusal: string | undefined;
   private readonly handlers: Record<string, Handler>;
+  /** The hub of the live connection, where blob transfers go. */
+  private liveHub: string | undefined;
+  private readonly blobTransfers: BlobTransfers;
 
   constructor(o: NodeAgentOptions) {
     if (o.hubs.length === 0)
@@ -143,6 +161,23 @@ export class NodeAgent {
     const headers = () => ({ authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` });
     const http = httpConnector({ headers, liveness: httpLiveness(this.every) });
     this.closeConnectors = () => http.close();
+    checkBlobOptions(o);
+    this.blobTransfers = new BlobTransfers({
+      inlineBytes: o.inlineBytes ?? DEFAULT_INLINE_BYTES,
+      cacheDir: o.blobCacheDir,
+      cacheBytes: o.blobCacheBytes,
+    });
+    const blobs = new BlobClient(
+      {
+        hub: () => this.liveHub ?? hubs[0]!,
+        headers,
+        prefix: "/v1/node/blobs",
+        presigned: () => this.features?.includes("blob-urls") ?? false,
+      },
+      this.blobTransfers,
+    );
+    for (const [method, h] of Object.entries(this.handlers))
+      this.handlers[method] = withBlobs(h, blobs, o.blobs ?? "bytes");
     const connectors: Record<"ws" | "http", Connector> = {
       ws: wsConnector({ url: (hub) => `${hub}/v1/nodes/stream`, headers, handshakeTimeoutMs: 5000 }),
       http,
@@ -277,6 +312,7 @@ export class NodeAgent {
 
   private onLive(ch: Channel, hub: string): void {
     this.channel = ch;
+    this.liveHub = hub;
     this.pendingPolls.reset();
     this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
     const every = this.every;
@@ -436,6 +472,7 @@ export class NodeAgent {
     this.outbox.close();
     this.dialer.stop("node stopping");
     this.closeConnectors();
+    this.blobTransfers.close();
     this.feed.set({ state: "stopped" }, true);
   }
 

@@ -1,5 +1,9 @@
+import type { HandlerBlobs } from "../blob/handle.ts";
+
 /** What a handler is told about the instruction it runs. */
 export interface HandlerContext {
+  /** Blob uploads and handles for this instruction's run (set by the NodeAgent for every handler it runs). */
+  blobs?: HandlerBlobs;
   instructionId: string;
   runId: string;
   method: string;

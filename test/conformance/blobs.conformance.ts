@@ -241,6 +241,53 @@ export const blobConformance = (factory: StoreFactory): void => {
       expect(own).toMatchObject({ ok: true, reply: { error: null } });
     });
 
+    test("reply - a malformed reference becomes an error reply naming it; a retransmission is a duplicate", async () => {
+      const { run, node } = await setup();
+      const [i] = await t.store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: 60_000 }]);
+      const id = newId();
+      const send = () =>
+        t.store.storeReplies([
+          {
+            id,
+            runId: run.id,
+            nodeId: node.id,
+            replyTo: i!.id,
+            payload: json({ x: { $blob: "sha256:no", size: 1 } }),
+          },
+        ]);
+      const [first] = await send();
+      expect(first).toMatchObject({
+        ok: true,
+        duplicate: false,
+        reply: { id, error: { code: "FLEETLINK_E_BLOB_NOT_FOUND" } },
+      });
+      expect((first as { reply: { error: { message: string } } }).reply.error.message).toContain(
+        "reply.payload.x",
+      );
+      expect(await send()).toMatchObject([{ ok: true, duplicate: true }]);
+    });
+
+    test("push - refs in a group-committed batch: the bad push fails alone, the others store their refs", async () => {
+      const { run, node } = await setup();
+      await upload(run.id, "a");
+      const [good, bad] = await t.store.pushBatch([
+        {
+          runId: run.id,
+          items: [{ dst: node.id, method: "m", ttlMs: 60_000, payload: json({ w: ref("a") }) }],
+        },
+        {
+          runId: run.id,
+          items: [{ dst: node.id, method: "m", ttlMs: 60_000, payload: json({ w: ref("b") }) }],
+        },
+      ]);
+      expect(good).toMatchObject({ ok: true });
+      expect(bad).toMatchObject({
+        ok: false,
+        error: { code: "FLEETLINK_E_BLOB_NOT_FOUND", field: "items[0].payload.w" },
+      });
+      expect(await t.store.readableBlob(sha("a"), { nodeId: node.id })).not.toBeNull();
+    });
+
     test("collect - a blob lives while referenced, then for the grace; a ref after marking unmarks", async () => {
       const { run, node } = await setup();
       const blob = await upload(run.id, "a");

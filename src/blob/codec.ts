@@ -1,0 +1,254 @@
+import { BLOB_KEY, type BlobInfo, BYTES_KEY, blobRef, readBlobRef } from "../protocol/blobs.ts";
+import { invalid } from "../protocol/errors.ts";
+import { MAX_JSON_DEPTH } from "../protocol/limits.ts";
+import { FleetBlob } from "./handle.ts";
+
+/**
+ * Payload codec: binary data in a payload travels as `{ $bytes: base64 }` (small) or as a blob reference
+ * `{ $blob, size }` (uploaded first), and comes back as bytes or as a lazy FleetBlob (protocol/blobs.ts).
+ *
+ * Binary data means a Uint8Array (Buffer included), any other ArrayBuffer view (typed arrays, DataView) and
+ * an ArrayBuffer: all are sent as their bytes and received as a Buffer (a Float32Array arrives as the Buffer
+ * of its bytes, in the sender's byte order: view it again with `new Float32Array(b.buffer, b.byteOffset, …)`).
+ *
+ * Both directions first scan the payload without building anything (no path strings, no copies): a payload
+ * with no binary data and no reserved key is returned as it is, so plain JSON payloads cost one walk.
+ */
+
+/** How a received `$blob` reference is handed to the user: its bytes in memory, or a lazy handle. */
+export type BlobMode = "bytes" | "lazy";
+
+export interface EncodeOptions {
+  /** Bytes up to this size travel inline as base64; larger ones are uploaded. */
+  inlineBytes: number;
+  /** Uploads bytes over the threshold; resolves with the blob they became. */
+  upload: (bytes: Uint8Array) => Promise<BlobInfo>;
+  /**
+   * Blobs already made from a given object, by identity: the same buffer pushed in many instructions (a
+   * broadcast, a round of calls) is hashed and uploaded once. Owned by the caller (one per client).
+   */
+  seen?: WeakMap<object, Promise<BlobInfo>>;
+}
+
+export interface DecodeOptions {
+  /** (Default: "bytes") */
+  mode?: BlobMode;
+  /** Makes a handle for a referenced blob (the client's, so it can download it). */
+  handle: (blob: BlobInfo) => FleetBlob;
+  signal?: AbortSignal;
+}
+
+type Scan = "none" | "work";
+
+const isBinary = (v: object): v is ArrayBufferView | ArrayBuffer =>
+  ArrayBuffer.isView(v) || v instanceof ArrayBuffer;
+
+const asBytes = (v: ArrayBufferView | ArrayBuffer): Uint8Array =>
+  v instanceof Uint8Array
+    ? v
+    : ArrayBuffer.isView(v)
+      ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
+      : new Uint8Array(v);
+
+/** Objects JSON.stringify reads through toJSON (a Date) are left as they are. */
+const opaque = (v: object): boolean => typeof (v as { toJSON?: unknown }).toJSON === "function";
+
+/** Children of a container, as [key, value] pairs; none for leaves. */
+const children = (v: object): [string | number, unknown][] =>
+  Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
+
+const pathOf = (parent: string, key: string | number): string =>
+  typeof key === "number" ? `${parent}[${key}]` : `${parent}.${key}`;
+
+/**
+ * True when the value holds binary data or a handle (needs encoding); throws on a reserved key. Each
+ * container is visited once and no deeper than the payload depth limit, so a cyclic or over-deep value ends
+ * the scan (JSON encoding and the depth check refuse it afterwards, as they did before binary data).
+ */
+const scanOut = (value: unknown, root: string): Scan => {
+  let found: Scan = "none";
+  const seen = new Set<object>();
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null || depth > MAX_JSON_DEPTH || seen.has(v)) continue;
+    seen.add(v);
+    if (v instanceof FleetBlob || isBinary(v)) {
+      found = "work";
+      continue;
+    }
+    if (opaque(v)) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push([x, depth + 1]);
+      continue;
+    }
+    if (Object.hasOwn(v, BLOB_KEY) || Object.hasOwn(v, BYTES_KEY)) throw reservedAt(value, root);
+    for (const k in v) if (Object.hasOwn(v, k)) stack.push([(v as Record<string, unknown>)[k], depth + 1]);
+  }
+  return found;
+};
+
+/** The error for the first user object with a reserved key, found again with paths (the rare, slow case). */
+const reservedAt = (value: unknown, root: string) => {
+  const seen = new Set<object>();
+  const stack: [unknown, string][] = [[value, root]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v !== "object" || v === null || v instanceof FleetBlob || isBinary(v) || opaque(v)) continue;
+    if (seen.has(v)) continue;
+    seen.add(v);
+    if (!Array.isArray(v) && (Object.hasOwn(v, BLOB_KEY) || Object.hasOwn(v, BYTES_KEY)))
+      return invalid(
+        path,
+        `an object with a "${BLOB_KEY}" or "${BYTES_KEY}" key is reserved for binary data; rename the key`,
+      );
+    for (const [k, x] of children(v).reverse()) stack.push([x, pathOf(path, k)]);
+  }
+  return invalid(root, "reserved key");
+};
+
+/**
+ * Copies the containers of `value`, replacing each leaf `replace` returns something for (sync or a promise
+ * filled in afterwards). Iterative: any depth is safe. Leaves are visited in document order.
+ */
+const rebuild = async (
+  value: unknown,
+  root: string,
+  replace: (v: object, path: string) => unknown | Promise<unknown> | undefined,
+  descend: (v: object) => boolean,
+): Promise<unknown> => {
+  const holder: { v: unknown } = { v: undefined };
+  const later: Promise<void>[] = [];
+  const stack: [unknown, Record<string | number, unknown>, string | number, string, number][] = [
+    [value, holder as unknown as Record<string, unknown>, "v", root, 0],
+  ];
+  while (stack.length > 0) {
+    const [v, parent, key, path, depth] = stack.pop()!;
+    if (typeof v !== "object" || v === null) {
+      parent[key] = v;
+      continue;
+    }
+    const r = replace(v, path);
+    if (r !== undefined) {
+      if (r instanceof Promise)
+        later.push(
+          r.then((x) => {
+            parent[key] = x;
+          }),
+        );
+      else parent[key] = r;
+      continue;
+    }
+    if (!descend(v)) {
+      parent[key] = v;
+      continue;
+    }
+    // A cycle would be copied forever: past the depth limit the payload is refused, as the hub would.
+    if (depth >= MAX_JSON_DEPTH)
+      throw invalid(path, `nests deeper than ${MAX_JSON_DEPTH} levels (or is cyclic)`);
+    const copy: Record<string | number, unknown> = (Array.isArray(v) ? new Array(v.length) : {}) as Record<
+      string | number,
+      unknown
+    >;
+    parent[key] = copy;
+    const kids = children(v);
+    for (let i = kids.length - 1; i >= 0; i--)
+      stack.push([kids[i]![1], copy, kids[i]![0], pathOf(path, kids[i]![0]), depth + 1]);
+  }
+  await Promise.all(later);
+  return holder.v;
+};
+
+/**
+ * The payload as it goes on the wire: binary data over `inlineBytes` uploaded and replaced by its reference,
+ * smaller binary data by `{ $bytes }`, handles by their reference. A user object with a `$blob` or `$bytes`
+ * key is refused (INVALID_ARGUMENT naming its path), since the receiver would read it as binary data.
+ */
+export const encodePayload = async (value: unknown, o: EncodeOptions, root = "payload"): Promise<unknown> => {
+  if (scanOut(value, root) === "none") return value;
+  const upload = (v: object, bytes: Uint8Array): Promise<BlobInfo> => {
+    const known = o.seen?.get(v);
+    if (known) return known;
+    const p = o.upload(bytes);
+    o.seen?.set(v, p);
+    // A failed upload is not remembered: the next push of the same buffer tries again.
+    p.catch(() => o.seen?.delete(v));
+    return p;
+  };
+  return rebuild(
+    value,
+    root,
+    (v) => {
+      if (v instanceof FleetBlob) return blobRef(v);
+      if (!isBinary(v)) return undefined;
+      const bytes = asBytes(v);
+      if (bytes.byteLength <= o.inlineBytes)
+        return {
+          [BYTES_KEY]: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64"),
+        };
+      return upload(v, bytes).then(blobRef);
+    },
+    (v) => !opaque(v),
+  );
+};
+
+/** True when a received value holds a `$blob` or `$bytes` object (needs decoding). */
+const scanIn = (value: unknown): Scan => {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== "object" || v === null) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+      continue;
+    }
+    if (Object.hasOwn(v, BLOB_KEY) || Object.hasOwn(v, BYTES_KEY)) return "work";
+    for (const k in v) if (Object.hasOwn(v, k)) stack.push((v as Record<string, unknown>)[k]);
+  }
+  return "none";
+};
+
+/**
+ * A received payload for the user: `{ $bytes }` → Buffer; `{ $blob }` → a Buffer of its bytes (mode "bytes",
+ * downloaded through the cache, all at once) or a lazy FleetBlob (mode "lazy"). A malformed reserved object
+ * is refused naming its path.
+ */
+export const decodePayload = async (value: unknown, o: DecodeOptions, root = "payload"): Promise<unknown> => {
+  if (scanIn(value) === "none") return value;
+  const mode = o.mode ?? "bytes";
+  return rebuild(
+    value,
+    root,
+    (v, path) => {
+      if (Array.isArray(v)) return undefined;
+      if (Object.hasOwn(v, BYTES_KEY)) {
+        const b64 = (v as Record<string, unknown>)[BYTES_KEY];
+        if (typeof b64 !== "string" || Object.keys(v).length !== 1)
+          throw invalid(path, `"${BYTES_KEY}" must be the only key, holding a base64 string`);
+        return Buffer.from(b64, "base64");
+      }
+      if (!Object.hasOwn(v, BLOB_KEY)) return undefined;
+      const ref = readBlobRef(v);
+      if (!ref)
+        throw invalid(path, `malformed blob reference (expected { "$blob": "sha256:<hex>", "size": n })`);
+      const h = o.handle(ref);
+      return mode === "lazy" ? h : h.bytes({ signal: o.signal });
+    },
+    () => true,
+  );
+};
+
+/** Refuses bad blob options of a Fleet or a NodeAgent, naming the option. */
+export const checkBlobOptions = (o: {
+  blobs?: unknown;
+  inlineBytes?: unknown;
+  blobCacheBytes?: unknown;
+}): void => {
+  if (o.blobs !== undefined && o.blobs !== "bytes" && o.blobs !== "lazy")
+    throw invalid("blobs", `"bytes" or "lazy", not ${JSON.stringify(o.blobs)}`);
+  for (const k of ["inlineBytes", "blobCacheBytes"] as const) {
+    const v = o[k];
+    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < 0))
+      throw invalid(k, `a whole number of bytes ≥ 0, not ${JSON.stringify(v)}`);
+  }
+};
