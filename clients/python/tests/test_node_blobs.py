@@ -66,6 +66,19 @@ class NodeBlobsAndCancelTest(unittest.TestCase):
         self.hub.wait_for(lambda: any(r["replyTo"] == other for r in self.hub.replies.values()))
         self.assertEqual(self.hub.replies_to(iid), [])
 
+    def test_an_instruction_cancelled_in_the_same_poll_answer_is_acknowledged_but_never_run(self):
+        with self.hub.cond:
+            iid = "0193a000-0000-7000-8000-0000000000c1"
+            self.hub.queue.append({"id": iid, "runId": "0193a000-0000-7000-8000-000000000001", "method": "wait_cancel",
+                                   "payload": {}, "groupId": None, "attempts": 1, "expiresAt": 4_000_000_000_000})
+            self.hub.frames.append({"m": "cancel", "b": {"ids": [iid], "code": "FLEETLINK_E_CANCELLED"}})
+            self.hub.cond.notify_all()
+        self.hub.wait_for(lambda: iid in self.hub.acks)
+        other = self.hub.push("echo", 1)
+        self.hub.wait_for(lambda: any(r["replyTo"] == other for r in self.hub.replies.values()))
+        self.assertFalse(self.started.is_set())
+        self.assertEqual(self.hub.replies_to(iid), [])
+
     def test_bytes_arrive_as_bytes_and_go_back_inline_or_as_uploaded_blobs(self):
         big = bytes(range(256)) * 2048  # 512 KiB
         sha = self.hub.blobs.put_blob(big)
