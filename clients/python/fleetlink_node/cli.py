@@ -73,6 +73,10 @@ def parse(argv):
         "--inline-bytes", type=int, default=256 * 1024,
         help="result bytes up to this size go inline, larger ones are uploaded as blobs (default: 262144)",
     )
+    p.add_argument(
+        "--blob-mode", choices=("bytes", "file"), default="bytes",
+        help="a payload's blobs reach handlers as bytes, or as files in the cache (CachedBlob) (default: bytes)",
+    )
     p.add_argument("--log-level", default=env.get("FLEETLINK_LOG_LEVEL", "info"), help="debug, info, warning, error (default: info)")
     p.add_argument("--version", action="version", version=f"fleetlink-py {__version__}")
     o = p.parse_args(argv)
@@ -105,6 +109,7 @@ def main(argv=None):
         stop_timeout=o.stop_timeout,
         blob_dir=o.blob_dir,
         inline_bytes=o.inline_bytes,
+        blob_mode=o.blob_mode,
     )
     def announce():
         # The same line as `fleetlink node`, so scripts and tests wait for it the same way.

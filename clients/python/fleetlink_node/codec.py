@@ -33,6 +33,22 @@ class BlobFile:
         return f"BlobFile({self.path!r}, size={self.size})"
 
 
+class CachedBlob(BlobFile):
+    """A received blob left on disk (Node(blob_mode="file")): its verified bytes in the node's blob cache, read
+    when and as the handler chooses (`open()`, `read()`); returned in a result it is sent by reference again."""
+
+    def __init__(self, path, sha256):
+        super().__init__(path)
+        self.sha256 = sha256
+
+    def read(self):
+        with self.open() as f:
+            return f.read()
+
+    def __repr__(self):
+        return f"CachedBlob({self.sha256}, size={self.size})"
+
+
 def read_ref(obj, path):
     """(sha256, size) of a well-formed reference object; HandlerError naming path otherwise."""
     ref, size = obj.get(BLOB_KEY), obj.get("size")

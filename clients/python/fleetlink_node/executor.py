@@ -138,13 +138,14 @@ class Executor:
     answered gets its same reply resent. Every outcome becomes one reply in the outbox, sent from the handler's
     thread: an instruction counts as running until its reply is acknowledged (so progress keeps its lease)."""
 
-    def __init__(self, handlers, outbox, node_id, max_payload_bytes, blobs=None, inline_bytes=None):
+    def __init__(self, handlers, outbox, node_id, max_payload_bytes, blobs=None, inline_bytes=None, blob_mode="bytes"):
         self._handlers = dict(handlers)
         self._outbox = outbox
         self._node_id = node_id
         self._max_payload_bytes = max_payload_bytes
         self._blobs = blobs
         self._inline_bytes = codec.DEFAULT_INLINE_BYTES if inline_bytes is None else inline_bytes
+        self._blob_mode = blob_mode
         self._running = {}
         self._events = {}  # instruction id → its ctx.cancelled, while it runs
         # Instructions the hub cancelled: their results are dropped. Bounded: a cancel of an id that never ran
@@ -273,6 +274,8 @@ class Executor:
     def _fetch(self, sha256, size, cancelled):
         if self._blobs is None:
             raise HandlerError(codec.INVALID, "the payload references a blob and this node has no blob transfers")
+        if self._blob_mode == "file":
+            return codec.CachedBlob(self._blobs.download(sha256, size, cancelled), sha256)
         return self._blobs.fetch(sha256, size, cancelled)
 
     def _encode(self, ins, payload):

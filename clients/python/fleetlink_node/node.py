@@ -37,7 +37,8 @@ class Node:
     and their replies (default 30). poll_wait_ms: how long a poll may be parked (default 20000, capped by the hub).
     blob_dir: the cache of downloaded blobs, by sha256 (default $FLEETLINK_WORK_DIR/blobs, else a new temporary
     directory). inline_bytes: result bytes up to this size travel inline, larger ones are uploaded as blobs
-    (default 262144).
+    (default 262144). blob_mode: how a handler receives a blob of its payload: "bytes" (in memory, default) or
+    "file" (a CachedBlob: the verified file in the cache, read as the handler chooses; memory stays bounded).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Node:
         protocol=PROTOCOL_VERSION,
         blob_dir=None,
         inline_bytes=DEFAULT_INLINE_BYTES,
+        blob_mode="bytes",
     ):
         if isinstance(hubs, str):
             hubs = hubs.split(",")
@@ -83,12 +85,14 @@ class Node:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._outbox = Outbox(self._deliver)
+        if blob_mode not in ("bytes", "file"):
+            raise ValueError(f"blob_mode: 'bytes' or 'file', not {blob_mode!r}")
         if blob_dir is None:
             work = os.environ.get("FLEETLINK_WORK_DIR")
             blob_dir = os.path.join(work, "blobs") if work else tempfile.mkdtemp(prefix="fleetlink-blobs-")
         self.blobs = BlobTransfers(self._blob_hub, self._auth, self._features, blob_dir)
         self._executor = Executor(
-            handlers, self._outbox, self._node_id, self._max_payload, self.blobs, int(inline_bytes)
+            handlers, self._outbox, self._node_id, self._max_payload, self.blobs, int(inline_bytes), blob_mode
         )
 
     # -- public ------------------------------------------------------------------------------------------------

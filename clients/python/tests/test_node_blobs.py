@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from fake_hub import ENROLL_TOKEN, FakeHub  # noqa: E402
 
-from fleetlink_node import BlobFile, Node  # noqa: E402
+from fleetlink_node import BlobFile, CachedBlob, Node  # noqa: E402
 
 
 class NodeBlobsAndCancelTest(unittest.TestCase):
@@ -100,6 +100,35 @@ class NodeBlobsAndCancelTest(unittest.TestCase):
         self.assertEqual(len(begins), 2)
         # The download landed in the node's cache under its hash.
         self.assertTrue(os.path.isfile(os.path.join(self.dir, "cache", sha)))
+
+    def test_in_file_mode_a_blob_reaches_the_handler_as_a_cached_file_and_goes_back_by_reference(self):
+        seen = {}
+
+        def keep(payload, ctx):
+            seen["blob"] = payload
+            seen["head"] = payload.read()[:4]
+            return {"same": payload}
+
+        self.node.stop(timeout=2)  # the fake hub's queue is shared: only the file-mode node takes instructions
+        node = Node(hubs=[self.hub.url], name="py-file", handlers={"keep": keep}, enroll_token=ENROLL_TOKEN,
+                    identity_file=os.path.join(self.dir, "file-identity.json"), heartbeat_ms=300,
+                    blob_dir=os.path.join(self.dir, "cache2"), blob_mode="file")
+        self.assertTrue(node.start(timeout=10))
+        try:
+            big = b"\x01\x02\x03\x04" * 100_000
+            sha = self.hub.blobs.put_blob(big)
+            iid = self.hub.push("keep", {"$blob": f"sha256:{sha}", "size": len(big)})
+            self.hub.wait_for(lambda: any(r["replyTo"] == iid for r in self.hub.replies.values()))
+            reply = self.hub.replies_to(iid)[0]
+            self.assertIsNone(reply["error"])
+            self.assertIsInstance(seen["blob"], CachedBlob)
+            self.assertEqual((seen["blob"].sha256, seen["blob"].size, seen["head"]), (sha, len(big), b"\x01\x02\x03\x04"))
+            self.assertEqual(reply["payload"], {"same": {"$blob": f"sha256:{sha}", "size": len(big)}})
+            # The hub already has it: one begin answered "present", no PUT.
+            self.assertEqual(len(self.hub.blobs.requests("POST")), 1)
+            self.assertEqual(self.hub.blobs.requests("PUT"), [])
+        finally:
+            node.stop(timeout=2)
 
     def test_a_reference_to_a_missing_blob_becomes_an_error_reply(self):
         iid = self.hub.push("echo", {"m": {"$blob": "sha256:" + "ee" * 32, "size": 4}})
