@@ -19,7 +19,7 @@ export interface PyNode {
 }
 
 /**
- * Runs `python3 -m fleetlink_node --handlers fleetlink_node.conformance` as the conformance kit does (hub,
+ * Runs `python3 -m fleetlink_node --handlers fleetlink_node.conformance` (or o.handlers) as the conformance kit does (hub,
  * token, name and work dir through FLEETLINK_* variables); resolves once it prints that it is online.
  */
 export const startPyNode = (o: {
@@ -27,6 +27,8 @@ export const startPyNode = (o: {
   enrollToken: string;
   name: string;
   heartbeatMs?: number;
+  /** The --handlers module or file. (Default: fleetlink_node.conformance) */
+  handlers?: string;
 }): Promise<PyNode> =>
   new Promise((resolve, reject) => {
     const workDir = mkdtempSync(join(tmpdir(), "fleetlink-py-"));
@@ -36,7 +38,7 @@ export const startPyNode = (o: {
         "-m",
         "fleetlink_node",
         "--handlers",
-        "fleetlink_node.conformance",
+        o.handlers ?? "fleetlink_node.conformance",
         "--heartbeat-ms",
         String(o.heartbeatMs ?? 1000),
       ],

@@ -64,6 +64,19 @@ def parse(argv):
     p.add_argument("--heartbeat-ms", type=int, default=5000, help="heartbeat interval in ms (default: 5000)")
     p.add_argument("--reenroll", action="store_true", help="enroll again as a new node if the hub refuses the identity")
     p.add_argument("--stop-timeout", type=float, default=30.0, help="seconds a graceful stop waits for handlers (default: 30)")
+    p.add_argument(
+        "--blob-dir",
+        default=os.path.join(work, "blobs") if work else None,
+        help="cache of downloaded blobs (default: $FLEETLINK_WORK_DIR/blobs, else a new temporary directory)",
+    )
+    p.add_argument(
+        "--inline-bytes", type=int, default=256 * 1024,
+        help="result bytes up to this size go inline, larger ones are uploaded as blobs (default: 262144)",
+    )
+    p.add_argument(
+        "--blob-mode", choices=("bytes", "file"), default="bytes",
+        help="a payload's blobs reach handlers as bytes, or as files in the cache (CachedBlob) (default: bytes)",
+    )
     p.add_argument("--log-level", default=env.get("FLEETLINK_LOG_LEVEL", "info"), help="debug, info, warning, error (default: info)")
     p.add_argument("--version", action="version", version=f"fleetlink-py {__version__}")
     o = p.parse_args(argv)
@@ -76,6 +89,8 @@ def parse(argv):
     o.identity = o.identity or os.path.join(".fleetlink", f"node-{o.name}.json")
     if not 100 <= o.heartbeat_ms <= 3_600_000:
         p.error("--heartbeat-ms must be 100 to 3600000")
+    if o.inline_bytes < 0:
+        p.error("--inline-bytes must be 0 or more")
     return o
 
 
@@ -92,6 +107,9 @@ def main(argv=None):
         heartbeat_ms=o.heartbeat_ms,
         reenroll=o.reenroll,
         stop_timeout=o.stop_timeout,
+        blob_dir=o.blob_dir,
+        inline_bytes=o.inline_bytes,
+        blob_mode=o.blob_mode,
     )
     def announce():
         # The same line as `fleetlink node`, so scripts and tests wait for it the same way.

@@ -3,7 +3,6 @@
 
 import os
 import threading
-import time
 
 from .errors import HandlerError
 
@@ -33,7 +32,8 @@ def fail(payload, ctx):
 def sleep(payload, ctx):
     _started(ctx)
     ms = payload.get("ms", 0) if isinstance(payload, dict) else 0
-    time.sleep(max(0, ms) / 1000)
+    # Stops early when the hub cancels the instruction: its result is dropped anyway.
+    ctx.cancelled.wait(max(0, ms) / 1000)
     return {"slept": ms}
 
 

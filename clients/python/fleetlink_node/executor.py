@@ -9,6 +9,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 
+from . import codec
 from .errors import HANDLER_FAILED, HandlerError, reply_error
 
 log = logging.getLogger("fleetlink_node")
@@ -26,8 +27,12 @@ class Context:
     method: str
     attempts: int
     node_id: str
-    #: Set when the node stops without waiting for handlers any longer.
+    #: Set when the hub cancelled the instruction (withdrawn, TTL, deadline: its result is then dropped, no
+    #: reply) or when the node stops without waiting for handlers any longer.
     cancelled: threading.Event = field(repr=False)
+
+    def is_cancelled(self):
+        return self.cancelled.is_set()
 
 
 class AsyncRunner:
@@ -133,13 +138,19 @@ class Executor:
     answered gets its same reply resent. Every outcome becomes one reply in the outbox, sent from the handler's
     thread: an instruction counts as running until its reply is acknowledged (so progress keeps its lease)."""
 
-    def __init__(self, handlers, outbox, node_id, max_payload_bytes, cancelled):
+    def __init__(self, handlers, outbox, node_id, max_payload_bytes, blobs=None, inline_bytes=None, blob_mode="bytes"):
         self._handlers = dict(handlers)
         self._outbox = outbox
         self._node_id = node_id
         self._max_payload_bytes = max_payload_bytes
-        self._cancelled = cancelled
+        self._blobs = blobs
+        self._inline_bytes = codec.DEFAULT_INLINE_BYTES if inline_bytes is None else inline_bytes
+        self._blob_mode = blob_mode
         self._running = {}
+        self._events = {}  # instruction id → its ctx.cancelled, while it runs
+        # Instructions the hub cancelled: their results are dropped. Bounded: a cancel of an id that never ran
+        # here is kept only in case its delivery is still on its way.
+        self._dropped = collections.OrderedDict()
         self._cond = threading.Condition()
         self._async = AsyncRunner()
         self.accepting = True
@@ -158,6 +169,25 @@ class Executor:
         with self._cond:
             return self._cond.wait_for(lambda: not self._running, timeout)
 
+    def cancel(self, ids, code="FLEETLINK_E_CANCELLED"):
+        """The hub ended these instructions before their reply: their handlers see ctx.cancelled set and
+        whatever they return is dropped (the hub would refuse it: INSTRUCTION_ENDED)."""
+        with self._cond:
+            for iid in ids:
+                self._dropped[iid] = code
+                while len(self._dropped) > 10_000:
+                    self._dropped.popitem(last=False)
+                ev = self._events.get(iid)
+                if ev is not None:
+                    ev.set()
+                    log.info("instruction %s cancelled by the hub (%s)", iid, code)
+
+    def cancel_all(self):
+        """The node stops without waiting: every running handler sees ctx.cancelled (their replies still go)."""
+        with self._cond:
+            for ev in self._events.values():
+                ev.set()
+
     def accept(self, ins):
         """An instruction arrived (perhaps again). False if it was not taken (the node is stopping): the node
         must then not acknowledge it, so the hub gives it to another attempt."""
@@ -167,12 +197,13 @@ class Executor:
             self._outbox.queue(done)
             return True
         with self._cond:
-            if iid in self._running or self._outbox.has(iid):
+            if iid in self._running or self._outbox.has(iid) or iid in self._dropped:
                 return True
             if not self.accepting:
                 return False
             t = threading.Thread(target=self._run, args=(ins,), name=f"fleetlink-run-{iid[:8]}", daemon=True)
             self._running[iid] = t
+            self._events[iid] = threading.Event()
         t.start()
         return True
 
@@ -185,8 +216,16 @@ class Executor:
                 error = reply_error(e)
                 if not isinstance(e, HandlerError):
                     log.warning("handler %s failed on %s: %s", ins.get("method"), ins["id"], error["message"][:256])
+            if error is None and codec.has_bytes(payload) and not self._is_dropped(ins["id"]):
+                try:
+                    payload = self._encode(ins, payload)
+                except Exception as e:  # noqa: BLE001 - a result that cannot be sent becomes an error reply
+                    payload, error = None, reply_error(e)
             if error is None:
                 payload, error = check_result(payload, self._max_payload_bytes())
+            if self._is_dropped(ins["id"]):
+                log.info("dropping the result of cancelled instruction %s", ins["id"])
+                return
             self._outbox.queue(
                 {
                     "id": str(uuid.uuid4()),
@@ -200,6 +239,7 @@ class Executor:
         finally:
             with self._cond:
                 self._running.pop(ins["id"], None)
+                self._events.pop(ins["id"], None)
                 self._cond.notify_all()
 
     def _call(self, ins):
@@ -213,12 +253,38 @@ class Executor:
             method=method,
             attempts=ins.get("attempts", 0),
             node_id=self._node_id(),
-            cancelled=self._cancelled,
+            cancelled=self._event(ins["id"]),
         )
-        out = handler(ins.get("payload"), ctx)
+        payload = ins.get("payload")
+        if isinstance(payload, (dict, list)):
+            payload = codec.decode(payload, lambda sha, size: self._fetch(sha, size, ctx.cancelled))
+        out = handler(payload, ctx)
         if inspect.isawaitable(out):
             out = self._async.run(_awaited(out))
         return out
+
+    def _event(self, iid):
+        with self._cond:
+            return self._events.get(iid) or threading.Event()
+
+    def _is_dropped(self, iid):
+        with self._cond:
+            return iid in self._dropped
+
+    def _fetch(self, sha256, size, cancelled):
+        if self._blobs is None:
+            raise HandlerError(codec.INVALID, "the payload references a blob and this node has no blob transfers")
+        if self._blob_mode == "file":
+            return codec.CachedBlob(self._blobs.download(sha256, size, cancelled), sha256)
+        return self._blobs.fetch(sha256, size, cancelled)
+
+    def _encode(self, ins, payload):
+        def upload(source):
+            if self._blobs is None:
+                raise HandlerError(HANDLER_FAILED, "the result holds bytes over the inline size and no blob transfers")
+            return self._blobs.upload(source, ins["runId"], self._event(ins["id"]))
+
+        return codec.encode(payload, upload, self._inline_bytes)
 
 
 async def _awaited(aw):

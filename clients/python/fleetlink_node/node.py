@@ -2,11 +2,15 @@
 handlers once each and replies until the hub acknowledges, with the duties of docs/protocol.md."""
 
 import logging
+import os
 import signal
+import tempfile
 import threading
 import time
 
 from . import __version__
+from .blob_http import BlobTransfers
+from .codec import DEFAULT_INLINE_BYTES
 from .backoff import Backoff, pending_backoff, reconnect_backoff, replaced_backoff, reply_backoff
 from .errors import HubError, NodeStopped, Unreachable
 from .executor import DEFAULT_MAX_PAYLOAD_BYTES, Executor, Outbox
@@ -31,6 +35,10 @@ class Node:
     heartbeat_ms: heartbeat interval (default 5000). reenroll: enroll again as a new node when the hub refuses the
     identity (default False: stop and say why). stop_timeout: seconds a graceful stop waits for running handlers
     and their replies (default 30). poll_wait_ms: how long a poll may be parked (default 20000, capped by the hub).
+    blob_dir: the cache of downloaded blobs, by sha256 (default $FLEETLINK_WORK_DIR/blobs, else a new temporary
+    directory). inline_bytes: result bytes up to this size travel inline, larger ones are uploaded as blobs
+    (default 262144). blob_mode: how a handler receives a blob of its payload: "bytes" (in memory, default) or
+    "file" (a CachedBlob: the verified file in the cache, read as the handler chooses; memory stays bounded).
     """
 
     def __init__(
@@ -46,6 +54,9 @@ class Node:
         stop_timeout=30.0,
         poll_wait_ms=20_000,
         protocol=PROTOCOL_VERSION,
+        blob_dir=None,
+        inline_bytes=DEFAULT_INLINE_BYTES,
+        blob_mode="bytes",
     ):
         if isinstance(hubs, str):
             hubs = hubs.split(",")
@@ -69,13 +80,20 @@ class Node:
         self._link = Link(self._client, self._auth)
         self._stop = threading.Event()  # a stop was asked for (or the node failed)
         self._closing = threading.Event()  # the session loop ends: leave was sent, or the node failed
-        self._cancelled = threading.Event()
         self._state_cond = threading.Condition()
         self._threads = []
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self._outbox = Outbox(self._deliver)
-        self._executor = Executor(handlers, self._outbox, self._node_id, self._max_payload, self._cancelled)
+        if blob_mode not in ("bytes", "file"):
+            raise ValueError(f"blob_mode: 'bytes' or 'file', not {blob_mode!r}")
+        if blob_dir is None:
+            work = os.environ.get("FLEETLINK_WORK_DIR")
+            blob_dir = os.path.join(work, "blobs") if work else tempfile.mkdtemp(prefix="fleetlink-blobs-")
+        self.blobs = BlobTransfers(self._blob_hub, self._auth, self._features, blob_dir)
+        self._executor = Executor(
+            handlers, self._outbox, self._node_id, self._max_payload, self.blobs, int(inline_bytes), blob_mode
+        )
 
     # -- public ------------------------------------------------------------------------------------------------
 
@@ -140,7 +158,7 @@ class Node:
                         if not (method == "close" and isinstance(e, HubError) and e.status == 410):
                             log.info("%s on stop: %s", method, e)  # after leave the session is already over
                 self._link.lose(sess, Close.NORMAL, "node stopping")
-            self._cancelled.set()
+            self._executor.cancel_all()
             self._link.close()
             for t in self._threads:
                 t.join(5.0)
@@ -273,6 +291,7 @@ class Node:
                 continue
             busy.reset()
             acks = []
+            self._events(got)
             refused = False
             for ins in got.get("instructions") or ():
                 if not self._executor.accept(ins):
@@ -281,6 +300,17 @@ class Node:
                     acks.append(ins["id"])
             if refused:
                 self._pause(0.25)  # still a sign of life well inside the hub's window, without spinning
+
+    def _events(self, got):
+        """A poll answer's `events` ({m, b}, as the stream's evt frames): `cancel` ends the handlers whose
+        instruction ended before their reply. Read before the answer's instructions, so one cancelled in the
+        same answer is acknowledged but never run."""
+        for f in got.get("events") or ():
+            if not isinstance(f, dict) or f.get("m") != "cancel":
+                continue
+            b = f.get("b") if isinstance(f.get("b"), dict) else {}
+            ids = [i for i in b.get("ids") or () if isinstance(i, str)]
+            self._executor.cancel(ids, str(b.get("code") or "FLEETLINK_E_CANCELLED"))
 
     # -- duties beside the poll -------------------------------------------------------------------------------
 
@@ -340,6 +370,10 @@ class Node:
                 if e.code in REFUSED_FOR_GOOD:
                     self._link.lose(sess, Close.REVOKED, f"reply refused: {e.code}")
                     continue
+                if e.code == "FLEETLINK_E_INSTRUCTION_ENDED":
+                    # Its cancel event and the reply crossed: the hub no longer wants it, nothing is wrong.
+                    log.info("reply to %s not needed: the instruction ended before it", reply["replyTo"])
+                    return
                 if e.status != 429 and e.status < 500 and e.definite is not False:
                     log.warning("reply to %s refused: %s", reply["replyTo"], e)
                     return
@@ -352,6 +386,14 @@ class Node:
 
     def _auth(self):
         return f"{self.identity['nodeId']}.{self.identity['credential']}" if self.identity else None
+
+    def _blob_hub(self):
+        sess = self._link.current
+        return sess.hub if sess else self.hubs[0]
+
+    def _features(self):
+        sess = self._link.current
+        return sess.features if sess else ()
 
     def _node_id(self):
         return self.node_id

@@ -7,6 +7,8 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from fake_blobs import FakeBlobs
+
 ENROLL_TOKEN = "enroll-secret"
 
 
@@ -25,6 +27,9 @@ class FakeHub:
         self.drop_reply_answers = 0  # answer this many stored replies by cutting the connection instead
         self.pending = False  # refuse open with NODE_PENDING (an admin has not approved the node yet)
         self.rate_limit_polls = 0  # refuse this many polls with 429 RATE_LIMITED
+        self.features = ["progress", "leave", "http", "blobs", "cancel"]
+        self.frames = []  # events ({m, b}, as a stream's evt frames) for the next poll answer
+        self.blobs = FakeBlobs(self._authorized)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -50,6 +55,19 @@ class FakeHub:
             self.queue.append(ins)
             self.cond.notify_all()
         return ins["id"]
+
+    def cancel(self, ids, code="FLEETLINK_E_CANCELLED"):
+        """Ends delivered instructions before their reply, as the hub does on a withdraw: a cancel event frame."""
+        with self.cond:
+            self.frames.append({"m": "cancel", "b": {"ids": list(ids), "code": code}})
+            for s in self.sessions.values():
+                for i in ids:
+                    s["delivered"].pop(i, None)
+            self.cond.notify_all()
+
+    def _authorized(self, auth):
+        nid, _, cred = (auth or "").partition(".")
+        return self.nodes.get(nid) == cred
 
     def end_sessions(self, code, reason="test"):
         with self.cond:
@@ -118,7 +136,7 @@ class FakeHub:
                     "leaseMs": self.lease_ms,
                     "protocol": 1,
                     "protocols": self.protocols,
-                    "features": ["progress", "leave", "http"],
+                    "features": list(self.features),
                     "hub": {"version": "fake"},
                 }
             if method == "poll":
@@ -126,14 +144,19 @@ class FakeHub:
                     self.acks.append(a)
                     s["delivered"].pop(a, None)
                 self.cond.wait_for(
-                    lambda: s["ended"] or s["delivered"] or self.queue, body.get("waitMs", 20_000) / 1000
+                    lambda: s["ended"] or s["delivered"] or self.queue or self.frames,
+                    body.get("waitMs", 20_000) / 1000,
                 )
                 if s["ended"]:
                     return ended(s["ended"])
                 while self.queue:
                     ins = self.queue.pop(0)
                     s["delivered"][ins["id"]] = ins
-                return 200, {"instructions": list(s["delivered"].values())}
+                frames, self.frames = self.frames, []
+                answer = {"instructions": list(s["delivered"].values())}
+                if frames:
+                    answer["events"] = frames
+                return 200, answer
             if method == "reply":
                 dup = body["id"] in self.replies
                 self.replies[body["id"]] = body
@@ -163,7 +186,18 @@ class FakeHub:
             def log_message(self, *a):
                 pass
 
+            def do_GET(self):
+                hub.blobs.handle(self, "GET") or self.send_error(404)
+
+            def do_HEAD(self):
+                hub.blobs.handle(self, "HEAD") or self.send_error(404)
+
+            def do_PUT(self):
+                hub.blobs.handle(self, "PUT") or self.send_error(404)
+
             def do_POST(self):
+                if hub.blobs.handle(self, "POST"):
+                    return
                 n = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(n) or b"{}")
                 auth = (self.headers.get("authorization") or "").removeprefix("Bearer ")
