@@ -136,7 +136,8 @@ export const NodeStreamMessages = {
         protocol: Type.Integer({ description: "The protocol version of this session (the node's)" }),
         protocols: Type.Array(Type.Integer(), { description: "Every protocol version this hub accepts" }),
         features: Type.Array(Type.String(), {
-          description: "Optional parts of the protocol this hub supports (progress, leave, http, cancel, blobs, blob-urls)",
+          description:
+            "Optional parts of the protocol this hub supports (progress, leave, http, cancel, blobs, blob-urls)",
         }),
         hub: Type.Object({ version: Type.String({ description: "The hub's fleetlink version" }) }),
         pingIntervalMs: Type.Integer({
