@@ -30,6 +30,27 @@ describe("README", () => {
     expect(readme).toContain(example);
   });
 
+  test("examples/blobs.ts: 8 MiB in and out as bytes, and a timed-out call's handler told to stop", async () => {
+    const { stdout } = await run(process.execPath, [join(root, "examples/blobs.ts")], {
+      cwd: root,
+      timeout: 30_000,
+    });
+    expect(stdout).toContain("train → node hashed the same bytes");
+    expect(stdout).toContain("train → update of 8388608 bytes, first byte 255");
+    expect(stdout).toContain("slow → handler stopped: FLEETLINK_E_CANCELLED");
+  }, 40_000);
+
+  test("the README's bytes section is examples/blobs.ts verbatim (but for the import)", () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const example = readFileSync(join(root, "examples/blobs.ts"), "utf8")
+      .split("\n")
+      .filter((l, i, all) => !(l.startsWith("//") && all.slice(0, i).every((x) => x.startsWith("//"))))
+      .join("\n")
+      .replace('from "../src/index.ts"', 'from "fleetlink"')
+      .trim();
+    expect(readme).toContain(example);
+  });
+
   test("fleetlink demo: quorum calls, a crashed node's NODE_UNAVAILABLE, a broadcast reaching it after restart", async () => {
     const { stdout } = await run(process.execPath, [join(root, "src/cli/main.ts"), "demo"], {
       cwd: root,
