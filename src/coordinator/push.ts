@@ -68,7 +68,11 @@ export class Pusher {
     const codec = this.codec;
     const waits = items.map((it) => {
       const raw = this.replies.expect(it.id);
-      return { id: it.id, dst: it.dst, result: codec ? raw.then((r) => codec.decode(r)) : raw };
+      if (!codec) return { id: it.id, dst: it.dst, result: raw };
+      // Like `expect`'s own promise: a wait whose push failed is failed and never read, which is not an error.
+      const result = raw.then((r) => codec.decode(r));
+      result.catch(() => {});
+      return { id: it.id, dst: it.dst, result };
     });
     const bound = { deadline: opts.deadline, signal: opts.signal };
     const body = items.map((it) => (opts.holdWhileOffline ? { ...it, holdWhileOffline: true } : it));
