@@ -113,6 +113,75 @@ describe("cancel - node streams", () => {
     await a.store.close();
   });
 
+  /**
+   * Replica A delivers three instructions to the node, then `ended` and `known` are withdrawn (A's stream is left
+   * as is): the node learned of `known` already and names only `ended` and `live` at its next hello.
+   */
+  const withdrawnOnA = async () => {
+    const a = await setup();
+    const node = await a.register("n");
+    const onA = await a.connect(node);
+    const run = await a.store.createRun();
+    await a.store.pushInstructions(run.id, [
+      { dst: node.id, method: "m", ttlMs: 60_000 },
+      { dst: node.id, method: "m", ttlMs: 60_000 },
+      { dst: node.id, method: "m", ttlMs: 60_000 },
+    ]);
+    a.streams.wake();
+    await until(() => onA.instructions.length === 3);
+    const [ended, live, known] = onA.instructions.map((i) => i.id) as [string, string, string];
+    expect((await a.store.withdrawInstructions(run.id, [ended, known])).sort()).toEqual(
+      [ended, known].sort(),
+    );
+    return { a, node, ended, live };
+  };
+
+  test("cancel - a replica started after the withdraw still cancels it at the hello of a node naming it", async () => {
+    const { a, node, ended, live } = await withdrawnOnA();
+    // B starts now (a restart, a scale-up): the entry was written before it existed and no wake will come.
+    const b = await setup(a.store);
+    await new Promise((r) => setTimeout(r, 50));
+    const onB = await b.connect(node, [ended, live]);
+    expect(onB.events).toEqual([{ m: "cancel", b: { ids: [ended], code: "FLEETLINK_E_CANCELLED" } }]);
+    expect(onB.eventsBeforeAnswer()).toBe(1);
+    expect(b.streams.inflight).toBe(1);
+    a.streams.closeAll();
+    b.streams.closeAll();
+    await a.store.close();
+  });
+
+  test("cancel - a hello that races a starting replica's read of the log still gets its cancel, and only for ids it holds", async () => {
+    const { a, node, ended, live } = await withdrawnOnA();
+    // B's reads of the log wait until released: the hello completes before B has read anything.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const gated = new Proxy(a.store, {
+      get(t, k, r) {
+        if (k !== "cancellationsSince") return Reflect.get(t, k, r);
+        return async (...args: Parameters<Store["cancellationsSince"]>) => {
+          await gate;
+          return t.cancellationsSince(...args);
+        };
+      },
+    });
+    const b = await setup(gated);
+    const onB = await b.connect(node, [ended, live]);
+    expect(onB.events).toEqual([]);
+    release();
+    await until(() => onB.events.length === 1);
+    expect(onB.events).toEqual([{ m: "cancel", b: { ids: [ended], code: "FLEETLINK_E_CANCELLED" } }]);
+    expect(b.streams.inflight).toBe(1);
+    // Read again (a wake): nothing sent twice.
+    b.streams.cancelled();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(onB.events).toHaveLength(1);
+    a.streams.closeAll();
+    b.streams.closeAll();
+    await a.store.close();
+  });
+
   test("cancel - an id a hello names whose reply was stored gets no cancel: the node resends that reply", async () => {
     const h = await setup();
     const node = await h.register("n");

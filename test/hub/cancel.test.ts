@@ -1,6 +1,7 @@
 // Cancellation: an instruction that ends before its node replied (withdrawn, expired, a quorum met without it)
 // reaches its running handler as an aborted ctx.signal, and whatever the handler returns then is never replied.
 import { mkdtempSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
@@ -12,6 +13,7 @@ import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
 import { TOKEN as FLEET_TOKEN, startFleet, type TestFleet } from "../helpers/fleet.ts";
 import { describePg, dropSchema, pgSchemaUrl } from "../helpers/postgres.ts";
+import { startProxy } from "../helpers/proxy.ts";
 import { codeOf, until, Watch } from "./cancel-helpers.ts";
 
 const TOKEN = "cancel-token";
@@ -32,6 +34,15 @@ const withdraw = async (url: string, runId: string, ids: string[], token: string
   });
   expect(res.status).toBe(200);
   return (await res.json()) as { withdrawn: string[] };
+};
+
+/** A port nothing listens on now (for a replica that starts later, named in the node's hub list). */
+const freePort = async (): Promise<number> => {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
 };
 
 const acrossReplicas = (name: string, makeUrl: () => { url: string; cleanup: () => Promise<void> }) => {
@@ -90,8 +101,66 @@ const acrossReplicas = (name: string, makeUrl: () => { url: string; cleanup: () 
   }, 30_000);
 };
 
+const replicaStartedLater = (name: string, makeUrl: () => { url: string; cleanup: () => Promise<void> }) => {
+  test(`cancel - ${name}: a replica started after the withdraw cancels it when the node, cut off from the replica that held it, says hello there`, async () => {
+    const { url, cleanup } = makeUrl();
+    cleanups.push(cleanup);
+    const opts = { token: TOKEN, enrollToken: `${TOKEN}-enroll`, pollIntervalMs: 60_000 };
+    const storeA = await openStore(url);
+    const a = createHub({ ...opts, store: storeA });
+    cleanups.push(() => a.close().then(() => storeA.close()));
+    const aUrl = new URL(await a.listen());
+    // The node reaches A through a proxy that is cut below: A keeps the stream (and the lease) and tells the
+    // cancel into the void, as a replica whose node's link died unseen (or that crashed) would.
+    const proxy = await startProxy({ host: aUrl.hostname, port: Number(aUrl.port) });
+    cleanups.push(() => proxy.close());
+    const bPort = await freePort();
+    const watch = new Watch();
+    const agent = new NodeAgent({
+      hubs: [proxy.url, `http://127.0.0.1:${bPort}`],
+      name: "moved",
+      enrollToken: `${TOKEN}-enroll`,
+      heartbeatIntervalMs: 1000,
+      handlers: { slow: watch.cooperative(20_000) },
+    });
+    await agent.start();
+    cleanups.push(() => agent.stop({ timeoutMs: 1000 }));
+    const fleet = await Fleet.connect({ hub: aUrl.origin, token: TOKEN });
+    cleanups.push(() => fleet.close());
+    const run = await fleet.createRun();
+    const pushed = await fetch(`${aUrl.origin}/v1/runs/${run.id}/instructions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ dst: agent.nodeId, method: "slow", payload: 1, ttlMs: 60_000 }] }),
+    });
+    expect(pushed.status).toBe(201);
+    await watch.started();
+    const [id] = [...watch.runs.keys()];
+    proxy.set("blackhole");
+    expect((await withdraw(aUrl.origin, run.id, [id!], TOKEN)).withdrawn).toEqual([id]);
+    // B starts only now: the log entry was written before it existed, and no store change will come.
+    await new Promise((r) => setTimeout(r, 200));
+    const storeB = await openStore(url);
+    const b = createHub({ ...opts, store: storeB });
+    cleanups.push(() => b.close().then(() => storeB.close()));
+    await b.listen({ port: bPort });
+    await watch.allAborted([id!], 15_000);
+    expect(codeOf(watch.runs.get(id!)!.reason)).toBe("FLEETLINK_E_CANCELLED");
+    expect(await scrape(`http://127.0.0.1:${bPort}`, TOKEN)).toMatch(
+      /fleetlink_cancellations_total\{code="FLEETLINK_E_CANCELLED"\} 1/,
+    );
+  }, 30_000);
+};
+
 describe("cancel across replicas", () => {
   acrossReplicas("sqlite", () => {
+    const dir = mkdtempSync(join(tmpdir(), "fleetlink-cancel-"));
+    return {
+      url: `sqlite:${join(dir, "fleet.db")}`,
+      cleanup: async () => rmSync(dir, { recursive: true, force: true }),
+    };
+  });
+  replicaStartedLater("sqlite", () => {
     const dir = mkdtempSync(join(tmpdir(), "fleetlink-cancel-"));
     return {
       url: `sqlite:${join(dir, "fleet.db")}`,
@@ -101,6 +170,10 @@ describe("cancel across replicas", () => {
   describePg("postgres", () => {
     acrossReplicas("postgres", () => {
       const { url, schema } = pgSchemaUrl("cancel");
+      return { url, cleanup: () => dropSchema(schema) };
+    });
+    replicaStartedLater("postgres", () => {
+      const { url, schema } = pgSchemaUrl("cancel_later");
       return { url, cleanup: () => dropSchema(schema) };
     });
   });

@@ -7,7 +7,10 @@ import type { Session } from "./session.ts";
 
 /** Entries read from the cancellation log per statement; a longer backlog is read in further rounds. */
 const PAGE = 1000;
-/** Log entries remembered (instruction id → code) for the hellos of nodes that were away when they were read. */
+/**
+ * Log entries remembered (instruction id → code) for the hellos of nodes that were away when they were read;
+ * also how far back (in seqs) a starting replica reads the log.
+ */
 const REMEMBER = 50_000;
 
 export interface CancellationsOptions {
@@ -28,12 +31,23 @@ export interface CancellationsOptions {
  * stopped whenever the store wakes it (a change here or on another replica) and on its periodic poll, and sends
  * one `cancel` event per node and code to the streams it holds. Entries for nodes held elsewhere are skipped:
  * their replica sends them.
+ *
+ * A replica that starts (or restarts) first reads back the log's last REMEMBER seqs (the log keeps ≥ 10 min):
+ * a node whose stream was on a replica that died, saying hello here naming an instruction withdrawn before
+ * this replica started, still gets its cancel. The read is bounded (at most REMEMBER / PAGE statements) and
+ * paged; seqs may have gaps (PostgreSQL sequences), so it covers at most, never more than, REMEMBER entries,
+ * which is all `recent` keeps anyway.
  */
 export class Cancellations {
   private readonly o: CancellationsOptions;
   private readonly reader: Coalesced;
-  /** Last log position read; null until the first read sets it to the log's current end (start-up). */
+  /** Last log position read; null until the first read finds the log's end and where to read it back from. */
   private seq: number | null = null;
+  /**
+   * The log's end when this replica started: entries up to it were written before, so they go to a session here
+   * only if it says it holds the id (a hello that raced the start-up read); newer ones as usual.
+   */
+  private seedEnd = 0;
   /** Recent entries, oldest first: a node that reconnects here learns of those it missed. */
   private readonly recent = new Map<string, string>();
 
@@ -43,7 +57,7 @@ export class Cancellations {
       () => this.read(),
       (e) => o.log.warn({ err: String(e) }, "cancellation log read failed"),
     );
-    // Start from the log's current end: what ended before this replica started concerns streams it never held.
+    // Read back the log's recent entries: a node may come here naming instructions that ended before.
     this.reader.trigger();
   }
 
@@ -89,11 +103,14 @@ export class Cancellations {
   }
 
   private async read(): Promise<void> {
+    if (this.seq === null) {
+      const { seq: end } = await this.o.store.cancellationsSince(null);
+      this.seedEnd = end;
+      this.seq = Math.max(0, end - REMEMBER);
+    }
     for (;;) {
       const { seq, items } = await this.o.store.cancellationsSince(this.seq, PAGE);
-      const first = this.seq === null;
-      this.seq = Math.max(this.seq ?? 0, seq);
-      if (first) return;
+      this.seq = Math.max(this.seq, seq);
       this.deliver(items);
       if (items.length < PAGE) return;
     }
@@ -108,6 +125,9 @@ export class Cancellations {
       if (this.recent.size > REMEMBER) this.recent.delete(this.recent.keys().next().value!);
       const s = this.o.peers.get(c.nodeId);
       if (!s?.ready) continue;
+      // Ended before this replica started: a session here said hello before this entry was read back (its
+      // hello found nothing to cancel yet); tell it only of ids it says it still holds.
+      if (c.seq <= this.seedEnd && !s.inflight.has(c.instructionId)) continue;
       let byCode = batches.get(s);
       if (!byCode) {
         byCode = new Map();

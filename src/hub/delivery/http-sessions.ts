@@ -62,8 +62,16 @@ export class HttpSession extends TransportEvents implements Transport {
   private open = true;
   /** Instructions sent and not acknowledged, by instruction id, in delivery order; with their frame ids. */
   private readonly queue = new Map<string, { frames: string[]; instruction: WireInstruction }>();
-  /** Events (`cancel`) for the node, sent once in the next poll answer. */
-  private events: PollEvent[] = [];
+  /**
+   * Events (`cancel`) for the node, numbered, oldest first. Every poll answer carries all of them; they are
+   * dropped only when a poll arrives after an answer carrying them was written in full (the implicit ack: the
+   * node polls again once it has read an answer). An answer to a superseded poll, or to one whose client left,
+   * must not lose them: the node never reads it.
+   */
+  private events: { seq: number; event: PollEvent }[] = [];
+  private eventSeq = 0;
+  /** Highest event seq an answer written in full carried: the session's next poll acknowledges up to it. */
+  private eventsWritten = 0;
   /** HTTP requests waiting for the channel's answer, by the frame id they were injected with. */
   private readonly pending = new Map<string, (a: Answer) => void>();
   private parked: Parked | undefined;
@@ -100,7 +108,7 @@ export class HttpSession extends TransportEvents implements Transport {
       this.flushSoon();
     } else if (f.t === "evt") {
       if (f.m === NodeMethods.cancel) this.unqueue((f.b as { ids: string[] }).ids);
-      this.events.push({ m: f.m, b: f.b });
+      this.events.push({ seq: ++this.eventSeq, event: { m: f.m, b: f.b } });
       this.flushSoon();
     } else if (f.t === "res" || f.t === "err") {
       const id = f.id ?? this.injecting;
@@ -119,6 +127,7 @@ export class HttpSession extends TransportEvents implements Transport {
     for (const answer of this.pending.values()) answer(ended);
     this.pending.clear();
     this.queue.clear();
+    this.events = [];
     this.registry.ended(this, { code, reason });
     this.emitClose(code, reason);
   }
@@ -147,8 +156,9 @@ export class HttpSession extends TransportEvents implements Transport {
   }
 
   /**
-   * A poll: acknowledges `acks`, then answers with every instruction not yet acknowledged, or parks until one
-   * comes, `waitMs` passes, a newer poll arrives or the session ends. `cancel` unparks it (its client left).
+   * A poll: acknowledges `acks` (and the events an answer written before it carried), then answers with every
+   * instruction not yet acknowledged, or parks until one comes, `waitMs` passes, a newer poll arrives or the
+   * session ends. `cancel` unparks it (its client left).
    */
   poll(acks: readonly string[], waitMs: number): { answer: Promise<Answer>; cancel: () => void } {
     // As on the stream, where every request before hello is refused: nothing is delivered to a session yet.
@@ -161,6 +171,8 @@ export class HttpSession extends TransportEvents implements Transport {
       for (const frame of q.frames)
         this.inject(JSON.stringify({ t: "res", id: frame, b: { accepted: true } }));
     }
+    // Before the older poll is answered below: what its answer carries is not acknowledged by this poll.
+    if (this.eventsWritten > 0) this.events = this.events.filter((e) => e.seq > this.eventsWritten);
     // One parked poll per session: the newer one takes over.
     this.unpark({ ok: [] });
     if (!this.open) return { answer: Promise.resolve(this.registry.endOf(this)), cancel: () => {} };
@@ -183,11 +195,18 @@ export class HttpSession extends TransportEvents implements Transport {
     };
   }
 
-  /** Events not yet handed to a poll answer; each is handed out once (the route calls this as it answers). */
-  takeEvents(): PollEvent[] {
-    const e = this.events;
-    this.events = [];
-    return e;
+  /**
+   * Events not yet acknowledged, for a poll answer (the route calls this as it answers), and `written`, which
+   * the route calls once that answer was written in full: the session's next poll then acknowledges them.
+   */
+  offerEvents(): { events: PollEvent[]; written: () => void } {
+    const upTo = this.events.at(-1)?.seq ?? 0;
+    return {
+      events: this.events.map((e) => e.event),
+      written: () => {
+        this.eventsWritten = Math.max(this.eventsWritten, upTo);
+      },
+    };
   }
 
   /**

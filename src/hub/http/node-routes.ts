@@ -122,7 +122,10 @@ export const registerNodeRoutes = (app: FastifyInstance, ctx: NodeRoutesContext)
       reply.raw.once("close", p.cancel);
       const a = await p.answer;
       if ("ended" in a) return sendEnded(reply, a.ended);
-      const events = s.takeEvents();
+      const { events, written } = s.offerEvents();
+      // Kept until the session's next poll, if this answer reaches the socket in full ("finish"; not when its
+      // client left or the connection broke first): an answer the node never reads must not lose a cancel.
+      if (events.length > 0) reply.raw.once("finish", written);
       return { instructions: "ok" in a ? a.ok : [], ...(events.length > 0 ? { events } : {}) };
     },
   );
