@@ -245,8 +245,8 @@ export class BlobClient {
           )) as UploadStatus;
         fresh = false;
         if (upload.complete) return blob;
-        // At most putBytes per PUT: a whole large blob in one request would outlast the hub's request
-        // timeout (408) however fast the network is.
+        // At most putBytes per PUT: a whole large blob in one request would outlast the hub's 30 s request
+        // timeout (408) on all but the fastest links.
         const end = Math.min(src.size, upload.offset + this.transfers.putBytes);
         const res = await send(this.transfers.agents, "PUT", `${hub}${prefix}/uploads/${upload.id}`, {
           headers: {
