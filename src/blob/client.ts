@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { BeginUploadAnswer, BlobInfo, UploadStatus } from "../protocol/blobs.ts";
 import { UPLOAD_OFFSET_HEADER } from "../protocol/blobs.ts";
-import { isFleetlinkError } from "../protocol/errors.ts";
+import { invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { Backoff, type BackoffPolicy } from "../util/backoff.ts";
 import { BlobCache, DEFAULT_BLOB_CACHE_BYTES } from "./cache.ts";
 import { type BlobMode, decodePayload, encodePayload } from "./codec.ts";
@@ -39,9 +39,21 @@ export interface BlobClientOptions {
   inlineBytes?: number;
   /** A silent socket ends a transfer's request after this long, in ms; the transfer resumes. (Default: 30000) */
   idleMs?: number;
-  /** Retries of one transfer after cuts, resets and 5xx answers. (Default: 8 attempts, 100 ms to 5 s) */
+  /**
+   * Retries of one transfer after cuts, resets and 408/429/5xx answers, counted since the last progress.
+   * (Default: 8 attempts, 100 ms to 5 s)
+   */
   retry?: BackoffPolicy;
+  /**
+   * Bytes one PUT of an upload carries at most; a larger blob goes in several PUTs, each from the durable
+   * offset the previous one answered. Keeps every request well inside a hub's or proxy's request timeout.
+   * (Default: DEFAULT_PUT_BYTES, 64 MiB)
+   */
+  putBytes?: number;
 }
+
+/** Largest body of one upload PUT: at 10 MB/s it takes about 7 s, well inside the hub's 30 s request timeout. */
+export const DEFAULT_PUT_BYTES = 64 * 1024 * 1024;
 
 /** Counters a test or a dashboard can read: what crossed the network. */
 export interface BlobTransferStats {
@@ -53,6 +65,27 @@ export interface BlobTransferStats {
 
 const DEFAULT_RETRY: BackoffPolicy = { initialMs: 100, maxMs: 5000, maxAttempts: 8 };
 
+/**
+ * One download that several readers wait for. It runs under its own controller, not under any reader's
+ * signal: a reader that gives up leaves, and the download is aborted only when no reader is left.
+ */
+export interface SharedDownload {
+  done: Promise<void>;
+  waiters: number;
+  controller: AbortController;
+}
+
+/** Waits for `p`, or rejects with the signal's reason as soon as it aborts (p itself goes on). */
+const race = <T>(p: Promise<T>, signal?: AbortSignal): Promise<T> => {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+};
+
 /** The parts of a client that every endpoint of one process shares: sockets, cache and counters. */
 export class BlobTransfers {
   readonly agents: Agents = newAgents();
@@ -63,8 +96,9 @@ export class BlobTransfers {
   readonly idleMs: number;
   readonly retry: BackoffPolicy;
   readonly stats: BlobTransferStats = { uploads: 0, bytesUploaded: 0, downloads: 0, bytesDownloaded: 0 };
+  readonly putBytes: number;
   /** Downloads in flight by sha256: two readers of one blob share one download. */
-  readonly downloading = new Map<string, Promise<void>>();
+  readonly downloading = new Map<string, SharedDownload>();
 
   constructor(o: BlobClientOptions & { inlineBytes: number }) {
     this.cacheDir = o.cacheDir;
@@ -72,6 +106,9 @@ export class BlobTransfers {
     this.inlineBytes = o.inlineBytes;
     this.idleMs = o.idleMs ?? 30_000;
     this.retry = o.retry ?? DEFAULT_RETRY;
+    this.putBytes = o.putBytes ?? DEFAULT_PUT_BYTES;
+    if (!Number.isSafeInteger(this.putBytes) || this.putBytes < 1)
+      throw invalid("putBytes", `a whole number of bytes ≥ 1, not ${JSON.stringify(o.putBytes)}`);
   }
 
   /** The download cache, its directory made on first use (a fleet or agent that sends no blob makes none). */
@@ -117,9 +154,6 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export class BlobClient {
   readonly endpoint: BlobEndpoint;
   readonly transfers: BlobTransfers;
-  /** Blobs made from a given buffer object, so pushing it again sends nothing. */
-  private readonly seen = new WeakMap<object, Promise<BlobInfo>>();
-
   constructor(endpoint: BlobEndpoint, transfers: BlobTransfers) {
     this.endpoint = endpoint;
     this.transfers = transfers;
@@ -141,7 +175,10 @@ export class BlobClient {
     });
   }
 
-  /** The payload as it goes on the wire (see codec.ts). */
+  /**
+   * The payload as it goes on the wire (see codec.ts). A buffer is hashed again at every call, never
+   * remembered by identity across calls: a buffer updated in place between pushes sends its new bytes.
+   */
   encode(
     payload: unknown,
     opts: { extra?: Record<string, unknown>; root?: string; signal?: AbortSignal } = {},
@@ -151,7 +188,6 @@ export class BlobClient {
       {
         inlineBytes: this.transfers.inlineBytes,
         upload: (bytes) => this.upload(bytes, { extra: opts.extra, signal: opts.signal }),
-        seen: opts.extra ? undefined : this.seen,
       },
       opts.root,
     );
@@ -191,6 +227,8 @@ export class BlobClient {
     const { prefix } = this.endpoint;
     const backoff = new Backoff(this.transfers.retry);
     let upload: UploadStatus | undefined;
+    // True when `upload` is the hub's latest answer (begin or a PUT's), so the next PUT needs no status GET.
+    let fresh = false;
     for (;;) {
       const hub = this.endpoint.hub();
       try {
@@ -198,32 +236,40 @@ export class BlobClient {
           const a = (await this.json("POST", prefix, { ...extra, ...blob }, signal)) as BeginUploadAnswer;
           if (a.state === "present") return blob;
           upload = a.upload;
-        } else
+        } else if (!fresh)
           upload = (await this.json(
             "GET",
             `${prefix}/uploads/${upload.id}`,
             undefined,
             signal,
           )) as UploadStatus;
+        fresh = false;
         if (upload.complete) return blob;
+        // At most putBytes per PUT: a whole large blob in one request would outlast the hub's 30 s request
+        // timeout (408) on all but the fastest links.
+        const end = Math.min(src.size, upload.offset + this.transfers.putBytes);
         const res = await send(this.transfers.agents, "PUT", `${hub}${prefix}/uploads/${upload.id}`, {
           headers: {
             ...this.endpoint.headers(),
             "content-type": "application/octet-stream",
-            "content-length": src.size - upload.offset,
+            "content-length": end - upload.offset,
             [UPLOAD_OFFSET_HEADER]: upload.offset,
           },
-          body: src.from(upload.offset),
+          body: src.from(upload.offset, end),
           signal,
           idleMs: this.transfers.idleMs,
         });
         if (res.statusCode !== 200) throw await answerError(res);
-        const sent = src.size - upload.offset;
+        const sent = end - upload.offset;
         upload = (await readJson(res)) as UploadStatus;
+        fresh = true;
         this.transfers.stats.uploads++;
         this.transfers.stats.bytesUploaded += sent;
+        // Progress: the retry budget is for failures in a row, not for the whole of a long upload.
+        backoff.reset();
         if (upload.complete) return blob;
       } catch (e) {
+        fresh = false;
         if (signal?.aborted) throw e;
         // The upload was ended (collected while idle, or lost with a replica's local state): begin again.
         if (upload && isFleetlinkError(e, "BLOB_NOT_FOUND") && e.field === "upload") upload = undefined;
@@ -238,18 +284,43 @@ export class BlobClient {
     }
   }
 
-  /** The path of the blob's verified file in the cache (downloaded first if needed), held until release. */
+  /**
+   * The path of the blob's verified file in the cache (downloaded first if needed), held until release.
+   * Readers of one blob share one download; each waits under its own signal, and the download is aborted
+   * only when every reader gave up (a cancelled handler does not fail another handler's read).
+   */
   async acquire(blob: BlobInfo, signal?: AbortSignal): Promise<string> {
     const { cache, downloading } = this.transfers;
     cache.hold(blob.sha256);
     try {
       if (!cache.has(blob.sha256, blob.size)) {
-        let p = downloading.get(blob.sha256);
-        if (!p) {
-          p = this.download(blob, signal).finally(() => downloading.delete(blob.sha256));
-          downloading.set(blob.sha256, p);
+        let d = downloading.get(blob.sha256);
+        // A download its last reader abandoned may still be writing the partial file: let it stop first.
+        while (d?.controller.signal.aborted) {
+          await race(
+            d.done.catch(() => {}),
+            signal,
+          );
+          d = downloading.get(blob.sha256);
         }
-        await p;
+        if (!d) {
+          const controller = new AbortController();
+          const shared: SharedDownload = { controller, waiters: 0, done: Promise.resolve() };
+          shared.done = this.download(blob, controller.signal).finally(() => {
+            if (downloading.get(blob.sha256) === shared) downloading.delete(blob.sha256);
+          });
+          // Its failure reaches every reader through race(); a download no reader waits for any more is not
+          // an unhandled rejection.
+          shared.done.catch(() => {});
+          downloading.set(blob.sha256, shared);
+          d = shared;
+        }
+        d.waiters++;
+        try {
+          await race(d.done, signal);
+        } finally {
+          if (--d.waiters === 0) d.controller.abort(signal?.reason);
+        }
         cache.evict();
       }
       return cache.path(blob.sha256);

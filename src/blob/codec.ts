@@ -23,11 +23,6 @@ export interface EncodeOptions {
   inlineBytes: number;
   /** Uploads bytes over the threshold; resolves with the blob they became. */
   upload: (bytes: Uint8Array) => Promise<BlobInfo>;
-  /**
-   * Blobs already made from a given object, by identity: the same buffer pushed in many instructions (a
-   * broadcast, a round of calls) is hashed and uploaded once. Owned by the caller (one per client).
-   */
-  seen?: WeakMap<object, Promise<BlobInfo>>;
 }
 
 export interface DecodeOptions {
@@ -145,6 +140,27 @@ const rebuild = async (
 ): Promise<unknown> => {
   const holder: { v: unknown } = { v: undefined };
   const later: Promise<void>[] = [];
+  try {
+    walk(value, root, replace, descend, holder, later);
+  } catch (e) {
+    // A malformed or over-deep part found after some transfers started: those go on without a reader, so
+    // their failures must not surface as unhandled rejections (they would end the process).
+    for (const p of later) p.catch(() => {});
+    throw e;
+  }
+  await Promise.all(later);
+  return holder.v;
+};
+
+/** The synchronous part of rebuild: copies containers, starts the transfers and collects them in `later`. */
+const walk = (
+  value: unknown,
+  root: string,
+  replace: (v: object, path: string) => unknown | Promise<unknown> | undefined,
+  descend: (v: object) => boolean,
+  holder: { v: unknown },
+  later: Promise<void>[],
+): void => {
   const stack: [unknown, Record<string | number, unknown>, string | number, string, number][] = [
     [value, holder as unknown as Record<string, unknown>, "v", root, 0],
   ];
@@ -181,8 +197,6 @@ const rebuild = async (
     for (let i = kids.length - 1; i >= 0; i--)
       stack.push([kids[i]![1], copy, kids[i]![0], pathOf(path, kids[i]![0]), depth + 1]);
   }
-  await Promise.all(later);
-  return holder.v;
 };
 
 /**
@@ -192,13 +206,16 @@ const rebuild = async (
  */
 export const encodePayload = async (value: unknown, o: EncodeOptions, root = "payload"): Promise<unknown> => {
   if (scanOut(value, root) === "none") return value;
+  // The same buffer in many places of this one payload is hashed and uploaded once (a broadcast encodes its
+  // payload once for all nodes). Never across calls: a buffer updated in place between two pushes must send
+  // its new bytes, and a blob from an earlier push may have been collected since.
+  const seen = new Map<object, Promise<BlobInfo>>();
   const upload = (v: object, bytes: Uint8Array): Promise<BlobInfo> => {
-    const known = o.seen?.get(v);
-    if (known) return known;
-    const p = o.upload(bytes);
-    o.seen?.set(v, p);
-    // A failed upload is not remembered: the next push of the same buffer tries again.
-    p.catch(() => o.seen?.delete(v));
+    let p = seen.get(v);
+    if (!p) {
+      p = o.upload(bytes);
+      seen.set(v, p);
+    }
     return p;
   };
   return rebuild(

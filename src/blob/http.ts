@@ -61,11 +61,25 @@ export const send = (
     req.setTimeout(o.idleMs, () =>
       req.destroy(new FleetlinkError("HUB_UNAVAILABLE", `${u.host}: no answer in ${o.idleMs} ms`)),
     );
-    req.on("response", resolve);
+    const stream = payload && !Buffer.isBuffer(payload) ? payload : undefined;
+    req.on("response", (res) => {
+      const status = res.statusCode ?? 0;
+      // A refusal of a request with a body (a PUT answered 409/400/413 before its body was read): stop sending
+      // it and, once the answer is read, end the socket, so the rest of the body is neither sent on nor left
+      // in a keep-alive socket that a next request would reuse.
+      if ((status < 200 || status >= 300) && payload !== undefined) {
+        if (stream) {
+          stream.unpipe(req);
+          stream.destroy();
+        }
+        res.once("end", () => req.destroy());
+        res.once("close", () => req.destroy());
+      }
+      resolve(res);
+    });
     req.on("error", reject);
     if (Buffer.isBuffer(payload)) req.end(payload);
-    else if (payload) {
-      const stream = payload;
+    else if (stream) {
       stream.on("error", (e: Error) => req.destroy(e));
       req.on("close", () => stream.destroy());
       stream.pipe(req);
@@ -106,13 +120,20 @@ export const answerError = async (res: http.IncomingMessage): Promise<FleetlinkE
     // A proxy's HTML error page: the status says enough.
   }
   const err = (body as { error?: WireError } | null)?.error;
+  // A hub or proxy that timed the request out (a hub's 408 carries an INVALID_ARGUMENT body): the bytes it
+  // made durable are kept, so the transfer goes on (a definite refusal would end it).
+  if (status === 408)
+    return new FleetlinkError("HUB_UNAVAILABLE", `status 408${err?.message ? `: ${err.message}` : ""}`);
   if (err && typeof err.code === "string") return fromWireError(err);
   if (status >= 500) return new FleetlinkError("HUB_UNAVAILABLE", `status ${status}`);
   return new FleetlinkError("INVALID_ARGUMENT", `unexpected status ${status}`);
 };
 
-/** Worth retrying (possibly elsewhere): the network failed, or a hub or proxy was unavailable. */
+/**
+ * Worth retrying (possibly elsewhere) after a pause: the network failed, a hub or proxy was unavailable or
+ * timed the request out (408, mapped by answerError), or asked us to slow down (429).
+ */
 export const transient = (e: unknown): boolean => {
   if (!(e instanceof FleetlinkError)) return !(e instanceof Error && e.name === "AbortError");
-  return e.status >= 500;
+  return e.status >= 500 || e.status === 429;
 };

@@ -13,8 +13,8 @@ export type BlobSource = Uint8Array | Readable | { path: string };
 export interface PreparedSource {
   sha256: string;
   size: number;
-  /** The bytes from `offset` on. */
-  from(offset: number): Uint8Array | Readable;
+  /** The bytes from `offset` up to `end` (exclusive; default: the end of the source). */
+  from(offset: number, end?: number): Uint8Array | Readable;
   /** Removes what preparing made (a spooled temp file). */
   dispose(): Promise<void>;
 }
@@ -51,7 +51,12 @@ export const hashFile = async (path: string, opts: { end?: number } = {}) => {
 export const prepareSource = async (source: BlobSource, spoolDir: string): Promise<PreparedSource> => {
   if (source instanceof Uint8Array) {
     const sha256 = createHash("sha256").update(source).digest("hex");
-    return { sha256, size: source.byteLength, from: (o) => source.subarray(o), dispose: async () => {} };
+    return {
+      sha256,
+      size: source.byteLength,
+      from: (o, end) => source.subarray(o, end),
+      dispose: async () => {},
+    };
   }
   if (source instanceof Readable) {
     const path = join(spoolDir, `spool-${randomUUID()}`);
@@ -85,6 +90,7 @@ const fileSource = (
   sha256,
   size,
   // An empty range is bytes, not a stream: createReadStream cannot express "nothing from offset size".
-  from: (o) => (o >= size ? new Uint8Array(0) : createReadStream(path, { start: o, end: size - 1 })),
+  from: (o, end = size) =>
+    o >= end ? new Uint8Array(0) : createReadStream(path, { start: o, end: Math.min(end, size) - 1 }),
   dispose,
 });

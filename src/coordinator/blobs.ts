@@ -38,7 +38,11 @@ export class RunBlobs {
   /**
    * Uploads bytes, a stream (spooled to a temp file while hashed, so a cut upload resumes) or a file to this
    * run; the handle can go in any payload of the run and costs its reference only. A blob the hub already
-   * holds costs one round trip.
+   * holds costs one round trip (and lets this run read it: the admin token may read any run's blobs anyway).
+   *
+   * The upload alone does not keep the blob: only a live message referencing it does. Push the handle within
+   * the hub's blob grace (default 10 min) after put() resolves, or the blob may be collected and the push is
+   * refused BLOB_NOT_FOUND; put() again (the bytes are sent again) if that happens.
    */
   put(
     source: Uint8Array | Readable | { path: string },

@@ -13,7 +13,6 @@ const recorder = (inlineBytes = 16) => {
     stored,
     opts: {
       inlineBytes,
-      seen: new WeakMap<object, Promise<BlobInfo>>(),
       upload: async (b: Uint8Array) => {
         const info = { sha256: createHash("sha256").update(b).digest("hex"), size: b.byteLength };
         uploaded.push(info);
@@ -59,12 +58,50 @@ describe("blob codec", () => {
     expect(p.w.layers[0]).toBe(at); // the user's payload is not changed
   });
 
-  it("codec - the same buffer in many places is uploaded once (identity cache)", async () => {
+  it("codec - the same buffer in many places of one payload is uploaded once; a later payload hashes it again", async () => {
     const r = recorder(4);
-    const big = new Uint8Array(100);
-    await encodePayload([big, { x: big }], r.opts);
-    await encodePayload({ again: big }, r.opts);
+    const big = new Float32Array(100);
+    const wire = (await encodePayload([big, { x: big }], r.opts)) as [unknown, { x: unknown }];
     expect(r.uploaded).toHaveLength(1);
+    expect(wire[1].x).toEqual(wire[0]);
+    // Updated in place between two pushes (a model's weights each round): the new bytes are sent.
+    big[0] = 1.5;
+    const again = (await encodePayload({ again: big }, r.opts)) as { again: unknown };
+    expect(r.uploaded).toHaveLength(2);
+    expect(r.uploaded[1]!.sha256).not.toBe(r.uploaded[0]!.sha256);
+    expect(again.again).toEqual({ $blob: `sha256:${r.uploaded[1]!.sha256}`, size: 400 });
+  });
+
+  it("codec - a malformed part found after transfers started fails the call; their failures are not unhandled", async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      // Decode: the first reference's download fails after the walk already met a malformed $bytes.
+      const failing = (b: BlobInfo) =>
+        Object.assign(new FleetBlob(b, null), {
+          bytes: () =>
+            new Promise<Buffer>((_, rej) => setTimeout(() => rej(new Error("download failed")), 5)),
+        });
+      const ref = { $blob: `sha256:${"b".repeat(64)}`, size: 3 };
+      await expect(decodePayload({ a: ref, z: { $bytes: 7 } }, { handle: failing })).rejects.toMatchObject({
+        field: "payload.z",
+      });
+      // Encode: an upload started, then a sibling nests past the depth limit.
+      let deep: unknown = 1;
+      for (let i = 0; i < 200; i++) deep = { deep };
+      const opts = {
+        inlineBytes: 1,
+        upload: () => new Promise<BlobInfo>((_, rej) => setTimeout(() => rej(new Error("upload failed")), 5)),
+      };
+      await expect(encodePayload({ a: new Uint8Array(8), z: deep }, opts)).rejects.toMatchObject({
+        code: "FLEETLINK_E_INVALID_ARGUMENT",
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
   });
 
   it("codec - a user object with a reserved key is refused naming its path", async () => {

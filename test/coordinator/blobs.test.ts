@@ -104,7 +104,7 @@ describe("coordinator blobs", () => {
       const out = await b.done;
       for (const x of agents) expect(out.get(x.nodeId!)).toMatchObject({ ok: true, value: 20 * MiB });
       expect(new Set(got.values())).toEqual(new Set([sha(model)]));
-      // And again in a call: the same buffer object is not even hashed again (identity cache).
+      // And again in a call: hashed again (it could have changed in place), found on the hub: no bytes sent.
       await run.configuration([agents[0]!.nodeId!]).call("load", model, { quorum: "all" });
       expect(run.blobs!.client.transfers.stats).toMatchObject({ uploads: 1, bytesUploaded: 20 * MiB });
       expect(await metric(f.url, "fleetlink_blob_uploads_completed_total")).toBe(1);

@@ -70,6 +70,10 @@ def parse(argv):
         help="cache of downloaded blobs (default: $FLEETLINK_WORK_DIR/blobs, else a new temporary directory)",
     )
     p.add_argument(
+        "--blob-cache-bytes", type=int, default=4 << 30,
+        help="bytes of blobs the cache keeps; the least recently used ones not in use go first (default: 4 GiB)",
+    )
+    p.add_argument(
         "--inline-bytes", type=int, default=256 * 1024,
         help="result bytes up to this size go inline, larger ones are uploaded as blobs (default: 262144)",
     )
@@ -91,6 +95,8 @@ def parse(argv):
         p.error("--heartbeat-ms must be 100 to 3600000")
     if o.inline_bytes < 0:
         p.error("--inline-bytes must be 0 or more")
+    if o.blob_cache_bytes < 0:
+        p.error("--blob-cache-bytes must be 0 or more")
     return o
 
 
@@ -108,6 +114,7 @@ def main(argv=None):
         reenroll=o.reenroll,
         stop_timeout=o.stop_timeout,
         blob_dir=o.blob_dir,
+        blob_cache_bytes=o.blob_cache_bytes,
         inline_bytes=o.inline_bytes,
         blob_mode=o.blob_mode,
     )

@@ -208,10 +208,11 @@ class Executor:
         return True
 
     def _run(self, ins):
+        held = []  # blobs of the payload this handler reads from the cache (file mode): kept from eviction
         try:
             payload, error = None, None
             try:
-                payload = self._call(ins)
+                payload = self._call(ins, held)
             except Exception as e:  # noqa: BLE001 - every handler failure becomes an error reply
                 error = reply_error(e)
                 if not isinstance(e, HandlerError):
@@ -237,12 +238,14 @@ class Executor:
                 inline=True,
             )
         finally:
+            for sha256 in held:
+                self._blobs.release(sha256)
             with self._cond:
                 self._running.pop(ins["id"], None)
                 self._events.pop(ins["id"], None)
                 self._cond.notify_all()
 
-    def _call(self, ins):
+    def _call(self, ins, held):
         method = ins.get("method")
         handler = self._handlers.get(method)
         if handler is None:
@@ -257,7 +260,7 @@ class Executor:
         )
         payload = ins.get("payload")
         if isinstance(payload, (dict, list)):
-            payload = codec.decode(payload, lambda sha, size: self._fetch(sha, size, ctx.cancelled))
+            payload = codec.decode(payload, lambda sha, size: self._fetch(sha, size, ctx.cancelled, held))
         out = handler(payload, ctx)
         if inspect.isawaitable(out):
             out = self._async.run(_awaited(out))
@@ -271,10 +274,14 @@ class Executor:
         with self._cond:
             return iid in self._dropped
 
-    def _fetch(self, sha256, size, cancelled):
+    def _fetch(self, sha256, size, cancelled, held):
         if self._blobs is None:
             raise HandlerError(codec.INVALID, "the payload references a blob and this node has no blob transfers")
         if self._blob_mode == "file":
+            # Held until the handler and its result's upload are done: the file must outlive other downloads'
+            # eviction while the handler reads it (or returns it, to be sent again).
+            self._blobs.hold(sha256)
+            held.append(sha256)
             return codec.CachedBlob(self._blobs.download(sha256, size, cancelled), sha256)
         return self._blobs.fetch(sha256, size, cancelled)
 

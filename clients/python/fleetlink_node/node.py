@@ -9,7 +9,7 @@ import threading
 import time
 
 from . import __version__
-from .blob_http import BlobTransfers
+from .blob_http import DEFAULT_CACHE_BYTES, BlobTransfers
 from .codec import DEFAULT_INLINE_BYTES
 from .backoff import Backoff, pending_backoff, reconnect_backoff, replaced_backoff, reply_backoff
 from .errors import HubError, NodeStopped, Unreachable
@@ -39,6 +39,8 @@ class Node:
     directory). inline_bytes: result bytes up to this size travel inline, larger ones are uploaded as blobs
     (default 262144). blob_mode: how a handler receives a blob of its payload: "bytes" (in memory, default) or
     "file" (a CachedBlob: the verified file in the cache, read as the handler chooses; memory stays bounded).
+    blob_cache_bytes: bytes of complete blobs the cache keeps; past it the least recently used ones not in use
+    are removed (default 4 GiB).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class Node:
         blob_dir=None,
         inline_bytes=DEFAULT_INLINE_BYTES,
         blob_mode="bytes",
+        blob_cache_bytes=DEFAULT_CACHE_BYTES,
     ):
         if isinstance(hubs, str):
             hubs = hubs.split(",")
@@ -90,7 +93,9 @@ class Node:
         if blob_dir is None:
             work = os.environ.get("FLEETLINK_WORK_DIR")
             blob_dir = os.path.join(work, "blobs") if work else tempfile.mkdtemp(prefix="fleetlink-blobs-")
-        self.blobs = BlobTransfers(self._blob_hub, self._auth, self._features, blob_dir)
+        self.blobs = BlobTransfers(
+            self._blob_hub, self._auth, self._features, blob_dir, cache_bytes=blob_cache_bytes
+        )
         self._executor = Executor(
             handlers, self._outbox, self._node_id, self._max_payload, self.blobs, int(inline_bytes), blob_mode
         )

@@ -22,6 +22,7 @@ class FakeBlobs:
         self.presign = False
         self.cut_download_at = None  # cut the next download once this many bytes of the blob were sent
         self.cut_upload_at = None  # cut the next PUT once the upload holds this many bytes
+        self.fail_puts = []  # statuses the next PUTs are answered with, before their body is read (408 as the hub)
         self.log = []  # (method, path, headers) of every request
         self.body_bytes_sent = 0
 
@@ -106,6 +107,12 @@ class FakeBlobs:
                 h.close_connection = True
                 return _json(h, 413, _err("PAYLOAD_TOO_LARGE", f"the blob is {up['size']} bytes", "size"))
             cut, self.cut_upload_at = self.cut_upload_at, None
+            fail = self.fail_puts.pop(0) if self.fail_puts else None
+        if fail is not None:
+            h.close_connection = True
+            # The hub's request timeout answers 408 with an INVALID_ARGUMENT body (its client error handler).
+            name = "INVALID_ARGUMENT" if fail == 408 else "RATE_LIMITED" if fail == 429 else "UNAVAILABLE"
+            return _json(h, fail, _err(name, f"answered {fail}"))
         left = length
         while left > 0:
             piece = h.rfile.read(min(65536, left))

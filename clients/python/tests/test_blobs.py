@@ -127,5 +127,60 @@ class BlobTransfersTest(unittest.TestCase):
         self.assertIn("runId", c.exception.message)
 
 
+    def test_a_large_upload_goes_in_puts_of_at_most_put_bytes_each_from_the_answered_offset(self):
+        t = BlobTransfers(lambda: self.hub.url, lambda: "n1.secret", lambda: self.features, self.dir,
+                          chunk=64 * 1024, put_bytes=256 * 1024)
+        data = data_of(MiB + 5)
+        sha, size = t.upload(data, RUN)
+        self.assertEqual((sha, size), (hashlib.sha256(data).hexdigest(), len(data)))
+        puts = self.hub.blobs.requests("PUT", "/uploads/")
+        self.assertEqual([int(p["content-length"]) for p in puts], [256 * 1024] * 4 + [5])
+        self.assertEqual([int(p["upload-offset"]) for p in puts], [i * 256 * 1024 for i in range(5)])
+        self.assertEqual(self.hub.blobs.blobs[sha], data)
+
+    def test_a_put_answered_408_429_or_503_is_retried_from_the_durable_offset(self):
+        t = BlobTransfers(lambda: self.hub.url, lambda: "n1.secret", lambda: self.features, self.dir,
+                          chunk=64 * 1024, put_bytes=256 * 1024)
+        data = data_of(600_000)
+        self.hub.blobs.fail_puts = [408, 429, 503]
+        sha, _ = t.upload(data, RUN)
+        self.assertEqual(self.hub.blobs.blobs[sha], data)
+        self.assertEqual(len(self.hub.blobs.requests("PUT", "/uploads/")), 3 + 3)
+
+    def test_a_put_answered_408_too_often_fails_the_upload(self):
+        t = BlobTransfers(lambda: self.hub.url, lambda: "n1.secret", lambda: self.features, self.dir,
+                          chunk=64 * 1024, retries=1)
+        self.hub.blobs.fail_puts = [408, 408, 408]
+        with self.assertRaises(HandlerError) as e:
+            t.upload(data_of(300_000), RUN)
+        self.assertIn("408", str(e.exception))
+
+    def test_the_cache_evicts_least_recently_used_blobs_past_its_size_never_a_held_one(self):
+        t = BlobTransfers(lambda: self.hub.url, lambda: "n1.secret", lambda: self.features, self.dir,
+                          chunk=64 * 1024, cache_bytes=250_000)
+        blobs = [data_of(100_000, seed) for seed in (3, 5, 11, 13)]
+        shas = [self.hub.blobs.put_blob(b) for b in blobs]
+        on_disk = lambda: sorted(n for n in os.listdir(self.dir) if not n.endswith(".partial"))  # noqa: E731
+        t.fetch(shas[0], 100_000)
+        t.hold(shas[0])  # a handler reads it (file mode)
+        t.fetch(shas[1], 100_000)
+        os.utime(os.path.join(self.dir, shas[0]), (1, 1))  # the oldest by far, but held
+        os.utime(os.path.join(self.dir, shas[1]), (2, 2))
+        t.fetch(shas[2], 100_000)  # 300 000 > 250 000: the least recently used one not held goes
+        self.assertEqual(on_disk(), sorted([shas[0], shas[2]]))
+        t.release(shas[0])
+        os.utime(os.path.join(self.dir, shas[2]), (1, 1))
+        self.assertEqual(t.fetch(shas[0], 100_000), blobs[0])  # a cache hit makes it the most recent
+        t.fetch(shas[3], 100_000)
+        self.assertEqual(on_disk(), sorted([shas[0], shas[3]]))
+        self.assertEqual(len(self.hub.blobs.requests("GET", shas[0])), 1)
+
+    def test_the_table_of_blobs_in_use_holds_only_what_is_in_use(self):
+        for seed in range(20):
+            data = data_of(1000 + seed, seed)
+            self.assertEqual(self.t.fetch(self.hub.blobs.put_blob(data), len(data)), data)
+        self.assertEqual(self.t._used, {})
+
+
 if __name__ == "__main__":
     unittest.main()
