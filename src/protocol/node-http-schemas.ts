@@ -59,7 +59,7 @@ export const NodeHttpOnly = {
       "comes again in the next answer (the same instruction: run it once). A newer poll of the session answers an " +
       "older parked one empty. Polling is the session's sign of life: a session with no poll for the ping interval " +
       "ends and its leases are given back, as a dead stream's. `events` carries the stream's events for the node " +
-      "(`cancel`), each in one answer only; an answer with events but no instructions comes at once.",
+      "(`cancel`), repeated until a later poll of the session follows an answer that carried them (an event may come twice: ignore ids already handled); an answer with events but no instructions comes at once.",
     body: Type.Object(
       {
         session: SessionHandle,
