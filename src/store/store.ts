@@ -230,8 +230,21 @@ export interface Store {
   beginBlobUpload(input: BeginBlobUploadInput): Promise<BeginBlobUploadResult>;
   /** null if unknown (never started, completed, or abandoned). */
   getBlobUpload(id: string): Promise<BlobUpload | null>;
-  /** Records progress: `offset` bytes are durable. Touches the upload (it is not idle). */
-  recordBlobUpload(id: string, offset: number, backendState: string | null): Promise<BlobUpload>;
+  /**
+   * Records progress: `offset` bytes are durable. Touches the upload (it is not idle). INVALID_ARGUMENT (field
+   * offset) past the upload's size; BLOB_NOT_FOUND (field upload) if the upload is unknown.
+   * With `expectedOffset` it is a compare-and-set: it records only if the upload's current offset equals
+   * `expectedOffset` and `offset` is not smaller, else CONFLICT (field `upload-offset`, the message names the
+   * current offset) and nothing changes. A writer passes the offset it started from, so a writer that lost the
+   * upload to another (a replica cut off while the client resumed on another) cannot move the offset back
+   * under the new one. Without it the offset is set unconditionally.
+   */
+  recordBlobUpload(
+    id: string,
+    offset: number,
+    backendState: string | null,
+    expectedOffset?: number,
+  ): Promise<BlobUpload>;
   /**
    * The upload's bytes are complete and verified: makes the blob visible and grants it to the uploader (the run;
    * the node may read it), and removes the upload, atomically. If the same blob became visible meanwhile (a

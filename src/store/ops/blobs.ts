@@ -1,4 +1,4 @@
-import { isSha256 } from "../../protocol/blobs.ts";
+import { isSha256, UPLOAD_OFFSET_HEADER } from "../../protocol/blobs.ts";
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import type { Db } from "../dialect.ts";
 import type { Row } from "../rows.ts";
@@ -140,21 +140,38 @@ export const recordBlobUpload = async (
   id: string,
   offset: number,
   backendState: string | null,
+  expectedOffset?: number,
 ): Promise<BlobUpload> => {
   checkKey("id", id);
   if (!Number.isSafeInteger(offset) || offset < 0) throw invalid("offset", "must be an integer >= 0");
   if (backendState !== null && typeof backendState !== "string")
     throw invalid("backendState", "must be a string or null");
+  const cas = expectedOffset !== undefined;
+  if (cas && (!Number.isSafeInteger(expectedOffset) || expectedOffset < 0))
+    throw invalid("expectedOffset", "must be an integer >= 0");
   return db.tx(async (c) => {
     const [r] = await c.q("SELECT size FROM blob_uploads WHERE id = $1", [id]);
     if (!r) throw noUpload(id);
     if (offset > Number(r.size)) throw invalid("offset", `must be at most the upload's size ${r.size}`);
+    // Compare-and-set: a writer that lost the upload to another (a replica cut off while a client resumed
+    // elsewhere) must not move the offset under the new writer. The condition sits in the UPDATE itself, so
+    // on PostgreSQL a racing record that commits first makes this one match no row (re-checked after the lock).
     const [u] = await c.q(
-      `UPDATE blob_uploads SET "offset" = $2, backend_state = $3, updated_at = $4 WHERE id = $1 RETURNING *`,
-      [id, offset, backendState, c.now],
+      `UPDATE blob_uploads SET "offset" = $2, backend_state = $3, updated_at = $4
+       WHERE id = $1 ${cas ? `AND "offset" = $5 AND "offset" <= $2` : ""} RETURNING *`,
+      cas ? [id, offset, backendState, c.now, expectedOffset] : [id, offset, backendState, c.now],
     );
-    if (!u) throw noUpload(id);
-    return toUpload(u);
+    if (u) return toUpload(u);
+    const [now] = await c.q('SELECT "offset" FROM blob_uploads WHERE id = $1', [id]);
+    if (!now) throw noUpload(id);
+    const current = Number(now.offset);
+    throw new FleetlinkError(
+      "CONFLICT",
+      current === expectedOffset
+        ? `upload ${id} is at offset ${current}: it may not move back to ${offset}`
+        : `upload ${id} is at offset ${current}, not ${expectedOffset}: another writer moved it`,
+      { field: UPLOAD_OFFSET_HEADER },
+    );
   });
 };
 
