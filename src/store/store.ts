@@ -256,8 +256,9 @@ export interface Store {
   abortBlobUpload(id: string): Promise<BlobUpload | null>;
   /**
    * The blob, if `reader` may read it: a run, if any message or upload of the run references it; a node, if it
-   * is the destination of an instruction referencing it or uploaded its bytes. null otherwise (the caller
-   * answers BLOB_NOT_FOUND, whether it is missing or forbidden).
+   * is the destination of an instruction referencing it or uploaded its bytes (a node that only claimed a
+   * present blob, or referenced it in a reply, may not read it: both need no more than its hash). null
+   * otherwise (the caller answers BLOB_NOT_FOUND, whether it is missing or forbidden).
    */
   readableBlob(sha256: string, reader: BlobReader): Promise<BlobRecord | null>;
   /**

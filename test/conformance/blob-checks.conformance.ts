@@ -1,13 +1,15 @@
 import { createHash } from "node:crypto";
 import { describe, expect, test } from "vitest";
+import { blobRef } from "../../src/protocol/blobs.ts";
 import { newId } from "../../src/protocol/ids.ts";
 import type { BeginBlobUploadInput, BlobUpload } from "../../src/store/types.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 import { type StoreFactory, useStore } from "./factory.ts";
 
 const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 
-/** Blob guards found in review: the upload offset as a compare-and-set. */
+/** Blob guards found in review: the upload offset as a compare-and-set, who may read, ref sizes. */
 export const blobCheckConformance = (factory: StoreFactory): void => {
   describe("blob checks", () => {
     const t = useStore(factory);
@@ -76,6 +78,40 @@ export const blobCheckConformance = (factory: StoreFactory): void => {
         const now = (await t.store.getBlobUpload(up.id))!;
         expect(now.offset).toBe(now.backendState === "a" ? from + 5 : from + 7);
       }
+    });
+
+    test("read - a node that claims a foreign blob and replies with it still may not read it", async () => {
+      // Run A holds a blob; a node of run R learns only its hash.
+      const a = await t.store.createRun();
+      const up = (await begin({ runId: a.id, sha256: sha("secret") })) as { upload: BlobUpload };
+      await t.store.recordBlobUpload(up.upload.id, 100, null);
+      await t.store.completeBlobUpload(up.upload.id);
+      const r = await t.store.createRun();
+      const node = await t.onlineNode("n");
+      const [i] = await t.store.pushInstructions(r.id, [{ dst: node.id, method: "m", ttlMs: 60_000 }]);
+      // Begin of a present blob: a claim, one round trip, no bytes sent.
+      expect((await begin({ runId: r.id, nodeId: node.id, sha256: sha("secret") })).state).toBe("present");
+      expect(await t.store.readableBlob(sha("secret"), { nodeId: node.id })).toBeNull();
+      const [reply] = await t.store.storeReplies([
+        {
+          runId: r.id,
+          nodeId: node.id,
+          replyTo: i!.id,
+          payload: json({ out: blobRef({ sha256: sha("secret"), size: 100 }) }),
+        },
+      ]);
+      expect(reply).toMatchObject({ ok: true, reply: { error: null } });
+      expect(await t.store.readableBlob(sha("secret"), { nodeId: node.id })).toBeNull();
+      // Sent to it by an instruction, it may read it (and after its own upload, which the claim does not fake).
+      await t.store.pushInstructions(r.id, [
+        {
+          dst: node.id,
+          method: "m",
+          ttlMs: 60_000,
+          payload: json({ w: blobRef({ sha256: sha("secret"), size: 100 }) }),
+        },
+      ]);
+      expect(await t.store.readableBlob(sha("secret"), { nodeId: node.id })).not.toBeNull();
     });
   });
 };

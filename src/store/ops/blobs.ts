@@ -16,7 +16,8 @@ import { runRow } from "./runs.ts";
 // Blob rows, their uploads and who may read them. A blob_refs row says "this run (and node) may use this
 // blob"; its kind says why: 'instruction' / 'reply' (a message references it: live while the message is),
 // 'upload' (the run, or the node, sent or was granted the bytes), 'claim' (a node asked to upload a blob that
-// was present: it may reference it in replies, but sent no bytes, so it may not read it).
+// was present: it may reference it in replies, but sent no bytes, so it may not read it). A node reads through
+// 'instruction' and 'upload' refs only (readableBlob).
 
 export const toBlob = (r: Row): BlobRecord => ({
   sha256: r.sha256 as string,
@@ -233,8 +234,10 @@ export const readableBlob = async (
   checkSha(sha256);
   const byRun = "runId" in reader;
   const who = byRun ? checkId("runId", reader.runId) : checkId("nodeId", reader.nodeId);
-  // A node reads what it was sent (instruction), referenced itself (reply) or uploaded; a claim is not enough.
-  const access = byRun ? "r.run_id = $2" : "r.node_id = $2 AND r.kind IN ('instruction', 'reply', 'upload')";
+  // A node reads only what it was sent (instruction) or uploaded the bytes of. Not what it claimed, nor what it
+  // referenced in a reply: a claim needs only the hash, and a claimed blob may be referenced in a reply, so a
+  // reply ref would turn knowing a hash into reading any blob (review 19.3).
+  const access = byRun ? "r.run_id = $2" : "r.node_id = $2 AND r.kind IN ('instruction', 'upload')";
   const [b] = await db.tx(
     (c) =>
       c.q(
