@@ -213,11 +213,13 @@ export interface Store {
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
 
-  // Blobs (docs/blobs.md). References are found in payloads by the store itself (`collectBlobRefs`): a push
-  // whose payload references a blob its run may not reference fails with BLOB_NOT_FOUND naming the field
-  // (`items[i].payload.x`); a reply that references a blob its node may not reference is stored as an error
-  // reply BLOB_NOT_FOUND instead (never silence). A reference is live while its instruction has not ended, or
-  // while its reply is unclaimed. A payload that is not JSON holds no references (payloads may be any bytes).
+  // Blobs (docs/blobs.md). References are found in payloads by the store itself (every object `readBlobRef`
+  // reads, escaped keys included): a push whose payload references a blob its run may not reference fails with
+  // BLOB_NOT_FOUND naming the field (`items[i].payload.x`), one whose reference's size is not the blob's with
+  // INVALID_ARGUMENT naming it; a reply that references a blob its node may not reference, or with a size that
+  // is not the blob's, is stored as an error reply BLOB_NOT_FOUND instead (never silence). A reference is live
+  // while its instruction has not ended, or while its reply is unclaimed. A payload that is not JSON holds no
+  // references (payloads may be any bytes).
 
   /**
    * Starts (or resumes) an upload, or grants an existing blob at once (one round trip). Checked in this order:

@@ -26,6 +26,14 @@ export const blobCheckConformance = (factory: StoreFactory): void => {
         ...o,
       });
 
+    /** Uploads blob `s` (size 100) to the run, coordinator side. */
+    const upload = async (runId: string, s: string) => {
+      const r = (await begin({ runId, sha256: sha(s) })) as { upload: BlobUpload };
+      await t.store.recordBlobUpload(r.upload.id, 100, null);
+      await t.store.completeBlobUpload(r.upload.id);
+    };
+    const ref = (s: string, size = 100) => blobRef({ sha256: sha(s), size });
+
     test("record - with an expected offset it is a compare-and-set: a stale or backward record changes nothing", async () => {
       const run = await t.store.createRun();
       const { upload: up } = (await begin({ runId: run.id })) as { upload: BlobUpload };
@@ -112,6 +120,92 @@ export const blobCheckConformance = (factory: StoreFactory): void => {
         },
       ]);
       expect(await t.store.readableBlob(sha("secret"), { nodeId: node.id })).not.toBeNull();
+    });
+
+    test("push - a ref whose size is not its blob's is refused naming the field, and stores nothing", async () => {
+      const run = await t.store.createRun();
+      const node = await t.onlineNode("n");
+      await upload(run.id, "a");
+      const push = (payload: unknown) =>
+        t.store.pushInstructions(run.id, [
+          { dst: node.id, method: "m", ttlMs: 60_000 },
+          { dst: node.id, method: "m", ttlMs: 60_000, payload: json(payload) },
+        ]);
+      const e = await rejectsWith(push({ w: ref("a", 99) }), "INVALID_ARGUMENT", "items[1].payload.w");
+      expect(e.message).toContain("100 bytes");
+      // The same blob twice: the first with its size, the second with another one.
+      await rejectsWith(
+        push({ ok: ref("a"), bad: [ref("a", 1_000_000)] }),
+        "INVALID_ARGUMENT",
+        "items[1].payload.bad[0]",
+      );
+      // A blob the run may not use is not found, whatever the size (its size is not told).
+      const other = await t.store.createRun();
+      await upload(other.id, "b");
+      const nf = await rejectsWith(push({ w: ref("b", 5) }), "BLOB_NOT_FOUND", "items[1].payload.w");
+      expect(nf.message).not.toContain("100");
+      expect(await t.store.listInstructions(run.id)).toEqual([]);
+      expect(await t.store.readableBlob(sha("a"), { nodeId: node.id })).toBeNull();
+      expect(await push({ w: ref("a"), again: ref("a") })).toHaveLength(2);
+    });
+
+    test("reply - a ref whose size is not its blob's makes an error reply BLOB_NOT_FOUND naming it", async () => {
+      const run = await t.store.createRun();
+      const node = await t.onlineNode("n");
+      await upload(run.id, "a");
+      const [i, j] = await t.store.pushInstructions(run.id, [
+        { dst: node.id, method: "m", ttlMs: 60_000, payload: json({ w: ref("a") }) },
+        { dst: node.id, method: "m", ttlMs: 60_000, payload: json({ w: ref("a") }) },
+      ]);
+      const [bad, good] = await t.store.storeReplies([
+        { runId: run.id, nodeId: node.id, replyTo: i!.id, payload: json({ out: [ref("a"), ref("a", 7)] }) },
+        { runId: run.id, nodeId: node.id, replyTo: j!.id, payload: json({ out: ref("a") }) },
+      ]);
+      expect(bad).toMatchObject({ ok: true, reply: { error: { code: "FLEETLINK_E_BLOB_NOT_FOUND" } } });
+      const r = (bad as { reply: { error: { message: string }; payload: Uint8Array } }).reply;
+      expect(r.error.message).toContain("payload.out[1]");
+      expect(r.error.message).toContain("size 7");
+      expect(r.payload).toHaveLength(0);
+      expect(good).toMatchObject({ ok: true, reply: { error: null } });
+    });
+
+    test("refs - a key spelled with JSON escapes is a reference too", async () => {
+      const run = await t.store.createRun();
+      const node = await t.onlineNode("n");
+      await upload(run.id, "a");
+      const escaped = (s: string, key = "\\u0024blob") =>
+        new TextEncoder().encode(`{"w":{"${key}":"sha256:${sha(s)}","size":100}}`);
+      // Not uploaded to the run: refused, though a byte search for "$blob" finds nothing.
+      await rejectsWith(
+        t.store.pushInstructions(run.id, [
+          { dst: node.id, method: "m", ttlMs: 60_000, payload: escaped("b") },
+        ]),
+        "BLOB_NOT_FOUND",
+        "items[0].payload.w",
+      );
+      await rejectsWith(
+        t.store.pushInstructions(run.id, [
+          { dst: node.id, method: "m", ttlMs: 60_000, payload: escaped("b", "$\\u0062lob") },
+        ]),
+        "BLOB_NOT_FOUND",
+        "items[0].payload.w",
+      );
+      // The run's own blob: accepted and recorded (the node may read it; the ref keeps it alive).
+      const [i] = await t.store.pushInstructions(run.id, [
+        { dst: node.id, method: "m", ttlMs: 60_000, payload: escaped("a") },
+      ]);
+      expect(await t.store.readableBlob(sha("a"), { nodeId: node.id })).not.toBeNull();
+      const [reply] = await t.store.storeReplies([
+        { runId: run.id, nodeId: node.id, replyTo: i!.id, payload: escaped("b") },
+      ]);
+      expect(reply).toMatchObject({ ok: true, reply: { error: { code: "FLEETLINK_E_BLOB_NOT_FOUND" } } });
+      // Escapes elsewhere, no reference: stored as sent.
+      const plain = new TextEncoder().encode('{"name":"caf\\u00e9"}');
+      expect(
+        await t.store.pushInstructions(run.id, [
+          { dst: node.id, method: "m", ttlMs: 60_000, payload: plain },
+        ]),
+      ).toHaveLength(1);
     });
   });
 };
