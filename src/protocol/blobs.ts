@@ -64,10 +64,17 @@ export const readBlobRef = (v: unknown): BlobInfo | null => {
 };
 
 const MARKER = new TextEncoder().encode(`"${BLOB_KEY}"`);
+const ESCAPE = new TextEncoder().encode("\\u");
 
-/** Cheap pre-check on an encoded payload: false means it surely holds no reference (no parse needed). */
-export const mayHoldRefs = (payload: Uint8Array): boolean =>
-  Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).indexOf(MARKER) >= 0;
+/**
+ * Cheap pre-check on an encoded payload: false means it surely holds no reference (no parse needed). JSON may
+ * spell the key with escapes (`"\u0024blob"`), which a byte search cannot see: a payload with any `\u`
+ * escape is parsed to be sure.
+ */
+export const mayHoldRefs = (payload: Uint8Array): boolean => {
+  const b = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  return b.indexOf(MARKER) >= 0 || b.indexOf(ESCAPE) >= 0;
+};
 
 /**
  * The blob references in a JSON value, each sha256 once, in order of first appearance, with the path of its

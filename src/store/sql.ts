@@ -257,8 +257,13 @@ export abstract class SqlStore implements Store {
   getBlobUpload(id: string): Promise<BlobUpload | null> {
     return blobs.getBlobUpload(this.ops, id);
   }
-  recordBlobUpload(id: string, offset: number, state: string | null): Promise<BlobUpload> {
-    return blobs.recordBlobUpload(this.ops, id, offset, state);
+  recordBlobUpload(
+    id: string,
+    offset: number,
+    state: string | null,
+    expectedOffset?: number,
+  ): Promise<BlobUpload> {
+    return blobs.recordBlobUpload(this.ops, id, offset, state, expectedOffset);
   }
   completeBlobUpload(id: string): Promise<{ blob: BlobRecord; redundantObjectKey: string | null }> {
     return blobs.completeBlobUpload(this.ops, id);

@@ -213,11 +213,13 @@ export interface Store {
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
 
-  // Blobs (docs/blobs.md). References are found in payloads by the store itself (`collectBlobRefs`): a push
-  // whose payload references a blob its run may not reference fails with BLOB_NOT_FOUND naming the field
-  // (`items[i].payload.x`); a reply that references a blob its node may not reference is stored as an error
-  // reply BLOB_NOT_FOUND instead (never silence). A reference is live while its instruction has not ended, or
-  // while its reply is unclaimed. A payload that is not JSON holds no references (payloads may be any bytes).
+  // Blobs (docs/blobs.md). References are found in payloads by the store itself (every object `readBlobRef`
+  // reads, escaped keys included): a push whose payload references a blob its run may not reference fails with
+  // BLOB_NOT_FOUND naming the field (`items[i].payload.x`), one whose reference's size is not the blob's with
+  // INVALID_ARGUMENT naming it; a reply that references a blob its node may not reference, or with a size that
+  // is not the blob's, is stored as an error reply BLOB_NOT_FOUND instead (never silence). A reference is live
+  // while its instruction has not ended, or while its reply is unclaimed. A payload that is not JSON holds no
+  // references (payloads may be any bytes).
 
   /**
    * Starts (or resumes) an upload, or grants an existing blob at once (one round trip). Checked in this order:
@@ -230,8 +232,21 @@ export interface Store {
   beginBlobUpload(input: BeginBlobUploadInput): Promise<BeginBlobUploadResult>;
   /** null if unknown (never started, completed, or abandoned). */
   getBlobUpload(id: string): Promise<BlobUpload | null>;
-  /** Records progress: `offset` bytes are durable. Touches the upload (it is not idle). */
-  recordBlobUpload(id: string, offset: number, backendState: string | null): Promise<BlobUpload>;
+  /**
+   * Records progress: `offset` bytes are durable. Touches the upload (it is not idle). INVALID_ARGUMENT (field
+   * offset) past the upload's size; BLOB_NOT_FOUND (field upload) if the upload is unknown.
+   * With `expectedOffset` it is a compare-and-set: it records only if the upload's current offset equals
+   * `expectedOffset` and `offset` is not smaller, else CONFLICT (field `upload-offset`, the message names the
+   * current offset) and nothing changes. A writer passes the offset it started from, so a writer that lost the
+   * upload to another (a replica cut off while the client resumed on another) cannot move the offset back
+   * under the new one. Without it the offset is set unconditionally.
+   */
+  recordBlobUpload(
+    id: string,
+    offset: number,
+    backendState: string | null,
+    expectedOffset?: number,
+  ): Promise<BlobUpload>;
   /**
    * The upload's bytes are complete and verified: makes the blob visible and grants it to the uploader (the run;
    * the node may read it), and removes the upload, atomically. If the same blob became visible meanwhile (a
@@ -243,8 +258,9 @@ export interface Store {
   abortBlobUpload(id: string): Promise<BlobUpload | null>;
   /**
    * The blob, if `reader` may read it: a run, if any message or upload of the run references it; a node, if it
-   * is the destination of an instruction referencing it or uploaded its bytes. null otherwise (the caller
-   * answers BLOB_NOT_FOUND, whether it is missing or forbidden).
+   * is the destination of an instruction referencing it or uploaded its bytes (a node that only claimed a
+   * present blob, or referenced it in a reply, may not read it: both need no more than its hash). null
+   * otherwise (the caller answers BLOB_NOT_FOUND, whether it is missing or forbidden).
    */
   readableBlob(sha256: string, reader: BlobReader): Promise<BlobRecord | null>;
   /**

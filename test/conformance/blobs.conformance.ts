@@ -230,7 +230,8 @@ export const blobConformance = (factory: StoreFactory): void => {
         { runId: run.id, nodeId: other.id, replyTo: m!.id, payload: json({ out: ref("a") }) },
       ]);
       expect(claimed).toMatchObject({ ok: true, reply: { error: null } });
-      expect(await t.store.readableBlob(sha("a"), { nodeId: other.id })).not.toBeNull();
+      // Its reply ref does not let it read either (review 19.3: claim → reply → read was a hole).
+      expect(await t.store.readableBlob(sha("a"), { nodeId: other.id })).toBeNull();
       // A node's own upload: readable by it and by the run, and usable in its reply.
       await upload(run.id, "n", node.id);
       expect(await t.store.readableBlob(sha("n"), { nodeId: node.id })).not.toBeNull();

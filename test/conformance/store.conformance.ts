@@ -3,6 +3,7 @@ import { newId } from "../../src/protocol/ids.ts";
 import type { NodeRecord } from "../../src/protocol/types.ts";
 import { type Store, storeReply } from "../../src/store/store.ts";
 import { type ManualClock, manualClock, rejectsWith } from "../helpers/expect.ts";
+import { blobCheckConformance } from "./blob-checks.conformance.ts";
 import { blobConformance } from "./blobs.conformance.ts";
 import { cancelConformance } from "./cancel.conformance.ts";
 import { cleanupConformance } from "./cleanup.conformance.ts";
@@ -877,5 +878,6 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     listingConformance(factory);
     cancelConformance(factory);
     blobConformance(factory);
+    blobCheckConformance(factory);
   });
 };

@@ -1,4 +1,10 @@
-import { type BlobInfo, collectBlobRefs, MAX_REFS_PER_PAYLOAD, mayHoldRefs } from "../../protocol/blobs.ts";
+import {
+  BLOB_KEY,
+  type BlobInfo,
+  MAX_REFS_PER_PAYLOAD,
+  mayHoldRefs,
+  readBlobRef,
+} from "../../protocol/blobs.ts";
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
 import type { Instruction } from "../../protocol/types.ts";
@@ -44,8 +50,37 @@ export const addRef = async (
 type Ref = BlobInfo & { path: string };
 
 /**
- * The blob references of an encoded payload. The ref-less hot path costs one byte search (`mayHoldRefs`); a
- * payload that is not JSON holds no references (payloads may be any bytes). A malformed `$blob` object, or
+ * Each distinct (sha256, size) a parsed payload references, with the path of its first appearance, or the path
+ * of the first malformed `$blob` object. Not `collectBlobRefs`, which keeps one entry per sha256: a second
+ * appearance of a blob with another size must be seen to be refused. What a reference is stays readBlobRef's
+ * rule; this is only the walk (iterative, any depth; paths as collectBlobRefs writes them).
+ */
+const walkRefs = (value: unknown, root: string): { refs: Ref[]; bad: string | null } => {
+  const refs = new Map<string, Ref>();
+  const stack: [unknown, string][] = [[value, root]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v !== "object" || v === null) continue;
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}[${i}]`]);
+      continue;
+    }
+    if (Object.hasOwn(v, BLOB_KEY)) {
+      const ref = readBlobRef(v);
+      if (!ref) return { refs: [...refs.values()], bad: path };
+      const key = `${ref.sha256} ${ref.size}`;
+      if (!refs.has(key)) refs.set(key, { ...ref, path });
+      continue;
+    }
+    const entries = Object.entries(v);
+    for (let i = entries.length - 1; i >= 0; i--) stack.push([entries[i]![1], `${path}.${entries[i]![0]}`]);
+  }
+  return { refs: [...refs.values()], bad: null };
+};
+
+/**
+ * The blob references of an encoded payload. The ref-less hot path costs a byte search or two (`mayHoldRefs`);
+ * a payload that is not JSON holds no references (payloads may be any bytes). A malformed `$blob` object, or
  * too many references, is refused naming the field (`<prefix>.payload.x`).
  */
 export const payloadRefs = (payload: Uint8Array | undefined, prefix: string): Ref[] => {
@@ -56,7 +91,7 @@ export const payloadRefs = (payload: Uint8Array | undefined, prefix: string): Re
   } catch {
     return [];
   }
-  const { refs, bad } = collectBlobRefs(value, "payload");
+  const { refs, bad } = walkRefs(value, "payload");
   if (bad !== null)
     throw invalid(
       `${prefix}.${bad}`,
@@ -66,6 +101,10 @@ export const payloadRefs = (payload: Uint8Array | undefined, prefix: string): Re
     throw invalid(`${prefix}.payload`, `holds more than ${MAX_REFS_PER_PAYLOAD} blob references`);
   return refs;
 };
+
+/** A reference's size that is not its blob's (a client that miscounts, or lies, would mislead its readers). */
+const sizeMismatch = (sha256: string, refSize: number, blobSize: number): string =>
+  `references sha256:${sha256} with size ${refSize}, but that blob has ${blobSize} bytes`;
 
 /** Blobs in a stable order, so transactions lock blob rows in one order (no deadlock between two pushes). */
 const bySha = <T extends { sha256: string }>(xs: T[]): T[] =>
@@ -83,23 +122,28 @@ const NODE_MAY_USE = "EXISTS (SELECT 1 FROM blob_refs r WHERE r.sha256 = blobs.s
  * an 'instruction' ref owned by the instruction, for its node.
  */
 export const refPush = async (c: SqlConn, runId: string, records: readonly Instruction[]): Promise<void> => {
-  const uses: { sha256: string; field: string; ins: Instruction }[] = [];
+  const uses: { sha256: string; size: number; field: string; ins: Instruction }[] = [];
   records.forEach((ins, i) => {
     for (const r of payloadRefs(ins.payload, `items[${i}]`))
-      uses.push({ sha256: r.sha256, field: `items[${i}].${r.path}`, ins });
+      uses.push({ sha256: r.sha256, size: r.size, field: `items[${i}].${r.path}`, ins });
   });
   if (uses.length === 0) return;
-  const held = new Set<string>();
+  /** Size of each blob held so far. */
+  const held = new Map<string, number>();
   for (const u of bySha([...uses])) {
     if (!held.has(u.sha256)) {
-      if (!(await holdBlob(c, u.sha256, RUN_MAY_USE, [runId])))
+      const b = await holdBlob(c, u.sha256, RUN_MAY_USE, [runId]);
+      if (!b)
         throw new FleetlinkError(
           "BLOB_NOT_FOUND",
           `sha256:${u.sha256} is not a blob run ${runId} may reference (upload it to the run first)`,
           { field: uses.find((x) => x.sha256 === u.sha256)!.field },
         );
-      held.add(u.sha256);
+      held.set(u.sha256, Number(b.size));
     }
+    // Checked only once the run may reference the blob: a blob it may not use is not found, size unsaid.
+    const size = held.get(u.sha256)!;
+    if (u.size !== size) throw invalid(u.field, sizeMismatch(u.sha256, u.size, size));
     await addRef(c, { sha256: u.sha256, runId, owner: u.ins.id, kind: "instruction", nodeId: u.ins.dst });
   }
 };
@@ -120,7 +164,7 @@ export const checkReplyRefs = async (
 ): Promise<{ items: NewReply[]; refs: PendingReplyRefs }> => {
   const out = [...items];
   const refs: PendingReplyRefs = new Map();
-  const uses: { sha256: string; path: string; i: number }[] = [];
+  const uses: { sha256: string; size: number; path: string; i: number }[] = [];
   const refuse = (i: number, message: string) => {
     out[i] = {
       ...out[i]!,
@@ -132,22 +176,32 @@ export const checkReplyRefs = async (
   items.forEach((r, i) => {
     if (skip[i] || r.error) return;
     try {
-      for (const ref of payloadRefs(r.payload, "reply")) uses.push({ sha256: ref.sha256, path: ref.path, i });
+      for (const ref of payloadRefs(r.payload, "reply"))
+        uses.push({ sha256: ref.sha256, size: ref.size, path: ref.path, i });
     } catch (e) {
       refuse(i, (e as Error).message);
     }
   });
-  const access = new Map<string, boolean>();
+  /** The blob's size if the node may reference it, else null; by blob and node. */
+  const access = new Map<string, number | null>();
   for (const u of bySha(uses)) {
     const r = items[u.i]!;
     if (out[u.i]!.error) continue;
     const key = `${u.sha256} ${r.nodeId}`;
-    if (!access.has(key)) access.set(key, Boolean(await holdBlob(c, u.sha256, NODE_MAY_USE, [r.nodeId])));
-    if (!access.get(key)) {
+    if (!access.has(key)) {
+      const b = await holdBlob(c, u.sha256, NODE_MAY_USE, [r.nodeId]);
+      access.set(key, b ? Number(b.size) : null);
+    }
+    const size = access.get(key);
+    if (size === null || size === undefined) {
       refuse(
         u.i,
         `reply ${u.path} references sha256:${u.sha256}, which node ${r.nodeId} may not reference (it was not sent it and did not upload it)`,
       );
+      continue;
+    }
+    if (u.size !== size) {
+      refuse(u.i, `reply ${u.path} ${sizeMismatch(u.sha256, u.size, size)}`);
       continue;
     }
     out[u.i] = { ...out[u.i]!, id: out[u.i]!.id ?? newId() };

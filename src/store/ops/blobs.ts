@@ -1,4 +1,4 @@
-import { isSha256 } from "../../protocol/blobs.ts";
+import { isSha256, UPLOAD_OFFSET_HEADER } from "../../protocol/blobs.ts";
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import type { Db } from "../dialect.ts";
 import type { Row } from "../rows.ts";
@@ -16,7 +16,8 @@ import { runRow } from "./runs.ts";
 // Blob rows, their uploads and who may read them. A blob_refs row says "this run (and node) may use this
 // blob"; its kind says why: 'instruction' / 'reply' (a message references it: live while the message is),
 // 'upload' (the run, or the node, sent or was granted the bytes), 'claim' (a node asked to upload a blob that
-// was present: it may reference it in replies, but sent no bytes, so it may not read it).
+// was present: it may reference it in replies, but sent no bytes, so it may not read it). A node reads through
+// 'instruction' and 'upload' refs only (readableBlob).
 
 export const toBlob = (r: Row): BlobRecord => ({
   sha256: r.sha256 as string,
@@ -140,21 +141,38 @@ export const recordBlobUpload = async (
   id: string,
   offset: number,
   backendState: string | null,
+  expectedOffset?: number,
 ): Promise<BlobUpload> => {
   checkKey("id", id);
   if (!Number.isSafeInteger(offset) || offset < 0) throw invalid("offset", "must be an integer >= 0");
   if (backendState !== null && typeof backendState !== "string")
     throw invalid("backendState", "must be a string or null");
+  const cas = expectedOffset !== undefined;
+  if (cas && (!Number.isSafeInteger(expectedOffset) || expectedOffset < 0))
+    throw invalid("expectedOffset", "must be an integer >= 0");
   return db.tx(async (c) => {
     const [r] = await c.q("SELECT size FROM blob_uploads WHERE id = $1", [id]);
     if (!r) throw noUpload(id);
     if (offset > Number(r.size)) throw invalid("offset", `must be at most the upload's size ${r.size}`);
+    // Compare-and-set: a writer that lost the upload to another (a replica cut off while a client resumed
+    // elsewhere) must not move the offset under the new writer. The condition sits in the UPDATE itself, so
+    // on PostgreSQL a racing record that commits first makes this one match no row (re-checked after the lock).
     const [u] = await c.q(
-      `UPDATE blob_uploads SET "offset" = $2, backend_state = $3, updated_at = $4 WHERE id = $1 RETURNING *`,
-      [id, offset, backendState, c.now],
+      `UPDATE blob_uploads SET "offset" = $2, backend_state = $3, updated_at = $4
+       WHERE id = $1 ${cas ? `AND "offset" = $5 AND "offset" <= $2` : ""} RETURNING *`,
+      cas ? [id, offset, backendState, c.now, expectedOffset] : [id, offset, backendState, c.now],
     );
-    if (!u) throw noUpload(id);
-    return toUpload(u);
+    if (u) return toUpload(u);
+    const [now] = await c.q('SELECT "offset" FROM blob_uploads WHERE id = $1', [id]);
+    if (!now) throw noUpload(id);
+    const current = Number(now.offset);
+    throw new FleetlinkError(
+      "CONFLICT",
+      current === expectedOffset
+        ? `upload ${id} is at offset ${current}: it may not move back to ${offset}`
+        : `upload ${id} is at offset ${current}, not ${expectedOffset}: another writer moved it`,
+      { field: UPLOAD_OFFSET_HEADER },
+    );
   });
 };
 
@@ -216,8 +234,10 @@ export const readableBlob = async (
   checkSha(sha256);
   const byRun = "runId" in reader;
   const who = byRun ? checkId("runId", reader.runId) : checkId("nodeId", reader.nodeId);
-  // A node reads what it was sent (instruction), referenced itself (reply) or uploaded; a claim is not enough.
-  const access = byRun ? "r.run_id = $2" : "r.node_id = $2 AND r.kind IN ('instruction', 'reply', 'upload')";
+  // A node reads only what it was sent (instruction) or uploaded the bytes of. Not what it claimed, nor what it
+  // referenced in a reply: a claim needs only the hash, and a claimed blob may be referenced in a reply, so a
+  // reply ref would turn knowing a hash into reading any blob (review 19.3).
+  const access = byRun ? "r.run_id = $2" : "r.node_id = $2 AND r.kind IN ('instruction', 'upload')";
   const [b] = await db.tx(
     (c) =>
       c.q(
