@@ -77,9 +77,10 @@ export const mayHoldRefs = (payload: Uint8Array): boolean => {
 };
 
 /**
- * The blob references in a JSON value, each sha256 once, in order of first appearance, with the path of its
- * first appearance (`payload.model`, `payload[2]`). A `$blob` key whose object is not a well-formed reference
- * is reported as `bad` (its path), so callers refuse it naming the field. Iterative: any depth is safe.
+ * The blob references in a JSON value, each distinct (sha256, size) once, in order of first appearance, with the
+ * path of its first appearance (`payload.model`, `payload[2]`): a second appearance of a blob with another size
+ * is kept, so that it can be refused. A `$blob` key whose object is not a well-formed reference is reported as
+ * `bad` (its path), so callers refuse it naming the field. Iterative: any depth is safe.
  */
 export const collectBlobRefs = (
   value: unknown,
@@ -97,7 +98,8 @@ export const collectBlobRefs = (
     if (Object.hasOwn(v, BLOB_KEY)) {
       const ref = readBlobRef(v);
       if (!ref) return { refs: [...refs.values()], bad: path };
-      if (!refs.has(ref.sha256)) refs.set(ref.sha256, { ...ref, path });
+      const key = `${ref.sha256} ${ref.size}`;
+      if (!refs.has(key)) refs.set(key, { ...ref, path });
       continue;
     }
     const entries = Object.entries(v);

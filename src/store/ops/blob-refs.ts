@@ -1,10 +1,4 @@
-import {
-  BLOB_KEY,
-  type BlobInfo,
-  MAX_REFS_PER_PAYLOAD,
-  mayHoldRefs,
-  readBlobRef,
-} from "../../protocol/blobs.ts";
+import { type BlobInfo, collectBlobRefs, MAX_REFS_PER_PAYLOAD, mayHoldRefs } from "../../protocol/blobs.ts";
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
 import type { Instruction } from "../../protocol/types.ts";
@@ -50,35 +44,6 @@ export const addRef = async (
 type Ref = BlobInfo & { path: string };
 
 /**
- * Each distinct (sha256, size) a parsed payload references, with the path of its first appearance, or the path
- * of the first malformed `$blob` object. Not `collectBlobRefs`, which keeps one entry per sha256: a second
- * appearance of a blob with another size must be seen to be refused. What a reference is stays readBlobRef's
- * rule; this is only the walk (iterative, any depth; paths as collectBlobRefs writes them).
- */
-const walkRefs = (value: unknown, root: string): { refs: Ref[]; bad: string | null } => {
-  const refs = new Map<string, Ref>();
-  const stack: [unknown, string][] = [[value, root]];
-  while (stack.length > 0) {
-    const [v, path] = stack.pop()!;
-    if (typeof v !== "object" || v === null) continue;
-    if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${path}[${i}]`]);
-      continue;
-    }
-    if (Object.hasOwn(v, BLOB_KEY)) {
-      const ref = readBlobRef(v);
-      if (!ref) return { refs: [...refs.values()], bad: path };
-      const key = `${ref.sha256} ${ref.size}`;
-      if (!refs.has(key)) refs.set(key, { ...ref, path });
-      continue;
-    }
-    const entries = Object.entries(v);
-    for (let i = entries.length - 1; i >= 0; i--) stack.push([entries[i]![1], `${path}.${entries[i]![0]}`]);
-  }
-  return { refs: [...refs.values()], bad: null };
-};
-
-/**
  * The blob references of an encoded payload. The ref-less hot path costs a byte search or two (`mayHoldRefs`);
  * a payload that is not JSON holds no references (payloads may be any bytes). A malformed `$blob` object, or
  * too many references, is refused naming the field (`<prefix>.payload.x`).
@@ -91,7 +56,7 @@ export const payloadRefs = (payload: Uint8Array | undefined, prefix: string): Re
   } catch {
     return [];
   }
-  const { refs, bad } = walkRefs(value, "payload");
+  const { refs, bad } = collectBlobRefs(value, "payload");
   if (bad !== null)
     throw invalid(
       `${prefix}.${bad}`,
