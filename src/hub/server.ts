@@ -118,6 +118,11 @@ export interface HubOptions {
   blobCollectIntervalMs?: number;
   /** Serve presigned download URLs to nodes (S3 only; announces "blob-urls" in hello). (Default: false) */
   blobPresign?: boolean;
+  /**
+   * Blob PUTs this replica streams at once (an S3 PUT buffers up to one 8 MiB part); one more is refused 429
+   * RATE_LIMITED with Retry-After, which clients retry. (Default: 32)
+   */
+  blobMaxConcurrentPuts?: number;
 }
 
 /** Lifetime of a presigned blob URL: long enough for a GB over a slow link, short against leaks. (15 min) */
@@ -162,9 +167,12 @@ export const createHub = (o: HubOptions): Hub => {
     blobGraceMs: o.blobGraceMs,
     blobUploadIdleMs: o.blobUploadIdleMs,
     blobCollectIntervalMs: o.blobCollectIntervalMs,
-  }))
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < (field === "blobCollectIntervalMs" ? 1 : 0)))
-      throw invalid(field, "must be a non-negative integer");
+    blobMaxConcurrentPuts: o.blobMaxConcurrentPuts,
+  })) {
+    const min = field === "blobCollectIntervalMs" || field === "blobMaxConcurrentPuts" ? 1 : 0;
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < min))
+      throw invalid(field, min === 1 ? "must be a positive integer" : "must be a non-negative integer");
+  }
   const id = newId();
   // One registry per hub: several hubs in one process (tests) must not share series.
   const metrics =
@@ -203,12 +211,20 @@ export const createHub = (o: HubOptions): Hub => {
     clientErrorHandler: (err, socket) => {
       if (!socket.writable) return socket.destroy();
       const code = (err as { code?: string }).code;
-      const status = code === "HPE_HEADER_OVERFLOW" ? 431 : code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+      const timedOut = code === "ERR_HTTP_REQUEST_TIMEOUT";
+      const status = code === "HPE_HEADER_OVERFLOW" ? 431 : timedOut ? 408 : 400;
+      // A request still arriving after requestTimeoutMs (a slow blob PUT) is not malformed: HUB_UNAVAILABLE,
+      // which clients retry (a blob upload asks its status and sends the rest in the next PUT).
       const body = errorBody(
-        new FleetlinkError("INVALID_ARGUMENT", `malformed HTTP request: ${code ?? "?"}`),
+        timedOut
+          ? new FleetlinkError(
+              "HUB_UNAVAILABLE",
+              `the request did not arrive within ${requestTimeout} ms (requestTimeoutMs): send it again, or less per request`,
+            )
+          : new FleetlinkError("INVALID_ARGUMENT", `malformed HTTP request: ${code ?? "?"}`),
       );
       socket.end(
-        `HTTP/1.1 ${status} Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${timedOut ? "Request Timeout" : "Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     },
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key, ...serverTimeouts } } : {}),
@@ -361,6 +377,7 @@ export const createHub = (o: HubOptions): Hub => {
         storage: blobStorage,
         maxBlobBytes: o.maxBlobBytes ?? DEFAULT_MAX_BLOB_BYTES,
         runQuotaBytes: o.blobRunQuotaBytes ?? DEFAULT_RUN_BLOB_QUOTA_BYTES,
+        maxConcurrentPuts: o.blobMaxConcurrentPuts,
         observe: blobObserver,
       })
     : undefined;

@@ -3,6 +3,7 @@
 // replica then removes the bytes: objects of deleted blobs, abandoned uploads, and partial files that a
 // writer killed mid-write left without an upload row.
 import type { Store } from "../../store/store.ts";
+import type { BlobUpload } from "../../store/types.ts";
 import type { BlobStorage } from "./storage.ts";
 import type { BlobObserver } from "./uploads.ts";
 
@@ -24,6 +25,9 @@ export class BlobCollector {
   private readonly o: BlobCollectorOptions;
   private readonly timer: ReturnType<typeof setInterval>;
   private running: Promise<void> | null = null;
+  /** Objects of blobs the store deleted, and abandoned uploads, not yet removed from storage. */
+  private readonly pendingDeletes = new Set<string>();
+  private readonly pendingAborts = new Map<string, BlobUpload>();
   private closed = false;
 
   constructor(o: BlobCollectorOptions) {
@@ -44,16 +48,34 @@ export class BlobCollector {
     return this.running;
   }
 
+  private async removePending(): Promise<void> {
+    const { storage } = this.o;
+    if (this.pendingDeletes.size > 0) {
+      const keys = [...this.pendingDeletes];
+      await storage.delete(keys);
+      for (const k of keys) this.pendingDeletes.delete(k);
+    }
+    for (const [id, u] of this.pendingAborts) {
+      await storage.abort(u);
+      this.pendingAborts.delete(id);
+    }
+  }
+
   private async round(): Promise<void> {
     const { store, storage } = this.o;
+    // What an earlier round failed to remove (object store unreachable) goes first.
+    await this.removePending();
     for (;;) {
       const r = await store.collectBlobs({ graceMs: this.o.graceMs, uploadIdleMs: this.o.uploadIdleMs });
       if (r.deleted.length > 0) {
-        await storage.delete(r.deleted.map((b) => b.objectKey));
+        // The rows are gone already: objects whose delete fails are kept here and retried next round (else no
+        // record of them would remain).
+        for (const b of r.deleted) this.pendingDeletes.add(b.objectKey);
         this.o.observe?.blobsDeleted?.(r.deleted.length);
       }
-      for (const u of r.abandoned) await storage.abort(u);
+      for (const u of r.abandoned) this.pendingAborts.set(u.id, u);
       this.o.forget?.(r.abandoned.map((u) => u.id));
+      await this.removePending();
       // A full batch: there may be more.
       if (r.deleted.length + r.abandoned.length < 1000 || this.closed) break;
     }

@@ -1,7 +1,7 @@
-// file:// blob storage. An upload appends to `<key>.partial`, fsyncs before an offset is recorded (a recorded
-// offset is never ahead of the disk), and is renamed to `<key>` once complete and verified.
+// file:// blob storage. An upload writes `<key>.partial` at explicit positions, fsyncs before an offset is
+// recorded (a recorded offset is never ahead of the disk), and is renamed to `<key>` once complete and verified.
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { constants, createReadStream } from "node:fs";
 import { type FileHandle, mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
@@ -39,7 +39,9 @@ export class FileBlobStorage implements BlobStorage {
   async openWriter(upload: BlobUpload, hash: Hash | null): Promise<UploadWriter & { hash(): Hash | null }> {
     const file = `${this.path(upload.objectKey)}${PARTIAL}`;
     await mkdir(dirname(file), { recursive: true });
-    const fh = await open(file, "a+");
+    // Never append mode ("a"): on Linux it ignores the position of every write, so a late write of a replica
+    // whose PUT was cut would land at the end of the file, after the bytes of the replica that took over.
+    const fh = await open(file, constants.O_RDWR | constants.O_CREAT, 0o644);
     try {
       const { size } = await fh.stat();
       if (size < upload.offset)
@@ -60,6 +62,13 @@ export class FileBlobStorage implements BlobStorage {
 
   async finish(upload: BlobUpload): Promise<boolean> {
     const target = this.path(upload.objectKey);
+    // The running hash covers the bytes this replica wrote; the file must hold exactly those (a stray write of
+    // another replica past the end, or a file cut short, would make a blob whose bytes are not its name).
+    const st = await stat(`${target}${PARTIAL}`).catch(() => null);
+    if (!st || st.size !== upload.size) {
+      await rm(`${target}${PARTIAL}`, { force: true });
+      return false;
+    }
     await rename(`${target}${PARTIAL}`, target);
     await syncDir(dirname(target));
     return true;
@@ -69,6 +78,10 @@ export class FileBlobStorage implements BlobStorage {
     const target = this.path(upload.objectKey);
     await rm(`${target}${PARTIAL}`, { force: true });
     await rm(target, { force: true });
+  }
+
+  async has(objectKey: string): Promise<boolean> {
+    return (await stat(this.path(objectKey)).catch(() => null))?.isFile() ?? false;
   }
 
   async read(objectKey: string, start = 0, end?: number): Promise<Readable> {

@@ -44,6 +44,9 @@ class LazyS3BlobStorage implements BlobStorage {
   async abort(upload: BlobUpload): Promise<void> {
     return (await this.s()).abort(upload);
   }
+  async has(objectKey: string): Promise<boolean> {
+    return (await this.s()).has(objectKey);
+  }
   async read(objectKey: string, start?: number, end?: number): Promise<Readable> {
     return (await this.s()).read(objectKey, start, end);
   }

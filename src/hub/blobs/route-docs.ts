@@ -47,7 +47,13 @@ const beginBody = (node: boolean) =>
   );
 
 const BEGIN_ERRORS: ErrorName[] = ["RUN_NOT_FOUND", "RUN_FINISHED", "QUOTA_EXCEEDED"];
-const PUT_ERRORS: ErrorName[] = ["BLOB_NOT_FOUND", "CONFLICT", "OBJECT_STORE_UNAVAILABLE"];
+const PUT_ERRORS: ErrorName[] = [
+  "BLOB_NOT_FOUND",
+  "CONFLICT",
+  "PAYLOAD_TOO_LARGE",
+  "RATE_LIMITED",
+  "OBJECT_STORE_UNAVAILABLE",
+];
 
 export const blobRouteDocs = (who: "run" | "node") => {
   const auth = who === "run" ? ("admin" as const) : ("node" as const);

@@ -111,8 +111,7 @@ export const registerBlobRoutes = (app: FastifyInstance, ctx: BlobRoutesContext)
     try {
       return await uploads.put(u, body);
     } catch (e) {
-      // The rest of an oversized body is not read: close the connection after answering.
-      if (e instanceof FleetlinkError && e.kind === "PAYLOAD_TOO_LARGE") reply.header("connection", "close");
+      if (e instanceof FleetlinkError && e.kind === "RATE_LIMITED") reply.header("retry-after", "1");
       throw e;
     }
   };
@@ -134,9 +133,10 @@ export const registerBlobRoutes = (app: FastifyInstance, ctx: BlobRoutesContext)
     if (type !== "application/octet-stream" && req.headers["content-length"] !== "0" && type !== "")
       throw invalid("content-type", "send the bytes as application/octet-stream");
   };
-  // A 413 refused in check() is answered before the body was read: close, do not drain it.
-  const closeOn413 = async (_req: FastifyRequest, reply: FastifyReply, payload: unknown) => {
-    if (reply.statusCode === 413) reply.header("connection", "close");
+  // A refused PUT (409, 400, 413, 429, …) is answered before its body was read to the end: close the connection
+  // after the answer rather than leave the client streaming (or the server draining) the rest.
+  const closeOnError = async (_req: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    if (reply.statusCode >= 400) reply.header("connection", "close");
     return payload;
   };
 
@@ -147,7 +147,7 @@ export const registerBlobRoutes = (app: FastifyInstance, ctx: BlobRoutesContext)
   });
   app.put(
     "/v1/runs/:run/blobs/uploads/:id",
-    { ...admin, preParsing: octets, onSend: closeOn413, schema: R.put },
+    { ...admin, preParsing: octets, onSend: closeOnError, schema: R.put },
     (req, reply) => put(req, reply, { runId: runOf(req), nodeId: null }),
   );
   app.get("/v1/runs/:run/blobs/uploads/:id", { ...admin, ...small, schema: R.status }, (req) =>
@@ -166,7 +166,7 @@ export const registerBlobRoutes = (app: FastifyInstance, ctx: BlobRoutesContext)
   });
   app.put(
     "/v1/node/blobs/uploads/:id",
-    { ...node, preParsing: octets, onSend: closeOn413, schema: N.put },
+    { ...node, preParsing: octets, onSend: closeOnError, schema: N.put },
     (req, reply) => put(req, reply, { nodeId: nodeOf(req) }),
   );
   app.get("/v1/node/blobs/uploads/:id", { ...node, ...small, schema: N.status }, (req) =>

@@ -41,11 +41,13 @@ export interface BlobStorage {
   /**
    * All bytes are durable (state as last recorded): assembles the object under `upload.objectKey`. With
    * `expectSha256`, reads the object back and verifies it (S3 without a running hash): false on a mismatch,
-   * after deleting the object.
+   * after deleting the object. False too when the bytes held are not `upload.size` long (file: partial removed).
    */
   finish(upload: BlobUpload, expectSha256?: string): Promise<boolean>;
   /** Removes an unfinished upload's bytes (partial file, S3 multipart upload) and any assembled object. */
   abort(upload: BlobUpload): Promise<void>;
+  /** True when the assembled object exists (an upload finished in storage whose store commit may have failed). */
+  has(objectKey: string): Promise<boolean>;
   /** The object's bytes from `start` to `end` inclusive (default: to the last byte), streamed. */
   read(objectKey: string, start?: number, end?: number): Promise<Readable>;
   /** Deletes objects; a missing one is not an error. */

@@ -1,6 +1,6 @@
 // The hub's side of a blob transfer, shared by the coordinator and node routes: begin (or find present),
 // append bytes at the durable offset, verify the whole blob's sha256, and only then make it visible.
-import type { Hash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import type { Readable } from "node:stream";
 import type { BeginUploadAnswer, UploadStatus } from "../../protocol/blobs.ts";
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
@@ -40,8 +40,13 @@ export interface BlobUploadsOptions {
   storage: BlobStorage;
   maxBlobBytes: number;
   runQuotaBytes: number;
+  /** PUTs this replica streams at once; one more is refused 429 RATE_LIMITED (clients retry). (Default: 32) */
+  maxConcurrentPuts?: number;
   observe?: BlobObserver;
 }
+
+/** Each S3 PUT buffers up to one part (8 MiB): 32 bound a replica's upload buffers to about 256 MiB. */
+export const DEFAULT_MAX_CONCURRENT_PUTS = 32;
 
 export class BlobUploads {
   /** The sha256 state of `[0, offset)` of uploads whose PUTs ran here. */
@@ -124,11 +129,25 @@ export class BlobUploads {
         { field: "body" },
       );
     }
-    if (this.busy.has(u.id))
+    return u;
+  }
+
+  /** Takes a PUT slot for the upload, synchronously (two PUTs checked at once cannot both pass). */
+  private reserve(id: string): void {
+    if (this.busy.has(id))
       throw new FleetlinkError("CONFLICT", "upload: another PUT of this upload is in progress", {
         field: "upload",
       });
-    return u;
+    const max = this.o.maxConcurrentPuts ?? DEFAULT_MAX_CONCURRENT_PUTS;
+    if (this.busy.size >= max) {
+      this.o.observe?.uploadRefused?.("RATE_LIMITED");
+      throw new FleetlinkError(
+        "RATE_LIMITED",
+        `upload: this hub replica already streams ${max} blob PUTs (blobMaxConcurrentPuts): retry shortly`,
+        { field: "upload" },
+      );
+    }
+    this.busy.add(id);
   }
 
   /**
@@ -138,18 +157,33 @@ export class BlobUploads {
    */
   async put(upload: BlobUpload, body: Readable): Promise<UploadStatus> {
     const { store, storage } = this.o;
-    this.busy.add(upload.id);
+    this.reserve(upload.id);
     let u = upload;
     let w: Awaited<ReturnType<BlobStorage["openWriter"]>> | undefined;
     const record = async (d: Durable) => {
-      if (d.offset <= u.offset) return;
-      u = await store.recordBlobUpload(u.id, d.offset, d.state);
+      // A new backend state is recorded even at the same offset (S3: a multipart upload created, its first part
+      // failed): unrecorded, nothing would ever abort it.
+      if (d.offset < u.offset || (d.offset === u.offset && d.state === u.backendState)) return;
+      // Compare-and-set from the offset this PUT holds: a replica whose PUT was cut and whose late flush lands
+      // after another replica took over must not move the offset under it (CONFLICT: the client resumes).
+      u = await store.recordBlobUpload(u.id, d.offset, d.state, u.offset);
       const h = w?.hash();
       if (h) this.remember(u.id, d.offset, h.copy());
     };
     try {
+      // All bytes arrived earlier but the blob is not visible: finishing made the object and the store's commit
+      // failed. The object was verified before it was made: commit again.
+      if (u.offset === u.size && (await storage.has(u.objectKey))) return await this.commit(u);
       const known = this.hashes.get(u.id);
-      w = await storage.openWriter(u, known && known.offset === u.offset ? known.hash.copy() : null);
+      w = await storage.openWriter(
+        u,
+        known && known.offset === u.offset
+          ? known.hash.copy()
+          : // A fresh upload: the hash of nothing, so S3 need not read the whole blob back to verify it.
+            u.offset === 0
+            ? createHash("sha256")
+            : null,
+      );
       let received = u.offset;
       try {
         // Not destroyed on a throw: a 413 must still be answered on this connection.
@@ -193,17 +227,25 @@ export class BlobUploads {
       this.o.observe?.uploadRefused?.("INVALID_ARGUMENT");
       return invalid(
         "sha256",
-        `the bytes do not hash to the declared sha256 ${u.sha256}: the upload was removed`,
+        `the bytes do not make up the declared blob (sha256 ${u.sha256}, ${u.size} bytes): the upload was removed`,
       );
     };
     if (hash && hash.copy().digest("hex") !== u.sha256) throw await mismatch();
     if (!(await storage.finish(u, hash ? undefined : u.sha256))) throw await mismatch();
+    return this.commit(u);
+  }
+
+  /** The verified object exists: makes the blob visible in the store. */
+  private async commit(u: BlobUpload): Promise<UploadStatus> {
+    const { store, storage } = this.o;
     let done: Awaited<ReturnType<Store["completeBlobUpload"]>>;
     try {
       done = await store.completeBlobUpload(u.id);
     } catch (e) {
-      // Collected meanwhile (idle past the limit): its object must not outlive it.
-      await storage.delete([u.objectKey]).catch(() => {});
+      // Collected meanwhile (idle past the limit): its object must not outlive it. Any other failure (the store
+      // unreachable) keeps the object: the client's next PUT at offset == size commits again (put above).
+      if (e instanceof FleetlinkError && e.kind === "BLOB_NOT_FOUND")
+        await storage.delete([u.objectKey]).catch(() => {});
       throw e;
     }
     // The same blob became visible through another upload first: ours is the spare copy.
