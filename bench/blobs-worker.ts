@@ -37,6 +37,11 @@ const startNodes = async (o: Start): Promise<string[]> => {
           for await (const _ of model.stream({ start: 0, end: 0 }));
           return { sha256: model.sha256 };
         },
+        // How many bytes arrived (inline or through a blob: the handler cannot tell).
+        len: async (p) => {
+          const data = (p as { data: FleetBlob | Buffer }).data;
+          return data instanceof Uint8Array ? data.byteLength : (await data.bytes()).byteLength;
+        },
         // Returns a file as a blob without holding it in memory.
         big: async (p, ctx) => ({ out: await ctx.blobs!.put({ path: (p as { path: string }).path }) }),
       },

@@ -161,6 +161,9 @@ const modelSha = randomFile(modelPath, BLOB_MIB);
 const fanout: Record<string, string | number>[] = [];
 let resumeRow: Record<string, string | number> | undefined;
 let replyRow: Record<string, string | number> | undefined;
+const inlineRows: Record<string, string | number>[] = [];
+const INLINE_SIZES_KIB = [16, 64, 256, 1024, 2048];
+const INLINE_CALLS = 20;
 
 const storages: {
   name: string;
@@ -293,6 +296,41 @@ for (const st of storages) {
       "coordinator RSS growth MiB": probes.coordinator.stop(),
     };
     rmSync(bigPath, { force: true });
+
+    // 4. Where the inline threshold belongs: one node, sequential calls with fresh random bytes each time, sent
+    // inline (base64 in the JSON payload) or as a blob (upload, reference, download, verify).
+    const p50 = async (f: Fleet, kib: number) => {
+      const r = await f.createRun();
+      const ms: number[] = [];
+      for (let i = 0; i < INLINE_CALLS; i++) {
+        const data = randomBytes(kib * 1024);
+        const t0 = performance.now();
+        const res = await r.call([ids[0]!], "len", { data }, { quorum: "all", timeoutMs: 60_000 });
+        ms.push(performance.now() - t0);
+        if (res.replies.get(ids[0]!) !== data.byteLength) throw new Error("wrong length");
+      }
+      await r.close();
+      return ms.sort((a, b) => a - b)[Math.floor(ms.length / 2)]!;
+    };
+    const inline = await Fleet.connect({ hub: hub.url, token: TOKEN, inlineBytes: 4 * MIB });
+    const asBlob = await Fleet.connect({
+      hub: hub.url,
+      token: TOKEN,
+      inlineBytes: 0,
+      blobCacheDir: join(dir, "c2"),
+    });
+    for (const kib of INLINE_SIZES_KIB) {
+      const a = await p50(inline, kib);
+      const b = await p50(asBlob, kib);
+      inlineRows.push({
+        bytes: kib >= 1024 ? `${kib / 1024} MiB` : `${kib} KiB`,
+        "inline (base64) p50 ms": round(a, 2),
+        "blob p50 ms": round(b, 2),
+        "blob ÷ inline": round(b / a, 2),
+      });
+    }
+    await inline.close();
+    await asBlob.close();
   }
 
   await fleet.close();
@@ -311,5 +349,9 @@ console.log(`\n2. a download cut at 50 % and resumed (target: re-sent < 5 %)`);
 if (resumeRow) printTable([resumeRow]);
 console.log(`\n3. a ${REPLY_MIB} MiB reply from one node, read lazily (target: each growth ≤ 64 MiB)`);
 if (replyRow) printTable([replyRow]);
-console.log(JSON.stringify({ fanout, resume: resumeRow, reply: replyRow }));
+console.log(
+  `\n4. bytes inline (base64 in the payload) or as a blob, one node, p50 of ${INLINE_CALLS} sequential calls`,
+);
+printTable(inlineRows);
+console.log(JSON.stringify({ fanout, resume: resumeRow, reply: replyRow, inline: inlineRows }));
 process.exit(0);
