@@ -194,10 +194,12 @@ for (const st of storages) {
     blobCacheDir: join(dir, "coordinator"),
   });
   const run = await fleet.createRun();
-  const hubRss = rssProbe(() => rssKb(hub.pid));
+  const upRss = rssProbe(() => rssKb(hub.pid));
   let t = performance.now();
   const model = await run.blobs!.put({ path: modelPath });
   const uploadMs = performance.now() - t;
+  const upGrowth = upRss.stop();
+  const hubRss = rssProbe(() => rssKb(hub.pid));
   if (model.sha256 !== modelSha) throw new Error("uploaded blob has the wrong sha256");
   t = performance.now();
   const res = await run.call(ids, "fetch", { model }, { quorum: "all", timeoutMs: 600_000 });
@@ -237,7 +239,8 @@ for (const st of storages) {
     "static server s": round(base.ms / 1000, 2),
     "static MiB/s": mbs(base.ms),
     "speed ÷ static": round(base.ms / callMs, 2),
-    "hub RSS growth MiB": growth,
+    "hub RSS growth MiB: upload": upGrowth,
+    "fan-out": growth,
     "object store bytes ÷ blob": round(stored / (BLOB_MIB * MIB), 3),
   });
 
@@ -273,7 +276,9 @@ for (const st of storages) {
     // 3. A REPLY_MIB reply from one node, read lazily by the coordinator.
     const bigPath = join(root, "reply.bin");
     const bigSha = randomFile(bigPath, REPLY_MIB);
-    rmSync(join(dir, "nodes"), { recursive: true, force: true });
+    // Free the disk the fan-out used (NODES copies of the blob), keeping each node's cache directory.
+    for (const e of readdirSync(join(dir, "nodes"), { withFileTypes: true, recursive: true }))
+      if (e.isFile()) rmSync(join(e.parentPath, e.name), { force: true });
     const probes = {
       node: rssProbe(() => rssKb(worker.pid!)),
       hub: rssProbe(() => rssKb(hub.pid)),
