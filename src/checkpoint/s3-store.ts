@@ -30,6 +30,22 @@ const SINGLE_PUT_MAX = 256 * MiB;
 /** DeleteObjects takes at most this many keys. */
 const DELETE_BATCH = 1000;
 
+/** An S3 client as fleetlink uses one, for checkpoints and for blobs alike. */
+export const s3Client = (config: S3Config): S3Client =>
+  new S3Client({
+    region: config.region,
+    ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
+    forcePathStyle: config.forcePathStyle,
+    ...(config.credentials === undefined ? {} : { credentials: config.credentials }),
+    // The SDK's newer default (CRC checksums, aws-chunked bodies) is not understood by every
+    // S3-compatible server; we hash every object ourselves (the checkpoint manifest, the blob's sha256).
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+    // Without a connect timeout a black-holed endpoint hangs forever; the idle timeout catches a
+    // server that stops answering mid-transfer.
+    requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+  });
+
 /** Objects in an S3 bucket (or any S3-compatible server) under a key prefix. */
 export class S3Store implements ObjectStore {
   readonly url: string;
@@ -39,19 +55,7 @@ export class S3Store implements ObjectStore {
   constructor(url: string, config: S3Config) {
     this.url = url;
     this.config = config;
-    this.client = new S3Client({
-      region: config.region,
-      ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
-      forcePathStyle: config.forcePathStyle,
-      ...(config.credentials === undefined ? {} : { credentials: config.credentials }),
-      // The SDK's newer default (CRC checksums, aws-chunked bodies) is not understood by every
-      // S3-compatible server; we hash every object ourselves, and the checkpoint manifest checks it.
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      // Without a connect timeout a black-holed endpoint hangs forever; the idle timeout catches a
-      // server that stops answering mid-transfer.
-      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
-    });
+    this.client = s3Client(config);
   }
 
   static open(url: string, opts: S3Options = {}): S3Store {

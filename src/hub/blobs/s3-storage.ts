@@ -14,12 +14,12 @@ import {
   ListMultipartUploadsCommand,
   type ListMultipartUploadsCommandOutput,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { resolveS3Config, type S3Config } from "../../checkpoint/s3-config.ts";
-import { s3Error } from "../../checkpoint/s3-store.ts";
+import { s3Client, s3Error } from "../../checkpoint/s3-store.ts";
 import { FleetlinkError } from "../../protocol/errors.ts";
 import type { BlobUpload } from "../../store/types.ts";
 import { type BlobStorage, type Durable, type UploadWriter, uploadIdOf } from "./storage.ts";
@@ -43,16 +43,7 @@ export class S3BlobStorage implements BlobStorage {
   constructor(url: string, config: S3Config) {
     this.url = url;
     this.config = config;
-    // Same client settings as checkpoint stores (s3-store.ts): we hash every blob ourselves.
-    this.client = new S3Client({
-      region: config.region,
-      ...(config.endpoint === undefined ? {} : { endpoint: config.endpoint }),
-      forcePathStyle: config.forcePathStyle,
-      ...(config.credentials === undefined ? {} : { credentials: config.credentials }),
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
-    });
+    this.client = s3Client(config);
   }
 
   static open(url: string): S3BlobStorage {
