@@ -269,24 +269,18 @@ export const createHub = (o: HubOptions): Hub => {
   // One dead-peer rule for every WebSocket and HTTP node session of this replica.
   const keepalive = hubLiveness(pingIntervalMs);
   const sessions = new HttpSessions({ nodes, liveness: keepalive, maxParkedPolls: o.maxParkedPolls });
-  const runs = new RunStreams(store, log, maxFrame, {
-    push,
-    withdraw: async (runId, ids) => {
-      const withdrawn = await store.withdrawInstructions(runId, ids);
-      // Delivered ones are in the cancellation log now: their nodes, if held here, are told at once.
-      if (withdrawn.length > 0) nodes.cancelled();
-      return withdrawn;
-    },
-  });
   /**
-   * A change made here: wake the nodes it concerns (all, when unknown) and the reply streams; `ended`: it ended
-   * delivered instructions (a withdraw), whose nodes held here are told to stop.
+   * Every withdraw (HTTP or run stream): delivered instructions it ended are in the cancellation log now, so
+   * their nodes, if held here, are told at once.
    */
-  const changed = (dsts?: readonly string[], o: { ended?: boolean } = {}) => {
-    if (o.ended) {
-      nodes.cancelled();
-      return;
-    }
+  const withdraw = async (runId: string, ids: readonly string[]): Promise<string[]> => {
+    const withdrawn = await store.withdrawInstructions(runId, ids);
+    if (withdrawn.length > 0) nodes.cancelled();
+    return withdrawn;
+  };
+  const runs = new RunStreams(store, log, maxFrame, { push, withdraw });
+  /** A change made here: wake the nodes it concerns (all, when unknown) and the reply streams. */
+  const changed = (dsts?: readonly string[]) => {
     if (dsts) for (const d of new Set(dsts)) nodes.wake(d);
     else nodes.wake();
     runs.wake();
@@ -361,6 +355,7 @@ export const createHub = (o: HubOptions): Hub => {
     enrollRateLimit: o.enrollRateLimit ?? { max: 120, windowMs: 60_000 },
     changed,
     push,
+    withdraw,
     stats: () => ({ connectedNodes: nodes.connected, runSubscribers: runs.subscribers }),
     unregistered: (nodeId: string) => nodes.closeNode(nodeId, "node unregistered"),
   };

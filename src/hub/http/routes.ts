@@ -19,9 +19,11 @@ export interface RouteContext extends AccessContext {
   /** Enrollments per client address per window. */
   enrollRateLimit: { max: number; windowMs: number };
   /** Called after a change this replica made, so its own streams react at once (targeted when possible). */
-  changed: (dsts?: readonly string[], o?: { ended?: boolean }) => void;
+  changed: (dsts?: readonly string[]) => void;
   /** Pushes a run's instructions and gets them to their nodes (see createHub's `push`). */
   push: (runId: string, items: NewInstruction[]) => Promise<Instruction[]>;
+  /** Withdraws a run's instructions and tells the nodes held here to stop (see createHub's `withdraw`). */
+  withdraw: (runId: string, ids: readonly string[]) => Promise<string[]>;
   stats: () => Record<string, number>;
   /** A node was unregistered here: close its stream on this replica at once. */
   unregistered: (nodeId: string) => void;
@@ -200,8 +202,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
 
   app.post("/v1/runs/:run/instructions/withdraw", { ...admin, schema: R.withdraw }, async (req) => {
     const { run } = req.params as { run: string };
-    const withdrawn = await store.withdrawInstructions(run, (req.body as { ids: string[] }).ids);
-    if (withdrawn.length > 0) ctx.changed(undefined, { ended: true });
+    const withdrawn = await ctx.withdraw(run, (req.body as { ids: string[] }).ids);
     await ensureRun(store, run, withdrawn.length);
     return { withdrawn };
   });
