@@ -431,7 +431,10 @@ export const createHub = (o: HubOptions): Hub => {
 
   const sweeper = new Coalesced(
     async () => {
-      if (await store.sweep()) runs.wake();
+      if (!(await store.sweep())) return;
+      runs.wake();
+      // A sweep that ended delivered instructions logged them: tell their nodes held here.
+      nodes.cancelled();
     },
     (e) => log.warn({ err: String(e) }, "sweep failed"),
   );
@@ -445,9 +448,11 @@ export const createHub = (o: HubOptions): Hub => {
   // Another replica committed something: it may concern any node or run here. Our own commits wake
   // exactly what they concern at the place they are made.
   const unwatch = store.watch((source) => {
-    // Any change (a withdraw here or there, a sweep) may have ended instructions held by streams here.
-    nodes.cancelled();
+    // Only a withdraw or a sweep appends to the cancellation log; both call nodes.cancelled() here when they
+    // are made here, so a local change (every push and reply) costs no log read. Another replica's change may
+    // be one of them (the periodic poll reads the log too).
     if (source !== "remote") return;
+    nodes.cancelled();
     nodes.remoteChanged();
     runs.wake();
   });
