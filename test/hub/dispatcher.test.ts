@@ -43,4 +43,38 @@ describe("dispatcher", () => {
     expect(n.instructions[0]!.id).toBe(pushed[0]!.id);
     expect(claims).not.toHaveBeenCalled();
   });
+
+  test("dispatcher - a reply frees a slot without a claim when the node's last claim left nothing behind", async () => {
+    const h = await nodeStreams();
+    const node = await h.register("drained");
+    const claims = vi.spyOn(h.store, "claimInstructions");
+    const n = await h.connect(node);
+    const run = await h.store.createRun();
+    const call = async (k: number) => {
+      const lease = h.streams.lease([item(node.id)]);
+      const pushed = await h.store.pushInstructions(run.id, lease.items);
+      lease.settle(pushed);
+      await until(() => n.instructions.length === k + 1);
+      await n.ch.request("reply", {
+        id: crypto.randomUUID(),
+        runId: run.id,
+        replyTo: pushed[0]!.id,
+        payload: k,
+        error: null,
+      });
+    };
+    // The first reply's freed slot is claimed for, and the claim finds nothing: the session is drained.
+    await call(0);
+    await until(() => claims.mock.calls.length === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    const after = claims.mock.calls.length;
+    for (let k = 1; k < 4; k++) await call(k);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(claims.mock.calls.length).toBe(after);
+    // Work that arrives another way (a push not through this replica's fast path) wakes it, and is claimed.
+    await h.store.pushInstructions(run.id, [item(node.id)]);
+    h.streams.wake(node.id);
+    await until(() => n.instructions.length === 5);
+    expect(claims.mock.calls.length).toBe(after + 1);
+  });
 });

@@ -30,6 +30,15 @@ export class Dispatcher {
   private readonly dirty = new Set<string>();
   private allDirty = false;
   private readonly claimer: Coalesced;
+  /**
+   * Sessions (by stream id) whose last claim found nothing more to claim, with nothing said since that could
+   * have made more claimable for them: a freed slot of theirs needs no claim. Any wake but a freed slot's clears
+   * the mark (a push left pending, a scan, a hello, another replica's change), so it never hides work.
+   */
+  private readonly drained = new WeakSet<Session>();
+  /** Wakes per session, and of every session: a claim that raced one does not mark its session drained. */
+  private readonly wakes = new WeakMap<Session, number>();
+  private wakesOfAll = 0;
 
   constructor(o: DispatcherOptions) {
     this.o = o;
@@ -51,9 +60,29 @@ export class Dispatcher {
 
   /** Asks the dispatcher to claim for this node (or every connected node). */
   wake(nodeId?: string): void {
-    if (nodeId === undefined) this.allDirty = true;
-    else if (this.o.peers.get(nodeId)) this.dirty.add(nodeId);
-    else return;
+    if (nodeId === undefined) {
+      this.allDirty = true;
+      this.wakesOfAll++;
+      for (const s of this.o.peers.values()) this.drained.delete(s);
+    } else {
+      const s = this.o.peers.get(nodeId);
+      if (!s) return;
+      this.dirty.add(nodeId);
+      this.drained.delete(s);
+      this.wakes.set(s, (this.wakes.get(s) ?? 0) + 1);
+    }
+    this.claimer.trigger();
+  }
+
+  /**
+   * A slot of this node's stream came free (a reply stored, an instruction cancelled): claim for it, unless its
+   * last claim left nothing behind and nothing since could have added any. A sequential call then costs its
+   * push and its reply, not a third write that claims nothing.
+   */
+  freed(nodeId: string): void {
+    const s = this.o.peers.get(nodeId);
+    if (!s || this.drained.has(s)) return;
+    this.dirty.add(nodeId);
     this.claimer.trigger();
   }
 
@@ -134,19 +163,28 @@ export class Dispatcher {
     const ids = this.allDirty ? this.o.peers.peers() : [...this.dirty];
     this.allDirty = false;
     this.dirty.clear();
-    const byCapacity = new Map<number, { nodeId: string; sessionId: string }[]>();
+    const byCapacity = new Map<number, Session[]>();
     for (const id of ids) {
       const s = this.o.peers.get(id);
       if (!s?.ready || !s.channel.isOpen) continue;
       const cap = this.o.maxInflight - s.inflight.size - s.reserved;
       if (cap <= 0) continue;
       const group = byCapacity.get(cap);
-      const entry = { nodeId: id, sessionId: s.channel.id };
-      if (group) group.push(entry);
-      else byCapacity.set(cap, [entry]);
+      if (group) group.push(s);
+      else byCapacity.set(cap, [s]);
     }
-    for (const [cap, sessions] of byCapacity) {
+    for (const [cap, held] of byCapacity) {
+      const sessions = held.map((s) => ({ nodeId: s.node.id, sessionId: s.channel.id }));
+      const before = held.map((s) => this.wakes.get(s) ?? 0);
+      const allBefore = this.wakesOfAll;
       const got = await this.o.store.claimInstructions({ sessions, limit: cap });
+      const claimed = new Map<string, number>();
+      for (const ins of got) claimed.set(ins.dst, (claimed.get(ins.dst) ?? 0) + 1);
+      held.forEach((s, i) => {
+        // Fewer than asked: nothing else was claimable for it when the claim ran. A wake meanwhile may be news.
+        const quiet = this.wakesOfAll === allBefore && (this.wakes.get(s) ?? 0) === before[i];
+        if (quiet && (claimed.get(s.node.id) ?? 0) < cap) this.drained.add(s);
+      });
       const orphaned = new Map<string, string>();
       for (const ins of got) {
         const s = this.o.peers.get(ins.dst);

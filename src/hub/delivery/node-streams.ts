@@ -79,7 +79,7 @@ export class NodeStreams {
       peers: this.peers,
       log: o.log,
       onCancelled: o.onCancelled,
-      freed: (nodeId) => this.wake(nodeId),
+      freed: (nodeId) => this.dispatcher.freed(nodeId),
     });
     this.replies = new ReplyIntake({
       store: o.store,
@@ -87,7 +87,7 @@ export class NodeStreams {
       holdsRun: o.holdsRun,
       onSettled: (s, id) => {
         s.inflight.delete(id);
-        this.wake(s.node.id);
+        this.dispatcher.freed(s.node.id);
       },
     });
     this.renewals = new Renewals(o.store, o.log, () => this.peers.values());
