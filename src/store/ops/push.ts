@@ -1,3 +1,4 @@
+import { mayHoldRefs } from "../../protocol/blobs.ts";
 import { FleetlinkError } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
 import type { Instruction } from "../../protocol/types.ts";
@@ -11,6 +12,7 @@ import {
   type ResolvedStoreOptions,
 } from "../store.ts";
 import { refPush } from "./blob-refs.ts";
+import { pushStatement } from "./push-pg.ts";
 import { runRow } from "./runs.ts";
 
 /**
@@ -49,15 +51,35 @@ export const pushInstructions = async (
 ): Promise<Instruction[]> => {
   checkInstructions(items, db.options);
   checkId("runId", runId);
+  if (oneStatement(db, items)) {
+    const [res] = (await pushStatement(db, [{ runId, items }])) ?? [];
+    if (res?.ok) {
+      db.changed();
+      return res.instructions;
+    }
+    if (res) throw res.error;
+  }
+  return pushTx(db, runId, items);
+};
+
+/**
+ * PostgreSQL pushes in one statement (see pushStatement), unless an item may reference blobs: their refs are
+ * checked and recorded by the transaction path (rare; a statement for them would not be simpler to trust).
+ */
+const oneStatement = (db: Db, items: readonly NewInstruction[]): boolean =>
+  db.d.name === "postgres" && items.every((it) => !it.payload || !mayHoldRefs(it.payload));
+
+const pushTx = async (db: Db, runId: string, items: readonly NewInstruction[]): Promise<Instruction[]> => {
   const pushed = await db.tx((c) => pushIn(db, c, runId, items));
   db.changed();
   return pushed;
 };
 
 /**
- * Group commit: every push of the batch in one transaction. A push that fails (a finished run, an unknown
- * node, a taken id: rare) rolls that transaction back, and then each push is made in its own, so it fails
- * alone: never partly stored, never two answers for one push.
+ * Group commit: every push of the batch in one transaction (SQLite) or one statement (PostgreSQL, where each
+ * call is refused or stored on its own inside the statement). A push that fails the transaction (a finished
+ * run, an unknown node, a taken id: rare), or a taken id in the statement, undoes it all, and then each push
+ * is made in its own transaction, so it fails alone: never partly stored, never two answers for one push.
  */
 export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<PushResult[]> => {
   const checked: (PushResult | null)[] = calls.map((call) => {
@@ -69,8 +91,24 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
       return { ok: false, error };
     }
   });
-  const todo = calls.flatMap((call, i) => (checked[i] === null ? [{ call, i }] : []));
-  if (todo.length > 1) {
+  let todo = calls.flatMap((call, i) => (checked[i] === null ? [{ call, i }] : []));
+  if (db.d.name === "postgres") {
+    const fast = todo.filter(({ call }) => oneStatement(db, call.items));
+    const res =
+      fast.length > 0
+        ? await pushStatement(
+            db,
+            fast.map(({ call }) => call),
+          )
+        : null;
+    if (res) {
+      fast.forEach(({ i }, k) => {
+        checked[i] = res[k]!;
+      });
+      if (res.some((r) => r.ok)) db.changed();
+      todo = todo.filter(({ i }) => checked[i] === null);
+    }
+  } else if (todo.length > 1) {
     try {
       const all = await db.tx(async (c) => {
         const out: Instruction[][] = [];
@@ -88,7 +126,7 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
   }
   for (const { call, i } of todo) {
     try {
-      checked[i] = { ok: true, instructions: await pushInstructions(db, call.runId, call.items) };
+      checked[i] = { ok: true, instructions: await pushTx(db, call.runId, call.items) };
     } catch (error) {
       checked[i] = { ok: false, error };
     }

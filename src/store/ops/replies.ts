@@ -1,3 +1,4 @@
+import { mayHoldRefs } from "../../protocol/blobs.ts";
 import { FleetlinkError } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
 import type { Db, SqlConn } from "../dialect.ts";
@@ -13,6 +14,8 @@ import {
 } from "../store.ts";
 import { addReplyRefs, checkReplyRefs } from "./blob-refs.ts";
 import { appendCancellation } from "./cancellations.ts";
+import { storeStatement } from "./replies-pg.ts";
+import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
 
 const INSERT_REPLY = `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
     error_code, error_message, claimed)
@@ -59,8 +62,37 @@ export const storeReplies = async (db: Db, items: readonly NewReply[]): Promise<
     }
   });
   if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
+  if (db.d.name === "postgres" && items.every((r, i) => checked[i] || !mayHoldReplyRefs(r))) {
+    const stored = await storeStatement(db, items, checked);
+    if (stored > 0) db.changed();
+    if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
+    // The rest (duplicates, ended, a second use of an id in the batch) are stored or diagnosed as before.
+    const rest = items.flatMap((r, i) => (checked[i] ? [] : [{ r, i }]));
+    const results = await storeTx(
+      db,
+      rest.map(({ r }) => r),
+      [],
+    );
+    rest.forEach(({ i }, k) => {
+      checked[i] = results[k]!;
+    });
+    return checked as StoreReplyResult[];
+  }
+  return storeTx(db, items, checked);
+};
+
+/** Whether checkReplyRefs would look at this reply's payload (an error reply's is not checked). */
+const mayHoldReplyRefs = (r: NewReply): boolean =>
+  !r.error && r.payload !== undefined && r.payload.byteLength > 0 && mayHoldRefs(r.payload);
+
+/** Stores the replies not `checked` yet in one transaction, or says why not. */
+const storeTx = async (
+  db: Db,
+  items: readonly NewReply[],
+  checked: readonly (StoreReplyResult | null)[],
+): Promise<StoreReplyResult[]> => {
   const results = await db.tx(async (c) => {
-    const out = [...checked];
+    const out = items.map((_, i) => checked[i] ?? null);
     // Blob references are checked first; a forbidden one turns its reply into an error reply.
     const { items: toStore, refs } = await checkReplyRefs(c, items, out);
     const todo = toStore.map((r, i) => ({ r, i })).filter(({ i }) => !out[i]);
@@ -120,11 +152,6 @@ const diagnose = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
   };
   return diagnoseReply(r, info, existing && toReply(existing), Boolean(taken), c.now);
 };
-
-const sqlState = (e: unknown): unknown => (e as { code?: unknown } | null)?.code;
-/** Two transactions inserted one reply id; the later one fails once the earlier commits. */
-const UNIQUE_VIOLATION = "23505";
-const DEADLOCK = "40P01";
 
 type Item = { r: NewReply; i: number };
 

@@ -1,0 +1,157 @@
+import { FleetlinkError } from "../../protocol/errors.ts";
+import type { Instruction } from "../../protocol/types.ts";
+import type { Db } from "../dialect.ts";
+import type { Row } from "../rows.ts";
+import type { PushCall, PushResult } from "../store.ts";
+import { newInstructionRecord } from "./push.ts";
+import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
+
+/**
+ * PostgreSQL: every call of a group-commit batch in one autocommit statement (one round trip instead of five).
+ * Runs are share-locked and nodes key-share-locked in id order, as the transaction path does (see pushIn): a
+ * FOR SHARE / FOR KEY SHARE read in READ COMMITTED waits for a concurrent writer of the row and then re-reads its
+ * newest committed version (or finds it deleted). So a finishRun that committed first is seen (RUN_FINISHED),
+ * one that comes later waits for this statement's commit and then finds its instructions; a cleanup deleting a
+ * node either committed first (NODE_NOT_FOUND) or skips the locked node (SKIP LOCKED) and re-checks it later.
+ * The materialized CTEs are read once, so the rows the guard judged are the rows the errors are built from.
+ *
+ * A call is inserted only if its run exists and is not finished and every node it names exists and is not
+ * unregistered; the other calls go in regardless (per-call atomicity). An item is leased at once when its
+ * `leaseTo` is its node's current session, read under the lock a claim would take. A taken id (or a deadlock
+ * on one) aborts the whole statement: null, and the caller takes the transaction path.
+ */
+export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise<PushResult[] | null> => {
+  const cols = {
+    k: [] as number[],
+    id: [] as string[],
+    run: [] as string[],
+    src: [] as string[],
+    dst: [] as string[],
+    group: [] as (string | null)[],
+    method: [] as string[],
+    payload: [] as Buffer[],
+    ttl: [] as number[],
+    max: [] as number[],
+    hold: [] as number[],
+    leaseTo: [] as (string | null)[],
+  };
+  // Records with placeholder times; the statement's own values replace them below.
+  const records = calls.map((call, k) =>
+    call.items.map((it) => {
+      const rec = newInstructionRecord(it, call.runId, 0, false, db.options);
+      cols.k.push(k);
+      cols.id.push(rec.id);
+      cols.run.push(call.runId);
+      cols.src.push(rec.src);
+      cols.dst.push(rec.dst);
+      cols.group.push(rec.groupId);
+      cols.method.push(rec.method);
+      cols.payload.push(Buffer.from(rec.payload.buffer, rec.payload.byteOffset, rec.payload.byteLength));
+      cols.ttl.push(rec.ttlMs);
+      cols.max.push(rec.maxAttempts);
+      cols.hold.push(rec.holdWhileOffline ? 1 : 0);
+      cols.leaseTo.push(it.leaseTo ?? null);
+      return rec;
+    }),
+  );
+  let rows: Row[];
+  try {
+    rows = await db.auto((q, nowParam) =>
+      q(
+        `WITH t AS MATERIALIZED (
+           SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::bytea[], $9::bigint[], $10::int[], $11::smallint[], $12::text[]) WITH ORDINALITY
+             AS t(k, id, run_id, src, dst, group_id, method, payload, ttl_ms, max_attempts, hold_offline, lease_to,
+               ord)),
+         clock AS MATERIALIZED (SELECT ${db.d.now("$13")} AS now),
+         r AS MATERIALIZED (
+           SELECT id, status FROM runs WHERE id IN (SELECT run_id FROM t) ORDER BY id FOR SHARE),
+         n AS MATERIALIZED (
+           SELECT id, status, session_id FROM nodes WHERE id IN (SELECT dst FROM t) ORDER BY id FOR KEY SHARE),
+         bad AS MATERIALIZED (
+           SELECT DISTINCT t.k FROM t LEFT JOIN r ON r.id = t.run_id LEFT JOIN n ON n.id = t.dst
+           WHERE r.id IS NULL OR r.status = 'finished' OR n.id IS NULL OR n.status = 'unregistered'),
+         ins AS (
+           INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms,
+             expires_at, state, attempts, max_attempts, lease_until, lease_owner, hold_offline)
+           SELECT t.id, t.run_id, t.src, t.dst, t.group_id, t.method, t.payload, clock.now, t.ttl_ms,
+             clock.now + t.ttl_ms, CASE WHEN l.leased THEN 'leased' ELSE 'pending' END,
+             CASE WHEN l.leased THEN 1 ELSE 0 END, t.max_attempts,
+             CASE WHEN l.leased THEN clock.now + $14::bigint END, CASE WHEN l.leased THEN t.lease_to END,
+             t.hold_offline
+           FROM t JOIN n ON n.id = t.dst CROSS JOIN clock
+             CROSS JOIN LATERAL (SELECT t.lease_to IS NOT NULL AND t.lease_to = n.session_id AS leased) l
+           WHERE t.k NOT IN (SELECT k FROM bad)
+           -- seq in push order: claims deliver by seq.
+           ORDER BY t.ord
+           RETURNING id, created_at, expires_at, state, attempts, lease_until, lease_owner)
+         SELECT 'i' AS kind, id, state AS status, created_at, expires_at, attempts, lease_until, lease_owner
+           FROM ins
+         UNION ALL SELECT 'r', id, status, NULL, NULL, NULL, NULL, NULL FROM r
+         UNION ALL SELECT 'n', id, status, NULL, NULL, NULL, NULL, NULL FROM n`,
+        [
+          cols.k,
+          cols.id,
+          cols.run,
+          cols.src,
+          cols.dst,
+          cols.group,
+          cols.method,
+          cols.payload,
+          cols.ttl,
+          cols.max,
+          cols.hold,
+          cols.leaseTo,
+          nowParam,
+          Math.trunc(db.options.leaseMs),
+        ],
+      ),
+    );
+  } catch (e) {
+    if (sqlState(e) === UNIQUE_VIOLATION || sqlState(e) === DEADLOCK) return null;
+    throw e;
+  }
+  const runs = new Map<string, string>();
+  const nodes = new Map<string, string>();
+  const inserted = new Map<string, Row>();
+  for (const row of rows) {
+    if (row.kind === "r") runs.set(row.id as string, row.status as string);
+    else if (row.kind === "n") nodes.set(row.id as string, row.status as string);
+    else inserted.set(row.id as string, row);
+  }
+  return calls.map((call, k): PushResult => {
+    const error = refusal(call, runs, nodes);
+    if (error) return { ok: false, error };
+    return { ok: true, instructions: records[k]!.map((rec) => stored(rec, inserted.get(rec.id)!)) };
+  });
+};
+
+/** Why a call was not inserted, in the order the transaction path checks (run first, then items in order). */
+const refusal = (
+  call: PushCall,
+  runs: ReadonlyMap<string, string>,
+  nodes: ReadonlyMap<string, string>,
+): FleetlinkError | null => {
+  const run = runs.get(call.runId);
+  if (!run) return new FleetlinkError("RUN_NOT_FOUND", `no run ${call.runId}`);
+  if (run === "finished") return new FleetlinkError("RUN_FINISHED", `run ${call.runId} is finished`);
+  for (const [i, it] of call.items.entries()) {
+    const status = nodes.get(it.dst);
+    const field = `items[${i}].dst`;
+    if (!status) return new FleetlinkError("NODE_NOT_FOUND", `no node ${it.dst}`, { field });
+    if (status === "unregistered")
+      return new FleetlinkError("NODE_UNREGISTERED", `node ${it.dst} is unregistered`, { field });
+  }
+  return null;
+};
+
+/** The record with what the statement decided: the database's time and whether the item went in leased. */
+const stored = (rec: Instruction, row: Row): Instruction => ({
+  ...rec,
+  createdAt: Number(row.created_at),
+  expiresAt: Number(row.expires_at),
+  state: row.status === "leased" ? "leased" : "pending",
+  attempts: Number(row.attempts),
+  leaseUntil: row.lease_until === null ? null : Number(row.lease_until),
+  leaseOwner: (row.lease_owner as string | null) ?? null,
+});
