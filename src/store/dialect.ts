@@ -3,7 +3,11 @@ import type { ResolvedStoreOptions } from "./store.ts";
 
 /** One connection (or transaction) that runs `$1`-style parameterised SQL. */
 export interface SqlConn {
-  q(sql: string, params?: readonly unknown[]): Promise<Row[]>;
+  /**
+   * `name` names a statement whose text never changes and that runs on every call: PostgreSQL then parses and
+   * plans it once per connection (a CTE's planning cost more than its execution); SQLite caches every statement.
+   */
+  q(sql: string, params?: readonly unknown[], name?: string): Promise<Row[]>;
   /**
    * The store's time for this write transaction, read once at its start: the injected clock, or the host's
    * (SQLite), or the database's (PostgreSQL without an injected clock, so replicas on skewed hosts agree).

@@ -132,7 +132,7 @@ export class PostgresStore extends SqlStore {
 
   /** Statements outside a transaction run on the pool; they read the store's time through `Dialect.now`. */
   protected auto<T>(fn: (q: SqlConn["q"], nowParam: number | null) => Promise<T>): Promise<T> {
-    return fn((sql, params) => this.query(this.pool, sql, params), this.nowParam());
+    return fn((sql, params, name) => this.query(this.pool, sql, params, undefined, name), this.nowParam());
   }
 
   override async now(): Promise<number> {
@@ -183,14 +183,16 @@ export class PostgresStore extends SqlStore {
     sql: string,
     params: readonly unknown[] = [],
     timeoutMs?: number,
+    name?: string,
   ): Promise<Row[]> {
     try {
       const res =
-        timeoutMs === undefined
+        timeoutMs === undefined && name === undefined
           ? await c.query(sql, params as unknown[])
           : await c.query({
               text: sql,
               values: params as unknown[],
+              name,
               query_timeout: timeoutMs,
             } as pg.QueryConfig);
       return res.rows;
@@ -251,7 +253,7 @@ export class PostgresStore extends SqlStore {
       client.off("error", onError);
       client.release(err ?? lost);
     };
-    const q: SqlConn["q"] = (sql, params) => this.query(client, sql, params, queryTimeoutMs);
+    const q: SqlConn["q"] = (sql, params, name) => this.query(client, sql, params, queryTimeoutMs, name);
     try {
       const now = await this.begin(client);
       const out = await fn({ q, now });

@@ -105,6 +105,7 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
           nowParam,
           Math.trunc(db.options.leaseMs),
         ],
+        "fleetlink_push",
       ),
     );
   } catch (e) {

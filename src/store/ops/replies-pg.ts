@@ -68,6 +68,7 @@ export const storeStatement = async (
           batch.map((b) => (b.r.claimed ? 1 : 0)),
           nowParam,
         ],
+        "fleetlink_store_replies",
       ),
     );
   } catch (e) {
