@@ -79,7 +79,8 @@ const pushTx = async (db: Db, runId: string, items: readonly NewInstruction[]): 
  * Group commit: every push of the batch in one transaction (SQLite) or one statement (PostgreSQL, where each
  * call is refused or stored on its own inside the statement). A push that fails the transaction (a finished
  * run, an unknown node, a taken id: rare), or a taken id in the statement, undoes it all, and then each push
- * is made in its own transaction, so it fails alone: never partly stored, never two answers for one push.
+ * is made in its own transaction, so it fails alone: never partly stored, never two answers for one push. A
+ * failed statement (the store, not a push) is every call's error: none is pushed twice.
  */
 export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<PushResult[]> => {
   const checked: (PushResult | null)[] = calls.map((call) => {
@@ -94,13 +95,20 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
   let todo = calls.flatMap((call, i) => (checked[i] === null ? [{ call, i }] : []));
   if (db.d.name === "postgres") {
     const fast = todo.filter(({ call }) => oneStatement(db, call.items));
-    const res =
-      fast.length > 0
-        ? await pushStatement(
-            db,
-            fast.map(({ call }) => call),
-          )
-        : null;
+    let res: PushResult[] | null = null;
+    try {
+      res =
+        fast.length > 0
+          ? await pushStatement(
+              db,
+              fast.map(({ call }) => call),
+            )
+          : null;
+    } catch (error) {
+      // The store failed (STORE_UNAVAILABLE is indefinite: the statement may have committed). Pushing again
+      // would store a second copy under new ids, so every call of the statement gets the error.
+      res = fast.map(() => ({ ok: false, error }));
+    }
     if (res) {
       fast.forEach(({ i }, k) => {
         checked[i] = res[k]!;
