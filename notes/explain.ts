@@ -16,7 +16,10 @@ const node = await store.registerNode({ name: "x", heartbeatIntervalMs: 60000 })
 await store.openSession({ nodeId: node.id, sessionId: "s1" });
 const run = await store.createRun();
 for (let i = 0; i < 20; i++)
-  await store.pushInstructions(run.id, Array.from({ length: 1000 }, () => ({ dst: node.id, method: "m", ttlMs: 600000 })));
+  await store.pushInstructions(
+    run.id,
+    Array.from({ length: 1000 }, () => ({ dst: node.id, method: "m", ttlMs: 600000 })),
+  );
 await c.query("ANALYZE");
 const orig = c.query.bind(c);
 let capture = false;
@@ -36,8 +39,12 @@ pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
   return (storeQuery as (...a: unknown[]) => unknown).apply(this, args);
 } as typeof storeQuery;
 capture = true;
-const ins = await store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: 600000, leaseTo: "s1" }]);
-await store.storeReplies([{ runId: run.id, nodeId: node.id, replyTo: ins[0]!.id }]).catch((e) => console.log(e));
+const ins = await store.pushInstructions(run.id, [
+  { dst: node.id, method: "m", ttlMs: 600000, leaseTo: "s1" },
+]);
+await store
+  .storeReplies([{ runId: run.id, nodeId: node.id, replyTo: ins[0]!.id }])
+  .catch((e) => console.log(e));
 capture = false;
 for (const p of plans) console.log(`${p}\n----`);
 void orig;

@@ -9,7 +9,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const snapshot = (): Record<string, number> => {
   const all: Record<string, number> = {};
   for (const f of readdirSync(dir))
-    for (const [k, v] of Object.entries(JSON.parse(readFileSync(`${dir}/${f}`, "utf8")) as Record<string, number>))
+    for (const [k, v] of Object.entries(
+      JSON.parse(readFileSync(`${dir}/${f}`, "utf8")) as Record<string, number>,
+    ))
       all[k] = (all[k] ?? 0) + v;
   return all;
 };

@@ -9,7 +9,9 @@ const n = Number(process.env.N ?? 1000);
 const t = { push: 0, reply: 0, claim: 0 };
 for (let i = 0; i < n + 100; i++) {
   const a = performance.now();
-  const [ins] = await store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: 600000, leaseTo: "s1" }]);
+  const [ins] = await store.pushInstructions(run.id, [
+    { dst: node.id, method: "m", ttlMs: 600000, leaseTo: "s1" },
+  ]);
   const b = performance.now();
   await store.storeReplies([{ runId: run.id, nodeId: node.id, replyTo: ins.id }]);
   const c = performance.now();
