@@ -1,6 +1,5 @@
 // EXPLAIN ANALYZE of the one-statement push and reply on a schema with many nodes, runs and instructions.
 import pg from "pg";
-import { newId } from "../src/protocol/ids.ts";
 import { PostgresStore } from "../src/store/postgres.ts";
 
 const base = "postgres://root@127.0.0.1:5432/test";
@@ -21,7 +20,6 @@ for (let i = 0; i < 20; i++)
     Array.from({ length: 1000 }, () => ({ dst: node.id, method: "m", ttlMs: 600000 })),
   );
 await c.query("ANALYZE");
-const orig = c.query.bind(c);
 let capture = false;
 const plans: string[] = [];
 const storeQuery = pg.Client.prototype.query;
@@ -47,7 +45,6 @@ await store
   .catch((e) => console.log(e));
 capture = false;
 for (const p of plans) console.log(`${p}\n----`);
-void orig;
 await c.query(`DROP SCHEMA ${schema} CASCADE`);
 await c.end();
 await store.close();
