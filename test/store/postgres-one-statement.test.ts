@@ -32,17 +32,21 @@ const errorOf = (r: { ok: boolean; error?: unknown }) => {
 describePg("postgres push and reply in one statement", () => {
   let schema: string;
   let store: PostgresStore;
+  /** A second replica on the same schema. */
+  let other: PostgresStore;
 
   beforeAll(async () => {
     const made = pgSchemaUrl("onestmt");
     schema = made.schema;
     store = await PostgresStore.open(made.url, { poolSize: 4 });
+    other = await PostgresStore.open(made.url, { poolSize: 4 });
   });
   afterEach(() => {
     expect(pg.Client.prototype.query.name).toBe("query");
   });
   afterAll(async () => {
     await store?.close();
+    await other?.close();
     await dropSchema(schema);
   });
 
@@ -173,5 +177,56 @@ describePg("postgres push and reply in one statement", () => {
     ]);
     const [left] = await store.getInstructions(run.id, [ins[1]!.id]);
     expect(left!.state).toBe("pending");
+  });
+
+  test("push race - two replicas push one caller-chosen id at once: one call gets it, the calls beside it go in", async () => {
+    const run = await store.createRun();
+    const node = await onlineNode();
+    for (let round = 0; round < 10; round++) {
+      const id = newId();
+      const batch = (method: string) => [
+        { runId: run.id, items: [{ id, dst: node.id, method, ttlMs: TTL }] },
+        { runId: run.id, items: [{ dst: node.id, method: `${method}-beside`, ttlMs: TTL }] },
+      ];
+      const [a, b] = await Promise.all([store.pushBatch(batch("a")), other.pushBatch(batch("b"))]);
+      const winners = [a![0]!, b![0]!].filter((r) => r.ok);
+      expect(winners).toHaveLength(1);
+      const loser = [a![0]!, b![0]!].find((r) => !r.ok)!;
+      expect((loser as { error: { field?: string } }).error.field).toBe("items[0].id");
+      expect(a![1]!.ok && b![1]!.ok).toBe(true);
+      const [stored] = await store.getInstructions(run.id, [id]);
+      expect(stored!.method).toBe(winners[0]!.ok && winners[0]!.instructions[0]!.method);
+    }
+  });
+
+  test("push race - pushes racing a finish on another replica are stored whole or refused RUN_FINISHED", async () => {
+    const run = await store.createRun();
+    const node = await onlineNode();
+    const pushes = Array.from({ length: 40 }, (_, k) =>
+      (k % 2 ? store : other).pushBatch([
+        {
+          runId: run.id,
+          items: [
+            { dst: node.id, method: "a", ttlMs: TTL },
+            { dst: node.id, method: "b", ttlMs: TTL },
+          ],
+        },
+      ]),
+    );
+    const finish = new Promise((r) => setTimeout(r, 5)).then(() =>
+      store.transitionRun(run.id, "pending", "finished"),
+    );
+    const results = (await Promise.all(pushes)).map(([r]) => r!);
+    await finish;
+    let stored = 0;
+    for (const r of results)
+      if (r.ok) stored += r.instructions.length;
+      else expect(isFleetlinkError(r.error, "RUN_FINISHED")).toBe(true);
+    expect((await store.listInstructions(run.id, { limit: 1000 })).length).toBe(stored);
+    // Once the finish has committed, a push is refused.
+    const [late] = await other.pushBatch([
+      { runId: run.id, items: [{ dst: node.id, method: "c", ttlMs: TTL }] },
+    ]);
+    expect(isFleetlinkError(errorOf(late!), "RUN_FINISHED")).toBe(true);
   });
 });
