@@ -17,6 +17,9 @@ import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
  * (the UPDATE too: no instruction ends without its reply). So does a deadlock. Then nothing is stored here and
  * the caller's transaction path sorts the batch out item by item.
  *
+ * Named, so prepared once per connection: it returns named columns, never `*`, because a prepared statement
+ * whose result columns change (a later migration adding one, on a replica still running) fails until replanned.
+ *
  * Sets `checked[i]` for each item stored; returns how many.
  */
 export const storeStatement = async (
@@ -53,7 +56,7 @@ export const storeStatement = async (
          SELECT t.reply_id, t.run_id, t.node_id, e.src, t.reply_to, e.group_id, e.method, t.payload, e.now,
            t.error_code, t.error_message, t.claimed
          FROM ended e JOIN t ON t.reply_to = e.id
-         RETURNING *`,
+         RETURNING id, run_id, src, dst, reply_to, group_id, method, payload, created_at, error_code, error_message`,
         [
           batch.map((b) => b.r.replyTo),
           batch.map((b) => b.r.nodeId),
