@@ -1,6 +1,7 @@
 import { mayHoldRefs } from "../../protocol/blobs.ts";
 import { FleetlinkError } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
+import type { Reply } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
 import { type Row, toReply } from "../rows.ts";
 import { answerable, END } from "../rules.ts";
@@ -117,25 +118,38 @@ const storeOne = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
     `UPDATE instructions SET ${END}
      WHERE id = $1 AND dst = $2 AND run_id = $3 AND ${answerable("$4")}
        AND NOT EXISTS (SELECT 1 FROM replies WHERE id = $5)
-     RETURNING *`,
+     RETURNING src, group_id, method`,
     [r.replyTo, r.nodeId, r.runId, c.now, id],
   );
   if (!ins) return diagnose(c, r);
-  const [rep] = await c.q(`${INSERT_REPLY} RETURNING *`, [
+  // The reply is what was inserted: built here rather than read back (its payload would be copied twice).
+  const reply: Reply = {
     id,
-    r.runId,
-    r.nodeId,
-    ins.src,
-    r.replyTo,
-    ins.group_id ?? null,
-    ins.method,
-    r.payload ?? new Uint8Array(0),
-    c.now,
+    runId: r.runId,
+    src: r.nodeId,
+    dst: ins.src as string,
+    replyTo: r.replyTo,
+    groupId: (ins.group_id as string | null) ?? null,
+    method: ins.method as string,
+    payload: r.payload ?? new Uint8Array(0),
+    createdAt: c.now,
+    error: r.error?.code ? { code: r.error.code, message: r.error.message ?? "" } : null,
+  };
+  await c.q(INSERT_REPLY, [
+    id,
+    reply.runId,
+    reply.src,
+    reply.dst,
+    reply.replyTo,
+    reply.groupId,
+    reply.method,
+    reply.payload,
+    reply.createdAt,
     r.error?.code ?? null,
     r.error?.message ?? null,
     r.claimed ? 1 : 0,
   ]);
-  return { ok: true, reply: toReply(rep!), duplicate: false };
+  return { ok: true, reply, duplicate: false };
 };
 
 /** Why a reply was not stored (or that it is a duplicate), read inside the same transaction. */
