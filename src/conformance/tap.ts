@@ -143,13 +143,20 @@ export class FrameTap {
     );
   }
 
-  /** Each delivery of this instruction (the hub's `instruction` request) and when the node acknowledged it. */
+  /**
+   * Each delivery of this instruction (the hub's `instruction` request) and when the node acknowledged it; an
+   * `instructions` event (the node asked for them in hello) needs no acknowledgement and counts as one at once.
+   */
   deliveries(instructionId: string): { at: number; conn: number; ackedAt?: number; refused?: boolean }[] {
     const out: { at: number; conn: number; frameId: string; ackedAt?: number; refused?: boolean }[] = [];
     for (const e of this.events) {
       if (e.dir === "out" && e.frame.t === "req" && e.frame.m === "instruction") {
         if ((e.frame.b as { id?: string } | undefined)?.id === instructionId)
           out.push({ at: e.at, conn: e.conn, frameId: e.frame.id! });
+      } else if (e.dir === "out" && e.frame.t === "evt" && e.frame.m === "instructions") {
+        const items = (e.frame.b as { items?: { id?: string }[] } | undefined)?.items ?? [];
+        if (items.some((i) => i.id === instructionId))
+          out.push({ at: e.at, conn: e.conn, frameId: "", ackedAt: e.at });
       } else if (e.dir === "in" && (e.frame.t === "res" || e.frame.t === "err")) {
         const d = out.find((x) => x.frameId === e.frame.id && x.conn === e.conn && x.ackedAt === undefined);
         if (d) {

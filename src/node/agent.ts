@@ -112,6 +112,8 @@ export class NodeAgent {
   /** The hub of the live connection, where blob transfers go. */
   private liveHub: string | undefined;
   private readonly blobTransfers: BlobTransfers;
+  /** The transport of the connection being dialled: instructions come as events only on a WebSocket. */
+  private dialing: "ws" | "http" = "ws";
 
   constructor(o: NodeAgentOptions) {
     if (o.hubs.length === 0)
@@ -185,7 +187,10 @@ export class NodeAgent {
     const transport = o.transport ?? "ws";
     this.dialer = new Dialer({
       hubs,
-      connect: (hub) => connectors[typeof transport === "function" ? transport() : transport](hub),
+      connect: (hub) => {
+        this.dialing = typeof transport === "function" ? transport() : transport;
+        return connectors[this.dialing](hub);
+      },
       liveness: agentLiveness(this.every),
       backoff: Schedules.reconnect,
       channel: {
@@ -293,6 +298,8 @@ export class NodeAgent {
           heartbeatIntervalMs: this.every,
           protocol: PROTOCOL_VERSION,
           agent: { name: TS_AGENT_NAME, version: packageVersion() },
+          // Over HTTP, instructions come in poll answers and are acknowledged by the next poll.
+          ...(this.dialing === "ws" ? { features: ["instructions"] } : {}),
         },
         { timeoutMs: 10_000 },
       )) as { maxPayloadBytes?: number; leaseMs?: number; features?: string[] };
@@ -423,8 +430,18 @@ export class NodeAgent {
     );
   }
 
-  /** One-way messages from the hub: `cancel` (instructions that ended before their reply). Others are ignored. */
+  /**
+   * One-way messages from the hub: `instructions` (delivered to us, as asked in hello) and `cancel`
+   * (instructions that ended before their reply). Others are ignored.
+   */
   private onEvent(method: string, body: unknown): void {
+    if (method === NodeMethods.instructions) {
+      const items = (body as { items?: unknown } | null)?.items;
+      // Not run while stopping: the stream's end gives their leases back, as a refused request did.
+      if (!Array.isArray(items) || this.stopping) return;
+      for (const ins of items) this.executor.accept(ins as WireInstruction);
+      return;
+    }
     if (method !== NodeMethods.cancel) return;
     const b = body as { ids?: unknown; code?: unknown } | null;
     if (!Array.isArray(b?.ids) || typeof b.code !== "string") {

@@ -111,6 +111,14 @@ export const NodeStreamMessages = {
           }),
         ),
         agent: Type.Optional(AgentSchema),
+        features: Type.Optional(
+          Type.Array(Type.String({ maxLength: 100 }), {
+            maxItems: 100,
+            description:
+              "Optional parts of the protocol this node speaks (WebSocket stream only): `instructions`, " +
+              "instructions arrive as batched `instructions` events, not acknowledged one by one",
+          }),
+        ),
       },
       {
         title: "HelloBody",
@@ -137,7 +145,7 @@ export const NodeStreamMessages = {
         protocols: Type.Array(Type.Integer(), { description: "Every protocol version this hub accepts" }),
         features: Type.Array(Type.String(), {
           description:
-            "Optional parts of the protocol this hub supports (progress, leave, http, cancel, blobs, blob-urls)",
+            "Optional parts of the protocol this hub supports (progress, leave, http, cancel, blobs, blob-urls, instructions)",
         }),
         hub: Type.Object({ version: Type.String({ description: "The hub's fleetlink version" }) }),
         pingIntervalMs: Type.Integer({
@@ -215,6 +223,18 @@ export const NodeStreamMessages = {
     summary: "Hub → node: run this handler; the node acknowledges at once and replies later with `reply`.",
     body: WireInstructionSchema,
     response: Type.Object({ accepted: Type.Literal(true) }, { title: "InstructionAnswer" }),
+  }),
+  instructions: msg({
+    kind: "event",
+    from: "hub",
+    summary:
+      "Hub → node, instead of `instruction` requests when the node's hello listed the `instructions` feature " +
+      "(WebSocket stream only): the instructions delivered to it in one go, in order, not acknowledged " +
+      "(the reply is the answer; one lost with the stream is given back when the stream ends, as any other).",
+    body: Type.Object(
+      { items: Type.Array(WireInstructionSchema, { minItems: 1, description: "The instructions to run" }) },
+      { title: "InstructionsEvent" },
+    ),
   }),
   cancel: msg({
     kind: "event",

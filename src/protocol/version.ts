@@ -21,8 +21,18 @@ export const SUPPORTED_PROTOCOLS: readonly number[] = [PROTOCOL_VERSION];
  * - `cancel`: the hub sends a `cancel` event when a delivered instruction ends before its reply.
  * - `blobs`: the blob routes (`/v1/node/blobs…`, docs/blobs.md); absent when the hub has no blob storage.
  * - `blob-urls`: presigned blob downloads (`GET /v1/node/blobs/:sha256/url`); only with S3 and `blobPresign`.
+ * - `instructions`: a node whose hello lists `instructions` in its own `features` gets its instructions as
+ *   batched `instructions` events on the WebSocket stream, without acknowledging each (one frame per call less).
  */
-export const HUB_FEATURES = ["progress", "leave", "http", "cancel", "blobs", "blob-urls"] as const;
+export const HUB_FEATURES = [
+  "progress",
+  "leave",
+  "http",
+  "cancel",
+  "blobs",
+  "blob-urls",
+  "instructions",
+] as const;
 export type HubFeature = (typeof HUB_FEATURES)[number];
 
 /** A hello without `protocol` comes from a node older than versioning: it speaks version 1. */

@@ -70,6 +70,8 @@ export const NodeMethods = {
   /** Node → hub: a graceful leave; the hub marks the node offline at once and ends the session. */
   leave: "leave",
   instruction: "instruction",
+  /** Hub → node event, to nodes that asked for it in hello: `{ items }`, instructions not acknowledged each. */
+  instructions: "instructions",
   /**
    * Hub → node event: these instructions ended before the node replied (withdrawn, expired, …): stop their
    * handlers and do not reply (a reply sent anyway is refused INSTRUCTION_ENDED).

@@ -1,5 +1,7 @@
+import type { Writable } from "node:stream";
 import type WebSocket from "ws";
 import { CloseCode } from "../protocol/close-codes.ts";
+import { corkTurn } from "./cork.ts";
 import type { Transport } from "./transport.ts";
 
 export interface WsTransportOptions {
@@ -20,6 +22,8 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
   const maxBuffered = o.maxBufferedBytes ?? 64 * 1024 * 1024;
   ws.on("error", (e) => o.onError?.(e));
   let slow = false;
+  // ws keeps the underlying socket private; it is set once the connection is open, which send checks first.
+  const socket = () => (ws as unknown as { _socket?: Writable })._socket;
   return {
     send: (frame) => {
       if (ws.readyState !== ws.OPEN || slow) return;
@@ -31,6 +35,7 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
         setTimeout(() => ws.terminate(), 1000).unref();
         return;
       }
+      corkTurn(socket());
       ws.send(frame);
     },
     close: (code: number = CloseCode.normal, reason = "") => {
@@ -45,6 +50,7 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
     ping: () => {
       if (ws.readyState !== ws.OPEN) return;
       try {
+        corkTurn(socket());
         ws.ping();
       } catch {
         ws.terminate();

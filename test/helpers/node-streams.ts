@@ -12,6 +12,8 @@ export interface FakeNode {
   ch: Channel;
   transport: MemoryTransport;
   instructions: WireInstruction[];
+  /** Frames that carried instructions: `instruction` requests, or `instructions` events (`events: true`). */
+  frames: number;
   closed: Promise<number>;
 }
 
@@ -28,20 +30,34 @@ export const nodeStreams = async (
     log: silentLogger,
     onReply: (r) => replies.push(r),
   });
-  /** A node's stream, served by the hub side; `hello` (default) says hello first. */
-  const connect = async (node: NodeRecord, hello = true): Promise<FakeNode> => {
+  /**
+   * A node's stream, served by the hub side; `hello` (default) says hello first, asking for `instructions`
+   * events with `events`.
+   */
+  const connect = async (node: NodeRecord, hello = true, events = false): Promise<FakeNode> => {
     const [mine, hubs] = memoryPair();
-    const instructions: WireInstruction[] = [];
     const closed = new Promise<number>((r) => mine.onClose((c) => r(c)));
+    const fake = { node, transport: mine, instructions: [] as WireInstruction[], frames: 0, closed };
     const ch = new Channel(mine, {
       onRequest: (_m, b) => {
-        instructions.push(b as WireInstruction);
+        fake.frames++;
+        fake.instructions.push(b as WireInstruction);
         return { accepted: true };
+      },
+      onEvent: (m, b) => {
+        if (m !== "instructions") return;
+        fake.frames++;
+        fake.instructions.push(...(b as { items: WireInstruction[] }).items);
       },
     });
     streams.accept(node, hubs);
-    if (hello) await ch.request("hello", { inflight: [], heartbeatIntervalMs: 1000 });
-    return { node, ch, transport: mine, instructions, closed };
+    if (hello)
+      await ch.request("hello", {
+        inflight: [],
+        heartbeatIntervalMs: 1000,
+        ...(events ? { features: ["instructions"] } : {}),
+      });
+    return Object.assign(fake, { ch });
   };
   const register = (name: string) => store.registerNode({ name, heartbeatIntervalMs: 1000 });
   return { store, streams, replies, connect, register };

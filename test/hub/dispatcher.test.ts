@@ -77,4 +77,31 @@ describe("dispatcher", () => {
     await until(() => n.instructions.length === 5);
     expect(claims.mock.calls.length).toBe(after + 1);
   });
+
+  test("dispatcher - a node that asks for instruction events in hello gets a claim's instructions as one event, in order; others get a request each", async () => {
+    const h = await nodeStreams();
+    const [a, b] = [await h.register("events"), await h.register("requests")];
+    const na = await h.connect(a, true, true);
+    const nb = await h.connect(b);
+    const run = await h.store.createRun();
+    const pushed = await h.store.pushInstructions(run.id, [
+      ...[1, 2, 3].map(() => item(a.id)),
+      ...[1, 2, 3].map(() => item(b.id)),
+    ]);
+    h.streams.wake();
+    await until(() => na.instructions.length === 3 && nb.instructions.length === 3);
+    expect(na.frames).toBe(1);
+    expect(na.instructions.map((i) => i.id)).toEqual(pushed.filter((p) => p.dst === a.id).map((p) => p.id));
+    expect(nb.frames).toBe(3);
+    expect(h.streams.inflight).toBe(6);
+    // The reply is the answer: it frees the slot as for a request that was acknowledged.
+    await na.ch.request("reply", {
+      id: crypto.randomUUID(),
+      runId: run.id,
+      replyTo: na.instructions[0]!.id,
+      payload: 1,
+      error: null,
+    });
+    await until(() => h.streams.inflight === 5);
+  });
 });

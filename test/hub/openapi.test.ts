@@ -129,6 +129,7 @@ describe("openapi", () => {
       "heartbeat",
       "hello",
       "instruction",
+      "instructions",
       "leave",
       "progress",
       "reply",

@@ -1,5 +1,5 @@
 import type { Instruction } from "../../protocol/types.ts";
-import { NodeMethods, toWireInstruction } from "../../protocol/wire.ts";
+import { NodeMethods, toWireInstruction, type WireInstruction } from "../../protocol/wire.ts";
 import type { NewInstruction, Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import type { PeerTable } from "../../stream/peers.ts";
@@ -8,6 +8,18 @@ import type { Session } from "./session.ts";
 
 /** Most nodes a claimable scan lists before the replica claims for every node it holds instead. */
 const SCAN_LIMIT = 10_000;
+/** Payload bytes past which an `instructions` event is cut: well under the 8 MiB a peer's frame may have. */
+const BATCH_BYTES = 1024 * 1024;
+
+/** Instructions to send, grouped by session in the order they were claimed. */
+class Outgoing {
+  readonly bySession = new Map<Session, Instruction[]>();
+  add(s: Session, ins: Instruction): void {
+    const list = this.bySession.get(s);
+    if (list) list.push(ins);
+    else this.bySession.set(s, [ins]);
+  }
+}
 
 export interface DispatcherOptions {
   store: Store;
@@ -127,15 +139,17 @@ export class Dispatcher {
         for (const s of held) s.reserved--;
         if (!pushed) return;
         const orphaned = new Map<string, string>();
+        const out = new Outgoing();
         for (const ins of pushed) {
           if (ins.state !== "leased") {
             this.wake(ins.dst);
             continue;
           }
           const s = this.o.peers.get(ins.dst);
-          if (s?.channel.isOpen && s.channel.id === ins.leaseOwner) this.send(s, ins);
+          if (s?.channel.isOpen && s.channel.id === ins.leaseOwner) out.add(s, ins);
           else if (ins.leaseOwner) orphaned.set(ins.dst, ins.leaseOwner);
         }
+        this.send(out);
         // The stream closed while the push committed: give its leases back now rather than after the lease.
         for (const [nodeId, owner] of orphaned)
           void this.o.store
@@ -147,9 +161,34 @@ export class Dispatcher {
     };
   }
 
-  /** Sends one instruction leased to this session. */
-  private send(s: Session, ins: Instruction): void {
-    s.inflight.add(ins.id);
+  /**
+   * Sends instructions leased to their sessions: one `instructions` event per session (and per ~1 MiB of
+   * payload) to nodes that asked for it, else a request per instruction. Sent at once, in order, so a cancel
+   * event written later always follows the instruction it names.
+   */
+  private send(out: Outgoing): void {
+    for (const [s, list] of out.bySession) {
+      for (const ins of list) s.inflight.add(ins.id);
+      if (!s.instructionEvents) {
+        for (const ins of list) this.request(s, ins);
+        continue;
+      }
+      let items: WireInstruction[] = [];
+      let bytes = 0;
+      for (const ins of list) {
+        if (items.length > 0 && bytes + ins.payload.byteLength > BATCH_BYTES) {
+          s.channel.emit(NodeMethods.instructions, { items });
+          items = [];
+          bytes = 0;
+        }
+        items.push(toWireInstruction(ins));
+        bytes += ins.payload.byteLength;
+      }
+      s.channel.emit(NodeMethods.instructions, { items });
+    }
+  }
+
+  private request(s: Session, ins: Instruction): void {
     s.channel
       .request(NodeMethods.instruction, toWireInstruction(ins), { timeoutMs: this.o.deliveryTimeoutMs })
       .catch((e: unknown) => {
@@ -186,14 +225,16 @@ export class Dispatcher {
         if (quiet && (claimed.get(s.node.id) ?? 0) < cap) this.drained.add(s);
       });
       const orphaned = new Map<string, string>();
+      const out = new Outgoing();
       for (const ins of got) {
         const s = this.o.peers.get(ins.dst);
         if (!s?.channel.isOpen || s.channel.id !== ins.leaseOwner) {
           if (ins.leaseOwner) orphaned.set(ins.dst, ins.leaseOwner);
           continue;
         }
-        this.send(s, ins);
+        out.add(s, ins);
       }
+      this.send(out);
       // The stream closed while we claimed: give its session's leases back now instead of waiting for them.
       for (const [nodeId, owner] of orphaned) await this.o.store.releaseInstructions({ nodeId, owner });
     }

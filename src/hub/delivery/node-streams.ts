@@ -165,6 +165,7 @@ export class NodeStreams {
       onRequest: (method, body) => this.onRequest(session!, method, body),
     });
     session = new Session(node, channel);
+    session.polled = transport.liveness !== undefined;
     const s = session;
     const older = this.arriving.get(node.id);
     this.arriving.set(node.id, s);
@@ -249,6 +250,12 @@ export class NodeStreams {
     if (prev) prev.channel.close(CloseCode.replaced, "replaced by a newer stream");
     for (const id of working) s.inflight.add(id);
     s.interval = node.heartbeatIntervalMs;
+    // Not over the HTTP node API (a transport with its own liveness): its polls acknowledge instruction requests.
+    s.instructionEvents =
+      Array.isArray(b.features) &&
+      b.features.includes("instructions") &&
+      (this.o.features ?? HUB_FEATURES).includes("instructions") &&
+      !s.polled;
     // Ids it still works on that ended meanwhile (known from the log): cancelled before the hello answer.
     this.cancellations.atHello(s, working);
     s.onlineUntil = node.onlineUntil;

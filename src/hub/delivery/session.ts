@@ -7,6 +7,10 @@ export class Session {
   /** Slots promised to pushes still committing (see `Dispatcher.lease`). */
   reserved = 0;
   ready = false;
+  /** The node asked in hello for batched `instructions` events instead of a request per instruction. */
+  instructionEvents = false;
+  /** An HTTP node session (its transport has its own liveness rule): instructions go out as requests. */
+  polled = false;
   /** Closes the stream if no hello comes in time; cleared by the hello. */
   helloTimer: ReturnType<typeof setTimeout> | undefined;
   readonly node: NodeRecord;
