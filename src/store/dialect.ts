@@ -105,6 +105,11 @@ export interface Db {
    * `d.now(p)`.
    */
   auto<T>(fn: (q: SqlConn["q"], nowParam: number | null) => Promise<T>): Promise<T>;
-  /** Tells this handle's watchers now, and other replicas after the commit, that something changed. */
-  changed(): void;
+  /**
+   * Tells this handle's watchers now, and other replicas after the commit, that something changed. `others`
+   * false: nothing in the change is for another replica to act on (instructions already leased to a stream here,
+   * replies already claimed for a stream here), so PostgreSQL sends no NOTIFY: one statement and a wake-up of
+   * every replica saved per call. SQLite replicas see every commit regardless. (Default: true)
+   */
+  changed(others?: boolean): void;
 }

@@ -82,7 +82,7 @@ export abstract class SqlStore implements Store {
       options,
       tx: (fn, mode) => this.tx(fn, mode),
       auto: (fn) => this.auto(fn),
-      changed: () => this.changed(),
+      changed: (others) => this.changed(others),
     };
   }
 
@@ -108,9 +108,9 @@ export abstract class SqlStore implements Store {
   private readonly local = new EventEmitter();
 
   /** Tells this handle's watchers now, and other replicas (see `announce`) after the commit. */
-  protected changed(): void {
+  protected changed(others = true): void {
     queueMicrotask(() => this.local.emit("change", "local"));
-    this.announce();
+    if (others) this.announce();
   }
 
   /** Remote-change listeners; they share one `watchOthers` (one LISTEN connection, one poll timer). */

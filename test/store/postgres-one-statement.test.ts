@@ -229,4 +229,41 @@ describePg("postgres push and reply in one statement", () => {
     ]);
     expect(isFleetlinkError(errorOf(late!), "RUN_FINISHED")).toBe(true);
   });
+
+  test("notify - a push leased to a stream here and a reply claimed here wake no other replica; others do", async () => {
+    const run = await store.createRun();
+    const node = await onlineNode();
+    await store.openSession({ nodeId: node.id, sessionId: "here" });
+    let heard = 0;
+    const stop = other.watch((source) => {
+      if (source === "remote") heard++;
+    });
+    try {
+      // The watch reports once when its LISTEN connection is up: wait for that, then count from zero.
+      const t0 = Date.now();
+      while (heard === 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
+      heard = 0;
+      const settle = () => new Promise((r) => setTimeout(r, 300));
+      const [leased] = await store.pushInstructions(run.id, [
+        { dst: node.id, method: "m", ttlMs: TTL, leaseTo: "here" },
+      ]);
+      expect(leased!.state).toBe("leased");
+      const [stored] = await store.storeReplies([
+        { runId: run.id, nodeId: node.id, replyTo: leased!.id, claimed: true },
+      ]);
+      expect(stored!.ok).toBe(true);
+      await settle();
+      expect(heard).toBe(0);
+      // A pending instruction (another replica may hold the node's stream) is announced; so is an unclaimed reply.
+      const [pending] = await store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: TTL }]);
+      await settle();
+      expect(heard).toBeGreaterThanOrEqual(1);
+      heard = 0;
+      await store.storeReplies([{ runId: run.id, nodeId: node.id, replyTo: pending!.id }]);
+      await settle();
+      expect(heard).toBeGreaterThanOrEqual(1);
+    } finally {
+      stop();
+    }
+  });
 });

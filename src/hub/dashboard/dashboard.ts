@@ -112,9 +112,10 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
     maxBufferedBytes: o.maxBufferedBytes,
   });
   onLocalChange = () => feeds.changed();
-  // Store events (pushes, replies, sweeps here; any commit of another replica, its presence records included)
-  // are reasons to update; the feed folds them to at most one per interval, and refreshes every 2 s for what
-  // raises none (heartbeats, approvals, a node falling silent).
+  // Store events (pushes, replies, sweeps here; another replica's commits that it announces: work for other
+  // replicas, sessions, presence records) are reasons to update; the feed folds them to at most one per interval,
+  // and refreshes every 2 s for what raises none (heartbeats, approvals, a node falling silent, another
+  // PostgreSQL replica's calls that began and ended there).
   const unwatch = o.store.watch(() => feeds.changed());
   presence.start();
   app.addHook("preClose", async () => {

@@ -54,7 +54,7 @@ export const pushInstructions = async (
   if (oneStatement(db, items)) {
     const [res] = (await pushStatement(db, [{ runId, items }])) ?? [];
     if (res?.ok) {
-      db.changed();
+      db.changed(forOthers(res.instructions));
       return res.instructions;
     }
     if (res) throw res.error;
@@ -71,9 +71,12 @@ const oneStatement = (db: Db, items: readonly NewInstruction[]): boolean =>
 
 const pushTx = async (db: Db, runId: string, items: readonly NewInstruction[]): Promise<Instruction[]> => {
   const pushed = await db.tx((c) => pushIn(db, c, runId, items));
-  db.changed();
+  db.changed(forOthers(pushed));
   return pushed;
 };
+
+/** Instructions another replica may have to claim: any not already leased to a stream here. */
+const forOthers = (pushed: readonly Instruction[]): boolean => pushed.some((i) => i.state !== "leased");
 
 /**
  * Group commit: every push of the batch in one transaction (SQLite) or one statement (PostgreSQL, where each
@@ -113,7 +116,7 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
       fast.forEach(({ i }, k) => {
         checked[i] = res[k]!;
       });
-      if (res.some((r) => r.ok)) db.changed();
+      if (res.some((r) => r.ok)) db.changed(res.some((r) => r.ok && forOthers(r.instructions)));
       todo = todo.filter(({ i }) => checked[i] === null);
     }
   } else if (todo.length > 1) {
@@ -123,7 +126,7 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
         for (const { call } of todo) out.push(await pushIn(db, c, call.runId, call.items));
         return out;
       });
-      db.changed();
+      db.changed(all.some(forOthers));
       todo.forEach(({ i }, k) => {
         checked[i] = { ok: true, instructions: all[k]! };
       });

@@ -65,7 +65,7 @@ export const storeReplies = async (db: Db, items: readonly NewReply[]): Promise<
   if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
   if (db.d.name === "postgres" && items.every((r, i) => checked[i] || !mayHoldReplyRefs(r))) {
     const stored = await storeStatement(db, items, checked);
-    if (stored > 0) db.changed();
+    if (stored > 0) db.changed(forOthers(items, checked));
     if (checked.every((c) => c !== null)) return checked as StoreReplyResult[];
     // The rest (duplicates, ended, a second use of an id in the batch) are stored or diagnosed as before.
     const rest = items.flatMap((r, i) => (checked[i] ? [] : [{ r, i }]));
@@ -104,9 +104,16 @@ const storeTx = async (
     if (refs.size > 0) await addReplyRefs(c, refs, out);
     return out as StoreReplyResult[];
   });
-  if (results.some((r) => r.ok && !r.duplicate)) db.changed();
+  if (results.some((r) => r.ok && !r.duplicate)) db.changed(forOthers(items, results));
   return results;
 };
+
+/** Replies another replica may have to deliver: any stored now that was not claimed for a stream here. */
+const forOthers = (items: readonly NewReply[], results: readonly (StoreReplyResult | null)[]): boolean =>
+  items.some((r, i) => {
+    const res = results[i];
+    return res?.ok === true && !res.duplicate && !r.claimed;
+  });
 
 /** Stores one reply, or says why not; inside the caller's transaction. */
 const storeOne = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
