@@ -23,6 +23,14 @@ export interface ChannelOptions {
   /** Largest frame accepted, in bytes. (Default: 8 MiB) */
   maxFrameBytes?: number;
   log?: Logger;
+  /**
+   * Successful answers to these methods wait for the next frame this channel sends, at most `maxDelayMs`, and
+   * leave with it in one write, when the transport coalesces the frames of a callback (a corked WebSocket).
+   * For answers the peer does not wait on to go on (a reply's acknowledgement, a push's receipt whose replies
+   * the peer already waits for): a sequential call then costs the hub two writes instead of four, and each
+   * peer one wake-up less. Answers with errors are never held. (Default: none)
+   */
+  deferAnswers?: { methods: readonly string[]; maxDelayMs: number };
 }
 
 /**
@@ -33,7 +41,8 @@ export interface ChannelOptions {
 export class Channel {
   readonly id = newId();
   private readonly pending = new PendingCalls<unknown>();
-  private readonly opts: Required<Omit<ChannelOptions, "onRequest" | "onEvent">> & ChannelOptions;
+  private readonly opts: Required<Omit<ChannelOptions, "onRequest" | "onEvent" | "deferAnswers">> &
+    ChannelOptions;
   private garbage = 0;
   private closeListeners: ((reason: string, code: number) => void)[] = [];
   private closedReason: string | null = null;
@@ -41,10 +50,16 @@ export class Channel {
   private closedCode: number = CloseCode.abnormal;
   readonly closed: Promise<string>;
   private readonly transport: Transport;
+  /** Methods whose answers may be held (see ChannelOptions.deferAnswers); empty unless the transport coalesces. */
+  private readonly deferrable: ReadonlySet<string>;
+  /** Held answers, encoded, oldest first; sent before the next frame or when `deferTimer` fires. */
+  private deferred: string[] = [];
+  private deferTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(transport: Transport, opts: ChannelOptions = {}) {
     this.transport = transport;
     this.opts = { maxGarbage: 5, maxFrameBytes: MAX_FRAME_BYTES, log: silentLogger, ...opts };
+    this.deferrable = new Set(transport.coalesces ? (opts.deferAnswers?.methods ?? []) : []);
     this.closed = new Promise((res) => this.closeListeners.push((r) => res(r)));
     transport.onMessage((f) => this.receive(f));
     transport.onClose((code, reason) => this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`, code));
@@ -83,6 +98,7 @@ export class Channel {
   }
 
   close(code: number = CloseCode.normal, reason = ""): void {
+    if (this.isOpen) this.sendDeferred();
     this.transport.close(code, reason);
     this.finish(`closed (${code}${reason ? `: ${reason}` : ""})`, code);
   }
@@ -99,11 +115,32 @@ export class Channel {
   }
 
   private write(f: Frame): void {
-    if (this.isOpen) this.transport.send(JSON.stringify(f));
+    if (!this.isOpen) return;
+    const text = JSON.stringify(f);
+    if (this.deferred.length > 0) this.sendDeferred();
+    this.transport.send(text);
+  }
+
+  /** Holds an answer until the next frame, or `maxDelayMs`. Throws (nothing held) if it cannot be encoded. */
+  private defer(f: Frame): void {
+    this.deferred.push(JSON.stringify(f));
+    this.deferTimer ??= setTimeout(() => this.sendDeferred(), this.opts.deferAnswers!.maxDelayMs);
+  }
+
+  private sendDeferred(): void {
+    clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
+    const held = this.deferred;
+    this.deferred = [];
+    if (this.isOpen) for (const text of held) this.transport.send(text);
   }
 
   private finish(reason: string, code: number): void {
     if (this.closedReason !== null) return;
+    // Held answers die with the stream, as answers in flight do: the peer asks again (replies are idempotent).
+    clearTimeout(this.deferTimer);
+    this.deferTimer = undefined;
+    this.deferred = [];
     this.closedReason = reason;
     this.closedCode = code;
     this.pending.closeAll(new FleetlinkError("STREAM_CLOSED", `stream ${reason}`));
@@ -171,7 +208,8 @@ export class Channel {
       return;
     }
     try {
-      this.write({ t: "res", id, b: out });
+      if (this.deferrable.has(method) && this.isOpen) this.defer({ t: "res", id, b: out });
+      else this.write({ t: "res", id, b: out });
     } catch (e) {
       // An answer JSON cannot encode (a BigInt, a cycle) becomes a typed error instead of an exception.
       this.write({ t: "err", id, e: toWireError(unencodable(e)) });

@@ -21,6 +21,11 @@ export interface Transport {
    * session: a parked poll is silent by design, and each probe is a request). (Optional)
    */
   readonly liveness?: { probeAfterMs: number; dropAfterMs: number };
+  /**
+   * Frames sent in one callback leave in one write (a corked socket): an answer held back until the next frame
+   * then costs no write of its own (see ChannelOptions.deferAnswers). (Optional; default false)
+   */
+  readonly coalesces?: boolean;
 }
 
 /**

@@ -25,6 +25,7 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
   // ws keeps the underlying socket private; it is set once the connection is open, which send checks first.
   const socket = () => (ws as unknown as { _socket?: Writable })._socket;
   return {
+    coalesces: true,
     send: (frame) => {
       if (ws.readyState !== ws.OPEN || slow) return;
       if (ws.bufferedAmount + frame.length > maxBuffered) {

@@ -14,7 +14,7 @@ import { Cancellations } from "./cancellations.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { Renewals } from "./renewals.ts";
 import { ReplyIntake } from "./reply-intake.ts";
-import { heartbeatInterval, Session } from "./session.ts";
+import { DEFER_ACK_MS, heartbeatInterval, Session } from "./session.ts";
 
 export interface NodeStreamsOptions {
   store: Store;
@@ -163,6 +163,8 @@ export class NodeStreams {
     const channel = new Channel(transport, {
       log: this.o.log,
       onRequest: (method, body) => this.onRequest(session!, method, body),
+      // A reply's acknowledgement rides with the next instruction (the node is not waiting on it to go on).
+      deferAnswers: { methods: [NodeMethods.reply], maxDelayMs: DEFER_ACK_MS },
     });
     session = new Session(node, channel);
     session.polled = transport.liveness !== undefined;

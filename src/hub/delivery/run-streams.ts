@@ -9,6 +9,7 @@ import { Channel, type Logger } from "../../stream/channel.ts";
 import type { Transport } from "../../stream/transport.ts";
 import { Coalesced } from "../../util/coalesce.ts";
 import { parseItems, parsePush } from "./push-body.ts";
+import { DEFER_ACK_MS } from "./session.ts";
 
 /** What a coordinator may ask over its run stream: the same operations as the HTTP routes, minus HTTP. */
 export interface RunRequests {
@@ -128,6 +129,9 @@ export class RunStreams {
     const ch = new Channel(transport, {
       log: this.log,
       onRequest: (method, body) => this.onRequest(runId, method, body),
+      // A push's receipt rides with the first replies (the coordinator waits for those, registered before the
+      // push), or goes alone after DEFER_ACK_MS.
+      deferAnswers: { methods: [RunMethods.push], maxDelayMs: DEFER_ACK_MS },
     });
     const set = this.subs.get(runId) ?? new Set<Channel>();
     this.subs.set(runId, set);

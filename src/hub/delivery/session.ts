@@ -34,3 +34,9 @@ export class Session {
 /** A heartbeat interval a node asks to be judged by, if it is a sane one. */
 export const heartbeatInterval = (v: unknown): number | undefined =>
   typeof v === "number" && Number.isSafeInteger(v) && v >= 100 && v <= 3_600_000 ? v : undefined;
+
+/**
+ * How long an answer the peer does not wait on (a reply's acknowledgement, a push's receipt) may wait for the
+ * next frame to its stream, to leave in the same write (see ChannelOptions.deferAnswers), in ms.
+ */
+export const DEFER_ACK_MS = 5;
