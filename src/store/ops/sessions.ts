@@ -2,7 +2,7 @@ import { FleetlinkError } from "../../protocol/errors.ts";
 import type { NodeRecord } from "../../protocol/types.ts";
 import type { Db } from "../dialect.ts";
 import { bySeq, toNode } from "../rows.ts";
-import { leasedTo, notUnregistered, onlineWindow, RELEASE, stillHeldBy } from "../rules.ts";
+import { leasedTo, notUnregistered, onlineWindow, RELEASE } from "../rules.ts";
 import {
   checkExtendLeases,
   checkId,
@@ -22,6 +22,7 @@ import {
   sessionSuperseded,
 } from "../store.ts";
 import { nodeRow } from "./nodes.ts";
+import { openSessionBatched } from "./open-sessions.ts";
 
 export const heartbeat = async (
   db: Db,
@@ -49,50 +50,16 @@ export const heartbeat = async (
   });
 };
 
+/**
+ * Makes the stream the node's session: its row is written first, in one transaction with keeping the leases
+ * it names and giving back the rest. A claim for the superseded session holds the row share-locked
+ * (PostgreSQL) or the write lock (SQLite) from its session check to its commit, so the claim either commits
+ * before the row is written (and the release, which runs after it, sees its leases) or runs after this commit,
+ * finds another session and takes nothing. Hellos arriving together share that transaction (open-sessions.ts).
+ */
 export const openSession = async (db: Db, input: OpenSessionInput): Promise<OpenSessionResult> => {
   checkOpenSession(input);
-  const { d } = db;
-  const out = await db.tx(async (c) => {
-    const now = c.now;
-    // The node's row is written first. A claim for the superseded session holds it share-locked (PostgreSQL)
-    // or the write lock (SQLite) from its session check to its commit, so the claim either commits before this
-    // UPDATE (and the statements below, which run after it, see its leases and release them) or runs after
-    // this commit, finds another session and takes nothing.
-    const [r] = await c.q(
-      `UPDATE nodes SET status = 'online', session_id = $1,
-         heartbeat_interval_ms = COALESCE($2, heartbeat_interval_ms),
-         online_until = ${onlineWindow("$3", "COALESCE($2, heartbeat_interval_ms)")},
-         agent_name = $5, agent_version = $6, protocol = $7
-       WHERE id = $4 AND ${notUnregistered()} RETURNING *`,
-      [
-        input.sessionId,
-        input.heartbeatIntervalMs ?? null,
-        now,
-        input.nodeId,
-        input.agent?.name ?? null,
-        input.agent?.version ?? null,
-        input.protocol ?? 1,
-      ],
-    );
-    if (!r) {
-      await nodeRow(c, input.nodeId);
-      throw new FleetlinkError("NODE_UNREGISTERED", `node ${input.nodeId} is unregistered`);
-    }
-    const keep = d.listParam(input.keep ?? []);
-    if (input.keep?.length)
-      await c.q(
-        `UPDATE instructions SET state = 'leased', lease_owner = $1, lease_until = $2
-         WHERE ${stillHeldBy("$3", "$5")} AND id IN ${d.list("$4")}`,
-        [input.sessionId, now + db.options.leaseMs, input.nodeId, keep, now],
-      );
-    const released = await c.q(
-      `UPDATE instructions SET ${RELEASE} WHERE ${leasedTo("$1")} AND id NOT IN ${d.list("$2")} RETURNING id`,
-      [input.nodeId, keep],
-    );
-    return { node: toNode(r), released: released.length };
-  });
-  if (out.released) db.changed();
-  return out;
+  return openSessionBatched(db, input);
 };
 
 export const leaveSession = async (db: Db, input: LeaveSessionInput): Promise<LeaveSessionResult> => {
