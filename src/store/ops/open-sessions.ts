@@ -11,86 +11,32 @@ import type { Db } from "../dialect.ts";
 import { toNode } from "../rows.ts";
 import { leasedTo, notUnregistered, onlineWindow, RELEASE, stillHeldBy } from "../rules.ts";
 import type { OpenSessionInput, OpenSessionResult } from "../store.ts";
+import { Batches, batchesOf, type Outcome } from "./batches.ts";
 import { nodeRow } from "./nodes.ts";
 
 /** Hellos in one transaction at most: bounds how long a batch holds its nodes' rows. */
 const MAX_BATCH = 256;
 
-type Outcome = { ok: OpenSessionResult } | { error: unknown };
-
-interface Waiting {
-  input: OpenSessionInput;
-  done: (r: OpenSessionResult) => void;
-  fail: (e: unknown) => void;
-}
-
-/**
- * What arrives while a batch is being stored goes in the next one; nothing waits when the store is idle but the
- * rest of the current turn of the event loop (the other sockets read in it), as GroupCommit does for replies.
- */
-class OpenBatches {
-  private queue: Waiting[] = [];
-  private flushing = false;
-  private readonly db: Db;
-
-  constructor(db: Db) {
-    this.db = db;
-  }
-
-  add(input: OpenSessionInput): Promise<OpenSessionResult> {
-    return new Promise((done, fail) => {
-      this.queue.push({ input, done, fail });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => void this.flush());
-      }
-    });
-  }
-
-  private async flush(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.next();
-      try {
-        const out = await openSessions(
-          this.db,
-          batch.map((w) => w.input),
-        );
-        for (const [i, w] of batch.entries()) {
-          const o = out[i]!;
-          if ("ok" in o) w.done(o.ok);
-          else w.fail(o.error);
-        }
-      } catch (e) {
-        for (const w of batch) w.fail(e);
-      }
-    }
-    this.flushing = false;
-  }
-
-  /** The oldest waiting hellos, up to MAX_BATCH, stopping before a node's second hello. */
-  private next(): Waiting[] {
-    const nodes = new Set<string>();
-    let n = 0;
-    while (n < this.queue.length && n < MAX_BATCH && !nodes.has(this.queue[n]!.input.nodeId))
-      nodes.add(this.queue[n++]!.input.nodeId);
-    return this.queue.splice(0, n);
-  }
-}
-
-const batches = new WeakMap<Db, OpenBatches>();
+const batches = new WeakMap<Db, Batches<OpenSessionInput, OpenSessionResult>>();
 
 /** Queues a checked hello for this store's next session-opening transaction. */
-export const openSessionBatched = (db: Db, input: OpenSessionInput): Promise<OpenSessionResult> => {
-  let b = batches.get(db);
-  if (!b) {
-    b = new OpenBatches(db);
-    batches.set(db, b);
-  }
-  return b.add(input);
-};
+export const openSessionBatched = (db: Db, input: OpenSessionInput): Promise<OpenSessionResult> =>
+  batchesOf(
+    batches,
+    db,
+    () =>
+      new Batches(
+        (items) => openSessions(db, items),
+        (i) => i.nodeId,
+        MAX_BATCH,
+      ),
+  ).add(input);
 
 /** Opens a session for each item (distinct nodes) in one transaction; each item gets its own outcome. */
-export const openSessions = async (db: Db, items: readonly OpenSessionInput[]): Promise<Outcome[]> => {
+export const openSessions = async (
+  db: Db,
+  items: readonly OpenSessionInput[],
+): Promise<Outcome<OpenSessionResult>[]> => {
   const { d } = db;
   const ids = items.map((i) => i.nodeId);
   const rows = items.map((i) => ({
@@ -162,7 +108,7 @@ export const openSessions = async (db: Db, items: readonly OpenSessionInput[]): 
           [d.listParam(plain)],
         ),
       );
-    const outcomes: Outcome[] = [];
+    const outcomes: Outcome<OpenSessionResult>[] = [];
     for (const i of items) {
       const r = byId.get(i.nodeId);
       if (r) {
