@@ -105,8 +105,36 @@ export const approveNode = async (db: Db, nodeId: string): Promise<NodeRecord> =
     throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
   });
 
-export const getNode = async (db: Db, id: string): Promise<NodeRecord> =>
-  db.tx(async (c) => toNode(await nodeRow(c, id)), "read");
+const reads = new WeakMap<Db, Batches<string, NodeRecord>>();
+
+/** Reads a node; reads arriving together (every stream's upgrade in a connect storm) share one statement. */
+export const getNode = async (db: Db, id: string): Promise<NodeRecord> => {
+  checkId("nodeId", id);
+  return batchesOf(
+    reads,
+    db,
+    () =>
+      new Batches(
+        (ids) => getNodes(db, ids),
+        (i) => i,
+        MAX_BATCH,
+      ),
+  ).add(id);
+};
+
+const getNodes = async (db: Db, ids: readonly string[]): Promise<Outcome<NodeRecord>[]> => {
+  const rows = await db.tx(
+    (c) => c.q(`SELECT * FROM nodes WHERE id IN ${db.d.list("$1")}`, [db.d.listParam(ids)]),
+    "read",
+  );
+  const byId = new Map(rows.map((r) => [r.id as string, r]));
+  return ids.map((id) => {
+    const r = byId.get(id);
+    return r
+      ? { ok: toNode(r) }
+      : { error: new FleetlinkError("NODE_NOT_FOUND", `no node ${id}`, { field: "nodeId" }) };
+  });
+};
 
 export const listNodes = async (db: Db, opts: { status?: NodeStatus } = {}): Promise<NodeRecord[]> => {
   const rows = await db.tx(
