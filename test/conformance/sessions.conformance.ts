@@ -187,6 +187,22 @@ export const sessionConformance = (factory: StoreFactory): void => {
       expect((await store.getNode(gone!.id)).status).toBe("unregistered");
     });
 
+    test("session - two replicas opening sessions of the same nodes in opposite orders: all open, none deadlocks", async () => {
+      const { store } = t;
+      const other = await t.replica();
+      const nodes = [];
+      for (let i = 0; i < 20; i++) nodes.push(await t.onlineNode(`n${i}`));
+      for (let round = 0; round < 5; round++) {
+        const out = await Promise.allSettled([
+          ...nodes.map((n) => store.openSession({ nodeId: n.id, sessionId: `a${round}` })),
+          ...[...nodes].reverse().map((n) => other.openSession({ nodeId: n.id, sessionId: `b${round}` })),
+        ]);
+        expect(out.filter((o) => o.status === "rejected")).toEqual([]);
+        const now = await store.getSessions(nodes.map((n) => n.id));
+        for (const n of nodes) expect([`a${round}`, `b${round}`]).toContain(now.get(n.id));
+      }
+    });
+
     test("session - opening records a heartbeat, with the node's new interval", async () => {
       const { store } = t;
       const n = await store.registerNode({ name: "a", heartbeatIntervalMs: 60_000 });
