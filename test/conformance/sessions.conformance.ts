@@ -203,6 +203,34 @@ export const sessionConformance = (factory: StoreFactory): void => {
       }
     });
 
+    test("session - releases arriving together each give back only their own node's and owner's leases", async () => {
+      const { store } = t;
+      const run = await store.createRun();
+      const ns = [];
+      for (const name of ["a", "b", "c", "d"]) ns.push(await t.onlineNode(name));
+      const ins = await store.pushInstructions(
+        run.id,
+        ns.flatMap((n) => [0, 1].map(() => ({ dst: n.id, method: "m", ttlMs: 60_000 }))),
+      );
+      for (const [i, n] of ns.entries())
+        await store.claimInstructions({ nodeIds: [n.id], limit: 2, owner: `s${i}` });
+      const out = await Promise.all([
+        store.releaseInstructions({ nodeId: ns[0]!.id, owner: "s0" }),
+        store.releaseInstructions({ nodeId: ns[1]!.id }),
+        store.releaseInstructions({ nodeId: ns[2]!.id, owner: "s2", exceptIds: [ins[5]!.id] }),
+        store.releaseInstructions({ nodeId: ns[3]!.id, owner: "someone-else" }),
+      ]);
+      expect(out).toEqual([2, 2, 1, 0]);
+      expect(
+        (
+          await owners(
+            run.id,
+            ins.map((i) => i.id),
+          )
+        ).map(([state]) => state),
+      ).toEqual(["pending", "pending", "pending", "pending", "pending", "leased", "leased", "leased"]);
+    });
+
     test("session - opening records a heartbeat, with the node's new interval", async () => {
       const { store } = t;
       const n = await store.registerNode({ name: "a", heartbeatIntervalMs: 60_000 });

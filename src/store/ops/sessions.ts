@@ -21,6 +21,7 @@ import {
   type SessionRenewal,
   sessionSuperseded,
 } from "../store.ts";
+import { Batches, batchesOf, type Outcome } from "./batches.ts";
 import { nodeRow } from "./nodes.ts";
 import { openSessionBatched } from "./open-sessions.ts";
 
@@ -145,17 +146,64 @@ export const extendLeases = async (db: Db, input: ExtendLeasesInput): Promise<st
   return rows.sort(bySeq).map((r) => r.id as string);
 };
 
+/** Releases in one transaction at most. */
+const MAX_RELEASES = 256;
+const releases = new WeakMap<Db, Batches<ReleaseInput, number>>();
+
+/**
+ * Gives back a node's leases (of one owner, if given). Releases arriving together (a hub shutting down, a network
+ * blip closing thousands of streams) share one transaction (batches.ts), one per node at most.
+ */
 export const releaseInstructions = async (db: Db, input: ReleaseInput): Promise<number> => {
   checkRelease(input);
-  const n = await db.tx(async (c) => {
-    const rows = await c.q(
-      `UPDATE instructions SET ${RELEASE}
-       WHERE ${leasedTo("$1")} AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
-         AND id NOT IN ${db.d.list("$3")} RETURNING id`,
-      [input.nodeId, input.owner ?? null, db.d.listParam(input.exceptIds ?? [])],
-    );
-    return rows.length;
-  });
+  const n = await batchesOf(
+    releases,
+    db,
+    () =>
+      new Batches(
+        (items) => releaseMany(db, items),
+        (r) => r.nodeId,
+        MAX_RELEASES,
+      ),
+  ).add(input);
   if (n) db.changed();
   return n;
+};
+
+const releaseMany = async (db: Db, items: readonly ReleaseInput[]): Promise<Outcome<number>[]> => {
+  const { d } = db;
+  const counts = await db.tx(async (c) => {
+    const released = new Map<string, number>();
+    const count = (rows: readonly { dst?: unknown }[]) => {
+      for (const r of rows) released.set(r.dst as string, (released.get(r.dst as string) ?? 0) + 1);
+    };
+    const plain = items.filter((i) => !i.exceptIds?.length);
+    if (plain.length > 0)
+      count(
+        await c.q(
+          `UPDATE instructions SET ${RELEASE}
+           FROM ${
+             d.name === "sqlite"
+               ? `(SELECT json_extract(value, '$.node') AS node, json_extract(value, '$.owner') AS owner
+                   FROM json_each($1)) AS r`
+               : "json_to_recordset($1::json) AS r(node text, owner text)"
+           }
+           WHERE ${leasedTo("r.node")} AND (r.owner IS NULL OR lease_owner = r.owner)
+           RETURNING instructions.dst`,
+          [JSON.stringify(plain.map((i) => ({ node: i.nodeId, owner: i.owner ?? null })))],
+        ),
+      );
+    for (const i of items)
+      if (i.exceptIds?.length)
+        count(
+          await c.q(
+            `UPDATE instructions SET ${RELEASE}
+             WHERE ${leasedTo("$1")} AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
+               AND id NOT IN ${d.list("$3")} RETURNING dst`,
+            [i.nodeId, i.owner ?? null, d.listParam(i.exceptIds)],
+          ),
+        );
+    return released;
+  });
+  return items.map((i) => ({ ok: counts.get(i.nodeId) ?? 0 }));
 };
