@@ -9,7 +9,8 @@
 //
 // Environment: FLEETLINK_BENCH_POSTGRES_URL (or FLEETLINK_TEST_POSTGRES_URL; default
 // postgres://root@127.0.0.1:5432/test), BENCH_FANOUT_COUNTS (default 1000,10000), BENCH_FANOUT_BACKENDS
-// (default sqlite,postgres).
+// (default sqlite,postgres), BENCH_HUB_NODE_ARGS (Node flags for the hub process, e.g.
+// "--cpu-prof --cpu-prof-dir=/tmp/prof"; the hub is then stopped gracefully, so that the profile is written).
 import { cpus } from "node:os";
 import { Fleet } from "../src/coordinator/fleet.ts";
 import {
@@ -64,6 +65,7 @@ const IDLE_CPU_MS = 10_000; // two heartbeat intervals at the default
 const PAYLOAD = { op: "ping", data: "x".repeat(64) };
 const HARD_LIMIT_MS = 300_000;
 const WS_WORKER = new URL("./ws-worker.ts", import.meta.url).pathname;
+const HUB_NODE_ARGS = (process.env.BENCH_HUB_NODE_ARGS ?? "").split(" ").filter(Boolean);
 
 interface Row {
   system: string;
@@ -157,7 +159,7 @@ const rawWs = async (n: number): Promise<Row> => {
 const fleetlink = async (backend: Backend, n: number): Promise<Row> => {
   const workers = workersFor(n);
   const store = benchStore(backend, "fanout");
-  const hub = await startHub(store.url, { fds: n + 512 });
+  const hub = await startHub(store.url, { fds: n + 512, nodeArgs: HUB_NODE_ARGS });
   let nodes: Awaited<ReturnType<typeof startNodes>> | undefined;
   let fleet: Fleet | undefined;
   try {
@@ -215,8 +217,9 @@ const fleetlink = async (backend: Backend, n: number): Promise<Row> => {
   } finally {
     await fleet?.close();
     // Killed rather than stopped: a graceful stop gives back every node's leases one statement per node, which
-    // on SQLite takes seconds at 10,000 nodes (see BENCHMARKS.md), and this store is thrown away.
-    await hub.stop({ kill: true });
+    // on SQLite takes seconds at 10,000 nodes (see BENCHMARKS.md), and this store is thrown away; stopped only when
+    // profiling, since a killed hub writes no profile.
+    await hub.stop({ kill: HUB_NODE_ARGS.length === 0 });
     await nodes?.stop();
     await store.cleanup();
   }

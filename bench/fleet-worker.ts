@@ -151,10 +151,15 @@ export interface HubProc {
 }
 
 /** `fleetlink serve` on `db` as its own OS process. */
-export const startHub = (db: string, opts: { fds?: number; extra?: string[] } = {}): Promise<HubProc> =>
+export const startHub = (
+  db: string,
+  opts: { fds?: number; extra?: string[]; nodeArgs?: string[] } = {},
+): Promise<HubProc> =>
   new Promise((resolve, reject) => {
     const { cmd, args } = withFds(
       [
+        // Node's own flags for the hub (`--cpu-prof`: see BENCH_HUB_NODE_ARGS in bench/fanout.ts).
+        ...(opts.nodeArgs ?? []),
         CLI,
         "serve",
         "--db",

@@ -76,6 +76,36 @@ export const enrollConformance = (factory: StoreFactory): void => {
       expect(await store.listNodes()).toHaveLength(15);
     });
 
+    test("names - enrolments arriving together each get their own outcome, as if registered one by one", async () => {
+      const { store, clock } = t;
+      const held = await store.registerNode({ name: "held", heartbeatIntervalMs: 1000 });
+      const out = await Promise.allSettled([
+        store.registerNode({ name: "n1", heartbeatIntervalMs: 1000, credentialHash: "h1" }),
+        store.registerNode({ name: "held", heartbeatIntervalMs: 1000 }),
+        store.registerNode({ name: "n2", heartbeatIntervalMs: 2000, approved: false }),
+        store.registerNode({ name: "n1", heartbeatIntervalMs: 1000 }),
+      ]);
+      expect(out.map((o) => o.status)).toEqual(["fulfilled", "rejected", "fulfilled", "rejected"]);
+      const [n1, taken, n2, again] = out;
+      expect((n1 as PromiseFulfilledResult<unknown>).value).toMatchObject({
+        name: "n1",
+        status: "registered",
+        heartbeatIntervalMs: 1000,
+        credentialHash: "h1",
+        createdAt: clock(),
+        approved: true,
+        onlineUntil: null,
+      });
+      expect((n2 as PromiseFulfilledResult<unknown>).value).toMatchObject({
+        heartbeatIntervalMs: 2000,
+        approved: false,
+      });
+      for (const r of [taken, again])
+        expect((r as PromiseRejectedResult).reason.code).toBe("FLEETLINK_E_NAME_TAKEN");
+      expect((taken as PromiseRejectedResult).reason.message).toContain(held.id);
+      expect((await store.listNodes()).map((n) => n.name).sort()).toEqual(["held", "n1", "n2"]);
+    });
+
     test("tokens - create, list newest first, revoke idempotently", async () => {
       const { store, clock } = t;
       const a = await store.createEnrollToken({

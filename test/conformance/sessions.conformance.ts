@@ -125,6 +125,112 @@ export const sessionConformance = (factory: StoreFactory): void => {
       expect(kept).toMatchObject({ attempts: 1 });
     });
 
+    test("session - hellos opened together each get their own outcome; of one node's two, the later wins", async () => {
+      const { store } = t;
+      const run = await store.createRun();
+      const [a, b, c, gone] = [
+        await t.onlineNode("a"),
+        await t.onlineNode("b"),
+        await t.onlineNode("c"),
+        await t.onlineNode("gone"),
+      ];
+      const [ia, ib, ic] = await store.pushInstructions(
+        run.id,
+        [a!, b!, c!].map((n) => ({ dst: n.id, method: "m", ttlMs: 60_000 })),
+      );
+      await store.claimInstructions({ nodeIds: [a!.id, b!.id, c!.id], limit: 1, owner: "old-hub" });
+      await store.unregisterNode(gone!.id);
+      // Started in one turn of the event loop, as a connect storm's hellos arrive: they share transactions.
+      const out = await Promise.allSettled([
+        store.openSession({ nodeId: a!.id, sessionId: "a1", agent: { name: "ts", version: "1" } }),
+        store.openSession({ nodeId: b!.id, sessionId: "b1", keep: [ib!.id], heartbeatIntervalMs: 1000 }),
+        store.openSession({ nodeId: gone!.id, sessionId: "g1" }),
+        store.openSession({ nodeId: newId(), sessionId: "x1" }),
+        store.openSession({ nodeId: a!.id, sessionId: "a2" }),
+        store.openSession({ nodeId: c!.id, sessionId: "c1" }),
+      ]);
+      expect(out.map((o) => o.status)).toEqual([
+        "fulfilled",
+        "fulfilled",
+        "rejected",
+        "rejected",
+        "fulfilled",
+        "fulfilled",
+      ]);
+      const ok = (i: number) => (out[i] as PromiseFulfilledResult<{ node: unknown; released: number }>).value;
+      const why = (i: number) => ((out[i] as PromiseRejectedResult).reason as { code: string }).code;
+      expect(ok(0)).toMatchObject({
+        released: 1,
+        node: { id: a!.id, status: "online", agent: { name: "ts", version: "1" } },
+      });
+      expect(ok(1)).toMatchObject({
+        released: 0,
+        node: { heartbeatIntervalMs: 1000, onlineUntil: t.clock() + 2000 },
+      });
+      expect(why(2)).toBe("FLEETLINK_E_NODE_UNREGISTERED");
+      expect(why(3)).toBe("FLEETLINK_E_NODE_NOT_FOUND");
+      expect(ok(4).released).toBe(0);
+      expect(ok(5).released).toBe(1);
+      expect(await store.getSessions([a!.id, b!.id, c!.id, gone!.id])).toEqual(
+        new Map([
+          [a!.id, "a2"],
+          [b!.id, "b1"],
+          [c!.id, "c1"],
+          [gone!.id, null],
+        ]),
+      );
+      expect(await owners(run.id, [ia!.id, ib!.id, ic!.id])).toEqual([
+        ["pending", null],
+        ["leased", "b1"],
+        ["pending", null],
+      ]);
+      expect((await store.getNode(gone!.id)).status).toBe("unregistered");
+    });
+
+    test("session - two replicas opening sessions of the same nodes in opposite orders: all open, none deadlocks", async () => {
+      const { store } = t;
+      const other = await t.replica();
+      const nodes = [];
+      for (let i = 0; i < 20; i++) nodes.push(await t.onlineNode(`n${i}`));
+      for (let round = 0; round < 5; round++) {
+        const out = await Promise.allSettled([
+          ...nodes.map((n) => store.openSession({ nodeId: n.id, sessionId: `a${round}` })),
+          ...[...nodes].reverse().map((n) => other.openSession({ nodeId: n.id, sessionId: `b${round}` })),
+        ]);
+        expect(out.filter((o) => o.status === "rejected")).toEqual([]);
+        const now = await store.getSessions(nodes.map((n) => n.id));
+        for (const n of nodes) expect([`a${round}`, `b${round}`]).toContain(now.get(n.id));
+      }
+    });
+
+    test("session - releases arriving together each give back only their own node's and owner's leases", async () => {
+      const { store } = t;
+      const run = await store.createRun();
+      const ns = [];
+      for (const name of ["a", "b", "c", "d"]) ns.push(await t.onlineNode(name));
+      const ins = await store.pushInstructions(
+        run.id,
+        ns.flatMap((n) => [0, 1].map(() => ({ dst: n.id, method: "m", ttlMs: 60_000 }))),
+      );
+      for (const [i, n] of ns.entries())
+        await store.claimInstructions({ nodeIds: [n.id], limit: 2, owner: `s${i}` });
+      const out = await Promise.all([
+        store.releaseInstructions({ nodeId: ns[0]!.id, owner: "s0" }),
+        store.releaseInstructions({ nodeId: ns[1]!.id }),
+        store.releaseInstructions({ nodeId: ns[2]!.id, owner: "s2", exceptIds: [ins[5]!.id] }),
+        store.releaseInstructions({ nodeId: ns[3]!.id, owner: "someone-else" }),
+      ]);
+      expect(out).toEqual([2, 2, 1, 0]);
+      expect(
+        (
+          await owners(
+            run.id,
+            ins.map((i) => i.id),
+          )
+        ).map(([state]) => state),
+      ).toEqual(["pending", "pending", "pending", "pending", "pending", "leased", "leased", "leased"]);
+    });
+
     test("session - opening records a heartbeat, with the node's new interval", async () => {
       const { store } = t;
       const n = await store.registerNode({ name: "a", heartbeatIntervalMs: 60_000 });

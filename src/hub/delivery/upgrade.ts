@@ -9,6 +9,7 @@ import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import { Liveness, watchTransport } from "../../stream/liveness.ts";
 import { wsTransport } from "../../stream/ws.ts";
+import { Admission, MAX_UPGRADING, RETRY_AFTER_S } from "../http/admission.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "../http/auth.ts";
 import type { NodeStreams } from "./node-streams.ts";
 import type { RunStreams } from "./run-streams.ts";
@@ -63,7 +64,14 @@ export const authenticateNode = async (
   return { node, credentialHash };
 };
 
-/** The fleetlink error body, for answers outside Fastify's reply (a refused upgrade). */
+const REASONS: Record<number, string> = {
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  429: "Too Many Requests",
+  503: "Service Unavailable",
+};
+
 /** A refusal's body, as every error the hub answers: `{ error: { code, message, … } }`. */
 export const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
 
@@ -75,6 +83,7 @@ export const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: 
 export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(): void } => {
   const wss = new WebSocketServer({ noServer: true, maxPayload: o.maxFrameBytes });
   const keepalive = o.liveness;
+  const upgrading = new Admission(MAX_UPGRADING, "stream upgrades");
   const transport = (ws: WebSocket) => {
     const t = wsTransport(ws, {
       maxBufferedBytes: o.maxBufferedBytes,
@@ -86,9 +95,10 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
   const reject = (socket: Duplex, e: FleetlinkError) => {
     if (!socket.writable) return socket.destroy();
     const body = errorBody(e);
-    const reason = e.status === 401 ? "Unauthorized" : e.status === 403 ? "Forbidden" : "Bad Request";
+    const reason = REASONS[e.status] ?? "Bad Request";
+    const retry = e.status === 429 ? `Retry-After: ${RETRY_AFTER_S}\r\n` : "";
     socket.end(
-      `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retry}Connection: close\r\n\r\n${body}`,
     );
   };
   const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -97,7 +107,8 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
     const url = new URL(req.url ?? "/", "http://hub");
     try {
       if (url.pathname === "/v1/nodes/stream") {
-        const { node } = await authenticateNode(o.store, req.headers.authorization);
+        // Refused beyond the bound (RATE_LIMITED, Retry-After): the node's dialer backs off and comes again.
+        const { node } = await upgrading.run(() => authenticateNode(o.store, req.headers.authorization));
         if (socket.destroyed) return;
         wss.handleUpgrade(req, socket, head, (ws) => o.nodes.accept(node, transport(ws)));
         return;

@@ -1,11 +1,12 @@
 import type { FastifyInstance } from "fastify";
-import { invalid } from "../../protocol/errors.ts";
+import { invalid, isFleetlinkError } from "../../protocol/errors.ts";
 import { HttpRoutes as R } from "../../protocol/http-schemas.ts";
 import { MAX_JSON_DEPTH, tooDeep } from "../../protocol/limits.ts";
 import type { Instruction, NodeRecord, RunStatus } from "../../protocol/types.ts";
 import { encodePayload, toWireResult } from "../../protocol/wire.ts";
 import type { EnrollTokenRecord, NewInstruction, Store } from "../../store/store.ts";
 import { type AccessContext, enrollerOf, requireAdmin, requireEnroll } from "./access.ts";
+import { Admission, MAX_ENROLLING, RETRY_AFTER_S } from "./admission.ts";
 import { formatEnrollToken, hashCredential, newCredential, newSecret } from "./auth.ts";
 
 /** Query values arrive as digit strings (the schema checks that); the store checks the range. */
@@ -46,6 +47,7 @@ const ensureRun = async (store: Store, runId: string, found: number) => {
 export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void => {
   const { store } = ctx;
   const admin = { onRequest: requireAdmin(ctx) };
+  const enrolling = new Admission(MAX_ENROLLING, "enrolments");
   // Response schemas document the answers (OpenAPI); they must not filter them. fast-json-stringify would
   // silently drop any property a schema forgets, so answers are encoded as they are.
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
@@ -78,15 +80,23 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     async (req, reply) => {
       const b = req.body as { name: string; heartbeatIntervalMs?: number };
       const by = enrollerOf(req);
-      // A stored token is checked and one of its uses taken atomically (two replicas cannot both take the last).
-      if (by.kind === "stored") await store.useEnrollToken(by.id, by.secretHash);
       const credential = newCredential();
-      const node = await store.registerNode({
-        name: b.name,
-        heartbeatIntervalMs: b.heartbeatIntervalMs ?? ctx.heartbeatIntervalMs,
-        credentialHash: hashCredential(credential),
-        approved: !ctx.manualApproval,
-      });
+      const node = await enrolling
+        .run(async () => {
+          // A stored token is checked and one of its uses taken atomically (two replicas cannot both take the last).
+          if (by.kind === "stored") await store.useEnrollToken(by.id, by.secretHash);
+          return store.registerNode({
+            name: b.name,
+            heartbeatIntervalMs: b.heartbeatIntervalMs ?? ctx.heartbeatIntervalMs,
+            credentialHash: hashCredential(credential),
+            approved: !ctx.manualApproval,
+          });
+        })
+        .catch((e) => {
+          if (isFleetlinkError(e) && e.kind === "RATE_LIMITED")
+            reply.header("retry-after", String(RETRY_AFTER_S));
+          throw e;
+        });
       return reply.code(201).send({ node: publicNode(node), credential });
     },
   );

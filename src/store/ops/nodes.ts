@@ -5,6 +5,7 @@ import type { Db, SqlConn } from "../dialect.ts";
 import { type Row, toNode } from "../rows.ts";
 import { holdsName, notUnregistered } from "../rules.ts";
 import { checkId, checkName, checkPositiveInt, type NewNode } from "../store.ts";
+import { Batches, batchesOf, type Outcome } from "./batches.ts";
 
 /** The node's row; NODE_NOT_FOUND (naming `field`) if none. */
 export const nodeRow = async (c: SqlConn, id: string, field = "nodeId"): Promise<Row> => {
@@ -13,36 +14,84 @@ export const nodeRow = async (c: SqlConn, id: string, field = "nodeId"): Promise
   return r;
 };
 
+/** Enrolments in one transaction at most. */
+const MAX_BATCH = 256;
+const batches = new WeakMap<Db, Batches<NewNode, NodeRecord>>();
+
+/**
+ * Registers a node. Enrolments arriving together (a connect storm) share one transaction (batches.ts); two of
+ * one name never share one, so the later finds the earlier's row and is refused, as if each had its own.
+ */
 export const registerNode = async (db: Db, input: NewNode): Promise<NodeRecord> => {
   checkName("name", input.name);
   checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
-  const [r] = await db.tx(async (c) => {
+  return batchesOf(
+    batches,
+    db,
+    () =>
+      new Batches(
+        (items) => registerNodes(db, items),
+        (n) => n.name,
+        MAX_BATCH,
+      ),
+  ).add(input);
+};
+
+/** Registers each of `items` (distinct names) in one transaction; a name a live node holds is NAME_TAKEN. */
+export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<Outcome<NodeRecord>[]> => {
+  const { d } = db;
+  const rows = items.map((n) => ({
+    id: newId(),
+    name: n.name,
+    iv: n.heartbeatIntervalMs,
+    ch: n.credentialHash ?? null,
+    ap: n.approved === false ? 0 : 1,
+  }));
+  return db.tx(async (c) => {
     // Why racing replicas cannot both take a name: registrations of one name serialise on its lock (PostgreSQL)
     // or the database write lock (SQLite) from before the check until after the insert commits, and the check
-    // is a statement run after the lock is held, so it sees the winner's committed row.
-    if (db.d.lockKey) await c.q(db.d.lockKey, [`node-name:${input.name}`]);
-    const [holder] = await c.q(`SELECT id FROM nodes WHERE name = $1 AND (${holdsName("$2")}) LIMIT 1`, [
-      input.name,
-      c.now,
-    ]);
-    if (holder)
-      throw new FleetlinkError("NAME_TAKEN", `a live node (${holder.id}) is named ${input.name}`, {
-        field: "name",
-      });
-    return c.q(
+    // is part of a statement run after the lock is held, so it sees the winner's committed row. A batch takes
+    // its names' locks (Dialect.lockKey's key space) in one statement, in the locks' order, so two batches never
+    // deadlock.
+    if (d.lockKey)
+      await c.q(
+        `SELECT pg_advisory_xact_lock(hashtext('fleetlink:' || current_schema()), hashtext(k))
+         FROM (SELECT unnest($1::text[]) AS k) AS names ORDER BY hashtext(k)`,
+        [rows.map((r) => `node-name:${r.name}`)],
+      );
+    const u =
+      d.name === "sqlite"
+        ? `(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.name') AS name,
+             json_extract(value, '$.iv') AS iv, json_extract(value, '$.ch') AS ch, json_extract(value, '$.ap') AS ap
+           FROM json_each($1)) AS u`
+        : "json_to_recordset($1::json) AS u(id text, name text, iv bigint, ch text, ap integer)";
+    const inserted = await c.q(
       `INSERT INTO nodes (id, name, status, heartbeat_interval_ms, online_until, credential_hash, created_at, approved)
-       VALUES ($1, $2, 'registered', $3, NULL, $4, $5, $6) RETURNING *`,
-      [
-        newId(),
-        input.name,
-        input.heartbeatIntervalMs,
-        input.credentialHash ?? null,
-        c.now,
-        input.approved === false ? 0 : 1,
-      ],
+       SELECT u.id, u.name, 'registered', u.iv, NULL, u.ch, $2, u.ap FROM ${u}
+       WHERE NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = u.name AND (${holdsName("$2")}))
+       RETURNING *`,
+      [JSON.stringify(rows), c.now],
     );
+    const byName = new Map(inserted.map((r) => [r.name as string, r]));
+    const out: Outcome<NodeRecord>[] = [];
+    for (const n of items) {
+      const r = byName.get(n.name);
+      if (r) {
+        out.push({ ok: toNode(r) });
+        continue;
+      }
+      const [holder] = await c.q(`SELECT id FROM nodes WHERE name = $1 AND (${holdsName("$2")}) LIMIT 1`, [
+        n.name,
+        c.now,
+      ]);
+      out.push({
+        error: new FleetlinkError("NAME_TAKEN", `a live node (${holder?.id}) is named ${n.name}`, {
+          field: "name",
+        }),
+      });
+    }
+    return out;
   });
-  return toNode(r!);
 };
 
 export const approveNode = async (db: Db, nodeId: string): Promise<NodeRecord> =>
@@ -56,8 +105,36 @@ export const approveNode = async (db: Db, nodeId: string): Promise<NodeRecord> =
     throw new FleetlinkError("NODE_UNREGISTERED", `node ${nodeId} is unregistered`);
   });
 
-export const getNode = async (db: Db, id: string): Promise<NodeRecord> =>
-  db.tx(async (c) => toNode(await nodeRow(c, id)), "read");
+const reads = new WeakMap<Db, Batches<string, NodeRecord>>();
+
+/** Reads a node; reads arriving together (every stream's upgrade in a connect storm) share one statement. */
+export const getNode = async (db: Db, id: string): Promise<NodeRecord> => {
+  checkId("nodeId", id);
+  return batchesOf(
+    reads,
+    db,
+    () =>
+      new Batches(
+        (ids) => getNodes(db, ids),
+        (i) => i,
+        MAX_BATCH,
+      ),
+  ).add(id);
+};
+
+const getNodes = async (db: Db, ids: readonly string[]): Promise<Outcome<NodeRecord>[]> => {
+  const rows = await db.tx(
+    (c) => c.q(`SELECT * FROM nodes WHERE id IN ${db.d.list("$1")}`, [db.d.listParam(ids)]),
+    "read",
+  );
+  const byId = new Map(rows.map((r) => [r.id as string, r]));
+  return ids.map((id) => {
+    const r = byId.get(id);
+    return r
+      ? { ok: toNode(r) }
+      : { error: new FleetlinkError("NODE_NOT_FOUND", `no node ${id}`, { field: "nodeId" }) };
+  });
+};
 
 export const listNodes = async (db: Db, opts: { status?: NodeStatus } = {}): Promise<NodeRecord[]> => {
   const rows = await db.tx(

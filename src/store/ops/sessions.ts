@@ -2,7 +2,7 @@ import { FleetlinkError } from "../../protocol/errors.ts";
 import type { NodeRecord } from "../../protocol/types.ts";
 import type { Db } from "../dialect.ts";
 import { bySeq, toNode } from "../rows.ts";
-import { leasedTo, notUnregistered, onlineWindow, RELEASE, stillHeldBy } from "../rules.ts";
+import { leasedTo, notUnregistered, onlineWindow, RELEASE } from "../rules.ts";
 import {
   checkExtendLeases,
   checkId,
@@ -21,7 +21,9 @@ import {
   type SessionRenewal,
   sessionSuperseded,
 } from "../store.ts";
+import { Batches, batchesOf, type Outcome } from "./batches.ts";
 import { nodeRow } from "./nodes.ts";
+import { openSessionBatched } from "./open-sessions.ts";
 
 export const heartbeat = async (
   db: Db,
@@ -49,50 +51,16 @@ export const heartbeat = async (
   });
 };
 
+/**
+ * Makes the stream the node's session: its row is written first, in one transaction with keeping the leases
+ * it names and giving back the rest. A claim for the superseded session holds the row share-locked
+ * (PostgreSQL) or the write lock (SQLite) from its session check to its commit, so the claim either commits
+ * before the row is written (and the release, which runs after it, sees its leases) or runs after this commit,
+ * finds another session and takes nothing. Hellos arriving together share that transaction (open-sessions.ts).
+ */
 export const openSession = async (db: Db, input: OpenSessionInput): Promise<OpenSessionResult> => {
   checkOpenSession(input);
-  const { d } = db;
-  const out = await db.tx(async (c) => {
-    const now = c.now;
-    // The node's row is written first. A claim for the superseded session holds it share-locked (PostgreSQL)
-    // or the write lock (SQLite) from its session check to its commit, so the claim either commits before this
-    // UPDATE (and the statements below, which run after it, see its leases and release them) or runs after
-    // this commit, finds another session and takes nothing.
-    const [r] = await c.q(
-      `UPDATE nodes SET status = 'online', session_id = $1,
-         heartbeat_interval_ms = COALESCE($2, heartbeat_interval_ms),
-         online_until = ${onlineWindow("$3", "COALESCE($2, heartbeat_interval_ms)")},
-         agent_name = $5, agent_version = $6, protocol = $7
-       WHERE id = $4 AND ${notUnregistered()} RETURNING *`,
-      [
-        input.sessionId,
-        input.heartbeatIntervalMs ?? null,
-        now,
-        input.nodeId,
-        input.agent?.name ?? null,
-        input.agent?.version ?? null,
-        input.protocol ?? 1,
-      ],
-    );
-    if (!r) {
-      await nodeRow(c, input.nodeId);
-      throw new FleetlinkError("NODE_UNREGISTERED", `node ${input.nodeId} is unregistered`);
-    }
-    const keep = d.listParam(input.keep ?? []);
-    if (input.keep?.length)
-      await c.q(
-        `UPDATE instructions SET state = 'leased', lease_owner = $1, lease_until = $2
-         WHERE ${stillHeldBy("$3", "$5")} AND id IN ${d.list("$4")}`,
-        [input.sessionId, now + db.options.leaseMs, input.nodeId, keep, now],
-      );
-    const released = await c.q(
-      `UPDATE instructions SET ${RELEASE} WHERE ${leasedTo("$1")} AND id NOT IN ${d.list("$2")} RETURNING id`,
-      [input.nodeId, keep],
-    );
-    return { node: toNode(r), released: released.length };
-  });
-  if (out.released) db.changed();
-  return out;
+  return openSessionBatched(db, input);
 };
 
 export const leaveSession = async (db: Db, input: LeaveSessionInput): Promise<LeaveSessionResult> => {
@@ -178,17 +146,64 @@ export const extendLeases = async (db: Db, input: ExtendLeasesInput): Promise<st
   return rows.sort(bySeq).map((r) => r.id as string);
 };
 
+/** Releases in one transaction at most. */
+const MAX_RELEASES = 256;
+const releases = new WeakMap<Db, Batches<ReleaseInput, number>>();
+
+/**
+ * Gives back a node's leases (of one owner, if given). Releases arriving together (a hub shutting down, a network
+ * blip closing thousands of streams) share one transaction (batches.ts), one per node at most.
+ */
 export const releaseInstructions = async (db: Db, input: ReleaseInput): Promise<number> => {
   checkRelease(input);
-  const n = await db.tx(async (c) => {
-    const rows = await c.q(
-      `UPDATE instructions SET ${RELEASE}
-       WHERE ${leasedTo("$1")} AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
-         AND id NOT IN ${db.d.list("$3")} RETURNING id`,
-      [input.nodeId, input.owner ?? null, db.d.listParam(input.exceptIds ?? [])],
-    );
-    return rows.length;
-  });
+  const n = await batchesOf(
+    releases,
+    db,
+    () =>
+      new Batches(
+        (items) => releaseMany(db, items),
+        (r) => r.nodeId,
+        MAX_RELEASES,
+      ),
+  ).add(input);
   if (n) db.changed();
   return n;
+};
+
+const releaseMany = async (db: Db, items: readonly ReleaseInput[]): Promise<Outcome<number>[]> => {
+  const { d } = db;
+  const counts = await db.tx(async (c) => {
+    const released = new Map<string, number>();
+    const count = (rows: readonly { dst?: unknown }[]) => {
+      for (const r of rows) released.set(r.dst as string, (released.get(r.dst as string) ?? 0) + 1);
+    };
+    const plain = items.filter((i) => !i.exceptIds?.length);
+    if (plain.length > 0)
+      count(
+        await c.q(
+          `UPDATE instructions SET ${RELEASE}
+           FROM ${
+             d.name === "sqlite"
+               ? `(SELECT json_extract(value, '$.node') AS node, json_extract(value, '$.owner') AS owner
+                   FROM json_each($1)) AS r`
+               : "json_to_recordset($1::json) AS r(node text, owner text)"
+           }
+           WHERE ${leasedTo("r.node")} AND (r.owner IS NULL OR lease_owner = r.owner)
+           RETURNING instructions.dst`,
+          [JSON.stringify(plain.map((i) => ({ node: i.nodeId, owner: i.owner ?? null })))],
+        ),
+      );
+    for (const i of items)
+      if (i.exceptIds?.length)
+        count(
+          await c.q(
+            `UPDATE instructions SET ${RELEASE}
+             WHERE ${leasedTo("$1")} AND (CAST($2 AS TEXT) IS NULL OR lease_owner = $2)
+               AND id NOT IN ${d.list("$3")} RETURNING dst`,
+            [i.nodeId, i.owner ?? null, d.listParam(i.exceptIds)],
+          ),
+        );
+    return released;
+  });
+  return items.map((i) => ({ ok: counts.get(i.nodeId) ?? 0 }));
 };
