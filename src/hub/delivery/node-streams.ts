@@ -264,8 +264,9 @@ export class NodeStreams {
     s.ready = true;
     clearTimeout(s.helloTimer);
     // Claim for it only if it has claimable work (what the store says, one cheap read for any number of
-    // hellos): a fleet of 10,000 connecting made a claim statement per hello.
-    this.wakeClaimable();
+    // hellos): a fleet of 10,000 connecting made a claim statement per hello. The cancellation log is not read
+    // for it: atHello told it what the log said so far, and later entries reach it with the next read.
+    this.dispatcher.wakeClaimable();
     return {
       nodeId: node.id,
       onlineUntil: node.onlineUntil,
