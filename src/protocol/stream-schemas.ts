@@ -182,7 +182,9 @@ export const NodeStreamMessages = {
     from: "node",
     summary:
       "A handler's result or error. `id` is chosen by the node, so a resent reply is recognised (answered " +
-      "`duplicate: true`); the node resends until it gets an answer or a definite error.",
+      "`duplicate: true`); the node resends until it gets an answer or a definite error. On a WebSocket the hub " +
+      "may hold a successful answer up to 5 ms, to send it with the next frame to the node (resend timeouts are " +
+      "seconds).",
     body: Type.Object(
       {
         id: Uuid,

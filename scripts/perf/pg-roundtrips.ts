@@ -1,5 +1,5 @@
 // Statements the hub sends to PostgreSQL per sequential call and per fan-out to 3, from count-queries.mjs.
-// Run from the checkout to measure: PG_COUNT_DIR=$(mktemp -d) NODE_OPTIONS="--import /work/wt-pg/notes/count-queries.mjs" npx node /work/wt-pg/notes/pg-roundtrips.ts
+// Run from the checkout to measure: PG_COUNT_DIR=$(mktemp -d) NODE_OPTIONS="--import ./scripts/perf/count-queries.mjs" npx node scripts/perf/pg-roundtrips.ts
 import { readdirSync, readFileSync } from "node:fs";
 
 const root = process.cwd();

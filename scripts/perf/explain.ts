@@ -1,6 +1,6 @@
 // EXPLAIN ANALYZE of the one-statement push and reply on a schema with many nodes, runs and instructions.
 import pg from "pg";
-import { PostgresStore } from "../src/store/postgres.ts";
+import { PostgresStore } from "../../src/store/postgres.ts";
 
 const base = "postgres://root@127.0.0.1:5432/test";
 const schema = `explain_${Date.now()}`;
