@@ -3,7 +3,7 @@ import type { Instruction } from "../../protocol/types.ts";
 import type { Db } from "../dialect.ts";
 import type { Row } from "../rows.ts";
 import type { PushCall, PushResult } from "../store.ts";
-import { newInstructionRecord } from "./push.ts";
+import { newInstructionRecord } from "./instruction-record.ts";
 import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
 
 /**
