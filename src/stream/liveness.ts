@@ -31,6 +31,11 @@ export interface Watched {
   heard(): void;
   /** A suspicion (a request went unanswered): ping now, and drop the peer if nothing is heard within `withinMs`. */
   probe(withinMs: number): void;
+  /**
+   * The peer said it speaks at least every `intervalMs` (a node's heartbeats): its silences are judged by that
+   * when it is longer than the rule's, so the side that hears heartbeats sends no pings between them.
+   */
+  expectEvery(intervalMs: number): void;
   /** Stops watching (the connection closed). */
   stop(): void;
 }
@@ -99,11 +104,15 @@ class Watch implements Watched {
   private pingedAt = -1;
   private probeTimer: ReturnType<typeof setTimeout> | undefined;
   private done = false;
-  private readonly rule: Required<LivenessRule>;
+  private rule: Required<LivenessRule>;
   private readonly peer: LivePeer;
   private readonly release: (w: Watch) => void;
 
+  /** The watcher's rule; `rule` may be longer (expectEvery). */
+  private readonly base: Required<LivenessRule>;
+
   constructor(rule: Required<LivenessRule>, peer: LivePeer, release: (w: Watch) => void) {
+    this.base = rule;
     this.rule = rule;
     this.peer = peer;
     this.release = release;
@@ -126,6 +135,12 @@ class Watch implements Watched {
     const silent = now - this.lastHeard;
     if (silent > this.rule.dropAfterMs) this.drop(`silent for ${silent} ms`);
     else if (silent > this.rule.probeAfterMs && this.pingedAt !== this.signs) this.ping();
+  }
+
+  expectEvery(intervalMs: number): void {
+    const probeAfterMs = Math.max(this.base.probeAfterMs, Math.ceil(intervalMs * 1.1));
+    const dropAfterMs = Math.max(this.base.dropAfterMs, Math.ceil(intervalMs * 1.25));
+    this.rule = { ...this.base, probeAfterMs, dropAfterMs };
   }
 
   probe(withinMs: number): void {

@@ -26,6 +26,11 @@ export interface Transport {
    * then costs no write of its own (see ChannelOptions.deferAnswers). (Optional; default false)
    */
   readonly coalesces?: boolean;
+  /**
+   * The peer speaks at least every `intervalMs` (a node's heartbeats, known at its hello): the hub's dead-peer
+   * watch of this connection judges silences by that when it is longer (see Watched.expectEvery). (Optional)
+   */
+  expectEvery?(intervalMs: number): void;
 }
 
 /**

@@ -86,11 +86,16 @@ export const upload = async (url: string, run: string, data: Uint8Array) => {
   return b.body;
 };
 
+/**
+ * Pushes one instruction held while its node is offline: these nodes are enrolled, never connected, and the
+ * sweep would otherwise end it NODE_UNAVAILABLE (and with it the node's right to read or upload the run's blobs)
+ * whenever a loaded machine makes the test slower than a sweep.
+ */
 export const pushTo = async (url: string, run: string, dst: string, payload: unknown) => {
   const res = await fetch(`${url}/v1/runs/${run}/instructions`, {
     method: "POST",
     headers: { authorization: ADMIN, "content-type": "application/json" },
-    body: JSON.stringify({ items: [{ dst, method: "m", payload, ttlMs: 60_000 }] }),
+    body: JSON.stringify({ items: [{ dst, method: "m", payload, ttlMs: 60_000, holdWhileOffline: true }] }),
   });
   return json(res);
 };

@@ -50,3 +50,35 @@ test("keepalive - a silent peer is pinged, then dropped within 1.5 ping interval
   expect(talker.readyState).toBe(WebSocket.OPEN);
   expect(pingsToTalker).toBe(0);
 });
+
+test("keepalive - a node that heartbeats less often than the hub pings is judged by its heartbeats: never pinged between them, dropped once one is late", async () => {
+  const f = await startFleet({ pingIntervalMs: PING, helloTimeoutMs: 60_000 });
+  cleanups.push(() => f.close());
+  const INTERVAL = PING * 3;
+  const req = (ws: WebSocket, m: string, b: object) =>
+    ws.send(JSON.stringify({ t: "req", id: crypto.randomUUID(), m, b }));
+  const steady = await nodeSocket(f.url, "steady");
+  const quiet = await nodeSocket(f.url, "quiet");
+  let pingsToSteady = 0;
+  steady.on("ping", () => pingsToSteady++);
+  for (const ws of [steady, quiet])
+    req(ws, "hello", { inflight: [], heartbeatIntervalMs: INTERVAL, protocol: 1 });
+  const beats = setInterval(
+    () => req(steady, "heartbeat", { heartbeatIntervalMs: INTERVAL }),
+    INTERVAL * 0.8,
+  );
+  cleanups.push(async () => clearInterval(beats));
+  let quietPinged = 0;
+  quiet.on("ping", () => {
+    quietPinged ||= Date.now();
+  });
+  const t0 = Date.now();
+  await new Promise((r) => quiet.once("close", r));
+  const closedAfter = Date.now() - t0;
+  // Not pinged at the hub's own interval, but once 1.1 intervals passed; dropped by 1.25 intervals (+ a check).
+  expect(quietPinged - t0).toBeGreaterThanOrEqual(INTERVAL);
+  expect(closedAfter).toBeLessThan(INTERVAL * 1.25 + PING / 4 + 250);
+  await new Promise((r) => setTimeout(r, INTERVAL));
+  expect(steady.readyState).toBe(WebSocket.OPEN);
+  expect(pingsToSteady).toBe(0);
+});

@@ -168,6 +168,7 @@ export class NodeStreams {
     });
     session = new Session(node, channel);
     session.polled = transport.liveness !== undefined;
+    if (transport.expectEvery) session.expectEvery = (ms) => transport.expectEvery!(ms);
     const s = session;
     const older = this.arriving.get(node.id);
     this.arriving.set(node.id, s);
@@ -252,6 +253,8 @@ export class NodeStreams {
     if (prev) prev.channel.close(CloseCode.replaced, "replaced by a newer stream");
     for (const id of working) s.inflight.add(id);
     s.interval = node.heartbeatIntervalMs;
+    // Its heartbeats are its signs of life: the hub pings it only when one is late, not between them.
+    s.expectEvery(s.interval);
     // Not over the HTTP node API (a transport with its own liveness): its polls acknowledge instruction requests.
     s.instructionEvents =
       Array.isArray(b.features) &&

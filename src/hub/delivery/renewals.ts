@@ -31,7 +31,10 @@ export class Renewals {
   beat(s: Session, asked: number | undefined): void {
     s.beatAt = Date.now();
     s.beatInterval = asked;
-    if (asked !== undefined) s.interval = asked;
+    if (asked !== undefined && asked !== s.interval) {
+      s.interval = asked;
+      s.expectEvery(asked);
+    }
     this.schedule(s.beatAt + this.delay(s));
   }
 

@@ -23,6 +23,8 @@ export class Session {
   interval: number;
   /** The node's onlineUntil as last recorded by the store for this session. */
   onlineUntil: number | null;
+  /** Tells the dead-peer watch of this stream how often the node speaks (Transport.expectEvery). */
+  expectEvery: (intervalMs: number) => void = () => {};
   constructor(node: NodeRecord, channel: Channel) {
     this.node = node;
     this.channel = channel;

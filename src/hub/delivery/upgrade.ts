@@ -89,8 +89,9 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
       maxBufferedBytes: o.maxBufferedBytes,
       onError: (e) => o.log.warn({ err: truncate(e.message, MAX_LOGGED_CHARS) }, "stream error"),
     });
-    watchTransport(keepalive, t);
-    return t;
+    const watched = watchTransport(keepalive, t);
+    // Assigned, not spread: `isOpen` is a getter.
+    return Object.assign(t, { expectEvery: (ms: number) => watched.expectEvery(ms) });
   };
   const reject = (socket: Duplex, e: FleetlinkError) => {
     if (!socket.writable) return socket.destroy();
