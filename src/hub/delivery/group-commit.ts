@@ -6,26 +6,38 @@
  */
 export class GroupCommit<T, R> {
   private queue: { item: T; done: (r: R) => void; fail: (e: unknown) => void }[] = [];
-  private flushing = false;
+  /** Flush loops running, and whether one more is about to start. */
+  private running = 0;
+  private starting = false;
   private readonly commit: (items: T[]) => Promise<R[]>;
   private readonly maxBatch: number;
+  private readonly concurrency: number;
 
-  constructor(commit: (items: T[]) => Promise<R[]>, maxBatch = 128) {
+  /**
+   * `concurrency`: batches stored at once. 1 where the store serialises writes anyway (SQLite); more where
+   * commits on separate connections overlap (PostgreSQL flushes them to the log together), so an item that
+   * arrives while a batch commits does not wait a whole commit for its turn. (Default: 1)
+   */
+  constructor(commit: (items: T[]) => Promise<R[]>, maxBatch = 128, concurrency = 1) {
     this.commit = commit;
     this.maxBatch = maxBatch;
+    this.concurrency = concurrency;
   }
 
   add(item: T): Promise<R> {
     return new Promise((done, fail) => {
       this.queue.push({ item, done, fail });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => void this.flush());
-      }
+      if (this.starting || this.running >= this.concurrency) return;
+      this.starting = true;
+      setImmediate(() => {
+        this.starting = false;
+        void this.flush();
+      });
     });
   }
 
   private async flush(): Promise<void> {
+    this.running++;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
       try {
@@ -35,6 +47,6 @@ export class GroupCommit<T, R> {
         for (const b of batch) b.fail(e);
       }
     }
-    this.flushing = false;
+    this.running--;
   }
 }

@@ -30,7 +30,12 @@ export class ReplyIntake {
 
   constructor(o: ReplyIntakeOptions) {
     this.o = o;
-    this.commits = new GroupCommit((items) => o.store.storeReplies(items));
+    // PostgreSQL: two batches at once, so a fan-out's later replies do not wait for the first one's commit.
+    this.commits = new GroupCommit(
+      (items) => o.store.storeReplies(items),
+      128,
+      o.store.backend === "postgres" ? 2 : 1,
+    );
   }
 
   async take(s: Session, b: Record<string, unknown>): Promise<unknown> {
