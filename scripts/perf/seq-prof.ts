@@ -1,56 +1,16 @@
-// Profiling aid (not a benchmark): sequential calls against one hub for DURATION ms; run with
-// NODE_OPTIONS=--cpu-prof --cpu-prof-dir=/tmp/prof to profile every process.
+// Profiling aid (not a benchmark): calls against one `fleetlink serve` for DURATION ms, IN_FLIGHT at a time;
+// PROF_DIR=/tmp/prof writes the hub's CPU profile there (it is stopped gracefully, so the profile is written).
 
-import { spawn } from "node:child_process";
-import { benchStore, ENROLL_TOKEN, startNodes, TOKEN } from "../../bench/fleet-worker.ts";
+import { benchStore, startHub, startNodes, TOKEN } from "../../bench/fleet-worker.ts";
 import { Fleet } from "../../src/coordinator/fleet.ts";
-
-const startHub = (db: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> =>
-  new Promise((resolve) => {
-    const prof = process.env.PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.PROF_DIR}`] : [];
-    const c = spawn(
-      process.execPath,
-      [
-        ...prof,
-        new URL("../../src/cli/main.ts", import.meta.url).pathname,
-        "serve",
-        "--db",
-        db,
-        "--port",
-        "0",
-        "--token",
-        TOKEN,
-        "--enroll-token",
-        ENROLL_TOKEN,
-        "--enroll-rate",
-        "1000000/1s",
-        "--log-level",
-        "warn",
-      ],
-      { stdio: ["ignore", "pipe", "inherit"] },
-    );
-    let out = "";
-    c.stdout!.on("data", (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m)
-        resolve({
-          url: m[1]!,
-          pid: c.pid!,
-          stop: () =>
-            new Promise((r) => {
-              c.once("exit", () => r());
-              c.kill("SIGTERM");
-            }),
-        });
-    });
-  });
 
 const backend = (process.argv[2] ?? "sqlite") as "sqlite" | "postgres";
 const ms = Number(process.argv[3] ?? 5000);
 const inFlight = Number(process.argv[4] ?? 1);
 const store = benchStore(backend, "prof");
-const hub = await startHub(store.url);
+const hub = await startHub(store.url, {
+  nodeArgs: process.env.PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${process.env.PROF_DIR}`] : [],
+});
 const nodes = await startNodes(hub.url, inFlight > 1 ? 50 : 1, { workers: 1, prefix: "prof" });
 const fleet = await Fleet.connect({ hub: hub.url, token: TOKEN });
 const run = await fleet.createRun();
