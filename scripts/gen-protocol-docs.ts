@@ -221,9 +221,17 @@ const errorsPart = (): string => {
 
 const versionsPart = (): string => {
   const doc = new RegExp(`${COMMENT}\\s*export const HUB_FEATURES`).exec(source("version.ts"))![1]!;
-  const features = new Map(
-    [...doc.matchAll(/- `([\w-]+)`: ([^\n]+)/g)].map((m) => [m[1]!, m[2]!.replace(/\s*\*?\s*$/, "")]),
-  );
+  // One list item per feature; an item may go on over indented lines.
+  const features = new Map<string, string>();
+  let cur: string | null = null;
+  for (const line of doc.split("\n").map((l) => l.replace(/^\s*\*\s?/, "").replace(/\s*\*?\s*$/, ""))) {
+    const m = /^- `([\w-]+)`: (.*)$/.exec(line);
+    if (m) {
+      cur = m[1]!;
+      features.set(cur, m[2]!);
+    } else if (cur && /^\s+\S/.test(line)) features.set(cur, `${features.get(cur)} ${line.trim()}`);
+    else cur = null;
+  }
   let out = `| name | value |\n| --- | --- |\n`;
   out += `| protocol version of this release (\`PROTOCOL_VERSION\`) | ${version.PROTOCOL_VERSION} |\n`;
   out += `| versions a hub accepts by default (\`SUPPORTED_PROTOCOLS\`) | ${version.SUPPORTED_PROTOCOLS.join(", ")} |\n`;

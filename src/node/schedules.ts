@@ -30,12 +30,14 @@ export const httpLiveness = (heartbeatIntervalMs: number): { probeAfterMs: numbe
  * A half-open path (a blackhole closes nothing) must be noticed inside the node's online window (2 × heartbeat
  * interval from its last heartbeat), so the node has moved to another replica before the hub gives up on it.
  * Liveness rides on the heartbeats: their answers come every interval, so a path silent a little longer than
- * an interval has missed one; it is pinged then, and dropped at 1.25 intervals (noticed within 1.375). An idle
+ * an interval has missed one; it is pinged then, and dropped at 1.4 intervals (noticed within 1.5, leaving the
+ * ping at least 0.2 of an interval to come back from a hub whose event loop lags, and half an interval to say
+ * hello elsewhere). An idle
  * node costs the hub one heartbeat per interval and no pings: pinging every quarter interval, as before, made
  * answering pongs 40 % of an idle 10,000-node hub's CPU.
  */
 export const agentLiveness = (heartbeatIntervalMs: number): LivenessRule => ({
   probeAfterMs: Math.floor(heartbeatIntervalMs * 1.1),
-  dropAfterMs: Math.floor(heartbeatIntervalMs * 1.25),
-  checkMs: Math.max(25, Math.floor(heartbeatIntervalMs / 8)),
+  dropAfterMs: Math.floor(heartbeatIntervalMs * 1.4),
+  checkMs: Math.max(25, Math.floor(heartbeatIntervalMs / 10)),
 });

@@ -150,8 +150,9 @@ export const NodeStreamMessages = {
         hub: Type.Object({ version: Type.String({ description: "The hub's fleetlink version" }) }),
         pingIntervalMs: Type.Integer({
           description:
-            "The hub's dead-peer interval, in ms: a stream silent for 1.25 × this, or an HTTP session that has not " +
-            "polled for that long, is dropped and its leases given back",
+            "The hub's dead-peer interval, in ms: a stream silent for 1.25 × this (or, after hello, for 1.25 × its " +
+            "heartbeat interval when that is longer), or an HTTP session that has not polled for 1.25 × this, is " +
+            "dropped and its leases given back",
         }),
       },
       { title: "HelloAnswer" },

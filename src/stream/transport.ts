@@ -31,6 +31,8 @@ export interface Transport {
    * watch of this connection judges silences by that when it is longer (see Watched.expectEvery). (Optional)
    */
   expectEvery?(intervalMs: number): void;
+  /** An HTTP node session: its polls carry instruction requests and acknowledge them, not stream events. */
+  readonly polled?: boolean;
 }
 
 /**

@@ -8,7 +8,7 @@ import { Fleet } from "../../src/coordinator/fleet.ts";
 import { enrollTokenFor, type Proc, startHubProc, startNodeProc } from "./procs.ts";
 import { startProxy } from "./proxy.ts";
 
-/** Node heartbeat interval: online window 2 s, a silent path noticed within 1.375 s (a heartbeat unanswered). */
+/** Node heartbeat interval: online window 2 s, a silent path noticed within 1.5 s (a heartbeat unanswered). */
 export const HEARTBEAT_MS = 1000;
 
 export interface HalfOpenResult {

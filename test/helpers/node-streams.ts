@@ -32,10 +32,17 @@ export const nodeStreams = async (
   });
   /**
    * A node's stream, served by the hub side; `hello` (default) says hello first, asking for `instructions`
-   * events with `events`.
+   * events with `events`; `polled` makes the hub's side look like an HTTP node session.
    */
-  const connect = async (node: NodeRecord, hello = true, events = false): Promise<FakeNode> => {
+  const connect = async (
+    node: NodeRecord,
+    hello = true,
+    events = false,
+    polled = false,
+  ): Promise<FakeNode> => {
     const [mine, hubs] = memoryPair();
+    // As an HTTP node session is: its polls carry instruction requests.
+    if (polled) Object.assign(hubs, { polled: true });
     const closed = new Promise<number>((r) => mine.onClose((c) => r(c)));
     const fake = { node, transport: mine, instructions: [] as WireInstruction[], frames: 0, closed };
     const ch = new Channel(mine, {

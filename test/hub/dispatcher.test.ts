@@ -104,4 +104,15 @@ describe("dispatcher", () => {
     });
     await until(() => h.streams.inflight === 5);
   });
+
+  test("dispatcher - an HTTP node session that asks for instruction events still gets requests (its polls acknowledge them)", async () => {
+    const h = await nodeStreams();
+    const node = await h.register("http-events");
+    const n = await h.connect(node, true, true, true);
+    const run = await h.store.createRun();
+    await h.store.pushInstructions(run.id, [item(node.id), item(node.id)]);
+    h.streams.wake(node.id);
+    await until(() => n.instructions.length === 2);
+    expect(n.frames).toBe(2);
+  });
 });

@@ -5,7 +5,7 @@ import { Liveness } from "../../src/stream/liveness.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test("agent liveness - a path answering a heartbeat every interval is never pinged; a silent one is dropped within 1.375 intervals", async () => {
+test("agent liveness - a path answering a heartbeat every interval is never pinged; a silent one is dropped within 1.5 intervals", async () => {
   const every = 200;
   const l = new Liveness(agentLiveness(every));
   let pings = 0;
@@ -22,7 +22,7 @@ test("agent liveness - a path answering a heartbeat every interval is never ping
   await sleep(2 * every);
   expect(pings).toBe(1);
   expect(droppedAt).toBeGreaterThan(lastHeard + every);
-  // Generous for a shared machine's timers; the rule's own bound is 1.375 intervals.
-  expect(droppedAt - lastHeard).toBeLessThan(1.75 * every);
+  // Generous for a shared machine's timers; the rule's own bound is 1.5 intervals.
+  expect(droppedAt - lastHeard).toBeLessThan(1.85 * every);
   l.close();
 });

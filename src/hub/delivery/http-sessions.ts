@@ -57,6 +57,7 @@ interface Tombstone extends Ended {
 export class HttpSession extends TransportEvents implements Transport {
   /** The handle the node names in every request: random, so it cannot be guessed from a session id. */
   readonly handle = randomUUID();
+  readonly polled = true;
   readonly node: NodeRecord;
   readonly credentialHash: string;
   private open = true;

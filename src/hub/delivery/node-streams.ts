@@ -167,7 +167,7 @@ export class NodeStreams {
       deferAnswers: { methods: [NodeMethods.reply], maxDelayMs: DEFER_ACK_MS },
     });
     session = new Session(node, channel);
-    session.polled = transport.liveness !== undefined;
+    session.polled = transport.polled === true;
     if (transport.expectEvery) session.expectEvery = (ms) => transport.expectEvery!(ms);
     const s = session;
     const older = this.arriving.get(node.id);

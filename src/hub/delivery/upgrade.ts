@@ -54,7 +54,12 @@ export const authenticateNode = async (
 ): Promise<{ node: NodeRecord; credentialHash: string }> => {
   const { nodeId, credential } = parseNodeToken(bearer(authorization));
   if (!isId(nodeId)) throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
-  const node = await store.getNode(nodeId).catch(() => null);
+  // Only an unknown node is a bad credential: a store that cannot answer (STORE_UNAVAILABLE, 503) must not read
+  // as UNAUTHORIZED, which an agent takes as final.
+  const node = await store.getNode(nodeId).catch((e: unknown) => {
+    if (isFleetlinkError(e, "NODE_NOT_FOUND")) return null;
+    throw e;
+  });
   const credentialHash = hashCredential(credential);
   if (!node?.credentialHash || !sameSecret(credentialHash, node.credentialHash))
     throw new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");

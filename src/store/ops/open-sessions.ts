@@ -79,7 +79,8 @@ export const openSessions = async (
       for (const r of rs) released.set(r.dst as string, (released.get(r.dst as string) ?? 0) + 1);
     };
     const plain: string[] = [];
-    for (const i of items) {
+    // Node by node in id order (another replica's batch of the same nodes goes in the same order).
+    for (const i of [...items].sort(byNode)) {
       if (!byId.has(i.nodeId)) continue;
       if (!i.keep?.length) {
         plain.push(i.nodeId);
@@ -130,3 +131,6 @@ export const openSessions = async (
   if (out.some((o) => "ok" in o && o.ok.released > 0)) db.changed();
   return out;
 };
+
+const byNode = (a: { nodeId: string }, b: { nodeId: string }): number =>
+  a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0;

@@ -37,6 +37,9 @@ export const storeStatement = async (
     batch.push({ r, i, id });
   });
   if (batch.length === 0) return 0;
+  // In instruction id order, the order a withdraw (and the transaction path) locks them in: the UPDATE locks
+  // rows in the order of t, and two orders would deadlock.
+  batch.sort((a, b) => (a.r.replyTo < b.r.replyTo ? -1 : a.r.replyTo > b.r.replyTo ? 1 : 0));
   let rows: Row[];
   try {
     rows = await db.auto((q, nowParam) =>

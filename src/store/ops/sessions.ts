@@ -177,7 +177,9 @@ const releaseMany = async (db: Db, items: readonly ReleaseInput[]): Promise<Outc
     const count = (rows: readonly { dst?: unknown }[]) => {
       for (const r of rows) released.set(r.dst as string, (released.get(r.dst as string) ?? 0) + 1);
     };
-    const plain = items.filter((i) => !i.exceptIds?.length);
+    // In node id order, as a batch of hellos releases them (two orders could deadlock on PostgreSQL).
+    const sorted = [...items].sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
+    const plain = sorted.filter((i) => !i.exceptIds?.length);
     if (plain.length > 0)
       count(
         await c.q(
@@ -193,7 +195,7 @@ const releaseMany = async (db: Db, items: readonly ReleaseInput[]): Promise<Outc
           [JSON.stringify(plain.map((i) => ({ node: i.nodeId, owner: i.owner ?? null })))],
         ),
       );
-    for (const i of items)
+    for (const i of sorted)
       if (i.exceptIds?.length)
         count(
           await c.q(
