@@ -447,11 +447,18 @@ export const createHub = (o: HubOptions): Hub => {
   for (const t of timers) t.unref();
   // Another replica committed something: it may concern any node or run here. Our own commits wake
   // exactly what they concern at the place they are made.
-  const unwatch = store.watch((source) => {
+  const unwatch = store.watch((source, change) => {
     // Only a withdraw or a sweep appends to the cancellation log; both call nodes.cancelled() here when they
     // are made here, so a local change (every push and reply) costs no log read. Another replica's change may
     // be one of them (the periodic poll reads the log too).
     if (source !== "remote") return;
+    if (change) {
+      // It says what it concerns (another replica's pushes and replies): claim for those nodes if they are here,
+      // read those runs' replies if their streams are here; no scan, no log read, no fencing check.
+      for (const n of change.nodes ?? []) nodes.wake(n);
+      if (change.runs?.some((r) => runs.holds(r))) runs.wake();
+      return;
+    }
     nodes.cancelled();
     nodes.remoteChanged();
     runs.wake();

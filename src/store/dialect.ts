@@ -1,5 +1,5 @@
 import type { Row } from "./rows.ts";
-import type { ResolvedStoreOptions } from "./store.ts";
+import type { Change, ResolvedStoreOptions } from "./store.ts";
 
 /** One connection (or transaction) that runs `$1`-style parameterised SQL. */
 export interface SqlConn {
@@ -109,7 +109,8 @@ export interface Db {
    * Tells this handle's watchers now, and other replicas after the commit, that something changed. `others`
    * false: nothing in the change is for another replica to act on (instructions already leased to a stream here,
    * replies already claimed for a stream here), so PostgreSQL sends no NOTIFY: one statement and a wake-up of
-   * every replica saved per call. SQLite replicas see every commit regardless. (Default: true)
+   * every replica saved per call. A `Change` says what the NOTIFY concerns (see Change). SQLite replicas see every
+   * commit regardless. (Default: true)
    */
-  changed(others?: boolean): void;
+  changed(others?: boolean | Change): void;
 }

@@ -7,7 +7,7 @@ import { PG_DB_NOW as DB_NOW, postgresDialect, readConn, type SqlConn } from "./
 import { postgresMigrations } from "./migrations/postgres.ts";
 import type { Row } from "./rows.ts";
 import { SqlStore } from "./sql.ts";
-import { checkPositiveInt, resolveOptions, type StoreOptions } from "./store.ts";
+import { type Change, checkPositiveInt, resolveOptions, type StoreOptions } from "./store.ts";
 
 export interface PostgresOptions extends StoreOptions {
   /** Connections in the pool. (Default: 10) */
@@ -45,6 +45,22 @@ export interface PostgresOptions extends StoreOptions {
 
 /** Migrations may build indexes on big tables: their statements get this long instead. */
 const MIGRATION_TIMEOUT_MS = 10 * 60_000;
+/** Longest NOTIFY payload sent (PostgreSQL's limit is 8000 bytes). */
+const PAYLOAD_MAX = 7000;
+
+/** A payload's change, or undefined (anything) if it cannot be read: a newer replica may say more. */
+const parseChange = (text: string): Change | undefined => {
+  try {
+    const v = JSON.parse(text) as { n?: unknown; r?: unknown };
+    const ids = (a: unknown) => (Array.isArray(a) && a.every((x) => typeof x === "string") ? a : null);
+    const nodes = ids(v.n);
+    const runs = ids(v.r);
+    return nodes && runs ? { nodes, runs } : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
 /** Notifications whose payload starts with this are LISTEN probes, not changes. */
 const PROBE = "probe:";
 /** Reconnects of a LISTEN connection: 100 ms doubling to 1 s, a quarter of each random (replicas that lost
@@ -293,20 +309,38 @@ export class PostgresStore extends SqlStore {
   }
 
   private readonly instance = newId();
+  /** What the changes not announced yet concern: `all` once one did not say (see Change). */
+  private pending: { all: boolean; nodes: Set<string>; runs: Set<string> } | null = null;
   /**
    * Sent after commit, outside the writing transaction: PostgreSQL serialises the commits of transactions
    * that NOTIFY, so notifying inside every write made them queue. Coalesced: at most one NOTIFY in flight,
-   * and changes during it fold into one more. The payload names this handle, so its own echo is ignored. A
-   * failed NOTIFY is not retried: the watchers' probes and the hub's periodic checks cover a lost one.
+   * and changes during it fold into one more. The payload names this handle, so its own echo is ignored, and
+   * then, when every change it folds said what it concerns, those nodes and runs (`<instance>|{"n":[…],"r":[…]}`;
+   * a payload that would pass PAYLOAD_MAX says nothing instead). A failed NOTIFY is not retried: the watchers'
+   * probes and the hub's periodic checks cover a lost one.
    */
   private readonly notifier = new Coalesced(
     async () => {
-      await this.pool.query("SELECT pg_notify($1, $2)", [this.channel, this.instance]);
+      const p = this.pending;
+      this.pending = null;
+      if (!p) return;
+      let payload = this.instance;
+      if (!p.all) {
+        const said = `${this.instance}|${JSON.stringify({ n: [...p.nodes], r: [...p.runs] })}`;
+        if (said.length <= PAYLOAD_MAX) payload = said;
+      }
+      await this.pool.query("SELECT pg_notify($1, $2)", [this.channel, payload]);
     },
     () => {},
   );
 
-  protected announce(): void {
+  protected announce(change?: Change): void {
+    this.pending ??= { all: false, nodes: new Set(), runs: new Set() };
+    if (!change) this.pending.all = true;
+    else {
+      for (const n of change.nodes ?? []) this.pending.nodes.add(n);
+      for (const r of change.runs ?? []) this.pending.runs.add(r);
+    }
     this.notifier.trigger();
   }
 
@@ -317,7 +351,7 @@ export class PostgresStore extends SqlStore {
    * hear anything again: so every listenProbeMs it notifies itself, and one that does not hear its probe back
    * within listenProbeMs is ended and replaced. Probes of other replicas, on the same channel, are ignored.
    */
-  protected watchOthers(onChange: () => void): () => void {
+  protected watchOthers(onChange: (change?: Change) => void): () => void {
     let stopped = false;
     let client: pg.Client | null = null;
     // The reconnect timer while not connected; the probe timer (next probe, or its deadline) while connected.
@@ -361,7 +395,10 @@ export class PostgresStore extends SqlStore {
           }
           return;
         }
-        if (n.payload !== this.instance) onChange();
+        const payload = n.payload ?? "";
+        const bar = payload.indexOf("|");
+        if ((bar < 0 ? payload : payload.slice(0, bar)) === this.instance) return;
+        onChange(bar < 0 ? undefined : parseChange(payload.slice(bar + 1)));
       });
       c.on("error", () => retry(c));
       c.on("end", () => retry(c));

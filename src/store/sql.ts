@@ -34,6 +34,7 @@ import type {
   BlobRecord,
   BlobUpload,
   Cancellation,
+  Change,
   ClaimInstructionsInput,
   ClaimRepliesInput,
   CleanupResult,
@@ -91,9 +92,9 @@ export abstract class SqlStore implements Store {
   /** See `Db.auto`. */
   protected abstract auto<T>(fn: (q: SqlConn["q"], nowParam: number | null) => Promise<T>): Promise<T>;
   /** Lets other replicas know that something committed (PostgreSQL: NOTIFY, coalesced; SQLite: nothing to do). */
-  protected abstract announce(): void;
-  /** Starts noticing other processes' commits; returns a stop function. */
-  protected abstract watchOthers(onChange: () => void): () => void;
+  protected abstract announce(change?: Change): void;
+  /** Starts noticing other processes' commits (with what they concern, when they say); returns a stop function. */
+  protected abstract watchOthers(onChange: (change?: Change) => void): () => void;
   abstract close(): Promise<void>;
 
   /** The injected clock or the host's (see `SqlConn.now` for the time transactions use). */
@@ -108,21 +109,21 @@ export abstract class SqlStore implements Store {
   private readonly local = new EventEmitter();
 
   /** Tells this handle's watchers now, and other replicas (see `announce`) after the commit. */
-  protected changed(others = true): void {
+  protected changed(others: boolean | Change = true): void {
     queueMicrotask(() => this.local.emit("change", "local"));
-    if (others) this.announce();
+    if (others !== false) this.announce(others === true ? undefined : others);
   }
 
   /** Remote-change listeners; they share one `watchOthers` (one LISTEN connection, one poll timer). */
-  private readonly remote = new Set<() => void>();
+  private readonly remote = new Set<(change?: Change) => void>();
   private stopOthers: (() => void) | undefined;
 
-  watch(onChange: (source: "local" | "remote") => void): () => void {
+  watch(onChange: (source: "local" | "remote", change?: Change) => void): () => void {
     this.local.on("change", onChange);
-    const onRemote = () => onChange("remote");
+    const onRemote = (change?: Change) => onChange("remote", change);
     this.remote.add(onRemote);
-    this.stopOthers ??= this.watchOthers(() => {
-      for (const f of [...this.remote]) f();
+    this.stopOthers ??= this.watchOthers((change) => {
+      for (const f of [...this.remote]) f(change);
     });
     let done = false;
     return () => {

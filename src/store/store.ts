@@ -40,6 +40,17 @@ export * from "./types.ts";
  * The state every hub replica shares. All operations are atomic; those that take a batch apply it in one
  * transaction. Every backend passes test/conformance.
  */
+/**
+ * What another replica's change concerns, when it says (PostgreSQL pushes and replies, in their NOTIFY): pending
+ * instructions for `nodes`, replies nobody has claimed of `runs`. A replica then claims for those nodes and reads
+ * those runs' replies, without a scan; it reads the cancellation log and checks fencing only for changes that do
+ * not say.
+ */
+export interface Change {
+  nodes?: readonly string[];
+  runs?: readonly string[];
+}
+
 export interface Store {
   readonly backend: "sqlite" | "postgres";
   readonly options: ResolvedStoreOptions;
@@ -162,11 +173,12 @@ export interface Store {
   /** Reads the replies to these instructions, claimed or not (for a coordinator recovering after a reconnect). */
   getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]>;
   /**
-   * Calls `onChange` soon after a change commits, so hub replicas wake up without polling each other:
+   * Calls `onChange` soon after a change commits, so hub replicas wake up without polling each other. A remote
+   * change may say what it concerns (`change`; PostgreSQL pushes and replies); without it, it may concern anything:
    * `"local"` for changes made through this handle, `"remote"` for other handles and processes (SQLite:
    * `PRAGMA data_version`; PostgreSQL: a coalesced `NOTIFY` sent after commit). Returns a stop function.
    */
-  watch(onChange: (source: "local" | "remote") => void): () => void;
+  watch(onChange: (source: "local" | "remote", change?: Change) => void): () => void;
   /**
    * Ends every instruction that can no longer be answered with exactly one error reply
    * (NODE_UNAVAILABLE, DELIVERY_FAILED, MESSAGE_EXPIRED) and marks silent nodes offline.

@@ -235,14 +235,18 @@ describePg("postgres push and reply in one statement", () => {
     const node = await onlineNode();
     await store.openSession({ nodeId: node.id, sessionId: "here" });
     let heard = 0;
-    const stop = other.watch((source) => {
-      if (source === "remote") heard++;
+    const said: unknown[] = [];
+    const stop = other.watch((source, change) => {
+      if (source !== "remote") return;
+      heard++;
+      said.push(change);
     });
     try {
       // The watch reports once when its LISTEN connection is up: wait for that, then count from zero.
       const t0 = Date.now();
       while (heard === 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 10));
       heard = 0;
+      said.length = 0;
       const settle = () => new Promise((r) => setTimeout(r, 300));
       const [leased] = await store.pushInstructions(run.id, [
         { dst: node.id, method: "m", ttlMs: TTL, leaseTo: "here" },
@@ -258,10 +262,20 @@ describePg("postgres push and reply in one statement", () => {
       const [pending] = await store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: TTL }]);
       await settle();
       expect(heard).toBeGreaterThanOrEqual(1);
+      // ... and says what it concerns: the node to claim for, the run whose reply waits.
+      expect(said).toContainEqual({ nodes: [node.id], runs: [] });
       heard = 0;
       await store.storeReplies([{ runId: run.id, nodeId: node.id, replyTo: pending!.id }]);
       await settle();
       expect(heard).toBeGreaterThanOrEqual(1);
+      expect(said).toContainEqual({ nodes: [], runs: [run.id] });
+      // A change that does not say (a withdraw) is announced as anything.
+      const [later] = await store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: TTL }]);
+      await settle();
+      said.length = 0;
+      await store.withdrawInstructions(run.id, [later!.id]);
+      await settle();
+      expect(said).toContainEqual(undefined);
     } finally {
       stop();
     }

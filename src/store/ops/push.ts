@@ -2,7 +2,14 @@ import { mayHoldRefs } from "../../protocol/blobs.ts";
 import { FleetlinkError } from "../../protocol/errors.ts";
 import type { Instruction } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
-import { checkId, checkInstructions, type NewInstruction, type PushCall, type PushResult } from "../store.ts";
+import {
+  type Change,
+  checkId,
+  checkInstructions,
+  type NewInstruction,
+  type PushCall,
+  type PushResult,
+} from "../store.ts";
 import { refPush } from "./blob-refs.ts";
 import { newInstructionRecord } from "./instruction-record.ts";
 import { pushStatement } from "./push-pg.ts";
@@ -39,8 +46,15 @@ const pushTx = async (db: Db, runId: string, items: readonly NewInstruction[]): 
   return pushed;
 };
 
-/** Instructions another replica may have to claim: any not already leased to a stream here. */
-const forOthers = (pushed: readonly Instruction[]): boolean => pushed.some((i) => i.state !== "leased");
+/**
+ * What another replica may have to do about a push: claim its instructions not already leased to a stream here,
+ * for their nodes (false: nothing).
+ */
+const forOthers = (...pushes: (readonly Instruction[])[]): false | Change => {
+  const nodes = new Set<string>();
+  for (const pushed of pushes) for (const i of pushed) if (i.state !== "leased") nodes.add(i.dst);
+  return nodes.size > 0 && { nodes: [...nodes] };
+};
 
 /**
  * Group commit: every push of the batch in one transaction (SQLite) or one statement (PostgreSQL, where each
@@ -80,7 +94,7 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
       fast.forEach(({ i }, k) => {
         checked[i] = res[k]!;
       });
-      if (res.some((r) => r.ok)) db.changed(res.some((r) => r.ok && forOthers(r.instructions)));
+      if (res.some((r) => r.ok)) db.changed(forOthers(...res.flatMap((r) => (r.ok ? [r.instructions] : []))));
       todo = todo.filter(({ i }) => checked[i] === null);
     }
   } else if (todo.length > 1) {
@@ -90,7 +104,7 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
         for (const { call } of todo) out.push(await pushIn(db, c, call.runId, call.items));
         return out;
       });
-      db.changed(all.some(forOthers));
+      db.changed(forOthers(...all));
       todo.forEach(({ i }, k) => {
         checked[i] = { ok: true, instructions: all[k]! };
       });

@@ -6,6 +6,7 @@ import type { Db, SqlConn } from "../dialect.ts";
 import { type Row, toReply } from "../rows.ts";
 import { answerable, END } from "../rules.ts";
 import {
+  type Change,
   checkReply,
   diagnoseReply,
   type NewReply,
@@ -108,12 +109,21 @@ const storeTx = async (
   return results;
 };
 
-/** Replies another replica may have to deliver: any stored now that was not claimed for a stream here. */
-const forOthers = (items: readonly NewReply[], results: readonly (StoreReplyResult | null)[]): boolean =>
-  items.some((r, i) => {
+/**
+ * What another replica may have to do about stored replies: deliver those not claimed for a stream here, of
+ * their runs (false: nothing).
+ */
+const forOthers = (
+  items: readonly NewReply[],
+  results: readonly (StoreReplyResult | null)[],
+): false | Change => {
+  const runs = new Set<string>();
+  items.forEach((r, i) => {
     const res = results[i];
-    return res?.ok === true && !res.duplicate && !r.claimed;
+    if (res?.ok === true && !res.duplicate && !r.claimed) runs.add(r.runId);
   });
+  return runs.size > 0 && { runs: [...runs] };
+};
 
 /** Stores one reply, or says why not; inside the caller's transaction. */
 const storeOne = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
