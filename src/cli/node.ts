@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -117,6 +118,20 @@ export const nodeCommand = (): Command =>
         .env("FLEETLINK_TRANSPORT"),
     )
     .addOption(
+      new Option("--cert <file>", "client certificate (PEM) for a hub with --client-ca (mutual TLS)").env(
+        "FLEETLINK_NODE_CERT",
+      ),
+    )
+    .addOption(
+      new Option("--key <file>", "the client certificate's private key (PEM)").env("FLEETLINK_NODE_KEY"),
+    )
+    .addOption(
+      new Option(
+        "--ca <file>",
+        "CA certificate (PEM) to trust for the hub's certificate, besides the system's",
+      ).env("FLEETLINK_NODE_CA"),
+    )
+    .addOption(
       new Option("--heartbeat <ms>", "heartbeat interval, in ms")
         .default(5000)
         .argParser(parseInteger("--heartbeat", 100, 3_600_000)),
@@ -135,6 +150,21 @@ export const nodeCommand = (): Command =>
       if (o.state && !o.checkpointStore)
         throw new Error("--state needs --checkpoint-store: the object storage the hub checkpoints to");
       if (o.standby && !o.state) throw new Error("--standby needs --state");
+      if (Boolean(o.cert) !== Boolean(o.key)) throw new Error("--cert and --key go together");
+      const pem = (flag: string, file: string) => {
+        try {
+          return readFileSync(file);
+        } catch (e) {
+          throw new Error(`${flag} ${file}: cannot read it: ${(e as Error).message}`);
+        }
+      };
+      const tls =
+        o.cert || o.ca
+          ? {
+              ...(o.cert ? { cert: pem("--cert", o.cert), key: pem("--key", o.key) } : {}),
+              ...(o.ca ? { ca: pem("--ca", o.ca) } : {}),
+            }
+          : undefined;
       if (o.state) await (await import("../checkpoint/open.ts")).preloadObjectStore(o.checkpointStore);
       const log = (await createLogger(o.logLevel, o.logFormat)).child({ node: o.name });
       const { NodeAgent } = await import("../node/agent.ts");
@@ -147,6 +177,7 @@ export const nodeCommand = (): Command =>
         reenroll: o.reenroll === true,
         heartbeatIntervalMs: o.heartbeat,
         transport: o.transport,
+        tls,
         log,
         plugins: o.state
           ? [

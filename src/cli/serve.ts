@@ -97,6 +97,21 @@ export const serveCommand = (): Command =>
     .addOption(new Option("--tls-cert <file>", "TLS certificate (PEM)").env("FLEETLINK_TLS_CERT"))
     .addOption(new Option("--tls-key <file>", "TLS private key (PEM)").env("FLEETLINK_TLS_KEY"))
     .addOption(
+      new Option(
+        "--client-ca <file>",
+        "mutual TLS: nodes (streams, HTTP node API, enrollment) must present a certificate this CA signed (PEM)",
+      ).env("FLEETLINK_CLIENT_CA"),
+    )
+    .addOption(
+      new Option(
+        "--client-cert-identity <rule>",
+        "with --client-ca: the certificate's subject CN must equal the node's name or id",
+      )
+        .choices(["none", "name", "id"])
+        .default("none")
+        .env("FLEETLINK_CLIENT_CERT_IDENTITY"),
+    )
+    .addOption(
       new Option("--max-inflight <n>", "instructions in flight per node")
         .default(32)
         .argParser(parseInteger("--max-inflight", 1, 10_000)),
@@ -190,6 +205,10 @@ export const serveCommand = (): Command =>
         import("../store/sqlite.ts"),
       ]);
       if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new Error("--tls-cert and --tls-key go together");
+      if (o.clientCa && !o.tlsCert)
+        throw new Error("--client-ca needs --tls-cert and --tls-key (mutual TLS)");
+      if (o.clientCertIdentity !== "none" && !o.clientCa)
+        throw new Error("--client-cert-identity needs --client-ca");
       const given = readSecret(o.token, o.tokenFile, "token");
       const token = given ?? newSecret();
       const givenEnroll = readSecret(o.enrollToken, o.enrollTokenFile, "enroll-token");
@@ -230,7 +249,17 @@ export const serveCommand = (): Command =>
         metrics: o.metrics !== false,
         metricsToken: readSecret(undefined, o.metricsTokenFile, "metrics-token"),
         logger: await createLogger(o.logLevel, o.logFormat),
-        ...(o.tlsCert ? { tls: { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } } : {}),
+        ...(o.tlsCert
+          ? {
+              tls: {
+                cert: readFileSync(o.tlsCert),
+                key: readFileSync(o.tlsKey),
+                ...(o.clientCa
+                  ? { clientCa: readFileSync(o.clientCa), clientCertIdentity: o.clientCertIdentity }
+                  : {}),
+              },
+            }
+          : {}),
       });
       const url = await hub.listen({ host: o.host, port: o.port });
       const shown = o.tlsCert ? url.replace(/^http:/, "https:") : url;

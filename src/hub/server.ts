@@ -33,6 +33,12 @@ import { NodeStreams } from "./delivery/node-streams.ts";
 import { RunStreams } from "./delivery/run-streams.ts";
 import { acceptStreams, errorBody, hubLiveness } from "./delivery/upgrade.ts";
 import { requireAdmin } from "./http/access.ts";
+import {
+  type CertIdentity,
+  checkCertIdentity,
+  clientCertServerOptions,
+  registerClientCertChecks,
+} from "./http/client-certs.ts";
 import { createHubMetrics, registerMetricsRoute } from "./http/metrics.ts";
 import { registerNodeRoutes } from "./http/node-routes.ts";
 import { registerOpenApi } from "./http/openapi.ts";
@@ -80,7 +86,17 @@ export interface HubOptions {
    * (each session parks one at a time, each node has at most two sessions). (Default: 10000)
    */
   maxParkedPolls?: number;
-  tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Serve HTTPS and WSS. `clientCa` (PEM): mutual TLS for nodes: node streams, the HTTP node API and enrollment
+   * require a client certificate it signed, within its validity (other callers present none); see docs/mtls.md.
+   * `clientCertIdentity`: the certificate's subject CN must equal the node's `name` or `id`. (Default: "none")
+   */
+  tls?: {
+    cert: string | Buffer;
+    key: string | Buffer;
+    clientCa?: string | Buffer | (string | Buffer)[];
+    clientCertIdentity?: CertIdentity;
+  };
   /** Object storage for fleet checkpoints (file://DIR or s3://BUCKET/PREFIX); enables the checkpoint routes. */
   checkpointStore?: string | ObjectStore;
   /** Complete checkpoints kept per run. (Default: 3) */
@@ -158,6 +174,11 @@ export const createHub = (o: HubOptions): Hub => {
     throw new FleetlinkError("INVALID_ARGUMENT", "metricsToken: must be a non-empty string", {
       field: "metricsToken",
     });
+  const clientCerts = o.tls?.clientCa
+    ? { identity: checkCertIdentity(o.tls.clientCertIdentity ?? "none") }
+    : undefined;
+  if (!clientCerts && o.tls?.clientCertIdentity && o.tls.clientCertIdentity !== "none")
+    throw invalid("tls.clientCertIdentity", "binds a node to its client certificate: needs tls.clientCa");
   const blobStorage = typeof o.blobStore === "string" ? openBlobStorage(o.blobStore) : o.blobStore;
   if (o.blobPresign && !blobStorage?.canPresign)
     throw invalid("blobPresign", "presigned downloads need s3:// blob storage (blobStore)");
@@ -227,7 +248,16 @@ export const createHub = (o: HubOptions): Hub => {
         `HTTP/1.1 ${status} ${timedOut ? "Request Timeout" : "Bad Request"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
       );
     },
-    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key, ...serverTimeouts } } : {}),
+    ...(o.tls
+      ? {
+          https: {
+            cert: o.tls.cert,
+            key: o.tls.key,
+            ...(o.tls.clientCa ? clientCertServerOptions(o.tls.clientCa) : {}),
+            ...serverTimeouts,
+          },
+        }
+      : {}),
   }) as unknown as FastifyInstance;
   // One interval for the dead-peer rule and for what hello announces to nodes.
   const pingIntervalMs = o.pingIntervalMs ?? 10_000;
@@ -287,6 +317,7 @@ export const createHub = (o: HubOptions): Hub => {
   };
 
   registerRequestLog(app, { log: baseLog, metrics: metrics?.http });
+  if (clientCerts) registerClientCertChecks(app, { ...clientCerts, store });
   // /openapi.json and /docs; first, so that it sees every route declared after it.
   registerOpenApi(app);
   void app.register(rateLimit, {
@@ -427,6 +458,7 @@ export const createHub = (o: HubOptions): Hub => {
     maxFrameBytes: maxFrame,
     maxBufferedBytes: o.maxBufferedBytes,
     liveness: keepalive,
+    clientCerts,
   });
 
   const sweeper = new Coalesced(

@@ -1,3 +1,4 @@
+import https from "node:https";
 import { BlobClient, BlobTransfers } from "../blob/client.ts";
 import { type BlobMode, checkBlobOptions } from "../blob/codec.ts";
 import { DEFAULT_INLINE_BYTES } from "../protocol/blobs.ts";
@@ -7,6 +8,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
 import { PROTOCOL_VERSION, TS_AGENT_NAME } from "../protocol/version.ts";
 import { NodeMethods, type WireInstruction } from "../protocol/wire.ts";
 import { type Channel, type Logger, silentLogger } from "../stream/channel.ts";
+import { type ClientTls, checkClientTls, clientTlsOptions } from "../stream/client-tls.ts";
 import { type Connector, Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
 import { httpConnector } from "../stream/http-dial.ts";
 import { StatusFeed } from "../stream/status-feed.ts";
@@ -68,6 +70,12 @@ export interface NodeAgentOptions {
   blobCacheDir?: string;
   /** Bytes the blob cache keeps before evicting the least recently used, never a blob in use. (Default: 4 GiB) */
   blobCacheBytes?: number;
+  /**
+   * TLS for https:// hubs: the client certificate and key a hub with `--client-ca` requires (docs/mtls.md), and
+   * a CA for the hub's certificate, trusted besides the system roots. Used for enrollment, the stream (WebSocket
+   * or HTTP) and blob transfers. (Default: none)
+   */
+  tls?: ClientTls;
 }
 
 /** Upgrade refusals that mean the hub does not know this identity (as opposed to "not yet" or "not now"). */
@@ -126,6 +134,7 @@ export class NodeAgent {
           `${key}: checkpoints are a plug-in now: plugins: [nodeCheckpoints({ state, objects, standby })]`,
           { field: key },
         );
+    checkClientTls(o.tls);
     this.o = o;
     this.handlers = { ...o.handlers };
     for (const p of o.plugins ?? []) {
@@ -161,7 +170,7 @@ export class NodeAgent {
     });
     const hubs = o.hubs.map((h) => h.replace(/\/$/, ""));
     const headers = () => ({ authorization: `Bearer ${this.identity!.nodeId}.${this.identity!.credential}` });
-    const http = httpConnector({ headers, liveness: httpLiveness(this.every) });
+    const http = httpConnector({ headers, liveness: httpLiveness(this.every), tls: o.tls });
     this.closeConnectors = () => http.close();
     checkBlobOptions(o);
     this.blobTransfers = new BlobTransfers({
@@ -169,6 +178,11 @@ export class NodeAgent {
       cacheDir: o.blobCacheDir,
       cacheBytes: o.blobCacheBytes,
     });
+    // Blob transfers to the hub present the client certificate too (presigned URLs go elsewhere: harmless).
+    if (o.tls) {
+      this.blobTransfers.agents.https.destroy();
+      this.blobTransfers.agents.https = new https.Agent({ keepAlive: true, ...clientTlsOptions(o.tls) });
+    }
     const blobs = new BlobClient(
       {
         hub: () => this.liveHub ?? hubs[0]!,
@@ -181,7 +195,12 @@ export class NodeAgent {
     for (const [method, h] of Object.entries(this.handlers))
       this.handlers[method] = withBlobs(h, blobs, o.blobs ?? "bytes");
     const connectors: Record<"ws" | "http", Connector> = {
-      ws: wsConnector({ url: (hub) => `${hub}/v1/nodes/stream`, headers, handshakeTimeoutMs: 5000 }),
+      ws: wsConnector({
+        url: (hub) => `${hub}/v1/nodes/stream`,
+        headers,
+        handshakeTimeoutMs: 5000,
+        tls: o.tls,
+      }),
       http,
     };
     const transport = o.transport ?? "ws";
@@ -260,6 +279,7 @@ export class NodeAgent {
       name: this.o.name,
       enrollToken: this.o.enrollToken,
       heartbeatIntervalMs: this.every,
+      tls: this.o.tls,
       retry: Schedules.enroll,
       stopping: () => this.stopping,
       onRetry: (s, error) => {
@@ -360,6 +380,14 @@ export class NodeAgent {
       return { stop: why };
     }
     const refusal = loss.error instanceof DialRefused ? loss.error : undefined;
+    if (refusal?.field === "clientCertificate") {
+      // Missing, expired, foreign or bound to another node: every dial presents the same certificate, so
+      // retrying cannot help, and enrolling again would not change it either. Stop and say why.
+      const why = `${loss.hub} refuses this node's client certificate: ${refusal.code}: ${refusal.detail} (check the agent's tls.cert/tls.key, fleetlink node --cert/--key, against the hub's --client-ca)`;
+      this.log.warn({ hub: loss.hub }, why);
+      this.feed.set({ state: "rejected", reason: why }, true);
+      return { stop: why };
+    }
     if (refusal && REFUSED_FOR_GOOD.has(refusal.code)) {
       // The hub does not know this identity (database reset, node unregistered): re-enroll, or stop and say why.
       const why = `${loss.hub} refuses node ${this.identity!.nodeId}: ${refusal.code}: ${refusal.detail}`;

@@ -1,6 +1,9 @@
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
 import { dirname } from "node:path";
 import { describeError, ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { type ClientTls, clientTlsOptions } from "../stream/client-tls.ts";
 import { type BackoffPolicy, backoffDelay } from "../util/backoff.ts";
 import type { AgentStatus } from "./status.ts";
 
@@ -20,7 +23,50 @@ export interface EnrollOptions {
   stopping: () => boolean;
   /** Each failed attempt, as the agent's status. */
   onRetry: (s: Extract<AgentStatus, { state: "enrolling" }>, error: string) => void;
+  /** Client certificate and hub CA for https:// hubs (a hub with --client-ca requires the certificate). */
+  tls?: ClientTls;
 }
+
+/**
+ * POSTs JSON and reads a small JSON answer, over node:http(s) rather than fetch, which cannot present a
+ * client certificate without a separate dispatcher package.
+ */
+const postJson = (
+  url: string,
+  headers: Record<string, string>,
+  body: unknown,
+  tls: ClientTls | undefined,
+  timeoutMs: number,
+): Promise<{ status: number; body: unknown }> =>
+  new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const data = JSON.stringify(body);
+    const req = (u.protocol === "https:" ? https : http).request(u, {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(data) },
+      signal: AbortSignal.timeout(timeoutMs),
+      ...(u.protocol === "https:" ? clientTlsOptions(tls) : {}),
+    });
+    req.on("response", (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => {
+        if (text.length < 64 * 1024) text += d;
+      });
+      res.on("error", reject);
+      res.on("end", () => {
+        let json: unknown = {};
+        try {
+          json = JSON.parse(text);
+        } catch {
+          // not a fleetlink answer: the status says enough
+        }
+        resolve({ status: res.statusCode ?? 0, body: json });
+      });
+    });
+    req.on("error", reject);
+    req.end(data);
+  });
 
 /**
  * Enrolls, retrying with backoff across replicas while no hub answers; a definite refusal (wrong token, name
@@ -32,18 +78,19 @@ export const enroll = async (o: EnrollOptions): Promise<NodeIdentity> => {
     const hub = o.hubs[attempt % o.hubs.length]!;
     let error: string;
     try {
-      const res = await fetch(`${hub}/v1/nodes/enroll`, {
-        method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${o.enrollToken}` },
-        body: JSON.stringify({ name: o.name, heartbeatIntervalMs: o.heartbeatIntervalMs }),
-        signal: AbortSignal.timeout(10_000),
-      });
-      const body = (await res.json().catch(() => ({}))) as {
+      const res = await postJson(
+        `${hub}/v1/nodes/enroll`,
+        { authorization: `Bearer ${o.enrollToken}` },
+        { name: o.name, heartbeatIntervalMs: o.heartbeatIntervalMs },
+        o.tls,
+        10_000,
+      );
+      const body = (res.body ?? {}) as {
         node?: { id: string };
         credential?: string;
         error?: { code: string; message: string };
       };
-      if (res.ok && body.node && body.credential)
+      if (res.status >= 200 && res.status < 300 && body.node && body.credential)
         return { nodeId: body.node.id, credential: body.credential };
       const code = body.error?.code ?? "";
       error = `enrollment refused by ${hub}: HTTP ${res.status}${code ? ` ${code}` : ""}: ${body.error?.message ?? ""}`;
@@ -54,8 +101,9 @@ export const enroll = async (o: EnrollOptions): Promise<NodeIdentity> => {
       }
     } catch (e) {
       if (isFleetlinkError(e)) throw e;
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      error = `hub ${hub} unreachable for enrollment: ${describeError(e)}${cause ? ` (${cause.code ?? cause.message})` : ""}`;
+      const code = (e as { code?: string }).code;
+      const why = describeError(e);
+      error = `hub ${hub} unreachable for enrollment: ${why}${code && !why.includes(code) ? ` (${code})` : ""}`;
     }
     o.onRetry({ state: "enrolling", hub, attempt, error }, error);
     // A timer that keeps the process alive: a node waiting for its hub must not exit.

@@ -6,6 +6,7 @@ import type { Frame, WireError } from "../protocol/frames.ts";
 import { truncate } from "../protocol/limits.ts";
 import { DEFAULT_POLL_WAIT_MS, NODE_HTTP_PREFIX } from "../protocol/node-http-schemas.ts";
 import { NodeMethods } from "../protocol/wire.ts";
+import { type ClientTls, clientTlsOptions } from "./client-tls.ts";
 import type { Connector } from "./dialer.ts";
 import { type Transport, TransportEvents } from "./transport.ts";
 import { DialRefused } from "./ws-dial.ts";
@@ -22,6 +23,8 @@ export interface HttpConnectorOptions {
    * answers the parked one at once); after `dropAfterMs`, the session is given up. (Default: the dialer's)
    */
   liveness?: { probeAfterMs: number; dropAfterMs: number };
+  /** Client certificate and hub CA for https:// hubs. (Default: none, the system roots) */
+  tls?: ClientTls;
 }
 
 /** A Connector that owns resources (kept-alive sockets) its owner ends with `close()` when it stops dialling. */
@@ -113,7 +116,10 @@ const wireError = (p: Posted): WireError => {
  */
 export const httpConnector = (o: HttpConnectorOptions): ClosableConnector => {
   const options = { keepAlive: true, noDelay: true };
-  const agents: Agents = { http: new http.Agent(options), https: new https.Agent(options) };
+  const agents: Agents = {
+    http: new http.Agent(options),
+    https: new https.Agent({ ...options, ...clientTlsOptions(o.tls) }),
+  };
   const connect = async (hub: string): Promise<Transport> => {
     const base = `${hub.replace(/\/$/, "")}${NODE_HTTP_PREFIX}`;
     const timeoutMs = o.timeoutMs ?? 30_000;
@@ -126,7 +132,7 @@ export const httpConnector = (o: HttpConnectorOptions): ClosableConnector => {
     }
     if (p.status !== 200 || typeof p.body?.session !== "string") {
       const e = wireError(p);
-      throw new DialRefused(p.status, p.body?.error ? e.code : "", truncate(e.message, 200));
+      throw new DialRefused(p.status, p.body?.error ? e.code : "", truncate(e.message, 200), e.field);
     }
     return new HttpTransport({
       agents,

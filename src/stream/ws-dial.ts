@@ -1,6 +1,7 @@
 import WebSocket from "ws";
 import { describeError, FleetlinkError } from "../protocol/errors.ts";
 import { truncate } from "../protocol/limits.ts";
+import { type ClientTls, clientTlsOptions } from "./client-tls.ts";
 import type { Connector } from "./dialer.ts";
 import { wsTransport } from "./ws.ts";
 
@@ -12,11 +13,14 @@ export class DialRefused extends Error {
   readonly status: number;
   readonly code: string;
   readonly detail: string;
-  constructor(status: number, code: string, detail: string) {
+  /** The input the hub found at fault (`clientCertificate`: the TLS client certificate), if it named one. */
+  readonly field: string | undefined;
+  constructor(status: number, code: string, detail: string, field?: string) {
     super(`hub answered ${status}${code ? ` ${code}: ${detail}` : ""}`);
     this.status = status;
     this.code = code;
     this.detail = detail;
+    this.field = field;
   }
 }
 
@@ -27,6 +31,8 @@ export interface WsConnectorOptions {
   headers: () => Record<string, string>;
   /** Time the hub has to answer the upgrade, in ms. */
   handshakeTimeoutMs: number;
+  /** Client certificate and hub CA for wss:// hubs. (Default: none, the system roots) */
+  tls?: ClientTls;
 }
 
 /**
@@ -40,6 +46,7 @@ export const wsConnector =
       const ws = new WebSocket(o.url(hub).replace(/^http/, "ws"), {
         headers: o.headers(),
         handshakeTimeout: o.handshakeTimeoutMs,
+        ...clientTlsOptions(o.tls),
       });
       let settled = false;
       const fail = (e: Error) => {
@@ -62,12 +69,16 @@ export const wsConnector =
         const done = () => {
           let code = "";
           let message = "";
+          let field: string | undefined;
           try {
-            ({ code, message } = (JSON.parse(body) as { error: { code: string; message: string } }).error);
+            ({ code, message, field } = (
+              JSON.parse(body) as { error: { code: string; message: string; field?: string } }
+            ).error);
           } catch {
             // not a fleetlink body
           }
-          fail(new DialRefused(res.statusCode ?? 0, code ?? "", truncate(message ?? "", 200)));
+          const f = typeof field === "string" ? field : undefined;
+          fail(new DialRefused(res.statusCode ?? 0, code ?? "", truncate(message ?? "", 200), f));
         };
         // "end" and "close" both come; `fail` settles once.
         res.on("end", done);

@@ -11,6 +11,7 @@ import { Liveness, watchTransport } from "../../stream/liveness.ts";
 import { wsTransport } from "../../stream/ws.ts";
 import { Admission, MAX_UPGRADING, RETRY_AFTER_S } from "../http/admission.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "../http/auth.ts";
+import { bindCertIdentity, type ClientCertPolicy, verifiedClientCert } from "../http/client-certs.ts";
 import type { NodeStreams } from "./node-streams.ts";
 import type { RunStreams } from "./run-streams.ts";
 
@@ -27,6 +28,8 @@ export interface StreamUpgradeOptions {
   maxBufferedBytes?: number;
   /** The hub's dead-peer rule (hubLiveness), shared with the HTTP node sessions. */
   liveness: Liveness;
+  /** Mutual TLS: node streams need a verified client certificate, bound to the node as this says. */
+  clientCerts?: ClientCertPolicy;
 }
 
 /**
@@ -113,8 +116,10 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
     const url = new URL(req.url ?? "/", "http://hub");
     try {
       if (url.pathname === "/v1/nodes/stream") {
+        const cert = o.clientCerts && verifiedClientCert(req.socket);
         // Refused beyond the bound (RATE_LIMITED, Retry-After): the node's dialer backs off and comes again.
         const { node } = await upgrading.run(() => authenticateNode(o.store, req.headers.authorization));
+        if (o.clientCerts) bindCertIdentity(o.clientCerts.identity, cert ?? "", node);
         if (socket.destroyed) return;
         wss.handleUpgrade(req, socket, head, (ws) => o.nodes.accept(node, transport(ws)));
         return;
