@@ -16,6 +16,7 @@ import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
 import { DialRefused, wsConnector } from "../../src/stream/ws-dial.ts";
 import { cli } from "../cli/cli-run.ts";
+import { dropSchema, PG_URL, pgSchemaUrl } from "../helpers/postgres.ts";
 import { startCli } from "../helpers/procs.ts";
 
 const TOKEN = "mtls-admin-token";
@@ -68,16 +69,24 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => {});
 });
 
-/** A hub over HTTPS on port 0 requiring client certificates from `ca.pem`; counts upgrades and requests. */
-const startHub = async (clientCertIdentity: CertIdentity = "none", blobs = false) => {
-  const store: Store = await openStore("memory:");
+/**
+ * A hub over HTTPS on port 0 requiring client certificates from `ca.pem`, on SQLite (in memory) or on a
+ * PostgreSQL schema of its own; counts upgrades and requests.
+ */
+const startHub = async (
+  clientCertIdentity: CertIdentity = "none",
+  o: { blobs?: boolean; backend?: "sqlite" | "postgres" } = {},
+) => {
+  const pg = o.backend === "postgres" ? pgSchemaUrl("mtls") : undefined;
+  const store: Store = await openStore(pg ? pg.url : "memory:");
+  if (pg) cleanups.push(() => dropSchema(pg.schema));
   const blobDir = mkdtempSync(join(dir, "blobs-"));
   const hub: Hub = createHub({
     store,
     token: TOKEN,
     enrollToken: ENROLL,
     tls: { cert: pem("hub.pem"), key: pem("hub.key"), clientCa: ca, clientCertIdentity },
-    ...(blobs ? { blobStore: `file://${blobDir}` } : {}),
+    ...(o.blobs ? { blobStore: `file://${blobDir}` } : {}),
   });
   const url = await hub.listen();
   const seen = { upgrades: 0, requests: 0 };
@@ -153,7 +162,7 @@ const REASONS = {
 
 describe("mtls", () => {
   test("mtls - nodes with a valid certificate (WebSocket and HTTP node API) answer a coordinator that has the admin token and no certificate", async () => {
-    const { url, seen, blobDir } = await startHub("none", true);
+    const { url, seen, blobDir } = await startHub("none", { blobs: true });
     const handlers = {
       // Larger than inlineBytes: the result is uploaded over the node blob routes, with the certificate.
       big: async () => Buffer.alloc(4096, 7),
@@ -204,7 +213,7 @@ describe("mtls", () => {
   }, 60_000);
 
   test("mtls - no, an expired or a foreign-CA certificate: enrollment, the stream and the HTTP node API are refused 401 naming the reason; agents stop rejected without retrying", async () => {
-    const { url, seen } = await startHub("none", true);
+    const { url, seen } = await startHub("none", { blobs: true });
     const ok = await enroll(url, "worker-1", who.valid);
     expect(ok.status).toBe(201);
     const credential = `${(ok.body.node as { id: string }).id}.${ok.body.credential as string}`;
@@ -284,55 +293,59 @@ describe("mtls", () => {
     expect((nodes.body.nodes as { name: string }[]).map((n) => n.name)).toEqual(["worker-1"]);
   }, 60_000);
 
-  test("mtls - binding by name: enrollment, the stream and the HTTP node API are refused 403 when the certificate's CN is not the node's name", async () => {
-    const { url, seen } = await startHub("name");
-    const stolen = await enroll(url, "worker-2", who.valid);
-    expect([stolen.status, stolen.body.error?.code]).toEqual([403, "FLEETLINK_E_FORBIDDEN"]);
-    expect(stolen.body.error!.message).toMatch(
-      /^certificate identity "worker-1" does not match node "worker-2"/,
-    );
-    const other = await enroll(url, "other", who.other);
-    expect(other.status).toBe(201);
-    const nodeId = (other.body.node as { id: string }).id;
-    const credential = `${nodeId}.${other.body.credential as string}`;
-    expect(await dialStream(url, credential, who.other)).toBe("open");
-    // worker-1's (valid) certificate with other's credential.
-    const r = (await dialStream(url, credential, who.valid)) as DialRefused;
-    expect([r.status, r.code, r.field]).toEqual([403, "FLEETLINK_E_FORBIDDEN", "clientCertificate"]);
-    expect(r.detail).toMatch(/^certificate identity "worker-1" does not match node "other"/);
-    const open = await request(`${url}/v1/node/open`, "POST", credential, who.valid, {});
-    expect([open.status, open.body.error?.message]).toEqual([
-      403,
-      expect.stringMatching(/^certificate identity "worker-1" does not match node "other"/),
-    ]);
-    expect((await request(`${url}/v1/node/open`, "POST", credential, who.other, {})).status).toBe(200);
-    // An agent with the wrong certificate: rejected after one dial, not retried.
-    const upgrades = seen.upgrades;
-    const agent = new NodeAgent({
-      hubs: [url],
-      name: "other",
-      identity: { nodeId, credential: other.body.credential as string },
-      handlers: {},
-      tls: { ...who.valid, ca },
-    });
-    cleanups.push(() => agent.stop({ timeoutMs: 200 }));
-    await expect(agent.start()).rejects.toThrow(
-      /FLEETLINK_E_FORBIDDEN: certificate identity "worker-1" does not match node "other"/,
-    );
-    await new Promise((res) => setTimeout(res, 1500));
-    expect(seen.upgrades - upgrades).toBe(1);
-    // Its own certificate: enrolls and comes online.
-    const good = new NodeAgent({
-      hubs: [url],
-      name: "worker-1",
-      enrollToken: ENROLL,
-      handlers: {},
-      tls: { ...who.valid, ca },
-    });
-    cleanups.push(() => good.stop({ timeoutMs: 200 }));
-    await good.start();
-    expect(good.state.state).toBe("online");
-  }, 60_000);
+  test.each(PG_URL ? (["sqlite", "postgres"] as const) : (["sqlite"] as const))(
+    "mtls - binding by name (%s): enrollment, the stream and the HTTP node API are refused 403 when the certificate's CN is not the node's name",
+    async (backend) => {
+      const { url, seen } = await startHub("name", { backend });
+      const stolen = await enroll(url, "worker-2", who.valid);
+      expect([stolen.status, stolen.body.error?.code]).toEqual([403, "FLEETLINK_E_FORBIDDEN"]);
+      expect(stolen.body.error!.message).toMatch(
+        /^certificate identity "worker-1" does not match node "worker-2"/,
+      );
+      const other = await enroll(url, "other", who.other);
+      expect(other.status).toBe(201);
+      const nodeId = (other.body.node as { id: string }).id;
+      const credential = `${nodeId}.${other.body.credential as string}`;
+      expect(await dialStream(url, credential, who.other)).toBe("open");
+      // worker-1's (valid) certificate with other's credential.
+      const r = (await dialStream(url, credential, who.valid)) as DialRefused;
+      expect([r.status, r.code, r.field]).toEqual([403, "FLEETLINK_E_FORBIDDEN", "clientCertificate"]);
+      expect(r.detail).toMatch(/^certificate identity "worker-1" does not match node "other"/);
+      const open = await request(`${url}/v1/node/open`, "POST", credential, who.valid, {});
+      expect([open.status, open.body.error?.message]).toEqual([
+        403,
+        expect.stringMatching(/^certificate identity "worker-1" does not match node "other"/),
+      ]);
+      expect((await request(`${url}/v1/node/open`, "POST", credential, who.other, {})).status).toBe(200);
+      // An agent with the wrong certificate: rejected after one dial, not retried.
+      const upgrades = seen.upgrades;
+      const agent = new NodeAgent({
+        hubs: [url],
+        name: "other",
+        identity: { nodeId, credential: other.body.credential as string },
+        handlers: {},
+        tls: { ...who.valid, ca },
+      });
+      cleanups.push(() => agent.stop({ timeoutMs: 200 }));
+      await expect(agent.start()).rejects.toThrow(
+        /FLEETLINK_E_FORBIDDEN: certificate identity "worker-1" does not match node "other"/,
+      );
+      await new Promise((res) => setTimeout(res, 1500));
+      expect(seen.upgrades - upgrades).toBe(1);
+      // Its own certificate: enrolls and comes online.
+      const good = new NodeAgent({
+        hubs: [url],
+        name: "worker-1",
+        enrollToken: ENROLL,
+        handlers: {},
+        tls: { ...who.valid, ca },
+      });
+      cleanups.push(() => good.stop({ timeoutMs: 200 }));
+      await good.start();
+      expect(good.state.state).toBe("online");
+    },
+    60_000,
+  );
 
   test("mtls - binding by id: a certificate issued for the node's id after enrollment opens its stream; its name's does not", async () => {
     const { url } = await startHub("id");
