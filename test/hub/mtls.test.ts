@@ -317,6 +317,16 @@ describe("mtls", () => {
         expect.stringMatching(/^certificate identity "worker-1" does not match node "other"/),
       ]);
       expect((await request(`${url}/v1/node/open`, "POST", credential, who.other, {})).status).toBe(200);
+      // A wrong credential is the route's 401, and the refusal names no node.
+      const wrong = await request(
+        `${url}/v1/node/open`,
+        "POST",
+        `${nodeId}.not-its-credential`,
+        who.valid,
+        {},
+      );
+      expect([wrong.status, wrong.body.error?.code]).toEqual([401, "FLEETLINK_E_UNAUTHORIZED"]);
+      expect(wrong.body.error!.message).not.toMatch(/other|certificate/);
       // An agent with the wrong certificate: rejected after one dial, not retried.
       const upgrades = seen.upgrades;
       const agent = new NodeAgent({

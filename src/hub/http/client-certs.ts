@@ -4,7 +4,7 @@ import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import { isId } from "../../protocol/ids.ts";
 import { MAX_LOGGED_CHARS, truncate } from "../../protocol/limits.ts";
 import type { Store } from "../../store/store.ts";
-import { bearer, parseNodeToken } from "./auth.ts";
+import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 
 /**
  * Mutual TLS for nodes (docs/mtls.md). The hub asks every TLS client for a certificate but lets the handshake
@@ -99,19 +99,19 @@ export const registerClientCertChecks = (
     const cn = verifiedClientCert(req.raw.socket);
     certs.set(req, cn);
     if (route === ENROLL || o.identity === "none") return;
-    // A missing or malformed credential is the route's to refuse (401): only a named node is bound here.
-    let nodeId: string;
+    // A missing, malformed or wrong credential is the route's to refuse (401): only the node it proves is bound
+    // here, so a refusal never names a node to a caller that could not authenticate as it.
+    let token: { nodeId: string; credential: string };
     try {
-      nodeId = parseNodeToken(bearer(req.headers.authorization)).nodeId;
+      token = parseNodeToken(bearer(req.headers.authorization));
     } catch {
       return;
     }
-    if (!isId(nodeId) || bound.get(req.raw.socket) === nodeId) return;
-    const node =
-      o.identity === "id" ? { id: nodeId, name: "" } : await o.store.getNode(nodeId).catch(() => null);
-    if (!node) return;
+    if (!isId(token.nodeId) || bound.get(req.raw.socket) === token.nodeId) return;
+    const node = await o.store.getNode(token.nodeId).catch(() => null);
+    if (!node?.credentialHash || !sameSecret(hashCredential(token.credential), node.credentialHash)) return;
     bindCertIdentity(o.identity, cn, node);
-    bound.set(req.raw.socket, nodeId);
+    bound.set(req.raw.socket, token.nodeId);
   });
   if (o.identity !== "name") return;
   // The enrolled name is in the body: compared once it is parsed, after the enrollment token was checked.
