@@ -174,6 +174,8 @@ export const createHub = (o: HubOptions): Hub => {
     throw new FleetlinkError("INVALID_ARGUMENT", "metricsToken: must be a non-empty string", {
       field: "metricsToken",
     });
+  // Mutual TLS for nodes (http/client-certs.ts): checked here, before anything starts.
+  const clientCertTls = o.tls?.clientCa ? clientCertServerOptions(o.tls.clientCa) : undefined;
   const clientCerts = o.tls?.clientCa
     ? { identity: checkCertIdentity(o.tls.clientCertIdentity ?? "none") }
     : undefined;
@@ -253,7 +255,7 @@ export const createHub = (o: HubOptions): Hub => {
           https: {
             cert: o.tls.cert,
             key: o.tls.key,
-            ...(o.tls.clientCa ? clientCertServerOptions(o.tls.clientCa) : {}),
+            ...clientCertTls,
             ...serverTimeouts,
           },
         }

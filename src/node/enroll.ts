@@ -45,6 +45,9 @@ const postJson = (
       method: "POST",
       headers: { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(data) },
       signal: AbortSignal.timeout(timeoutMs),
+      // A connection of its own: a pooled one (or a resumed TLS session) of the global agent may have been
+      // opened by other code of this process without the client certificate. Enrolling happens once.
+      agent: false,
       ...(u.protocol === "https:" ? clientTlsOptions(tls) : {}),
     });
     req.on("response", (res) => {

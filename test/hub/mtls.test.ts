@@ -448,6 +448,13 @@ describe("mtls", () => {
     for (const [opts, field] of [
       [{ ...tls, clientCa: ca, clientCertIdentity: "cn" }, "tls.clientCertIdentity"],
       [{ ...tls, clientCertIdentity: "name" }, "tls.clientCertIdentity"],
+      // OpenSSL would take these and trust nothing.
+      [{ ...tls, clientCa: "not a certificate" }, "tls.clientCa"],
+      [{ ...tls, clientCa: pem("worker-1.key") }, "tls.clientCa"],
+      [
+        { ...tls, clientCa: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" },
+        "tls.clientCa",
+      ],
     ] as const) {
       let err: { code?: string; field?: string } | undefined;
       try {
@@ -462,6 +469,9 @@ describe("mtls", () => {
       [{ key: who.valid.key }, "tls.cert"],
       [{ cert: 42, key: who.valid.key }, "tls.cert"],
       [{ ca: [ca, 1] }, "tls.ca"],
+      [{ ca: "garbage" }, "tls.ca"],
+      // The key is not the certificate's.
+      [{ cert: who.valid.cert, key: who.other.key }, "tls"],
     ] as const) {
       expect(
         () => new NodeAgent({ hubs: ["https://127.0.0.1:1"], name: "n", handlers: {}, tls: t as never }),

@@ -4,6 +4,7 @@ import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import { isId } from "../../protocol/ids.ts";
 import { MAX_LOGGED_CHARS, truncate } from "../../protocol/limits.ts";
 import type { Store } from "../../store/store.ts";
+import { checkPemCertificates } from "../../stream/client-tls.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "./auth.ts";
 
 /**
@@ -23,12 +24,14 @@ export const checkCertIdentity = (v: unknown): CertIdentity => {
   return v as CertIdentity;
 };
 
-/** The TLS options that make a server ask for (not require) client certificates signed by `clientCa`. */
-export const clientCertServerOptions = (clientCa: string | Buffer | (string | Buffer)[]) => ({
-  ca: clientCa,
-  requestCert: true,
-  rejectUnauthorized: false,
-});
+/**
+ * The TLS options that make a server ask for (not require) client certificates signed by `clientCa`, which
+ * must hold certificates (INVALID_ARGUMENT `tls.clientCa` otherwise: OpenSSL would take it and trust nothing).
+ */
+export const clientCertServerOptions = (clientCa: string | Buffer | (string | Buffer)[]) => {
+  checkPemCertificates(clientCa, "tls.clientCa");
+  return { ca: clientCa, requestCert: true, rejectUnauthorized: false };
+};
 
 /** OpenSSL verify codes that mean "out of its validity", as opposed to "not ours". */
 const EXPIRED = new Set(["CERT_HAS_EXPIRED"]);
