@@ -243,29 +243,40 @@ describe("mtls", () => {
       const blob = await request(`${url}/v1/node/blobs`, "POST", credential, who[bad], {});
       expect([blob.status, blob.body.error?.message], bad).toEqual([401, expect.stringMatching(reason)]);
 
-      // An enrolled agent with this certificate: one dial, then `rejected` with the hub's reason, for good.
-      const upgrades = seen.upgrades;
+      // Enrolled agents with this certificate, over the WebSocket and the HTTP node API: one dial (one upgrade,
+      // one open) each, then `rejected` with the hub's reason, for good.
+      const before = { ...seen };
       const [nodeId, secret] = credential.split(".") as [string, string];
-      const agent = new NodeAgent({
-        hubs: [url],
-        name: "worker-1",
-        identity: { nodeId, credential: secret },
-        handlers: {},
-        tls: { ...who[bad], ca },
-      });
-      cleanups.push(() => agent.stop({ timeoutMs: 200 }));
+      const agents = (["ws", "http"] as const).map(
+        (transport) =>
+          new NodeAgent({
+            hubs: [url],
+            name: "worker-1",
+            identity: { nodeId, credential: secret },
+            handlers: {},
+            transport,
+            tls: { ...who[bad], ca },
+          }),
+      );
+      for (const a of agents) cleanups.push(() => a.stop({ timeoutMs: 200 }));
       const t0 = Date.now();
-      const failed = await agent.start().then(
-        () => null,
-        (err: Error) => err,
+      const failed = await Promise.all(
+        agents.map((a) =>
+          a.start().then(
+            () => null,
+            (err: Error) => err,
+          ),
+        ),
       );
       expect(Date.now() - t0, bad).toBeLessThan(5000);
-      expect(failed?.message, bad).toMatch(
-        /refuses this node's client certificate: FLEETLINK_E_UNAUTHORIZED: client certificate/,
-      );
-      expect(agent.state.state).toBe("rejected");
+      for (const f of failed)
+        expect(f?.message, bad).toMatch(
+          /refuses this node's client certificate: FLEETLINK_E_UNAUTHORIZED: client certificate/,
+        );
+      expect(agents.map((a) => a.state.state)).toEqual(["rejected", "rejected"]);
       await new Promise((r) => setTimeout(r, 1500));
-      expect(seen.upgrades - upgrades, `${bad}: dials`).toBe(1);
+      expect(seen.upgrades - before.upgrades, `${bad}: stream dials`).toBe(1);
+      expect(seen.requests - before.requests, `${bad}: HTTP opens`).toBe(1);
 
       // An agent that must enroll first: one enrollment request, refused for good with the reason.
       const requests = seen.requests;
