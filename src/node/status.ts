@@ -7,7 +7,10 @@ export type AgentStatus =
   | { state: "offline"; reason: string; retryInMs: number }
   /** Enrolled, waiting for an admin to approve the node (`fleetlink nodes approve <id>`); retries meanwhile. */
   | { state: "pending"; nodeId: string; retryInMs: number }
-  /** The hub does not accept this identity (unknown credential, node unregistered): final, unless `reenroll`. */
+  /**
+   * The hub does not accept this identity (unknown credential, node unregistered: final, unless `reenroll`) or
+   * this client certificate (missing, expired, foreign, bound to another node: final; docs/mtls.md).
+   */
   | { state: "rejected"; reason: string }
   | { state: "stopping" }
   | { state: "stopped" };
