@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { ExitCode, type ExitCodeName, exitCodeByKind, exitCodeOf } from "../../src/cli/exit-codes.ts";
 import { ErrorCodes, FleetlinkError } from "../../src/protocol/errors.ts";
-import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
+import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 import { describePg, dropSchema, PG_URL, pgSchemaUrl } from "../helpers/postgres.ts";
 import { startProxy } from "../helpers/proxy.ts";
 import { type CliResult, cli, cliAll } from "./cli-run.ts";
@@ -70,6 +70,7 @@ describe("fleetlink exit codes", () => {
       badPayload,
       noToken,
       wrongToken,
+      enrollAsAdmin,
       nodeMissing,
       runMissing,
       firstFinish,
@@ -86,6 +87,7 @@ describe("fleetlink exit codes", () => {
       [["call", "echo", "{oops", "--all", ...hub]],
       [["nodes", "list", "--hub", f.url]],
       [["nodes", "list", "--hub", f.url, "--token", "wrong"]],
+      [["nodes", "list", "--hub", f.url, "--token", ENROLL_TOKEN]],
       [["nodes", "show", "nobody", ...hub]],
       [["runs", "show", randomUUID(), ...hub]],
       [["runs", "finish", run.id, ...hub]],
@@ -113,6 +115,8 @@ describe("fleetlink exit codes", () => {
 
     expectExit(wrongToken, "auth", "wrong token");
     expect(wrongToken.stderr).toMatch(/FLEETLINK_E_UNAUTHORIZED/);
+    expectExit(enrollAsAdmin, "auth", "enrollment token on an admin route");
+    expect(enrollAsAdmin.stderr).toMatch(/FLEETLINK_E_FORBIDDEN/);
     expectExit(nodeMissing, "notFound", "nodes show nobody");
     expect(nodeMissing.stderr).toMatch(/FLEETLINK_E_NODE_NOT_FOUND/);
     expectExit(runMissing, "notFound", "runs show <unknown id>");
@@ -127,18 +131,29 @@ describe("fleetlink exit codes", () => {
     expect(quorumMissed.stderr).toMatch(/^fleetlink: FLEETLINK_E_INCOMPLETE_CALL: quorum all not met/m);
   }, 60_000);
 
-  test("4 unavailable - no hub on the port, status with no ready replica; bounded", async () => {
-    const t0 = Date.now();
-    const [refused, statusDown] = await cliAll([
-      [["nodes", "list", "--hub", `http://127.0.0.1:${deadPort}`, "--token", TOKEN]],
-      [["status", "--hub", `http://127.0.0.1:${deadPort}`, "--token", TOKEN]],
-    ]);
-    expectExit(refused, "unavailable", "connection refused");
-    expect(refused.stderr).toMatch(/FLEETLINK_E_HUB_UNAVAILABLE: .*ECONNREFUSED/);
-    expectExit(statusDown, "unavailable", "status, hub down");
-    // Two processes at once: a refusal is not waited out.
-    expect(Date.now() - t0).toBeLessThan(15_000);
-  }, 30_000);
+  test("4 unavailable - no hub on the port, a hub that never answers, status with no ready replica; bounded", async () => {
+    // Accepts connections and never answers: the client's request timeout (5 s a try) has to end it.
+    const silent = createServer(() => {});
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const silentUrl = `http://127.0.0.1:${(silent.address() as { port: number }).port}`;
+    try {
+      const t0 = Date.now();
+      const [refused, statusDown, mute] = await cliAll([
+        [["nodes", "list", "--hub", `http://127.0.0.1:${deadPort}`, "--token", TOKEN]],
+        [["status", "--hub", `http://127.0.0.1:${deadPort}`, "--token", TOKEN]],
+        [["runs", "list", "--hub", silentUrl, "--token", TOKEN], { timeoutMs: 40_000 }],
+      ]);
+      expectExit(refused, "unavailable", "connection refused");
+      expect(refused.stderr).toMatch(/FLEETLINK_E_HUB_UNAVAILABLE: .*ECONNREFUSED/);
+      expectExit(statusDown, "unavailable", "status, hub down");
+      expectExit(mute, "unavailable", "hub never answers");
+      expect(mute.stderr).toMatch(/FLEETLINK_E_HUB_UNAVAILABLE: .*did not answer/);
+      // Measured: ~11 s (two tries of 5 s) for the silent hub; a refusal is not waited out.
+      expect(Date.now() - t0).toBeLessThan(25_000);
+    } finally {
+      silent.close();
+    }
+  }, 60_000);
 
   test("1 internal - a --hub that is a web server, not a hub: unexpected answer, no code of ours", async () => {
     const r = await cli(["nodes", "list", "--hub", notAHubUrl, "--token", TOKEN]);
