@@ -1,11 +1,14 @@
 // The operator kit (deploy/grafana/fleetlink-dashboard.json, deploy/prometheus/alerts.yml) is built on documented
 // series only: every metric name in every PromQL expression is listed in docs/metrics.md AND is exposed by a
-// running hub's /metrics (a real hub on SQLite, a node over WebSocket, calls that succeed and fail, then a scrape).
+// running hub's /metrics (a real hub on SQLite, a node over WebSocket, calls that succeed and fail, then a scrape);
+// and the readiness alert's signal holds on a hub whose PostgreSQL is cut off.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { parse } from "yaml";
 import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
+import { describePg, dropSchema, PG_URL, pgSchemaUrl } from "../helpers/postgres.ts";
+import { startProxy } from "../helpers/proxy.ts";
 
 const ROOT = join(import.meta.dirname, "../..");
 const read = (f: string) => readFileSync(join(ROOT, f), "utf8");
@@ -216,4 +219,40 @@ describe("operator kit", () => {
     }
     expect(problems).toEqual([]);
   });
+});
+
+describePg("operator kit - PostgreSQL", () => {
+  test("FleetlinkReplicaNotReady's signal: with its store cut off, a hub's /readyz is 503 and its scrape has no store-wide gauges", async () => {
+    const rule = alerts.groups.flatMap((g) => g.rules).find((r) => r.alert === "FleetlinkReplicaNotReady")!;
+    expect(rule.expr).toContain(
+      'unless on (instance, job) fleetlink_store_nodes{job="fleetlink", status="online"}',
+    );
+    const pg = new URL(PG_URL!);
+    const proxy = await startProxy({ host: pg.hostname, port: Number(pg.port || 5432) });
+    const { url, schema } = pgSchemaUrl("kitready");
+    const u = new URL(url);
+    u.host = new URL(proxy.url).host;
+    const cut = await startFleet({ storeUrl: u.toString() });
+    const online = async () =>
+      (await (await fetch(`${cut.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text())
+        .split("\n")
+        .filter((l) => l.startsWith('fleetlink_store_nodes{status="online"}')).length;
+    try {
+      expect(await online()).toBe(1);
+      expect((await fetch(`${cut.url}/readyz`)).status).toBe(200);
+      proxy.set("drop");
+      // The store-wide gauges are cached for 1 s.
+      await new Promise((r) => setTimeout(r, 1200));
+      expect((await fetch(`${cut.url}/readyz`)).status).toBe(503);
+      expect(await online()).toBe(0);
+      proxy.set("pass");
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(await online()).toBe(1);
+    } finally {
+      proxy.set("pass");
+      await cut.close();
+      await proxy.close();
+      await dropSchema(schema);
+    }
+  }, 30_000);
 });
