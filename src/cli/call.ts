@@ -75,7 +75,7 @@ const emit = (json: boolean, event: Record<string, unknown>, line: string) =>
 
 /**
  * `fleetlink call METHOD [PAYLOAD]`: one quorum call from the shell through the coordinator SDK, each reply
- * printed as it arrives, then a summary. Exit status 0 when the quorum was met; otherwise 1 with
+ * printed as it arrives, then a summary. Exit status 0 when the quorum was met; otherwise 7 (incomplete) with
  * INCOMPLETE_CALL naming the nodes that failed.
  */
 export const callCommand = (): Command => {

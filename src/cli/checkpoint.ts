@@ -27,7 +27,8 @@ const opText = (kind: string, s: OpStatus) =>
     ),
   ].join("\n");
 const sqlitePath = (db: string) => {
-  if (!db.startsWith("sqlite:")) throw new Error("--db: only sqlite:PATH hub databases are snapshotted");
+  if (!db.startsWith("sqlite:"))
+    throw new InvalidArgumentError("--db: only sqlite:PATH hub databases are snapshotted");
   return db.slice("sqlite:".length).replace(/^\/\//, "").split("?")[0]!;
 };
 
@@ -61,7 +62,7 @@ export const checkpointCommand = (): Command => {
       });
   /** Fleet mode needs a run; hub-database mode (--db) does not. */
   const needRun = (o: { run?: string }, what: string) => {
-    if (!o.run) throw new Error(`--run is required for ${what}`);
+    if (!o.run) throw new InvalidArgumentError(`--run is required for ${what}`);
     return o.run;
   };
 
@@ -85,7 +86,7 @@ export const checkpointCommand = (): Command => {
     .addOption(timeout())
     .action(async (o, c: Command) => {
       if (o.db) {
-        if (!o.store) throw new Error("--store is required with --db");
+        if (!o.store) throw new InvalidArgumentError("--store is required with --db");
         const [{ pushHubSnapshot }, { openObjectStore }, { SqliteStore }] = await Promise.all([
           import("../checkpoint/hub-state.ts"),
           import("../checkpoint/open.ts"),
@@ -129,7 +130,7 @@ export const checkpointCommand = (): Command => {
     .addOption(timeout())
     .action(async (o, c: Command) => {
       if (o.db) {
-        if (!o.store) throw new Error("--store is required with --db");
+        if (!o.store) throw new InvalidArgumentError("--store is required with --db");
         const [{ restoreHubSnapshot }, { openObjectStore }] = await Promise.all([
           import("../checkpoint/hub-state.ts"),
           import("../checkpoint/open.ts"),

@@ -48,9 +48,11 @@ export const conformanceCommand = (): Command => {
           say(`${s.name.padEnd(16)} ≤ ${(s.boundMs / 1000).toFixed(1)} s  ${s.summary}`);
         return;
       }
-      if (!o.bin) throw new Error("--bin is required: the command that runs the node under test");
+      if (!o.bin)
+        throw new InvalidArgumentError("--bin is required: the command that runs the node under test");
       const unknown = unknownScenarios(o.scenario ?? []);
-      if (unknown.length > 0) throw new Error(`--scenario: unknown ${unknown.join(", ")} (see --list)`);
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(`--scenario: unknown ${unknown.join(", ")} (see --list)`);
       // Ctrl-C: exit through process.exit, whose hook ends the node under test (it runs in its own group).
       for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
       const t0 = Date.now();

@@ -1,4 +1,4 @@
-import { type Command, Option } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 // Types only: the SDK is imported when a command connects, not when the CLI declares its options.
 import type { Fleet } from "../coordinator/fleet.ts";
 import type { HubClient } from "../coordinator/http.ts";
@@ -64,7 +64,7 @@ export const connection = (cmd: Command): Connection => {
     token = profile.token ?? readSecret(undefined, profile.tokenFile, "token");
   }
   if (!token)
-    throw new Error(
+    throw new InvalidArgumentError(
       `the admin token is needed: --token-file, --token, FLEETLINK_TOKEN(_FILE) or a profile in ${configPath()}`,
     );
   return { hubs, token, ...(profile ? { profile: profile.name } : {}) };

@@ -34,14 +34,19 @@ export const readSecret = (
   name: string,
 ): string | undefined => {
   if (value !== undefined && file !== undefined)
-    throw new Error(`--${name} and --${name}-file: give only one`);
+    throw new InvalidArgumentError(`--${name} and --${name}-file: give only one`);
   if (file === undefined) return value;
-  const st = statSync(file);
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(file);
+  } catch (e) {
+    throw new InvalidArgumentError(`--${name}-file ${file}: ${(e as Error).message}`);
+  }
   if (st.mode & 0o077)
-    throw new Error(
+    throw new InvalidArgumentError(
       `--${name}-file ${file}: readable by others (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`,
     );
   const s = readFileSync(file, "utf8").trim();
-  if (s.length === 0) throw new Error(`--${name}-file ${file}: empty`);
+  if (s.length === 0) throw new InvalidArgumentError(`--${name}-file ${file}: empty`);
   return s;
 };

@@ -45,7 +45,7 @@ export const maelstromCommand = (): Command => {
         .default(300),
     )
     .action(async (w: string, o) => {
-      if (!names.includes(w)) throw new Error(`workload: must be one of ${names.join(", ")}`);
+      if (!names.includes(w)) throw new InvalidArgumentError(`workload: must be one of ${names.join(", ")}`);
       const { runWorkload } = await import("../maelstrom/workloads/index.ts");
       await runWorkload(w as WorkloadName, { rootFlushMs: o.rootFlush });
     });

@@ -10,11 +10,21 @@ module.enableCompileCache?.();
 // fail before any line here ran, with "No such built-in module: node:sqlite".
 const { nodeVersionProblem } = await import("../store/open.ts");
 
-/** Every failure ends the process with status 1 and one line: the error's code (the hub's) and message. */
-const fail = (e: unknown): never => {
+/**
+ * Every failure ends the process with one line, the error's code (the hub's) and message, and the exit status
+ * of its kind (exit-codes.ts, docs/cli.md). Commander has printed its own parse errors already.
+ */
+const fail = async (e: unknown): Promise<never> => {
+  const [{ exitCodeOf }, { CommanderError, InvalidArgumentError }] = await Promise.all([
+    import("./exit-codes.ts"),
+    import("commander"),
+  ]);
   const err = e as { code?: string; message?: string };
-  process.stderr.write(`fleetlink: ${err.code ? `${err.code}: ` : ""}${err.message ?? String(e)}\n`);
-  process.exit(1);
+  const printed = e instanceof CommanderError && !(e instanceof InvalidArgumentError);
+  // An InvalidArgumentError thrown by an action has commander's code, which says nothing to a user.
+  const code = err.code && !(e instanceof CommanderError) ? `${err.code}: ` : "";
+  if (!printed) process.stderr.write(`fleetlink: ${code}${err.message ?? String(e)}\n`);
+  process.exit(exitCodeOf(e));
 };
 
 const problem = nodeVersionProblem();
@@ -86,5 +96,13 @@ for (const c of [
   completion.completionCommand(() => program),
 ])
   program.addCommand(c);
+
+// Commander exits 1 on a parse error; throwing instead lets fail() give it the usage status. addCommand does
+// not pass settings down, so every command of the tree gets it.
+const override = (c: InstanceType<typeof Command>): void => {
+  c.exitOverride();
+  for (const sub of c.commands) override(sub);
+};
+override(program);
 
 program.parseAsync().catch(fail);

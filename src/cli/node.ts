@@ -25,8 +25,11 @@ const importModule = async (path: string, flag: string): Promise<Record<string, 
       .find((l) => l.includes(url) || l.includes(abs));
     // Node keeps a syntax error's line to itself (its stack names only the loader): point to where it shows.
     const hint = err instanceof SyntaxError && !where ? ` (\`node --check ${abs}\` shows the line)` : "";
-    throw new Error(
-      `${flag} ${path}: cannot load ${abs}: ${err.name ?? "Error"}: ${err.message ?? String(e)}${hint}${where ? `\n  ${where.trim()}` : ""}`,
+    // A module that does not load is a bad argument (exit status usage), whatever it threw.
+    throw Object.assign(
+      new InvalidArgumentError(
+        `${flag} ${path}: cannot load ${abs}: ${err.name ?? "Error"}: ${err.message ?? String(e)}${hint}${where ? `\n  ${where.trim()}` : ""}`,
+      ),
       { cause: e },
     );
   }
@@ -38,7 +41,8 @@ export const loadHandlers = async (path: string): Promise<Record<string, Handler
   const src = (mod.handlers ?? mod.default ?? mod) as Record<string, unknown>;
   const out: Record<string, Handler> = {};
   for (const [k, v] of Object.entries(src)) if (typeof v === "function") out[k] = v as Handler;
-  if (Object.keys(out).length === 0) throw new Error(`--handlers ${path}: exports no handler functions`);
+  if (Object.keys(out).length === 0)
+    throw new InvalidArgumentError(`--handlers ${path}: exports no handler functions`);
   return out;
 };
 
@@ -53,7 +57,7 @@ export const loadState = async (path: string): Promise<NodeState> => {
   );
   if (!src) {
     const has = Object.keys(mod).join(", ") || "nothing";
-    throw new Error(
+    throw new InvalidArgumentError(
       `--state ${path}: must export snapshot() and restore(stream) functions (named or on the default export); it exports ${has}`,
     );
   }
@@ -145,17 +149,19 @@ export const nodeCommand = (): Command =>
         ["--hub", o.hub],
         ["--name", o.name],
       ])
-        if (!v) throw new Error(`${flag} is required (a flag, or its key in --config)`);
-      if (!o.handlers && !o.state) throw new Error("give --handlers, --state or both");
+        if (!v) throw new InvalidArgumentError(`${flag} is required (a flag, or its key in --config)`);
+      if (!o.handlers && !o.state) throw new InvalidArgumentError("give --handlers, --state or both");
       if (o.state && !o.checkpointStore)
-        throw new Error("--state needs --checkpoint-store: the object storage the hub checkpoints to");
-      if (o.standby && !o.state) throw new Error("--standby needs --state");
-      if (Boolean(o.cert) !== Boolean(o.key)) throw new Error("--cert and --key go together");
+        throw new InvalidArgumentError(
+          "--state needs --checkpoint-store: the object storage the hub checkpoints to",
+        );
+      if (o.standby && !o.state) throw new InvalidArgumentError("--standby needs --state");
+      if (Boolean(o.cert) !== Boolean(o.key)) throw new InvalidArgumentError("--cert and --key go together");
       const pem = (flag: string, file: string) => {
         try {
           return readFileSync(file);
         } catch (e) {
-          throw new Error(`${flag} ${file}: cannot read it: ${(e as Error).message}`);
+          throw new InvalidArgumentError(`${flag} ${file}: cannot read it: ${(e as Error).message}`);
         }
       };
       const tls =

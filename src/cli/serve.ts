@@ -85,7 +85,7 @@ export const serveCommand = (): Command =>
         .argParser((s) => {
           const n = parseBytes(s, "--max-payload");
           if (n < 1024 || n > 256 * 1024 * 1024)
-            throw new Error("--max-payload: must be between 1KiB and 256MiB");
+            throw new InvalidArgumentError("--max-payload: must be between 1KiB and 256MiB");
           return n;
         }),
     )
@@ -204,22 +204,25 @@ export const serveCommand = (): Command =>
         import("../store/open.ts"),
         import("../store/sqlite.ts"),
       ]);
-      if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new Error("--tls-cert and --tls-key go together");
+      if (Boolean(o.tlsCert) !== Boolean(o.tlsKey))
+        throw new InvalidArgumentError("--tls-cert and --tls-key go together");
       if (o.clientCa && !o.tlsCert)
-        throw new Error("--client-ca needs --tls-cert and --tls-key (mutual TLS)");
+        throw new InvalidArgumentError("--client-ca needs --tls-cert and --tls-key (mutual TLS)");
       if (o.clientCertIdentity !== "none" && !o.clientCa)
-        throw new Error("--client-cert-identity needs --client-ca");
+        throw new InvalidArgumentError("--client-cert-identity needs --client-ca");
       const given = readSecret(o.token, o.tokenFile, "token");
       const token = given ?? newSecret();
       const givenEnroll = readSecret(o.enrollToken, o.enrollTokenFile, "enroll-token");
       if (givenEnroll !== undefined && givenEnroll === token)
-        throw new Error("--enroll-token must differ from --token: nodes must never hold the admin token");
+        throw new InvalidArgumentError(
+          "--enroll-token must differ from --token: nodes must never hold the admin token",
+        );
       const enrollToken = o.staticEnrollToken === false ? undefined : (givenEnroll ?? newSecret());
       if (o.checkpointStore) await preloadObjectStore(o.checkpointStore);
       const objects = o.checkpointStore ? openObjectStore(o.checkpointStore) : undefined;
       const isSqlite = String(o.db).startsWith("sqlite:");
       if ((o.checkpointInterval || o.startFromCheckpoint) && !(objects && isSqlite))
-        throw new Error(
+        throw new InvalidArgumentError(
           "--checkpoint-interval and --start-from-checkpoint need --checkpoint-store and a sqlite: --db",
         );
       if (o.startFromCheckpoint && objects) {

@@ -2,6 +2,7 @@ import { Command } from "commander";
 import type { FleetNode } from "../coordinator/fleet.ts";
 import { describeError } from "../protocol/errors.ts";
 import { connection, withHub } from "./connection.ts";
+import { ExitCode } from "./exit-codes.ts";
 import { nodeState } from "./nodes.ts";
 import { examples, fields, show, withJson } from "./output.ts";
 import { CLI_VERSION } from "./version.ts";
@@ -66,7 +67,7 @@ const counts = (m: Record<string, number> | undefined) =>
 
 /**
  * `fleetlink status`: a fleet summary in the manner of `rabbitmqctl status`, from each replica's /healthz and
- * /readyz and one replica's /v1/stats and /v1/nodes. Exit status 1 when no replica is ready.
+ * /readyz and one replica's /v1/stats and /v1/nodes. Exit status 4 (unavailable) when no replica is ready.
  */
 export const statusCommand = (): Command => {
   const cmd = withJson(
@@ -139,6 +140,6 @@ export const statusCommand = (): Command => {
         ["cli", `fleetlink ${s.cli}${s.profile ? ` (profile ${s.profile})` : ""}`],
       ]);
     });
-    if (!replicas.some((r) => r.ready)) process.exitCode = 1;
+    if (!replicas.some((r) => r.ready)) process.exitCode = ExitCode.unavailable;
   });
 };

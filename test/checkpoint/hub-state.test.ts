@@ -8,6 +8,7 @@ import { afterAll, describe, expect, test } from "vitest";
 import { assertNotInUse, pushHubSnapshot, restoreHubSnapshot } from "../../src/checkpoint/hub-state.ts";
 import { listCheckpoints } from "../../src/checkpoint/layout.ts";
 import { openObjectStore } from "../../src/checkpoint/open.ts";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 import { startHubProc } from "../helpers/procs.ts";
@@ -105,7 +106,7 @@ describe("hub state checkpoints", () => {
       const bad = await checkpoint("pull", "--db", `sqlite:${db}`, "--store", store, "--force").catch(
         (e: { code: number; stderr: string }) => e,
       );
-      expect((bad as { code: number }).code).toBe(1);
+      expect((bad as { code: number }).code).toBe(ExitCode.conflict);
       expect((bad as { stderr: string }).stderr).toMatch(
         /FLEETLINK_E_CONFLICT: .*d\.db is open in another process/,
       );

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, test } from "vitest";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, "../../src/cli/main.ts");
@@ -33,7 +34,7 @@ describe("fleetlink checkpoint flags", () => {
     ];
     for (const [args, want] of cases) {
       const r = await cli(args);
-      expect(r.code, args.join(" ")).toBe(1);
+      expect(r.code, args.join(" ")).toBe(ExitCode.usage);
       expect(r.stderr, args.join(" ")).toMatch(want);
     }
     // Refused before anything was opened or created.

@@ -4,6 +4,8 @@ import { execFile } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ExitCode, exitCodeByKind } from "../../src/cli/exit-codes.ts";
+import type { ErrorName } from "../../src/protocol/errors.ts";
 
 export const CLI = join(import.meta.dirname, "../../src/cli/main.ts");
 const HOME = mkdtempSync(join(tmpdir(), "fleetlink-cli-home-"));
@@ -54,6 +56,10 @@ export const cliAll = async (calls: Parameters<typeof cli>[], parallel = 3): Pro
   return out;
 };
 
-/** A failure as main.ts reports it: status 1 and `fleetlink: FLEETLINK_E_<CODE>: message` on stderr. */
-export const failedWith = (r: CliResult, code: string): boolean =>
-  r.code === 1 && new RegExp(`^fleetlink: FLEETLINK_E_${code}: `, "m").test(r.stderr);
+/**
+ * A failure as main.ts reports it: the exit status of the error's kind (src/cli/exit-codes.ts) and
+ * `fleetlink: FLEETLINK_E_<CODE>: message` on stderr.
+ */
+export const failedWith = (r: CliResult, code: ErrorName): boolean =>
+  r.code === ExitCode[exitCodeByKind[code]] &&
+  new RegExp(`^fleetlink: FLEETLINK_E_${code}: `, "m").test(r.stderr);

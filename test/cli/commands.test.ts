@@ -3,6 +3,7 @@
 // exits 1 with the hub's error code.
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 import { createHub, type Hub } from "../../src/hub/server.ts";
 import { openStore } from "../../src/store/open.ts";
 import type { Store } from "../../src/store/store.ts";
@@ -88,7 +89,7 @@ describe("fleetlink CLI commands", () => {
     });
     expect(enroll.status).toBe(201);
     expect(failedWith(revokeBad, "INVALID_ARGUMENT"), revokeBad.stderr).toBe(true);
-    expect(noToken.code).toBe(1);
+    expect(noToken.code).toBe(ExitCode.usage);
     expect(noToken.stderr).toMatch(/admin token is needed/);
     expect(failedWith(wrongToken, "UNAUTHORIZED"), wrongToken.stderr).toBe(true);
     // Revoke: the token enrolls no more. Unregister by name; an unknown id is NODE_NOT_FOUND.
@@ -100,7 +101,7 @@ describe("fleetlink CLI commands", () => {
       [["version", "--jsn"]],
     ]);
     expect(failedWith(statusDown, "HUB_UNAVAILABLE"), statusDown.stderr).toBe(true);
-    expect(versionBad.code).toBe(1);
+    expect(versionBad.code).toBe(ExitCode.usage);
     expect(versionBad.stderr).toMatch(/unknown option '--jsn'/);
     expect(as(revoke.stdout).token).toMatchObject({ id: created.token.id, revoked: true });
     const refused = await fetch(`${f.url}/v1/nodes/enroll`, {
@@ -142,7 +143,7 @@ describe("fleetlink CLI commands", () => {
     expect(failing.stdout).toMatch(/HANDLER_FAILED .*refuses/);
     expect(failedWith(badPayload, "INVALID_ARGUMENT")).toBe(true);
     expect(badPayload.stderr).toMatch(/payload: not JSON/);
-    expect(badQuorum.code).toBe(1);
+    expect(badQuorum.code).toBe(ExitCode.usage);
     expect(badQuorum.stderr).toMatch(/--quorum: "most" is not first, majority, all or a number/);
     expect(tooMany.stderr).toMatch(/--quorum: 3 replies asked of 2 node/);
     expect(failedWith(noNodes, "NODE_NOT_FOUND")).toBe(true);
@@ -174,7 +175,7 @@ describe("fleetlink CLI commands", () => {
     expect(shown.instructions).toHaveLength(2);
     expect(shown.instructions.every((i) => i.reply !== null)).toBe(true);
     expect(as(finish.stdout).run).toMatchObject({ status: "finished", reason: "done here" });
-    expect(listBad.code).toBe(1);
+    expect(listBad.code).toBe(ExitCode.usage);
     expect(listBad.stderr).toMatch(/--status/);
     expect(failedWith(showBad, "RUN_NOT_FOUND")).toBe(true);
     const again = await cli(["runs", "finish", open.run.id, ...hub]);
@@ -210,9 +211,9 @@ describe("fleetlink CLI commands", () => {
     expect((as(list.stdout).checkpoints as { id: string }[]).map((c) => c.id)).toEqual([pushed.id]);
     expect(as(pull.stdout)).toMatchObject({ id: pushed.id, status: "ok" });
     // Host 1 has no standby: refused with the hub's code, nothing changed.
-    expect(activate.code).toBe(1);
+    expect(activate.code).toBe(ExitCode.usage);
     expect(activate.stderr).toMatch(/^fleetlink: FLEETLINK_E_\w+: .*standby/m);
-    expect(missingRun.code).toBe(1);
+    expect(missingRun.code).toBe(ExitCode.usage);
     expect(missingRun.stderr).toMatch(/--run/);
   }, 60_000);
 

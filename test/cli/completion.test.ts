@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 import { cliAll } from "./cli-run.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "fleetlink-completion-"));
@@ -55,7 +56,7 @@ describe("fleetlink completion", () => {
     expect(zsh.stdout).toContain("'nodes list'");
     expect(fish.stdout).toContain("complete -c fleetlink -n '__fish_use_subcommand' -a 'nodes'");
     expect(fish.stdout).toMatch(/__fish_seen_subcommand_from call.* -l quorum -r/);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(ExitCode.usage);
     expect(bad.stderr).toMatch(/tcsh.*Allowed choices are bash, zsh, fish/);
 
     const script = join(dir, "fleetlink.bash");

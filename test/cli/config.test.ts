@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 import { FIXTURE_HANDLERS, startCli } from "../helpers/procs.ts";
 import { cliAll, failedWith } from "./cli-run.ts";
@@ -94,7 +95,7 @@ token = "${TOKEN}"
       [list, { env: { FLEETLINK_CONFIG: badDefault } }],
       [[...list, "--profile", "p"], { env: { FLEETLINK_CONFIG: join(dir, "absent.toml") } }],
     ]);
-    for (const r of [r1, r2, r3, r4, r5, r6]) expect(r.code).toBe(1);
+    for (const r of [r1, r2, r3, r4, r5, r6]) expect(r.code).toBe(ExitCode.usage);
     expect(r1.stderr).toContain(
       `${open}: profiles.p.token: holds a secret but the file is readable by others (mode 644)`,
     );
@@ -133,7 +134,7 @@ describe("serve --config and node --config", () => {
       [["node", "--config", file("node-none.toml", 'handlers = "x.mjs"\n')]],
     ]);
     for (const [i, [, want]] of cases.entries()) {
-      expect(results[i]!.code, cases[i]![0]).toBe(1);
+      expect(results[i]!.code, cases[i]![0]).toBe(ExitCode.usage);
       expect(results[i]!.stderr, cases[i]![0]).toContain(files[i]);
       expect(results[i]!.stderr, cases[i]![0]).toMatch(want);
       expect(results[i]!.stdout).not.toMatch(/listening on/);

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, test } from "vitest";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 
 const CLI = join(import.meta.dirname, "../../src/cli/main.ts");
 const dir = mkdtempSync(join(tmpdir(), "fleetlink-flags-"));
@@ -37,7 +38,7 @@ describe("CLI flags", () => {
     ];
     for (const [args, msg] of cases) {
       const r = await cli(...args);
-      expect({ args, code: r.code }).toEqual({ args, code: 1 });
+      expect({ args, code: r.code }).toEqual({ args, code: ExitCode.usage });
       expect(r.out).toMatch(msg);
       expect(r.out).not.toMatch(/listening on/);
     }
@@ -45,13 +46,13 @@ describe("CLI flags", () => {
 
   test("secrets - equal admin and enrollment tokens are refused; a token file others can read is refused", async () => {
     const same = await cli("serve", "--port", "0", "--token", "same-secret", "--enroll-token", "same-secret");
-    expect(same.code).toBe(1);
+    expect(same.code).toBe(ExitCode.usage);
     expect(same.out).toMatch(/must differ/);
     const file = join(dir, "admin.token");
     writeFileSync(file, "a-secret\n");
     chmodSync(file, 0o644);
     const open = await cli("serve", "--port", "0", "--token-file", file);
-    expect(open.code).toBe(1);
+    expect(open.code).toBe(ExitCode.usage);
     expect(open.out).toMatch(/readable by others/);
   });
 });

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, test } from "vitest";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 import { dropSchema, PG_URL, pgSchemaUrl } from "../helpers/postgres.ts";
 
 const CLI = join(import.meta.dirname, "../../src/cli/main.ts");
@@ -25,13 +26,13 @@ const fleetlink = (...args: string[]) =>
 describe("fleetlink store", () => {
   test("stats on a path that does not exist: refused naming the path, and no database is created", async () => {
     const r = await fleetlink("store", "stats", "--db", "sqlite:./typo.db");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(ExitCode.usage);
     expect(r.stderr).toContain(`no SQLite store at ${join(dir, "typo.db")}`);
     expect(r.stderr).toContain("store migrate");
     expect(readdirSync(dir).filter((f) => f.startsWith("typo"))).toEqual([]);
     // The default --db too.
     const d = await fleetlink("store", "stats");
-    expect(d.code).toBe(1);
+    expect(d.code).toBe(ExitCode.usage);
     expect(d.stderr).toContain(join(dir, "fleetlink.db"));
     expect(existsSync(join(dir, "fleetlink.db"))).toBe(false);
   });
@@ -40,7 +41,7 @@ describe("fleetlink store", () => {
     writeFileSync(join(dir, "notes.txt"), "hello\n");
     for (const cmd of ["stats", "cleanup"]) {
       const r = await fleetlink("store", cmd, "--db", "sqlite:./notes.txt");
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(ExitCode.usage);
       expect(r.stderr).toContain(`${join(dir, "notes.txt")} is not a fleetlink SQLite store`);
     }
     expect(readdirSync(dir).filter((f) => f.startsWith("notes"))).toEqual(["notes.txt"]);
@@ -59,7 +60,7 @@ describe("fleetlink store", () => {
   test("cleanup --older-than takes a duration with a unit and refuses anything else, naming the flag", async () => {
     for (const bad of ["1x", "3600000", "-1h", "soon"]) {
       const r = await fleetlink("store", "cleanup", "--db", "sqlite:./fleet.db", "--older-than", bad);
-      expect(r.code, bad).toBe(1);
+      expect(r.code, bad).toBe(ExitCode.usage);
       expect(r.stderr, bad).toMatch(/--older-than/);
       expect(r.stdout, bad).toBe("");
     }
@@ -71,7 +72,7 @@ describe("fleetlink store", () => {
       const { url, schema } = pgSchemaUrl("statstypo");
       try {
         const r = await fleetlink("store", "stats", "--db", url);
-        expect(r.code).toBe(1);
+        expect(r.code).toBe(ExitCode.usage);
         expect(r.stderr).toContain(`no fleetlink store in schema "${schema}"`);
         const pg = (await import("pg")).default;
         const c = new pg.Client({ connectionString: PG_URL });

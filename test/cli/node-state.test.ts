@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, test } from "vitest";
+import { ExitCode } from "../../src/cli/exit-codes.ts";
 import { Fleet } from "../../src/coordinator/fleet.ts";
 import { enrollTokenFor, type Proc, startCli, startHubProc } from "../helpers/procs.ts";
 
@@ -115,30 +116,30 @@ describe("fleetlink node --state", () => {
       `export const snapshot = () => "";\nthrow new Error("boom while loading");\n`,
     );
     const r1 = await cli([...common, "--state", throws, ...store]);
-    expect(r1.code).toBe(1);
+    expect(r1.code).toBe(ExitCode.usage);
     expect(r1.stderr).toContain(`--state ${throws}: cannot load ${throws}: Error: boom while loading`);
     expect(r1.stderr).toContain(`throws.mjs:2`);
 
     const syntax = write("syntax.mjs", "export const add = (a, b) => {\n  return a +;\n};\n");
     const r2 = await cli([...common, "--handlers", syntax]);
-    expect(r2.code).toBe(1);
+    expect(r2.code).toBe(ExitCode.usage);
     expect(r2.stderr).toMatch(new RegExp(`--handlers ${syntax}: cannot load ${syntax}: SyntaxError: `));
 
     const missing = join(dir, "nope.mjs");
     const r3 = await cli([...common, "--state", missing, ...store]);
-    expect(r3.code).toBe(1);
+    expect(r3.code).toBe(ExitCode.usage);
     expect(r3.stderr).toContain(`--state ${missing}: cannot load ${missing}: Error: Cannot find module`);
 
     const half = write("half.mjs", "export const snapshot = () => 'x';\nexport const version = 2;\n");
     const r4 = await cli([...common, "--state", half, ...store]);
-    expect(r4.code).toBe(1);
+    expect(r4.code).toBe(ExitCode.usage);
     expect(r4.stderr).toContain(
       `--state ${half}: must export snapshot() and restore(stream) functions (named or on the default export); it exports snapshot, version`,
     );
 
     const ok = write("ok-state.mjs", STATE_MODULE);
     const r5 = await cli([...common, "--state", ok]);
-    expect(r5.code).toBe(1);
+    expect(r5.code).toBe(ExitCode.usage);
     expect(r5.stderr).toContain("--state needs --checkpoint-store");
     const r6 = await cli(common);
     expect(r6.stderr).toContain("give --handlers, --state or both");
