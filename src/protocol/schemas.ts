@@ -40,9 +40,9 @@ if (!TypeRegistry.Has("StringEnum"))
 /** A W3C trace context (docs/tracing.md): version 00, lowercase hex, ids not all zeros. */
 export const Traceparent = (description: string) =>
   Type.String({
+    // The anchored pattern bounds the length (55 characters).
     pattern: TRACEPARENT_PATTERN,
-    maxLength: 55,
-    description,
+    description: `${description}: \`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>\`, lowercase`,
     examples: ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
   });
 /** Any JSON value (payloads are the application's). */

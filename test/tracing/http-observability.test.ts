@@ -88,6 +88,10 @@ describe("x-request-id", () => {
     expect(refused.status).toBe(401);
     expect(refused.headers.get("x-request-id")).toBe("refused-1");
     expect(await lineOf(logged.lines, "refused-1")).toMatchObject({ status: 401 });
+    const unknown = await fetch(`${f.url}/v1/no-such-route`, { headers: { "x-request-id": "missing-1" } });
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers.get("x-request-id")).toBe("missing-1");
+    expect(await lineOf(logged.lines, "missing-1")).toMatchObject({ status: 404, route: "unmatched" });
   });
 
   test("requestIdOf - accepts 1 to 128 visible ASCII characters, nothing else", () => {
