@@ -20,6 +20,7 @@ type Otel = typeof OtelApi;
 /** undefined: not tried yet; null: not installed. */
 let api: Otel | null | undefined;
 let loading: Promise<Otel | null> | undefined;
+let tracer: OtelApi.Tracer | undefined;
 
 /** Loads `@opentelemetry/api` once; resolves null when it is not installed. Never rejects. */
 export const loadOtel = (): Promise<Otel | null> => {
@@ -102,7 +103,9 @@ export const startSpan = (name: string, o: SpanOptions): TraceSpan | undefined =
       ? otel.context.active()
       : undefined;
   if (!parent || !otel.trace.getSpanContext(parent)) return undefined;
-  const span = otel.trace.getTracer("fleetlink").startSpan(
+  // One tracer for the process: the API's proxy tracer follows a provider registered later.
+  tracer ??= otel.trace.getTracer("fleetlink");
+  const span = tracer.startSpan(
     name,
     {
       kind: KINDS[o.kind ?? "internal"],
