@@ -20,7 +20,6 @@ type Otel = typeof OtelApi;
 /** undefined: not tried yet; null: not installed. */
 let api: Otel | null | undefined;
 let loading: Promise<Otel | null> | undefined;
-let tracer: OtelApi.Tracer | undefined;
 
 /** Loads `@opentelemetry/api` once; resolves null when it is not installed. Never rejects. */
 export const loadOtel = (): Promise<Otel | null> => {
@@ -103,9 +102,7 @@ export const startSpan = (name: string, o: SpanOptions): TraceSpan | undefined =
       ? otel.context.active()
       : undefined;
   if (!parent || !otel.trace.getSpanContext(parent)) return undefined;
-  // One tracer for the process: the API's proxy tracer follows a provider registered later.
-  tracer ??= otel.trace.getTracer("fleetlink");
-  const span = tracer.startSpan(
+  const span = otel.trace.getTracer("fleetlink").startSpan(
     name,
     {
       kind: KINDS[o.kind ?? "internal"],
