@@ -13,6 +13,12 @@ export interface CallOptions {
   /** Instruction TTL in ms. (Default: timeoutMs) */
   ttlMs?: number;
   signal?: AbortSignal;
+  /**
+   * The W3C trace context the call belongs to (`00-<trace id>-<parent id>-<flags>`), handed to each node's
+   * handler as `ctx.traceparent`; INVALID_ARGUMENT naming `traceparent` if malformed. (Default: the active
+   * OpenTelemetry span's, when `@opentelemetry/api` is installed and a span is active; else none)
+   */
+  traceparent?: string;
 }
 
 export interface CallResult {
@@ -20,15 +26,26 @@ export interface CallResult {
   replies: Map<string, unknown>;
   /** Failed nodes (handler errors, NODE_UNAVAILABLE, …) by node id. */
   errors: Map<string, FleetlinkError>;
+  /**
+   * The trace context each node replied with, by node id: its `fleetlink.handle` span's when the node traces
+   * with OpenTelemetry, else the call's own. Only nodes that answered a traced call are in it.
+   */
+  traceparents: Map<string, string>;
 }
 
+/** One node's outcome; `traceparent` is the trace context its reply carried (see CallResult.traceparents). */
 export type StreamItem =
-  | { node: string; ok: true; value: unknown }
-  | { node: string; ok: false; error: FleetlinkError };
+  | { node: string; ok: true; value: unknown; traceparent?: string }
+  | { node: string; ok: false; error: FleetlinkError; traceparent?: string };
 
 /** A node's reply as the item a call or broadcast reports. */
-export const toStreamItem = (node: string, r: WireResult): StreamItem =>
-  r.error ? { node, ok: false, error: fromWireError(r.error) } : { node, ok: true, value: r.payload };
+export const toStreamItem = (node: string, r: WireResult): StreamItem => {
+  const item: StreamItem = r.error
+    ? { node, ok: false, error: fromWireError(r.error) }
+    : { node, ok: true, value: r.payload };
+  if (r.traceparent) item.traceparent = r.traceparent;
+  return item;
+};
 
 /** What a call needs from its run: pushes, and whether a reply is still awaited. */
 export interface CallContext {
@@ -47,11 +64,13 @@ export const callNodes = async (
   const decide = quorumFunction(opts.quorum ?? "majority", nodes.length);
   const replies = new Map<string, unknown>();
   const errors = new Map<string, FleetlinkError>();
+  const traceparents = new Map<string, string>();
   for await (const item of streamNodes(run, nodes, method, payload, opts)) {
     if (item.ok) replies.set(item.node, item.value);
     else errors.set(item.node, item.error);
+    if (item.traceparent) traceparents.set(item.node, item.traceparent);
     const d = decide({ replies, errors, nodes });
-    if (d === "done") return { replies, errors };
+    if (d === "done") return { replies, errors, traceparents };
     if (d === "fail") throw new IncompleteCallError("quorum cannot be met", replies, errors);
   }
   if (opts.signal?.aborted) throw new IncompleteCallError("cancelled", replies, errors);
@@ -83,6 +102,7 @@ export async function* streamNodes(
       ttlMs: opts.ttlMs ?? timeoutMs,
       deadline,
       signal: opts.signal,
+      ...(opts.traceparent !== undefined ? { traceparent: opts.traceparent } : {}),
     });
   } catch (e) {
     if (opts.signal?.aborted) return;

@@ -1,8 +1,10 @@
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { fromWireError, type WireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
+import { checkTraceparent } from "../protocol/trace-context.ts";
 import { RunMethods, type WireResult } from "../protocol/wire.ts";
 import type { Channel, Logger } from "../stream/channel.ts";
+import { loadOtel, otelTried, startSpan } from "../util/tracing.ts";
 import { checkNodesGiven } from "./errors.ts";
 import type { HubClient } from "./http.ts";
 import type { ReplyStream } from "./run-stream.ts";
@@ -28,6 +30,11 @@ export interface PushOptions {
   /** Epoch ms bounding the push request itself, failover included. */
   deadline?: number;
   signal?: AbortSignal;
+  /**
+   * W3C trace context of the push; INVALID_ARGUMENT naming `traceparent` if malformed. (Default: the active
+   * OpenTelemetry span's, when `@opentelemetry/api` is installed and a span is active)
+   */
+  traceparent?: string;
 }
 
 interface Outgoing {
@@ -58,13 +65,55 @@ export class Pusher {
     this.log = log;
   }
 
-  /** Pushes one instruction per node and returns the waits for their replies (registered before the push). */
+  /**
+   * Pushes one instruction per node and returns the waits for their replies (registered before the push).
+   * With OpenTelemetry, inside a `fleetlink.push` span whose context the instructions carry.
+   */
   async push(nodes: readonly string[], method: string, payload: unknown, opts: PushOptions): Promise<Wait[]> {
     checkNodesGiven(nodes, method);
+    const given = checkTraceparent("traceparent", opts.traceparent);
+    // The first push loads the API (if installed); the caller's active context survives the await.
+    if (!otelTried()) await loadOtel();
+    const span = startSpan("fleetlink.push", {
+      parent: given,
+      orActive: true,
+      kind: "producer",
+      attributes: {
+        "fleetlink.run": this.runId,
+        "fleetlink.method": method,
+        "fleetlink.nodes": nodes.length,
+      },
+    });
+    try {
+      const waits = await this.pushTraced(nodes, method, payload, opts, span?.traceparent ?? given);
+      span?.end();
+      return waits;
+    } catch (e) {
+      span?.end(e);
+      throw e;
+    }
+  }
+
+  private async pushTraced(
+    nodes: readonly string[],
+    method: string,
+    payload: unknown,
+    opts: PushOptions,
+    traceparent: string | undefined,
+  ): Promise<Wait[]> {
     // Once per push, not per node: a broadcast of one buffer uploads it once.
     if (this.codec) payload = await this.codec.encode(payload, opts.signal);
     const groupId = opts.groupId ?? newId();
-    const items = nodes.map((dst) => ({ id: newId(), dst, method, payload, ttlMs: opts.ttlMs, groupId }));
+    const trace = traceparent ? { traceparent } : {};
+    const items = nodes.map((dst) => ({
+      id: newId(),
+      dst,
+      method,
+      payload,
+      ttlMs: opts.ttlMs,
+      groupId,
+      ...trace,
+    }));
     const codec = this.codec;
     const waits = items.map((it) => {
       const raw = this.replies.expect(it.id);

@@ -10,6 +10,7 @@ import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../p
 import type { ReplyError } from "../protocol/types.ts";
 import type { WireInstruction } from "../protocol/wire.ts";
 import type { Logger } from "../stream/channel.ts";
+import { isTraceparent, loadOtel, otelTried, startSpan, type TraceSpan } from "../util/tracing.ts";
 import type { Handler } from "./handler.ts";
 import type { Outbox } from "./outbox.ts";
 
@@ -97,20 +98,40 @@ export class Executor {
     const handler = this.o.handlers[ins.method];
     let payload: unknown;
     let error: ReplyError | null = null;
+    // A malformed trace context from a hub is ignored, not a reason to refuse the work.
+    const traceparent = isTraceparent(ins.traceparent) ? ins.traceparent : undefined;
+    let span: TraceSpan | undefined;
     try {
       if (!handler)
         throw new FleetlinkError("INVALID_ARGUMENT", `no handler for method ${ins.method}`, {
           field: "method",
         });
-      payload = await handler(ins.payload, {
+      if (traceparent && !otelTried()) await loadOtel();
+      span = traceparent
+        ? startSpan("fleetlink.handle", {
+            parent: traceparent,
+            kind: "consumer",
+            attributes: {
+              "fleetlink.instruction": ins.id,
+              "fleetlink.run": ins.runId,
+              "fleetlink.method": ins.method,
+              "fleetlink.attempts": ins.attempts,
+            },
+          })
+        : undefined;
+      const ctx = {
         instructionId: ins.id,
         runId: ins.runId,
         method: ins.method,
         attempts: ins.attempts,
         nodeId: this.o.nodeId(),
         signal: AbortSignal.any([this.o.signal, cancelled]),
-      });
+        ...(traceparent ? { traceparent } : {}),
+      };
+      payload = await (span ? span.run(() => handler(ins.payload, ctx)) : handler(ins.payload, ctx));
+      span?.end();
     } catch (e) {
+      span?.end(e);
       error = {
         code: isFleetlinkError(e) ? e.code : "FLEETLINK_E_HANDLER_FAILED",
         message: truncate(describeError(e), MAX_ERROR_MESSAGE_CHARS),
@@ -129,7 +150,16 @@ export class Executor {
       return;
     }
     if (!error) ({ payload, error } = checkResult(payload, this.o.maxPayloadBytes()));
-    this.o.outbox.queue({ id: newId(), runId: ins.runId, replyTo: ins.id, payload: payload ?? null, error });
+    // The reply carries the handler's span (or the call's context), so a tracing backend links it back.
+    const replyTrace = span?.traceparent ?? traceparent;
+    this.o.outbox.queue({
+      id: newId(),
+      runId: ins.runId,
+      replyTo: ins.id,
+      payload: payload ?? null,
+      error,
+      ...(replyTrace ? { traceparent: replyTrace } : {}),
+    });
   }
 }
 

@@ -15,6 +15,12 @@ export interface HandlerContext {
    * is dropped (no reply), so it may stop at once. A handler that ignores it runs on; its result is dropped.
    */
   signal: AbortSignal;
+  /**
+   * The W3C trace context the call was made in (the coordinator's `fleetlink.push` span, or the traceparent it
+   * was given), absent for an untraced call. With `@opentelemetry/api` installed, the handler also runs inside
+   * a `fleetlink.handle` span under it, so spans it starts join the caller's trace.
+   */
+  traceparent?: string;
 }
 
 /** Runs one instruction: its result becomes the reply's result; a thrown error becomes an error reply. */

@@ -2,6 +2,7 @@ import { isFleetlinkError } from "../protocol/errors.ts";
 import { NodeMethods, type WireReply } from "../protocol/wire.ts";
 import type { Channel, Logger } from "../stream/channel.ts";
 import { type BackoffPolicy, backoffDelay } from "../util/backoff.ts";
+import { startSpan, type TraceSpan } from "../util/tracing.ts";
 
 export interface OutboxOptions {
   /** The live channel to a hub, if any; replies wait for one. */
@@ -20,6 +21,8 @@ interface Outgoing {
   attempt: number;
   sending: boolean;
   timer?: ReturnType<typeof setTimeout>;
+  /** `fleetlink.reply`, from queued to acknowledged (traced replies, with OpenTelemetry). */
+  span?: TraceSpan;
 }
 
 /**
@@ -61,6 +64,12 @@ export class Outbox {
   queue(reply: WireReply): void {
     if (this.waiting.has(reply.replyTo)) return;
     const out: Outgoing = { reply, attempt: 0, sending: false };
+    if (reply.traceparent)
+      out.span = startSpan("fleetlink.reply", {
+        parent: reply.traceparent,
+        kind: "producer",
+        attributes: { "fleetlink.instruction": reply.replyTo },
+      });
     this.waiting.set(reply.replyTo, out);
     this.send(out, false);
   }
@@ -73,6 +82,7 @@ export class Outbox {
     const out = this.waiting.get(instructionId);
     if (!out) return false;
     clearTimeout(out.timer);
+    out.span?.end("dropped: the instruction ended");
     this.waiting.delete(instructionId);
     if (this.waiting.size === 0) this.drainedCb?.();
     return true;
@@ -94,7 +104,10 @@ export class Outbox {
   /** Stops every retry timer (the agent stopped). */
   close(): void {
     this.closed = true;
-    for (const out of this.waiting.values()) clearTimeout(out.timer);
+    for (const out of this.waiting.values()) {
+      clearTimeout(out.timer);
+      out.span?.end("agent stopped before the reply was acknowledged");
+    }
   }
 
   private send(out: Outgoing, now: boolean): void {
@@ -109,7 +122,7 @@ export class Outbox {
         out.sending = false;
         if (isFleetlinkError(e) && e.definite) {
           this.o.log.warn({ err: e.message, instruction: out.reply.replyTo }, "reply refused");
-          this.settle(out);
+          this.settle(out, e);
           return;
         }
         // A send that failed because the agent stopped is not retried (no timer outlives close()).
@@ -119,8 +132,10 @@ export class Outbox {
     );
   }
 
-  private settle(out: Outgoing): void {
+  private settle(out: Outgoing, refused?: unknown): void {
     out.sending = false;
+    out.span?.end(refused);
+    out.span = undefined;
     clearTimeout(out.timer);
     this.waiting.delete(out.reply.replyTo);
     this.completed.set(out.reply.replyTo, out.reply);

@@ -5,6 +5,7 @@
  * build the routes and frames from these pieces.
  */
 import { FormatRegistry, Kind, type Static, type TSchema, Type, TypeRegistry } from "@sinclair/typebox";
+import { TRACEPARENT_PATTERN } from "../util/tracing.ts";
 import { isId } from "./ids.ts";
 import { MAX_ERROR_MESSAGE_CHARS, MAX_TTL_MS } from "./limits.ts";
 
@@ -36,6 +37,14 @@ if (!TypeRegistry.Has("StringEnum"))
     "StringEnum",
     (schema, v) => typeof v === "string" && schema.enum.includes(v),
   );
+/** A W3C trace context (docs/tracing.md): version 00, lowercase hex, ids not all zeros. */
+export const Traceparent = (description: string) =>
+  Type.String({
+    // The anchored pattern bounds the length (55 characters).
+    pattern: TRACEPARENT_PATTERN,
+    description: `${description}: \`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>\`, lowercase`,
+    examples: ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+  });
 /** Any JSON value (payloads are the application's). */
 export const Json = (description = "any JSON value") => Type.Unknown({ description });
 
@@ -184,6 +193,9 @@ export const NewInstructionSchema = Type.Object(
         description: "Wait for an offline node until the TTL instead of failing. (Default: false)",
       }),
     ),
+    traceparent: Type.Optional(
+      Traceparent("The caller's trace context, handed to the node's handler (W3C traceparent)"),
+    ),
   },
   { additionalProperties: false },
 );
@@ -198,6 +210,11 @@ export const WireInstructionSchema = Type.Object(
     groupId: Nullable(Type.String()),
     attempts: Type.Integer({ minimum: 0, description: "Deliveries so far, this one included" }),
     expiresAt: Millis(),
+    traceparent: Type.Optional(
+      Traceparent(
+        "The trace context the call was pushed with (absent when it had none); nodes may ignore it",
+      ),
+    ),
   },
   { title: "WireInstruction" },
 );
@@ -213,6 +230,11 @@ export const WireResultSchema = Type.Object(
     payload: Json("The handler's result (null for error replies)"),
     error: Nullable(ReplyErrorSchema),
     createdAt: Millis(),
+    traceparent: Type.Optional(
+      Traceparent(
+        "The trace context the node replied with: its handler's span, else the instruction's (absent when none)",
+      ),
+    ),
   },
   { title: "WireResult" },
 );

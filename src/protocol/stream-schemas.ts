@@ -17,6 +17,7 @@ import {
   NewInstructionSchema,
   Nullable,
   ReplyErrorSchema,
+  Traceparent,
   Uuid,
   WireErrorSchema,
   WireInstructionSchema,
@@ -193,6 +194,11 @@ export const NodeStreamMessages = {
         replyTo: Uuid,
         payload: Type.Optional(Json("The handler's result")),
         error: Type.Optional(Nullable(ReplyErrorSchema)),
+        traceparent: Type.Optional(
+          Traceparent(
+            "The handler's trace context (its span's, else the instruction's), for the coordinator",
+          ),
+        ),
       },
       {
         title: "ReplyBody",

@@ -74,6 +74,8 @@ export interface Instruction {
   leaseOwner: string | null;
   /** Keep the instruction until its TTL while its node is offline, instead of failing it at once. */
   holdWhileOffline: boolean;
+  /** The W3C trace context the call was pushed with (null or absent: none). */
+  traceparent?: string | null;
 }
 
 export interface ReplyError {
@@ -94,4 +96,6 @@ export interface Reply {
   payload: Uint8Array;
   createdAt: number;
   error: ReplyError | null;
+  /** The W3C trace context the node replied with (null or absent: none). */
+  traceparent?: string | null;
 }

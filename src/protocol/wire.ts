@@ -16,6 +16,8 @@ export interface WireInstruction {
   groupId: string | null;
   attempts: number;
   expiresAt: number;
+  /** The W3C trace context the call was pushed with, when it had one. */
+  traceparent?: string;
 }
 
 /** A reply as a node sends it (`id` is chosen by the node so retransmissions are recognised). */
@@ -25,6 +27,8 @@ export interface WireReply {
   replyTo: string;
   payload?: unknown;
   error?: ReplyError | null;
+  /** The handler's trace context (its span's, else the instruction's), when the instruction had one. */
+  traceparent?: string;
 }
 
 /** A reply as a coordinator receives it. */
@@ -37,6 +41,8 @@ export interface WireResult {
   payload: unknown;
   error: ReplyError | null;
   createdAt: number;
+  /** The trace context the node replied with, when there was one. */
+  traceparent?: string;
 }
 
 export const toWireInstruction = (i: Instruction): WireInstruction => ({
@@ -47,6 +53,8 @@ export const toWireInstruction = (i: Instruction): WireInstruction => ({
   groupId: i.groupId,
   attempts: i.attempts,
   expiresAt: i.expiresAt,
+  // Only when set: untraced instructions keep the frame (and what older nodes see) unchanged.
+  ...(i.traceparent ? { traceparent: i.traceparent } : {}),
 });
 
 export const toWireResult = (r: Reply): WireResult => ({
@@ -58,6 +66,7 @@ export const toWireResult = (r: Reply): WireResult => ({
   payload: decodePayload(r.payload),
   error: r.error,
   createdAt: r.createdAt,
+  ...(r.traceparent ? { traceparent: r.traceparent } : {}),
 });
 
 /** Stream method names. */

@@ -62,6 +62,7 @@ export const toInstruction = (r: Row): Instruction => ({
   leaseUntil: numOrNull(r.lease_until),
   leaseOwner: (r.lease_owner as string | null) ?? null,
   holdWhileOffline: Boolean(r.hold_offline),
+  traceparent: (r.traceparent as string | null) ?? null,
 });
 
 export const toReply = (r: Row): Reply => ({
@@ -75,6 +76,7 @@ export const toReply = (r: Row): Reply => ({
   payload: bytes(r.payload),
   createdAt: num(r.created_at),
   error: r.error_code ? { code: r.error_code as string, message: (r.error_message as string) ?? "" } : null,
+  traceparent: (r.traceparent as string | null) ?? null,
 });
 
 export const bySeq = (a: Row, b: Row): number => num(a.seq) - num(b.seq);

@@ -5,6 +5,7 @@ import collections
 import inspect
 import json
 import logging
+import re
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from .errors import HANDLER_FAILED, HandlerError, reply_error
 log = logging.getLogger("fleetlink_node")
 
 MAX_JSON_DEPTH = 128
+#: A W3C traceparent (version 00), as the hub checks it: lowercase hex, ids not all zeros.
+TRACEPARENT = re.compile(r"^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
@@ -30,6 +33,9 @@ class Context:
     #: Set when the hub cancelled the instruction (withdrawn, TTL, deadline: its result is then dropped, no
     #: reply) or when the node stops without waiting for handlers any longer.
     cancelled: threading.Event = field(repr=False)
+    #: The W3C trace context the call was made in (None for an untraced call): hand it to your tracer to
+    #: continue the caller's trace. The reply carries it back to the coordinator.
+    traceparent: str | None = None
 
     def is_cancelled(self):
         return self.cancelled.is_set()
@@ -227,16 +233,17 @@ class Executor:
             if self._is_dropped(ins["id"]):
                 log.info("dropping the result of cancelled instruction %s", ins["id"])
                 return
-            self._outbox.queue(
-                {
-                    "id": str(uuid.uuid4()),
-                    "runId": ins["runId"],
-                    "replyTo": ins["id"],
-                    "payload": payload,
-                    "error": error,
-                },
-                inline=True,
-            )
+            reply = {
+                "id": str(uuid.uuid4()),
+                "runId": ins["runId"],
+                "replyTo": ins["id"],
+                "payload": payload,
+                "error": error,
+            }
+            trace = _traceparent(ins)
+            if trace:
+                reply["traceparent"] = trace
+            self._outbox.queue(reply, inline=True)
         finally:
             for sha256 in held:
                 self._blobs.release(sha256)
@@ -257,6 +264,7 @@ class Executor:
             attempts=ins.get("attempts", 0),
             node_id=self._node_id(),
             cancelled=self._event(ins["id"]),
+            traceparent=_traceparent(ins),
         )
         payload = ins.get("payload")
         if isinstance(payload, (dict, list)):
@@ -292,6 +300,12 @@ class Executor:
             return self._blobs.upload(source, ins["runId"], self._event(ins["id"]))
 
         return codec.encode(payload, upload, self._inline_bytes)
+
+
+def _traceparent(ins):
+    """The instruction's trace context, or None (absent, or malformed: ignored rather than refused)."""
+    t = ins.get("traceparent")
+    return t if isinstance(t, str) and TRACEPARENT.match(t) else None
 
 
 async def _awaited(aw):

@@ -41,8 +41,9 @@ class FakeHub:
 
     # -- what tests drive ---------------------------------------------------------------------------------------
 
-    def push(self, method, payload=None, ins_id=None, attempts=1):
+    def push(self, method, payload=None, ins_id=None, attempts=1, **extra):
         ins = {
+            **extra,
             "id": ins_id or str(uuid.uuid4()),
             "runId": "0193a000-0000-7000-8000-000000000001",
             "method": method,

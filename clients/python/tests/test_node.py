@@ -88,6 +88,20 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(mode, 0o600)
         self.hub.wait_for(lambda: len(self.hub.sent("heartbeat")) >= 2)
 
+    def test_a_traced_instruction_hands_its_traceparent_to_the_handler_and_the_reply_carries_it_back(self):
+        tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        self.handlers["trace"] = lambda p, ctx: ctx.traceparent
+        n = self.node()
+        self.assertTrue(n.start(timeout=10))
+        traced = self.reply(self.hub.push("trace", traceparent=tp))
+        self.assertEqual(traced["payload"], tp)
+        self.assertEqual(traced["traceparent"], tp)
+        # Untraced, or malformed (ignored, not refused): no context, and none in the reply.
+        for extra in ({}, {"traceparent": tp.upper()}):
+            r = self.reply(self.hub.push("trace", **extra))
+            self.assertIsNone(r["payload"])
+            self.assertNotIn("traceparent", r)
+
     def test_handler_errors_become_typed_error_replies(self):
         n = self.node()
         n.start(timeout=10)

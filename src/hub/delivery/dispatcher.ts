@@ -4,7 +4,9 @@ import type { NewInstruction, Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import type { PeerTable } from "../../stream/peers.ts";
 import { Coalesced } from "../../util/coalesce.ts";
+import { loadOtel } from "../../util/tracing.ts";
 import type { Session } from "./session.ts";
+import { claimSpans, deliverSpan } from "./trace-spans.ts";
 
 /** Most nodes a claimable scan lists before the replica claims for every node it holds instead. */
 const SCAN_LIMIT = 10_000;
@@ -54,6 +56,7 @@ export class Dispatcher {
 
   constructor(o: DispatcherOptions) {
     this.o = o;
+    void loadOtel();
     this.claimer = new Coalesced(
       () => this.dispatch(),
       (e) => o.log.warn({ err: String(e) }, "dispatch failed"),
@@ -126,6 +129,7 @@ export class Dispatcher {
     settle(pushed: readonly Instruction[] | null): void;
   } {
     const held: Session[] = [];
+    const since = Date.now();
     const out = items.map((it) => {
       const s = this.o.peers.get(it.dst);
       if (!s?.ready || !s.channel.isOpen || s.inflight.size + s.reserved >= this.o.maxInflight) return it;
@@ -138,6 +142,8 @@ export class Dispatcher {
       settle: (pushed) => {
         for (const s of held) s.reserved--;
         if (!pushed) return;
+        // Leased by the push itself: the claim is the insert.
+        claimSpans(pushed, since, "push");
         const orphaned = new Map<string, string>();
         const out = new Outgoing();
         for (const ins of pushed) {
@@ -182,6 +188,7 @@ export class Dispatcher {
           bytes = 0;
         }
         items.push(toWireInstruction(ins));
+        deliverSpan(ins)?.end();
         bytes += ins.payload.byteLength;
       }
       s.channel.emit(NodeMethods.instructions, { items });
@@ -189,8 +196,16 @@ export class Dispatcher {
   }
 
   private request(s: Session, ins: Instruction): void {
+    const span = deliverSpan(ins);
     s.channel
       .request(NodeMethods.instruction, toWireInstruction(ins), { timeoutMs: this.o.deliveryTimeoutMs })
+      .then(
+        () => span?.end(),
+        (e: unknown) => {
+          span?.end(e);
+          throw e;
+        },
+      )
       .catch((e: unknown) => {
         // Not acknowledged: the stream is gone (release on close handles it) or the node is stuck (the lease
         // expires and the instruction is redelivered).
@@ -216,7 +231,9 @@ export class Dispatcher {
       const sessions = held.map((s) => ({ nodeId: s.node.id, sessionId: s.channel.id }));
       const before = held.map((s) => this.wakes.get(s) ?? 0);
       const allBefore = this.wakesOfAll;
+      const since = Date.now();
       const got = await this.o.store.claimInstructions({ sessions, limit: cap });
+      claimSpans(got, since, "claim");
       const claimed = new Map<string, number>();
       for (const ins of got) claimed.set(ins.dst, (claimed.get(ins.dst) ?? 0) + 1);
       held.forEach((s, i) => {

@@ -1,7 +1,8 @@
 import { invalid } from "../../protocol/errors.ts";
 import { MAX_JSON_DEPTH, MAX_TTL_MS, tooDeep } from "../../protocol/limits.ts";
+import { checkTraceparent } from "../../protocol/trace-context.ts";
 import { encodePayload } from "../../protocol/wire.ts";
-import type { NewInstruction } from "../../store/store.ts";
+import type { TracedInstruction } from "../../store/ops/instruction-record.ts";
 
 /** Calls one run-stream `push` frame may carry (the SDK coalesces concurrent calls into one frame). */
 export const MAX_CALLS_PER_PUSH = 1024;
@@ -17,6 +18,7 @@ const ITEM_KEYS = new Set([
   "groupId",
   "maxAttempts",
   "holdWhileOffline",
+  "traceparent",
 ]);
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
@@ -26,7 +28,7 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
  * The instructions of one call as the HTTP route's schema admits them (same fields, same bounds), payloads
  * encoded for the store. The store checks ids, names, TTL and payload size again, naming the same fields.
  */
-export const parseItems = (v: unknown, f: string): NewInstruction[] => {
+export const parseItems = (v: unknown, f: string): TracedInstruction[] => {
   if (!Array.isArray(v) || v.length === 0 || v.length > MAX_ITEMS_PER_CALL)
     throw invalid(f, `must be an array of 1 to ${MAX_ITEMS_PER_CALL} instructions`);
   return v.map((it, i) => {
@@ -47,6 +49,7 @@ export const parseItems = (v: unknown, f: string): NewInstruction[] => {
     if (it.holdWhileOffline !== undefined && typeof it.holdWhileOffline !== "boolean")
       throw invalid(`${g}.holdWhileOffline`, "must be a boolean");
     if (tooDeep(it.payload)) throw invalid(`${g}.payload`, `nests deeper than ${MAX_JSON_DEPTH} levels`);
+    const traceparent = checkTraceparent(`${g}.traceparent`, it.traceparent);
     return {
       dst: it.dst,
       method: it.method,
@@ -56,6 +59,7 @@ export const parseItems = (v: unknown, f: string): NewInstruction[] => {
       ...(it.groupId !== undefined ? { groupId: it.groupId as string } : {}),
       ...(it.maxAttempts !== undefined ? { maxAttempts: it.maxAttempts as number } : {}),
       ...(it.holdWhileOffline ? { holdWhileOffline: true } : {}),
+      ...(traceparent ? { traceparent } : {}),
     };
   });
 };

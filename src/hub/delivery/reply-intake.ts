@@ -3,7 +3,9 @@ import { isId } from "../../protocol/ids.ts";
 import { MAX_ERROR_MESSAGE_CHARS, MAX_JSON_DEPTH, tooDeep, truncate } from "../../protocol/limits.ts";
 import type { Reply } from "../../protocol/types.ts";
 import { encodePayload, type WireReply } from "../../protocol/wire.ts";
+import type { TracedReply } from "../../store/ops/instruction-record.ts";
 import type { NewReply, Store, StoreReplyResult } from "../../store/store.ts";
+import { isTraceparent, startSpan } from "../../util/tracing.ts";
 import { GroupCommit } from "./group-commit.ts";
 import type { Session } from "./session.ts";
 
@@ -62,7 +64,9 @@ export class ReplyIntake {
     }
     // The run's reply stream is here: store the reply already claimed for it and send it at once.
     const claimed = this.o.holdsRun?.(r.runId) ?? false;
-    const res = await this.commits.add({
+    // The stream schema checked it already; HTTP node replies come through the same check.
+    const traceparent = isTraceparent(r.traceparent) ? r.traceparent : undefined;
+    const item: TracedReply = {
       id: r.id,
       runId: r.runId,
       nodeId: s.node.id,
@@ -70,7 +74,20 @@ export class ReplyIntake {
       payload,
       error: outcome,
       claimed,
+      ...(traceparent ? { traceparent } : {}),
+    };
+    const span = traceparent
+      ? startSpan("fleetlink.reply", {
+          parent: traceparent,
+          kind: "server",
+          attributes: { "fleetlink.instruction": r.replyTo, "fleetlink.run": r.runId },
+        })
+      : undefined;
+    const res = await this.commits.add(item).catch((e: unknown) => {
+      span?.end(e);
+      throw e;
     });
+    span?.end(res.ok ? undefined : res.error);
     // Stored, a duplicate, or refused for good: either way the node is done with it.
     if (res.ok || (isFleetlinkError(res.error) && res.error.definite)) this.o.onSettled(s, r.replyTo);
     if (res.ok && !res.duplicate) this.o.onReply(claimed ? res.reply : undefined);

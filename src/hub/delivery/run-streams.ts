@@ -8,8 +8,10 @@ import type { NewInstruction, Store } from "../../store/store.ts";
 import { Channel, type Logger } from "../../stream/channel.ts";
 import type { Transport } from "../../stream/transport.ts";
 import { Coalesced } from "../../util/coalesce.ts";
+import { loadOtel } from "../../util/tracing.ts";
 import { parseItems, parsePush } from "./push-body.ts";
 import { DEFER_ACK_MS } from "./session.ts";
+import { pushSpan } from "./trace-spans.ts";
 
 /** What a coordinator may ask over its run stream: the same operations as the HTTP routes, minus HTTP. */
 export interface RunRequests {
@@ -36,6 +38,8 @@ export class RunStreams {
 
   /** `maxFrameBytes`: replies are sent in frames no larger than this (each reply fits in one). */
   constructor(store: Store, log: Logger, maxFrameBytes: number, requests?: RunRequests) {
+    // Spans need the API loaded before the first traced push arrives (a no-op when it is not installed).
+    void loadOtel();
     this.store = store;
     this.log = log;
     this.maxFrame = maxFrameBytes;
@@ -109,7 +113,13 @@ export class RunStreams {
       const results = await Promise.all(
         calls.map(async (c) => {
           try {
-            const pushed = await r.push(runId, parseItems(c.items, "items"));
+            const items = parseItems(c.items, "items");
+            const span = pushSpan(runId, items);
+            const pushed = await r.push(runId, items).catch((e: unknown) => {
+              span?.end(e);
+              throw e;
+            });
+            span?.end();
             return { instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })) };
           } catch (e) {
             return { error: toWireError(e) };

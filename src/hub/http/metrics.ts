@@ -38,7 +38,9 @@ export interface HubMetrics {
 export const createHubMetrics = (o: { replica: string; backend: Store["backend"] }): HubMetrics => {
   const registry = new Registry();
   const registers = [registry];
-  collectDefaultMetrics({ register: registry, prefix: "fleetlink_" });
+  // Unprefixed, under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_seconds…), so stock
+  // Node.js dashboards and alerts work as they are.
+  collectDefaultMetrics({ register: registry });
   const http: HttpMetrics = {
     requests: new Counter({
       name: "fleetlink_http_requests_total",

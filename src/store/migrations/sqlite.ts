@@ -185,4 +185,13 @@ CREATE TABLE cancellations (
 CREATE INDEX cancellations_age ON cancellations (created_at);
 `,
   },
+  {
+    version: 10,
+    name: "trace context of instructions and replies",
+    // Nullable, no default: existing rows read as untraced, and no row is rewritten.
+    sql: `
+ALTER TABLE instructions ADD COLUMN traceparent TEXT;
+ALTER TABLE replies ADD COLUMN traceparent TEXT;
+`,
+  },
 ];

@@ -34,6 +34,7 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
     max: [] as number[],
     hold: [] as number[],
     leaseTo: [] as (string | null)[],
+    trace: [] as (string | null)[],
   };
   // Records with placeholder times; the statement's own values replace them below.
   const records = calls.map((call, k) =>
@@ -51,6 +52,7 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
       cols.max.push(rec.maxAttempts);
       cols.hold.push(rec.holdWhileOffline ? 1 : 0);
       cols.leaseTo.push(it.leaseTo ?? null);
+      cols.trace.push(rec.traceparent ?? null);
       return rec;
     }),
   );
@@ -60,9 +62,9 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
       q(
         `WITH t AS MATERIALIZED (
            SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-             $8::bytea[], $9::bigint[], $10::int[], $11::smallint[], $12::text[]) WITH ORDINALITY
+             $8::bytea[], $9::bigint[], $10::int[], $11::smallint[], $12::text[], $15::text[]) WITH ORDINALITY
              AS t(k, id, run_id, src, dst, group_id, method, payload, ttl_ms, max_attempts, hold_offline, lease_to,
-               ord)),
+               traceparent, ord)),
          clock AS MATERIALIZED (SELECT ${db.d.now("$13")} AS now),
          r AS MATERIALIZED (
            SELECT id, status FROM runs WHERE id IN (SELECT run_id FROM t) ORDER BY id FOR SHARE),
@@ -73,12 +75,12 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
            WHERE r.id IS NULL OR r.status = 'finished' OR n.id IS NULL OR n.status = 'unregistered'),
          ins AS (
            INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms,
-             expires_at, state, attempts, max_attempts, lease_until, lease_owner, hold_offline)
+             expires_at, state, attempts, max_attempts, lease_until, lease_owner, hold_offline, traceparent)
            SELECT t.id, t.run_id, t.src, t.dst, t.group_id, t.method, t.payload, clock.now, t.ttl_ms,
              clock.now + t.ttl_ms, CASE WHEN l.leased THEN 'leased' ELSE 'pending' END,
              CASE WHEN l.leased THEN 1 ELSE 0 END, t.max_attempts,
              CASE WHEN l.leased THEN clock.now + $14::bigint END, CASE WHEN l.leased THEN t.lease_to END,
-             t.hold_offline
+             t.hold_offline, t.traceparent
            FROM t JOIN n ON n.id = t.dst CROSS JOIN clock
              CROSS JOIN LATERAL (SELECT t.lease_to IS NOT NULL AND t.lease_to = n.session_id AS leased) l
            WHERE t.k NOT IN (SELECT k FROM bad)
@@ -104,6 +106,7 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
           cols.leaseTo,
           nowParam,
           Math.trunc(db.options.leaseMs),
+          cols.trace,
         ],
         "fleetlink_push",
       ),

@@ -11,7 +11,7 @@ import {
   type PushResult,
 } from "../store.ts";
 import { refPush } from "./blob-refs.ts";
-import { newInstructionRecord } from "./instruction-record.ts";
+import { checkTraces, newInstructionRecord } from "./instruction-record.ts";
 import { pushStatement } from "./push-pg.ts";
 import { runRow } from "./runs.ts";
 
@@ -21,6 +21,7 @@ export const pushInstructions = async (
   items: readonly NewInstruction[],
 ): Promise<Instruction[]> => {
   checkInstructions(items, db.options);
+  checkTraces(items);
   checkId("runId", runId);
   if (oneStatement(db, items)) {
     const [res] = (await pushStatement(db, [{ runId, items }])) ?? [];
@@ -67,6 +68,7 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
   const checked: (PushResult | null)[] = calls.map((call) => {
     try {
       checkInstructions(call.items, db.options);
+      checkTraces(call.items);
       checkId("runId", call.runId);
       return null;
     } catch (error) {
@@ -171,7 +173,7 @@ const pushIn = async (
 };
 
 const COLUMNS = `id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
-  state, attempts, max_attempts, lease_until, lease_owner, hold_offline`;
+  state, attempts, max_attempts, lease_until, lease_owner, hold_offline, traceparent`;
 
 const values = (i: Instruction): unknown[] => [
   i.id,
@@ -190,14 +192,17 @@ const values = (i: Instruction): unknown[] => [
   i.leaseUntil,
   i.leaseOwner,
   i.holdWhileOffline ? 1 : 0,
+  i.traceparent ?? null,
 ];
+
+const COLUMN_COUNT = COLUMNS.split(",").length;
 
 const taken = (i: Instruction, k: number) =>
   // A caller-chosen id that exists already aborts the whole push: the transaction rolls back.
   new FleetlinkError("INVALID_ARGUMENT", `instruction ${i.id} exists`, { field: `items[${k}].id` });
 
 const INSERT_ONE = `INSERT INTO instructions (${COLUMNS})
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
   ON CONFLICT (id) DO NOTHING RETURNING seq`;
 
 /**
@@ -210,7 +215,7 @@ const insertEach = async (c: SqlConn, records: Instruction[]): Promise<void> => 
 };
 
 /**
- * PostgreSQL: multi-row INSERTs (500 rows, 8000 parameters each, under the 65535 limit): one round trip per
+ * PostgreSQL: multi-row INSERTs (500 rows, 8500 parameters each, under the 65535 limit): one round trip per
  * chunk instead of one per instruction.
  */
 const insertChunks = async (c: SqlConn, records: Instruction[]): Promise<void> => {
@@ -220,7 +225,7 @@ const insertChunks = async (c: SqlConn, records: Instruction[]): Promise<void> =
     const tuples = chunk.map((i) => {
       const b = params.length;
       params.push(...values(i));
-      return `(${Array.from({ length: 16 }, (_, k) => `$${b + k + 1}`).join(", ")})`;
+      return `(${Array.from({ length: COLUMN_COUNT }, (_, k) => `$${b + k + 1}`).join(", ")})`;
     });
     const rows = await c.q(
       `INSERT INTO instructions (${COLUMNS}) VALUES ${tuples.join(", ")} ON CONFLICT (id) DO NOTHING RETURNING id`,

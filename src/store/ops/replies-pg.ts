@@ -3,6 +3,7 @@ import type { Db } from "../dialect.ts";
 import { type Row, toReply } from "../rows.ts";
 import { answerable, END } from "../rules.ts";
 import type { NewReply, StoreReplyResult } from "../store.ts";
+import type { TracedReply } from "./instruction-record.ts";
 import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
 
 /**
@@ -28,7 +29,7 @@ export const storeStatement = async (
   checked: (StoreReplyResult | null)[],
 ): Promise<number> => {
   const seen = new Set<string>();
-  const batch: { r: NewReply; i: number; id: string }[] = [];
+  const batch: { r: TracedReply; i: number; id: string }[] = [];
   items.forEach((r, i) => {
     if (checked[i]) return;
     const id = r.id ?? newId();
@@ -46,7 +47,8 @@ export const storeStatement = async (
       q(
         `WITH t AS MATERIALIZED (
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[],
-             $8::int[]) AS t(reply_to, node_id, run_id, reply_id, payload, error_code, error_message, claimed)),
+             $8::int[], $10::text[])
+             AS t(reply_to, node_id, run_id, reply_id, payload, error_code, error_message, claimed, traceparent)),
          clock AS MATERIALIZED (SELECT ${db.d.now("$9")} AS now),
          ended AS (
            UPDATE instructions i SET ${END}
@@ -55,11 +57,12 @@ export const storeStatement = async (
              AND NOT EXISTS (SELECT 1 FROM replies r WHERE r.id = t.reply_id)
            RETURNING i.id, i.src, i.group_id, i.method, clock.now)
          INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
-           error_code, error_message, claimed)
+           error_code, error_message, claimed, traceparent)
          SELECT t.reply_id, t.run_id, t.node_id, e.src, t.reply_to, e.group_id, e.method, t.payload, e.now,
-           t.error_code, t.error_message, t.claimed
+           t.error_code, t.error_message, t.claimed, t.traceparent
          FROM ended e JOIN t ON t.reply_to = e.id
-         RETURNING id, run_id, src, dst, reply_to, group_id, method, payload, created_at, error_code, error_message`,
+         RETURNING id, run_id, src, dst, reply_to, group_id, method, payload, created_at, error_code, error_message,
+           traceparent`,
         [
           batch.map((b) => b.r.replyTo),
           batch.map((b) => b.r.nodeId),
@@ -73,6 +76,7 @@ export const storeStatement = async (
           batch.map((b) => b.r.error?.message ?? null),
           batch.map((b) => (b.r.claimed ? 1 : 0)),
           nowParam,
+          batch.map((b) => b.r.traceparent ?? null),
         ],
         "fleetlink_store_replies",
       ),

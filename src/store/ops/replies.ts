@@ -16,12 +16,17 @@ import {
 } from "../store.ts";
 import { addReplyRefs, checkReplyRefs } from "./blob-refs.ts";
 import { appendCancellation } from "./cancellations.ts";
+import { checkTraces, type TracedReply } from "./instruction-record.ts";
 import { storeStatement } from "./replies-pg.ts";
 import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
 
 const INSERT_REPLY = `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
     error_code, error_message, claimed)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`;
+/** A node's reply, with the trace context it sent back. */
+const INSERT_NODE_REPLY = `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
+    error_code, error_message, claimed, traceparent)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`;
 
 /**
  * The error reply that ends instruction `i` (a row, read with its `state` before it was ended) without a reply
@@ -58,6 +63,7 @@ export const storeReplies = async (db: Db, items: readonly NewReply[]): Promise<
   const checked = items.map((r, i): StoreReplyResult | null => {
     try {
       checkReply(r, `items[${i}]`, db.options);
+      checkTraces([r]);
       return null;
     } catch (error) {
       return { ok: false, error: error as FleetlinkError };
@@ -126,7 +132,7 @@ const forOthers = (
 };
 
 /** Stores one reply, or says why not; inside the caller's transaction. */
-const storeOne = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
+const storeOne = async (c: SqlConn, r: TracedReply): Promise<StoreReplyResult> => {
   const id = r.id ?? newId();
   // Ending the instruction and inserting its reply happen in one transaction. The UPDATE's guard
   // (answerable: ended = 0) holds the instruction's row lock on PostgreSQL and the database write lock on
@@ -151,8 +157,9 @@ const storeOne = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
     payload: r.payload ?? new Uint8Array(0),
     createdAt: c.now,
     error: r.error?.code ? { code: r.error.code, message: r.error.message ?? "" } : null,
+    traceparent: r.traceparent ?? null,
   };
-  await c.q(INSERT_REPLY, [
+  await c.q(INSERT_NODE_REPLY, [
     id,
     reply.runId,
     reply.src,
@@ -165,6 +172,7 @@ const storeOne = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
     r.error?.code ?? null,
     r.error?.message ?? null,
     r.claimed ? 1 : 0,
+    reply.traceparent,
   ]);
   return { ok: true, reply, duplicate: false };
 };
@@ -184,7 +192,7 @@ const diagnose = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
   return diagnoseReply(r, info, existing && toReply(existing), Boolean(taken), c.now);
 };
 
-type Item = { r: NewReply; i: number };
+type Item = { r: TracedReply; i: number };
 
 /**
  * PostgreSQL, set-based: one UPDATE ends every answerable instruction of the batch, one INSERT stores their
@@ -254,11 +262,12 @@ const storeSet = async (
   if (stored.length === 0) return;
   const rows = await c.q(
     `INSERT INTO replies (id, run_id, src, dst, reply_to, group_id, method, payload, created_at,
-       error_code, error_message, claimed)
-     SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, t.claimed
+       error_code, error_message, claimed, traceparent)
+     SELECT t.id, t.run_id, t.src, t.dst, t.reply_to, t.group_id, t.method, t.payload, $9, t.error_code, t.error_message, t.claimed,
+       t.traceparent
      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[],
-       $10::text[], $11::text[], $12::int[])
-       AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message, claimed)
+       $10::text[], $11::text[], $12::int[], $13::text[])
+       AS t(id, run_id, src, dst, reply_to, group_id, method, payload, error_code, error_message, claimed, traceparent)
      RETURNING *`,
     [
       stored.map((b) => b.id),
@@ -273,6 +282,7 @@ const storeSet = async (
       stored.map((b) => b.r.error?.code ?? null),
       stored.map((b) => b.r.error?.message ?? null),
       stored.map((b) => (b.r.claimed ? 1 : 0)),
+      stored.map((b) => b.r.traceparent ?? null),
     ],
   );
   const replies = new Map(rows.map((r) => [r.reply_to as string, toReply(r)]));
@@ -284,7 +294,7 @@ const storeSet = async (
  * undone and refused (diagnosed), and the rest of the batch goes on. A deadlock (two replicas each waiting for
  * the other's reply id) undoes this item only; it is tried again once the other side has moved on.
  */
-const storeAlone = async (c: SqlConn, r: NewReply): Promise<StoreReplyResult> => {
+const storeAlone = async (c: SqlConn, r: TracedReply): Promise<StoreReplyResult> => {
   for (let attempt = 1; ; attempt++) {
     await c.q("SAVEPOINT store_one");
     try {
