@@ -9,6 +9,8 @@ export interface BroadcastOptions {
   /** Deadline for the push itself, failover included. (Default: ttlMs) */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** W3C trace context, as for a call (docs/tracing.md). (Default: the active OpenTelemetry span's, if any) */
+  traceparent?: string;
 }
 
 export type BroadcastNodeState = "pending" | "delivered" | "replied" | "failed";

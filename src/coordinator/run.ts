@@ -142,6 +142,7 @@ export class RunHandle {
       holdWhileOffline: true,
       deadline: Date.now() + (opts.timeoutMs ?? opts.ttlMs),
       signal: opts.signal,
+      ...(opts.traceparent !== undefined ? { traceparent: opts.traceparent } : {}),
     });
     return new Broadcast(this, waits);
   }
