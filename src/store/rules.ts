@@ -137,6 +137,13 @@ export const usableToken = (now: string): string =>
 export const deadToken = (cutoff: string): string =>
   `revoked_at <= ${cutoff} OR expires_at <= ${cutoff} OR (used >= uses AND used_at <= ${cutoff})`;
 
+/** A principal that may act now: not revoked, not expired. */
+export const usablePrincipal = (now: string): string =>
+  `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${now})`;
+
+/** A principal that became unusable before the cutoff (revoked or expired). */
+export const deadPrincipal = (cutoff: string): string => `revoked_at <= ${cutoff} OR expires_at <= ${cutoff}`;
+
 // ---- blobs ----
 
 /**
