@@ -11,10 +11,13 @@ export interface FeedSink {
   once(event: "close", fn: () => void): unknown;
 }
 
-/** Builds what the feeds send: the part they share, and the detail of one run. */
+/**
+ * Builds what the feeds send: the part the feeds of one tenant share, and the detail of one run. `tenant` null:
+ * every tenant (an unscoped principal's feed).
+ */
 export interface FeedSource {
-  base(): Promise<{ at?: number }>;
-  run(runId: string): Promise<object | null>;
+  base(tenant: string | null): Promise<{ at?: number }>;
+  run(runId: string, tenant: string | null): Promise<object | null>;
 }
 
 export interface FeedOptions {
@@ -38,13 +41,15 @@ export interface FeedOptions {
 interface Client {
   sink: FeedSink;
   runId: string | null;
+  /** The tenant whose things this client sees; null: every tenant. */
+  tenant: string | null;
   /** The last document sent, so an update that changes nothing for this client is not sent. */
   last: string;
 }
 
 /**
  * Live dashboard feeds as Server-Sent Events: every client gets a snapshot when it connects and a new one after
- * each change (at most one per `minIntervalMs`, built once and shared by all clients). A client that does not
+ * each change (at most one per `minIntervalMs`, built once per tenant and shared by that tenant's clients). A client that does not
  * read is dropped once `maxBufferedBytes` wait for it, so a stalled browser costs the hub a bounded buffer.
  */
 export class Feeds {
@@ -92,9 +97,9 @@ export class Feeds {
       );
   }
 
-  /** Serves one feed until the sink closes. Call `admit` first. */
-  open(sink: FeedSink, runId: string | null): void {
-    const c: Client = { sink, runId, last: "" };
+  /** Serves one feed, of one tenant's things (null: all), until the sink closes. Call `admit` first. */
+  open(sink: FeedSink, runId: string | null, tenant: string | null = null): void {
+    const c: Client = { sink, runId, tenant, last: "" };
     this.clients.add(c);
     sink.once("close", () => this.clients.delete(c));
     // A retry hint for EventSource-style clients, and bytes on the wire at once so the client knows it is in.
@@ -120,14 +125,21 @@ export class Feeds {
   private async tick(): Promise<void> {
     const clients = [...this.clients];
     try {
-      const { at, ...base } = await this.o.source.base();
+      // One base per tenant that has a feed open (usually one: null, or the one tenant of its team), and one
+      // detail per (run, tenant) asked for: a run of another tenant reads as none.
+      const bases = new Map<string | null, { at?: number }>();
       const runs = new Map<string, object | null>();
-      for (const c of clients)
-        if (c.runId !== null && !runs.has(c.runId)) runs.set(c.runId, await this.o.source.run(c.runId));
+      for (const c of clients) {
+        if (!bases.has(c.tenant)) bases.set(c.tenant, await this.o.source.base(c.tenant));
+        const key = `${c.tenant ?? ""}/${c.runId}`;
+        if (c.runId !== null && !runs.has(key)) runs.set(key, await this.o.source.run(c.runId, c.tenant));
+      }
       for (const c of clients) {
         if (!this.clients.has(c)) continue;
+        const { at, ...base } = bases.get(c.tenant)!;
         // Compared without its time, so that an update in which nothing changed is not sent.
-        const doc = JSON.stringify({ ...base, run: c.runId === null ? null : runs.get(c.runId) });
+        const run = c.runId === null ? null : runs.get(`${c.tenant ?? ""}/${c.runId}`);
+        const doc = JSON.stringify({ ...base, run });
         if (doc === c.last) continue;
         c.last = doc;
         this.send(c, `event: snapshot\ndata: {"at":${JSON.stringify(at ?? null)},${doc.slice(1)}\n\n`);
