@@ -1,3 +1,4 @@
+import { isFleetlinkError } from "../protocol/errors.ts";
 import type { NewAuditEntry, Store } from "../store/store.ts";
 
 /** Who acted: a request's principal (src/hub/http/principal.ts) or anything with the same four fields. */
@@ -79,15 +80,16 @@ export class Audit {
     detail?: Record<string, unknown>,
   ): void {
     if (this.closed) return;
-    const address = p.address ?? null;
+    const address = clip(p.address, 200);
     if (outcome === "refused" && !this.admitRefused(address ?? "?")) return;
+    // Clipped to what the store takes, so that one odd entry (a long id from a URL) cannot fail its batch.
     const entry: NewAuditEntry = {
-      principal: p.id,
-      role: p.role,
-      tenant: p.tenant,
+      principal: clip(p.id, 200) ?? "?",
+      role: clip(p.role, 100) ?? "?",
+      tenant: p.tenant !== null && TENANT.test(p.tenant) ? p.tenant : null,
       address,
-      action,
-      target,
+      action: clip(action, 100) ?? "?",
+      target: clip(target, 500),
       outcome,
       detail: boundedDetail(detail),
     };
@@ -143,15 +145,24 @@ export class Audit {
     while (this.queue.length > 0) {
       const batch = this.queue.length <= this.o.maxBatch ? this.queue : this.queue.slice(0, this.o.maxBatch);
       this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
-      try {
-        await this.store.appendAudit(batch);
-      } catch (e) {
-        this.log.warn({ err: String(e), entries: batch.length }, "audit entries not stored");
-      }
+      await this.append(batch);
       if (this.dropped > 0) {
         this.log.warn({ dropped: this.dropped }, "audit entries dropped (queue full)");
         this.dropped = 0;
       }
+    }
+  }
+
+  private async append(batch: NewAuditEntry[]): Promise<void> {
+    try {
+      await this.store.appendAudit(batch);
+    } catch (e) {
+      // A batch is all or none: if the store refused one entry, the others are written one by one.
+      if (batch.length > 1 && isFleetlinkError(e, "INVALID_ARGUMENT")) {
+        for (const entry of batch) await this.append([entry]);
+        return;
+      }
+      this.log.warn({ err: String(e), entries: batch.length }, "audit entries not stored");
     }
   }
 
@@ -184,6 +195,11 @@ export class Audit {
     return false;
   }
 }
+
+const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+const clip = (v: string | null | undefined, max: number): string | null =>
+  typeof v !== "string" || v.length === 0 ? null : v.length > max ? v.slice(0, max) : v;
 
 const boundedDetail = (d: Record<string, unknown> | undefined): Record<string, unknown> | null => {
   if (d === undefined) return null;
