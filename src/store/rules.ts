@@ -94,6 +94,12 @@ export const onlineWindow = (t: string, interval: string): string => `${t} + 2 *
 export const holdsName = (now: string): string => `(status = 'online' AND online_until > ${now})
   OR (status = 'registered' AND ${onlineWindow("created_at", "heartbeat_interval_ms")} > ${now})`;
 
+/**
+ * Node `n` belongs to the tenant `tenant` (a SQL expression: a parameter, or a run's column): a run reaches only
+ * nodes of its own tenant, and a node of another is, to it, a node that does not exist.
+ */
+export const sameTenant = (tenant: string, n?: string): string => `${at(n)("tenant")} = ${tenant}`;
+
 /** Online by its status, but its window ran out: a sweep marks it offline. */
 export const silentOnline = (now: string): string => `status = 'online' AND online_until <= ${now}`;
 
