@@ -179,6 +179,7 @@ export const enrollerOf = (req: FastifyRequest): Enroller => {
  * authenticateNode), so the hook only requires the header there.
  */
 export const registerAccess = (app: FastifyInstance, ctx: AccessContext, runs: RunTenants): void => {
+  const nodeGate = new NodeGate(ctx.store);
   app.addHook("onRoute", (route) => {
     const need = (route.config as { access?: unknown } | undefined)?.access;
     if (!ACCESS.includes(need as Access))
@@ -192,8 +193,9 @@ export const registerAccess = (app: FastifyInstance, ctx: AccessContext, runs: R
     const need = req.routeOptions.config.access as Access;
     if (need === "public") return;
     if (need === "node") {
-      // Its shape only; the route checks the credential against the store (and the session).
-      parseNodeToken(bearer(req.headers.authorization));
+      // The credential is checked before the body is read; the route then checks it against its session or
+      // the node's record (status, approval), as before.
+      await nodeGate.check(req.headers.authorization);
       return;
     }
     setPrincipal(req, await authorize(ctx, need, req.headers.authorization, req.ip));
@@ -206,6 +208,42 @@ export const registerAccess = (app: FastifyInstance, ctx: AccessContext, runs: R
     if (typeof params?.node === "string") await runs.checkNode(p, params.node);
   });
 };
+
+/** Node credentials seen valid recently are not read again for this long, in ms. */
+const NODE_GATE_TTL_MS = 30_000;
+const NODE_GATE_MAX = 10_000;
+
+/**
+ * The gate of the node routes: a node credential must match its node's record before anything of the request is
+ * parsed. A credential seen valid within NODE_GATE_TTL_MS is let through without a store read (a polling node
+ * costs no extra read per request); this only decides whether the request is parsed at all: the route still
+ * checks the credential against its session or the node's current record (unregistered, pending).
+ */
+class NodeGate {
+  private readonly seen = new Map<string, number>();
+  private readonly store: Store;
+  constructor(store: Store) {
+    this.store = store;
+  }
+
+  async check(authorization: string | string[] | undefined): Promise<void> {
+    const { nodeId, credential } = parseNodeToken(bearer(authorization));
+    const unknown = () => new FleetlinkError("UNAUTHORIZED", "unknown node or bad credential");
+    if (!isId(nodeId)) throw unknown();
+    const hash = hashCredential(credential);
+    const key = `${nodeId}.${hash}`;
+    const at = this.seen.get(key);
+    if (at !== undefined && Date.now() - at < NODE_GATE_TTL_MS) return;
+    const node = await this.store.getNode(nodeId).catch((e: unknown) => {
+      if (isFleetlinkError(e, "NODE_NOT_FOUND")) return null;
+      throw e;
+    });
+    if (!node?.credentialHash || !sameSecret(hash, node.credentialHash)) throw unknown();
+    this.seen.delete(key);
+    this.seen.set(key, Date.now());
+    if (this.seen.size > NODE_GATE_MAX) this.seen.delete(this.seen.keys().next().value as string);
+  }
+}
 
 /**
  * @deprecated The access hook authorizes every route by its `config.access`; this is a no-op kept until the
