@@ -42,7 +42,7 @@ export const AuditView = ({ me }: { me: Me | null }) => {
                 <td title=${new Date(e.at).toISOString()}>${time(e.at)}</td>
                 <td title=${e.principal}>${e.principal.length > 20 ? short(e.principal) : e.principal}</td>
                 <td>${e.role}</td><td>${e.tenant ?? "—"}</td><td>${e.address ?? "—"}</td>
-                <td>${e.action}</td>
+                <td title=${e.detail ? JSON.stringify(e.detail) : ""}>${e.action}</td>
                 <td title=${e.target ?? ""}>${e.target ? short(e.target) : "—"}</td>
                 <td><${Badge} kind=${e.outcome === "ok" ? "ok" : "error"} text=${e.outcome} /></td>
               </tr>`,
