@@ -1,6 +1,9 @@
 // Authentication comes first, from headers alone: an unauthenticated request is refused before its path
 // parameters are validated or its body is read and parsed, so a multi-MB body costs the hub no parsing.
+import { mkdtempSync, rmSync } from "node:fs";
 import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createHub, type Hub } from "../../src/hub/server.ts";
 import { newId } from "../../src/protocol/ids.ts";
@@ -59,16 +62,24 @@ describe("access before parsing", () => {
   let hub: Hub;
   let url: string;
   let runId: string;
+  let dir: string;
 
   beforeAll(async () => {
     store = await openStore("memory:");
-    hub = createHub({ store, token: ADMIN });
+    dir = mkdtempSync(join(tmpdir(), "fleetlink-auth-first-"));
+    hub = createHub({
+      store,
+      token: ADMIN,
+      checkpointStore: `file://${join(dir, "ckpt")}`,
+      blobStore: `file://${join(dir, "blobs")}`,
+    });
     url = await hub.listen();
     runId = (await store.createRun()).id;
   });
   afterAll(async () => {
     await hub.close();
     await store.close();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test("a 7 MB unauthenticated body costs about what a tiny one does; an authenticated one is parsed", async () => {
@@ -110,6 +121,10 @@ describe("access before parsing", () => {
       ["POST", "/v1/runs/x/instructions"],
       ["PUT", "/v1/runs/x/hosts"],
       ["GET", "/v1/runs/x/blobs/not-hex"],
+      ["PUT", "/v1/runs/x/blobs/uploads/y"],
+      ["POST", "/v1/runs/x/checkpoints/pull"],
+      ["POST", "/v1/nodes/enroll"],
+      ["POST", "/v1/node/reply"],
       ["DELETE", "/v1/tokens/x"],
     ] as const) {
       const r = await hub.app.inject({
