@@ -3,6 +3,7 @@
 // is 404 as if it did not exist; an unscoped token sees everything.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Snapshot } from "../../src/hub/dashboard/snapshot.ts";
+import { startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
 /** The first `snapshot` event of a feed (and the response), then the feed is closed. */
@@ -126,6 +127,31 @@ describe("dashboard feed per tenant", () => {
     ]);
     expect(a.snap!.nodes.map((n) => n.name)).toEqual(["team-a-node"]);
     expect(b.snap!.nodes.map((n) => n.name)).toEqual(["team-b-node"]);
+  });
+
+  it("feed - checkpoints: a run's host roles are shown to its tenant only", async () => {
+    const c = await startCheckpointFleet();
+    try {
+      const h0 = await c.node("h0");
+      const run = await c.fleet.createRun();
+      await c.fleet.checkpoints.assign(run, [h0.agent.nodeId!]);
+      const reader = async (tenant: string) => {
+        const res = await fetch(`${c.url}/v1/tokens`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+          body: JSON.stringify({ role: "reader", tenant }),
+        });
+        return ((await res.json()) as { secret: string }).secret;
+      };
+      const own = await firstSnapshot(`${c.url}/v1/events`, await reader("default"));
+      expect(own.snap!.checkpoints!.map((v) => v.runId)).toEqual([run.id]);
+      const other = await firstSnapshot(`${c.url}/v1/events`, await reader("team-b"));
+      expect(other.snap!.checkpoints).toEqual([]);
+      expect(other.raw).not.toContain(run.id);
+      expect(other.raw).not.toContain(h0.agent.nodeId!);
+    } finally {
+      await c.close();
+    }
   });
 
   it("feed - metrics tokens may not read the feed (403 naming the roles); no token is 401", async () => {
