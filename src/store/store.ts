@@ -82,8 +82,8 @@ export interface Store {
    * to come online. Offline and unregistered nodes, and registered ones that never came online in that window,
    * do not hold it (a node that comes back later keeps its record, so two records may then share a name). The
    * check and the insert are atomic across racing replicas: of two registrations of one name, exactly one wins.
-   * Names are unique across tenants (a name is how an operator tells nodes apart in logs). The node belongs
-   * to `input.tenant` (default DEFAULT_TENANT).
+   * Names are per tenant: a live node of another tenant never holds a name (so a tenant learns nothing of
+   * another's nodes from NAME_TAKEN). The node belongs to `input.tenant` (default DEFAULT_TENANT).
    */
   registerNode(input: NewNode): Promise<NodeRecord>;
   /** Approves a pending node (idempotent). NODE_NOT_FOUND if unknown, NODE_UNREGISTERED if unregistered. */

@@ -66,6 +66,31 @@ export const tenancyConformance = (factory: StoreFactory): void => {
       expect((await store.useEnrollToken(ka.id, "ha")).tenant).toBe("team-a");
     });
 
+    test("tenants - node names are per tenant: another tenant's live node neither holds a name nor is named by NAME_TAKEN", async () => {
+      const { store } = t;
+      const a = await nodeOf("team-a", "web");
+      const b = await nodeOf("team-b", "web");
+      const d = await nodeOf(undefined, "web");
+      expect(new Set([a.id, b.id, d.id]).size).toBe(3);
+      const e = await rejectsWith(
+        store.registerNode({ name: "web", heartbeatIntervalMs: 1000, tenant: "team-b" }),
+        "NAME_TAKEN",
+        "name",
+      );
+      expect(e.message).toContain(b.id);
+      expect(e.message).not.toContain(a.id);
+      // Registrations of one name in two tenants racing on two handles: each tenant gets exactly one.
+      const other = await t.replica();
+      const out = await Promise.allSettled([
+        store.registerNode({ name: "db", heartbeatIntervalMs: 60_000, tenant: "team-a" }),
+        other.registerNode({ name: "db", heartbeatIntervalMs: 60_000, tenant: "team-a" }),
+        store.registerNode({ name: "db", heartbeatIntervalMs: 60_000, tenant: "team-b" }),
+        other.registerNode({ name: "db", heartbeatIntervalMs: 60_000, tenant: "team-b" }),
+      ]);
+      const won = out.flatMap((o) => (o.status === "fulfilled" ? [o.value.tenant] : []));
+      expect(won.sort()).toEqual(["team-a", "team-b"]);
+    });
+
     test("tenants - a malformed tenant is INVALID_ARGUMENT naming it, and nothing is written", async () => {
       const { store } = t;
       for (const bad of ["", "A", "-x", "a b", "a".repeat(64), "é", 7 as unknown as string]) {

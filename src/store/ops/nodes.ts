@@ -1,6 +1,6 @@
 import { FleetlinkError } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
-import type { NodeRecord } from "../../protocol/types.ts";
+import { DEFAULT_TENANT, type NodeRecord } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
 import { type Row, toNode } from "../rows.ts";
 import { holdsName, notUnregistered } from "../rules.ts";
@@ -21,6 +21,14 @@ export const nodeRow = async (c: SqlConn, id: string, field = "nodeId"): Promise
   if (!r) throw new FleetlinkError("NODE_NOT_FOUND", `no node ${id}`, { field });
   return r;
 };
+
+/**
+ * The advisory lock key of a name (see registerNodes). Names are unique per tenant, so a tenant cannot learn of
+ * another's nodes by their names; the default tenant's key is the one from before tenants, so replicas of both
+ * versions serialise on it during an upgrade.
+ */
+const nameLock = (tenant: string, name: string): string =>
+  tenant === DEFAULT_TENANT ? `node-name:${name}` : `node-name:${tenant}/${name}`;
 
 /** Enrolments in one transaction at most. */
 const MAX_BATCH = 256;
@@ -67,7 +75,7 @@ export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<
       await c.q(
         `SELECT pg_advisory_xact_lock(hashtext('fleetlink:' || current_schema()), hashtext(k))
          FROM (SELECT unnest($1::text[]) AS k) AS names ORDER BY hashtext(k)`,
-        [rows.map((r) => `node-name:${r.name}`)],
+        [rows.map((r) => nameLock(r.t, r.name))],
       );
     const u =
       d.name === "sqlite"
@@ -80,7 +88,8 @@ export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<
       `INSERT INTO nodes (id, name, status, heartbeat_interval_ms, online_until, credential_hash, created_at, approved,
          tenant)
        SELECT u.id, u.name, 'registered', u.iv, NULL, u.ch, $2, u.ap, u.t FROM ${u}
-       WHERE NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = u.name AND (${holdsName("$2")}))
+       WHERE NOT EXISTS (
+         SELECT 1 FROM nodes WHERE nodes.name = u.name AND nodes.tenant = u.t AND (${holdsName("$2")}))
        RETURNING *`,
       [JSON.stringify(rows), c.now],
     );
@@ -92,10 +101,10 @@ export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<
         out.push({ ok: toNode(r) });
         continue;
       }
-      const [holder] = await c.q(`SELECT id FROM nodes WHERE name = $1 AND (${holdsName("$2")}) LIMIT 1`, [
-        n.name,
-        c.now,
-      ]);
+      const [holder] = await c.q(
+        `SELECT id FROM nodes WHERE name = $1 AND tenant = $3 AND (${holdsName("$2")}) LIMIT 1`,
+        [n.name, c.now, tenantOrDefault("tenant", n.tenant)],
+      );
       out.push({
         error: new FleetlinkError("NAME_TAKEN", `a live node (${holder?.id}) is named ${n.name}`, {
           field: "name",
