@@ -372,10 +372,13 @@ export const principalRefusal = (
 };
 
 const optText = (field: string, v: unknown, max = 200): void => {
-  if (v !== null) checkName(field, v, max);
+  if (v != null) checkName(field, v, max);
 };
 
-/** Validates a batch of audit entries; returns each one's detail serialized (or null). */
+/**
+ * Validates a batch of audit entries; returns each one's detail serialized (or null). A nullable field left
+ * undefined is taken as null.
+ */
 export const checkAuditEntries = (entries: readonly NewAuditEntry[]): (string | null)[] => {
   if (!Array.isArray(entries)) throw invalid("entries", "must be an array");
   if (entries.length > MAX_AUDIT_BATCH) throw invalid("entries", `at most ${MAX_AUDIT_BATCH} per call`);
@@ -384,13 +387,13 @@ export const checkAuditEntries = (entries: readonly NewAuditEntry[]): (string | 
     if (e === null || typeof e !== "object") throw invalid(f, "must be an object");
     checkName(`${f}.principal`, e.principal);
     checkName(`${f}.role`, e.role, 100);
-    if (e.tenant !== null) checkTenant(`${f}.tenant`, e.tenant);
+    if (e.tenant != null) checkTenant(`${f}.tenant`, e.tenant);
     optText(`${f}.address`, e.address);
     checkName(`${f}.action`, e.action, 100);
     optText(`${f}.target`, e.target, 500);
     if (e.outcome !== "ok" && e.outcome !== "refused")
       throw invalid(`${f}.outcome`, 'must be "ok" or "refused"');
-    if (e.detail === null) return null;
+    if (e.detail == null) return null;
     if (typeof e.detail !== "object" || Array.isArray(e.detail))
       throw invalid(`${f}.detail`, "must be a JSON object or null");
     let json: string;

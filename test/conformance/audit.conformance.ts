@@ -35,7 +35,19 @@ export const auditConformance = (factory: StoreFactory): void => {
       await store.appendAudit([first, entry({ outcome: "refused", address: null })]);
       clock.advance(10);
       await store.appendAudit([entry({ action: "token.create", target: "t1" })]);
-      const { entries, nextBeforeSeq } = await store.listAudit();
+      // Nullable fields left out are stored as null.
+      await store.appendAudit([
+        { principal: "p", role: "reader", action: "run.list", outcome: "ok" } as unknown as NewAuditEntry,
+      ]);
+      expect((await store.listAudit({ action: "run.list" })).entries[0]).toMatchObject({
+        tenant: null,
+        address: null,
+        target: null,
+        detail: null,
+      });
+      const { entries, nextBeforeSeq } = await store.listAudit({
+        beforeSeq: (await store.listAudit()).entries[0]!.seq,
+      });
       expect(nextBeforeSeq).toBeNull();
       expect(entries.map((e) => e.action)).toEqual(["token.create", "run.create", "node.enroll"]);
       const seqs = entries.map((e) => e.seq);

@@ -16,7 +16,16 @@ export const appendAudit = async (db: Db, entries: readonly NewAuditEntry[]): Pr
     const params: unknown[] = [c.now];
     const tuples = entries.map((e, i) => {
       const b = params.length;
-      params.push(e.principal, e.role, e.tenant, e.address, e.action, e.target, e.outcome, details[i]);
+      params.push(
+        e.principal,
+        e.role,
+        e.tenant ?? null,
+        e.address ?? null,
+        e.action,
+        e.target ?? null,
+        e.outcome,
+        details[i],
+      );
       return `($1, ${Array.from({ length: 8 }, (_, k) => `$${b + k + 1}`).join(", ")})`;
     });
     await c.q(
