@@ -1,3 +1,5 @@
+import type { AuditEntry } from "../../src/store/types.ts";
+
 /** The token lives in sessionStorage: it is gone when the tab closes, and never put in a URL. */
 const KEY = "fleetlink.token";
 
@@ -50,18 +52,8 @@ export const whoami = async (token = getToken()): Promise<Me> =>
 export const canManage = (me: Me | null): boolean => me?.role === "admin";
 export const NEEDS_ADMIN = "needs role admin";
 
-export interface AuditEntry {
-  seq: number;
-  at: number;
-  principal: string;
-  role: string;
-  tenant: string | null;
-  address: string | null;
-  action: string;
-  target: string | null;
-  outcome: "ok" | "refused";
-  detail: Record<string, unknown> | null;
-}
+/** An audit entry as GET /v1/audit answers it (the store's shape). */
+export type { AuditEntry };
 
 export const listAudit = async (before: number | null) =>
   (await api(`/v1/audit?limit=100${before === null ? "" : `&before=${before}`}`)) as {
