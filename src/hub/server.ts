@@ -45,7 +45,10 @@ import { registerTokensRoutes } from "./http/tokens-routes.ts";
 
 export interface HubOptions {
   store: Store;
-  /** Admin/coordinator token for /v1 routes and run streams. Never given to nodes. */
+  /**
+   * The static admin token: an unscoped admin (bootstrap; principal "admin-token"). Principal tokens with
+   * narrower roles and tenants are made with it (`POST /v1/tokens`). Never given to nodes.
+   */
   token: string;
   /**
    * A static token nodes enroll with; it may only enroll. Must differ from `token`. Without it, nodes enroll
@@ -97,8 +100,9 @@ export interface HubOptions {
   /** Serve Prometheus metrics at `GET /metrics` and record them. (Default: true) */
   metrics?: boolean;
   /**
-   * A token that may only scrape `/metrics` (Prometheus' `authorization` / `bearer_token`), so the scraper
-   * needs no admin rights. The admin token is accepted too. (Default: none, admin token only)
+   * A static token with role metrics: it may only scrape `/metrics` (Prometheus' `authorization` /
+   * `bearer_token`), so the scraper needs no admin rights. Admin tokens and unscoped principal tokens with role
+   * metrics are accepted too. (Default: none)
    */
   metricsToken?: string;
   /** Serve the web dashboard at `/` and its live feed at `GET /v1/events` (docs/dashboard.md). (Default: true) */
