@@ -255,4 +255,22 @@ describe("dashboard in headless Chromium", () => {
     await page.screenshot({ path: join(shots, "dashboard-audit.png") });
     expect(pageErrors).toEqual([]);
   });
+
+  it("dashboard - a token revoked while the page is open sends it back to the login form, saying why", async () => {
+    const reader = await token({ role: "reader", tenant: "team-a" });
+    await login(reader.secret);
+    const del = await fetch(`${f.url}/v1/tokens/${reader.id}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(del.status).toBe(200);
+    const t0 = performance.now();
+    await expect
+      .poll(() => page.textContent("[data-testid=login-error]"), { timeout: 5000 })
+      .toContain("token revoked");
+    // The feed checks its token every 2 s.
+    expect(performance.now() - t0).toBeLessThan(4000);
+    expect(await page.evaluate(() => sessionStorage.getItem("fleetlink.token"))).toBeNull();
+    expect(pageErrors).toEqual([]);
+  });
 });

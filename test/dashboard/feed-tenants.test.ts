@@ -154,6 +154,35 @@ describe("dashboard feed per tenant", () => {
     }
   });
 
+  it("feed - a stored token revoked while its feed is open: the feed ends with a refused event within 2 s", async () => {
+    const made = await post(TOKEN, "/v1/tokens", { role: "reader", tenant: "team-a" });
+    const res = await fetch(`${f.url}/v1/events`, { headers: { authorization: `Bearer ${made.secret}` } });
+    expect(res.status).toBe(200);
+    let text = "";
+    let revokedAt = 0;
+    let endedAt = 0;
+    const reading = (async () => {
+      for await (const chunk of res.body!) {
+        text += Buffer.from(chunk).toString();
+        if (revokedAt === 0 && text.includes("event: snapshot")) {
+          revokedAt = performance.now();
+          const del = await fetch(`${f.url}/v1/tokens/${made.token!.id}`, {
+            method: "DELETE",
+            headers: { authorization: `Bearer ${TOKEN}` },
+          });
+          expect(del.status).toBe(200);
+        }
+      }
+    })().catch(() => {});
+    const bound = setTimeout(() => res.body?.cancel(), 10_000);
+    await reading;
+    endedAt = performance.now();
+    clearTimeout(bound);
+    expect(text.slice(-300)).toMatch(/event: refused\ndata: \{"status":401,"message":"token revoked"\}/);
+    // The recheck runs every 2 s: revoked to ended within one round (plus slack for a busy machine).
+    expect(endedAt - revokedAt).toBeLessThan(3000);
+  });
+
   it("feed - metrics tokens may not read the feed (403 naming the roles); no token is 401", async () => {
     const m = await fetch(`${f.url}/v1/events`, { headers: { authorization: `Bearer ${secrets.metrics}` } });
     expect(m.status).toBe(403);

@@ -11,14 +11,18 @@ import { routeSchema } from "../../protocol/route-doc.ts";
 import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import { Presence } from "../delivery/presence.ts";
-import type { AccessContext } from "../http/access.ts";
+import { type AccessContext, authenticate } from "../http/access.ts";
 import { principalOf } from "../http/principal.ts";
+import type { Recheck } from "./feed.ts";
 import { Feeds } from "./feed.ts";
 import { SnapshotBuilder } from "./snapshot.ts";
 
 export interface DashboardOptions {
   store: Store;
-  /** Not read: the hub's access hook authorizes the feed by its `config.access`. */
+  /**
+   * The hub's credentials, to check an open feed's stored token again (revoked or expired: the feed ends). The
+   * access hook authorizes the request itself, by `config.access`. (Default: feeds are not checked again)
+   */
   access?: AccessContext;
   /** This replica's id. */
   replica: string;
@@ -76,6 +80,29 @@ const MISSING_PAGE = `<!doctype html>
 
 const errorReply = (reply: FastifyReply, e: FleetlinkError) =>
   reply.code(e.status).send({ error: e.toJSON() });
+
+/** Static tokens live as long as the hub: only stored ones (revocable, expiring) are checked again. */
+const STATIC = new Set(["admin-token", "metrics-token", "enroll-token"]);
+
+const recheckOf = (
+  access: AccessContext | undefined,
+  id: string,
+  authorization: string | string[] | undefined,
+  address: string,
+): Recheck | undefined =>
+  access === undefined || STATIC.has(id)
+    ? undefined
+    : async () => {
+        try {
+          await authenticate(access, authorization, address);
+          return null;
+        } catch (e) {
+          // Revoked, expired, or gone: the feed ends; anything else (the store is down) is not a verdict.
+          if (e instanceof FleetlinkError && e.kind === "UNAUTHORIZED")
+            return { status: 401, message: e.message };
+          throw e;
+        }
+      };
 
 /**
  * The web dashboard: the page and its assets at `/`, and `GET /v1/events`, a live feed of what the page shows
@@ -206,7 +233,8 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
           "when the store cannot be read. A client that leaves 1 MiB unread is dropped; 32 feeds per replica " +
           "(429 RATE_LIMITED beyond). Read it with fetch (the Authorization header) rather than EventSource. " +
           "A tenant's token sees only its tenant's nodes, runs and checkpoints (a `?run=` of another tenant is " +
-          "404 RUN_NOT_FOUND); admin, coordinator and reader tokens may read it. " +
+          "404 RUN_NOT_FOUND); admin, coordinator and reader tokens may read it. A stored token revoked or " +
+          "expired while its feed is open ends the feed within 2 s with a `refused` event (`{ status, message }`). " +
           "See docs/dashboard.md.",
         tags: ["dashboard"],
         auth: "admin",
@@ -225,7 +253,8 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
     },
     async (req, reply) => {
       const runId = (req.query as { run?: string }).run ?? null;
-      const { tenant } = principalOf(req);
+      const p = principalOf(req);
+      const { tenant } = p;
       if (runId !== null) {
         const run = await o.store.getRun(runId);
         // Another tenant's run reads as one that does not exist.
@@ -243,7 +272,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
       });
       res.on("error", () => res.destroy());
       req.raw.socket.setNoDelay(true);
-      feeds.open(res, runId, tenant);
+      feeds.open(res, runId, tenant, recheckOf(o.access, p.id, req.headers.authorization, req.ip));
     },
   );
 };

@@ -8,6 +8,8 @@ export interface FeedSink {
   /** Bytes written and not yet taken by the peer. */
   readonly writableLength: number;
   destroy(): void;
+  /** Ends the stream after what was written (destroy may drop it). */
+  end?(): void;
   once(event: "close", fn: () => void): unknown;
 }
 
@@ -36,7 +38,18 @@ export interface FeedOptions {
   refreshMs?: number;
   /** Bytes a client may leave unread; beyond that it is dropped. (Default: 1 MiB) */
   maxBufferedBytes?: number;
+  /**
+   * How often each feed's credential is checked again, in ms: a token revoked or expired while its feed is open
+   * ends the feed within this bound. (Default: 2000)
+   */
+  recheckMs?: number;
 }
+
+/**
+ * Checks a feed's credential again: null while it holds, else why it no longer does (the feed ends with a
+ * `refused` event). A check that cannot tell (the store is down) should throw: the feed goes on.
+ */
+export type Recheck = () => Promise<{ status: number; message: string } | null>;
 
 interface Client {
   sink: FeedSink;
@@ -45,6 +58,7 @@ interface Client {
   tenant: string | null;
   /** The last document sent, so an update that changes nothing for this client is not sent. */
   last: string;
+  recheck: Recheck | undefined;
 }
 
 /**
@@ -59,6 +73,8 @@ export class Feeds {
   private readonly ticks: Coalesced;
   private readonly keepAlive: ReturnType<typeof setInterval>;
   private readonly refresh: ReturnType<typeof setInterval>;
+  private readonly rechecks: ReturnType<typeof setInterval>;
+  private rechecking = false;
   private closed = false;
 
   constructor(o: FeedOptions) {
@@ -69,6 +85,7 @@ export class Feeds {
       keepAliveMs: o.keepAliveMs ?? 15_000,
       refreshMs: o.refreshMs ?? 2000,
       maxBufferedBytes: o.maxBufferedBytes ?? 1024 * 1024,
+      recheckMs: o.recheckMs ?? 2000,
     };
     this.keepAlive = setInterval(() => {
       for (const c of this.clients) this.send(c, ": keep-alive\n\n");
@@ -76,6 +93,8 @@ export class Feeds {
     this.keepAlive.unref();
     this.refresh = setInterval(() => this.changed(), this.o.refreshMs);
     this.refresh.unref();
+    this.rechecks = setInterval(() => void this.recheckAll(), this.o.recheckMs);
+    this.rechecks.unref();
     this.ticks = new Coalesced(
       () => this.tick(),
       (e) => this.o.log.warn({ err: describeError(e) }, "dashboard snapshot failed"),
@@ -97,9 +116,12 @@ export class Feeds {
       );
   }
 
-  /** Serves one feed, of one tenant's things (null: all), until the sink closes. Call `admit` first. */
-  open(sink: FeedSink, runId: string | null, tenant: string | null = null): void {
-    const c: Client = { sink, runId, tenant, last: "" };
+  /**
+   * Serves one feed, of one tenant's things (null: all), until the sink closes or `recheck` says its credential
+   * no longer holds. Call `admit` first.
+   */
+  open(sink: FeedSink, runId: string | null, tenant: string | null = null, recheck?: Recheck): void {
+    const c: Client = { sink, runId, tenant, last: "", recheck };
     this.clients.add(c);
     sink.once("close", () => this.clients.delete(c));
     // A retry hint for EventSource-style clients, and bytes on the wire at once so the client knows it is in.
@@ -117,6 +139,7 @@ export class Feeds {
     this.closed = true;
     clearInterval(this.keepAlive);
     clearInterval(this.refresh);
+    clearInterval(this.rechecks);
     this.ticks.close();
     for (const c of this.clients) c.sink.destroy();
     this.clients.clear();
@@ -152,6 +175,32 @@ export class Feeds {
         this.send(c, `event: problem\ndata: ${msg}\n\n`);
       }
       this.o.log.warn({ err: describeError(e) }, "dashboard snapshot failed");
+    }
+  }
+
+  /** Ends the feeds whose credential was revoked or expired since they opened (one round at a time). */
+  private async recheckAll(): Promise<void> {
+    if (this.rechecking || this.closed) return;
+    this.rechecking = true;
+    try {
+      await Promise.all(
+        [...this.clients].map(async (c) => {
+          if (!c.recheck) return;
+          let refused: { status: number; message: string } | null;
+          try {
+            refused = await c.recheck();
+          } catch {
+            return; // cannot tell now (the store is down): try again next round
+          }
+          if (!refused || !this.clients.has(c)) return;
+          this.send(c, `event: refused\ndata: ${JSON.stringify(refused)}\n\n`);
+          if (!this.clients.delete(c)) return; // dropped by send (it does not read)
+          if (c.sink.end) c.sink.end();
+          else c.sink.destroy();
+        }),
+      );
+    } finally {
+      this.rechecking = false;
     }
   }
 
