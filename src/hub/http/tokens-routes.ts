@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { FleetlinkError } from "../../protocol/errors.ts";
+import { FleetlinkError, isFleetlinkError } from "../../protocol/errors.ts";
 import { HttpRoutes as R } from "../../protocol/http-schemas.ts";
 import type { Role } from "../../protocol/types.ts";
 import type { PrincipalRecord, Store } from "../../store/store.ts";
@@ -52,7 +52,10 @@ export const registerTokensRoutes = (app: FastifyInstance, ctx: TokensRoutesCont
     const p = principalOf(req);
     if (p.tenant !== null && !(await store.listPrincipals({ tenant: p.tenant })).some((t) => t.id === token))
       throw notFound();
-    const t = await store.revokePrincipal(token);
+    // The store names its argument (`id`); here it is the path's `:token`.
+    const t = await store.revokePrincipal(token).catch((e: unknown) => {
+      throw isFleetlinkError(e, "TOKEN_NOT_FOUND") ? notFound() : e;
+    });
     audit.record(p, "token.revoke", t.id, "ok");
     return { token: publicPrincipal(t) };
   });
