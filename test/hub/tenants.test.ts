@@ -144,3 +144,58 @@ describe("tenants", () => {
     expect((await admin.tokens()).find((t) => t.id === token.id)?.revokedAt).not.toBeNull();
   });
 });
+
+describe("tenants - run tenant cache", () => {
+  test("tenants - a scoped coordinator's pushes read the run's tenant once, then from the cache", async () => {
+    const { openStore } = await import("../../src/store/open.ts");
+    const { createHub } = await import("../../src/hub/server.ts");
+    const real = await openStore("memory:");
+    let getRuns = 0;
+    const store = new Proxy(real, {
+      get(t, k, r) {
+        if (k === "getRun") getRuns++;
+        const v = Reflect.get(t, k, r);
+        return typeof v === "function" ? v.bind(t) : v;
+      },
+    });
+    const hub = createHub({ store, token: TOKEN, metrics: false, dashboard: false });
+    try {
+      const call = (method: string, url: string, auth: string, payload?: object) =>
+        hub.app.inject({
+          method: method as "GET",
+          url,
+          headers: { authorization: `Bearer ${auth}` },
+          payload,
+        });
+      const tok = (await call("POST", "/v1/tokens", TOKEN, { role: "coordinator", tenant: "a" })).json()
+        .secret;
+      const run = (await call("POST", "/v1/runs", tok, {})).json().run.id as string;
+      const node = await real.registerNode({ name: "n", heartbeatIntervalMs: 1000, tenant: "a" });
+      getRuns = 0;
+      for (let i = 0; i < 20; i++) {
+        const r = await call("POST", `/v1/runs/${run}/instructions`, tok, {
+          items: [{ dst: node.id, method: "m", ttlMs: 60_000 }],
+        });
+        expect(r.statusCode, r.body).toBe(201);
+      }
+      // The run was created here, so its tenant was known without any read.
+      expect(getRuns).toBe(0);
+      // Another replica reads it once.
+      const other = createHub({ store, token: TOKEN, metrics: false, dashboard: false });
+      for (let i = 0; i < 20; i++) {
+        const r = await other.app.inject({
+          method: "POST",
+          url: `/v1/runs/${run}/instructions`,
+          headers: { authorization: `Bearer ${tok}` },
+          payload: { items: [{ dst: node.id, method: "m", ttlMs: 60_000 }] },
+        });
+        expect(r.statusCode, r.body).toBe(201);
+      }
+      expect(getRuns).toBe(1);
+      await other.close();
+    } finally {
+      await hub.close();
+      await real.close();
+    }
+  });
+});
