@@ -244,11 +244,3 @@ class NodeGate {
     if (this.seen.size > NODE_GATE_MAX) this.seen.delete(this.seen.keys().next().value as string);
   }
 }
-
-/**
- * @deprecated The access hook authorizes every route by its `config.access`; this is a no-op kept until the
- * dashboard's routes drop it.
- */
-export const requireAdmin =
-  (_ctx: AccessContext) =>
-  async (_req: FastifyRequest): Promise<void> => {};

@@ -1,4 +1,4 @@
-import { FleetlinkError, isFleetlinkError } from "../../protocol/errors.ts";
+import { FleetlinkError } from "../../protocol/errors.ts";
 import { isId } from "../../protocol/ids.ts";
 import { DEFAULT_TENANT } from "../../protocol/types.ts";
 import type { Store } from "../../store/store.ts";
@@ -92,7 +92,3 @@ export const tenantFor = (
   }
   return asked === undefined ? fallback : asked;
 };
-
-/** True for an error that means "not there" (also what another tenant's things answer). */
-export const isNotFound = (e: unknown): boolean =>
-  isFleetlinkError(e, "RUN_NOT_FOUND") || isFleetlinkError(e, "NODE_NOT_FOUND");
