@@ -85,6 +85,8 @@ interface Op {
   access: Access;
   stream: boolean;
   sse: boolean;
+  /** The error codes the document lists for it. */
+  codes: string[];
 }
 
 describe.each(backends)("isolation matrix ($name)", (backend) => {
@@ -190,6 +192,7 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
           access: op["x-access"] as Access,
           stream: "x-websocket" in op,
           sse: path === "/v1/events",
+          codes: (op["x-error-codes"] as string[] | undefined) ?? [],
         });
     return ops;
   };
@@ -375,6 +378,8 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
             status: 404,
             code: NOT_FOUND[param],
           });
+          // …and the document says so.
+          expect(op.codes, where).toContain(NOT_FOUND[param]);
         }
       }
     // Nothing was created in tenant b by tenant a's credentials.

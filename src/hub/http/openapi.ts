@@ -227,6 +227,18 @@ const withDefaultErrors = (schema: Schema | undefined): Schema | undefined => {
 };
 
 /**
+ * A tenant-scoped caller's `:run` of another tenant (or of none) is RUN_NOT_FOUND on every run route, whatever
+ * else the route answers for a run it cannot find (the access hook checks it before the handler).
+ */
+const withTenantErrors = (schema: Schema | undefined, url: string, access: Access | undefined) => {
+  const listed = schema?.[ERROR_CODES_KEY] as string[] | undefined;
+  const code = errorCode("RUN_NOT_FOUND");
+  if (!schema || schema.hide || !listed || !url.includes(":run") || access === "public" || access === "node")
+    return schema;
+  return listed.includes(code) ? schema : { ...schema, [ERROR_CODES_KEY]: [...listed, code] };
+};
+
+/**
  * Publishes the API: the OpenAPI 3.1 document at /openapi.json and a browsable reference at /docs (swagger-ui,
  * served from its own package: no CDN; loaded on the first request to /docs, see registerDocs). Call it before any route is declared: @fastify/swagger collects routes
  * with an onRoute hook, so routes queued before it are missed.
@@ -241,8 +253,8 @@ export const registerOpenApi = (app: FastifyInstance): void => {
     },
     // Each operation says what it needs (`x-access`, the route's config.access): the isolation test reads it.
     transform: ({ schema, url, route }) => {
-      const s = withDefaultErrors(schema as Schema);
       const access = (route.config as { access?: Access } | undefined)?.access;
+      const s = withDefaultErrors(withTenantErrors(schema as Schema, url, access));
       return { schema: (s && !s.hide ? { ...s, [ACCESS_KEY]: access } : s) as never, url };
     },
     transformObject: (doc) => {
