@@ -30,6 +30,7 @@ const runsTable = (runs: Run[]) =>
     runs,
     [
       ["ID", (r) => r.id],
+      ["TENANT", (r) => r.tenant],
       ["STATUS", (r) => r.status],
       ["CREATED", (r) => when(r.createdAt)],
       ["UPDATED", (r) => when(r.updatedAt)],
@@ -45,7 +46,7 @@ const limit = (max: number, dflt: number) =>
 
 /** `fleetlink runs …`: list runs, show one with its calls and their outcomes, finish one. */
 export const runsCommand = (): Command => {
-  const cmd = new Command("runs").description("List runs, show a run's calls, finish a run.");
+  const cmd = new Command("runs").description("List and create runs, show a run's calls, finish a run.");
 
   const list = withJson(withHub(cmd.command("list").description("Runs, newest first.")))
     .addOption(
@@ -115,6 +116,23 @@ export const runsCommand = (): Command => {
       });
     });
   examples(showCmd, ["fleetlink runs show 0193…", "fleetlink runs show 0193… --limit 20 --json"]);
+
+  const create = withJson(
+    withHub(
+      cmd
+        .command("create")
+        .description("Create a run; its id alone on stdout (e.g. RUN=$(fleetlink runs create)).")
+        .option(
+          "--tenant <tenant>",
+          "the run's tenant: its instructions reach only that tenant's nodes (default: your token's, else default)",
+        ),
+    ),
+  ).action(async (o, c: Command) => {
+    const body = o.tenant === undefined ? {} : { tenant: o.tenant };
+    const r = await withClient(c, (h) => h.request<{ run: Run }>("POST", "/v1/runs", body, { retry: false }));
+    show(c, r, (v) => v.run.id);
+  });
+  examples(create, ["RUN=$(fleetlink runs create)", "fleetlink runs create --tenant team-a --json"]);
 
   const finish = withJson(
     withHub(cmd.command("finish <run>").description("Finish a run: it takes no new instructions.")),

@@ -1,7 +1,7 @@
 import { BlobTransfers } from "../blob/client.ts";
 import { type BlobMode, checkBlobOptions } from "../blob/codec.ts";
 import { DEFAULT_INLINE_BYTES } from "../protocol/blobs.ts";
-import type { NodeRecord, Run as RunRecord } from "../protocol/types.ts";
+import type { NodeRecord, Role, Run as RunRecord } from "../protocol/types.ts";
 import { type Logger, silentLogger } from "../stream/channel.ts";
 import { CheckpointClient } from "./checkpoints.ts";
 import { HubClient } from "./http.ts";
@@ -10,7 +10,10 @@ import { RunHandle, type RunHandleOptions } from "./run.ts";
 export interface FleetOptions {
   /** One hub URL or several replicas. */
   hub: string | string[];
-  /** The coordinator token the hub was started with. */
+  /**
+   * The hub's admin token, or a principal token `flt_<id>.<secret>` (role admin or coordinator to drive runs,
+   * reader to read only; a tenant-scoped one sees and makes only its tenant's runs and nodes).
+   */
   token: string;
   log?: Logger;
   /** How long one HTTP attempt may take before the next replica is tried. (Default: 5000) */
@@ -38,12 +41,34 @@ export type FleetNode = Omit<NodeRecord, "credentialHash">;
 /** An enrollment token as the hub lists it (never its secret). */
 export interface EnrollToken {
   id: string;
+  /** The tenant nodes enrolled with it join. */
+  tenant: string;
   label: string | null;
   createdAt: number;
   expiresAt: number | null;
   uses: number | null;
   used: number;
   revoked: boolean;
+}
+
+/** A principal token as the hub lists it (never its secret). */
+export interface PrincipalToken {
+  id: string;
+  label: string | null;
+  role: Role;
+  /** The one tenant it acts in; null: every tenant. */
+  tenant: string | null;
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
+}
+
+/** Who the hub takes this fleet's token for (`GET /v1/whoami`). */
+export interface Whoami {
+  id: string;
+  label: string | null;
+  role: string;
+  tenant: string | null;
 }
 
 /** The coordinator's entry point: runs, nodes, and through runs the quorum calls and broadcasts. */
@@ -87,9 +112,13 @@ export class Fleet {
     return fleet;
   }
 
-  /** Creates a run and opens its reply stream. */
-  async createRun(): Promise<RunHandle> {
-    const { run } = await this.http.request<{ run: RunRecord }>("POST", "/v1/runs", undefined, {
+  /**
+   * Creates a run and opens its reply stream. `tenant`: the run's tenant, whose nodes alone it reaches (an
+   * unscoped token may name any; a scoped one only its own). (Default: the token's tenant, else "default")
+   */
+  async createRun(opts: { tenant?: string } = {}): Promise<RunHandle> {
+    const body = opts.tenant === undefined ? undefined : { tenant: opts.tenant };
+    const { run } = await this.http.request<{ run: RunRecord }>("POST", "/v1/runs", body, {
       retry: false,
     });
     return this.open(run);
@@ -144,8 +173,13 @@ export class Fleet {
     return (await this.http.request<{ node: FleetNode }>("POST", `/v1/nodes/${nodeId}/approve`)).node;
   }
 
-  /** Creates an enrollment token; `secret` is what a node enrolls with, shown only here. */
-  async createEnrollToken(opts: { ttlMs?: number; uses?: number; label?: string } = {}): Promise<{
+  /**
+   * Creates an enrollment token; `secret` is what a node enrolls with, shown only here. Nodes join `tenant`.
+   * (Default: the token's tenant, else "default")
+   */
+  async createEnrollToken(
+    opts: { ttlMs?: number; uses?: number; label?: string; tenant?: string } = {},
+  ): Promise<{
     token: EnrollToken;
     secret: string;
   }> {
@@ -158,6 +192,33 @@ export class Fleet {
 
   async revokeEnrollToken(id: string): Promise<EnrollToken> {
     return (await this.http.request<{ token: EnrollToken }>("DELETE", `/v1/enroll-tokens/${id}`)).token;
+  }
+
+  /**
+   * Creates a principal token (admins only): `secret` (`flt_<id>.<secret>`) is the bearer token, shown only here.
+   * `tenant`: the one tenant it acts in, null for every tenant. (Default: the creating token's tenant, null for
+   * an unscoped one)
+   */
+  async createToken(opts: { role: Role; tenant?: string | null; label?: string; ttlMs?: number }): Promise<{
+    token: PrincipalToken;
+    secret: string;
+  }> {
+    return this.http.request("POST", "/v1/tokens", opts, { retry: false });
+  }
+
+  /** Principal tokens, newest first (a tenant-scoped admin sees its tenant's only). */
+  async tokens(): Promise<PrincipalToken[]> {
+    return (await this.http.request<{ tokens: PrincipalToken[] }>("GET", "/v1/tokens")).tokens;
+  }
+
+  /** Revokes a principal token at once, on every replica (idempotent). */
+  async revokeToken(id: string): Promise<PrincipalToken> {
+    return (await this.http.request<{ token: PrincipalToken }>("DELETE", `/v1/tokens/${id}`)).token;
+  }
+
+  /** Who the hub takes this fleet's token for: id, role and tenant. */
+  async whoami(): Promise<Whoami> {
+    return (await this.http.request<{ principal: Whoami }>("GET", "/v1/whoami")).principal;
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,14 @@ export type * from "../protocol/types.ts";
 export { RunBlobs } from "./blobs.ts";
 export { CheckpointClient, type CheckpointSummary } from "./checkpoints.ts";
 export { IncompleteCallError } from "./errors.ts";
-export { type EnrollToken, Fleet, type FleetNode, type FleetOptions } from "./fleet.ts";
+export {
+  type EnrollToken,
+  Fleet,
+  type FleetNode,
+  type FleetOptions,
+  type PrincipalToken,
+  type Whoami,
+} from "./fleet.ts";
 export type { Quorum, QuorumDecision, QuorumFunction, QuorumState } from "./quorum.ts";
 export {
   Broadcast,

@@ -19,6 +19,7 @@ import { instrumentStore } from "../store/instrumented.ts";
 import type { NewInstruction, PushCall, Store } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { Coalesced } from "../util/coalesce.ts";
+import { Audit } from "./audit.ts";
 import { BlobCollector } from "./blobs/collector.ts";
 import { createBlobMetrics } from "./blobs/metrics.ts";
 import { openBlobStorage } from "./blobs/open.ts";
@@ -32,7 +33,8 @@ import { HttpSessions } from "./delivery/http-sessions.ts";
 import { NodeStreams } from "./delivery/node-streams.ts";
 import { RunStreams } from "./delivery/run-streams.ts";
 import { acceptStreams, errorBody, hubLiveness } from "./delivery/upgrade.ts";
-import { requireAdmin } from "./http/access.ts";
+import { registerAccess } from "./http/access.ts";
+import { registerAuditRoutes } from "./http/audit-routes.ts";
 import {
   type CertIdentity,
   checkCertIdentity,
@@ -44,10 +46,15 @@ import { registerNodeRoutes } from "./http/node-routes.ts";
 import { registerOpenApi } from "./http/openapi.ts";
 import { registerRequestLog } from "./http/request-log.ts";
 import { registerRoutes } from "./http/routes.ts";
+import { RunTenants } from "./http/tenancy.ts";
+import { registerTokensRoutes } from "./http/tokens-routes.ts";
 
 export interface HubOptions {
   store: Store;
-  /** Admin/coordinator token for /v1 routes and run streams. Never given to nodes. */
+  /**
+   * The static admin token: an unscoped admin (bootstrap; principal "admin-token"). Principal tokens with
+   * narrower roles and tenants are made with it (`POST /v1/tokens`). Never given to nodes.
+   */
   token: string;
   /**
    * A static token nodes enroll with; it may only enroll. Must differ from `token`. Without it, nodes enroll
@@ -109,8 +116,9 @@ export interface HubOptions {
   /** Serve Prometheus metrics at `GET /metrics` and record them. (Default: true) */
   metrics?: boolean;
   /**
-   * A token that may only scrape `/metrics` (Prometheus' `authorization` / `bearer_token`), so the scraper
-   * needs no admin rights. The admin token is accepted too. (Default: none, admin token only)
+   * A static token with role metrics: it may only scrape `/metrics` (Prometheus' `authorization` /
+   * `bearer_token`), so the scraper needs no admin rights. Admin tokens and unscoped principal tokens with role
+   * metrics are accepted too. (Default: none)
    */
   metricsToken?: string;
   /** Serve the web dashboard at `/` and its live feed at `GET /v1/events` (docs/dashboard.md). (Default: true) */
@@ -320,6 +328,13 @@ export const createHub = (o: HubOptions): Hub => {
 
   registerRequestLog(app, { log: baseLog, metrics: metrics?.http });
   if (clientCerts) registerClientCertChecks(app, { ...clientCerts, store });
+  // Who did what: one log line per action, and rows in the store's audit table (batched).
+  const audit = new Audit({ store, log: baseLog });
+  const tenants = new RunTenants(store);
+  const access = { store, token: o.token, enrollToken: o.enrollToken, metricsToken: o.metricsToken, audit };
+  // The one access decision, by each route's config.access (a route without one makes this throw); before
+  // any route is declared, so that its onRoute check sees them all.
+  registerAccess(app, access, tenants);
   // /openapi.json and /docs; first, so that it sees every route declared after it.
   registerOpenApi(app);
   void app.register(rateLimit, {
@@ -379,7 +394,6 @@ export const createHub = (o: HubOptions): Hub => {
     return reply.code(500).send({ error: e.toJSON() });
   });
 
-  const access = { store, token: o.token, enrollToken: o.enrollToken };
   // Routes go in a plugin registered after the rate limiter, so its per-route limits see them.
   const routes = {
     ...access,
@@ -391,6 +405,7 @@ export const createHub = (o: HubOptions): Hub => {
     withdraw,
     stats: () => ({ connectedNodes: nodes.connected, runSubscribers: runs.subscribers }),
     unregistered: (nodeId: string) => nodes.closeNode(nodeId, "node unregistered"),
+    tenants,
   };
 
   const objects =
@@ -423,13 +438,14 @@ export const createHub = (o: HubOptions): Hub => {
     : undefined;
   void app.register(async (scope) => {
     registerRoutes(scope, routes);
+    registerTokensRoutes(scope, { store, audit });
+    registerAuditRoutes(scope, { store });
     if (blobStorage && blobUploads)
       void scope.register(async (blobApi) =>
         registerBlobRoutes(blobApi, {
           store,
           storage: blobStorage,
           uploads: blobUploads,
-          access,
           presign: o.blobPresign === true,
           presignTtlS: PRESIGN_TTL_S,
           observe: blobObserver,
@@ -441,11 +457,9 @@ export const createHub = (o: HubOptions): Hub => {
     if (metrics)
       registerMetricsRoute(scope, {
         metrics,
-        access,
-        metricsToken: o.metricsToken,
         gauges: { nodes, runs, http: sessions, store },
       });
-    if (checkpoints) registerCheckpointRoutes(scope, checkpoints, { onRequest: requireAdmin(access) });
+    if (checkpoints) registerCheckpointRoutes(scope, checkpoints, {}, { tenants, audit });
     if (o.dashboard !== false)
       registerDashboard(scope, { store, access, replica: id, nodes, runs, checkpoints, log });
   });
@@ -453,7 +467,8 @@ export const createHub = (o: HubOptions): Hub => {
 
   const streams = acceptStreams(app.server, {
     store,
-    token: o.token,
+    access,
+    tenants,
     nodes,
     runs,
     log,
@@ -521,6 +536,7 @@ export const createHub = (o: HubOptions): Hub => {
       keepalive.close();
       await blobCollector?.close();
       await app.close();
+      await audit.close();
       // Only storage the hub opened from a URL is the hub's to close.
       if (typeof o.blobStore === "string") await blobStorage?.close();
     },

@@ -23,7 +23,7 @@ export const ErrorCodes = {
   },
   NODE_UNREGISTERED: { status: 409, definite: true, text: "The node is unregistered" },
   NODE_PENDING: { status: 403, definite: true, text: "The node is waiting for an admin to approve it" },
-  TOKEN_NOT_FOUND: { status: 404, definite: true, text: "No enrollment token with this id" },
+  TOKEN_NOT_FOUND: { status: 404, definite: true, text: "No token (enrollment or principal) with this id" },
   NAME_TAKEN: { status: 409, definite: true, text: "A live node already has this name" },
   MESSAGE_EXPIRED: { status: 410, definite: true, text: "The instruction's TTL passed without a reply" },
   INSTRUCTION_ENDED: {

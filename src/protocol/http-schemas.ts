@@ -39,6 +39,35 @@ const LimitQuery = Type.String({
   examples: ["50"],
 });
 const strict = { additionalProperties: false } as const;
+/** A tenant name (the store checks the same rule). */
+export const TenantName = Type.String({
+  pattern: "^[a-z0-9][a-z0-9_-]{0,62}$",
+  description: "A tenant: a-z, 0-9, `_` and `-`, starting with a letter or digit, 1-63 characters",
+  examples: ["team-a"],
+});
+const TENANT_RULE =
+  "A tenant-scoped token acts only in its own tenant (naming another is 403); an unscoped one may name any.";
+/** Roles of principal tokens (src/protocol/types.ts ROLES). */
+const RoleSchema = Type.Union(
+  [Type.Literal("admin"), Type.Literal("coordinator"), Type.Literal("reader"), Type.Literal("metrics")],
+  {
+    description:
+      "admin: everything; coordinator: read and drive runs; reader: read only; metrics: GET /metrics",
+  },
+);
+/** A principal token as the hub lists it (never its secret). */
+export const PrincipalTokenSchema = Type.Object(
+  {
+    id: Uuid,
+    label: Nullable(Type.String()),
+    role: RoleSchema,
+    tenant: Nullable(Type.String({ description: "The one tenant it acts in; null: every tenant" })),
+    createdAt: Millis(),
+    expiresAt: Nullable(Millis("Refused from this time on; null: never expires")),
+    revokedAt: Nullable(Millis("When it was revoked; null: not revoked")),
+  },
+  { title: "PrincipalToken" },
+);
 
 const NodeBody = Type.Object({ node: NodeSchema });
 const RunBody = Type.Object({ run: RunSchema });
@@ -49,8 +78,11 @@ const StatsSchema = Type.Object({
   store: Type.Object({
     runs: Type.Record(Type.String(), Type.Integer(), { description: "Runs per status" }),
     nodes: Type.Record(Type.String(), Type.Integer(), { description: "Nodes per status" }),
-    instructions: Type.Object({ pending: Type.Integer(), leased: Type.Integer(), done: Type.Integer() }),
-    replies: Type.Object({ pending: Type.Integer(), claimed: Type.Integer() }),
+    // null for a tenant-scoped caller: store-wide counts would tell it about other tenants.
+    instructions: Nullable(
+      Type.Object({ pending: Type.Integer(), leased: Type.Integer(), done: Type.Integer() }),
+    ),
+    replies: Nullable(Type.Object({ pending: Type.Integer(), claimed: Type.Integer() })),
   }),
   hub: Type.Record(Type.String(), Type.Number(), {
     description: "This replica's counters (connectedNodes, runSubscribers, …)",
@@ -68,6 +100,7 @@ const InstructionStatus = Type.Object({
 const nodes = ["nodes"];
 const runs = ["runs"];
 const tokens = ["enrollment"];
+const principals = ["tokens"];
 
 /** Every route of src/hub/http/routes.ts, by name. */
 export const HttpRoutes = {
@@ -176,6 +209,10 @@ export const HttpRoutes = {
         uses: Type.Optional(
           Type.Integer({ minimum: 1, maximum: 1_000_000, description: "(Default: unlimited)" }),
         ),
+        tenant: Type.Optional({
+          ...TenantName,
+          description: `The tenant nodes enrolled with it join. ${TENANT_RULE} (Default: the token's tenant, else "default")`,
+        }),
       },
       { ...strict, examples: [{ label: "rack-7", ttlMs: 86_400_000, uses: 10 }] },
     ),
@@ -208,7 +245,18 @@ export const HttpRoutes = {
       "A run groups a coordinator's instructions and replies; subscribe to its stream for replies.",
     tags: runs,
     auth: "admin",
-    body: EmptyBody,
+    body: Type.Unsafe<{ tenant?: string } | undefined>({
+      type: "object",
+      properties: {
+        tenant: {
+          ...TenantName,
+          description: `The run's tenant: its instructions reach only that tenant's nodes. ${TENANT_RULE} (Default: the token's tenant, else "default")`,
+        },
+      },
+      additionalProperties: false,
+      description: "Optional; if present a JSON object",
+      examples: [{}, { tenant: "team-a" }],
+    }),
     response: { 201: RunBody },
   }),
   listRuns: routeSchema({
@@ -356,6 +404,57 @@ export const HttpRoutes = {
       strict,
     ),
     response: { 200: Type.Object({ replies: Type.Array(WireResultSchema) }) },
+  }),
+  createPrincipal: routeSchema({
+    summary: "Create a principal token",
+    description:
+      "A stored credential for a person or service with a role, optionally limited to one tenant and expiring. " +
+      "Its secret `flt_<id>.<secret>` is shown once (the store keeps a hash); revocation applies on every " +
+      "replica at once. A tenant-scoped admin creates tokens of its own tenant only, never unscoped ones.",
+    tags: principals,
+    auth: "admin",
+    body: Type.Object(
+      {
+        role: RoleSchema,
+        tenant: Type.Optional(
+          Type.Union([TenantName, Type.Null()], {
+            description: `The one tenant it acts in; null: every tenant. ${TENANT_RULE} (Default: the creating token's tenant, null for an unscoped one)`,
+          }),
+        ),
+        label: Type.Optional(Name({ examples: ["ci-reader"] })),
+        ttlMs: Type.Optional(
+          Type.Integer({
+            minimum: 1000,
+            maximum: 10 * 366 * 24 * 3_600_000,
+            description: "(Default: never expires)",
+          }),
+        ),
+      },
+      { ...strict, examples: [{ role: "reader", tenant: "team-a", label: "grafana", ttlMs: 2_592_000_000 }] },
+    ),
+    response: {
+      201: Type.Object({
+        token: PrincipalTokenSchema,
+        secret: Type.String({ description: "`flt_<id>.<secret>`: the bearer token, shown only here" }),
+      }),
+    },
+  }),
+  listPrincipals: routeSchema({
+    summary: "List principal tokens",
+    description:
+      "Principal tokens newest first (never their secrets); a tenant-scoped admin sees its tenant's only.",
+    tags: principals,
+    auth: "admin",
+    response: { 200: Type.Object({ tokens: Type.Array(PrincipalTokenSchema) }) },
+  }),
+  revokePrincipal: routeSchema({
+    summary: "Revoke a principal token",
+    description: "Refused from now on, on every replica (idempotent).",
+    tags: principals,
+    auth: "admin",
+    errors: ["TOKEN_NOT_FOUND"],
+    params: idParams("token"),
+    response: { 200: Type.Object({ token: PrincipalTokenSchema }) },
   }),
   stats: routeSchema({
     summary: "Store and replica counters",

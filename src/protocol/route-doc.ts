@@ -13,7 +13,9 @@ export const SecuritySchemes = {
     type: "http",
     scheme: "bearer",
     description:
-      "The hub's admin (coordinator) token (`serve --token` / `--token-file`): every /v1 route and run streams.",
+      "The hub's admin token (`serve --token` / `--token-file`), or a principal token `flt_<id>.<secret>` " +
+      "(POST /v1/tokens) with a role (admin, coordinator, reader, metrics) and optionally one tenant. Each " +
+      "operation's `x-access` says which roles it admits (docs/api.md#access-needs).",
   },
   enrollToken: {
     type: "http",

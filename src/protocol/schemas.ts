@@ -104,6 +104,7 @@ export const RunSchema = Type.Object(
     reason: Nullable(Type.String({ description: "Why the run finished" })),
     createdAt: Millis(),
     updatedAt: Millis(),
+    tenant: Type.String({ description: "The run's tenant: its instructions reach only that tenant's nodes" }),
   },
   {
     title: "Run",
@@ -114,6 +115,7 @@ export const RunSchema = Type.Object(
         reason: null,
         createdAt: 1_764_662_400_000,
         updatedAt: 1_764_662_401_000,
+        tenant: "default",
       },
     ],
   },
@@ -129,6 +131,7 @@ export const NodeSchema = Type.Object(
     onlineUntil: Nullable(Millis("Last heartbeat + 2 × interval; null before the first heartbeat")),
     createdAt: Millis(),
     approved: Type.Boolean({ description: "false while the node waits for an admin's approval" }),
+    tenant: Type.String({ description: "The node's tenant (its enrollment token's)" }),
     agent: Nullable(
       Type.Object(
         {
@@ -154,6 +157,7 @@ export const NodeSchema = Type.Object(
         onlineUntil: 1_764_662_410_000,
         createdAt: 1_764_662_400_000,
         approved: true,
+        tenant: "default",
         agent: { name: "fleetlink-ts", version: "0.1.0", protocol: 1 },
       },
     ],
@@ -170,6 +174,7 @@ export const EnrollTokenSchema = Type.Object(
     uses: Nullable(Type.Integer({ description: "Enrollments allowed; null: any number" })),
     used: Type.Integer(),
     revoked: Type.Boolean(),
+    tenant: Type.String({ description: "Tenant of the nodes enrolled with it" }),
   },
   { title: "EnrollToken" },
 );

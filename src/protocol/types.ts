@@ -1,5 +1,11 @@
 /** Wire and store types shared by every layer. Times are milliseconds since the epoch. */
 
+/** What a principal (a stored credential, see Store.createPrincipal) may do. */
+export type Role = "admin" | "coordinator" | "reader" | "metrics";
+export const ROLES: readonly Role[] = ["admin", "coordinator", "reader", "metrics"];
+/** The tenant of everything created without naming one (and of every row older than tenants). */
+export const DEFAULT_TENANT = "default";
+
 export const RunStatus = { pending: "pending", running: "running", finished: "finished" } as const;
 export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
 
@@ -12,6 +18,8 @@ export const RUN_TRANSITIONS: Readonly<Record<RunStatus, readonly RunStatus[]>> 
 
 export interface Run {
   id: string;
+  /** The tenant the run belongs to; its instructions only reach nodes of the same tenant. */
+  tenant: string;
   status: RunStatus;
   /** Why the run finished (set with the `finished` status). */
   reason: string | null;
@@ -29,6 +37,8 @@ export type NodeStatus = (typeof NodeStatus)[keyof typeof NodeStatus];
 
 export interface NodeRecord {
   id: string;
+  /** The tenant the node belongs to (the one of the enrollment token it enrolled with). */
+  tenant: string;
   name: string;
   status: NodeStatus;
   heartbeatIntervalMs: number;

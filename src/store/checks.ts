@@ -3,18 +3,23 @@
 import { FleetlinkError, invalid } from "../protocol/errors.ts";
 import { isId } from "../protocol/ids.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES, MAX_TTL_MS } from "../protocol/limits.ts";
-import type { Reply, RunStatus } from "../protocol/types.ts";
-import { RUN_TRANSITIONS } from "../protocol/types.ts";
+import type { Reply, Role, RunStatus } from "../protocol/types.ts";
+import { DEFAULT_TENANT, ROLES, RUN_TRANSITIONS } from "../protocol/types.ts";
 import {
   type ClaimInstructionsInput,
   type Clock,
   type EnrollTokenRecord,
   type ExtendLeasesInput,
   LIST_LIMIT,
+  type ListAuditOptions,
   MAX_ATTEMPTS,
+  MAX_AUDIT_BATCH,
+  MAX_AUDIT_DETAIL_BYTES,
   MAX_STORED_ERROR_MESSAGE_CHARS,
+  type NewAuditEntry,
   type NewEnrollToken,
   type NewInstruction,
+  type NewPrincipal,
   type NewReply,
   type OpenSessionInput,
   type ReleaseInput,
@@ -306,3 +311,118 @@ export const diagnoseReply = (
     error: new FleetlinkError("INSTRUCTION_NOT_FOUND", `instruction ${r.replyTo} is not live`),
   };
 };
+
+// ---- tenants, principals, audit ----
+
+const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** A tenant name: lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63 characters. */
+export const checkTenant = (field: string, v: unknown): string => {
+  if (typeof v !== "string" || !TENANT.test(v))
+    throw invalid(
+      field,
+      "must be a tenant name (a-z, 0-9, _ and -, starting with a letter or digit, 1-63 characters)",
+    );
+  return v;
+};
+
+/** An optional tenant: the default tenant when undefined. */
+export const tenantOrDefault = (field: string, v: unknown): string =>
+  v === undefined ? DEFAULT_TENANT : checkTenant(field, v);
+
+/** An optional tenant filter: null (every tenant) when undefined. */
+export const tenantFilter = (v: unknown): string | null =>
+  v === undefined ? null : checkTenant("tenant", v);
+
+export const checkRole = (field: string, v: unknown): Role => {
+  if (typeof v !== "string" || !(ROLES as readonly string[]).includes(v))
+    throw invalid(field, `must be one of ${ROLES.join(", ")}`);
+  return v as Role;
+};
+
+const checkTime = (field: string, v: unknown): void => {
+  if (v != null && !Number.isSafeInteger(v))
+    throw invalid(field, "must be a time in ms since the epoch, or null");
+};
+
+export const checkNewPrincipal = (p: NewPrincipal): void => {
+  if (p === null || typeof p !== "object") throw invalid("input", "must be an object");
+  checkRole("role", p.role);
+  if (p.tenant != null) checkTenant("tenant", p.tenant);
+  if (p.label != null) checkName("label", p.label);
+  checkName("secretHash", p.secretHash, 500);
+  checkTime("expiresAt", p.expiresAt);
+};
+
+/** Why a principal was refused, given its current state (undefined: no such principal). */
+export const principalRefusal = (
+  p: { secretHash: string; revokedAt: number | null; expiresAt: number | null } | undefined,
+  secretHash: string,
+  now: number,
+): FleetlinkError => {
+  const why =
+    !p || p.secretHash !== secretHash
+      ? "unknown token or wrong secret"
+      : p.revokedAt !== null
+        ? "token revoked"
+        : p.expiresAt !== null && p.expiresAt <= now
+          ? "token expired"
+          : "token refused";
+  return new FleetlinkError("UNAUTHORIZED", why);
+};
+
+const optText = (field: string, v: unknown, max = 200): void => {
+  if (v != null) checkName(field, v, max);
+};
+
+/**
+ * Validates a batch of audit entries; returns each one's detail serialized (or null). A nullable field left
+ * undefined is taken as null.
+ */
+export const checkAuditEntries = (entries: readonly NewAuditEntry[]): (string | null)[] => {
+  if (!Array.isArray(entries)) throw invalid("entries", "must be an array");
+  if (entries.length > MAX_AUDIT_BATCH) throw invalid("entries", `at most ${MAX_AUDIT_BATCH} per call`);
+  return entries.map((e, i) => {
+    const f = `entries[${i}]`;
+    if (e === null || typeof e !== "object") throw invalid(f, "must be an object");
+    checkName(`${f}.principal`, e.principal);
+    checkName(`${f}.role`, e.role, 100);
+    if (e.tenant != null) checkTenant(`${f}.tenant`, e.tenant);
+    optText(`${f}.address`, e.address);
+    checkName(`${f}.action`, e.action, 100);
+    optText(`${f}.target`, e.target, 500);
+    if (e.outcome !== "ok" && e.outcome !== "refused")
+      throw invalid(`${f}.outcome`, 'must be "ok" or "refused"');
+    if (e.detail == null) return null;
+    if (typeof e.detail !== "object" || Array.isArray(e.detail))
+      throw invalid(`${f}.detail`, "must be a JSON object or null");
+    let json: string;
+    try {
+      json = JSON.stringify(e.detail);
+    } catch (cause) {
+      throw new FleetlinkError("INVALID_ARGUMENT", `${f}.detail: must be serializable as JSON`, {
+        field: `${f}.detail`,
+        cause,
+      });
+    }
+    if (Buffer.byteLength(json) > MAX_AUDIT_DETAIL_BYTES)
+      throw invalid(`${f}.detail`, `must be at most ${MAX_AUDIT_DETAIL_BYTES} bytes as JSON`);
+    return json;
+  });
+};
+
+const checkSeq = (field: string, v: unknown): number | null => {
+  if (v === undefined) return null;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+    throw invalid(field, "must be an integer >= 0");
+  return v;
+};
+
+export const checkListAudit = (o: ListAuditOptions) => ({
+  tenant: tenantFilter(o.tenant),
+  afterSeq: checkSeq("afterSeq", o.afterSeq),
+  beforeSeq: checkSeq("beforeSeq", o.beforeSeq),
+  limit: checkListLimit(o.limit),
+  action: o.action === undefined ? null : checkName("action", o.action, 100),
+  principal: o.principal === undefined ? null : checkName("principal", o.principal),
+});

@@ -1,5 +1,5 @@
-import type { Instruction, NodeRecord, Reply, Run } from "../protocol/types.ts";
-import type { EnrollTokenRecord, StoredRecord } from "./store.ts";
+import type { Instruction, NodeRecord, Reply, Role, Run } from "../protocol/types.ts";
+import type { AuditEntry, EnrollTokenRecord, PrincipalRecord, StoredRecord } from "./store.ts";
 
 /** Row shapes shared by the SQL backends (same column names in SQLite and PostgreSQL). */
 export type Row = Record<string, unknown>;
@@ -13,6 +13,7 @@ const bytes = (v: unknown): Uint8Array => {
 
 export const toRun = (r: Row): Run => ({
   id: r.id as string,
+  tenant: r.tenant as string,
   status: r.status as Run["status"],
   reason: (r.reason as string | null) ?? null,
   createdAt: num(r.created_at),
@@ -21,6 +22,7 @@ export const toRun = (r: Row): Run => ({
 
 export const toNode = (r: Row): NodeRecord => ({
   id: r.id as string,
+  tenant: r.tenant as string,
   name: r.name as string,
   status: r.status as NodeRecord["status"],
   heartbeatIntervalMs: num(r.heartbeat_interval_ms),
@@ -36,6 +38,7 @@ export const toNode = (r: Row): NodeRecord => ({
 
 export const toEnrollToken = (r: Row): EnrollTokenRecord => ({
   id: r.id as string,
+  tenant: r.tenant as string,
   label: (r.label as string | null) ?? null,
   secretHash: r.secret_hash as string,
   createdAt: num(r.created_at),
@@ -93,4 +96,28 @@ export const toRecord = <T>(r: Row): StoredRecord<T> => ({
   version: num(r.version),
   value: JSON.parse(r.value as string) as T,
   updatedAt: num(r.updated_at),
+});
+
+export const toPrincipal = (r: Row): PrincipalRecord => ({
+  id: r.id as string,
+  label: (r.label as string | null) ?? null,
+  role: r.role as Role,
+  tenant: (r.tenant as string | null) ?? null,
+  secretHash: r.secret_hash as string,
+  createdAt: num(r.created_at),
+  expiresAt: numOrNull(r.expires_at),
+  revokedAt: numOrNull(r.revoked_at),
+});
+
+export const toAudit = (r: Row): AuditEntry => ({
+  seq: num(r.seq),
+  at: num(r.at),
+  principal: r.principal as string,
+  role: r.role as string,
+  tenant: (r.tenant as string | null) ?? null,
+  address: (r.address as string | null) ?? null,
+  action: r.action as string,
+  target: (r.target as string | null) ?? null,
+  outcome: r.outcome as AuditEntry["outcome"],
+  detail: r.detail == null ? null : (JSON.parse(r.detail as string) as Record<string, unknown>),
 });

@@ -94,6 +94,12 @@ export const onlineWindow = (t: string, interval: string): string => `${t} + 2 *
 export const holdsName = (now: string): string => `(status = 'online' AND online_until > ${now})
   OR (status = 'registered' AND ${onlineWindow("created_at", "heartbeat_interval_ms")} > ${now})`;
 
+/**
+ * Node `n` belongs to the tenant `tenant` (a SQL expression: a parameter, or a run's column): a run reaches only
+ * nodes of its own tenant, and a node of another is, to it, a node that does not exist.
+ */
+export const sameTenant = (tenant: string, n?: string): string => `${at(n)("tenant")} = ${tenant}`;
+
 /** Online by its status, but its window ran out: a sweep marks it offline. */
 export const silentOnline = (now: string): string => `status = 'online' AND online_until <= ${now}`;
 
@@ -136,6 +142,13 @@ export const usableToken = (now: string): string =>
 /** An enrollment token that became unusable before the cutoff (revoked, expired, or used up). */
 export const deadToken = (cutoff: string): string =>
   `revoked_at <= ${cutoff} OR expires_at <= ${cutoff} OR (used >= uses AND used_at <= ${cutoff})`;
+
+/** A principal that may act now: not revoked, not expired. */
+export const usablePrincipal = (now: string): string =>
+  `revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ${now})`;
+
+/** A principal that became unusable before the cutoff (revoked or expired). */
+export const deadPrincipal = (cutoff: string): string => `revoked_at <= ${cutoff} OR expires_at <= ${cutoff}`;
 
 // ---- blobs ----
 

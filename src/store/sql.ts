@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
-import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
+import type { Instruction, NodeRecord, Reply, Run, RunStatus } from "../protocol/types.ts";
 import type { Db, Dialect, SqlConn } from "./dialect.ts";
+import { appendAudit, listAudit } from "./ops/audit.ts";
 import * as blobs from "./ops/blobs.ts";
 import { cancellationsSince } from "./ops/cancellations.ts";
 import { claimableNodes, claimInstructions, claimReplies } from "./ops/claim.ts";
@@ -13,6 +14,7 @@ import {
   useEnrollToken,
 } from "./ops/enroll-tokens.ts";
 import { approveNode, getNode, listNodes, registerNode, unregisterNode } from "./ops/nodes.ts";
+import { authenticatePrincipal, createPrincipal, listPrincipals, revokePrincipal } from "./ops/principals.ts";
 import { pushBatch, pushInstructions } from "./ops/push.ts";
 import { getRecord, listRecords, putRecord } from "./ops/records.ts";
 import { storeReplies } from "./ops/replies.ts";
@@ -28,6 +30,7 @@ import {
 } from "./ops/sessions.ts";
 import { sweep } from "./ops/sweep.ts";
 import type {
+  AuditEntry,
   BeginBlobUploadInput,
   BeginBlobUploadResult,
   BlobReader,
@@ -44,13 +47,18 @@ import type {
   ExtendLeasesInput,
   LeaveSessionInput,
   LeaveSessionResult,
+  ListAuditOptions,
+  ListNodesOptions,
   ListRunsOptions,
+  NewAuditEntry,
   NewEnrollToken,
   NewInstruction,
   NewNode,
+  NewPrincipal,
   NewReply,
   OpenSessionInput,
   OpenSessionResult,
+  PrincipalRecord,
   PushCall,
   PushResult,
   ReleaseInput,
@@ -137,7 +145,7 @@ export abstract class SqlStore implements Store {
     };
   }
 
-  createRun(opts?: { id?: string }): Promise<Run> {
+  createRun(opts?: { id?: string; tenant?: string }): Promise<Run> {
     return runs.createRun(this.ops, opts);
   }
   getRun(id: string): Promise<Run> {
@@ -174,7 +182,7 @@ export abstract class SqlStore implements Store {
   getNode(id: string): Promise<NodeRecord> {
     return getNode(this.ops, id);
   }
-  listNodes(opts?: { status?: NodeStatus }): Promise<NodeRecord[]> {
+  listNodes(opts?: ListNodesOptions): Promise<NodeRecord[]> {
     return listNodes(this.ops, opts);
   }
   unregisterNode(nodeId: string): Promise<NodeRecord> {
@@ -242,14 +250,33 @@ export abstract class SqlStore implements Store {
   createEnrollToken(input: NewEnrollToken): Promise<EnrollTokenRecord> {
     return createEnrollToken(this.ops, input);
   }
-  listEnrollTokens(): Promise<EnrollTokenRecord[]> {
-    return listEnrollTokens(this.ops);
+  listEnrollTokens(opts?: { tenant?: string }): Promise<EnrollTokenRecord[]> {
+    return listEnrollTokens(this.ops, opts);
   }
   revokeEnrollToken(id: string): Promise<EnrollTokenRecord> {
     return revokeEnrollToken(this.ops, id);
   }
   useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
     return useEnrollToken(this.ops, id, secretHash);
+  }
+
+  createPrincipal(input: NewPrincipal): Promise<PrincipalRecord> {
+    return createPrincipal(this.ops, input);
+  }
+  listPrincipals(opts?: { tenant?: string }): Promise<PrincipalRecord[]> {
+    return listPrincipals(this.ops, opts);
+  }
+  revokePrincipal(id: string): Promise<PrincipalRecord> {
+    return revokePrincipal(this.ops, id);
+  }
+  authenticatePrincipal(id: string, secretHash: string): Promise<PrincipalRecord> {
+    return authenticatePrincipal(this.ops, id, secretHash);
+  }
+  appendAudit(entries: readonly NewAuditEntry[]): Promise<void> {
+    return appendAudit(this.ops, entries);
+  }
+  listAudit(opts?: ListAuditOptions): Promise<{ entries: AuditEntry[]; nextBeforeSeq: number | null }> {
+    return listAudit(this.ops, opts);
   }
 
   beginBlobUpload(input: BeginBlobUploadInput): Promise<BeginBlobUploadResult> {

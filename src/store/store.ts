@@ -1,5 +1,6 @@
-import type { Instruction, NodeRecord, NodeStatus, Reply, Run, RunStatus } from "../protocol/types.ts";
+import type { Instruction, NodeRecord, Reply, Run, RunStatus } from "../protocol/types.ts";
 import type {
+  AuditEntry,
   BeginBlobUploadInput,
   BeginBlobUploadResult,
   BlobReader,
@@ -15,13 +16,18 @@ import type {
   ExtendLeasesInput,
   LeaveSessionInput,
   LeaveSessionResult,
+  ListAuditOptions,
+  ListNodesOptions,
   ListRunsOptions,
+  NewAuditEntry,
   NewEnrollToken,
   NewInstruction,
   NewNode,
+  NewPrincipal,
   NewReply,
   OpenSessionInput,
   OpenSessionResult,
+  PrincipalRecord,
   PushCall,
   PushResult,
   ReleaseInput,
@@ -60,7 +66,11 @@ export interface Store {
    * without an injected clock: the database's, so that replicas on skewed hosts agree).
    */
   now(): Promise<number>;
-  createRun(opts?: { id?: string }): Promise<Run>;
+  /**
+   * Creates a run of `tenant` (default DEFAULT_TENANT; INVALID_ARGUMENT naming `tenant` if not a tenant name).
+   * Its instructions only reach nodes of its tenant.
+   */
+  createRun(opts?: { id?: string; tenant?: string }): Promise<Run>;
   getRun(id: string): Promise<Run>;
   /** Compare-and-set: moves the run from `from` to `to` only if it is still `from`. */
   transitionRun(id: string, from: RunStatus, to: RunStatus, reason?: string): Promise<Run>;
@@ -72,15 +82,18 @@ export interface Store {
    * to come online. Offline and unregistered nodes, and registered ones that never came online in that window,
    * do not hold it (a node that comes back later keeps its record, so two records may then share a name). The
    * check and the insert are atomic across racing replicas: of two registrations of one name, exactly one wins.
+   * Names are per tenant: a live node of another tenant never holds a name (so a tenant learns nothing of
+   * another's nodes from NAME_TAKEN). The node belongs to `input.tenant` (default DEFAULT_TENANT).
    */
   registerNode(input: NewNode): Promise<NodeRecord>;
   /** Approves a pending node (idempotent). NODE_NOT_FOUND if unknown, NODE_UNREGISTERED if unregistered. */
   approveNode(nodeId: string): Promise<NodeRecord>;
   getNode(id: string): Promise<NodeRecord>;
-  listNodes(opts?: { status?: NodeStatus }): Promise<NodeRecord[]>;
+  /** Nodes by id, optionally of one status and/or one tenant (INVALID_ARGUMENT naming `tenant` if malformed). */
+  listNodes(opts?: ListNodesOptions): Promise<NodeRecord[]>;
   /**
-   * Runs, newest first (by createdAt, then id: UUIDv7 ids sort by creation time), optionally of one status.
-   * INVALID_ARGUMENT naming `status` or `limit` for a bad value.
+   * Runs, newest first (by createdAt, then id: UUIDv7 ids sort by creation time), optionally of one status
+   * and/or one tenant. INVALID_ARGUMENT naming `status`, `limit` or `tenant` for a bad value.
    */
   listRuns(opts?: ListRunsOptions): Promise<Run[]>;
   /** A run's instructions, newest first (by push order). RUN_NOT_FOUND if the run does not exist. */
@@ -137,7 +150,9 @@ export interface Store {
    */
   pushBatch(calls: readonly PushCall[]): Promise<PushResult[]>;
   /**
-   * Pushes instructions of one run, all or none. Each blob a payload references must be one the run may
+   * Pushes instructions of one run, all or none. A `dst` that is a node of another tenant than the run's fails
+   * exactly like an unknown node (NODE_NOT_FOUND naming `items[i].dst`): a run never learns of, or reaches, a
+   * node of another tenant. Each blob a payload references must be one the run may
    * reference (uploaded to it, or in a message of it), else BLOB_NOT_FOUND naming the field (`items[i].payload.x`).
    */
   pushInstructions(runId: string, items: readonly NewInstruction[]): Promise<Instruction[]>;
@@ -193,10 +208,10 @@ export interface Store {
    * Of two replicas racing from the same version exactly one wins; the other gets STATUS_CONFLICT.
    */
   putRecord<T = unknown>(key: string, value: T, expectedVersion: number | null): Promise<StoredRecord<T>>;
-  /** Creates an enrollment token with a new id. */
+  /** Creates an enrollment token with a new id, for nodes of `input.tenant` (default DEFAULT_TENANT). */
   createEnrollToken(input: NewEnrollToken): Promise<EnrollTokenRecord>;
-  /** Every enrollment token, newest first. */
-  listEnrollTokens(): Promise<EnrollTokenRecord[]>;
+  /** Every enrollment token (of one tenant, if given), newest first. */
+  listEnrollTokens(opts?: { tenant?: string }): Promise<EnrollTokenRecord[]>;
   /** Revokes a token (idempotent); TOKEN_NOT_FOUND if unknown. */
   revokeEnrollToken(id: string): Promise<EnrollTokenRecord>;
   /**
@@ -206,6 +221,39 @@ export interface Store {
    * "unknown enrollment token or wrong secret", so a wrong secret learns nothing about the token.
    */
   useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord>;
+  /**
+   * Stores a principal (a credential of a person or service) with a new id. INVALID_ARGUMENT naming `role`,
+   * `tenant`, `label`, `secretHash` or `expiresAt` for a bad value.
+   */
+  createPrincipal(input: NewPrincipal): Promise<PrincipalRecord>;
+  /**
+   * Principals, newest first; with `tenant`, only those scoped to exactly that tenant (unscoped ones, tenant
+   * null, are left out).
+   */
+  listPrincipals(opts?: { tenant?: string }): Promise<PrincipalRecord[]>;
+  /**
+   * Revokes a principal (idempotent: a second revoke keeps the first time). TOKEN_NOT_FOUND naming `id` if
+   * unknown. Every replica refuses it from the commit on: authenticatePrincipal reads the row each time.
+   */
+  revokePrincipal(id: string): Promise<PrincipalRecord>;
+  /**
+   * Checks a presented credential: the id exists and its secret hash matches, it is not revoked and not expired
+   * (expiresAt > now, store clock). Else UNAUTHORIZED: "unknown token or wrong secret" for an unknown or
+   * malformed id or a wrong hash (a wrong secret learns nothing), "token revoked" / "token expired" only once the
+   * hash matched. A read: nothing is written.
+   */
+  authenticatePrincipal(id: string, secretHash: string): Promise<PrincipalRecord>;
+  /**
+   * Appends entries to the audit log in one transaction, in order (each gets the next seq and the store's time).
+   * At most MAX_AUDIT_BATCH (1000) per call; INVALID_ARGUMENT naming the field (`entries[i].detail` for a detail
+   * over MAX_AUDIT_DETAIL_BYTES serialized) and nothing appended for a bad entry.
+   */
+  appendAudit(entries: readonly NewAuditEntry[]): Promise<void>;
+  /**
+   * The audit log, newest first (seq descending), filtered, at most `limit` (1..1000, default 100) entries.
+   * `nextBeforeSeq` is the `beforeSeq` of the next (older) page, null when this page is the last.
+   */
+  listAudit(opts?: ListAuditOptions): Promise<{ entries: AuditEntry[]; nextBeforeSeq: number | null }>;
   /**
    * Housekeeping, for everything older than the cutoff (now - olderThanMs), in one transaction:
    * - abandoned runs: a run not finished, with no live (not ended) instruction, whose last activity (its
@@ -218,6 +266,8 @@ export interface Store {
    *   that hold no live instruction. Their credentials stop working; a registered, approved node that has not
    *   come online yet is kept. A node whose heartbeat or push commits first is kept, whatever the race.
    * - deletes enrollment tokens that can no longer be used (revoked, expired, or used up at their last use);
+   * - deletes principals revoked or expired before the cutoff;
+   * - keeps the audit log: it is history, and the operator decides how long to keep it (nothing deletes it);
    * - deletes the blob references of the runs it deletes, and cancellation-log entries older than 10 minutes
    *   (whatever the cutoff: the log is short-lived).
    * Safe to run on every replica at once: each row is counted by the replica that changed it.

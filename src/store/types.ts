@@ -2,7 +2,15 @@
 
 import type { FleetlinkError } from "../protocol/errors.ts";
 import { MAX_ERROR_MESSAGE_CHARS } from "../protocol/limits.ts";
-import type { Instruction, NodeRecord, NodeStatus, Reply, ReplyError, RunStatus } from "../protocol/types.ts";
+import type {
+  Instruction,
+  NodeRecord,
+  NodeStatus,
+  Reply,
+  ReplyError,
+  Role,
+  RunStatus,
+} from "../protocol/types.ts";
 
 /** Returns the current time in ms. Injected so TTL, lease and heartbeat logic is tested without sleeping. */
 export type Clock = () => number;
@@ -52,11 +60,15 @@ export interface NewNode {
   credentialHash?: string | null;
   /** False: the node waits for `approveNode` before the hub lets it in. (Default: true) */
   approved?: boolean;
+  /** The tenant the node belongs to. (Default: DEFAULT_TENANT) */
+  tenant?: string;
 }
 
 /** An enrollment token as stored: the secret itself is never kept, only its hash. */
 export interface EnrollTokenRecord {
   id: string;
+  /** The tenant of the nodes enrolled with it. */
+  tenant: string;
   label: string | null;
   secretHash: string;
   createdAt: number;
@@ -78,6 +90,8 @@ export interface NewEnrollToken {
   expiresAt?: number | null;
   /** (Default: null, unlimited) */
   uses?: number | null;
+  /** The tenant of the nodes enrolled with it. (Default: DEFAULT_TENANT) */
+  tenant?: string;
 }
 
 export interface NewInstruction {
@@ -247,6 +261,8 @@ export interface CleanupResult {
   nodes: number;
   /** Revoked, expired and used-up enrollment tokens. */
   enrollTokens: number;
+  /** Revoked and expired principals. */
+  principals: number;
 }
 
 /** Default and largest `limit` of the list reads (`listRuns`, `listInstructions`). */
@@ -257,7 +273,94 @@ export interface ListRunsOptions {
   status?: RunStatus;
   /** Most runs returned, at most LIST_LIMIT.max (1000). (Default: 100) */
   limit?: number;
+  /** Only runs of this tenant. (Default: every tenant) */
+  tenant?: string;
 }
+
+/** Options of `Store.listNodes`. */
+export interface ListNodesOptions {
+  /** Only nodes with this status. (Default: every status) */
+  status?: NodeStatus;
+  /** Only nodes of this tenant. (Default: every tenant) */
+  tenant?: string;
+}
+
+/** A stored credential of a person or service (see `Store.createPrincipal`): its secret is kept only as a hash. */
+export interface PrincipalRecord {
+  id: string;
+  label: string | null;
+  role: Role;
+  /**
+   * The one tenant it may see and act on; null: every tenant (only an unscoped admin may create such a
+   * principal).
+   */
+  tenant: string | null;
+  secretHash: string;
+  createdAt: number;
+  /** Refused from this time on (store clock); null: never expires. */
+  expiresAt: number | null;
+  /** When it was revoked; null: not revoked. */
+  revokedAt: number | null;
+}
+
+export interface NewPrincipal {
+  role: Role;
+  /** (Default: null, every tenant) */
+  tenant?: string | null;
+  /** (Default: null) */
+  label?: string | null;
+  /** A hash of the principal's secret (the store compares hashes, it never sees the secret). */
+  secretHash: string;
+  /** (Default: null, never expires) */
+  expiresAt?: number | null;
+}
+
+/** One line of the audit log: who did what, to what, when, and whether it was allowed. */
+export interface AuditEntry {
+  /** Position in the log (increasing, unique). */
+  seq: number;
+  /** When the store appended it (store clock, ms). */
+  at: number;
+  /** A principal id, or "admin-token" / "enroll-token" / "metrics-token" / "node:<id>". */
+  principal: string;
+  role: string;
+  tenant: string | null;
+  /** The caller's network address, when known. */
+  address: string | null;
+  /**
+   * What was done, e.g. "node.enroll", "node.approve", "node.unregister", "token.create", "token.revoke",
+   * "enroll-token.create", "enroll-token.revoke", "run.create", "run.status", "checkpoint.push".
+   */
+  action: string;
+  /** The id acted on. */
+  target: string | null;
+  /** "refused": the caller was refused (401/403). */
+  outcome: "ok" | "refused";
+  /** Small JSON (at most MAX_AUDIT_DETAIL_BYTES serialized), or null. */
+  detail: Record<string, unknown> | null;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, "seq" | "at">;
+
+export interface ListAuditOptions {
+  /** Only entries of this tenant. (Default: every tenant) */
+  tenant?: string;
+  /** Only entries with seq > afterSeq. (Default: none) */
+  afterSeq?: number;
+  /** Only entries with seq < beforeSeq (the previous page's `nextBeforeSeq`). (Default: none) */
+  beforeSeq?: number;
+  /** Most entries returned, 1..LIST_LIMIT.max (1000). (Default: 100) */
+  limit?: number;
+  /** Only entries of this action. (Default: every action) */
+  action?: string;
+  /** Only entries of this principal. (Default: every principal) */
+  principal?: string;
+}
+
+/** Largest audit `detail`, serialized as JSON, in bytes. */
+export const MAX_AUDIT_DETAIL_BYTES = 4096;
+/** Most entries one `appendAudit` call takes. */
+export const MAX_AUDIT_BATCH = 1000;
 
 /** The reason of a run that `cleanup` finished because nothing had happened in it for longer than the cutoff. */
 export const ABANDONED_REASON = "abandoned by cleanup";

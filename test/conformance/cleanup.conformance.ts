@@ -54,7 +54,15 @@ export const cleanupConformance = (factory: StoreFactory): void => {
       await store.heartbeat(back.id); // offline for a long time, and back just before the cleanup
       expect(clock()).toBe(t0 + 10_000);
 
-      const zero = { instructions: 0, replies: 0, runs: 0, abandonedRuns: 0, nodes: 0, enrollTokens: 0 };
+      const zero = {
+        instructions: 0,
+        replies: 0,
+        runs: 0,
+        abandonedRuns: 0,
+        nodes: 0,
+        enrollTokens: 0,
+        principals: 0,
+      };
       expect(await store.cleanup(20_000)).toEqual(zero);
       expect(await store.cleanup(4000)).toEqual({ ...zero, nodes: 4 });
       expect(await store.cleanup(4000)).toEqual(zero);
@@ -151,6 +159,7 @@ export const cleanupConformance = (factory: StoreFactory): void => {
         abandonedRuns: 3, // empty, answered, unread
         nodes: 0,
         enrollTokens: 0,
+        principals: 0,
       });
       await rejectsWith(store.getRun(empty.id), "RUN_NOT_FOUND");
       await rejectsWith(store.getRun(answered.id), "RUN_NOT_FOUND");

@@ -116,6 +116,7 @@ export const enrollConformance = (factory: StoreFactory): void => {
       });
       expect(a).toEqual({
         id: a.id,
+        tenant: "default",
         label: "rack 1",
         secretHash: "ha",
         createdAt: clock(),

@@ -3,6 +3,7 @@ import { newId } from "../../src/protocol/ids.ts";
 import type { NodeRecord } from "../../src/protocol/types.ts";
 import { type Store, storeReply } from "../../src/store/store.ts";
 import { type ManualClock, manualClock, rejectsWith } from "../helpers/expect.ts";
+import { auditConformance } from "./audit.conformance.ts";
 import { blobCheckConformance } from "./blob-checks.conformance.ts";
 import { blobConformance } from "./blobs.conformance.ts";
 import { cancelConformance } from "./cancel.conformance.ts";
@@ -12,8 +13,10 @@ import type { StoreFactory } from "./factory.ts";
 import { leaveConformance } from "./leave.conformance.ts";
 import { limitsConformance } from "./limits.conformance.ts";
 import { listingConformance } from "./listing.conformance.ts";
+import { principalConformance } from "./principals.conformance.ts";
 import { replyIdConformance } from "./reply-ids.conformance.ts";
 import { sessionConformance } from "./sessions.conformance.ts";
+import { tenancyConformance } from "./tenancy.conformance.ts";
 
 export type { StoreFactory } from "./factory.ts";
 
@@ -833,7 +836,15 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         clock.advance(1000);
         // A reply newer than the cutoff: the run is active, not abandoned (see cleanup.conformance.ts).
         await storeReply(store, { runId: run.id, nodeId: n, replyTo: b!.id });
-        const none = { instructions: 0, replies: 0, runs: 0, abandonedRuns: 0, nodes: 0, enrollTokens: 0 };
+        const none = {
+          instructions: 0,
+          replies: 0,
+          runs: 0,
+          abandonedRuns: 0,
+          nodes: 0,
+          enrollTokens: 0,
+          principals: 0,
+        };
         expect(await store.cleanup(5000)).toEqual(none);
         expect(await store.cleanup(500)).toEqual({ ...none, instructions: 1, replies: 1 });
         await store.claimReplies({ runId: run.id });
@@ -879,5 +890,8 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     cancelConformance(factory);
     blobConformance(factory);
     blobCheckConformance(factory);
+    tenancyConformance(factory);
+    principalConformance(factory);
+    auditConformance(factory);
   });
 };

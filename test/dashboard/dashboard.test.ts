@@ -143,4 +143,134 @@ describe("dashboard in headless Chromium", () => {
     await expect.poll(() => page.textContent("[data-testid=login-error]")).toContain("refused the token");
     expect(await page.evaluate(() => sessionStorage.getItem("fleetlink.token"))).toBeNull();
   });
+
+  /** A stored token made through the API (as `fleetlink tokens create` does). */
+  const token = async (body: Record<string, unknown>): Promise<{ id: string; secret: string }> => {
+    const res = await fetch(`${f.url}/v1/tokens`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(201);
+    const b = (await res.json()) as { token: { id: string }; secret: string };
+    return { id: b.token.id, secret: b.secret };
+  };
+  const login = async (secret: string) => {
+    await page.goto(`${f.url}/#/`);
+    await page.evaluate(() => sessionStorage.clear());
+    await page.reload();
+    await page.fill("input[name=token]", secret);
+    await page.click("button[type=submit]");
+    await page.waitForSelector("[data-testid=feed-state][data-state=live]");
+  };
+
+  it("dashboard - a reader sees who it is and its tenant's nodes; Approve is disabled (needs role admin) and the hub refuses it anyway", async () => {
+    // Two nodes waiting for approval, one per tenant.
+    const waiting = await f.store.registerNode({
+      name: "waiting-a",
+      heartbeatIntervalMs: 1000,
+      approved: false,
+      tenant: "team-a",
+    });
+    await f.store.registerNode({
+      name: "hidden-b",
+      heartbeatIntervalMs: 1000,
+      approved: false,
+      tenant: "team-b",
+    });
+    const reader = await token({ role: "reader", tenant: "team-a", label: "ops viewer" });
+    await login(reader.secret);
+
+    const who = page.locator("[data-testid=whoami]");
+    await expect.poll(() => who.getAttribute("data-role")).toBe("reader");
+    expect(await who.getAttribute("data-tenant")).toBe("team-a");
+    expect(await who.textContent()).toContain("ops viewer");
+    await page.waitForSelector("[data-testid=node-row][data-name=waiting-a][data-status=pending]");
+    const approve = page.locator("[data-testid=node-row][data-name=waiting-a] [data-testid=approve]");
+    expect(await approve.isDisabled()).toBe(true);
+    expect(await approve.getAttribute("title")).toBe("needs role admin");
+    // Only its tenant: not team-b's node, not the default tenant's alpha and beta; no audit tab.
+    expect(
+      await page
+        .locator("[data-testid=node-row]")
+        .evaluateAll((rows) => rows.map((r) => r.getAttribute("data-name"))),
+    ).toEqual(["waiting-a"]);
+    expect(await page.locator("header nav a[href='#/audit']").count()).toBe(0);
+    await page.screenshot({ path: join(shots, "dashboard-reader.png") });
+
+    // A page that ignored the disabled button (or a script) gets 403 from the hub: the rule is the hub's.
+    const refused = await page.evaluate(
+      async ([id, secret]) => {
+        const r = await fetch(`/v1/nodes/${id}/approve`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}` },
+        });
+        return { status: r.status, body: (await r.json()) as { error: { message: string } } };
+      },
+      [waiting.id, reader.secret] as const,
+    );
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.message).toMatch(/needs role admin/);
+    expect((await f.store.getNode(waiting.id)).approved).toBe(false);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - a tenant-B reader sees no tenant-A node, and tenant A's run is not found", async () => {
+    const reader = await token({ role: "reader", tenant: "team-b" });
+    const runA = await f.store.createRun({ tenant: "team-a" });
+    await login(reader.secret);
+    await page.waitForSelector("[data-testid=node-row][data-name=hidden-b]");
+    expect(
+      await page
+        .locator("[data-testid=node-row]")
+        .evaluateAll((rows) => rows.map((r) => r.getAttribute("data-name"))),
+    ).toEqual(["hidden-b"]);
+    const text = (await page.textContent("main")) ?? "";
+    for (const name of ["waiting-a", "alpha", "beta"]) expect(text).not.toContain(name);
+    await page.click("header nav a[href='#/runs']");
+    await expect.poll(() => page.textContent("main")).toContain("No runs yet");
+    // Opening tenant A's run by its id: the feed says not found, the token is kept.
+    await page.goto(`${f.url}/#/runs/${runA.id}`);
+    await page.waitForSelector("[data-testid=feed-state][data-state=refused]");
+    expect(await page.textContent("[data-testid=feed-state]")).toContain(`no run ${runA.id}`);
+    expect(await page.evaluate(() => sessionStorage.getItem("fleetlink.token"))).toBe(reader.secret);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - an admin approves from the page and reads the audit log, refusals included", async () => {
+    const admin = await token({ role: "admin", tenant: "team-a", label: "team a admin" });
+    await login(admin.secret);
+    const approve = page.locator("[data-testid=node-row][data-name=waiting-a] [data-testid=approve]");
+    expect(await approve.isDisabled()).toBe(false);
+    await approve.click();
+    await page.waitForSelector("[data-testid=node-row][data-name=waiting-a]:not([data-status=pending])");
+    await page.click("header nav a[href='#/audit']");
+    await page.waitForSelector("[data-testid=audit-row][data-action='node.approve'][data-outcome=ok]");
+    // The reader's refused approval of the same tenant is there too; nothing of team-b or the default tenant.
+    await page.waitForSelector("[data-testid=audit-row][data-outcome=refused]");
+    const tenants = await page
+      .locator("[data-testid=audit-row] td:nth-child(4)")
+      .evaluateAll((cells) => [...new Set(cells.map((c) => c.textContent))]);
+    expect(tenants).toEqual(["team-a"]);
+    await page.screenshot({ path: join(shots, "dashboard-audit.png") });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - a token revoked while the page is open sends it back to the login form, saying why", async () => {
+    const reader = await token({ role: "reader", tenant: "team-a" });
+    await login(reader.secret);
+    const del = await fetch(`${f.url}/v1/tokens/${reader.id}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(del.status).toBe(200);
+    const t0 = performance.now();
+    await expect
+      .poll(() => page.textContent("[data-testid=login-error]"), { timeout: 5000 })
+      .toContain("token revoked");
+    // The feed checks its token every 2 s.
+    expect(performance.now() - t0).toBeLessThan(4000);
+    expect(await page.evaluate(() => sessionStorage.getItem("fleetlink.token"))).toBeNull();
+    expect(pageErrors).toEqual([]);
+  });
 });

@@ -166,12 +166,15 @@ describe("metrics - /metrics", () => {
     expect((await get(`Bearer ${ENROLL_TOKEN}`)).statusCode).toBe(403);
     expect((await get(`Bearer ${SCRAPE_TOKEN}`)).statusCode).toBe(200);
     expect((await get(`Bearer ${TOKEN}`)).statusCode).toBe(200);
-    // The scrape token opens /metrics and nothing else.
+    // The scrape token (role metrics) opens /metrics and nothing else: 403 naming the roles needed.
     const nodes = await f.hub.app.inject({
       url: "/v1/nodes",
       headers: { authorization: `Bearer ${SCRAPE_TOKEN}` },
     });
-    expect(nodes.statusCode).toBe(401);
+    expect(nodes.statusCode).toBe(403);
+    expect(nodes.json().error.message).toMatch(
+      /needs role admin, coordinator or reader; this token has role metrics/,
+    );
   });
 
   test("metrics - metrics: false serves no /metrics", async () => {

@@ -148,7 +148,7 @@ describe("privileges", () => {
       ws.on("error", () => {});
     });
 
-  test("privileges - the node stream takes only node credentials, run streams only the admin token", async () => {
+  test("privileges - the node stream takes only node credentials, run streams only admin or coordinator credentials", async () => {
     for (const [kind, status] of Object.entries({
       none: 401,
       junk: 401,
@@ -162,9 +162,10 @@ describe("privileges", () => {
       none: 401,
       junk: 401,
       admin: 101,
-      enroll: 401,
-      stored: 401,
-      node: 401,
+      // Run streams need role admin or coordinator: known credentials of another kind get 403.
+      enroll: 403,
+      stored: 403,
+      node: 403,
     }))
       expect({ kind, status: await upgrade(`/v1/runs/${runId}/stream`, creds[kind]) }).toEqual({
         kind,

@@ -1,4 +1,6 @@
-/** The admin token lives in sessionStorage: it is gone when the tab closes, and never put in a URL. */
+import type { AuditEntry } from "../../src/store/types.ts";
+
+/** The token lives in sessionStorage: it is gone when the tab closes, and never put in a URL. */
 const KEY = "fleetlink.token";
 
 export const getToken = (): string | null => sessionStorage.getItem(KEY);
@@ -15,7 +17,7 @@ export class ApiError extends Error {
   }
 }
 
-/** Calls the hub's API with the admin token; a non-2xx answer becomes an ApiError with the hub's code. */
+/** Calls the hub's API with the logged-in token; a non-2xx answer becomes an ApiError with the hub's code. */
 export const api = async (path: string, init: RequestInit = {}, token = getToken()): Promise<unknown> => {
   const res = await fetch(path, {
     ...init,
@@ -31,10 +33,33 @@ export const api = async (path: string, init: RequestInit = {}, token = getToken
   return body;
 };
 
-/** Checks a token before it is kept: the hub answers 401 or 403 for anything but the admin token. */
-export const checkToken = async (token: string): Promise<void> => {
-  await api("/v1/stats", {}, token);
-};
+/** Who a token stands for (GET /v1/whoami). */
+export interface Me {
+  id: string;
+  label: string | null;
+  role: string;
+  tenant: string | null;
+}
+
+/**
+ * Checks a token before it is kept and says whose it is: the hub answers 401 for an unknown one and 403 for one
+ * that may not read (metrics, enrollment, node credentials).
+ */
+export const whoami = async (token = getToken()): Promise<Me> =>
+  ((await api("/v1/whoami", {}, token)) as { principal: Me }).principal;
+
+/** What a role may do on the page: the hub checks the same on every request (403 otherwise). */
+export const canManage = (me: Me | null): boolean => me?.role === "admin";
+export const NEEDS_ADMIN = "needs role admin";
+
+/** An audit entry as GET /v1/audit answers it (the store's shape). */
+export type { AuditEntry };
+
+export const listAudit = async (before: number | null) =>
+  (await api(`/v1/audit?limit=100${before === null ? "" : `&before=${before}`}`)) as {
+    entries: AuditEntry[];
+    next: number | null;
+  };
 
 export const approveNode = (id: string) =>
   api(`/v1/nodes/${encodeURIComponent(id)}/approve`, { method: "POST" });

@@ -13,7 +13,8 @@ export interface FeedHandlers {
 
 /**
  * Reads the hub's live feed (`GET /v1/events`, Server-Sent Events) with fetch, so the admin token goes in the
- * Authorization header (EventSource cannot send headers). Reconnects with backoff; a refusal (401/403) stops.
+ * Authorization header (EventSource cannot send headers). Reconnects with backoff; a refusal (401/403, or a
+ * `refused` event: the token was revoked or expired while the feed was open) stops.
  * Returns a function that closes the feed.
  */
 export const openFeed = (token: string, runId: string | null, h: FeedHandlers): (() => void) => {
@@ -36,10 +37,17 @@ export const openFeed = (token: string, runId: string | null, h: FeedHandlers): 
         if (!res.ok || !res.body) throw new Error(`the hub answered ${res.status}`);
         h.onState({ state: "live" });
         delay = 500;
+        let refused: { status: number; message: string } | null = null;
         await readEvents(res.body, (event, data) => {
           if (event === "snapshot") h.onSnapshot(JSON.parse(data) as Snapshot);
           else if (event === "problem") reason = (JSON.parse(data) as { message: string }).message;
+          else if (event === "refused") refused = JSON.parse(data) as { status: number; message: string };
         });
+        if (refused) {
+          const r: { status: number; message: string } = refused;
+          h.onState({ state: "refused", status: r.status, reason: r.message });
+          return;
+        }
       } catch (e) {
         if (abort.signal.aborted) return;
         reason = (e as Error).message;

@@ -2,23 +2,25 @@ import { html } from "htm/preact";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import type { Snapshot } from "../../src/hub/dashboard/snapshot.ts";
-import { ApiError, checkToken, clearToken, getToken, setToken } from "./api.ts";
+import { ApiError, canManage, clearToken, getToken, type Me, setToken, whoami } from "./api.ts";
+import { AuditView } from "./audit.ts";
 import { Checkpoints } from "./checkpoints.ts";
 import { type FeedState, openFeed } from "./feed.ts";
 import { Overview } from "./overview.ts";
 import { Runs, RunView } from "./runs.ts";
 import "./style.css";
 
-/** The page's location: `#/`, `#/runs`, `#/runs/<id>`, `#/checkpoints` (no server routes needed). */
+/** The page's location: `#/`, `#/runs`, `#/runs/<id>`, `#/checkpoints`, `#/audit` (no server routes needed). */
 const route = () => {
   const parts = location.hash.replace(/^#\/?/, "").split("/");
   if (parts[0] === "runs" && parts[1]) return { view: "run", runId: parts[1] } as const;
   if (parts[0] === "runs") return { view: "runs", runId: null } as const;
   if (parts[0] === "checkpoints") return { view: "checkpoints", runId: null } as const;
+  if (parts[0] === "audit") return { view: "audit", runId: null } as const;
   return { view: "overview", runId: null } as const;
 };
 
-const Login = ({ onLogin, message }: { onLogin: (t: string) => void; message: string }) => {
+const Login = ({ onLogin, message }: { onLogin: (t: string, me: Me) => void; message: string }) => {
   const [token, setValue] = useState("");
   const [error, setError] = useState(message);
   const [busy, setBusy] = useState(false);
@@ -26,12 +28,12 @@ const Login = ({ onLogin, message }: { onLogin: (t: string) => void; message: st
     e.preventDefault();
     setBusy(true);
     try {
-      await checkToken(token.trim());
-      onLogin(token.trim());
+      const me = await whoami(token.trim());
+      onLogin(token.trim(), me);
     } catch (err) {
       setError(
         err instanceof ApiError && (err.status === 401 || err.status === 403)
-          ? `Refused: ${err.message}. Use the hub's admin token (serve --token-file).`
+          ? `Refused: ${err.message}. Use an admin, coordinator or reader token (fleetlink tokens create --role reader), or the hub's admin token.`
           : `The hub did not answer: ${(err as Error).message}`,
       );
     } finally {
@@ -40,7 +42,7 @@ const Login = ({ onLogin, message }: { onLogin: (t: string) => void; message: st
   };
   return html`<form class="login" onSubmit=${submit}>
     <h1>fleetlink</h1>
-    <label>Admin token <input type="password" name="token" autocomplete="current-password" value=${token}
+    <label>Token <input type="password" name="token" autocomplete="current-password" value=${token}
       onInput=${(e: Event) => setValue((e.target as HTMLInputElement).value)} autofocus /></label>
     <button type="submit" disabled=${busy || token.trim() === ""}>Log in</button>
     ${error ? html`<p class="error" data-testid="login-error">${error}</p>` : ""}
@@ -60,8 +62,18 @@ const FeedBadge = ({ f }: { f: FeedState }) => {
   return html`<span class=${`feed feed-${f.state}`} data-testid="feed-state" data-state=${f.state}>${text}</span>`;
 };
 
+/** Who is logged in: role, and tenant when the token is limited to one. */
+const WhoAmI = ({ me }: { me: Me | null }) =>
+  me
+    ? html`<span class="whoami" data-testid="whoami" data-role=${me.role} data-tenant=${me.tenant ?? ""} title=${me.id}>
+        ${me.label ?? (me.id === "admin-token" ? "admin token" : me.id.slice(-8))}: <strong>${me.role}</strong>
+        ${me.tenant === null ? " (all tenants)" : html` @ <strong>${me.tenant}</strong>`}
+      </span>`
+    : "";
+
 const App = () => {
   const [token, setTok] = useState(getToken());
+  const [me, setMe] = useState<Me | null>(null);
   const [where, setWhere] = useState(route());
   const [snap, setSnap] = useState<Snapshot | null>(null);
   const [feed, setFeed] = useState<FeedState>({ state: "connecting" });
@@ -72,6 +84,17 @@ const App = () => {
     addEventListener("hashchange", on);
     return () => removeEventListener("hashchange", on);
   }, []);
+  // Who the kept token is (after a reload): the page enables only what its role may do.
+  useEffect(() => {
+    if (!token || me) return;
+    whoami(token).then(setMe, (err: Error) => {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+        clearToken();
+        setTok(null);
+        setMessage(`The hub refused the token: ${err.message}`);
+      }
+    });
+  }, [token, me]);
   // One feed at a time; it is reopened for the run being looked at (the hub adds that run's calls).
   useEffect(() => {
     if (!token) return;
@@ -88,15 +111,17 @@ const App = () => {
     });
   }, [token, where.runId]);
 
-  const login = (t: string) => {
+  const login = (t: string, who: Me) => {
     setToken(t);
     setMessage("");
+    setMe(who);
     setTok(t);
   };
   if (!token) return html`<${Login} message=${message} onLogin=${login} />`;
   const logout = () => {
     clearToken();
     setSnap(null);
+    setMe(null);
     setTok(null);
   };
   const tab = (view: string, href: string, label: string) =>
@@ -104,21 +129,24 @@ const App = () => {
   return html`
     <header>
       <strong>fleetlink</strong>
-      <nav>${tab("overview", "#/", "Overview")} ${tab("runs", "#/runs", "Runs")} ${tab("checkpoints", "#/checkpoints", "Checkpoints")}</nav>
+      <nav>${tab("overview", "#/", "Overview")} ${tab("runs", "#/runs", "Runs")} ${tab("checkpoints", "#/checkpoints", "Checkpoints")} ${canManage(me) ? tab("audit", "#/audit", "Audit") : ""}</nav>
       <${FeedBadge} f=${feed} />
+      <${WhoAmI} me=${me} />
       <button class="link" onClick=${logout}>Log out</button>
     </header>
     <main>
       ${
-        !snap
-          ? html`<p class="empty">Waiting for the hub…</p>`
-          : where.view === "run"
-            ? html`<${RunView} d=${snap.run?.run.id === where.runId ? snap.run : null} runId=${where.runId} />`
-            : where.view === "runs"
-              ? html`<${Runs} s=${snap} />`
-              : where.view === "checkpoints"
-                ? html`<${Checkpoints} s=${snap} />`
-                : html`<${Overview} s=${snap} />`
+        where.view === "audit"
+          ? html`<${AuditView} me=${me} />`
+          : !snap
+            ? html`<p class="empty">Waiting for the hub…</p>`
+            : where.view === "run"
+              ? html`<${RunView} d=${snap.run?.run.id === where.runId ? snap.run : null} runId=${where.runId} />`
+              : where.view === "runs"
+                ? html`<${Runs} s=${snap} />`
+                : where.view === "checkpoints"
+                  ? html`<${Checkpoints} s=${snap} />`
+                  : html`<${Overview} s=${snap} me=${me} />`
       }
     </main>`;
 };

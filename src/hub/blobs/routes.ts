@@ -1,5 +1,5 @@
-// The blob HTTP API (docs/blobs.md): begin, send bytes, status and download, for a run's coordinator (admin
-// token, run-scoped) and for nodes (their credential, as the HTTP node API). Credentials are checked in
+// The blob HTTP API (docs/blobs.md): begin, send bytes, status and download, for a run's coordinator (an
+// admin or coordinator token, run-scoped) and for nodes (their credential, as the HTTP node API). Credentials are checked in
 // onRequest, before any body is read; upload bodies are streamed to storage, never buffered whole.
 import { Readable, Transform } from "node:stream";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -9,7 +9,6 @@ import { isId } from "../../protocol/ids.ts";
 import type { Store } from "../../store/store.ts";
 import type { BlobReader, BlobRecord } from "../../store/types.ts";
 import { authenticateNode } from "../delivery/upgrade.ts";
-import { type AccessContext, requireAdmin } from "../http/access.ts";
 import { blobRouteDocs } from "./route-docs.ts";
 import type { BlobStorage } from "./storage.ts";
 import type { BlobObserver, BlobUploads, Uploader } from "./uploads.ts";
@@ -18,7 +17,6 @@ export interface BlobRoutesContext {
   store: Store;
   storage: BlobStorage;
   uploads: BlobUploads;
-  access: AccessContext;
   /** Serve `GET /v1/node/blobs/:sha256/url` (S3 storage only). */
   presign: boolean;
   /** Lifetime of a presigned URL, in seconds. */
@@ -92,9 +90,12 @@ export const registerBlobRoutes = (app: FastifyInstance, ctx: BlobRoutesContext)
   const R = blobRouteDocs("run");
   const N = blobRouteDocs("node");
 
-  const admin = { onRequest: requireAdmin(ctx.access) };
+  // The access hook authorizes (a tenant-scoped caller's `:run` must be of its tenant); uploads drive, reads read.
+  const drive = { config: { access: "drive" } } as const;
+  const read = { config: { access: "read" } } as const;
   const nodesOf = new WeakMap<FastifyRequest, string>();
   const node = {
+    config: { access: "node" as const },
     onRequest: async (req: FastifyRequest) => {
       nodesOf.set(req, (await authenticateNode(store, req.headers.authorization)).node.id);
     },
@@ -140,20 +141,20 @@ export const registerBlobRoutes = (app: FastifyInstance, ctx: BlobRoutesContext)
     return payload;
   };
 
-  // A run's coordinator (admin token).
-  app.post("/v1/runs/:run/blobs", { ...admin, ...small, schema: R.begin }, async (req, reply) => {
+  // A run's coordinator (admin or coordinator; readers may download).
+  app.post("/v1/runs/:run/blobs", { ...drive, ...small, schema: R.begin }, async (req, reply) => {
     const r = await uploads.begin(req.body, { runId: runOf(req), nodeId: null });
     return reply.code(r.status).send(r.answer);
   });
   app.put(
     "/v1/runs/:run/blobs/uploads/:id",
-    { ...admin, preParsing: octets, onSend: closeOnError, schema: R.put },
+    { ...drive, preParsing: octets, onSend: closeOnError, schema: R.put },
     (req, reply) => put(req, reply, { runId: runOf(req), nodeId: null }),
   );
-  app.get("/v1/runs/:run/blobs/uploads/:id", { ...admin, ...small, schema: R.status }, (req) =>
+  app.get("/v1/runs/:run/blobs/uploads/:id", { ...drive, ...small, schema: R.status }, (req) =>
     status(req, { runId: runOf(req), nodeId: null }),
   );
-  app.get("/v1/runs/:run/blobs/:sha256", { ...admin, ...small, schema: R.download }, (req, reply) =>
+  app.get("/v1/runs/:run/blobs/:sha256", { ...read, ...small, schema: R.download }, (req, reply) =>
     download(req, reply, { runId: runOf(req) }),
   );
 

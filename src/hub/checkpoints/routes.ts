@@ -1,22 +1,49 @@
-import type { FastifyInstance, FastifyReply, RouteShorthandOptions } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteShorthandOptions } from "fastify";
 import type { Checkpoints, OpKind } from "../../checkpoint/orchestrator.ts";
 import { CheckpointRoutes as C } from "../../protocol/checkpoint-schemas.ts";
 import { isFleetlinkError } from "../../protocol/errors.ts";
+import type { AuditSink } from "../http/access.ts";
+import { maybePrincipalOf } from "../http/principal.ts";
+import type { RunTenants } from "../http/tenancy.ts";
 
 /** Route body limits in bytes: a few ids need far less than the hub's bulk-instruction limit. */
 const SMALL_BODY = 1024;
 const HOSTS_BODY = 2 * 1024 * 1024;
 
+export interface CheckpointRoutesOptions {
+  /** Checks that hosts are nodes of the run's tenant. (Default: no check) */
+  tenants?: RunTenants;
+  audit?: AuditSink;
+}
+
 /**
- * Checkpoint routes (coordinator token): host roles, push/pull with status, list, standby activation.
- * `admin` is spread into every route's options: authentication in `onRequest` (before the body is read) or
- * `preHandler`.
+ * Checkpoint routes: host roles, push/pull with status, list, standby activation. Reads need access "read",
+ * the rest "drive" (the hub's access hook decides by `config.access`). `extra` is spread into every route's
+ * options (tests add their own `onRequest` or `preHandler`). Hosts must be nodes of the run's tenant.
  */
 export const registerCheckpointRoutes = (
   app: FastifyInstance,
   cp: Checkpoints,
-  admin: Pick<RouteShorthandOptions, "onRequest" | "preHandler">,
+  extra: Pick<RouteShorthandOptions, "onRequest" | "preHandler"> = {},
+  o: CheckpointRoutesOptions = {},
 ): void => {
+  const read = { ...extra, config: { access: "read" } } as const;
+  const drive = { ...extra, config: { access: "drive" } } as const;
+  const record = (req: FastifyRequest, action: string, detail?: Record<string, unknown>) => {
+    const p = maybePrincipalOf(req);
+    if (p) o.audit?.record(p, action, run(req), "ok", detail);
+  };
+  /** NODE_NOT_FOUND naming hosts[i] (or standby[i].nodeId) for a node that is not of the run's tenant. */
+  const ownNodes = async (runId: string, hosts: string[], standby: { nodeId: string }[] = []) => {
+    if (!o.tenants) return;
+    const tenant = await o.tenants.tenantOf(runId);
+    await o.tenants.checkNodesOf(tenant, hosts, "hosts");
+    await o.tenants.checkNodesOf(
+      tenant,
+      standby.map((s) => s.nodeId),
+      "standby",
+    );
+  };
   // Response schemas document the answers; they must not filter them (see registerRoutes).
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   const run = (req: { params: unknown }) => (req.params as { run: string }).run;
@@ -32,38 +59,45 @@ export const registerCheckpointRoutes = (
   app.put(
     "/v1/runs/:run/hosts",
     {
-      ...admin,
+      ...drive,
       bodyLimit: HOSTS_BODY,
       schema: C.assign,
     },
     async (req) => {
       const b = req.body as { hosts: string[]; standby?: { hostIdx: number; nodeId: string }[] };
-      return cp.assign(run(req), b.hosts, b.standby);
+      await ownNodes(run(req), b.hosts, b.standby);
+      const r = await cp.assign(run(req), b.hosts, b.standby);
+      record(req, "checkpoint.assign", { hosts: b.hosts.length });
+      return r;
     },
   );
 
-  app.get("/v1/runs/:run/hosts", { ...admin, schema: C.roles }, async (req) => ({
+  app.get("/v1/runs/:run/hosts", { ...read, schema: C.roles }, async (req) => ({
     roles: await cp.roles(run(req)),
   }));
 
   app.post(
     "/v1/runs/:run/hosts/:host/activate",
     {
-      ...admin,
+      ...drive,
       bodyLimit: SMALL_BODY,
       schema: C.activate,
     },
-    async (req) => ({
-      roles: await cp.activate(run(req), Number.parseInt((req.params as { host: string }).host, 10)),
-    }),
+    async (req) => {
+      const host = Number.parseInt((req.params as { host: string }).host, 10);
+      const roles = await cp.activate(run(req), host);
+      record(req, "checkpoint.activate", { host });
+      return { roles };
+    },
   );
 
   app.post(
     "/v1/runs/:run/checkpoints/push",
-    { ...admin, bodyLimit: SMALL_BODY, schema: C.push },
+    { ...drive, bodyLimit: SMALL_BODY, schema: C.push },
     async (req, reply) => {
       try {
         const { id } = await cp.startPush(run(req));
+        record(req, "checkpoint.push", { id });
         return reply.code(202).send({ id });
       } catch (e) {
         return conflict(e, reply);
@@ -74,7 +108,7 @@ export const registerCheckpointRoutes = (
   app.post(
     "/v1/runs/:run/checkpoints/pull",
     {
-      ...admin,
+      ...drive,
       bodyLimit: SMALL_BODY,
       schema: C.pull,
     },
@@ -82,6 +116,7 @@ export const registerCheckpointRoutes = (
       const b = req.body as { id: string; allowRoleChanges?: boolean };
       try {
         const { id } = await cp.startPull(run(req), b.id, { allowRoleChanges: b.allowRoleChanges });
+        record(req, "checkpoint.pull", { id });
         return reply.code(202).send({ id });
       } catch (e) {
         return conflict(e, reply);
@@ -90,15 +125,15 @@ export const registerCheckpointRoutes = (
   );
 
   for (const kind of ["push", "pull"] as OpKind[])
-    app.get(`/v1/runs/:run/checkpoints/${kind}_status`, { ...admin, schema: C.status(kind) }, async (req) =>
+    app.get(`/v1/runs/:run/checkpoints/${kind}_status`, { ...read, schema: C.status(kind) }, async (req) =>
       cp.status(run(req), kind),
     );
 
-  app.get("/v1/runs/:run/checkpoints/takeover_status", { ...admin, schema: C.takeover }, async (req) => ({
+  app.get("/v1/runs/:run/checkpoints/takeover_status", { ...read, schema: C.takeover }, async (req) => ({
     hosts: await cp.takeoverStatus(run(req)),
   }));
 
-  app.get("/v1/runs/:run/checkpoints", { ...admin, schema: C.list }, async (req) => ({
+  app.get("/v1/runs/:run/checkpoints", { ...read, schema: C.list }, async (req) => ({
     checkpoints: (await cp.list(run(req))).map((m) => ({
       id: m.id,
       createdAt: m.createdAt,

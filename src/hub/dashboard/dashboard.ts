@@ -11,13 +11,19 @@ import { routeSchema } from "../../protocol/route-doc.ts";
 import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import { Presence } from "../delivery/presence.ts";
-import { type AccessContext, requireAdmin } from "../http/access.ts";
+import { type AccessContext, authenticate } from "../http/access.ts";
+import { principalOf } from "../http/principal.ts";
+import type { Recheck } from "./feed.ts";
 import { Feeds } from "./feed.ts";
 import { SnapshotBuilder } from "./snapshot.ts";
 
 export interface DashboardOptions {
   store: Store;
-  access: AccessContext;
+  /**
+   * The hub's credentials, to check an open feed's stored token again (revoked or expired: the feed ends). The
+   * access hook authorizes the request itself, by `config.access`. (Default: feeds are not checked again)
+   */
+  access?: AccessContext;
   /** This replica's id. */
   replica: string;
   /** This replica's node streams and reply streams (what is connected here). */
@@ -75,6 +81,29 @@ const MISSING_PAGE = `<!doctype html>
 const errorReply = (reply: FastifyReply, e: FleetlinkError) =>
   reply.code(e.status).send({ error: e.toJSON() });
 
+/** Static tokens live as long as the hub: only stored ones (revocable, expiring) are checked again. */
+const STATIC = new Set(["admin-token", "metrics-token", "enroll-token"]);
+
+const recheckOf = (
+  access: AccessContext | undefined,
+  id: string,
+  authorization: string | string[] | undefined,
+  address: string,
+): Recheck | undefined =>
+  access === undefined || STATIC.has(id)
+    ? undefined
+    : async () => {
+        try {
+          await authenticate(access, authorization, address);
+          return null;
+        } catch (e) {
+          // Revoked, expired, or gone: the feed ends; anything else (the store is down) is not a verdict.
+          if (e instanceof FleetlinkError && e.kind === "UNAUTHORIZED")
+            return { status: 401, message: e.message };
+          throw e;
+        }
+      };
+
 /**
  * The web dashboard: the page and its assets at `/`, and `GET /v1/events`, a live feed of what the page shows
  * (Server-Sent Events). Every replica serves it; what one replica cannot see itself (which nodes are on other
@@ -104,7 +133,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
     inflightByNode: o.inflightByNode,
   });
   const feeds = new Feeds({
-    source: { base: () => snapshots.base(), run: (id) => snapshots.run(id) },
+    source: { base: (tenant) => snapshots.base(tenant), run: (id, tenant) => snapshots.run(id, tenant) },
     log: o.log,
     maxFeeds: o.maxFeeds,
     minIntervalMs: o.minIntervalMs,
@@ -127,10 +156,12 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
   app.get(
     "/",
     {
+      config: { access: "public" },
       schema: {
         summary: "The web dashboard",
         description:
-          "The dashboard page (log in with the admin token; it reads GET /v1/events). 503 with a page saying " +
+          "The dashboard page (log in with an admin, coordinator or reader token; it reads GET /v1/events). 503 " +
+          "with a page saying " +
           "to run `npm run build:web` when the bundle is missing.",
         tags: ["dashboard"],
         security: [],
@@ -150,6 +181,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
   app.get(
     "/assets/:file",
     {
+      config: { access: "public" },
       schema: {
         summary: "A dashboard asset (hashed name, cached for a year)",
         tags: ["dashboard"],
@@ -190,7 +222,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
   app.get(
     "/v1/events",
     {
-      onRequest: requireAdmin(o.access),
+      config: { access: "read" },
       bodyLimit: 1024,
       schema: routeSchema({
         summary: "Live dashboard feed (Server-Sent Events)",
@@ -200,6 +232,9 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
           "and after each change, at most 4 per second; `: keep-alive` comments every 15 s; a `problem` event " +
           "when the store cannot be read. A client that leaves 1 MiB unread is dropped; 32 feeds per replica " +
           "(429 RATE_LIMITED beyond). Read it with fetch (the Authorization header) rather than EventSource. " +
+          "A tenant's token sees only its tenant's nodes, runs and checkpoints (a `?run=` of another tenant is " +
+          "404 RUN_NOT_FOUND); admin, coordinator and reader tokens may read it. A stored token revoked or " +
+          "expired while its feed is open ends the feed within 2 s with a `refused` event (`{ status, message }`). " +
           "See docs/dashboard.md.",
         tags: ["dashboard"],
         auth: "admin",
@@ -218,7 +253,14 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
     },
     async (req, reply) => {
       const runId = (req.query as { run?: string }).run ?? null;
-      if (runId !== null) await o.store.getRun(runId);
+      const p = principalOf(req);
+      const { tenant } = p;
+      if (runId !== null) {
+        const run = await o.store.getRun(runId);
+        // Another tenant's run reads as one that does not exist.
+        if (tenant !== null && run.tenant !== tenant)
+          throw new FleetlinkError("RUN_NOT_FOUND", `no run ${runId}`);
+      }
       feeds.admit();
       reply.hijack();
       const res = reply.raw;
@@ -230,7 +272,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
       });
       res.on("error", () => res.destroy());
       req.raw.socket.setNoDelay(true);
-      feeds.open(res, runId);
+      feeds.open(res, runId, tenant, recheckOf(o.access, p.id, req.headers.authorization, req.ip));
     },
   );
 };

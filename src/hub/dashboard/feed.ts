@@ -8,13 +8,18 @@ export interface FeedSink {
   /** Bytes written and not yet taken by the peer. */
   readonly writableLength: number;
   destroy(): void;
+  /** Ends the stream after what was written (destroy may drop it). */
+  end?(): void;
   once(event: "close", fn: () => void): unknown;
 }
 
-/** Builds what the feeds send: the part they share, and the detail of one run. */
+/**
+ * Builds what the feeds send: the part the feeds of one tenant share, and the detail of one run. `tenant` null:
+ * every tenant (an unscoped principal's feed).
+ */
 export interface FeedSource {
-  base(): Promise<{ at?: number }>;
-  run(runId: string): Promise<object | null>;
+  base(tenant: string | null): Promise<{ at?: number }>;
+  run(runId: string, tenant: string | null): Promise<object | null>;
 }
 
 export interface FeedOptions {
@@ -33,18 +38,32 @@ export interface FeedOptions {
   refreshMs?: number;
   /** Bytes a client may leave unread; beyond that it is dropped. (Default: 1 MiB) */
   maxBufferedBytes?: number;
+  /**
+   * How often each feed's credential is checked again, in ms: a token revoked or expired while its feed is open
+   * ends the feed within this bound. (Default: 2000)
+   */
+  recheckMs?: number;
 }
+
+/**
+ * Checks a feed's credential again: null while it holds, else why it no longer does (the feed ends with a
+ * `refused` event). A check that cannot tell (the store is down) should throw: the feed goes on.
+ */
+export type Recheck = () => Promise<{ status: number; message: string } | null>;
 
 interface Client {
   sink: FeedSink;
   runId: string | null;
+  /** The tenant whose things this client sees; null: every tenant. */
+  tenant: string | null;
   /** The last document sent, so an update that changes nothing for this client is not sent. */
   last: string;
+  recheck: Recheck | undefined;
 }
 
 /**
  * Live dashboard feeds as Server-Sent Events: every client gets a snapshot when it connects and a new one after
- * each change (at most one per `minIntervalMs`, built once and shared by all clients). A client that does not
+ * each change (at most one per `minIntervalMs`, built once per tenant and shared by that tenant's clients). A client that does not
  * read is dropped once `maxBufferedBytes` wait for it, so a stalled browser costs the hub a bounded buffer.
  */
 export class Feeds {
@@ -54,6 +73,8 @@ export class Feeds {
   private readonly ticks: Coalesced;
   private readonly keepAlive: ReturnType<typeof setInterval>;
   private readonly refresh: ReturnType<typeof setInterval>;
+  private readonly rechecks: ReturnType<typeof setInterval>;
+  private rechecking = false;
   private closed = false;
 
   constructor(o: FeedOptions) {
@@ -64,6 +85,7 @@ export class Feeds {
       keepAliveMs: o.keepAliveMs ?? 15_000,
       refreshMs: o.refreshMs ?? 2000,
       maxBufferedBytes: o.maxBufferedBytes ?? 1024 * 1024,
+      recheckMs: o.recheckMs ?? 2000,
     };
     this.keepAlive = setInterval(() => {
       for (const c of this.clients) this.send(c, ": keep-alive\n\n");
@@ -71,6 +93,8 @@ export class Feeds {
     this.keepAlive.unref();
     this.refresh = setInterval(() => this.changed(), this.o.refreshMs);
     this.refresh.unref();
+    this.rechecks = setInterval(() => void this.recheckAll(), this.o.recheckMs);
+    this.rechecks.unref();
     this.ticks = new Coalesced(
       () => this.tick(),
       (e) => this.o.log.warn({ err: describeError(e) }, "dashboard snapshot failed"),
@@ -92,9 +116,12 @@ export class Feeds {
       );
   }
 
-  /** Serves one feed until the sink closes. Call `admit` first. */
-  open(sink: FeedSink, runId: string | null): void {
-    const c: Client = { sink, runId, last: "" };
+  /**
+   * Serves one feed, of one tenant's things (null: all), until the sink closes or `recheck` says its credential
+   * no longer holds. Call `admit` first.
+   */
+  open(sink: FeedSink, runId: string | null, tenant: string | null = null, recheck?: Recheck): void {
+    const c: Client = { sink, runId, tenant, last: "", recheck };
     this.clients.add(c);
     sink.once("close", () => this.clients.delete(c));
     // A retry hint for EventSource-style clients, and bytes on the wire at once so the client knows it is in.
@@ -112,6 +139,7 @@ export class Feeds {
     this.closed = true;
     clearInterval(this.keepAlive);
     clearInterval(this.refresh);
+    clearInterval(this.rechecks);
     this.ticks.close();
     for (const c of this.clients) c.sink.destroy();
     this.clients.clear();
@@ -120,14 +148,21 @@ export class Feeds {
   private async tick(): Promise<void> {
     const clients = [...this.clients];
     try {
-      const { at, ...base } = await this.o.source.base();
+      // One base per tenant that has a feed open (usually one: null, or the one tenant of its team), and one
+      // detail per (run, tenant) asked for: a run of another tenant reads as none.
+      const bases = new Map<string | null, { at?: number }>();
       const runs = new Map<string, object | null>();
-      for (const c of clients)
-        if (c.runId !== null && !runs.has(c.runId)) runs.set(c.runId, await this.o.source.run(c.runId));
+      for (const c of clients) {
+        if (!bases.has(c.tenant)) bases.set(c.tenant, await this.o.source.base(c.tenant));
+        const key = `${c.tenant ?? ""}/${c.runId}`;
+        if (c.runId !== null && !runs.has(key)) runs.set(key, await this.o.source.run(c.runId, c.tenant));
+      }
       for (const c of clients) {
         if (!this.clients.has(c)) continue;
+        const { at, ...base } = bases.get(c.tenant)!;
         // Compared without its time, so that an update in which nothing changed is not sent.
-        const doc = JSON.stringify({ ...base, run: c.runId === null ? null : runs.get(c.runId) });
+        const run = c.runId === null ? null : runs.get(`${c.tenant ?? ""}/${c.runId}`);
+        const doc = JSON.stringify({ ...base, run });
         if (doc === c.last) continue;
         c.last = doc;
         this.send(c, `event: snapshot\ndata: {"at":${JSON.stringify(at ?? null)},${doc.slice(1)}\n\n`);
@@ -140,6 +175,32 @@ export class Feeds {
         this.send(c, `event: problem\ndata: ${msg}\n\n`);
       }
       this.o.log.warn({ err: describeError(e) }, "dashboard snapshot failed");
+    }
+  }
+
+  /** Ends the feeds whose credential was revoked or expired since they opened (one round at a time). */
+  private async recheckAll(): Promise<void> {
+    if (this.rechecking || this.closed) return;
+    this.rechecking = true;
+    try {
+      await Promise.all(
+        [...this.clients].map(async (c) => {
+          if (!c.recheck) return;
+          let refused: { status: number; message: string } | null;
+          try {
+            refused = await c.recheck();
+          } catch {
+            return; // cannot tell now (the store is down): try again next round
+          }
+          if (!refused || !this.clients.has(c)) return;
+          this.send(c, `event: refused\ndata: ${JSON.stringify(refused)}\n\n`);
+          if (!this.clients.delete(c)) return; // dropped by send (it does not read)
+          if (c.sink.end) c.sink.end();
+          else c.sink.destroy();
+        }),
+      );
+    } finally {
+      this.rechecking = false;
     }
   }
 

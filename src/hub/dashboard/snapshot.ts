@@ -1,28 +1,40 @@
 import type { Checkpoints, OpStatus, Roles, TakeoverStatus } from "../../checkpoint/orchestrator.ts";
 import { isFleetlinkError } from "../../protocol/errors.ts";
 import type { Instruction, NodeRecord, Run, RunStatus } from "../../protocol/types.ts";
-import type { Store, StoreStats } from "../../store/store.ts";
+import type { Store } from "../../store/store.ts";
 import type { Presence, ReplicaPresence } from "../delivery/presence.ts";
 
-/** What the dashboard shows, as one JSON document: the feed sends it on connect and after every change. */
+/**
+ * What the dashboard shows, as one JSON document: the feed sends it on connect and after every change. A feed of
+ * a tenant-scoped principal holds only that tenant's nodes, runs and checkpoints, and counts only those.
+ */
 export interface Snapshot {
   /** The store's time when it was taken, in ms. */
   at: number;
   /** The replica that serves this feed. */
   replica: string;
+  /** The tenant this snapshot covers; null: every tenant. */
+  tenant: string | null;
   fleet: {
     online: number;
     offline: number;
     pending: number;
     unregistered: number;
     replicas: number;
-    /** Instructions leased and not yet answered, fleet-wide. */
+    /**
+     * Instructions leased and not yet answered, fleet-wide; for a tenant, those of its listed runs' newest
+     * instructions.
+     */
     inflight: number;
-    /** Replies stored per second over the last few seconds, fleet-wide. */
+    /**
+     * Replies stored per second over the last few seconds, fleet-wide; for a tenant, answered instructions of its
+     * listed runs per second.
+     */
     replyRate: number;
+    /** Runs per status (for a tenant: of its newest 1000 runs). */
     runs: Record<RunStatus, number>;
   };
-  replicas: ReplicaPresence[];
+  replicas: ReplicaView[];
   nodes: NodeView[];
   runs: RunSummary[];
   /** Host roles and checkpoint operations of runs that have roles; null: this hub has no checkpoint store. */
@@ -31,8 +43,18 @@ export interface Snapshot {
   run: RunDetail | null;
 }
 
+/**
+ * A replica as its presence record says. For a tenant, `nodes` lists only the tenant's nodes, and the replica's
+ * counters (which count every tenant's work) are null.
+ */
+export type ReplicaView = Omit<ReplicaPresence, "inflight" | "runStreams"> & {
+  inflight: number | null;
+  runStreams: number | null;
+};
+
 export interface NodeView {
   id: string;
+  tenant: string;
   name: string;
   /** `pending`: waiting for approval (whatever the record's status). */
   status: "online" | "offline" | "pending" | "registered" | "unregistered";
@@ -107,6 +129,10 @@ const MAX_OUTCOMES = 50_000;
 const RATE_WINDOW_MS = 10_000;
 /** Runs with host roles whose checkpoints are shown. */
 const MAX_CHECKPOINT_RUNS = 10;
+/** Runs counted per status for a tenant's snapshot. */
+const TENANT_RUN_COUNT = 1000;
+/** Run → tenant remembered (a run's tenant never changes), for the checkpoint records of a tenant. */
+const MAX_RUN_TENANTS = 10_000;
 
 type Outcome = { ok: true } | { ok: false; code: string; message: string };
 
@@ -115,47 +141,79 @@ export class SnapshotBuilder {
   private readonly o: Required<Omit<SnapshotOptions, "inflightByNode" | "checkpoints">> &
     Pick<SnapshotOptions, "inflightByNode" | "checkpoints">;
   private readonly outcomes = new Map<string, Outcome>();
-  private readonly samples: { at: number; replies: number }[] = [];
+  /** Reply-rate samples per tenant ("" for every tenant). */
+  private readonly samples = new Map<string, { at: number; replies: number }[]>();
+  private readonly runTenants = new Map<string, string>();
 
   constructor(o: SnapshotOptions) {
     this.o = { ...o, runs: o.runs ?? 20, instructionsPerRun: o.instructionsPerRun ?? 500 };
   }
 
-  /** The part every feed shares. */
-  async base(): Promise<Omit<Snapshot, "run">> {
+  /** The part every feed of `tenant` shares (null: every tenant). */
+  async base(tenant: string | null = null): Promise<Omit<Snapshot, "run">> {
     const { store } = this.o;
-    const [at, stats, records, replicas, runs] = await Promise.all([
+    const scope = tenant === null ? {} : { tenant };
+    const [at, stats, records, replicas, runs, counted] = await Promise.all([
       store.now(),
-      store.stats(),
-      store.listNodes(),
+      tenant === null ? store.stats() : null,
+      store.listNodes(scope),
       this.o.presence.list(),
-      store.listRuns({ limit: this.o.runs }),
+      store.listRuns({ limit: this.o.runs, ...scope }),
+      tenant === null ? null : store.listRuns({ limit: TENANT_RUN_COUNT, ...scope }),
     ]);
+    for (const r of runs) this.rememberTenant(r);
     const nodes = this.nodes(records, replicas, at);
     const count = (s: NodeView["status"]) => nodes.filter((n) => n.status === s).length;
     const summaries = await Promise.all(runs.map((r) => this.summary(r)));
+    let inflight: number;
+    let replies: number;
+    let runCounts: Record<RunStatus, number>;
+    if (stats) {
+      inflight = stats.instructions.leased;
+      replies = stats.replies.pending + stats.replies.claimed;
+      runCounts = stats.runs;
+    } else {
+      inflight = summaries.reduce((n, r) => n + r.leased, 0);
+      replies = summaries.reduce((n, r) => n + r.answered, 0);
+      runCounts = { pending: 0, running: 0, finished: 0 };
+      for (const r of counted ?? []) runCounts[r.status]++;
+    }
+    const ids = new Set(records.map((n) => n.id));
     return {
       at,
       replica: this.o.replica,
+      tenant,
       fleet: {
         online: count("online"),
         offline: count("offline"),
         pending: count("pending"),
         unregistered: count("unregistered"),
         replicas: replicas.length,
-        inflight: stats.instructions.leased,
-        replyRate: this.replyRate(stats),
-        runs: stats.runs,
+        inflight,
+        replyRate: this.replyRate(tenant ?? "", replies),
+        runs: runCounts,
       },
-      replicas,
+      // Another tenant's nodes, and counters that add up every tenant's work, are not shown to a tenant.
+      replicas:
+        tenant === null
+          ? replicas
+          : replicas.map((r) => ({
+              ...r,
+              nodes: r.nodes.filter((n) => ids.has(n)),
+              inflight: null,
+              runStreams: null,
+            })),
       nodes,
-      runs: summaries,
-      checkpoints: await this.checkpoints(),
+      runs: summaries.map(({ leased: _, answered: __, ...r }) => r),
+      checkpoints: await this.checkpoints(tenant),
     };
   }
 
-  /** One run's calls with each node's state, newest call first; null if the run does not exist. */
-  async run(runId: string): Promise<RunDetail | null> {
+  /**
+   * One run's calls with each node's state, newest call first; null if the run does not exist or is of another
+   * tenant than `tenant` (null: any).
+   */
+  async run(runId: string, tenant: string | null = null): Promise<RunDetail | null> {
     const { store } = this.o;
     let run: Run;
     try {
@@ -164,7 +222,11 @@ export class SnapshotBuilder {
       if (isFleetlinkError(e, "RUN_NOT_FOUND") || isFleetlinkError(e, "INVALID_ARGUMENT")) return null;
       throw e;
     }
-    const [ins, nodes] = await Promise.all([this.instructions(runId), store.listNodes()]);
+    if (tenant !== null && run.tenant !== tenant) return null;
+    const [ins, nodes] = await Promise.all([
+      this.instructions(runId),
+      store.listNodes({ tenant: run.tenant }),
+    ]);
     const names = new Map(nodes.map((n) => [n.id, n.name]));
     const calls = [...group(ins.list).values()].map((items) => {
       const first = items[items.length - 1]!;
@@ -208,6 +270,7 @@ export class SnapshotBuilder {
     const local = this.o.inflightByNode?.();
     return records.map((n) => ({
       id: n.id,
+      tenant: n.tenant,
       name: n.name,
       status: !n.approved
         ? "pending"
@@ -225,11 +288,18 @@ export class SnapshotBuilder {
     }));
   }
 
-  private async summary(run: Run): Promise<RunSummary> {
+  /** A run's counts, and (for a tenant's totals) its leased and answered instructions among those read. */
+  private async summary(run: Run): Promise<RunSummary & { leased: number; answered: number }> {
     const ins = await this.instructions(run.id).catch(() => ({ list: [], truncated: false }));
     let ok = 0;
     let error = 0;
     let open = 0;
+    let leased = 0;
+    let answered = 0;
+    for (const i of ins.list) {
+      if (i.state === "leased") leased++;
+      else if (this.outcomes.has(i.id)) answered++;
+    }
     const calls = group(ins.list);
     for (const items of calls.values()) {
       const outs = items.map((i) => this.outcomes.get(i.id));
@@ -237,7 +307,7 @@ export class SnapshotBuilder {
       else if (outs.every((o) => o!.ok)) ok++;
       else error++;
     }
-    return { ...run, calls: calls.size, ok, error, open, truncated: ins.truncated };
+    return { ...run, calls: calls.size, ok, error, open, truncated: ins.truncated, leased, answered };
   }
 
   /** A run's newest instructions, with the outcome of each finished one remembered. */
@@ -266,22 +336,56 @@ export class SnapshotBuilder {
     this.outcomes.set(id, o);
   }
 
-  private replyRate(stats: StoreStats): number {
+  private rememberTenant(r: Run): void {
+    if (this.runTenants.size >= MAX_RUN_TENANTS) this.runTenants.clear();
+    this.runTenants.set(r.id, r.tenant);
+  }
+
+  private async tenantOf(runId: string): Promise<string | null> {
+    const known = this.runTenants.get(runId);
+    if (known !== undefined) return known;
+    try {
+      const run = await this.o.store.getRun(runId);
+      this.rememberTenant(run);
+      return run.tenant;
+    } catch (e) {
+      if (isFleetlinkError(e, "RUN_NOT_FOUND") || isFleetlinkError(e, "INVALID_ARGUMENT")) return null;
+      throw e;
+    }
+  }
+
+  /** Replies per second of one tenant ("" for all), from a running count sampled at each snapshot. */
+  private replyRate(key: string, replies: number): number {
     const now = Date.now();
-    const replies = stats.replies.pending + stats.replies.claimed;
-    this.samples.push({ at: now, replies });
-    while (this.samples.length > 2 && this.samples[0]!.at < now - RATE_WINDOW_MS) this.samples.shift();
-    const first = this.samples[0]!;
+    let samples = this.samples.get(key);
+    if (!samples) {
+      // Tenants whose feeds closed long ago are forgotten.
+      for (const [k, v] of this.samples)
+        if (v[v.length - 1]!.at < now - RATE_WINDOW_MS) this.samples.delete(k);
+      samples = [];
+      this.samples.set(key, samples);
+    }
+    samples.push({ at: now, replies });
+    while (samples.length > 2 && samples[0]!.at < now - RATE_WINDOW_MS) samples.shift();
+    const first = samples[0]!;
     const dt = (now - first.at) / 1000;
     // Cleanup deletes replies: a drop is not a negative rate.
     return dt > 0 ? Math.max(0, (replies - first.replies) / dt) : 0;
   }
 
-  private async checkpoints(): Promise<CheckpointView[] | null> {
+  private async checkpoints(tenant: string | null): Promise<CheckpointView[] | null> {
     if (!this.o.checkpoints) return null;
     // Runs with host roles, found by the orchestrator's record key (`roles:<runId>`).
-    const recs = await this.o.store.listRecords<Roles>("roles:");
-    const newest = recs.sort((a, b) => b.updatedAt - a.updatedAt).slice(0, MAX_CHECKPOINT_RUNS);
+    let recs = (await this.o.store.listRecords<Roles>("roles:")).sort((a, b) => b.updatedAt - a.updatedAt);
+    if (tenant !== null) {
+      const mine: typeof recs = [];
+      for (const r of recs) {
+        if (mine.length >= MAX_CHECKPOINT_RUNS) break;
+        if ((await this.tenantOf(r.value.runId)) === tenant) mine.push(r);
+      }
+      recs = mine;
+    }
+    const newest = recs.slice(0, MAX_CHECKPOINT_RUNS);
     const views = await Promise.all(newest.map((r) => this.checkpoint(r.value.runId).catch(() => null)));
     return views.filter((v): v is CheckpointView => v !== null);
   }

@@ -9,16 +9,19 @@ import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import { Liveness, watchTransport } from "../../stream/liveness.ts";
 import { wsTransport } from "../../stream/ws.ts";
+import { type AccessContext, authorize } from "../http/access.ts";
 import { Admission, MAX_UPGRADING, RETRY_AFTER_S } from "../http/admission.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "../http/auth.ts";
 import { bindCertIdentity, type ClientCertPolicy, verifiedClientCert } from "../http/client-certs.ts";
+import type { RunTenants } from "../http/tenancy.ts";
 import type { NodeStreams } from "./node-streams.ts";
 import type { RunStreams } from "./run-streams.ts";
 
 export interface StreamUpgradeOptions {
   store: Store;
-  /** The admin token, which run streams need. */
-  token: string;
+  /** The hub's credentials: run streams need access "drive" (admin or coordinator) and a run of its tenant. */
+  access: AccessContext;
+  tenants: RunTenants;
   nodes: NodeStreams;
   runs: RunStreams;
   log: Logger;
@@ -84,8 +87,8 @@ const REASONS: Record<number, string> = {
 export const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
 
 /**
- * The hub's WebSocket entry: authenticates each upgrade (a node's credential, or the admin token for a run's
- * reply stream), hands the socket to the node or run streams, and watches every socket by the one liveness
+ * The hub's WebSocket entry: authenticates each upgrade (a node's credential, or an admin or coordinator token
+ * for a run's reply stream, of the run's tenant), hands the socket to the node or run streams, and watches every socket by the one liveness
  * rule. A refusal is an HTTP answer with a fleetlink error body, which the dialing side reads.
  */
 export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(): void } => {
@@ -126,11 +129,18 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
       }
       const m = /^\/v1\/runs\/([^/]+)\/stream$/.exec(url.pathname);
       if (m) {
-        if (!sameSecret(bearer(req.headers.authorization), o.token))
-          throw new FleetlinkError("UNAUTHORIZED", "wrong token");
+        const p = await authorize(
+          o.access,
+          "drive",
+          req.headers.authorization,
+          req.socket.remoteAddress ?? "",
+        );
         const runId = decodeURIComponent(m[1]!);
         if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
-        await o.store.getRun(runId);
+        // A run of another tenant is RUN_NOT_FOUND, as a run that does not exist.
+        const tenant = await o.tenants.tenantOf(runId);
+        if (p.tenant !== null && tenant !== p.tenant)
+          throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
         if (socket.destroyed) return;
         wss.handleUpgrade(req, socket, head, (ws) => o.runs.accept(runId, transport(ws)));
         return;

@@ -38,3 +38,14 @@ export const parseEnrollToken = (token: string): { id: string; secret: string } 
 
 /** A random secret for tokens the hub generates. */
 export const newSecret = (): string => randomBytes(24).toString("base64url");
+
+/** Stored principal tokens read `flt_<principalId>.<secret>`; only the secret's hash is kept in the store. */
+const PRINCIPAL_PREFIX = "flt_";
+export const formatPrincipalToken = (id: string, secret: string): string =>
+  `${PRINCIPAL_PREFIX}${id}.${secret}`;
+export const parsePrincipalToken = (token: string): { id: string; secret: string } | null => {
+  if (!token.startsWith(PRINCIPAL_PREFIX)) return null;
+  const dot = token.indexOf(".");
+  const id = token.slice(PRINCIPAL_PREFIX.length, dot);
+  return dot > 0 && isId(id) ? { id, secret: token.slice(dot + 1) } : null;
+};

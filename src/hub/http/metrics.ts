@@ -2,11 +2,10 @@ import type { FastifyInstance } from "fastify";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { ERROR_KINDS } from "../../checkpoint/object-store.ts";
 import type { CheckpointObserver } from "../../checkpoint/orchestrator.ts";
-import { errorCode } from "../../protocol/errors.ts";
+import { errorCode, FleetlinkError } from "../../protocol/errors.ts";
 import { createStoreMetrics, type StoreMetrics } from "../../store/instrumented.ts";
 import type { Store, StoreStats } from "../../store/store.ts";
-import { type AccessContext, requireAdmin } from "./access.ts";
-import { bearer, sameSecret } from "./auth.ts";
+import { principalOf } from "./principal.ts";
 
 /** HTTP requests take ms; a long poll or a large body can take seconds. */
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -185,28 +184,23 @@ const registerGauges = (registry: Registry, replica: string, g: GaugeSources): v
 };
 
 /**
- * `GET /metrics` in the Prometheus text format, for the admin token or the scrape-only `metricsToken`
- * (other credentials: 401/403, as on every admin route).
+ * `GET /metrics` in the Prometheus text format, for access "metrics": admins and the metrics role (the static
+ * `metricsToken` or a stored principal token with role metrics); other credentials get 401/403 from the access hook.
  */
 export const registerMetricsRoute = (
   app: FastifyInstance,
-  o: { metrics: HubMetrics; access: AccessContext; metricsToken: string | undefined; gauges: GaugeSources },
+  o: { metrics: HubMetrics; gauges: GaugeSources },
 ): void => {
   registerGauges(o.metrics.registry, o.metrics.replica, o.gauges);
-  const admin = requireAdmin(o.access);
   app.get(
     "/metrics",
     {
-      onRequest: async (req) => {
-        if (o.metricsToken !== undefined && sameSecret(bearer(req.headers.authorization), o.metricsToken))
-          return;
-        await admin(req);
-      },
+      config: { access: "metrics" },
       schema: {
         summary: "Prometheus metrics of this replica",
         description:
           "Every fleetlink_ series in the Prometheus text exposition format (see docs/metrics.md). Send the " +
-          "admin token or the hub's metricsToken as a bearer token.",
+          "admin token, the hub's metricsToken, or an unscoped principal token with role admin or metrics as a bearer token (series are hub-wide).",
         tags: ["operate"],
         security: [{ bearer: [] }],
         "x-error-codes": [errorCode("UNAUTHORIZED"), errorCode("FORBIDDEN"), errorCode("INTERNAL")],
@@ -219,7 +213,13 @@ export const registerMetricsRoute = (
         },
       },
     },
-    async (_req, reply) => {
+    async (req, reply) => {
+      // Series are hub-wide (every tenant's nodes and runs): a tenant-scoped token may not read them.
+      if (principalOf(req).tenant !== null)
+        throw new FleetlinkError(
+          "FORBIDDEN",
+          "needs an unscoped token with role admin or metrics; this token is limited to one tenant",
+        );
       const body = await o.metrics.registry.metrics();
       return reply.header("content-type", o.metrics.registry.contentType).send(body);
     },

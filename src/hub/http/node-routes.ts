@@ -78,6 +78,7 @@ export const registerNodeRoutes = (app: FastifyInstance, ctx: NodeRoutesContext)
     `${NODE_HTTP_PREFIX}/open`,
     {
       bodyLimit: 4096,
+      config: { access: "node" },
       // The credential is checked before the body is read, as at the stream's upgrade.
       onRequest: async (req) => {
         opened.set(req, await authenticateNode(ctx.store, req.headers.authorization));
@@ -103,6 +104,7 @@ export const registerNodeRoutes = (app: FastifyInstance, ctx: NodeRoutesContext)
     `${NODE_HTTP_PREFIX}/poll`,
     {
       bodyLimit: ctx.maxFrameBytes,
+      config: { access: "node" },
       schema: routeSchema({
         summary: "Long poll for instructions",
         description: NodeHttpOnly.poll.summary,
@@ -134,6 +136,7 @@ export const registerNodeRoutes = (app: FastifyInstance, ctx: NodeRoutesContext)
     `${NODE_HTTP_PREFIX}/close`,
     {
       bodyLimit: 4096,
+      config: { access: "node" },
       schema: routeSchema({
         summary: "Close an HTTP node session",
         description: NodeHttpOnly.close.summary,
@@ -158,6 +161,7 @@ export const registerNodeRoutes = (app: FastifyInstance, ctx: NodeRoutesContext)
       `${NODE_HTTP_PREFIX}/${m}`,
       {
         bodyLimit: ctx.maxFrameBytes,
+        config: { access: "node" },
         // Only `session` is this route's: the stream body is checked by the channel (checkStreamRequest), so
         // a bad field is refused with the stream's error, naming it.
         validatorCompiler: () => () => true,

@@ -23,6 +23,10 @@ import {
   RunStreamMessages,
   type StreamMessage,
 } from "../../protocol/stream-schemas.ts";
+import type { Access } from "./access.ts";
+
+/** The OpenAPI extension naming what an operation needs (src/hub/http/access.ts `Access`). */
+export const ACCESS_KEY = "x-access";
 
 /** Where the document and the browsable reference are served. */
 export const OPENAPI_PATH = "/openapi.json";
@@ -121,6 +125,7 @@ const streamOperation = (o: {
   summary: string;
   description: string;
   security: string;
+  access: Access;
   errors: ErrorName[];
   messages: Record<string, StreamMessage>;
   params?: unknown[];
@@ -138,6 +143,7 @@ const streamOperation = (o: {
         `stream (${CloseCode.policy}).\n\nError codes at upgrade: ${codes.map((c) => `\`${errorCode(c)}\``).join(", ")}.`,
       tags: ["streams"],
       security: [{ [o.security]: [] }],
+      [ACCESS_KEY]: o.access,
       parameters: [
         ...(o.params ?? []),
         { name: "Upgrade", in: "header", required: true, schema: { type: "string", enum: ["websocket"] } },
@@ -176,6 +182,7 @@ const streamPaths = () => ({
       "`heartbeat` every interval and `progress` while handlers run. A newer stream of the same node replaces " +
       `this one (close ${CloseCode.replaced}); an unregistered node's stream closes with ${CloseCode.revoked}.`,
     security: "nodeCredential",
+    access: "node",
     // Any credential but the node's own is simply unknown here: 401, never 403.
     errors: ["UNAUTHORIZED", "NODE_UNREGISTERED", "NODE_PENDING", "INVALID_ARGUMENT", "STORE_UNAVAILABLE"],
     messages: NodeStreamMessages,
@@ -185,9 +192,11 @@ const streamPaths = () => ({
     description:
       "A coordinator's subscription to a run: the hub pushes the run's replies as `replies` events, each " +
       "claimed exactly once across replicas; after a reconnect, read back missed ones with POST " +
-      "/v1/runs/{run}/replies/query.",
+      "/v1/runs/{run}/replies/query. Needs role admin or coordinator; a tenant-scoped token opens only its " +
+      "tenant's runs (another tenant's run is RUN_NOT_FOUND).",
     security: "adminToken",
-    errors: ["UNAUTHORIZED", "RUN_NOT_FOUND", "INVALID_ARGUMENT", "STORE_UNAVAILABLE"],
+    access: "drive",
+    errors: ["UNAUTHORIZED", "FORBIDDEN", "RUN_NOT_FOUND", "INVALID_ARGUMENT", "STORE_UNAVAILABLE"],
     messages: RunStreamMessages,
     params: [{ name: "run", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
   }),
@@ -218,6 +227,18 @@ const withDefaultErrors = (schema: Schema | undefined): Schema | undefined => {
 };
 
 /**
+ * A tenant-scoped caller's `:run` of another tenant (or of none) is RUN_NOT_FOUND on every run route, whatever
+ * else the route answers for a run it cannot find (the access hook checks it before the handler).
+ */
+const withTenantErrors = (schema: Schema | undefined, url: string, access: Access | undefined) => {
+  const listed = schema?.[ERROR_CODES_KEY] as string[] | undefined;
+  const code = errorCode("RUN_NOT_FOUND");
+  if (!schema || schema.hide || !listed || !url.includes(":run") || access === "public" || access === "node")
+    return schema;
+  return listed.includes(code) ? schema : { ...schema, [ERROR_CODES_KEY]: [...listed, code] };
+};
+
+/**
  * Publishes the API: the OpenAPI 3.1 document at /openapi.json and a browsable reference at /docs (swagger-ui,
  * served from its own package: no CDN; loaded on the first request to /docs, see registerDocs). Call it before any route is declared: @fastify/swagger collects routes
  * with an onRoute hook, so routes queued before it are missed.
@@ -230,7 +251,12 @@ export const registerOpenApi = (app: FastifyInstance): void => {
       tags: TAGS,
       components: { securitySchemes: SecuritySchemes, schemas: componentSchemas() as never },
     },
-    transform: ({ schema, url }) => ({ schema: withDefaultErrors(schema as Schema) as never, url }),
+    // Each operation says what it needs (`x-access`, the route's config.access): the isolation test reads it.
+    transform: ({ schema, url, route }) => {
+      const access = (route.config as { access?: Access } | undefined)?.access;
+      const s = withDefaultErrors(withTenantErrors(schema as Schema, url, access));
+      return { schema: (s && !s.hide ? { ...s, [ACCESS_KEY]: access } : s) as never, url };
+    },
     transformObject: (doc) => {
       const o = (doc as { openapiObject: { paths: Record<string, unknown> } }).openapiObject;
       Object.assign(o.paths, streamPaths());
@@ -241,6 +267,7 @@ export const registerOpenApi = (app: FastifyInstance): void => {
   app.get(
     OPENAPI_PATH,
     {
+      config: { access: "public" },
       schema: routeSchema({
         summary: "This document",
         description: "The OpenAPI 3.1 description of every route and stream of this hub. Browse it at /docs.",
@@ -303,6 +330,12 @@ const registerDocs = (app: FastifyInstance): void => {
   // every hook and the not-found handler the hub sets, and onRoute hooks added after this call see them.
   void app.register(async (scope) => {
     for (const url of [DOCS_PREFIX, `${DOCS_PREFIX}/*`])
-      scope.route({ method: "GET", url, schema: { hide: true }, handler: forward });
+      scope.route({
+        method: "GET",
+        url,
+        schema: { hide: true },
+        config: { access: "public" },
+        handler: forward,
+      });
   });
 };

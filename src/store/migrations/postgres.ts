@@ -195,4 +195,41 @@ ALTER TABLE instructions ADD COLUMN traceparent TEXT;
 ALTER TABLE replies ADD COLUMN traceparent TEXT;
 `,
   },
+  {
+    version: 11,
+    name: "tenants (runs, nodes, enrollment tokens), principals and the audit log",
+    // Rows from before tenants belong to the default tenant, which keeps a single team's behaviour. The audit log
+    // is history: cleanup never deletes it.
+    sql: `
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE nodes ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE enroll_tokens ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+CREATE INDEX runs_tenant ON runs (tenant, created_at);
+CREATE INDEX nodes_tenant ON nodes (tenant);
+CREATE TABLE principals (
+  seq BIGSERIAL PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  label TEXT,
+  role TEXT NOT NULL,
+  tenant TEXT,
+  secret_hash TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT,
+  revoked_at BIGINT
+);
+CREATE TABLE audit (
+  seq BIGSERIAL PRIMARY KEY,
+  at BIGINT NOT NULL,
+  principal TEXT NOT NULL,
+  role TEXT NOT NULL,
+  tenant TEXT,
+  address TEXT,
+  action TEXT NOT NULL,
+  target TEXT,
+  outcome TEXT NOT NULL,
+  detail TEXT
+);
+CREATE INDEX audit_tenant ON audit (tenant, seq);
+`,
+  },
 ];

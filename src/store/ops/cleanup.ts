@@ -1,5 +1,5 @@
 import type { Db, SqlConn } from "../dialect.ts";
-import { deadToken, emptyFinishedRun, quietRun, silentNode, takenReply } from "../rules.ts";
+import { deadPrincipal, deadToken, emptyFinishedRun, quietRun, silentNode, takenReply } from "../rules.ts";
 import { ABANDONED_REASON, type CleanupResult, checkCleanupAge } from "../store.ts";
 import { trimCancellations } from "./cancellations.ts";
 
@@ -56,6 +56,13 @@ export const cleanup = async (db: Db, olderThanMs: number): Promise<CleanupResul
        RETURNING id`,
       [cutoff],
     );
+    const principals = await c.q(
+      `DELETE FROM principals WHERE seq IN (
+         SELECT seq FROM principals WHERE ${deadPrincipal("$1")} ORDER BY seq ${d.skipLocked()})
+       RETURNING id`,
+      [cutoff],
+    );
+    // The audit log is history: nothing here deletes it (the operator decides how long to keep it).
     await trimCancellations(c);
     // Last, so that the node locks (which a push waits for) are held for the shortest time.
     const nodes = await deleteSilentNodes(db, c, cutoff);
@@ -66,6 +73,7 @@ export const cleanup = async (db: Db, olderThanMs: number): Promise<CleanupResul
       abandonedRuns: abandoned.length,
       nodes,
       enrollTokens: tokens.length,
+      principals: principals.length,
     };
   });
 };

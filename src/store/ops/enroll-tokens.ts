@@ -9,23 +9,43 @@ import {
   type EnrollTokenRecord,
   enrollRefusal,
   type NewEnrollToken,
+  tenantFilter,
+  tenantOrDefault,
 } from "../store.ts";
 
 export const createEnrollToken = async (db: Db, input: NewEnrollToken): Promise<EnrollTokenRecord> => {
   checkNewEnrollToken(input);
+  const tenant = tenantOrDefault("tenant", input.tenant);
   const [r] = await db.tx((c) =>
     c.q(
-      `INSERT INTO enroll_tokens (id, label, secret_hash, created_at, expires_at, uses, used)
-       VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING *`,
-      [newId(), input.label ?? null, input.secretHash, c.now, input.expiresAt ?? null, input.uses ?? null],
+      `INSERT INTO enroll_tokens (id, label, secret_hash, created_at, expires_at, uses, used, tenant)
+       VALUES ($1, $2, $3, $4, $5, $6, 0, $7) RETURNING *`,
+      [
+        newId(),
+        input.label ?? null,
+        input.secretHash,
+        c.now,
+        input.expiresAt ?? null,
+        input.uses ?? null,
+        tenant,
+      ],
     ),
   );
   return toEnrollToken(r!);
 };
 
-export const listEnrollTokens = async (db: Db): Promise<EnrollTokenRecord[]> => {
+export const listEnrollTokens = async (
+  db: Db,
+  opts: { tenant?: string } = {},
+): Promise<EnrollTokenRecord[]> => {
+  const tenant = tenantFilter(opts.tenant);
   const rows = await db.tx(
-    (c) => c.q("SELECT * FROM enroll_tokens ORDER BY created_at DESC, seq DESC"),
+    (c) =>
+      c.q(
+        `SELECT * FROM enroll_tokens WHERE (CAST($1 AS TEXT) IS NULL OR tenant = $1)
+         ORDER BY created_at DESC, seq DESC`,
+        [tenant],
+      ),
     "read",
   );
   return rows.map(toEnrollToken);

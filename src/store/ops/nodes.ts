@@ -1,10 +1,18 @@
 import { FleetlinkError } from "../../protocol/errors.ts";
 import { newId } from "../../protocol/ids.ts";
-import type { NodeRecord, NodeStatus } from "../../protocol/types.ts";
+import { DEFAULT_TENANT, type NodeRecord } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
 import { type Row, toNode } from "../rows.ts";
 import { holdsName, notUnregistered } from "../rules.ts";
-import { checkId, checkName, checkPositiveInt, type NewNode } from "../store.ts";
+import {
+  checkId,
+  checkName,
+  checkPositiveInt,
+  type ListNodesOptions,
+  type NewNode,
+  tenantFilter,
+  tenantOrDefault,
+} from "../store.ts";
 import { Batches, batchesOf, type Outcome } from "./batches.ts";
 
 /** The node's row; NODE_NOT_FOUND (naming `field`) if none. */
@@ -13,6 +21,14 @@ export const nodeRow = async (c: SqlConn, id: string, field = "nodeId"): Promise
   if (!r) throw new FleetlinkError("NODE_NOT_FOUND", `no node ${id}`, { field });
   return r;
 };
+
+/**
+ * The advisory lock key of a name (see registerNodes). Names are unique per tenant, so a tenant cannot learn of
+ * another's nodes by their names; the default tenant's key is the one from before tenants, so replicas of both
+ * versions serialise on it during an upgrade.
+ */
+const nameLock = (tenant: string, name: string): string =>
+  tenant === DEFAULT_TENANT ? `node-name:${name}` : `node-name:${tenant}/${name}`;
 
 /** Enrolments in one transaction at most. */
 const MAX_BATCH = 256;
@@ -25,6 +41,7 @@ const batches = new WeakMap<Db, Batches<NewNode, NodeRecord>>();
 export const registerNode = async (db: Db, input: NewNode): Promise<NodeRecord> => {
   checkName("name", input.name);
   checkPositiveInt("heartbeatIntervalMs", input.heartbeatIntervalMs);
+  tenantOrDefault("tenant", input.tenant);
   return batchesOf(
     batches,
     db,
@@ -46,6 +63,7 @@ export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<
     iv: n.heartbeatIntervalMs,
     ch: n.credentialHash ?? null,
     ap: n.approved === false ? 0 : 1,
+    t: tenantOrDefault("tenant", n.tenant),
   }));
   return db.tx(async (c) => {
     // Why racing replicas cannot both take a name: registrations of one name serialise on its lock (PostgreSQL)
@@ -57,18 +75,21 @@ export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<
       await c.q(
         `SELECT pg_advisory_xact_lock(hashtext('fleetlink:' || current_schema()), hashtext(k))
          FROM (SELECT unnest($1::text[]) AS k) AS names ORDER BY hashtext(k)`,
-        [rows.map((r) => `node-name:${r.name}`)],
+        [rows.map((r) => nameLock(r.t, r.name))],
       );
     const u =
       d.name === "sqlite"
         ? `(SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.name') AS name,
-             json_extract(value, '$.iv') AS iv, json_extract(value, '$.ch') AS ch, json_extract(value, '$.ap') AS ap
+             json_extract(value, '$.iv') AS iv, json_extract(value, '$.ch') AS ch, json_extract(value, '$.ap') AS ap,
+             json_extract(value, '$.t') AS t
            FROM json_each($1)) AS u`
-        : "json_to_recordset($1::json) AS u(id text, name text, iv bigint, ch text, ap integer)";
+        : "json_to_recordset($1::json) AS u(id text, name text, iv bigint, ch text, ap integer, t text)";
     const inserted = await c.q(
-      `INSERT INTO nodes (id, name, status, heartbeat_interval_ms, online_until, credential_hash, created_at, approved)
-       SELECT u.id, u.name, 'registered', u.iv, NULL, u.ch, $2, u.ap FROM ${u}
-       WHERE NOT EXISTS (SELECT 1 FROM nodes WHERE nodes.name = u.name AND (${holdsName("$2")}))
+      `INSERT INTO nodes (id, name, status, heartbeat_interval_ms, online_until, credential_hash, created_at, approved,
+         tenant)
+       SELECT u.id, u.name, 'registered', u.iv, NULL, u.ch, $2, u.ap, u.t FROM ${u}
+       WHERE NOT EXISTS (
+         SELECT 1 FROM nodes WHERE nodes.name = u.name AND nodes.tenant = u.t AND (${holdsName("$2")}))
        RETURNING *`,
       [JSON.stringify(rows), c.now],
     );
@@ -80,10 +101,10 @@ export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<
         out.push({ ok: toNode(r) });
         continue;
       }
-      const [holder] = await c.q(`SELECT id FROM nodes WHERE name = $1 AND (${holdsName("$2")}) LIMIT 1`, [
-        n.name,
-        c.now,
-      ]);
+      const [holder] = await c.q(
+        `SELECT id FROM nodes WHERE name = $1 AND tenant = $3 AND (${holdsName("$2")}) LIMIT 1`,
+        [n.name, c.now, tenantOrDefault("tenant", n.tenant)],
+      );
       out.push({
         error: new FleetlinkError("NAME_TAKEN", `a live node (${holder?.id}) is named ${n.name}`, {
           field: "name",
@@ -136,12 +157,15 @@ const getNodes = async (db: Db, ids: readonly string[]): Promise<Outcome<NodeRec
   });
 };
 
-export const listNodes = async (db: Db, opts: { status?: NodeStatus } = {}): Promise<NodeRecord[]> => {
+export const listNodes = async (db: Db, opts: ListNodesOptions = {}): Promise<NodeRecord[]> => {
+  const tenant = tenantFilter(opts.tenant);
   const rows = await db.tx(
     (c) =>
-      opts.status === undefined
-        ? c.q("SELECT * FROM nodes ORDER BY id")
-        : c.q("SELECT * FROM nodes WHERE status = $1 ORDER BY id", [opts.status]),
+      c.q(
+        `SELECT * FROM nodes WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
+           AND (CAST($2 AS TEXT) IS NULL OR tenant = $2) ORDER BY id`,
+        [opts.status ?? null, tenant],
+      ),
     "read",
   );
   return rows.map(toNode);

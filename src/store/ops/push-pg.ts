@@ -2,6 +2,7 @@ import { FleetlinkError } from "../../protocol/errors.ts";
 import type { Instruction } from "../../protocol/types.ts";
 import type { Db } from "../dialect.ts";
 import type { Row } from "../rows.ts";
+import { sameTenant } from "../rules.ts";
 import type { PushCall, PushResult } from "../store.ts";
 import { newInstructionRecord } from "./instruction-record.ts";
 import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
@@ -15,10 +16,10 @@ import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
  * node either committed first (NODE_NOT_FOUND) or skips the locked node (SKIP LOCKED) and re-checks it later.
  * The materialized CTEs are read once, so the rows the guard judged are the rows the errors are built from.
  *
- * A call is inserted only if its run exists and is not finished and every node it names exists and is not
- * unregistered; the other calls go in regardless (per-call atomicity). An item is leased at once when its
- * `leaseTo` is its node's current session, read under the lock a claim would take. A taken id (or a deadlock
- * on one) aborts the whole statement: null, and the caller takes the transaction path.
+ * A call is inserted only if its run exists and is not finished and every node it names exists, is not
+ * unregistered and is of the run's tenant; the other calls go in regardless (per-call atomicity). An item is
+ * leased at once when its `leaseTo` is its node's current session, read under the lock a claim would take. A
+ * taken id (or a deadlock on one) aborts the whole statement: null, and the caller takes the transaction path.
  */
 export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise<PushResult[] | null> => {
   const cols = {
@@ -67,11 +68,14 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
                traceparent, ord)),
          clock AS MATERIALIZED (SELECT ${db.d.now("$13")} AS now),
          r AS MATERIALIZED (
-           SELECT id, status FROM runs WHERE id IN (SELECT run_id FROM t) ORDER BY id FOR SHARE),
+           SELECT id, status, tenant FROM runs WHERE id IN (SELECT run_id FROM t) ORDER BY id FOR SHARE),
          n AS MATERIALIZED (
-           SELECT id, status, session_id FROM nodes WHERE id IN (SELECT dst FROM t) ORDER BY id FOR KEY SHARE),
+           SELECT id, status, session_id, tenant FROM nodes WHERE id IN (SELECT dst FROM t) ORDER BY id
+           FOR KEY SHARE),
+         -- A node of another tenant than its call's run does not join: to that run it does not exist.
          bad AS MATERIALIZED (
-           SELECT DISTINCT t.k FROM t LEFT JOIN r ON r.id = t.run_id LEFT JOIN n ON n.id = t.dst
+           SELECT DISTINCT t.k FROM t LEFT JOIN r ON r.id = t.run_id
+             LEFT JOIN n ON n.id = t.dst AND ${sameTenant("r.tenant", "n")}
            WHERE r.id IS NULL OR r.status = 'finished' OR n.id IS NULL OR n.status = 'unregistered'),
          ins AS (
            INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms,
@@ -87,10 +91,11 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
            -- seq in push order: claims deliver by seq.
            ORDER BY t.ord
            RETURNING id, created_at, expires_at, state, attempts, lease_until, lease_owner)
-         SELECT 'i' AS kind, id, state AS status, created_at, expires_at, attempts, lease_until, lease_owner
+         SELECT 'i' AS kind, id, state AS status, created_at, expires_at, attempts, lease_until, lease_owner,
+           NULL AS tenant
            FROM ins
-         UNION ALL SELECT 'r', id, status, NULL, NULL, NULL, NULL, NULL FROM r
-         UNION ALL SELECT 'n', id, status, NULL, NULL, NULL, NULL, NULL FROM n`,
+         UNION ALL SELECT 'r', id, status, NULL, NULL, NULL, NULL, NULL, tenant FROM r
+         UNION ALL SELECT 'n', id, status, NULL, NULL, NULL, NULL, NULL, tenant FROM n`,
         [
           cols.k,
           cols.id,
@@ -115,12 +120,13 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
     if (sqlState(e) === UNIQUE_VIOLATION || sqlState(e) === DEADLOCK) return null;
     throw e;
   }
-  const runs = new Map<string, string>();
-  const nodes = new Map<string, string>();
+  const runs = new Map<string, Found>();
+  const nodes = new Map<string, Found>();
   const inserted = new Map<string, Row>();
   for (const row of rows) {
-    if (row.kind === "r") runs.set(row.id as string, row.status as string);
-    else if (row.kind === "n") nodes.set(row.id as string, row.status as string);
+    const found = { status: row.status as string, tenant: row.tenant as string };
+    if (row.kind === "r") runs.set(row.id as string, found);
+    else if (row.kind === "n") nodes.set(row.id as string, found);
     else inserted.set(row.id as string, row);
   }
   return calls.map((call, k): PushResult => {
@@ -130,17 +136,27 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
   });
 };
 
-/** Why a call was not inserted, in the order the transaction path checks (run first, then items in order). */
+/** A run or node row the statement read: its status and tenant. */
+interface Found {
+  status: string;
+  tenant: string;
+}
+
+/**
+ * Why a call was not inserted, in the order the transaction path checks (run first, then items in order). It
+ * explains what the statement's `bad` decided: a node of another tenant than the run's is not found, as there.
+ */
 const refusal = (
   call: PushCall,
-  runs: ReadonlyMap<string, string>,
-  nodes: ReadonlyMap<string, string>,
+  runs: ReadonlyMap<string, Found>,
+  nodes: ReadonlyMap<string, Found>,
 ): FleetlinkError | null => {
   const run = runs.get(call.runId);
   if (!run) return new FleetlinkError("RUN_NOT_FOUND", `no run ${call.runId}`);
-  if (run === "finished") return new FleetlinkError("RUN_FINISHED", `run ${call.runId} is finished`);
+  if (run.status === "finished") return new FleetlinkError("RUN_FINISHED", `run ${call.runId} is finished`);
   for (const [i, it] of call.items.entries()) {
-    const status = nodes.get(it.dst);
+    const node = nodes.get(it.dst);
+    const status = node?.tenant === run.tenant ? node.status : undefined;
     const field = `items[${i}].dst`;
     if (!status) return new FleetlinkError("NODE_NOT_FOUND", `no node ${it.dst}`, { field });
     if (status === "unregistered")

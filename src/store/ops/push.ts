@@ -2,6 +2,7 @@ import { mayHoldRefs } from "../../protocol/blobs.ts";
 import { FleetlinkError } from "../../protocol/errors.ts";
 import type { Instruction } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
+import { sameTenant } from "../rules.ts";
 import {
   type Change,
   checkId,
@@ -140,12 +141,17 @@ const pushIn = async (
   // Key-share-locks the nodes on PostgreSQL (heartbeats still go through): a cleanup deleting one of them
   // locks it first, so it either committed before this read (NODE_NOT_FOUND) or skips the node until this
   // push has committed and then finds its instruction live. No instruction points at a deleted node.
+  // Only nodes of the run's tenant are read: one of another tenant is, to this run, a node that does not exist.
   const rows =
     dsts.length === 1
-      ? await c.q(`SELECT id, status, session_id FROM nodes WHERE id = $1 ${d.keyShareLock}`, [dsts[0]])
+      ? await c.q(
+          `SELECT id, status, session_id FROM nodes WHERE id = $1 AND ${sameTenant("$2")} ${d.keyShareLock}`,
+          [dsts[0], run.tenant],
+        )
       : await c.q(
-          `SELECT id, status, session_id FROM nodes WHERE id IN ${d.list("$1")} ORDER BY id ${d.keyShareLock}`,
-          [d.listParam(dsts)],
+          `SELECT id, status, session_id FROM nodes WHERE id IN ${d.list("$1")} AND ${sameTenant("$2")}
+           ORDER BY id ${d.keyShareLock}`,
+          [d.listParam(dsts), run.tenant],
         );
   const known = new Map(rows.map((r) => [r.id as string, r.status as string]));
   const session = new Map(rows.map((r) => [r.id as string, r.session_id as string | null]));

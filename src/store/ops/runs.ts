@@ -12,6 +12,8 @@ import {
   checkTransition,
   type ListRunsOptions,
   type StoreStats,
+  tenantFilter,
+  tenantOrDefault,
 } from "../store.ts";
 import { insertOutcome } from "./replies.ts";
 
@@ -22,13 +24,15 @@ export const runRow = async (c: SqlConn, id: string, lock = ""): Promise<Row> =>
   return r;
 };
 
-export const createRun = async (db: Db, opts: { id?: string } = {}): Promise<Run> => {
+export const createRun = async (db: Db, opts: { id?: string; tenant?: string } = {}): Promise<Run> => {
   const id = opts.id === undefined ? newId() : checkId("id", opts.id);
+  const tenant = tenantOrDefault("tenant", opts.tenant);
   const rows = await db.tx((c) =>
     c.q(
-      `INSERT INTO runs (id, status, reason, created_at, updated_at) VALUES ($1, 'pending', NULL, $2, $2)
+      `INSERT INTO runs (id, tenant, status, reason, created_at, updated_at)
+       VALUES ($1, $3, 'pending', NULL, $2, $2)
        ON CONFLICT (id) DO NOTHING RETURNING *`,
-      [id, c.now],
+      [id, c.now, tenant],
     ),
   );
   if (!rows[0]) throw new FleetlinkError("INVALID_ARGUMENT", `run ${id} exists`, { field: "id" });
@@ -61,12 +65,14 @@ export const transitionRun = async (
 export const listRuns = async (db: Db, opts: ListRunsOptions = {}): Promise<Run[]> => {
   const limit = checkListLimit(opts.limit);
   const status = opts.status === undefined ? null : checkRunStatus("status", opts.status);
+  const tenant = tenantFilter(opts.tenant);
   const rows = await db.tx(
     (c) =>
       c.q(
         `SELECT * FROM runs WHERE (CAST($1 AS TEXT) IS NULL OR status = $1)
+           AND (CAST($3 AS TEXT) IS NULL OR tenant = $3)
          ORDER BY created_at DESC, id DESC LIMIT $2`,
-        [status, limit],
+        [status, limit, tenant],
       ),
     "read",
   );
