@@ -31,7 +31,16 @@ export const registerCheckpointRoutes = (
   const drive = { ...extra, config: { access: "drive" } } as const;
   const record = (req: FastifyRequest, action: string, detail?: Record<string, unknown>) => {
     const p = maybePrincipalOf(req);
-    if (p) o.audit?.record(p, action, run(req), "ok", detail);
+    if (!p) return;
+    const runId = run(req);
+    // Under the run's tenant (read once, then cached), so the tenant's own admin sees an unscoped caller's
+    // checkpoints in its audit log.
+    const tenants = p.tenant === null ? o.tenants : undefined;
+    if (!tenants) return o.audit?.record(p, action, runId, "ok", detail);
+    void tenants.tenantOf(runId).then(
+      (tenant) => o.audit?.record({ ...p, tenant }, action, runId, "ok", detail),
+      () => o.audit?.record(p, action, runId, "ok", detail),
+    );
   };
   /** NODE_NOT_FOUND naming hosts[i] (or standby[i].nodeId) for a node that is not of the run's tenant. */
   const ownNodes = async (runId: string, hosts: string[], standby: { nodeId: string }[] = []) => {

@@ -5,10 +5,11 @@ import { MAX_JSON_DEPTH, tooDeep } from "../../protocol/limits.ts";
 import { DEFAULT_TENANT, type Instruction, type NodeRecord, type RunStatus } from "../../protocol/types.ts";
 import { encodePayload, toWireResult } from "../../protocol/wire.ts";
 import type { EnrollTokenRecord, NewInstruction, Store } from "../../store/store.ts";
+import { pushSpan } from "../delivery/trace-spans.ts";
 import { type AccessContext, type AuditSink, enrollerOf } from "./access.ts";
 import { Admission, MAX_ENROLLING, RETRY_AFTER_S } from "./admission.ts";
 import { formatEnrollToken, hashCredential, newCredential, newSecret } from "./auth.ts";
-import { principalOf, tenantFilter } from "./principal.ts";
+import { type Principal, principalOf, tenantFilter } from "./principal.ts";
 import { type RunTenants, tenantFor } from "./tenancy.ts";
 
 /** Query values arrive as digit strings (the schema checks that); the store checks the range. */
@@ -35,6 +36,11 @@ export interface RouteContext extends AccessContext {
   audit: AuditSink;
 }
 
+/**
+ * The principal as an audit entry names it, with the tenant the action concerns: an unscoped admin's approval of
+ * a tenant's node is that tenant's history too, so the tenant's own admin sees it in GET /v1/audit.
+ */
+const about = (p: Principal, tenant: string): Principal => ({ ...p, tenant: p.tenant ?? tenant });
 const publicNode = ({ credentialHash: _, ...n }: NodeRecord) => n;
 const publicToken = ({ secretHash: _, ...t }: EnrollTokenRecord) => t;
 /** Routes that take no body refuse one instead of reading megabytes of it. */
@@ -130,7 +136,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
 
   app.post("/v1/nodes/:node/approve", { ...manage, ...noBody, schema: R.approveNode }, async (req) => {
     const n = await store.approveNode((req.params as { node: string }).node);
-    audit.record(principalOf(req), "node.approve", n.id, "ok");
+    audit.record(about(principalOf(req), n.tenant), "node.approve", n.id, "ok");
     ctx.changed();
     return { node: publicNode(n) };
   });
@@ -148,7 +154,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
       uses: b.uses ?? null,
       tenant,
     });
-    audit.record(p, "enroll-token.create", t.id, "ok", { tenant, label: t.label });
+    audit.record(about(p, tenant), "enroll-token.create", t.id, "ok", { tenant, label: t.label });
     // The secret is shown once; the store keeps only its hash.
     return reply.code(201).send({ token: publicToken(t), secret: formatEnrollToken(t.id, secret) });
   });
@@ -167,14 +173,14 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     )
       throw new FleetlinkError("TOKEN_NOT_FOUND", "no such token", { field: "token" });
     const t = await store.revokeEnrollToken(token);
-    audit.record(p, "enroll-token.revoke", t.id, "ok");
+    audit.record(about(p, t.tenant), "enroll-token.revoke", t.id, "ok");
     return { token: publicToken(t) };
   });
 
   app.delete("/v1/nodes/:node", { ...manage, ...noBody, schema: R.unregisterNode }, async (req) => {
     const { node } = req.params as { node: string };
     const n = await store.unregisterNode(node);
-    audit.record(principalOf(req), "node.unregister", n.id, "ok");
+    audit.record(about(principalOf(req), n.tenant), "node.unregister", n.id, "ok");
     // Its stream or HTTP session here ends now (4001), not at its next heartbeat; other replicas find out at
     // their next renewal.
     ctx.unregistered(n.id);
@@ -194,7 +200,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
       const tenant = tenantFor(p, (req.body as { tenant?: string } | undefined)?.tenant) ?? DEFAULT_TENANT;
       const run = await store.createRun({ tenant });
       tenants.remember(run.id, run.tenant);
-      audit.record(p, "run.create", run.id, "ok", { tenant });
+      audit.record(about(p, tenant), "run.create", run.id, "ok", { tenant });
       return reply.code(201).send({ run });
     },
   );
@@ -217,7 +223,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
   app.post("/v1/runs/:run/status", { ...drive, schema: R.transitionRun }, async (req) => {
     const b = req.body as { from: RunStatus; to: RunStatus; reason?: string };
     const run = await store.transitionRun((req.params as { run: string }).run, b.from, b.to, b.reason);
-    audit.record(principalOf(req), "run.status", run.id, "ok", { from: b.from, to: b.to });
+    audit.record(about(principalOf(req), run.tenant), "run.status", run.id, "ok", { from: b.from, to: b.to });
     return { run };
   });
 
@@ -226,10 +232,15 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     for (const [i, it] of items.entries())
       if (tooDeep(it.payload))
         throw invalid(`items[${i}].payload`, `nests deeper than ${MAX_JSON_DEPTH} levels`);
-    const pushed = await ctx.push(
-      (req.params as { run: string }).run,
-      items.map((it) => ({ ...it, payload: encodePayload(it.payload) }) as never),
-    );
+    const run = (req.params as { run: string }).run;
+    const encoded = items.map((it) => ({ ...it, payload: encodePayload(it.payload) }) as never);
+    // The hub's fleetlink.push span, as for a run-stream push (docs/tracing.md).
+    const span = pushSpan(run, encoded);
+    const pushed = await ctx.push(run, encoded).catch((e: unknown) => {
+      span?.end(e);
+      throw e;
+    });
+    span?.end();
     return reply.code(201).send({
       instructions: pushed.map((i) => ({ id: i.id, dst: i.dst, expiresAt: i.expiresAt })),
     });
