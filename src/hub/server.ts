@@ -33,6 +33,7 @@ import { NodeStreams } from "./delivery/node-streams.ts";
 import { RunStreams } from "./delivery/run-streams.ts";
 import { acceptStreams, errorBody, hubLiveness } from "./delivery/upgrade.ts";
 import { requireAdmin } from "./http/access.ts";
+import { registerLingeringClose } from "./http/linger.ts";
 import { createHubMetrics, registerMetricsRoute } from "./http/metrics.ts";
 import { registerNodeRoutes } from "./http/node-routes.ts";
 import { registerOpenApi } from "./http/openapi.ts";
@@ -287,6 +288,7 @@ export const createHub = (o: HubOptions): Hub => {
   };
 
   registerRequestLog(app, { log: baseLog, metrics: metrics?.http });
+  registerLingeringClose(app);
   // /openapi.json and /docs; first, so that it sees every route declared after it.
   registerOpenApi(app);
   void app.register(rateLimit, {
