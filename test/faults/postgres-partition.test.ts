@@ -1,6 +1,8 @@
 // PostgreSQL partitioned away (every byte to and from it dropped): the hub's requests fail typed within the
 // operator's bound (--store-timeout), /readyz says so within 2 s, and once the network heals the pool is healthy.
 import { afterAll, expect, test } from "vitest";
+import { openStore } from "../../src/store/open.ts";
+import { rejectsWith } from "../helpers/expect.ts";
 import { describePg, dropSchema, PG_URL, pgSchemaUrl } from "../helpers/postgres.ts";
 import { type Proc, startHubProc } from "../helpers/procs.ts";
 import { startProxy } from "../helpers/proxy.ts";
@@ -119,4 +121,27 @@ describePg("hub on PostgreSQL behind a blackhole", () => {
     );
     proxy.set("pass");
   }, 60_000);
+
+  test("partition - opening an existing store (create: false) behind the blackhole fails STORE_UNAVAILABLE within queryTimeoutMs", async () => {
+    const pgUrl = new URL(PG_URL!);
+    const p = await startProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
+    proxies.push(p);
+    p.set("blackhole");
+    const t0 = performance.now();
+    await rejectsWith(
+      openStore(via(made.url, Number(new URL(p.url).port)), { create: false, queryTimeoutMs: 800 }),
+      "STORE_UNAVAILABLE",
+    );
+    expect(performance.now() - t0).toBeLessThan(800 + 1000);
+  });
+
+  test("partition - a store timeout that is not a positive integer is refused, naming queryTimeoutMs", async () => {
+    for (const bad of [0, -5, 1.5, Number.NaN])
+      for (const create of [true, false])
+        await rejectsWith(
+          openStore(made.url, { queryTimeoutMs: bad, create }),
+          "INVALID_ARGUMENT",
+          "queryTimeoutMs",
+        );
+  });
 });
