@@ -109,8 +109,8 @@ export const serveCommand = (): Command =>
     .addOption(
       new Option(
         "--store-timeout <ms>",
-        "longest one PostgreSQL store call may take (connecting, waiting for a pooled connection, its " +
-          "statements) before the request fails 503 STORE_UNAVAILABLE, in ms",
+        "longest one store call may wait (PostgreSQL: connecting or a pooled connection, then its " +
+          "statements; SQLite: another process's write lock) before it fails 503 STORE_UNAVAILABLE, in ms",
       )
         .default(5000)
         .argParser(parseInteger("--store-timeout", 100, 600_000)),
@@ -221,6 +221,7 @@ export const serveCommand = (): Command =>
         leaseMs: o.lease,
         maxPayloadBytes: o.maxPayload,
         queryTimeoutMs: o.storeTimeout,
+        busyTimeoutMs: o.storeTimeout,
       });
       const blobStore = defaultBlobStore(o.blobs, String(o.db));
       if (blobStore) await preloadObjectStore(blobStore);
