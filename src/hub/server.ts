@@ -288,9 +288,9 @@ export const createHub = (o: HubOptions): Hub => {
   };
 
   registerRequestLog(app, { log: baseLog, metrics: metrics?.http });
-  registerLingeringClose(app);
   // /openapi.json and /docs; first, so that it sees every route declared after it.
   registerOpenApi(app);
+  registerLingeringClose(app);
   void app.register(rateLimit, {
     global: false,
     errorResponseBuilder: (_req, c) =>
