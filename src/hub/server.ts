@@ -33,10 +33,10 @@ import { NodeStreams } from "./delivery/node-streams.ts";
 import { RunStreams } from "./delivery/run-streams.ts";
 import { acceptStreams, errorBody, hubLiveness } from "./delivery/upgrade.ts";
 import { requireAdmin } from "./http/access.ts";
-import { registerLingeringClose } from "./http/linger.ts";
 import { createHubMetrics, registerMetricsRoute } from "./http/metrics.ts";
 import { registerNodeRoutes } from "./http/node-routes.ts";
 import { registerOpenApi } from "./http/openapi.ts";
+import { registerLingeringClose } from "./http/request-drain.ts";
 import { registerRequestLog } from "./http/request-log.ts";
 import { registerRoutes } from "./http/routes.ts";
 
