@@ -1,7 +1,10 @@
 // PostgreSQL partitioned away (every byte to and from it dropped): the hub's requests fail typed within the
 // operator's bound (--store-timeout), /readyz says so within 2 s, and once the network heals the pool is healthy.
+
+import pg from "pg";
 import { afterAll, expect, test } from "vitest";
 import { openStore } from "../../src/store/open.ts";
+import { PostgresStore } from "../../src/store/postgres.ts";
 import { rejectsWith } from "../helpers/expect.ts";
 import { describePg, dropSchema, PG_URL, pgSchemaUrl } from "../helpers/postgres.ts";
 import { type Proc, startHubProc } from "../helpers/procs.ts";
@@ -143,5 +146,35 @@ describePg("hub on PostgreSQL behind a blackhole", () => {
           "INVALID_ARGUMENT",
           "queryTimeoutMs",
         );
+  });
+
+  test("partition - a call timed out inside a transaction destroys its connection: the next call never runs in that transaction", async () => {
+    // One connection, and a server that would wait a minute: only the client's bound ends the wait.
+    const s = await PostgresStore.open(made.url, {
+      queryTimeoutMs: 500,
+      statementTimeoutMs: 60_000,
+      poolSize: 1,
+    });
+    const admin = new pg.Client({ connectionString: made.url.replace(/\?.*$/, "") });
+    await admin.connect();
+    try {
+      const run = await s.createRun();
+      await admin.query("BEGIN");
+      await admin.query(`SELECT 1 FROM "${made.schema}".runs WHERE id = $1 FOR UPDATE`, [run.id]);
+      const t0 = performance.now();
+      await rejectsWith(s.transitionRun(run.id, "pending", "running"), "STORE_UNAVAILABLE");
+      expect(performance.now() - t0).toBeLessThan(500 + 1000);
+      await admin.query("ROLLBACK");
+      // Had the connection gone back to the pool, this would run inside the timed-out transaction, whose
+      // UPDATE goes through once the lock is released, and its COMMIT would commit that UPDATE too.
+      const other = await s.createRun();
+      await sleep(200);
+      expect((await s.getRun(run.id)).status).toBe("pending");
+      expect((await s.getRun(other.id)).status).toBe("pending");
+      expect((await s.transitionRun(run.id, "pending", "running")).status).toBe("running");
+    } finally {
+      await admin.end();
+      await s.close();
+    }
   });
 });
