@@ -12,6 +12,7 @@ import { rejectsWith } from "../helpers/expect.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet } from "../helpers/fleet.ts";
 
 const MAX_BUFFERED = 1024 * 1024;
+const PING_PAYLOAD = Buffer.alloc(125, 1);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe("a stream that never reads", () => {
@@ -43,12 +44,19 @@ describe("a stream that never reads", () => {
       ws.send(JSON.stringify({ t: "req", id: "h", m: "hello", b: { inflight: [] } }));
     });
 
-  /** Floods `frames` (a function of i) without reading; returns when all are written or the hub closed it. */
-  const flood = async (ws: WebSocket, count: number, frame: (i: number) => string) => {
+  /**
+   * Floods `frame`s (text frames, a function of i; null: a WebSocket ping with a 125-byte payload instead)
+   * without reading; returns when all are written or the hub closed it.
+   */
+  const flood = async (ws: WebSocket, count: number, frame: (i: number) => string | null) => {
     const sock = (ws as unknown as { _socket: net.Socket })._socket;
     let sent = 0;
     while (sent < count && ws.readyState === ws.OPEN) {
-      for (let k = 0; k < 1000 && sent < count; k++, sent++) ws.send(frame(sent));
+      for (let k = 0; k < 1000 && sent < count; k++, sent++) {
+        const text = frame(sent);
+        if (text === null) ws.ping(PING_PAYLOAD);
+        else ws.send(text);
+      }
       // A sign of life now and then, as a node that answers pings would give.
       ws.pong();
       // Let the hub read; a writer blocked by TCP (the hub stopped reading) waits, as a real one would.
@@ -62,7 +70,7 @@ describe("a stream that never reads", () => {
    * Starts a hub (with a well-behaved node on it), dials a raw node that says hello and then stops reading,
    * floods `frame`s at it and measures what the hub queued for that node and when it was cut off.
    */
-  const floodUnread = async (maxBufferedBytes: number | undefined, frame: (i: number) => string) => {
+  const floodUnread = async (maxBufferedBytes: number | undefined, frame: (i: number) => string | null) => {
     f = await startFleet(maxBufferedBytes === undefined ? {} : { maxBufferedBytes });
     // The hub's side of every connection, to read what it has queued for each.
     const hubSockets: net.Socket[] = [];
@@ -124,6 +132,19 @@ describe("a stream that never reads", () => {
     );
     console.log(
       `unread (heartbeats): cut off after ${r.sent} frames written, ${r.cutMs.toFixed(0)} ms; hub queued at ` +
+        `most ${r.maxQueued} bytes for it (limit ${MAX_BUFFERED}); close ${r.code}`,
+    );
+    expect(r.maxQueued).toBeLessThanOrEqual(MAX_BUFFERED);
+    expect(r.cutMs).toBeLessThan(10_000);
+    expect([CloseCode.slowConsumer, CloseCode.abnormal]).toContain(r.code);
+  }, 60_000);
+
+  // ws answers pings by itself, outside the transport's check: it cuts a peer owed more than 60 unsent pongs
+  // (maxPendingAutoPongs), so what it queues for a ping flood stays small too.
+  test("unread - a node flooding pings without reading is cut before the pongs it is owed reach maxBufferedBytes", async () => {
+    const r = await floodUnread(MAX_BUFFERED, () => null);
+    console.log(
+      `unread (pings): cut off after ${r.sent} pings written, ${r.cutMs.toFixed(0)} ms; hub queued at ` +
         `most ${r.maxQueued} bytes for it (limit ${MAX_BUFFERED}); close ${r.code}`,
     );
     expect(r.maxQueued).toBeLessThanOrEqual(MAX_BUFFERED);
