@@ -180,16 +180,21 @@ export class FileStore implements ObjectStore {
 
   /**
    * A put's temp file stays behind when its process is killed (or its body stalls forever). One not written
-   * to since `before` belongs to no live put: a put streaming its body keeps the file's mtime current, and
-   * the checkpoint it belongs to timed out long ago. Links are neither followed nor removed.
+   * to since `stale` (a time) belongs to no live put: a put streaming its body keeps the file's mtime current,
+   * and the checkpoint it belongs to timed out long ago. With a function, the caller judges each by its path
+   * (`run/id/host0/.state.RANDOM.fleetlink-partial`) and mtime. Links are neither followed nor removed.
    */
-  async removeStalePartials(prefix: string, before: number): Promise<number> {
+  async removeStalePartials(
+    prefix: string,
+    stale: number | ((path: string, mtimeMs: number) => boolean),
+  ): Promise<number> {
+    const goes = typeof stale === "number" ? (_: string, mtimeMs: number) => mtimeMs < stale : stale;
     let n = 0;
     await this.walk(prefix, async (key, name) => {
       if (!name.endsWith(PARTIAL)) return;
       const path = join(this.root, ...key.split("/"));
       const st = await lstat(path).catch(() => null);
-      if (!st?.isFile() || st.mtimeMs >= before) return;
+      if (!st?.isFile() || !goes(key, st.mtimeMs)) return;
       try {
         await unlink(path);
         n++;

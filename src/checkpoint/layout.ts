@@ -183,8 +183,10 @@ export const GC_GRACE_MS = 10 * 60_000;
 /**
  * Retention: keeps the newest `keep` complete checkpoints, deletes older ones, and deletes incomplete ones
  * (no manifest) that are older than the newest complete one or than `graceMs` (a push may still be writing).
- * Then removes the temp files of writes killed midway that no write has touched for `graceMs` (file://:
- * invisible to `list`, so they are not found by key).
+ * Then removes the temp files of writes killed midway (file://: invisible to `list`, so they are not found by
+ * key): those of checkpoints older than the newest complete one and not kept, whatever their age (the same
+ * rule as their finished parts: a later push of the run succeeded, so a host killed mid-push leaves nothing
+ * behind past it), and any no write has touched for `graceMs`.
  */
 export const collectGarbage = async (
   objects: ObjectStore,
@@ -218,7 +220,15 @@ export const collectGarbage = async (
     await objects.delete(keys.filter((k) => k.endsWith("/MANIFEST.json")));
     await objects.delete(keys.filter((k) => !k.endsWith("/MANIFEST.json")));
   }
-  await objects.removeStalePartials?.(`${runId}/`, now - (opts.graceMs ?? GC_GRACE_MS));
+  const before = now - (opts.graceMs ?? GC_GRACE_MS);
+  await objects.removeStalePartials?.(`${runId}/`, (path, mtimeMs) => {
+    // run/ID/…/.NAME.RANDOM.fleetlink-partial: a part of checkpoint ID (or its manifest) being written.
+    const segs = path.split("/");
+    const id = segs.length > 2 ? segs[1] : undefined;
+    const superseded =
+      id !== undefined && newestComplete !== undefined && id < newestComplete && !keepSet.has(id);
+    return superseded || mtimeMs < before;
+  });
   return doomed;
 };
 

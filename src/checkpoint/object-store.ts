@@ -34,11 +34,15 @@ export interface ObjectStore {
   /** Deletes these keys; missing keys are not an error. */
   delete(keys: readonly string[]): Promise<void>;
   /**
-   * Deletes what writers killed mid-put left under prefix and last touched before `before` (ms since the
-   * epoch): objects `list` never shows, so garbage collection by key would never find them. Returns how many.
-   * Absent where the backend leaves no such remains or cannot see them (S3: see the README).
+   * Deletes what writers killed mid-put left under prefix: objects `list` never shows, so garbage collection by
+   * key would never find them. `stale` is a time (ms since the epoch: those last touched before it), or says
+   * of each remain, by its path below the root and when it was last touched, whether it goes. Returns how
+   * many. Absent where the backend leaves no such remains or cannot see them (S3: see the README).
    */
-  removeStalePartials?(prefix: string, before: number): Promise<number>;
+  removeStalePartials?(
+    prefix: string,
+    stale: number | ((path: string, mtimeMs: number) => boolean),
+  ): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -122,6 +122,15 @@ export const serveCommand = (): Command =>
         .argParser(parseInteger("--heartbeat", 100, 3_600_000)),
     )
     .addOption(
+      new Option(
+        "--store-timeout <ms>",
+        "longest one store call may wait (PostgreSQL: connecting or a pooled connection, then its " +
+          "statements; SQLite: another process's write lock) before it fails 503 STORE_UNAVAILABLE, in ms",
+      )
+        .default(5000)
+        .argParser(parseInteger("--store-timeout", 100, 600_000)),
+    )
+    .addOption(
       new Option("--lease <ms>", "instruction lease, in ms")
         .default(30000)
         .argParser(parseInteger("--lease", 100, 86_400_000)),
@@ -230,7 +239,12 @@ export const serveCommand = (): Command =>
         const r = await restoreHubSnapshot(objects, path, o.startFromCheckpoint);
         process.stdout.write(`${r.reason}\n`);
       }
-      const store = await openStore(o.db, { leaseMs: o.lease, maxPayloadBytes: o.maxPayload });
+      const store = await openStore(o.db, {
+        leaseMs: o.lease,
+        maxPayloadBytes: o.maxPayload,
+        queryTimeoutMs: o.storeTimeout,
+        busyTimeoutMs: o.storeTimeout,
+      });
       const blobStore = defaultBlobStore(o.blobs, String(o.db));
       if (blobStore) await preloadObjectStore(blobStore);
       const hub = createHub({

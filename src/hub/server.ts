@@ -44,6 +44,7 @@ import {
 import { createHubMetrics, registerMetricsRoute } from "./http/metrics.ts";
 import { registerNodeRoutes } from "./http/node-routes.ts";
 import { registerOpenApi } from "./http/openapi.ts";
+import { registerLingeringClose } from "./http/request-drain.ts";
 import { registerRequestLog } from "./http/request-log.ts";
 import { registerRoutes } from "./http/routes.ts";
 import { RunTenants } from "./http/tenancy.ts";
@@ -337,6 +338,7 @@ export const createHub = (o: HubOptions): Hub => {
   registerAccess(app, access, tenants);
   // /openapi.json and /docs; first, so that it sees every route declared after it.
   registerOpenApi(app);
+  registerLingeringClose(app);
   void app.register(rateLimit, {
     global: false,
     errorResponseBuilder: (_req, c) =>

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { checkPositiveInt } from "./checks.ts";
 // Types only: the backends themselves are imported when a store of their kind is opened, so that importing
 // fleetlink never loads node:sqlite (missing before Node 22.5: the import would fail for every user) or pg.
 import type { PostgresOptions } from "./postgres.ts";
@@ -99,12 +100,19 @@ export const optionalPackage = async <T>(name: string, what: string, load: () =>
 const loadPostgres = () => optionalPackage("pg", "a PostgreSQL store", () => import("./postgres.ts"));
 
 /** With `create: false`: refuses a database or schema without fleetlink's tables before anything is created. */
-const checkPostgresExists = async (url: string): Promise<void> => {
+const checkPostgresExists = async (url: string, opts: OpenStoreOptions): Promise<void> => {
   const u = new URL(url);
   const schema = u.searchParams.get("schema") ?? "public";
   u.searchParams.delete("schema");
   const { default: pg } = await optionalPackage("pg", "a PostgreSQL store", () => import("pg"));
-  const client = new pg.Client({ connectionString: u.toString(), connectionTimeoutMillis: 5000 });
+  // Bounded like every store call (queryTimeoutMs): a database that accepts and then stays silent fails too.
+  const bound =
+    opts.queryTimeoutMs === undefined ? 5000 : checkPositiveInt("queryTimeoutMs", opts.queryTimeoutMs);
+  const client = new pg.Client({
+    connectionString: u.toString(),
+    connectionTimeoutMillis: Math.min(opts.connectTimeoutMs ?? 5000, bound),
+    query_timeout: bound,
+  });
   client.on("error", () => {});
   const where = `schema ${JSON.stringify(schema)} of ${u.host}${u.pathname}`;
   let found: boolean;
@@ -144,7 +152,7 @@ export const openStore = async (url: string, opts: OpenStoreOptions = {}): Promi
     return openSqlite(rest, { ...opts, synchronous: sync === "full" ? "full" : opts.synchronous });
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
-    if (opts.create === false) await checkPostgresExists(url);
+    if (opts.create === false) await checkPostgresExists(url, opts);
     const { PostgresStore } = await loadPostgres();
     return PostgresStore.open(url, opts);
   }

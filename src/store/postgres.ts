@@ -19,10 +19,14 @@ export interface PostgresOptions extends StoreOptions {
   applicationName?: string;
   /**
    * How long to wait for a new connection, or for a free one when the pool is full, before STORE_UNAVAILABLE,
-   * in ms. (Default: 5000)
+   * in ms; never longer than queryTimeoutMs. (Default: 5000)
    */
   connectTimeoutMs?: number;
-  /** The server cancels a statement that runs longer (`statement_timeout`), in ms. (Default: 10000) */
+  /**
+   * The server cancels a statement that runs longer (`statement_timeout`), in ms; below queryTimeoutMs, so that
+   * a slow statement is cancelled by the server (its connection kept) before the client gives up on it.
+   * (Default: 80% of queryTimeoutMs)
+   */
   statementTimeoutMs?: number;
   /**
    * The server ends a session left idle inside a transaction this long (`idle_in_transaction_session_timeout`),
@@ -30,9 +34,11 @@ export interface PostgresOptions extends StoreOptions {
    */
   idleInTransactionTimeoutMs?: number;
   /**
-   * The client gives up on a query unanswered this long and discards its connection, in ms: it catches a
-   * connection that went silent (a cut link, a frozen server), which the server's own timeouts cannot.
-   * (Default: statementTimeoutMs + 5000)
+   * The longest one store call may take, in ms: waiting for a pooled connection or connecting, then every
+   * statement of it, COMMIT included. Past it the call fails STORE_UNAVAILABLE (503) and the connection it
+   * held is destroyed, never returned to the pool (it may still be inside a transaction, or the database
+   * unreachable: a cut link, a frozen server, which the server's own timeouts cannot catch).
+   * `fleetlink serve --store-timeout`. (Default: 5000)
    */
   queryTimeoutMs?: number;
   /**
@@ -45,6 +51,8 @@ export interface PostgresOptions extends StoreOptions {
 
 /** Migrations may build indexes on big tables: their statements get this long instead. */
 const MIGRATION_TIMEOUT_MS = 10 * 60_000;
+/** The bound of one store call when queryTimeoutMs is not given. */
+const DEFAULT_CALL_TIMEOUT_MS = 5000;
 /** Longest NOTIFY payload sent (PostgreSQL's limit is 8000 bytes). */
 const PAYLOAD_MAX = 7000;
 
@@ -110,6 +118,35 @@ export const storeError = (e: unknown): unknown => {
   return lost ? new FleetlinkError("STORE_UNAVAILABLE", `PostgreSQL: ${e.message}`, { cause: e }) : e;
 };
 
+/** One store call's time: it must be over by `deadline` (performance.now() ms), `boundMs` after it began. */
+interface Call {
+  deadline: number;
+  boundMs: number;
+}
+
+const callOf = (boundMs: number): Call => ({ deadline: performance.now() + boundMs, boundMs });
+
+const timedOut = (call: Call): FleetlinkError =>
+  new FleetlinkError(
+    "STORE_UNAVAILABLE",
+    `PostgreSQL did not answer within ${call.boundMs} ms (the store timeout, queryTimeoutMs)`,
+  );
+
+/** The ms a call has left; STORE_UNAVAILABLE when none. */
+const left = (call: Call): number => {
+  const ms = Math.ceil(call.deadline - performance.now());
+  if (ms <= 0) throw timedOut(call);
+  return ms;
+};
+
+/** A pooled connection held by one call, listened to for errors while it is held. */
+interface Held {
+  client: pg.PoolClient;
+  /** Back to the pool; with an error (or when the connection reported one), destroyed instead. */
+  release(err?: Error): void;
+  lost(): Error | undefined;
+}
+
 /**
  * PostgreSQL backend: replicas on many machines share one database. Writes run in READ COMMITTED
  * transactions; claims lock their rows with FOR UPDATE SKIP LOCKED so racing replicas neither wait on nor
@@ -117,7 +154,6 @@ export const storeError = (e: unknown): unknown => {
  */
 export class PostgresStore extends SqlStore {
   readonly backend = "postgres" as const;
-  private readonly conn: SqlConn;
   private readonly pool: pg.Pool;
   /** Connection settings shared by the pool and the LISTEN connections. */
   private readonly clientConfig: pg.ClientConfig;
@@ -131,9 +167,12 @@ export class PostgresStore extends SqlStore {
     this.listenProbeMs =
       opts.listenProbeMs === undefined ? 5000 : checkPositiveInt("listenProbeMs", opts.listenProbeMs);
     this.schema = schema;
-    this.conn = readConn((sql, params) => this.query(pool, sql, params));
+    this.callTimeoutMs = opts.queryTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     this.dbClock = opts.clock === undefined;
   }
+
+  /** The bound of one store call (queryTimeoutMs). */
+  private readonly callTimeoutMs: number;
 
   /** No clock was injected: every time the store judges by is the database's (see `DB_NOW`). */
   private readonly dbClock: boolean;
@@ -148,12 +187,13 @@ export class PostgresStore extends SqlStore {
 
   /** Statements outside a transaction run on the pool; they read the store's time through `Dialect.now`. */
   protected auto<T>(fn: (q: SqlConn["q"], nowParam: number | null) => Promise<T>): Promise<T> {
-    return fn((sql, params, name) => this.query(this.pool, sql, params, undefined, name), this.nowParam());
+    const call = callOf(this.callTimeoutMs);
+    return fn((sql, params, name) => this.pooled(call, sql, params, name), this.nowParam());
   }
 
   override async now(): Promise<number> {
     if (!this.dbClock) return this.time();
-    const [r] = await this.query(this.pool, `SELECT ${DB_NOW} AS now`);
+    const [r] = await this.pooled(callOf(this.callTimeoutMs), `SELECT ${DB_NOW} AS now`);
     return Number(r!.now);
   }
 
@@ -164,7 +204,7 @@ export class PostgresStore extends SqlStore {
     u.searchParams.delete("schema");
     const ms = (field: keyof PostgresOptions, fallback: number): number =>
       opts[field] === undefined ? fallback : checkPositiveInt(field, opts[field]);
-    const statementTimeout = ms("statementTimeoutMs", 10_000);
+    const callTimeout = ms("queryTimeoutMs", DEFAULT_CALL_TIMEOUT_MS);
     // Every connection, pooled or listening, is bounded: connecting, each statement on the server, a
     // transaction left idle, and a query whose answer never comes (the one bound that needs no server).
     const clientConfig: pg.ClientConfig = {
@@ -172,10 +212,10 @@ export class PostgresStore extends SqlStore {
       application_name: opts.applicationName ?? "fleetlink",
       options: `-c search_path=${schema}`,
       types: parseTypes,
-      connectionTimeoutMillis: ms("connectTimeoutMs", 5000),
-      statement_timeout: statementTimeout,
+      connectionTimeoutMillis: Math.min(ms("connectTimeoutMs", 5000), callTimeout),
+      statement_timeout: ms("statementTimeoutMs", Math.max(1, Math.floor(callTimeout * 0.8))),
       idle_in_transaction_session_timeout: ms("idleInTransactionTimeoutMs", 10_000),
-      query_timeout: ms("queryTimeoutMs", statementTimeout + 5000),
+      query_timeout: callTimeout,
     };
     const pool = new pg.Pool({ ...clientConfig, max: opts.poolSize ?? 10 });
     // An idle client losing its connection must not crash the process; the next query reports it.
@@ -191,29 +231,78 @@ export class PostgresStore extends SqlStore {
   }
 
   /**
-   * Runs one statement. A query that times out on the client (or whose connection died) fails as
-   * STORE_UNAVAILABLE; its client is then discarded, never reused with the query still running on it.
+   * A pooled connection, within the call's time: waiting for a free one (the pool full of connections stuck
+   * on a silent database) or for a new one to connect counts against it. The error listener is attached in the
+   * pool's callback, not after an await: while a client is checked out the pool does not listen for its errors,
+   * and the packet that ends a fresh connection can arrive in the same read as the one that completed it,
+   * before a promise continuation would run; unheard, the 'error' would end the process.
+   */
+  private acquire(call: Call): Promise<Held> {
+    const wait = left(call);
+    return new Promise<Held>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        settled = true;
+        reject(timedOut(call));
+      }, wait);
+      this.pool.connect((err, cl) => {
+        if (settled) return void cl?.release();
+        settled = true;
+        clearTimeout(timer);
+        if (err || !cl) return reject(storeError(err ?? new Error("the pool gave no client")));
+        let lost: Error | undefined;
+        const onError = (e: Error) => {
+          lost ??= e;
+        };
+        cl.on("error", onError);
+        resolve({
+          client: cl,
+          lost: () => lost,
+          release: (e) => {
+            cl.off("error", onError);
+            cl.release(e ?? lost);
+          },
+        });
+      });
+    });
+  }
+
+  /**
+   * Runs one statement on a connection, within what is left of the call. A query that times out on the client
+   * (or whose connection died) fails as STORE_UNAVAILABLE; its holder then destroys the connection, never
+   * reusing it with the query still running on it.
    */
   private async query(
-    c: pg.Pool | pg.PoolClient,
+    c: pg.PoolClient,
+    call: Call,
     sql: string,
     params: readonly unknown[] = [],
-    timeoutMs?: number,
     name?: string,
   ): Promise<Row[]> {
+    const query_timeout = left(call);
     try {
-      const res =
-        timeoutMs === undefined && name === undefined
-          ? await c.query(sql, params as unknown[])
-          : await c.query({
-              text: sql,
-              values: params as unknown[],
-              name,
-              query_timeout: timeoutMs,
-            } as pg.QueryConfig);
+      const res = await c.query({
+        text: sql,
+        values: params as unknown[],
+        name,
+        query_timeout,
+      } as pg.QueryConfig);
       return res.rows;
     } catch (e) {
-      throw storeError(e);
+      throw e instanceof Error && e.message === "Query read timeout" ? timedOut(call) : storeError(e);
+    }
+  }
+
+  /** One statement outside a transaction, on a connection of the pool held for it alone. */
+  private async pooled(call: Call, sql: string, params?: readonly unknown[], name?: string): Promise<Row[]> {
+    const held = await this.acquire(call);
+    try {
+      const rows = await this.query(held.client, call, sql, params, name);
+      held.release();
+      return rows;
+    } catch (e) {
+      held.release(isFleetlinkError(e, "STORE_UNAVAILABLE") ? (e as Error) : undefined);
+      throw e;
     }
   }
 
@@ -243,46 +332,36 @@ export class PostgresStore extends SqlStore {
     );
   }
 
+  /**
+   * A transaction (mode "write"), or the statements of a read each on its own pooled connection, all within one
+   * call's time (queryTimeoutMs unless `boundMs`). A connection that timed out or was lost, possibly still
+   * inside the transaction, is destroyed; one whose statement failed otherwise is rolled back and reused.
+   */
   protected async tx<T>(
     fn: (c: SqlConn) => Promise<T>,
     mode: "read" | "write" = "write",
-    queryTimeoutMs?: number,
+    boundMs: number = this.callTimeoutMs,
   ): Promise<T> {
-    if (mode === "read") return fn(this.conn);
-    // While a client is checked out the pool does not listen for its errors: a connection lost mid-transaction
-    // (pg_terminate_backend, a server restart) would emit 'error' with no listener and end the process. The
-    // failing query reports the loss; the client goes back with the error so that the pool discards it. The
-    // listener is attached in the pool's callback, not after an await: the packet that ends a fresh connection
-    // can arrive in the same read as the one that completed it, before a promise continuation would run.
-    let lost: Error | undefined;
-    const onError = (e: Error) => {
-      lost ??= e;
-    };
-    const client = await new Promise<pg.PoolClient>((resolve, reject) =>
-      this.pool.connect((err, cl) => {
-        if (err || !cl) return reject(storeError(err ?? new Error("the pool gave no client")));
-        cl.on("error", onError);
-        resolve(cl);
-      }),
-    );
-    const release = (err?: Error) => {
-      client.off("error", onError);
-      client.release(err ?? lost);
-    };
-    const q: SqlConn["q"] = (sql, params, name) => this.query(client, sql, params, queryTimeoutMs, name);
+    const call = callOf(boundMs);
+    if (mode === "read") return fn(readConn((sql, params) => this.pooled(call, sql, params)));
+    const held = await this.acquire(call);
+    const q: SqlConn["q"] = (sql, params, name) => this.query(held.client, call, sql, params, name);
     try {
-      const now = await this.begin(client);
+      const now = await this.begin(held.client, call);
       const out = await fn({ q, now });
       await q("COMMIT");
-      release();
+      held.release();
       return out;
     } catch (e) {
-      if (lost || isFleetlinkError(e, "STORE_UNAVAILABLE")) release(lost ?? (e as Error));
+      const remaining = call.deadline - performance.now();
+      if (held.lost() || isFleetlinkError(e, "STORE_UNAVAILABLE") || remaining < 1) held.release(e as Error);
       else
-        await client.query("ROLLBACK").then(
-          () => release(),
-          (err: Error) => release(err),
-        );
+        await held.client
+          .query({ text: "ROLLBACK", query_timeout: Math.ceil(remaining) } as pg.QueryConfig)
+          .then(
+            () => held.release(),
+            (err: Error) => held.release(err),
+          );
       throw e;
     }
   }
@@ -291,16 +370,20 @@ export class PostgresStore extends SqlStore {
    * Opens the transaction and reads its time: the database's in the same round trip as BEGIN (two statements
    * in one simple query), or the injected clock's.
    */
-  private async begin(client: pg.PoolClient): Promise<number> {
+  private async begin(client: pg.PoolClient, call: Call): Promise<number> {
     if (!this.dbClock) {
-      await this.query(client, "BEGIN");
+      await this.query(client, call, "BEGIN");
       return this.time();
     }
+    const query_timeout = left(call);
     try {
-      const res = (await client.query(`BEGIN; SELECT ${DB_NOW} AS now`)) as unknown as pg.QueryResult[];
+      const res = (await client.query({
+        text: `BEGIN; SELECT ${DB_NOW} AS now`,
+        query_timeout,
+      } as pg.QueryConfig)) as unknown as pg.QueryResult[];
       return Number(res[1]!.rows[0].now);
     } catch (e) {
-      throw storeError(e);
+      throw e instanceof Error && e.message === "Query read timeout" ? timedOut(call) : storeError(e);
     }
   }
 

@@ -1,5 +1,5 @@
 import { CloseCode } from "../protocol/close-codes.ts";
-import { describeError, FleetlinkError, invalid } from "../protocol/errors.ts";
+import { describeError, FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { type Frame, fromWireError, MAX_FRAME_BYTES, parseFrame, toWireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
 import { MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
@@ -20,6 +20,13 @@ export interface ChannelOptions {
   onEvent?: EventHandler;
   /** Malformed frames tolerated before the peer is disconnected. (Default: 5) */
   maxGarbage?: number;
+  /**
+   * Requests of the peer refused as its own fault (INVALID_ARGUMENT, PAYLOAD_TOO_LARGE: an unknown method, a
+   * malformed body) tolerated within `windowMs` before the stream is closed with CloseCode.policy: a peer that
+   * keeps sending what can only be refused is a broken or hostile one, and each refusal costs an answer the
+   * peer may never read. (Default: 100 within 10000 ms)
+   */
+  maxRefused?: { count: number; windowMs: number };
   /** Largest frame accepted, in bytes. (Default: 8 MiB) */
   maxFrameBytes?: number;
   log?: Logger;
@@ -44,6 +51,9 @@ export class Channel {
   private readonly opts: Required<Omit<ChannelOptions, "onRequest" | "onEvent" | "deferAnswers">> &
     ChannelOptions;
   private garbage = 0;
+  /** Refusals (see ChannelOptions.maxRefused) in the window that began at `refusedSince`. */
+  private refused = 0;
+  private refusedSince = 0;
   private closeListeners: ((reason: string, code: number) => void)[] = [];
   private closedReason: string | null = null;
   /** The close code (CloseCode), once closed: what the peer asked us to do, or what we told it. */
@@ -58,7 +68,13 @@ export class Channel {
 
   constructor(transport: Transport, opts: ChannelOptions = {}) {
     this.transport = transport;
-    this.opts = { maxGarbage: 5, maxFrameBytes: MAX_FRAME_BYTES, log: silentLogger, ...opts };
+    this.opts = {
+      maxGarbage: 5,
+      maxRefused: DEFAULT_MAX_REFUSED,
+      maxFrameBytes: MAX_FRAME_BYTES,
+      log: silentLogger,
+      ...opts,
+    };
     this.deferrable = new Set(transport.coalesces ? (opts.deferAnswers?.methods ?? []) : []);
     this.closed = new Promise((res) => this.closeListeners.push((r) => res(r)));
     transport.onMessage((f) => this.receive(f));
@@ -149,6 +165,8 @@ export class Channel {
   }
 
   private receive(text: string): void {
+    // Frames already read when the stream closed (a flood arrives in one read) are not served.
+    if (this.closedReason !== null) return;
     let f: Frame;
     try {
       if (text.length > this.opts.maxFrameBytes)
@@ -198,6 +216,22 @@ export class Channel {
     }
   }
 
+  /** Counts a refusal of the peer's request; past the budget of the window, closes the stream (policy). */
+  private refuse(): void {
+    const now = Date.now();
+    if (now - this.refusedSince >= this.opts.maxRefused.windowMs) {
+      this.refusedSince = now;
+      this.refused = 0;
+    }
+    if (++this.refused > this.opts.maxRefused.count && this.isOpen) {
+      this.opts.log.warn({ channel: this.id, refused: this.refused }, "too many refused requests: closing");
+      this.close(
+        CloseCode.policy,
+        `more than ${this.opts.maxRefused.count} requests refused within ${this.opts.maxRefused.windowMs} ms`,
+      );
+    }
+  }
+
   private async serve(id: string, method: string, body: unknown): Promise<void> {
     let out: unknown;
     try {
@@ -205,6 +239,7 @@ export class Channel {
       out = await this.opts.onRequest(method, body, this);
     } catch (e) {
       this.write({ t: "err", id, e: toWireError(e) });
+      if (isFleetlinkError(e, "INVALID_ARGUMENT") || isFleetlinkError(e, "PAYLOAD_TOO_LARGE")) this.refuse();
       return;
     }
     try {
@@ -216,6 +251,9 @@ export class Channel {
     }
   }
 }
+
+/** See ChannelOptions.maxRefused. */
+export const DEFAULT_MAX_REFUSED = { count: 100, windowMs: 10_000 } as const;
 
 const unencodable = (e: unknown): FleetlinkError =>
   new FleetlinkError("INVALID_ARGUMENT", `body cannot be encoded as JSON: ${describeError(e)}`, {

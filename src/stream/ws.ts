@@ -17,6 +17,9 @@ export interface WsTransportOptions {
   onError?: (e: Error) => void;
 }
 
+/** How long a peer closed with CloseCode.policy or tooBig has to complete the closing handshake, in ms. */
+const RULE_BREAKER_GRACE_MS = 1000;
+
 /** Adapts a `ws` WebSocket (client or server side) to a Transport; the transport owns the socket's errors. */
 export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transport => {
   const maxBuffered = o.maxBufferedBytes ?? 64 * 1024 * 1024;
@@ -41,6 +44,10 @@ export const wsTransport = (ws: WebSocket, o: WsTransportOptions = {}): Transpor
     },
     close: (code: number = CloseCode.normal, reason = "") => {
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(code, reason);
+      // A peer closed for breaking the rules may not read (its close frame waits behind what it did not read)
+      // nor answer the close: it gets a second, not ws's 30 s, before the connection is cut.
+      if (code === CloseCode.policy || code === CloseCode.tooBig)
+        setTimeout(() => ws.terminate(), RULE_BREAKER_GRACE_MS).unref();
     },
     onMessage: (cb) => {
       ws.on("message", (data, isBinary) => cb(isBinary ? "" : data.toString()));
