@@ -15,7 +15,8 @@ export const CloseCode = {
    */
   abnormal: 1006,
   /**
-   * The peer broke the protocol (malformed frames, no hello in time): a bug in the node. Reconnect with backoff
+   * The peer broke the protocol (malformed frames, no hello in time, more than 100 requests refused within
+   * 10 s): a bug in the node. Reconnect with backoff
    * (the same bug will likely repeat it) and report it.
    */
   policy: 1008,

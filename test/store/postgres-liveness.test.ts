@@ -90,8 +90,8 @@ describePg("postgres liveness", () => {
     const [b] = (await pool.query("SHOW idle_in_transaction_session_timeout")).rows;
     expect([a.statement_timeout, b.idle_in_transaction_session_timeout]).toEqual(["1234ms", "2345ms"]);
     const defaults = poolOf(await open(url));
-    expect((await defaults.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("10s");
-    expect(defaults.options).toMatchObject({ connectionTimeoutMillis: 5000, query_timeout: 15_000 });
+    expect((await defaults.query("SHOW statement_timeout")).rows[0].statement_timeout).toBe("4s");
+    expect(defaults.options).toMatchObject({ connectionTimeoutMillis: 5000, query_timeout: 5000 });
   });
 
   test("liveness - a database that never answers fails opening with STORE_UNAVAILABLE within connectTimeoutMs", async () => {
