@@ -149,9 +149,17 @@ describe("fleetlink CLI commands", () => {
     expect(failedWith(noNodes, "NODE_NOT_FOUND")).toBe(true);
 
     // The run made for the call: finished after it, listed, shown with its two instructions and replies.
-    const open = (await (
-      await fetch(`${f.url}/v1/runs`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` } })
-    ).json()) as { run: { id: string } };
+    const [created, createdTeam, createdBad] = await cliAll([
+      [["runs", "create", ...hub]],
+      [["runs", "create", "--tenant", "team-a", ...hub, "--json"]],
+      [["runs", "create", "--tenant", "Not A Tenant", ...hub]],
+    ]);
+    // `runs create` prints the new run's id alone, for RUN=$(fleetlink runs create).
+    expect(created.stdout.trim(), created.stderr).toMatch(/^[0-9a-f-]{36}$/);
+    const open = { run: { id: created.stdout.trim() } };
+    expect(as(createdTeam.stdout).run).toMatchObject({ tenant: "team-a", status: "pending" });
+    expect(failedWith(createdBad, "INVALID_ARGUMENT"), createdBad.stderr).toBe(true);
+    expect(createdBad.stderr).toMatch(/tenant/);
     const [list, listFinished, show, showJson, finish, listBad, showBad] = await cliAll([
       [["runs", "list", ...hub]],
       [["runs", "list", "--status", "finished", "--limit", "50", ...hub, "--json"]],
@@ -161,7 +169,8 @@ describe("fleetlink CLI commands", () => {
       [["runs", "list", "--status", "sleeping", ...hub]],
       [["runs", "show", "00000000-0000-7000-8000-000000000000", ...hub]],
     ]);
-    expect(list.stdout).toMatch(/^ID\s+STATUS\s+CREATED/);
+    expect(list.stdout).toMatch(/^ID\s+TENANT\s+STATUS\s+CREATED/);
+    expect(list.stdout).toMatch(new RegExp(`${open.run.id}\\s+default\\s+pending`));
     expect(list.stdout).toContain(summary.run);
     const finishedIds = (as(listFinished.stdout).runs as { id: string }[]).map((r) => r.id);
     expect(finishedIds).toContain(summary.run);
