@@ -1,6 +1,7 @@
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { fromWireError, type WireError } from "../protocol/frames.ts";
 import { newId } from "../protocol/ids.ts";
+import { MAX_CALLS_PER_PUSH } from "../protocol/limits.ts";
 import { checkTraceparent } from "../protocol/trace-context.ts";
 import { RunMethods, type WireResult } from "../protocol/wire.ts";
 import type { Channel, Logger } from "../stream/channel.ts";
@@ -188,27 +189,32 @@ export class Pusher {
       this.outgoing.push({ items, timeoutMs, done, fail });
       if (this.outgoing.length > 1) return;
       queueMicrotask(() => {
-        const batch = this.outgoing.splice(0, this.outgoing.length);
-        const timeout = Math.max(1, Math.min(...batch.map((b) => b.timeoutMs)));
-        ch.request(
-          RunMethods.push,
-          { calls: batch.map((b) => ({ items: b.items })) },
-          { timeoutMs: timeout },
-        ).then(
-          (res) => {
-            const results = (res as { results?: { error?: WireError }[] } | null)?.results;
-            for (const [i, b] of batch.entries()) {
-              const r = results?.[i];
-              if (r) b.done(r);
-              else b.fail(new FleetlinkError("STREAM_CLOSED", "push answered without this call's result"));
-            }
-          },
-          (e: unknown) => {
-            for (const b of batch) b.fail(e);
-          },
-        );
+        // Frames of at most MAX_CALLS_PER_PUSH calls: the hub refuses a bigger one whole (and a stream that keeps
+        // sending refused frames is closed with 1008).
+        while (this.outgoing.length > 0) this.sendPush(ch, this.outgoing.splice(0, MAX_CALLS_PER_PUSH));
       });
     });
+  }
+
+  private sendPush(ch: Channel, batch: Outgoing[]): void {
+    const timeout = Math.max(1, Math.min(...batch.map((b) => b.timeoutMs)));
+    ch.request(
+      RunMethods.push,
+      { calls: batch.map((b) => ({ items: b.items })) },
+      { timeoutMs: timeout },
+    ).then(
+      (res) => {
+        const results = (res as { results?: { error?: WireError }[] } | null)?.results;
+        for (const [i, b] of batch.entries()) {
+          const r = results?.[i];
+          if (r) b.done(r);
+          else b.fail(new FleetlinkError("STREAM_CLOSED", "push answered without this call's result"));
+        }
+      },
+      (e: unknown) => {
+        for (const b of batch) b.fail(e);
+      },
+    );
   }
 
   private async withdraw(ids: string[]): Promise<void> {

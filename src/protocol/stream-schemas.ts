@@ -11,6 +11,7 @@ import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { type ValueError, ValueErrorType } from "@sinclair/typebox/errors";
 import { type FleetlinkError, invalid } from "./errors.ts";
+import { MAX_CALLS_PER_PUSH, MAX_ITEMS_PER_CALL } from "./limits.ts";
 import {
   Json,
   Millis,
@@ -289,8 +290,10 @@ export const RunStreamMessages = {
     body: Type.Object(
       {
         calls: Type.Array(
-          Type.Object({ items: Type.Array(NewInstructionSchema, { minItems: 1, maxItems: 100_000 }) }),
-          { minItems: 1, maxItems: 1024 },
+          Type.Object({
+            items: Type.Array(NewInstructionSchema, { minItems: 1, maxItems: MAX_ITEMS_PER_CALL }),
+          }),
+          { minItems: 1, maxItems: MAX_CALLS_PER_PUSH },
         ),
       },
       { title: "PushBody" },

@@ -6,6 +6,7 @@ import { HubClient } from "../../src/coordinator/http.ts";
 import type { Configuration, RunHandle } from "../../src/coordinator/run.ts";
 import { ReplyStream } from "../../src/coordinator/run-stream.ts";
 import { CloseCode } from "../../src/protocol/close-codes.ts";
+import { MAX_CALLS_PER_PUSH } from "../../src/protocol/limits.ts";
 import { RunEvents, type WireResult } from "../../src/protocol/wire.ts";
 import { Channel, silentLogger } from "../../src/stream/channel.ts";
 import { type MemoryTransport, memoryPair } from "../../src/stream/transport.ts";
@@ -156,6 +157,31 @@ describe("run stream", () => {
     expect(ms).toBeLessThan(2500 + 500);
     expect(queried).toHaveLength(0);
   }, 15_000);
+
+  test(`stream - ${MAX_CALLS_PER_PUSH + 476} calls started in one turn go out in push frames of at most ${MAX_CALLS_PER_PUSH} calls, none over HTTP, all answered`, async () => {
+    const f = await startFleet();
+    cleanups.push(() => f.close());
+    const node = await f.node("many", { echo: (p) => p });
+    const fleet = await Fleet.connect({ hub: f.url, token: TOKEN });
+    cleanups.push(() => fleet.close());
+    const run = await fleet.createRun();
+    const cfg = run.configuration([node.nodeId!]);
+    await cfg.call("echo", "warm", { quorum: "all" });
+    const ch = (run as unknown as { replies: ReplyStream }).replies.live?.channel;
+    expect(ch).toBeDefined();
+    const frames = vi.spyOn(ch!, "request");
+    const posted = vi.spyOn(fleet.http, "request");
+    const n = MAX_CALLS_PER_PUSH + 476;
+    const results = await Promise.all(
+      Array.from({ length: n }, (_, i) => cfg.call("echo", i, { quorum: "all", timeoutMs: 30_000 })),
+    );
+    expect(results.map((r) => [...r.replies.values()][0])).toEqual(Array.from({ length: n }, (_, i) => i));
+    const sizes = frames.mock.calls
+      .filter(([method]) => method === "push")
+      .map(([, body]) => (body as { calls: unknown[] }).calls.length);
+    expect(sizes).toEqual([MAX_CALLS_PER_PUSH, 476]);
+    expect(posted.mock.calls.filter(([, path]) => path.includes("/instructions"))).toEqual([]);
+  }, 60_000);
 
   test("stream - while it is down, open calls are read back on a timer that never overlaps itself", async () => {
     const { f, hole } = await setup(1);

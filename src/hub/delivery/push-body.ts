@@ -1,13 +1,17 @@
 import { invalid } from "../../protocol/errors.ts";
-import { MAX_JSON_DEPTH, MAX_TTL_MS, tooDeep } from "../../protocol/limits.ts";
+import {
+  MAX_CALLS_PER_PUSH,
+  MAX_ITEMS_PER_CALL,
+  MAX_JSON_DEPTH,
+  MAX_TTL_MS,
+  tooDeep,
+} from "../../protocol/limits.ts";
+
+export { MAX_CALLS_PER_PUSH, MAX_ITEMS_PER_CALL };
+
 import { checkTraceparent } from "../../protocol/trace-context.ts";
 import { encodePayload } from "../../protocol/wire.ts";
 import type { TracedInstruction } from "../../store/ops/instruction-record.ts";
-
-/** Calls one run-stream `push` frame may carry (the SDK coalesces concurrent calls into one frame). */
-export const MAX_CALLS_PER_PUSH = 1024;
-/** Instructions one call may carry, as over HTTP. */
-export const MAX_ITEMS_PER_CALL = 100_000;
 
 const ITEM_KEYS = new Set([
   "id",

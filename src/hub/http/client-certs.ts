@@ -1,6 +1,6 @@
 import type { TLSSocket } from "node:tls";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { FleetlinkError, invalid } from "../../protocol/errors.ts";
+import { FleetlinkError, invalid, isFleetlinkError } from "../../protocol/errors.ts";
 import { isId } from "../../protocol/ids.ts";
 import { MAX_LOGGED_CHARS, truncate } from "../../protocol/limits.ts";
 import type { Store } from "../../store/store.ts";
@@ -111,7 +111,11 @@ export const registerClientCertChecks = (
       return;
     }
     if (!isId(token.nodeId) || bound.get(req.raw.socket) === token.nodeId) return;
-    const node = await o.store.getNode(token.nodeId).catch(() => null);
+    // Fail closed: only "no such node" is the route's to refuse; a store failure must not skip the binding.
+    const node = await o.store.getNode(token.nodeId).catch((e: unknown) => {
+      if (isFleetlinkError(e, "NODE_NOT_FOUND")) return null;
+      throw e;
+    });
     if (!node?.credentialHash || !sameSecret(hashCredential(token.credential), node.credentialHash)) return;
     bindCertIdentity(o.identity, cn, node);
     bound.set(req.raw.socket, token.nodeId);
