@@ -8,6 +8,7 @@ import { claimableNodes, claimInstructions, claimReplies } from "./ops/claim.ts"
 import { cleanup } from "./ops/cleanup.ts";
 import { collectBlobs } from "./ops/collect-blobs.ts";
 import {
+  checkEnrollToken,
   createEnrollToken,
   listEnrollTokens,
   revokeEnrollToken,
@@ -258,6 +259,9 @@ export abstract class SqlStore implements Store {
   }
   useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
     return useEnrollToken(this.ops, id, secretHash);
+  }
+  checkEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord> {
+    return checkEnrollToken(this.ops, id, secretHash);
   }
 
   createPrincipal(input: NewPrincipal): Promise<PrincipalRecord> {

@@ -222,6 +222,11 @@ export interface Store {
    */
   useEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord>;
   /**
+   * Checks a token as useEnrollToken would (the same UNAUTHORIZED refusals) without taking a use: a read. The
+   * hub's access hook uses it, so an unknown or spent enrollment token is 401 on every route, not 403.
+   */
+  checkEnrollToken(id: string, secretHash: string): Promise<EnrollTokenRecord>;
+  /**
    * Stores a principal (a credential of a person or service) with a new id. INVALID_ARGUMENT naming `role`,
    * `tenant`, `label`, `secretHash` or `expiresAt` for a bad value.
    */

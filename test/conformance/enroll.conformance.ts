@@ -175,6 +175,36 @@ export const enrollConformance = (factory: StoreFactory): void => {
       await refused(store.useEnrollToken(forever.id, "bad"), /unknown/);
     });
 
+    test("tokens - a check refuses what a use would, with the same reasons, and takes no use", async () => {
+      const { store, clock } = t;
+      const tok = await store.createEnrollToken({
+        secretHash: "good",
+        expiresAt: clock() + 1000,
+        uses: 1,
+        tenant: "team-a",
+      });
+      const refused = async (p: Promise<unknown>, why: RegExp) =>
+        expect((await rejectsWith(p, "UNAUTHORIZED")).message).toMatch(why);
+      for (let i = 0; i < 3; i++)
+        expect(await store.checkEnrollToken(tok.id, "good")).toMatchObject({
+          id: tok.id,
+          used: 0,
+          tenant: "team-a",
+        });
+      await refused(store.checkEnrollToken(tok.id, "bad"), /unknown/);
+      await refused(store.checkEnrollToken(newId(), "good"), /unknown/);
+      await refused(store.checkEnrollToken("not-an-id", "good"), /unknown/);
+      expect((await store.useEnrollToken(tok.id, "good")).used).toBe(1);
+      await refused(store.checkEnrollToken(tok.id, "good"), /used up/);
+      const timed = await store.createEnrollToken({ secretHash: "t", expiresAt: clock() + 1000 });
+      clock.advance(1000);
+      await refused(store.checkEnrollToken(timed.id, "t"), /expired/);
+      const revoked = await store.createEnrollToken({ secretHash: "r" });
+      await store.revokeEnrollToken(revoked.id);
+      await refused(store.checkEnrollToken(revoked.id, "r"), /revoked/);
+      await refused(store.checkEnrollToken(revoked.id, "bad"), /unknown/);
+    });
+
     test("tokens - a single-use token used at once from two handles succeeds exactly once", async () => {
       const { store } = t;
       const other = await t.replica();

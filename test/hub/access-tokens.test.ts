@@ -122,6 +122,43 @@ describe("principal tokens", () => {
     expect((await call("GET", "/v1/nodes", reader)).statusCode).toBe(200);
   });
 
+  test("a stored enrollment token is checked before anything: made-up, wrong or spent is 401 (and not audited), a valid one 403 elsewhere", async () => {
+    const r = await call("POST", "/v1/enroll-tokens", ADMIN, { uses: 1, tenant: "team-e" });
+    expect(r.statusCode, r.body).toBe(201);
+    const { token, secret } = r.json() as { token: { id: string }; secret: string };
+    const refusedBefore = (await store.listAudit({ limit: 1000 })).entries.filter(
+      (e) => e.action === "access.refused",
+    ).length;
+    const made = `fle_${newId()}.made-up`;
+    for (const auth of [made, `fle_${token.id}.wrong`, "fle_not-an-id.x"]) {
+      const runs = await call("GET", "/v1/runs", auth);
+      expect({ auth, status: runs.statusCode, code: runs.json().error.code }).toEqual({
+        auth,
+        status: 401,
+        code: "FLEETLINK_E_UNAUTHORIZED",
+      });
+      expect((await call("POST", "/v1/nodes/enroll", auth, { name: "x" })).statusCode).toBe(401);
+    }
+    const valid = await call("GET", "/v1/runs", secret);
+    expect(valid.statusCode).toBe(403);
+    expect(valid.json().error.message).toMatch(/enrollment token/);
+    const enrolled = await call("POST", "/v1/nodes/enroll", secret, { name: "stored-enroll" });
+    expect(enrolled.statusCode, enrolled.body).toBe(201);
+    expect(enrolled.json().node.tenant).toBe("team-e");
+    // Its one use is taken: from now on it is refused like a made-up one.
+    const spent = await call("GET", "/v1/runs", secret);
+    expect(spent.statusCode).toBe(401);
+    expect(spent.json().error.message).toMatch(/used up/);
+    // Entries are written in batches, off the request: wait for the valid token's 403, then give the others time.
+    const refused = async () =>
+      (await store.listAudit({ limit: 1000 })).entries.filter((e) => e.action === "access.refused").length -
+      refusedBefore;
+    for (let i = 0; i < 100 && (await refused()) < 1; i++) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    // One refusal recorded: the valid token's 403; none for the 401s.
+    expect(await refused()).toBe(1);
+  });
+
   test("a scoped admin manages its own tenant only", async () => {
     const adminA = (await create({ role: "admin", tenant: "a" })).secret;
     const b = await create({ role: "reader", tenant: "b" });

@@ -76,7 +76,7 @@ const principal = (
 /**
  * Who the `Authorization` header says the caller is, from the header alone plus at most one store read (a stored
  * principal, or a node credential presented where it does not belong). Unknown, wrong, expired or revoked: 401.
- * Enrollment tokens are recognised, not checked (their use is taken at enrollment): they get 403 elsewhere.
+ * Stored enrollment tokens are checked (a read; their use is taken at enrollment): valid ones get 403 elsewhere.
  */
 export const authenticate = async (
   ctx: AccessContext,
@@ -96,8 +96,12 @@ export const authenticate = async (
     return principal(p.id, p.role, p.tenant, address, p.label);
   }
   const enroll = parseEnrollToken(tok);
-  // Its tenant is known once a use is taken (the enrollment itself); null until then.
-  if (enroll) return principal(`enroll-token:${enroll.id}`, "enroll", null, address);
+  if (enroll) {
+    // Checked, not used (the enrollment takes its use): an unknown, revoked, expired or spent token is 401 here,
+    // so a made-up token neither reads as a credential (403) nor fills the audit log with refusals.
+    const t = await ctx.store.checkEnrollToken(enroll.id, hashCredential(enroll.secret));
+    return principal(`enroll-token:${t.id}`, "enroll", t.tenant, address);
+  }
   const { nodeId, credential } = (() => {
     try {
       return parseNodeToken(tok);

@@ -81,3 +81,25 @@ export const useEnrollToken = async (db: Db, id: string, secretHash: string): Pr
     throw enrollRefusal(cur && toEnrollToken(cur), secretHash, c.now);
   });
 };
+
+/**
+ * Checks a token as useEnrollToken would take it (secret, not revoked, not expired, not used up) without taking a
+ * use: a read. The same refusals, so a wrong secret learns nothing.
+ */
+export const checkEnrollToken = async (
+  db: Db,
+  id: string,
+  secretHash: string,
+): Promise<EnrollTokenRecord> => {
+  if (!isId(id) || typeof secretHash !== "string") throw enrollRefusal(undefined, "", 0);
+  const [r] = await db.auto((q, nowParam) =>
+    q(
+      `SELECT *, ${db.d.now("$2")} AS now_ms, CASE WHEN ${usableToken(db.d.now("$2"))} THEN 1 ELSE 0 END AS usable
+       FROM enroll_tokens WHERE id = $1`,
+      [id, nowParam],
+    ),
+  );
+  const t = r && toEnrollToken(r);
+  if (t && t.secretHash === secretHash && Number(r!.usable) === 1) return t;
+  throw enrollRefusal(t, secretHash, Number(r?.now_ms ?? 0));
+};
