@@ -143,7 +143,7 @@ export const blobCheckConformance = (factory: StoreFactory): void => {
       const other = await t.store.createRun();
       await upload(other.id, "b");
       const nf = await rejectsWith(push({ w: ref("b", 5) }), "BLOB_NOT_FOUND", "items[1].payload.w");
-      expect(nf.message).not.toContain("100");
+      expect(nf.message).not.toMatch(/\b100 bytes\b|size 100\b/);
       expect(await t.store.listInstructions(run.id)).toEqual([]);
       expect(await t.store.readableBlob(sha("a"), { nodeId: node.id })).toBeNull();
       expect(await push({ w: ref("a"), again: ref("a") })).toHaveLength(2);

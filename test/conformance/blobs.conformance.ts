@@ -100,6 +100,28 @@ export const blobConformance = (factory: StoreFactory): void => {
       expect(await t.store.readableBlob(sha("a"), { runId: other.id })).not.toBeNull();
     });
 
+    test("begin - a blob is present only within the run's tenant and at its size; another tenant must send the bytes", async () => {
+      const { run } = await setup();
+      await upload(run.id, "a");
+      const mine = await t.store.createRun({ tenant: run.tenant });
+      await rejectsWith(begin({ runId: mine.id, size: 99 }), "INVALID_ARGUMENT", "size");
+      expect((await begin({ runId: mine.id })).state).toBe("present");
+      // Tenant b knows the hash: it gets an upload (no grant), and no read until it sent the bytes.
+      const theirs = await t.store.createRun({ tenant: "team-b" });
+      const b = await begin({ runId: theirs.id });
+      expect(b.state).toBe("uploading");
+      // A wrong size is not checked against another tenant's blob (that would say it exists).
+      expect((await begin({ runId: theirs.id, sha256: sha("a"), size: 99 })).state).toBe("uploading");
+      expect(await t.store.readableBlob(sha("a"), { runId: theirs.id })).toBeNull();
+      const up = (b as { upload: BlobUpload }).upload;
+      await t.store.recordBlobUpload(up.id, 100, null);
+      const done = await t.store.completeBlobUpload(up.id);
+      // One copy kept: the second upload's object is the redundant one.
+      expect(done.redundantObjectKey).toBe(up.objectKey);
+      expect(await t.store.readableBlob(sha("a"), { runId: theirs.id })).toMatchObject({ sha256: sha("a") });
+      expect(await t.store.blobStats()).toMatchObject({ blobs: 1, bytes: 100 });
+    });
+
     test("upload - two uploads of one blob racing: one blob kept, the other's object named redundant", async () => {
       const { run } = await setup();
       const other = await t.store.createRun();

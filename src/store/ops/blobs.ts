@@ -85,7 +85,22 @@ export const beginBlobUpload = async (
           { field: "runId" },
         );
     }
-    const blob = await holdBlob(c, sha256);
+    const held = await holdBlob(c, sha256);
+    // Present only within the run's tenant: knowing another tenant's hash must not grant its bytes (content
+    // addressing is per store, trust is per tenant). Otherwise the uploader sends the bytes like anyone
+    // (completing finds the blob and keeps one copy), which proves it holds them.
+    const mine =
+      held !== undefined &&
+      (
+        await c.q(
+          `SELECT 1 AS x FROM blob_refs r JOIN runs ru ON ru.id = r.run_id
+           WHERE r.sha256 = $1 AND ru.tenant = $2 LIMIT 1`,
+          [sha256, run.tenant],
+        )
+      ).length > 0;
+    if (mine && Number(held.size) !== size)
+      throw invalid("size", `blob ${sha256} has ${Number(held.size)} bytes, not ${size}`);
+    const blob = mine ? held : undefined;
     if (blob) {
       await addRef(c, {
         sha256,
