@@ -1,9 +1,13 @@
 // Tenants end to end: real node agents enrolled with tenant enrollment tokens, coordinators with tenant-scoped
 // principal tokens through the SDK (HTTP and run streams). A tenant's calls reach its own nodes only; another
 // tenant's runs and nodes are not found; the static admin token keeps today's single-team behaviour.
+import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import WebSocket from "ws";
 import { Fleet } from "../../src/coordinator/fleet.ts";
+import { RECHECK_MS } from "../../src/hub/delivery/upgrade.ts";
 import { NodeAgent } from "../../src/node/agent.ts";
+import { CloseCode } from "../../src/protocol/close-codes.ts";
 import { isFleetlinkError } from "../../src/protocol/errors.ts";
 import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
@@ -142,6 +146,37 @@ describe("tenants", () => {
     );
     expect(isFleetlinkError(e, "UNAUTHORIZED")).toBe(true);
     expect((await admin.tokens()).find((t) => t.id === token.id)?.revokedAt).not.toBeNull();
+  });
+
+  test(`tenants - revoking a token closes its open run streams (close 4001) within RECHECK_MS (${RECHECK_MS} ms); another token's stream stays`, async () => {
+    const run = await a.createRun();
+    const { token, secret } = await admin.createToken({ role: "coordinator", tenant: "a" });
+    const open = async (auth: string) => {
+      const ws = new WebSocket(`${f.url.replace(/^http/, "ws")}/v1/runs/${run.id}/stream`, {
+        headers: { authorization: `Bearer ${auth}` },
+      });
+      await once(ws, "open");
+      const closed = new Promise<{ code: number; at: number }>((r) =>
+        ws.once("close", (code) => r({ code, at: Date.now() })),
+      );
+      return { ws, closed };
+    };
+    const doomed = await open(secret);
+    const kept = await open(tokens.a!);
+    const revokedAt = Date.now();
+    await admin.revokeToken(token.id);
+    const { code, at } = await doomed.closed;
+    expect(code).toBe(CloseCode.revoked);
+    expect(at - revokedAt).toBeLessThan(RECHECK_MS + 1000);
+    expect(kept.ws.readyState).toBe(WebSocket.OPEN);
+    kept.ws.close();
+    // And it cannot open a new one.
+    const again = new WebSocket(`${f.url.replace(/^http/, "ws")}/v1/runs/${run.id}/stream`, {
+      headers: { authorization: `Bearer ${secret}` },
+    });
+    const [, res] = (await once(again, "unexpected-response")) as [unknown, { statusCode: number }];
+    expect(res.statusCode).toBe(401);
+    await run.close();
   });
 });
 

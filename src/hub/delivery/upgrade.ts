@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
+import { CloseCode } from "../../protocol/close-codes.ts";
 import { describeError, FleetlinkError, isFleetlinkError } from "../../protocol/errors.ts";
 import { isId } from "../../protocol/ids.ts";
 import { MAX_LOGGED_CHARS, truncate } from "../../protocol/limits.ts";
@@ -9,7 +10,7 @@ import type { Store } from "../../store/store.ts";
 import type { Logger } from "../../stream/channel.ts";
 import { Liveness, watchTransport } from "../../stream/liveness.ts";
 import { wsTransport } from "../../stream/ws.ts";
-import { type AccessContext, authorize } from "../http/access.ts";
+import { type AccessContext, authenticate, authorize } from "../http/access.ts";
 import { Admission, MAX_UPGRADING, RETRY_AFTER_S } from "../http/admission.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "../http/auth.ts";
 import { bindCertIdentity, type ClientCertPolicy, verifiedClientCert } from "../http/client-certs.ts";
@@ -83,6 +84,74 @@ const REASONS: Record<number, string> = {
   503: "Service Unavailable",
 };
 
+/**
+ * Open run streams of stored principals (flt_ tokens) are authenticated again this often, so a token revoked or
+ * expired while its stream is open loses it (close 4001 revoked) within this, on every replica. The static
+ * tokens cannot be revoked while the hub runs and are not rechecked.
+ */
+export const RECHECK_MS = 2000;
+
+/** The open run streams of each stored principal, and one timer that rechecks them (one read per principal). */
+class RunStreamRechecks {
+  private readonly open = new Map<string, { authorization: string; sockets: Set<WebSocket> }>();
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private readonly access: AccessContext;
+  private readonly log: Logger;
+  constructor(access: AccessContext, log: Logger) {
+    this.access = access;
+    this.log = log;
+  }
+
+  add(principalId: string, authorization: string, ws: WebSocket): void {
+    if (!isId(principalId)) return; // a static token: nothing to recheck
+    const e = this.open.get(principalId) ?? { authorization, sockets: new Set<WebSocket>() };
+    this.open.set(principalId, e);
+    e.sockets.add(ws);
+    ws.once("close", () => {
+      e.sockets.delete(ws);
+      if (e.sockets.size === 0 && this.open.get(principalId) === e) this.open.delete(principalId);
+    });
+    if (!this.timer) {
+      this.timer = setInterval(() => void this.tick(), RECHECK_MS);
+      this.timer.unref();
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (const [id, e] of [...this.open]) {
+        try {
+          await authenticate(this.access, e.authorization, "");
+        } catch (err) {
+          // A store that does not answer revokes nothing: only a definite refusal ends the streams.
+          if (!isFleetlinkError(err, "UNAUTHORIZED")) continue;
+          this.log.warn(
+            { principal: id, streams: e.sockets.size },
+            "run streams of a revoked or expired token closed",
+          );
+          this.open.delete(id);
+          for (const ws of e.sockets) ws.close(CloseCode.revoked, truncate(err.message, 120));
+        }
+      }
+    } finally {
+      this.running = false;
+      if (this.open.size === 0 && this.timer) {
+        clearInterval(this.timer);
+        this.timer = undefined;
+      }
+    }
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.open.clear();
+  }
+}
+
 /** A refusal's body, as every error the hub answers: `{ error: { code, message, … } }`. */
 export const errorBody = (e: FleetlinkError): string => JSON.stringify({ error: e.toJSON() });
 
@@ -95,6 +164,7 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
   const wss = new WebSocketServer({ noServer: true, maxPayload: o.maxFrameBytes });
   const keepalive = o.liveness;
   const upgrading = new Admission(MAX_UPGRADING, "stream upgrades");
+  const rechecks = new RunStreamRechecks(o.access, o.log);
   const transport = (ws: WebSocket) => {
     const t = wsTransport(ws, {
       maxBufferedBytes: o.maxBufferedBytes,
@@ -129,20 +199,27 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
       }
       const m = /^\/v1\/runs\/([^/]+)\/stream$/.exec(url.pathname);
       if (m) {
-        const p = await authorize(
-          o.access,
-          "drive",
-          req.headers.authorization,
-          req.socket.remoteAddress ?? "",
-        );
-        const runId = decodeURIComponent(m[1]!);
-        if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
-        // A run of another tenant is RUN_NOT_FOUND, as a run that does not exist.
-        const tenant = await o.tenants.tenantOf(runId);
-        if (p.tenant !== null && tenant !== p.tenant)
-          throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
+        // Bounded like node upgrades: a storm of run-stream upgrades cannot queue unbounded store reads.
+        const { p, runId } = await upgrading.run(async () => {
+          const p = await authorize(
+            o.access,
+            "drive",
+            req.headers.authorization,
+            req.socket.remoteAddress ?? "",
+          );
+          const runId = decodeURIComponent(m[1]!);
+          if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
+          // A run of another tenant is RUN_NOT_FOUND, as a run that does not exist.
+          const tenant = await o.tenants.tenantOf(runId);
+          if (p.tenant !== null && tenant !== p.tenant)
+            throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
+          return { p, runId };
+        });
         if (socket.destroyed) return;
-        wss.handleUpgrade(req, socket, head, (ws) => o.runs.accept(runId, transport(ws)));
+        wss.handleUpgrade(req, socket, head, (ws) => {
+          rechecks.add(p.id, String(req.headers.authorization ?? ""), ws);
+          o.runs.accept(runId, transport(ws));
+        });
         return;
       }
       reject(
@@ -160,6 +237,7 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
   });
   return {
     close() {
+      rechecks.close();
       for (const ws of wss.clients) ws.terminate();
       wss.close();
     },
