@@ -271,7 +271,7 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
     path: string,
     c: Cred,
     body: unknown,
-  ): Promise<{ status: number; code?: string }> => {
+  ): Promise<{ status: number; code?: string; error?: { message?: string; field?: string } }> => {
     if (op.stream)
       return new Promise((resolve) => {
         const ws = new WebSocket(`${url.replace("http", "ws")}${path}`, {
@@ -286,7 +286,10 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
           res.on("data", (d: Buffer) => {
             text += d;
           });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, code: JSON.parse(text).error?.code }));
+          res.on("end", () => {
+            const error = JSON.parse(text).error;
+            resolve({ status: res.statusCode ?? 0, code: error?.code, error });
+          });
         });
         ws.on("error", () => {});
       });
@@ -296,9 +299,9 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
         headers: c.auth ? { authorization: c.auth } : {},
         signal: ac.signal,
       });
-      const code = res.ok ? undefined : ((await res.json()) as { error: { code: string } }).error.code;
+      const error = res.ok ? undefined : ((await res.json()) as { error: { code: string; message?: string; field?: string } }).error;
       ac.abort();
-      return { status: res.status, code };
+      return { status: res.status, code: error?.code, error };
     }
     const res = await hub.app.inject({
       method: op.method as "GET",
@@ -311,13 +314,13 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
       },
       ...(body === undefined ? {} : { payload: body as object }),
     });
-    let code: string | undefined;
+    let error: { code?: string; message?: string; field?: string } | undefined;
     try {
-      code = res.json().error?.code;
+      error = res.json().error;
     } catch {
-      code = undefined;
+      error = undefined;
     }
-    return { status: res.statusCode, code };
+    return { status: res.statusCode, code: error?.code, error };
   };
 
   const NOT_FOUND: Record<string, string> = {
@@ -380,6 +383,21 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
           });
           // …and the document says so.
           expect(op.codes, where).toContain(NOT_FOUND[param]);
+          // Exactly as something that does not exist: same message (ids aside) and field, no existence leak.
+          const otherId = /\/([0-9a-f-]{36})(?=\/|$)/.exec(fill(op.path, "other", c, otherTokens))?.[1];
+          const missing = await call(
+            op,
+            fill(op.path, "other", c, otherTokens).replace(otherId ?? "-", newId()),
+            c,
+            bodyFor(op, c, "other"),
+          );
+          const shape = (x: typeof o) => ({
+            status: x.status,
+            code: x.code,
+            field: x.error?.field,
+            message: x.error?.message?.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "<id>"),
+          });
+          expect({ where, ...shape(o) }).toEqual({ where, ...shape(missing) });
         }
       }
     // Nothing was created in tenant b by tenant a's credentials.

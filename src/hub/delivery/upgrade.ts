@@ -14,7 +14,7 @@ import { type AccessContext, authenticate, authorize } from "../http/access.ts";
 import { Admission, MAX_UPGRADING, RETRY_AFTER_S } from "../http/admission.ts";
 import { bearer, hashCredential, parseNodeToken, sameSecret } from "../http/auth.ts";
 import { bindCertIdentity, type ClientCertPolicy, verifiedClientCert } from "../http/client-certs.ts";
-import type { RunTenants } from "../http/tenancy.ts";
+import { type RunTenants, runNotFound } from "../http/tenancy.ts";
 import type { NodeStreams } from "./node-streams.ts";
 import type { RunStreams } from "./run-streams.ts";
 
@@ -208,11 +208,10 @@ export const acceptStreams = (server: Server, o: StreamUpgradeOptions): { close(
             req.socket.remoteAddress ?? "",
           );
           const runId = decodeURIComponent(m[1]!);
-          if (!isId(runId)) throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
+          if (!isId(runId)) throw runNotFound(truncate(runId, MAX_LOGGED_CHARS));
           // A run of another tenant is RUN_NOT_FOUND, as a run that does not exist.
           const tenant = await o.tenants.tenantOf(runId);
-          if (p.tenant !== null && tenant !== p.tenant)
-            throw new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
+          if (p.tenant !== null && tenant !== p.tenant) throw runNotFound(runId);
           return { p, runId };
         });
         if (socket.destroyed) return;

@@ -7,8 +7,12 @@ import type { Principal } from "./principal.ts";
 /** Runs whose tenant is remembered per replica: a tenant never changes, so entries never go stale. */
 const DEFAULT_CACHE = 10_000;
 
-const runNotFound = () => new FleetlinkError("RUN_NOT_FOUND", "no such run", { field: "run" });
-const nodeNotFound = (field = "node") => new FleetlinkError("NODE_NOT_FOUND", "no such node", { field });
+/** Word for word what the store says of a run that does not exist (no existence leak by the message). */
+export const runNotFound = (id: string): FleetlinkError =>
+  new FleetlinkError("RUN_NOT_FOUND", `no run ${id}`);
+/** Word for word what the store says of a node that does not exist. */
+export const nodeNotFound = (id: string, field = "nodeId"): FleetlinkError =>
+  new FleetlinkError("NODE_NOT_FOUND", `no node ${id}`, { field });
 
 /**
  * Tenant checks of the routes. A run's tenant is read once (getRun) and kept in a bounded LRU, so a scoped
@@ -34,7 +38,7 @@ export class RunTenants {
       this.cache.set(runId, hit);
       return hit;
     }
-    if (!isId(runId)) throw runNotFound();
+    if (!isId(runId)) throw runNotFound(runId);
     const run = await this.store.getRun(runId);
     this.remember(runId, run.tenant);
     return run.tenant;
@@ -53,22 +57,22 @@ export class RunTenants {
   /** RUN_NOT_FOUND unless `p` sees the run. */
   async check(p: Principal, runId: string): Promise<void> {
     if (p.tenant === null) return;
-    if ((await this.tenantOf(runId)) !== p.tenant) throw runNotFound();
+    if ((await this.tenantOf(runId)) !== p.tenant) throw runNotFound(runId);
   }
 
   /** NODE_NOT_FOUND unless `p` sees the node. */
   async checkNode(p: Principal, nodeId: string): Promise<void> {
     if (p.tenant === null) return;
-    if (!isId(nodeId)) throw nodeNotFound();
+    if (!isId(nodeId)) throw nodeNotFound(nodeId);
     const node = await this.store.getNode(nodeId);
-    if (node.tenant !== p.tenant) throw nodeNotFound();
+    if (node.tenant !== p.tenant) throw nodeNotFound(nodeId);
   }
 
   /** NODE_NOT_FOUND naming `<field>[i]` for the first node id that is not a node of `tenant`. */
   async checkNodesOf(tenant: string, ids: readonly string[], field: string): Promise<void> {
     if (ids.length === 0) return;
     const mine = new Set((await this.store.listNodes({ tenant })).map((n) => n.id));
-    for (const [i, id] of ids.entries()) if (!mine.has(id)) throw nodeNotFound(`${field}[${i}]`);
+    for (const [i, id] of ids.entries()) if (!mine.has(id)) throw nodeNotFound(id, `${field}[${i}]`);
   }
 }
 
