@@ -323,10 +323,11 @@ for (const b of backends) {
         target: runId,
         outcome: "ok",
       });
+      // The unscoped admin token acted on a token of team-a: the entry is team-a's (its admins see it).
       expect(byAction("token.create").at(-1)).toMatchObject({
         principal: "admin-token",
         role: "admin",
-        tenant: null,
+        tenant: "team-a",
         target: adminA.token.id,
         outcome: "ok",
         at: expect.any(Number),

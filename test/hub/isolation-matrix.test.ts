@@ -299,7 +299,9 @@ describe.each(backends)("isolation matrix ($name)", (backend) => {
         headers: c.auth ? { authorization: c.auth } : {},
         signal: ac.signal,
       });
-      const error = res.ok ? undefined : ((await res.json()) as { error: { code: string; message?: string; field?: string } }).error;
+      const error = res.ok
+        ? undefined
+        : ((await res.json()) as { error: { code: string; message?: string; field?: string } }).error;
       ac.abort();
       return { status: res.status, code: error?.code, error };
     }

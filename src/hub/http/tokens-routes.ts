@@ -5,7 +5,7 @@ import type { Role } from "../../protocol/types.ts";
 import type { PrincipalRecord, Store } from "../../store/store.ts";
 import type { AuditSink } from "./access.ts";
 import { formatPrincipalToken, hashCredential, newSecret } from "./auth.ts";
-import { principalOf, tenantFilter } from "./principal.ts";
+import { type Principal, principalOf, tenantFilter } from "./principal.ts";
 import { tenantFor } from "./tenancy.ts";
 
 export interface TokensRoutesContext {
@@ -21,6 +21,13 @@ const notFound = () => new FleetlinkError("TOKEN_NOT_FOUND", "no such token", { 
  * one tenant, managed by admins. A tenant-scoped admin sees and makes tokens of its own tenant only (never an
  * unscoped one); another tenant's token reads as unknown.
  */
+/**
+ * The entry of an unscoped admin acting on a tenant's token carries that tenant, so the tenant's own admins see it
+ * in their audit log; an unscoped token's entry stays unscoped.
+ */
+const about = (p: Principal, tenant: string | null): Principal =>
+  tenant === null ? p : { ...p, tenant: p.tenant ?? tenant };
+
 export const registerTokensRoutes = (app: FastifyInstance, ctx: TokensRoutesContext): void => {
   const { store, audit } = ctx;
   const manage = { config: { access: "manage" } } as const;
@@ -38,7 +45,11 @@ export const registerTokensRoutes = (app: FastifyInstance, ctx: TokensRoutesCont
       // The store's clock, so that every replica agrees on the expiry.
       expiresAt: b.ttlMs === undefined ? null : (await store.now()) + b.ttlMs,
     });
-    audit.record(p, "token.create", t.id, "ok", { role: t.role, tenant: t.tenant, label: t.label });
+    audit.record(about(p, t.tenant), "token.create", t.id, "ok", {
+      role: t.role,
+      tenant: t.tenant,
+      label: t.label,
+    });
     // Shown once: the store keeps only the hash.
     return reply.code(201).send({ token: publicPrincipal(t), secret: formatPrincipalToken(t.id, secret) });
   });
@@ -56,7 +67,7 @@ export const registerTokensRoutes = (app: FastifyInstance, ctx: TokensRoutesCont
     const t = await store.revokePrincipal(token).catch((e: unknown) => {
       throw isFleetlinkError(e, "TOKEN_NOT_FOUND") ? notFound() : e;
     });
-    audit.record(p, "token.revoke", t.id, "ok");
+    audit.record(about(p, t.tenant), "token.revoke", t.id, "ok");
     return { token: publicPrincipal(t) };
   });
 };
