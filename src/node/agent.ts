@@ -21,7 +21,7 @@ import { Executor } from "./executor.ts";
 import type { Handler } from "./handler.ts";
 import { Outbox } from "./outbox.ts";
 import type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
-import { agentLiveness, httpLiveness, Schedules } from "./schedules.ts";
+import { agentLiveness, heartbeatAnswerMs, httpLiveness, Schedules } from "./schedules.ts";
 import type { AgentStatus } from "./status.ts";
 
 export type { NodeIdentity } from "./enroll.ts";
@@ -348,6 +348,10 @@ export class NodeAgent {
     this.heartbeatTimer = setInterval(() => {
       if (beating) return; // never two heartbeats in flight
       beating = true;
+      // Unanswered for a moment: probed, so a dead path is dropped in time however busy it was (schedules.ts).
+      const late = setTimeout(() => {
+        if (ch === this.channel) this.dialer.probe(heartbeatAnswerMs(every));
+      }, heartbeatAnswerMs(every));
       // Only silence means the path is dead (a blackhole does not close sockets): drop it and reconnect,
       // possibly to another replica. An error answer (the store had a blip) comes from a live hub: keep it.
       ch.request(NodeMethods.heartbeat, { heartbeatIntervalMs: every }, { timeoutMs: 2 * every })
@@ -357,6 +361,7 @@ export class NodeAgent {
             this.dialer.drop(`heartbeat failed: ${describeError(e)}`);
         })
         .finally(() => {
+          clearTimeout(late);
           beating = false;
         });
     }, every);

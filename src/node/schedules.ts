@@ -41,3 +41,13 @@ export const agentLiveness = (heartbeatIntervalMs: number): LivenessRule => ({
   dropAfterMs: Math.floor(heartbeatIntervalMs * 1.4),
   checkMs: Math.max(25, Math.floor(heartbeatIntervalMs / 10)),
 });
+
+/**
+ * How long a heartbeat may go unanswered before the path is probed, and then dropped if nothing at all is heard
+ * for as long again: 1.4 intervals after the last answered heartbeat, as in agentLiveness. That rule alone counts
+ * silence from the last frame, and frames after a heartbeat (instructions, acknowledgements) can put that up to an
+ * interval later than the heartbeat the online window counts from: a node busy when its path went half-open was
+ * dropped up to 2.4 intervals after its last heartbeat, after its window had run out.
+ */
+export const heartbeatAnswerMs = (heartbeatIntervalMs: number): number =>
+  Math.floor(heartbeatIntervalMs * 0.2);

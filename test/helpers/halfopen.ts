@@ -70,8 +70,11 @@ export const runHalfOpenSoak = async (o: {
       while (!stop) {
         await new Promise((r) => setTimeout(r, o.chaosEveryMs ?? 700));
         const mine = paths[k++ % n]!;
-        // Half-open the path this node is on (the one with live connections); heal the other.
-        const on = mine.find((p) => p.connections > 0) ?? mine[0]!;
+        // Half-open the path this node is on, once it has settled there; heal the other. A node still moving
+        // (no connection yet, or one only just dialled, its hello maybe not said) is left alone: a second fault
+        // before its hello is recorded falls inside the window of its last heartbeat, which no node survives.
+        const on = mine.find((p) => p.oldestMs >= HEARTBEAT_MS);
+        if (!on) continue;
         for (const p of mine) p.set(p === on ? "blackhole" : "pass");
         moves++;
       }

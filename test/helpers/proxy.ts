@@ -9,7 +9,7 @@ export type ProxyMode = "pass" | "drop" | "blackhole";
 export const startProxy = async (target: { host: string; port: number }) => {
   let mode: ProxyMode = "pass";
   let delayMs = 0;
-  const conns = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  const conns = new Set<{ client: net.Socket; upstream: net.Socket; since: number }>();
   const forward = (from: net.Socket, to: net.Socket) => {
     from.on("data", (d) => {
       if (mode !== "pass") return; // blackholed bytes are lost, as on a dead link
@@ -23,7 +23,7 @@ export const startProxy = async (target: { host: string; port: number }) => {
       return;
     }
     const upstream = net.connect(target.port, target.host);
-    const c = { client, upstream };
+    const c = { client, upstream, since: Date.now() };
     conns.add(c);
     forward(client, upstream);
     forward(upstream, client);
@@ -44,6 +44,12 @@ export const startProxy = async (target: { host: string; port: number }) => {
     /** Connections open through the proxy now. */
     get connections() {
       return conns.size;
+    },
+    /** How long the oldest connection open now has been open, in ms (0: none). */
+    get oldestMs() {
+      let since = Number.POSITIVE_INFINITY;
+      for (const c of conns) since = Math.min(since, c.since);
+      return since === Number.POSITIVE_INFINITY ? 0 : Date.now() - since;
     },
     set(m: ProxyMode, opts: { delayMs?: number } = {}) {
       mode = m;

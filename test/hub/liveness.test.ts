@@ -246,6 +246,46 @@ describe("liveness", () => {
     expect(moves).toEqual([]);
   });
 
+  test("half-open - a node busy until its path goes silent drops it inside its online window (counted from its last heartbeat, not its last frame)", async () => {
+    const f = await fleetOf();
+    const px = await startProxy({ host: "127.0.0.1", port: Number(new URL(f.url).port) });
+    cleanups.push(() => px.close());
+    const every = 1000;
+    const a = await f.node(
+      "busy",
+      { echo: (x: unknown) => x },
+      { hubs: [px.url], heartbeatIntervalMs: every },
+    );
+    const cfg = (await (await f.fleet()).createRun()).configuration([a.nodeId!]);
+    let stop = false;
+    cleanups.push(async () => {
+      stop = true;
+    });
+    // Instructions and replies flow over the path right up to the fault.
+    void (async () => {
+      for (let i = 0; !stop; i++)
+        await cfg.call("echo", i, { quorum: "all", timeoutMs: 5000 }).catch(() => {});
+    })();
+    const until = async () => (await f.store.getNode(a.nodeId!)).onlineUntil!;
+    // Just before the next heartbeat is due (the window then counts from one almost an interval old).
+    const first = await until();
+    await expect.poll(until, { timeout: 3000, interval: 10 }).toBeGreaterThan(first);
+    const beatAt = (await until()) - 2 * every;
+    await sleep(beatAt + 0.85 * every - Date.now());
+    px.set("blackhole");
+    const window = await until();
+    let lostAt = 0;
+    for await (const st of a.status())
+      if (st.state !== "online") {
+        lostAt = Date.now();
+        break;
+      }
+    stop = true;
+    // Dropped at 1.4 intervals after the last answered heartbeat: time left to say hello elsewhere. Counted from
+    // the last frame, it was dropped about 2.3 intervals after it, past the window.
+    expect(lostAt).toBeLessThan(window - every / 4);
+  });
+
   test("fencing - a half-open session on replica X: the node moves to Y, X is fenced out within ~1 s and calls never stall", async () => {
     const f = await fleetOf();
     // Replica Y on the same SQLite file.
