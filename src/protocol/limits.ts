@@ -7,12 +7,11 @@
 export const DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 /** Room a stream frame or HTTP body may take beyond its payload (ids, method, envelope), in bytes. */
 export const FRAME_OVERHEAD_BYTES = 64 * 1024;
-/** Longest instruction TTL, in ms (30 days): longer TTLs are refused, so `expiresAt` stays a safe integer. */
 /** Calls one run-stream `push` frame may carry (the SDK coalesces concurrent calls into frames of at most this). */
 export const MAX_CALLS_PER_PUSH = 1024;
 /** Instructions one call may carry, as over HTTP. */
 export const MAX_ITEMS_PER_CALL = 100_000;
-
+/** Longest instruction TTL, in ms (30 days): longer TTLs are refused, so `expiresAt` stays a safe integer. */
 export const MAX_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 /** Longest `error.message` kept in a reply, in characters; the hub and the agent cut longer ones. */
 export const MAX_ERROR_MESSAGE_CHARS = 4096;

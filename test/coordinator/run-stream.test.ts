@@ -151,6 +151,8 @@ describe("run stream", () => {
     const fleet = await Fleet.connect({ hub: [hole[0]!.url], token: TOKEN, pingIntervalMs: PING });
     cleanups.push(() => fleet.close());
     const run = await fleet.createRun();
+    // Healthy means connected: until the stream is up, open calls are read back by design.
+    await run.ready();
     const requests = vi.spyOn(fleet.http, "request");
     const ms = await callMs(run.configuration([node.nodeId!]), "slow");
     const queried = requests.mock.calls.filter(([, path]) => path.includes("/replies/query"));
