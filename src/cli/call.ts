@@ -179,15 +179,7 @@ export const callCommand = (): Command => {
         },
         `quorum ${o.quorum} ${met ? "met" : "NOT met"}: ${replies.size} ${replies.size === 1 ? "reply" : "replies"}, ${errors.size} failed, ${unanswered} not waited for, ${ms} ms`,
       );
-      if (!o.run)
-        await fleet.http
-          .request(
-            "POST",
-            `/v1/runs/${run.id}/status`,
-            { from: "pending", to: "finished", reason: `fleetlink call ${method}` },
-            { retry: false },
-          )
-          .catch(() => {});
+      if (!o.run) await run.finish(`fleetlink call ${method}`).catch(() => {});
       if (!met) {
         const failed = [...errors]
           .slice(0, 5)

@@ -1,4 +1,4 @@
-import { FleetlinkError } from "../protocol/errors.ts";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import type { Run as RunRecord } from "../protocol/types.ts";
 import type { Logger } from "../stream/channel.ts";
 import { type FleetBlobs, RunBlobs } from "./blobs.ts";
@@ -147,11 +147,49 @@ export class RunHandle {
     return new Broadcast(this, waits);
   }
 
-  /** Ends the reply stream, fails open calls with CANCELLED and stops every timer. Idempotent. */
+  /**
+   * The run's record as the hub has it now: status (`pending` until its first push, `running`, `finished`),
+   * reason, times. RUN_NOT_FOUND once a cleanup removed it.
+   */
+  async status(): Promise<RunRecord> {
+    const { run } = await this.http.request<{ run: RunRecord }>("GET", `/v1/runs/${this.id}`);
+    return run;
+  }
+
+  /**
+   * Finishes the run for everyone: it takes no new instructions (pushes get RUN_FINISHED); replies already
+   * stored can still be read. Resolves with the finished record, also when the run was finished already (then
+   * its reason is the first finisher's). Does not close this handle: see close().
+   */
+  async finish(reason?: string): Promise<RunRecord> {
+    let run = await this.status();
+    // Compare-and-set from the status just read. A status only moves forward (pending → running → finished),
+    // so a conflict re-read at most twice settles it; a retried request that had committed reads finished.
+    for (let i = 0; i < 3 && run.status !== "finished"; i++) {
+      try {
+        const body = { from: run.status, to: "finished", ...(reason === undefined ? {} : { reason }) };
+        return (await this.http.request<{ run: RunRecord }>("POST", `/v1/runs/${this.id}/status`, body)).run;
+      } catch (e) {
+        if (!isFleetlinkError(e, "STATUS_CONFLICT")) throw e;
+        run = await this.status();
+      }
+    }
+    return run;
+  }
+
+  /**
+   * Ends this handle: its reply stream, its timers, and its open calls (they fail CANCELLED). The run itself
+   * goes on (other handles, the CLI, a later `fleet.run(id)` can still use it): finish() ends it. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.replies.close();
     this.onClosed?.(this);
+  }
+
+  /** `await using run = await fleet.createRun()`: close() at the end of the scope (the run is not finished). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 }

@@ -116,6 +116,15 @@ export const silentNode = (
 // ---- runs, replies, tokens ----
 
 /**
+ * A run starts with its first push: `UPDATE runs SET ${startRun(now)} WHERE ${STARTABLE}` in the push's own
+ * transaction or statement, so a run with work in it is never seen pending. Later pushes find it running and
+ * write nothing to it.
+ */
+export const STARTABLE = "status = 'pending'";
+/** SET clause that starts a run (see STARTABLE). */
+export const startRun = (now: string): string => `status = 'running', updated_at = ${now}`;
+
+/**
  * A run cleanup finishes as abandoned: not finished, no live instruction, and nothing of it (itself, its
  * instructions, its replies) changed since the cutoff.
  */

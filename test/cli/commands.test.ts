@@ -17,11 +17,14 @@ let ids: { alpha: string; beta: string };
 /** A loopback port nothing listens on (taken, then released). */
 let deadPort: number;
 const as = (json: string) => JSON.parse(json) as Record<string, never>;
+/** The `hold` handler's calls: each waits until released. */
+const held: { release: (v: unknown) => void }[] = [];
 
 beforeAll(async () => {
   f = await startCheckpointFleet();
   const handlers = () => ({
     echo: (p: unknown) => p,
+    hold: () => new Promise((release) => held.push({ release })),
     fail: () => {
       throw new Error("refuses");
     },
@@ -190,6 +193,22 @@ describe("fleetlink CLI commands", () => {
     const again = await cli(["runs", "finish", open.run.id, ...hub]);
     expect(failedWith(again, "INVALID_TRANSITION"), again.stderr).toBe(true);
   }, 60_000);
+
+  test("call and runs - the call's run is listed running while the call runs, finished after it", async () => {
+    const call = cli(["call", "hold", "1", "--nodes", "alpha", "--quorum", "all", "--json", ...hub]);
+    while (held.length === 0) await new Promise((r) => setTimeout(r, 20));
+    const during = await cli(["runs", "list", "--status", "running", ...hub, "--json"]);
+    held.shift()!.release("done");
+    const done = await call;
+    expect(done.code, done.stderr).toBe(0);
+    const summary = as(done.stdout.trim().split("\n").at(-1)!) as unknown as { run: string };
+    expect((as(during.stdout).runs as { id: string }[]).map((r) => r.id)).toContain(summary.run);
+    const after = await cli(["runs", "show", summary.run, ...hub, "--json"]);
+    expect((as(after.stdout) as unknown as { run: unknown }).run).toMatchObject({
+      status: "finished",
+      reason: "fleetlink call hold",
+    });
+  }, 30_000);
 
   test("checkpoint - assign, push, status, list, pull, activate of a run's hosts, with --json and tables", async () => {
     const run = (await (

@@ -108,7 +108,7 @@ export const cleanupConformance = (factory: StoreFactory): void => {
       // The run's newest reply is from just now: not abandoned.
       expect(await store.cleanup(10_000)).toMatchObject({ nodes: 1, abandonedRuns: 0, runs: 0 });
       await rejectsWith(store.getNode(held.id), "NODE_NOT_FOUND");
-      expect((await store.getRun(run.id)).status).toBe("pending");
+      expect((await store.getRun(run.id)).status).toBe("running"); // started by its push
     });
 
     test("cleanup - refuses an age that is negative or not an integer (a cutoff in the future would delete live nodes)", async () => {
@@ -194,7 +194,7 @@ export const cleanupConformance = (factory: StoreFactory): void => {
         status: "finished",
         reason: "abandoned by cleanup",
       });
-      expect((await store.getRun(waiting.id)).status).toBe("pending");
+      expect((await store.getRun(waiting.id)).status).toBe("running");
     });
 
     test("cleanup - replicas cleaning up at once delete each node once, and never one whose heartbeat or push won", async () => {
@@ -281,7 +281,7 @@ export const cleanupConformance = (factory: StoreFactory): void => {
           label,
         ).toEqual([1, 1]);
         if (pushed.status === "fulfilled") {
-          expect(await store.getRun(runs[0]!.id)).toMatchObject({ status: "pending" });
+          expect(await store.getRun(runs[0]!.id)).toMatchObject({ status: "running" });
           expect((await store.getInstructions(runs[0]!.id, [pushed.value[0]!.id]))[0]?.state).toBe("pending");
         } else {
           // Abandoned and removed in one transaction: the push finds no run.

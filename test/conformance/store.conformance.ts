@@ -87,6 +87,34 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         expect((await store.getRun(run.id)).status).toBe("finished");
       });
 
+      test("runs - the first push starts a pending run; later pushes change nothing", async () => {
+        const { run, nodes } = await setup();
+        clock.advance(1000);
+        await push(run.id, nodes[0]!.id);
+        const started = await store.getRun(run.id);
+        expect(started).toMatchObject({ status: "running", reason: null, updatedAt: run.createdAt + 1000 });
+        clock.advance(1000);
+        await push(run.id, nodes[0]!.id);
+        expect(await store.getRun(run.id)).toEqual(started);
+        await store.transitionRun(run.id, "running", "finished", "done");
+        await rejectsWith(push(run.id, nodes[0]!.id), "RUN_FINISHED");
+        expect(await store.getRun(run.id)).toMatchObject({ status: "finished", reason: "done" });
+      });
+
+      test("runs - a batched push starts its pending runs; a refused one leaves its run pending", async () => {
+        const { nodes } = await setup();
+        const [a, b] = [await store.createRun(), await store.createRun()];
+        const item = { dst: nodes[0]!.id, method: "m", payload: bytes("p"), ttlMs: 60_000 };
+        const results = await store.pushBatch([
+          { runId: a.id, items: [item] },
+          { runId: b.id, items: [{ ...item, dst: newId() }] },
+          { runId: a.id, items: [item] },
+        ]);
+        expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+        expect((await store.getRun(a.id)).status).toBe("running");
+        expect((await store.getRun(b.id)).status).toBe("pending");
+      });
+
       test("runs - unknown and malformed ids", async () => {
         await rejectsWith(store.getRun(newId()), "RUN_NOT_FOUND");
         await rejectsWith(store.getRun("nope"), "INVALID_ARGUMENT", "runId");
@@ -848,7 +876,7 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         expect(await store.cleanup(5000)).toEqual(none);
         expect(await store.cleanup(500)).toEqual({ ...none, instructions: 1, replies: 1 });
         await store.claimReplies({ runId: run.id });
-        await store.transitionRun(run.id, "pending", "finished");
+        await store.transitionRun(run.id, "running", "finished");
         clock.advance(1000);
         expect(await store.cleanup(500)).toEqual({ ...none, instructions: 1, replies: 1, runs: 1 });
         await rejectsWith(store.getRun(run.id), "RUN_NOT_FOUND");
@@ -862,15 +890,15 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
       });
 
       test("stats - counts runs, nodes, instructions and replies", async () => {
+        await store.createRun(); // pending: nothing pushed
         const { run, nodes } = await setup(2);
         await store.registerNode({ name: "idle", heartbeatIntervalMs: 1000 });
         await push(run.id, nodes[0]!.id);
         const [x] = await push(run.id, nodes[1]!.id);
         await store.claimInstructions({ nodeIds: [nodes[1]!.id], limit: 1 });
-        await store.transitionRun(run.id, "pending", "running");
         await storeReply(store, { runId: run.id, nodeId: nodes[1]!.id, replyTo: x!.id });
         expect(await store.stats()).toEqual({
-          runs: { pending: 0, running: 1, finished: 0 },
+          runs: { pending: 1, running: 1, finished: 0 },
           nodes: { registered: 1, online: 2, offline: 0, unregistered: 0 },
           instructions: { pending: 1, leased: 0, done: 1 },
           replies: { pending: 1, claimed: 0 },

@@ -119,12 +119,12 @@ describe("dashboard in headless Chromium", () => {
     expect(await page.locator("[data-testid=call-node][data-state=error]").count()).toBe(2);
     await page.screenshot({ path: join(shots, "dashboard-run.png"), fullPage: true });
 
-    // The runs list counts the run's two calls: one ok, one failed.
+    // The runs list counts the run's two calls: one ok, one failed; its first call started it.
     await page.click("header nav a[href='#/runs']");
     const row = page.locator("[data-testid=run-row]").first();
     await expect
       .poll(() => row.locator("td").allTextContents())
-      .toEqual([run.id.slice(-8), "pending", expect.any(String), "2", "1", "1", "0"]);
+      .toEqual([run.id.slice(-8), "running", expect.any(String), "2", "1", "1", "0"]);
 
     await page.click("header nav a[href='#/checkpoints']");
     await expect.poll(() => page.textContent("main")).toContain("This hub has no checkpoint store");

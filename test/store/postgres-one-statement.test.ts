@@ -55,9 +55,15 @@ describePg("postgres push and reply in one statement", () => {
     return store.heartbeat(n.id);
   };
 
-  test("push - a push and a reply are one statement each", async () => {
+  test("push - a push and a reply are one statement each, once the run's first push has started it", async () => {
     const run = await store.createRun();
     const node = await onlineNode();
+    // The first push finds the run pending and takes the transaction path, which starts it.
+    const firstSql = await statements(() =>
+      store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: TTL }]),
+    );
+    expect(firstSql.length).toBeGreaterThan(1);
+    expect((await store.getRun(run.id)).status).toBe("running");
     let ins: Awaited<ReturnType<PostgresStore["pushInstructions"]>> = [];
     const pushSql = await statements(async () => {
       ins = await store.pushInstructions(run.id, [{ dst: node.id, method: "m", ttlMs: TTL }]);
@@ -199,6 +205,20 @@ describePg("postgres push and reply in one statement", () => {
     }
   });
 
+  test("push race - replicas pushing a pending run's first work at once: every push stored, the run started once", async () => {
+    const run = await store.createRun();
+    const node = await onlineNode();
+    const pushes = Array.from({ length: 20 }, (_, k) =>
+      (k % 2 ? store : other).pushBatch([
+        { runId: run.id, items: [{ dst: node.id, method: "a", ttlMs: TTL }] },
+      ]),
+    );
+    const results = (await Promise.all(pushes)).map(([r]) => r!);
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    expect((await store.listInstructions(run.id, { limit: 1000 })).length).toBe(20);
+    expect((await store.getRun(run.id)).status).toBe("running");
+  });
+
   test("push race - pushes racing a finish on another replica are stored whole or refused RUN_FINISHED", async () => {
     const run = await store.createRun();
     const node = await onlineNode();
@@ -213,8 +233,11 @@ describePg("postgres push and reply in one statement", () => {
         },
       ]),
     );
+    // The first push to commit starts the run; a run is never pending again once running.
     const finish = new Promise((r) => setTimeout(r, 5)).then(() =>
-      store.transitionRun(run.id, "pending", "finished"),
+      store
+        .transitionRun(run.id, "pending", "finished")
+        .catch(() => store.transitionRun(run.id, "running", "finished")),
     );
     const results = (await Promise.all(pushes)).map(([r]) => r!);
     await finish;

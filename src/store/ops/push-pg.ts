@@ -2,7 +2,7 @@ import { FleetlinkError } from "../../protocol/errors.ts";
 import type { Instruction } from "../../protocol/types.ts";
 import type { Db } from "../dialect.ts";
 import type { Row } from "../rows.ts";
-import { sameTenant } from "../rules.ts";
+import { STARTABLE, sameTenant } from "../rules.ts";
 import type { PushCall, PushResult } from "../store.ts";
 import { newInstructionRecord } from "./instruction-record.ts";
 import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
@@ -17,11 +17,18 @@ import { DEADLOCK, sqlState, UNIQUE_VIOLATION } from "./sql-state.ts";
  * The materialized CTEs are read once, so the rows the guard judged are the rows the errors are built from.
  *
  * A call is inserted only if its run exists and is not finished and every node it names exists, is not
- * unregistered and is of the run's tenant; the other calls go in regardless (per-call atomicity). An item is
+ * unregistered and is of the run's tenant; the other calls go in regardless (per-call atomicity). A call to a
+ * pending run is not inserted either: its result is null, and the caller pushes it by the transaction path,
+ * which starts the run (see push.ts). Starting it here would update a row this statement share-locked: two
+ * statements doing so at once deadlock (measured: 20 first pushes from two replicas ran into the 5 s statement
+ * timeout), so the first push of a run costs one more round trip instead. An item is
  * leased at once when its `leaseTo` is its node's current session, read under the lock a claim would take. A
  * taken id (or a deadlock on one) aborts the whole statement: null, and the caller takes the transaction path.
  */
-export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise<PushResult[] | null> => {
+export const pushStatement = async (
+  db: Db,
+  calls: readonly PushCall[],
+): Promise<(PushResult | null)[] | null> => {
   const cols = {
     k: [] as number[],
     id: [] as string[],
@@ -76,7 +83,9 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
          bad AS MATERIALIZED (
            SELECT DISTINCT t.k FROM t LEFT JOIN r ON r.id = t.run_id
              LEFT JOIN n ON n.id = t.dst AND ${sameTenant("r.tenant", "n")}
-           WHERE r.id IS NULL OR r.status = 'finished' OR n.id IS NULL OR n.status = 'unregistered'),
+           WHERE r.id IS NULL OR r.status = 'finished' OR n.id IS NULL OR n.status = 'unregistered'
+             -- A pending run's first push is left to the transaction path, which starts the run.
+             OR r.${STARTABLE}),
          ins AS (
            INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms,
              expires_at, state, attempts, max_attempts, lease_until, lease_owner, hold_offline, traceparent)
@@ -129,7 +138,8 @@ export const pushStatement = async (db: Db, calls: readonly PushCall[]): Promise
     else if (row.kind === "n") nodes.set(row.id as string, found);
     else inserted.set(row.id as string, row);
   }
-  return calls.map((call, k): PushResult => {
+  return calls.map((call, k): PushResult | null => {
+    if (runs.get(call.runId)?.status === "pending") return null;
     const error = refusal(call, runs, nodes);
     if (error) return { ok: false, error };
     return { ok: true, instructions: records[k]!.map((rec) => stored(rec, inserted.get(rec.id)!)) };

@@ -2,7 +2,8 @@ import { mayHoldRefs } from "../../protocol/blobs.ts";
 import { FleetlinkError } from "../../protocol/errors.ts";
 import type { Instruction } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
-import { sameTenant } from "../rules.ts";
+import type { Row } from "../rows.ts";
+import { STARTABLE, sameTenant, startRun } from "../rules.ts";
 import {
   type Change,
   checkId,
@@ -31,13 +32,15 @@ export const pushInstructions = async (
       return res.instructions;
     }
     if (res) throw res.error;
+    // No result (a pending run, or the statement gave way): the transaction path.
   }
   return pushTx(db, runId, items);
 };
 
 /**
  * PostgreSQL pushes in one statement (see pushStatement), unless an item may reference blobs: their refs are
- * checked and recorded by the transaction path (rare; a statement for them would not be simpler to trust).
+ * checked and recorded by the transaction path (rare; a statement for them would not be simpler to trust). The
+ * first push of a run goes by the transaction path too, after the statement found the run pending.
  */
 const oneStatement = (db: Db, items: readonly NewInstruction[]): boolean =>
   db.d.name === "postgres" && items.every((it) => !it.payload || !mayHoldRefs(it.payload));
@@ -79,7 +82,8 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
   let todo = calls.flatMap((call, i) => (checked[i] === null ? [{ call, i }] : []));
   if (db.d.name === "postgres") {
     const fast = todo.filter(({ call }) => oneStatement(db, call.items));
-    let res: PushResult[] | null = null;
+    // A null result: the call's run is pending, pushed below by the transaction path (see pushStatement).
+    let res: (PushResult | null)[] | null = null;
     try {
       res =
         fast.length > 0
@@ -95,9 +99,10 @@ export const pushBatch = async (db: Db, calls: readonly PushCall[]): Promise<Pus
     }
     if (res) {
       fast.forEach(({ i }, k) => {
-        checked[i] = res[k]!;
+        checked[i] = res[k] ?? null;
       });
-      if (res.some((r) => r.ok)) db.changed(forOthers(...res.flatMap((r) => (r.ok ? [r.instructions] : []))));
+      if (res.some((r) => r?.ok))
+        db.changed(forOthers(...res.flatMap((r) => (r?.ok ? [r.instructions] : []))));
       todo = todo.filter(({ i }) => checked[i] === null);
     }
   } else if (todo.length > 1) {
@@ -134,8 +139,7 @@ const pushIn = async (
   items: readonly NewInstruction[],
 ): Promise<Instruction[]> => {
   const { d } = db;
-  // Share-locks the run on PostgreSQL so a concurrent finish waits for this push (or this push sees it).
-  const run = await runRow(c, runId, d.shareLock);
+  const run = await startedRun(db, c, runId);
   if (run.status === "finished") throw new FleetlinkError("RUN_FINISHED", `run ${runId} is finished`);
   const dsts = [...new Set(items.map((i) => i.dst))];
   // Key-share-locks the nodes on PostgreSQL (heartbeats still go through): a cleanup deleting one of them
@@ -176,6 +180,26 @@ const pushIn = async (
   await (d.name === "sqlite" ? insertEach(c, records) : insertChunks(c, records));
   await refPush(c, runId, records);
   return records;
+};
+
+const START = `UPDATE runs SET ${startRun("$2")} WHERE id = $1 AND ${STARTABLE} RETURNING *`;
+
+/**
+ * The push's run, started (pending → running) if it was pending; the transaction rolls the start back with a
+ * push that fails. PostgreSQL share-locks the run so a concurrent finish waits for this push (or this push sees
+ * it), but a share lock cannot be upgraded safely (two pushes holding it and both updating deadlock): there the
+ * start goes first, taking the row lock before any other, and only a run that was not pending is then read
+ * share-locked. SQLite writes one transaction at a time: it reads, and writes only a run still pending.
+ */
+const startedRun = async (db: Db, c: SqlConn, runId: string): Promise<Row> => {
+  if (db.d.name === "postgres") {
+    const [started] = await c.q(START, [checkId("runId", runId), c.now]);
+    return started ?? runRow(c, runId, db.d.shareLock);
+  }
+  const run = await runRow(c, runId);
+  if (run.status !== "pending") return run;
+  const [started] = await c.q(START, [runId, c.now]);
+  return started!;
 };
 
 const COLUMNS = `id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
