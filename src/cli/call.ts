@@ -186,7 +186,7 @@ export const callCommand = (): Command => {
           .map(([n, e]) => `${name.get(n)}: ${String(e.code).replace(/^FLEETLINK_E_/, "")}`);
         throw new FleetlinkError(
           "INCOMPLETE_CALL",
-          `quorum ${o.quorum} not met (${replies.size} replies, ${errors.size} failed${failed.length ? `: ${failed.join("; ")}` : ""})`,
+          `quorum ${o.quorum} not met (${replies.size} ${replies.size === 1 ? "reply" : "replies"}, ${errors.size} failed${failed.length ? `: ${failed.join("; ")}` : ""})`,
         );
       }
     });

@@ -38,6 +38,27 @@ export const withHub = (c: Command): Command => {
 const rank = { cli: 0, env: 1 } as Record<string, number>;
 
 /**
+ * Hub URLs as given (`--hub`, a profile's `hubs`): each must be an http:// or https:// URL. Without a scheme,
+ * `127.0.0.1:7070` would read as the scheme `127.0.0.1:` and fail later as "unreachable": a usage error instead,
+ * naming the flag and the fix.
+ */
+export const checkHubUrls = (hubs: readonly string[], flag = "--hub"): string[] =>
+  hubs.map((h) => {
+    let ok = false;
+    try {
+      const u = new URL(h);
+      ok = (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+    } catch {
+      ok = false;
+    }
+    if (!ok)
+      throw new InvalidArgumentError(
+        `${flag}: ${JSON.stringify(h.slice(0, 200))} is not an http:// or https:// URL (did you mean http://${h.replace(/^[a-z]+:\/\//i, "").slice(0, 200)}?)`,
+      );
+    return h;
+  });
+
+/**
  * The hub and token of a command, by precedence flag > environment variable > profile (`--profile`, else the
  * config file's `default_profile`) > default. Of the token and token file, the one given with the higher
  * precedence wins (a `--token-file` flag beats `FLEETLINK_TOKEN`).
@@ -47,10 +68,12 @@ export const connection = (cmd: Command): Connection => {
   const src = (k: string) => rank[cmd.getOptionValueSource(k) ?? ""] ?? 9;
   const needsProfile = o.hub === undefined || (o.token === undefined && o.tokenFile === undefined);
   const profile = needsProfile || o.profile !== undefined ? loadProfile(o.profile) : undefined;
-  const hubs = (o.hub ?? profile?.hubs?.join(",") ?? DEFAULT_HUB)
-    .split(",")
-    .map((h) => h.trim())
-    .filter(Boolean);
+  const hubs = checkHubUrls(
+    (o.hub ?? profile?.hubs?.join(",") ?? DEFAULT_HUB)
+      .split(",")
+      .map((h) => h.trim())
+      .filter(Boolean),
+  );
   let token: string | undefined;
   if (o.token !== undefined || o.tokenFile !== undefined) {
     const fileFirst = o.tokenFile !== undefined && (o.token === undefined || src("tokenFile") < src("token"));

@@ -76,6 +76,8 @@ describe("fleetlink exit codes", () => {
       firstFinish,
       quorumMissed,
       quorumMet,
+      noScheme,
+      nodeNoScheme,
     ] = await cliAll([
       [["nodes", "list", ...hub]],
       [["--help"]],
@@ -93,6 +95,20 @@ describe("fleetlink exit codes", () => {
       [["runs", "finish", run.id, ...hub]],
       [["call", "echo", "1", "--nodes", "alpha,beta", "--quorum", "all", "--timeout", "10s", ...hub]],
       [["call", "echo", "1", "--nodes", "alpha,beta", "--quorum", "first", "--timeout", "10s", ...hub]],
+      [["nodes", "list", "--hub", f.url.replace(/^http:\/\//, ""), "--token", "x"]],
+      [
+        [
+          "node",
+          "--hub",
+          `${f.url},${f.url.replace(/^http:\/\//, "")}`,
+          "--token",
+          ENROLL_TOKEN,
+          "--name",
+          "n",
+          "--handlers",
+          "examples/conformance-handlers.mjs",
+        ],
+      ],
     ]);
     expectExit(list, "ok", "nodes list");
     expectExit(help, "ok", "--help");
@@ -107,11 +123,17 @@ describe("fleetlink exit codes", () => {
       [badValue, "bad flag value"],
       [badPayload, "payload not JSON"],
       [noToken, "no token"],
+      [noScheme, "--hub without a scheme"],
+      [nodeNoScheme, "node --hub without a scheme"],
     ] as const)
       expectExit(r, "usage", what);
     expect(badFlag.stderr).toMatch(/unknown option '--bogus'/);
     expect(badPayload.stderr).toMatch(/^fleetlink: FLEETLINK_E_INVALID_ARGUMENT: payload: not JSON/m);
     expect(noToken.stderr).toMatch(/^fleetlink: the admin token is needed/m);
+    for (const r of [noScheme, nodeNoScheme])
+      expect(r.stderr).toMatch(
+        /--hub: "127\.0\.0\.1:\d+" is not an http:\/\/ or https:\/\/ URL \(did you mean http:\/\/127\.0\.0\.1:\d+\?\)/,
+      );
 
     expectExit(wrongToken, "auth", "wrong token");
     expect(wrongToken.stderr).toMatch(/FLEETLINK_E_UNAUTHORIZED/);
@@ -128,7 +150,9 @@ describe("fleetlink exit codes", () => {
     expect(again.stderr).toMatch(/FLEETLINK_E_INVALID_TRANSITION/);
 
     expectExit(quorumMissed, "incomplete", "call, quorum all, one handler throws");
-    expect(quorumMissed.stderr).toMatch(/^fleetlink: FLEETLINK_E_INCOMPLETE_CALL: quorum all not met/m);
+    expect(quorumMissed.stderr).toMatch(
+      /^fleetlink: FLEETLINK_E_INCOMPLETE_CALL: quorum all not met \(1 reply, 1 failed/m,
+    );
   }, 60_000);
 
   test("4 unavailable - no hub on the port, a hub that never answers, status with no ready replica; bounded", async () => {
