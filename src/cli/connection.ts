@@ -38,25 +38,29 @@ export const withHub = (c: Command): Command => {
 const rank = { cli: 0, env: 1 } as Record<string, number>;
 
 /**
- * Hub URLs as given (`--hub`, a profile's `hubs`): each must be an http:// or https:// URL. Without a scheme,
- * `127.0.0.1:7070` would read as the scheme `127.0.0.1:` and fail later as "unreachable": a usage error instead,
- * naming the flag and the fix.
+ * Hub URLs as given (`--hub`, a profile's `hubs`), comma-separated: each must be an http:// or https:// URL.
+ * Without a scheme, `127.0.0.1:7070` would read as the scheme `127.0.0.1:` and fail later as "unreachable": a
+ * usage error instead, naming the flag and the fix.
  */
-export const checkHubUrls = (hubs: readonly string[], flag = "--hub"): string[] =>
-  hubs.map((h) => {
-    let ok = false;
-    try {
-      const u = new URL(h);
-      ok = (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
-    } catch {
-      ok = false;
-    }
-    if (!ok)
-      throw new InvalidArgumentError(
-        `${flag}: ${JSON.stringify(h.slice(0, 200))} is not an http:// or https:// URL (did you mean http://${h.replace(/^[a-z]+:\/\//i, "").slice(0, 200)}?)`,
-      );
-    return h;
-  });
+export const parseHubs = (list: string, flag = "--hub"): string[] =>
+  list
+    .split(",")
+    .map((h) => h.trim())
+    .filter(Boolean)
+    .map((h) => {
+      let ok = false;
+      try {
+        const u = new URL(h);
+        ok = (u.protocol === "http:" || u.protocol === "https:") && u.hostname !== "";
+      } catch {
+        ok = false;
+      }
+      if (!ok)
+        throw new InvalidArgumentError(
+          `${flag}: ${JSON.stringify(h.slice(0, 200))} is not an http:// or https:// URL (did you mean http://${h.replace(/^[a-z]+:\/\//i, "").slice(0, 200)}?)`,
+        );
+      return h;
+    });
 
 /**
  * The hub and token of a command, by precedence flag > environment variable > profile (`--profile`, else the
@@ -68,12 +72,7 @@ export const connection = (cmd: Command): Connection => {
   const src = (k: string) => rank[cmd.getOptionValueSource(k) ?? ""] ?? 9;
   const needsProfile = o.hub === undefined || (o.token === undefined && o.tokenFile === undefined);
   const profile = needsProfile || o.profile !== undefined ? loadProfile(o.profile) : undefined;
-  const hubs = checkHubUrls(
-    (o.hub ?? profile?.hubs?.join(",") ?? DEFAULT_HUB)
-      .split(",")
-      .map((h) => h.trim())
-      .filter(Boolean),
-  );
+  const hubs = parseHubs(o.hub ?? profile?.hubs?.join(",") ?? DEFAULT_HUB);
   let token: string | undefined;
   if (o.token !== undefined || o.tokenFile !== undefined) {
     const fileFirst = o.tokenFile !== undefined && (o.token === undefined || src("tokenFile") < src("token"));

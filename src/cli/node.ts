@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import type { NodeState, StandbyOptions } from "../checkpoint/node-side.ts";
 import type { Handler } from "../node/handler.ts";
 import { applyConfigFile, configOption } from "./config-file.ts";
-import { checkHubUrls } from "./connection.ts";
+import { parseHubs } from "./connection.ts";
 import { parseInteger, readSecret } from "./flags.ts";
 import { createLogger, logOptions } from "./logging.ts";
 import { examples } from "./output.ts";
@@ -176,12 +176,7 @@ export const nodeCommand = (): Command =>
       const log = (await createLogger(o.logLevel, o.logFormat)).child({ node: o.name });
       const { NodeAgent } = await import("../node/agent.ts");
       const agent = new NodeAgent({
-        hubs: checkHubUrls(
-          String(o.hub)
-            .split(",")
-            .map((h) => h.trim())
-            .filter(Boolean),
-        ),
+        hubs: parseHubs(String(o.hub)),
         name: o.name,
         handlers: o.handlers ? await loadHandlers(o.handlers) : {},
         enrollToken: readSecret(o.token, o.tokenFile, "token"),

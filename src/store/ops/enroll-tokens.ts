@@ -12,6 +12,7 @@ import {
   tenantFilter,
   tenantOrDefault,
 } from "../store.ts";
+import { checkCredential } from "./principals.ts";
 
 export const createEnrollToken = async (db: Db, input: NewEnrollToken): Promise<EnrollTokenRecord> => {
   checkNewEnrollToken(input);
@@ -86,20 +87,10 @@ export const useEnrollToken = async (db: Db, id: string, secretHash: string): Pr
  * Checks a token as useEnrollToken would take it (secret, not revoked, not expired, not used up) without taking a
  * use: a read. The same refusals, so a wrong secret learns nothing.
  */
-export const checkEnrollToken = async (
-  db: Db,
-  id: string,
-  secretHash: string,
-): Promise<EnrollTokenRecord> => {
-  if (!isId(id) || typeof secretHash !== "string") throw enrollRefusal(undefined, "", 0);
-  const [r] = await db.auto((q, nowParam) =>
-    q(
-      `SELECT *, ${db.d.now("$2")} AS now_ms, CASE WHEN ${usableToken(db.d.now("$2"))} THEN 1 ELSE 0 END AS usable
-       FROM enroll_tokens WHERE id = $1`,
-      [id, nowParam],
-    ),
+export const checkEnrollToken = (db: Db, id: string, secretHash: string): Promise<EnrollTokenRecord> =>
+  checkCredential(
+    db,
+    { table: "enroll_tokens", usable: usableToken, toRecord: toEnrollToken, refusal: enrollRefusal },
+    id,
+    secretHash,
   );
-  const t = r && toEnrollToken(r);
-  if (t && t.secretHash === secretHash && Number(r!.usable) === 1) return t;
-  throw enrollRefusal(t, secretHash, Number(r?.now_ms ?? 0));
-};

@@ -1,7 +1,7 @@
 import { FleetlinkError } from "../../protocol/errors.ts";
 import { isId, newId } from "../../protocol/ids.ts";
 import type { Db } from "../dialect.ts";
-import { toPrincipal } from "../rows.ts";
+import { type Row, toPrincipal } from "../rows.ts";
 import { usablePrincipal } from "../rules.ts";
 import {
   checkId,
@@ -60,24 +60,40 @@ export const revokePrincipal = async (db: Db, id: string): Promise<PrincipalReco
 };
 
 /**
- * One statement, no transaction: the rule (usablePrincipal) is judged by the store's clock in SQL, against the
- * row as committed now, so a revoke on any replica is seen by the next call here. `principalRefusal` only says
- * why, after the rule said no.
+ * Checks a presented credential of `table` (principals, enroll_tokens) in one statement, no transaction: the
+ * rule `usable(now)` is judged by the store's clock in SQL, against the row as committed now, so a revoke on any
+ * replica is seen by the next call here. `refusal` only says why, after the rule said no (an unknown or malformed
+ * id and a wrong hash read alike, so a wrong secret learns nothing).
  */
-export const authenticatePrincipal = async (
+export const checkCredential = async <T extends { secretHash: string }>(
   db: Db,
+  c: {
+    table: "principals" | "enroll_tokens";
+    usable: (now: string) => string;
+    toRecord: (r: Row) => T;
+    refusal: (t: T | undefined, secretHash: string, now: number) => Error;
+  },
   id: string,
   secretHash: string,
-): Promise<PrincipalRecord> => {
-  if (!isId(id) || typeof secretHash !== "string") throw principalRefusal(undefined, "", 0);
+): Promise<T> => {
+  if (!isId(id) || typeof secretHash !== "string") throw c.refusal(undefined, "", 0);
   const [r] = await db.auto((q, nowParam) =>
     q(
-      `SELECT *, ${db.d.now("$2")} AS now_ms, CASE WHEN ${usablePrincipal(db.d.now("$2"))} THEN 1 ELSE 0 END AS usable
-       FROM principals WHERE id = $1`,
+      `SELECT *, ${db.d.now("$2")} AS now_ms, CASE WHEN ${c.usable(db.d.now("$2"))} THEN 1 ELSE 0 END AS usable
+       FROM ${c.table} WHERE id = $1`,
       [id, nowParam],
     ),
   );
-  const p = r && toPrincipal(r);
-  if (p && p.secretHash === secretHash && Number(r!.usable) === 1) return p;
-  throw principalRefusal(p, secretHash, Number(r?.now_ms ?? 0));
+  const t = r && c.toRecord(r);
+  if (t && t.secretHash === secretHash && Number(r!.usable) === 1) return t;
+  throw c.refusal(t, secretHash, Number(r?.now_ms ?? 0));
 };
+
+/** A principal's credential: usablePrincipal (not revoked, not expired), else principalRefusal. */
+export const authenticatePrincipal = (db: Db, id: string, secretHash: string): Promise<PrincipalRecord> =>
+  checkCredential(
+    db,
+    { table: "principals", usable: usablePrincipal, toRecord: toPrincipal, refusal: principalRefusal },
+    id,
+    secretHash,
+  );
