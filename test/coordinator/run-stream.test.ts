@@ -148,7 +148,9 @@ describe("run stream", () => {
         return p;
       },
     });
-    const fleet = await Fleet.connect({ hub: [hole[0]!.url], token: TOKEN, pingIntervalMs: PING });
+    // Pinged every second: the 2.5 s call still spans two intervals, and a CI machine busy with the rest of the
+    // suite does not make a healthy stream look silent (at 500 ms it was replaced, and read back, in 2 of 4 runs).
+    const fleet = await Fleet.connect({ hub: [hole[0]!.url], token: TOKEN, pingIntervalMs: 1000 });
     cleanups.push(() => fleet.close());
     const run = await fleet.createRun();
     // Healthy means connected: until the stream is up, open calls are read back by design.
