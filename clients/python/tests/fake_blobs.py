@@ -156,9 +156,11 @@ class FakeBlobs:
         if method == "HEAD":
             return
         end = len(data) if cut is None or cut <= start else cut
-        h.wfile.write(data[start:end])
+        # Counted before the write: once the bytes are out the client may finish and the test read the count
+        # before this thread runs again.
         with self.lock:
             self.body_bytes_sent += end - start
+        h.wfile.write(data[start:end])
         if end < len(data):
             h.wfile.flush()
             h.close_connection = True
