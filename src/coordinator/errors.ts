@@ -1,5 +1,5 @@
 import { FleetlinkError } from "../protocol/errors.ts";
-import { nodeLabel } from "../protocol/ids.ts";
+import { nodeLabel } from "../protocol/node-label.ts";
 import type { NodeRef } from "./names.ts";
 
 /** How many failed nodes the message of an IncompleteCallError names, and how much of each one's message. */

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, test, vi } from "vitest";
 import { IncompleteCallError } from "../../src/coordinator/errors.ts";
 import { NodeNames } from "../../src/coordinator/names.ts";
-import { nodeLabel, shortId } from "../../src/protocol/ids.ts";
+import { nodeLabel, shortId } from "../../src/protocol/node-label.ts";
 import { startFleet, type TestFleet } from "../helpers/fleet.ts";
 
 let f: TestFleet | undefined;
