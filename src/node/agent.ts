@@ -391,7 +391,10 @@ export class NodeAgent {
           );
         } catch (e) {
           this.nameRefusal = describeError(e);
-          // Leaves at once: the hub's `leave` would need the live stream; a normal close ends its session too.
+          // The hello made this stream the node's session: leave, so the hub shows the node offline at once
+          // rather than after its heartbeat window (a hub without `leave` times it out).
+          if (Array.isArray(hello.features) && hello.features.includes("leave"))
+            await ch.request(NodeMethods.leave, {}, { timeoutMs: 2000 }).catch(() => {});
           ch.close(CloseCode.normal, "node name mismatch");
           throw e;
         }

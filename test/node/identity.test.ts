@@ -86,9 +86,11 @@ describe("identity and name", () => {
     expect(e.message).toMatch(/is node "alpha" .*not "beta".*--name alpha/);
     expect(seen.filter((s) => s.state === "online")).toHaveLength(0);
     expect(seen.at(-1)).toMatchObject({ state: "rejected", code: "FLEETLINK_E_INVALID_ARGUMENT" });
-    // The node kept its name on the hub.
+    // The node kept its name on the hub, and is not left looking online: the refused agent said leave.
     const fleet = await f.fleet();
-    expect((await fleet.nodes({ all: true })).find((n) => n.id === nodeId)?.name).toBe("alpha");
+    const node = (await fleet.nodes({ all: true })).find((n) => n.id === nodeId);
+    expect(node?.name).toBe("alpha");
+    expect(node?.status).toBe("offline");
   });
 });
 

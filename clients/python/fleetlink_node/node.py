@@ -307,10 +307,12 @@ class Node:
             self.identity_file,
         )
         if why:
-            try:
-                self._client.post(hub, "/v1/node/close", {"session": sess.id}, self._auth(), 2.0)
-            except (HubError, Unreachable) as e:
-                log.info("close after a name mismatch: %s", e)
+            # The hello made this session the node's: leave (the node shows offline at once), then close it.
+            for method in ("leave", "close") if "leave" in (hello.get("features") or ()) else ("close",):
+                try:
+                    self._client.post(hub, f"/v1/node/{method}", {"session": sess.id}, self._auth(), 2.0)
+                except (HubError, Unreachable) as e:
+                    log.info("%s after a name mismatch: %s", method, e)
             raise NodeStopped(why, "FLEETLINK_E_INVALID_ARGUMENT")
         sess.lease_ms = int(hello.get("leaseMs") or 30_000)
         sess.max_payload_bytes = int(hello.get("maxPayloadBytes") or DEFAULT_MAX_PAYLOAD_BYTES)

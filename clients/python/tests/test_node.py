@@ -297,7 +297,9 @@ class IdentityTest(unittest.TestCase):
         self.assertEqual(other.failure_code, "FLEETLINK_E_INVALID_ARGUMENT")
         self.assertIn('is node "py-1"', other.failure)
         self.assertIn('not "py-2"', other.failure)
-        self.assertEqual(self.hub.sent("close")[-1]["session"], list(self.hub.sessions)[-1])
+        last = list(self.hub.sessions)[-1]
+        self.assertEqual(self.hub.sent("leave")[-1]["session"], last)
+        self.assertEqual(self.hub.sent("close")[-1]["session"], last)
 
     def test_replaced_max_conflicts_times_in_a_row_the_node_gives_the_identity_up_with_conflict(self):
         n = self.node(max_conflicts=2)
