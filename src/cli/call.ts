@@ -4,6 +4,7 @@ import type { Fleet, FleetNode } from "../coordinator/fleet.ts";
 import type { Quorum } from "../coordinator/quorum.ts";
 import type { RunHandle } from "../coordinator/run.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { nodeLabel } from "../protocol/node-label.ts";
 import { completeWith } from "./completion.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration } from "./flags.ts";
@@ -134,7 +135,8 @@ export const callCommand = (): Command => {
       let decision: "done" | "fail" | "wait" = "wait";
       for await (const item of run.stream(ids, method, payload, { timeoutMs: o.timeout })) {
         const ms = Date.now() - t0;
-        const who = `${name.get(item.node)} (${item.node.slice(0, 8)})`;
+        // The id's last digits: a UUIDv7 begins with its creation time, the same for nodes enrolled together.
+        const who = nodeLabel(item.node, item.name ?? name.get(item.node));
         if (item.ok) {
           replies.set(item.node, item.value);
           emit(
@@ -183,7 +185,7 @@ export const callCommand = (): Command => {
       if (!met) {
         const failed = [...errors]
           .slice(0, 5)
-          .map(([n, e]) => `${name.get(n)}: ${String(e.code).replace(/^FLEETLINK_E_/, "")}`);
+          .map(([n, e]) => `${nodeLabel(n, name.get(n))}: ${String(e.code).replace(/^FLEETLINK_E_/, "")}`);
         throw new FleetlinkError(
           "INCOMPLETE_CALL",
           `quorum ${o.quorum} not met (${replies.size} ${replies.size === 1 ? "reply" : "replies"}, ${errors.size} failed${failed.length ? `: ${failed.join("; ")}` : ""})`,

@@ -3,6 +3,7 @@ import { HUB_RUN } from "../checkpoint/layout.ts";
 import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration, parseInteger } from "./flags.ts";
+import { resolveNodeIds } from "./nodes.ts";
 import { examples, printJson, show, table, when, withJson } from "./output.ts";
 import { progressBar } from "./progress.ts";
 
@@ -35,7 +36,7 @@ const sqlitePath = (db: string) => {
 const parseStandby = (s: string): { hostIdx: number; nodeId: string } => {
   const [k, nodeId] = s.split("=");
   if (nodeId === undefined || nodeId === "")
-    throw new InvalidArgumentError(`--standby: ${JSON.stringify(s)} is not HOST=NODE_ID`);
+    throw new InvalidArgumentError(`--standby: ${JSON.stringify(s)} is not HOST=NODE (a node id or name)`);
   return { hostIdx: parseInteger("--standby", 0, 9999)(k ?? ""), nodeId };
 };
 
@@ -210,21 +211,39 @@ export const checkpointCommand = (): Command => {
         .command("assign")
         .description("Give a run's host roles: host k = the k-th node; prints the roles and what changed.")
         .requiredOption("--run <id>", "run id")
-        .requiredOption("--hosts <ids>", "node ids, comma-separated: host 0, host 1, …"),
+        .requiredOption("--hosts <nodes>", "node ids or names, comma-separated: host 0, host 1, …"),
     ),
   )
     .addOption(
-      new Option("--standby <k=id,...>", "warm standbys, e.g. 1=NODE_ID (several per host allowed)")
+      new Option(
+        "--standby <k=node,...>",
+        "warm standbys by node id or name, e.g. 1=spare-1 (several per host allowed)",
+      )
         .default([], "none")
         .argParser((s) => s.split(",").map(parseStandby)),
     )
     .action(async (o, c: Command) => {
-      const r = await withFleet(c, (f) => f.checkpoints.assign(o.run, String(o.hosts).split(","), o.standby));
+      const r = await withFleet(c, async (f) => {
+        // Names or ids, as every command that takes a node: one listing resolves the names of both flags.
+        const hostRefs = String(o.hosts)
+          .split(",")
+          .map((h) => h.trim())
+          .filter(Boolean);
+        const standby = o.standby as { hostIdx: number; nodeId: string }[];
+        const ids = await resolveNodeIds(f.http, [...hostRefs, ...standby.map((s) => s.nodeId)], (i) =>
+          i < hostRefs.length ? "--hosts" : "--standby",
+        );
+        const sb = standby.map((s, i) => ({ ...s, nodeId: ids[hostRefs.length + i]! }));
+        return f.checkpoints.assign(o.run, ids.slice(0, hostRefs.length), sb);
+      });
       show(c, r, (v) =>
         [rolesTable(v), "", ...(v.changes.length ? v.changes.map((x) => x.text) : ["no change"])].join("\n"),
       );
     });
-  examples(assign, ["fleetlink checkpoint assign --run 0193… --hosts $N0,$N1 --standby 1=$SPARE"]);
+  examples(assign, [
+    "fleetlink checkpoint assign --run 0193… --hosts worker-1,worker-2 --standby 1=spare-1",
+    "fleetlink checkpoint assign --run 0193… --hosts $N0,$N1 --standby 1=$SPARE",
+  ]);
 
   const status = withJson(
     withHub(

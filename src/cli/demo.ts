@@ -4,10 +4,10 @@ import { tmpdir } from "node:os";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
+import { shortId } from "../protocol/node-label.ts";
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const short = (id: string) => id.slice(-6);
 
 /**
  * Starts `fleetlink <args>` as a child process, adds it to `owned` at once (so it is ended even if it never
@@ -133,14 +133,14 @@ export const demoCommand = (): Command =>
         for (let i = 0; i < n; i++) {
           const s = await start(nodeArgs(i), /online as (\S+)/, children);
           nodes.push(s.child);
-          say(`node-${i}       pid ${s.child.pid}, id …${short(s.match[1]!)}`);
+          say(`node-${i}       pid ${s.child.pid}, id ${shortId(s.match[1]!)}`);
         }
         const fleet = await Fleet.connect({ hub: url, token });
         const all = await fleet.nodes({ status: "online" });
         const name = new Map(all.map((x) => [x.id, x.name]));
         const run = await fleet.createRun();
         const cfg = run.configuration(all);
-        say(`\ncoordinator  run …${short(run.id)} over ${cfg.size} nodes\n`);
+        say(`\ncoordinator  run ${shortId(run.id)} over ${cfg.size} nodes\n`);
 
         for (const quorum of ["first", "majority", "all"] as const) {
           const t = Date.now();

@@ -196,6 +196,7 @@ export const nodeCommand = (): Command =>
             ]
           : [],
       });
+      let started = false;
       // Each status change is a log line: enrolling, connecting, online, offline (reconnecting), pending, rejected.
       void (async () => {
         for await (const s of agent.status()) {
@@ -203,9 +204,19 @@ export const nodeCommand = (): Command =>
           if (state === "idle") continue;
           const bad = state === "rejected" || state === "offline";
           log[bad ? "warn" : "info"]({ ...rest, state }, state);
+          // Rejected once running (another process took the identity, the node was unregistered): the agent has
+          // stopped for good, so the process ends, with the exit status of why (6 for a conflict).
+          if (state === "rejected" && started) {
+            const { exitCodeOf } = await import("./exit-codes.ts");
+            const code = s.code ?? "FLEETLINK_E_UNAUTHORIZED";
+            process.stderr.write(`fleetlink: ${code}: ${s.reason}\n`);
+            await agent.stop({ timeoutMs: 1000 }).catch(() => {});
+            process.exit(exitCodeOf({ code }));
+          }
         }
       })();
       await agent.start();
+      started = true;
       process.stdout.write(`node ${o.name} online as ${agent.nodeId}\n`);
       const stop = async () => {
         await agent.stop();

@@ -23,13 +23,41 @@ export const resolveNode = async (c: HubClient, ref: string): Promise<FleetNode>
   if (UUID.test(ref))
     return (await c.request<{ node: FleetNode }>("GET", `/v1/nodes/${encodeURIComponent(ref)}`)).node;
   const { nodes } = await c.request<{ nodes: FleetNode[] }>("GET", "/v1/nodes");
-  const named = nodes.filter((n) => n.name === ref).sort((a, b) => b.createdAt - a.createdAt);
-  const found = named.find((n) => n.status !== "unregistered") ?? named[0];
+  const found = byName(nodes, ref);
   if (!found)
     throw new FleetlinkError("NODE_NOT_FOUND", `no node with id or name ${JSON.stringify(ref)}`, {
       field: "node",
     });
   return found;
+};
+
+/** The node a name means: the live node of that name, else the newest of that name. */
+const byName = (nodes: readonly FleetNode[], name: string): FleetNode | undefined => {
+  const named = nodes.filter((n) => n.name === name).sort((a, b) => b.createdAt - a.createdAt);
+  return named.find((n) => n.status !== "unregistered") ?? named[0];
+};
+
+/**
+ * The node ids a flag's refs mean, in order: ids pass through (the hub checks them), names are looked up as
+ * resolveNode does, with one listing for all of them. NODE_NOT_FOUND naming the flag for an unknown name.
+ */
+export const resolveNodeIds = async (
+  c: HubClient,
+  refs: readonly string[],
+  flagOf: (i: number) => string,
+): Promise<string[]> => {
+  if (refs.every((r) => UUID.test(r))) return [...refs];
+  const { nodes } = await c.request<{ nodes: FleetNode[] }>("GET", "/v1/nodes");
+  return refs.map((ref, i) => {
+    if (UUID.test(ref)) return ref;
+    const found = byName(nodes, ref);
+    const flag = flagOf(i);
+    if (!found)
+      throw new FleetlinkError("NODE_NOT_FOUND", `${flag}: no node with id or name ${JSON.stringify(ref)}`, {
+        field: flag.replace(/^--/, ""),
+      });
+    return found.id;
+  });
 };
 
 /** The node's software as its hello named it, e.g. `fleetlink-ts/0.1.0 (p1)`; "-" if it named none. */

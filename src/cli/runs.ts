@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import type { FleetNode } from "../coordinator/fleet.ts";
+import { nodeLabel } from "../protocol/node-label.ts";
 import type { Run, RunStatus } from "../protocol/types.ts";
 import { withClient, withHub } from "./connection.ts";
 import { parseInteger } from "./flags.ts";
@@ -102,7 +103,7 @@ export const runsCommand = (): Command => {
             v.instructions,
             [
               ["INSTRUCTION", (i) => i.id],
-              ["NODE", (i) => r.names.get(i.dst) ?? i.dst],
+              ["NODE", (i) => nodeLabel(i.dst, r.names.get(i.dst))],
               ["METHOD", (i) => i.method],
               ["CALL", (i) => i.groupId],
               ["ATTEMPTS", (i) => i.attempts],

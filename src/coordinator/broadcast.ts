@@ -1,6 +1,7 @@
 import type { FleetlinkError } from "../protocol/errors.ts";
 import { type StreamItem, toStreamItem } from "./call.ts";
 import type { HubClient } from "./http.ts";
+import type { NodeNames } from "./names.ts";
 import type { Wait } from "./push.ts";
 
 export interface BroadcastOptions {
@@ -22,14 +23,22 @@ export class Broadcast {
   readonly done: Promise<Map<string, StreamItem>>;
   private readonly run: { id: string; http: HubClient };
 
-  constructor(run: { id: string; http: HubClient }, waits: Wait[]) {
+  /** `run.names`: each outcome carries its node's name (null if unknown). */
+  constructor(run: { id: string; http: HubClient; names?: NodeNames }, waits: Wait[]) {
     this.run = run;
     this.instructions = new Map(waits.map((w) => [w.dst, w.id]));
+    const nameOf = (id: string) => run.names?.get(id) ?? null;
     this.done = Promise.all(
       waits.map((w) =>
         w.result.then(
-          (r) => this.outcome.set(w.dst, toStreamItem(w.dst, r)),
-          (e: unknown) => this.outcome.set(w.dst, { node: w.dst, ok: false, error: e as FleetlinkError }),
+          (r) => this.outcome.set(w.dst, toStreamItem(w.dst, r, nameOf(w.dst))),
+          (e: unknown) =>
+            this.outcome.set(w.dst, {
+              node: w.dst,
+              name: nameOf(w.dst),
+              ok: false,
+              error: e as FleetlinkError,
+            }),
         ),
       ),
     ).then(() => new Map(this.outcome));

@@ -5,6 +5,7 @@ import type { NodeRecord, Role, Run as RunRecord } from "../protocol/types.ts";
 import { type Logger, silentLogger } from "../stream/channel.ts";
 import { CheckpointClient } from "./checkpoints.ts";
 import { HubClient } from "./http.ts";
+import { NodeNames } from "./names.ts";
 import { RunHandle, type RunHandleOptions } from "./run.ts";
 
 export interface FleetOptions {
@@ -79,11 +80,14 @@ export class Fleet {
   private readonly runOptions: RunHandleOptions;
   /** Fleet checkpoints: host roles, push, pull, status, list. */
   readonly checkpoints: CheckpointClient;
+  /** Node names by id, learnt from listings, that every run's results and errors report. */
+  readonly names: NodeNames;
 
   private constructor(http: HubClient, log: Logger, runOptions: RunHandleOptions) {
     this.http = http;
     this.log = log;
-    this.runOptions = runOptions;
+    this.names = new NodeNames(() => this.nodes({ all: true }));
+    this.runOptions = { ...runOptions, names: this.names };
     this.checkpoints = new CheckpointClient(http);
   }
 
@@ -159,6 +163,7 @@ export class Fleet {
    */
   async nodes(opts: { status?: FleetNode["status"]; all?: boolean } = {}): Promise<FleetNode[]> {
     const { nodes } = await this.http.request<{ nodes: FleetNode[] }>("GET", "/v1/nodes");
+    this.names.learn(nodes);
     if (opts.all) return nodes;
     if (opts.status) return nodes.filter((n) => n.status === opts.status);
     return nodes.filter((n) => n.status === "online" && n.approved);

@@ -9,7 +9,7 @@ export { ErrorCodes, FleetlinkError, isFleetlinkError } from "../protocol/errors
 export type * from "../protocol/types.ts";
 export { RunBlobs } from "./blobs.ts";
 export { CheckpointClient, type CheckpointSummary } from "./checkpoints.ts";
-export { IncompleteCallError } from "./errors.ts";
+export { type FailedNode, IncompleteCallError } from "./errors.ts";
 export {
   type EnrollToken,
   Fleet,
@@ -18,6 +18,7 @@ export {
   type PrincipalToken,
   type Whoami,
 } from "./fleet.ts";
+export { NodeNames, type NodeRef } from "./names.ts";
 export type { Quorum, QuorumDecision, QuorumFunction, QuorumState } from "./quorum.ts";
 export {
   Broadcast,

@@ -3,9 +3,17 @@ import type { Run as RunRecord } from "../protocol/types.ts";
 import type { Logger } from "../stream/channel.ts";
 import { type FleetBlobs, RunBlobs } from "./blobs.ts";
 import { Broadcast, type BroadcastOptions } from "./broadcast.ts";
-import { type CallOptions, type CallResult, callNodes, type StreamItem, streamNodes } from "./call.ts";
+import {
+  type CallOptions,
+  type CallResult,
+  callNodes,
+  resolveNames,
+  type StreamItem,
+  streamNodes,
+} from "./call.ts";
 import { Configuration } from "./configuration.ts";
 import type { HubClient } from "./http.ts";
+import { NodeNames } from "./names.ts";
 import { Pusher, type PushOptions, type Wait } from "./push.ts";
 import { ReplyStream, type ReplyStreamOptions, type ReplyStreamState } from "./run-stream.ts";
 
@@ -19,6 +27,8 @@ export interface RunHandleOptions extends ReplyStreamOptions {
   onClose?: (run: RunHandle) => void;
   /** Binary data in payloads: the fleet's transfers and result mode. (Default: none, payloads sent as JSON) */
   blobs?: FleetBlobs;
+  /** Node names, shared by the fleet's runs. (Default: this handle's own, read from the hub's node listing) */
+  names?: NodeNames;
 }
 
 /**
@@ -38,7 +48,9 @@ export class RunHandle {
   private readonly onClosed: ((run: RunHandle) => void) | undefined;
   private closed = false;
   /** What calls need of this run. */
-  private readonly calls: { pusher: Pusher; waiting: (id: string) => boolean };
+  private readonly calls: { pusher: Pusher; waiting: (id: string) => boolean; names: NodeNames };
+  /** Names of the nodes its calls address, for results and errors. */
+  readonly names: NodeNames;
 
   constructor(run: RunRecord, http: HubClient, log: Logger, opts: RunHandleOptions = {}) {
     this.id = run.id;
@@ -47,7 +59,12 @@ export class RunHandle {
     this.replies = new ReplyStream(run.id, http, log, opts);
     this.blobs = opts.blobs ? new RunBlobs(run.id, http, opts.blobs) : undefined;
     this.pusher = new Pusher(run.id, http, this.replies, log, this.blobs);
-    this.calls = { pusher: this.pusher, waiting: (id) => this.replies.has(id) };
+    this.names =
+      opts.names ??
+      new NodeNames(
+        async () => (await http.request<{ nodes: { id: string; name: string }[] }>("GET", "/v1/nodes")).nodes,
+      );
+    this.calls = { pusher: this.pusher, waiting: (id) => this.replies.has(id), names: this.names };
   }
 
   /** Resolves once the reply stream is connected. */
@@ -83,10 +100,15 @@ export class RunHandle {
     return roles.hosts.map((h) => h.nodeId);
   }
 
-  /** The set of nodes a call addresses. */
-  configuration(nodes: Iterable<string | { id: string }>): Configuration {
+  /**
+   * The set of nodes a call addresses: ids, or node records (`fleet.nodes()`), whose names results and errors
+   * then report without asking the hub.
+   */
+  configuration(nodes: Iterable<string | { id: string; name?: string }>): Configuration {
+    const list = [...nodes];
+    this.names.learn(list.filter((n): n is { id: string; name?: string } => typeof n !== "string"));
     return new Configuration(
-      [...nodes].map((n) => (typeof n === "string" ? n : n.id)),
+      list.map((n) => (typeof n === "string" ? n : n.id)),
       this,
     );
   }
@@ -137,13 +159,16 @@ export class RunHandle {
     payload: unknown,
     opts: BroadcastOptions,
   ): Promise<Broadcast> {
+    const deadline = Date.now() + (opts.timeoutMs ?? opts.ttlMs);
+    const named = resolveNames(this.names, nodes, deadline);
     const waits = await this.pusher.push(nodes, method, payload, {
       ttlMs: opts.ttlMs,
       holdWhileOffline: true,
-      deadline: Date.now() + (opts.timeoutMs ?? opts.ttlMs),
+      deadline,
       signal: opts.signal,
       ...(opts.traceparent !== undefined ? { traceparent: opts.traceparent } : {}),
     });
+    await named;
     return new Broadcast(this, waits);
   }
 

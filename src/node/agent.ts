@@ -3,7 +3,13 @@ import { BlobClient, BlobTransfers } from "../blob/client.ts";
 import { type BlobMode, checkBlobOptions } from "../blob/codec.ts";
 import { DEFAULT_INLINE_BYTES } from "../protocol/blobs.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
-import { describeError, FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import {
+  describeError,
+  ErrorCodes,
+  type ErrorName,
+  FleetlinkError,
+  isFleetlinkError,
+} from "../protocol/errors.ts";
 import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
 import { PROTOCOL_VERSION, TS_AGENT_NAME } from "../protocol/version.ts";
 import { NodeMethods, type WireInstruction } from "../protocol/wire.ts";
@@ -44,6 +50,19 @@ export interface NodeAgentOptions {
    * unregistered). Without it the agent stops in state `rejected` and says what to do. (Default: false)
    */
   reenroll?: boolean;
+  /**
+   * Replacements in a row after which the agent gives up its identity: another process uses it (the same
+   * identity file, copied or shared), and the hub keeps the newer of two streams, so the two would take turns
+   * forever. At the last one the agent stops in state `rejected` (code FLEETLINK_E_CONFLICT); `fleetlink node`
+   * exits 6. A replacement of a stream that had been online for `conflictSettleMs` restarts the count, so the
+   * agent that was there first outlasts a newcomer. (Default: 3)
+   */
+  maxConflicts?: number;
+  /**
+   * How long a stream must have been online for its replacement to start a new count of conflicts rather than
+   * add to a running one; longer than a running conflict lets either agent stay online. (Default: 60000)
+   */
+  conflictSettleMs?: number;
   /** Heartbeat interval in ms. (Default: 5000) */
   heartbeatIntervalMs?: number;
   /** Timeout for one reply send before it is retried, in ms. (Default: 5000) */
@@ -78,6 +97,35 @@ export interface NodeAgentOptions {
   tls?: ClientTls;
 }
 
+/**
+ * A stream online this long before it was replaced belonged to a settled agent: the replacement is the first of
+ * a new conflict, not one more of a running one. Longer than the longest replaced back-off (30 s + jitter), so
+ * in a running conflict no stream lives this long.
+ */
+export const SETTLED_MS = 60_000;
+
+/**
+ * INVALID_ARGUMENT when an identity belongs to a node of another name than the agent's: today `--identity`
+ * would silently run as that node under the other name. There is no rename on the hub: the ways out are to use
+ * the identity's name, or to enroll a new node under the new name (and unregister the old one).
+ */
+export const checkIdentityName = (
+  identity: Pick<NodeIdentity, "nodeId" | "name"> | undefined,
+  name: string,
+  identityFile?: string,
+): void => {
+  if (!identity?.name || identity.name === name) return;
+  const src = identityFile ? `identity file ${identityFile}` : "identity";
+  throw new FleetlinkError(
+    "INVALID_ARGUMENT",
+    `name: the ${src} is node ${JSON.stringify(identity.name)} (${identity.nodeId}), not ${JSON.stringify(name)}. ` +
+      `Start it as --name ${identity.name}; or, to have a node named ${name}, use another identity file ` +
+      `(${identityFile ? `e.g. --identity .fleetlink/node-${name}.json, ` : ""}which enrolls a new node) and remove ` +
+      `the old one with fleetlink nodes unregister ${identity.nodeId}. A node cannot be renamed in place.`,
+    { field: "name" },
+  );
+};
+
 /** Upgrade refusals that mean the hub does not know this identity (as opposed to "not yet" or "not now"). */
 const REFUSED_FOR_GOOD = new Set(["FLEETLINK_E_UNAUTHORIZED", "FLEETLINK_E_NODE_UNREGISTERED"]);
 
@@ -106,6 +154,12 @@ export class NodeAgent {
   private readonly pendingPolls = new Backoff(Schedules.pending);
   /** Times in a row our live stream was replaced by another process's (a shared identity). */
   private readonly replacements = new Backoff(Schedules.replaced);
+  /** Replacements in a row that count towards maxConflicts. */
+  private conflicts = 0;
+  /** When the current stream went online. */
+  private liveSince = 0;
+  /** Why the hub's answer to hello ended it for good: the node has another name there. */
+  private nameRefusal: string | undefined;
   /** The agent status to show while the dialer waits after a loss (set by the loss policy). */
   private waiting: { pending: boolean; note?: string } = { pending: false };
   /** The hub's payload limit, learned at hello. */
@@ -153,6 +207,7 @@ export class NodeAgent {
     this.log = o.log ?? silentLogger;
     this.every = o.heartbeatIntervalMs ?? 5000;
     this.identity = o.identity ?? (o.identityFile ? loadIdentity(o.identityFile) : undefined);
+    checkIdentityName(this.identity, o.name, o.identity ? undefined : o.identityFile);
     this.outbox = new Outbox({
       channel: () => this.channel,
       timeoutMs: o.replyTimeoutMs ?? 5000,
@@ -265,7 +320,10 @@ export class NodeAgent {
       if (s.state === "stopped")
         throw new FleetlinkError("STREAM_CLOSED", "agent stopped before it came online");
       if (s.state === "rejected")
-        throw new FleetlinkError(this.protocolRefusal ? "UNSUPPORTED_PROTOCOL" : "UNAUTHORIZED", s.reason);
+        throw new FleetlinkError(
+          this.protocolRefusal ? "UNSUPPORTED_PROTOCOL" : (errorKind(s.code) ?? "UNAUTHORIZED"),
+          s.reason,
+        );
     }
   }
 
@@ -322,7 +380,25 @@ export class NodeAgent {
           ...(this.dialing === "ws" ? { features: ["instructions"] } : {}),
         },
         { timeoutMs: 10_000 },
-      )) as { maxPayloadBytes?: number; leaseMs?: number; features?: string[] };
+      )) as { name?: unknown; maxPayloadBytes?: number; leaseMs?: number; features?: string[] };
+      // An identity file of an older agent does not say its node's name: the hub does.
+      if (typeof hello?.name === "string" && hello.name !== this.o.name) {
+        try {
+          checkIdentityName(
+            { nodeId: this.identity!.nodeId, name: hello.name },
+            this.o.name,
+            this.o.identityFile,
+          );
+        } catch (e) {
+          this.nameRefusal = describeError(e);
+          // The hello made this stream the node's session: leave, so the hub shows the node offline at once
+          // rather than after its heartbeat window (a hub without `leave` times it out).
+          if (Array.isArray(hello.features) && hello.features.includes("leave"))
+            await ch.request(NodeMethods.leave, {}, { timeoutMs: 2000 }).catch(() => {});
+          ch.close(CloseCode.normal, "node name mismatch");
+          throw e;
+        }
+      }
       if (typeof hello?.maxPayloadBytes === "number") this.maxPayloadBytes = hello.maxPayloadBytes;
       this.leaseMs = hello?.leaseMs;
       this.features = Array.isArray(hello?.features) ? hello.features : undefined;
@@ -340,6 +416,7 @@ export class NodeAgent {
   private onLive(ch: Channel, hub: string): void {
     this.channel = ch;
     this.liveHub = hub;
+    this.liveSince = Date.now();
     this.pendingPolls.reset();
     this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
     const every = this.every;
@@ -377,6 +454,14 @@ export class NodeAgent {
     clearInterval(this.progressTimer);
     this.waiting = { pending: false };
     if (this.stopping) return { stop: "node stopping" };
+    if (this.nameRefusal) {
+      this.log.warn({ hub: loss.hub }, this.nameRefusal);
+      this.feed.set(
+        { state: "rejected", reason: this.nameRefusal, code: "FLEETLINK_E_INVALID_ARGUMENT" },
+        true,
+      );
+      return { stop: this.nameRefusal };
+    }
     if (loss.code === CloseCode.unsupportedProtocol) {
       // Dialing again with the same version is refused again, by any replica of that hub: stop and say why.
       const why = `${loss.hub} refuses this node's protocol ${PROTOCOL_VERSION} (${TS_AGENT_NAME} ${packageVersion()}): ${this.protocolRefusal ?? loss.reason}`;
@@ -405,15 +490,32 @@ export class NodeAgent {
       return { retryInMs: this.pendingPolls.next() };
     }
     if (loss.code === CloseCode.replaced) {
-      // Our live stream was replaced by a newer one for the same node: another process runs with this
-      // identity. Two such agents would replace each other forever; back off hard and say why.
+      // Our stream was replaced by a newer one for the same node: another process runs with this identity.
+      // Never our own reconnect: the dialer drops a connection before it dials the next, and ignores whatever
+      // the dropped one says afterwards (its generation is over), so the hub's replaced close of a stream we
+      // left after a network blip never reaches this policy.
+      // Two such agents would replace each other forever; back off hard, say why, and give up after a few.
+      const settled = loss.wasLive && Date.now() - this.liveSince >= (this.o.conflictSettleMs ?? SETTLED_MS);
+      if (settled) {
+        this.conflicts = 0;
+        this.replacements.reset();
+      } else this.conflicts++;
+      const max = this.o.maxConflicts ?? 3;
+      const who = `another process is connected as node ${this.identity!.nodeId}${this.o.identityFile ? ` (identity ${this.o.identityFile})` : ""}`;
+      if (this.conflicts >= max) {
+        const why = `${who}: replaced ${this.conflicts} times in a row, giving the identity up to it. Only one agent may use an identity: stop the other one, or give this one its own --identity file (a new node)`;
+        this.log.warn({ conflicts: this.conflicts }, why);
+        this.feed.set({ state: "rejected", reason: why, code: "FLEETLINK_E_CONFLICT" }, true);
+        return { stop: why };
+      }
       const retryInMs = this.replacements.next();
-      const why = `another process is connected as node ${this.identity!.nodeId}${this.o.identityFile ? ` (identity ${this.o.identityFile})` : ""}: only one agent may use an identity`;
+      const why = `${who}: only one agent may use an identity (replaced ${this.conflicts} of ${max} times in a row before this agent gives up)`;
       this.log.warn({ retryInMs }, why);
       this.waiting = { pending: false, note: why };
       return { retryInMs };
     }
     this.replacements.reset();
+    this.conflicts = 0;
     return {};
   }
 
@@ -531,5 +633,11 @@ export class NodeAgent {
     this.dialer.drop("connection dropped");
   }
 }
+
+/** The error kind of a status's code (`FLEETLINK_E_CONFLICT` → `CONFLICT`), if it is one. */
+const errorKind = (code: string | undefined): ErrorName | undefined => {
+  const kind = code?.replace(/^FLEETLINK_E_/, "");
+  return kind && Object.hasOwn(ErrorCodes, kind) ? (kind as ErrorName) : undefined;
+};
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)).unref?.());

@@ -10,6 +10,11 @@ import type { AgentStatus } from "./status.ts";
 export interface NodeIdentity {
   nodeId: string;
   credential: string;
+  /**
+   * The name the node enrolled with. An agent given another name refuses to start with this identity (files
+   * written before names were kept have none; the hub's hello answer tells then).
+   */
+  name?: string;
 }
 
 export interface EnrollOptions {
@@ -89,12 +94,12 @@ export const enroll = async (o: EnrollOptions): Promise<NodeIdentity> => {
         10_000,
       );
       const body = (res.body ?? {}) as {
-        node?: { id: string };
+        node?: { id: string; name?: string };
         credential?: string;
         error?: { code: string; message: string };
       };
       if (res.status >= 200 && res.status < 300 && body.node && body.credential)
-        return { nodeId: body.node.id, credential: body.credential };
+        return { nodeId: body.node.id, credential: body.credential, name: body.node.name ?? o.name };
       const code = body.error?.code ?? "";
       error = `enrollment refused by ${hub}: HTTP ${res.status}${code ? ` ${code}` : ""}: ${body.error?.message ?? ""}`;
       // Refused for good: retrying cannot help (a rate limit or a hub-side failure can, after a pause).

@@ -9,8 +9,18 @@ export type AgentStatus =
   | { state: "pending"; nodeId: string; retryInMs: number }
   /**
    * The hub does not accept this identity (unknown credential, node unregistered: final, unless `reenroll`) or
-   * this client certificate (missing, expired, foreign, bound to another node: final; docs/mtls.md).
+   * this client certificate (missing, expired, foreign, bound to another node: final; docs/mtls.md), or the
+   * agent gave up its identity to another process using it, or was started under another name than its own.
    */
-  | { state: "rejected"; reason: string }
+  | {
+      state: "rejected";
+      reason: string;
+      /**
+       * Why, as an error code: FLEETLINK_E_CONFLICT when another process kept taking this identity's stream
+       * (see NodeAgentOptions.maxConflicts), FLEETLINK_E_INVALID_ARGUMENT when the hub knows this identity by
+       * another name, else the refusal's code. (Absent: the hub refused the identity or certificate)
+       */
+      code?: string;
+    }
   | { state: "stopping" }
   | { state: "stopped" };

@@ -137,6 +137,12 @@ export const NodeStreamMessages = {
     response: Type.Object(
       {
         nodeId: Uuid,
+        name: Type.Optional(
+          Type.String({
+            description:
+              "The name the node enrolled with (absent from older hubs): an agent started under another name stops and says so",
+          }),
+        ),
         onlineUntil: Nullable(Millis()),
         maxInflight: Type.Integer({ description: "Instructions in flight to this node at most" }),
         maxPayloadBytes: Type.Integer({ description: "Largest reply payload the hub stores" }),

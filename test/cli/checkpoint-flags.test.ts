@@ -29,7 +29,10 @@ describe("fleetlink checkpoint flags", () => {
       [["push", ...fleet, "--timeout", "3"], /--timeout: "3" is not a duration like 30s, 5m or 24h/],
       [["pull", ...fleet, "--timeout", "soon"], /--timeout: "soon" is not a duration/],
       [["pull", ...fleet, "--timeout", "500ms"], /--timeout: must be between 1s and 7d/],
-      [["assign", ...fleet, "--hosts", "a", "--standby", "x"], /--standby: "x" is not HOST=NODE_ID/],
+      [
+        ["assign", ...fleet, "--hosts", "a", "--standby", "x"],
+        /--standby: "x" is not HOST=NODE \(a node id or name\)/,
+      ],
       [["assign", ...fleet, "--hosts", "a", "--standby", "-1=n"], /--standby: must be an integer from 0/],
     ];
     for (const [args, want] of cases) {

@@ -140,7 +140,13 @@ describe("fleetlink CLI commands", () => {
     const summary = lines.at(-1) as unknown as { type: string; met: boolean; replies: number; run: string };
     expect(summary).toMatchObject({ type: "summary", met: true, replies: 2 });
     expect(text.code).toBe(0);
-    expect(text.stdout).toMatch(/^(alpha|beta) \([0-9a-f]{8}\) {2}ok {2}\d+ ms {2}"hi"$/m);
+    // Each node as `name (…last 8 hex of its id)`: the first digits of a UUIDv7 are the same for nodes enrolled together.
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `^(alpha \\(…${ids.alpha.slice(-8)}\\)|beta \\(…${ids.beta.slice(-8)}\\)) {2}ok {2}\\d+ ms {2}"hi"$`,
+        "m",
+      ),
+    );
     expect(text.stdout).toMatch(/quorum first met: 1 reply/);
     expect(failedWith(failing, "INCOMPLETE_CALL"), failing.stderr).toBe(true);
     expect(failing.stdout).toMatch(/HANDLER_FAILED .*refuses/);
@@ -178,7 +184,7 @@ describe("fleetlink CLI commands", () => {
     const finishedIds = (as(listFinished.stdout).runs as { id: string }[]).map((r) => r.id);
     expect(finishedIds).toContain(summary.run);
     expect(show.stdout).toMatch(/instructions:\s+2 \(ok 2\)/);
-    expect(show.stdout).toMatch(/alpha\s+echo/);
+    expect(show.stdout).toMatch(new RegExp(`alpha \\(…${ids.alpha.slice(-8)}\\)\\s+echo`));
     const shown = as(showJson.stdout) as unknown as {
       run: { status: string };
       instructions: { reply: unknown }[];

@@ -51,6 +51,7 @@ describe("IncompleteCallError", () => {
       reason: "timed out",
       replied: [B],
       errors: { [A]: { code: "FLEETLINK_E_MESSAGE_EXPIRED", message: "no reply within 100 ms" } },
+      failed: [{ id: A, name: null, code: "FLEETLINK_E_MESSAGE_EXPIRED", message: "no reply within 100 ms" }],
     });
   });
 });
@@ -83,8 +84,13 @@ describe("a failing call through a real hub", () => {
       .catch((x) => x)) as IncompleteCallError;
     expect(e).toBeInstanceOf(IncompleteCallError);
     const byName = new Map(nodes.map((n) => [n.name, n.id]));
-    expect(e.message).toContain(`${byName.get("alpha")}: FLEETLINK_E_HANDLER_FAILED "alpha refuses"`);
-    expect(e.message).toContain(`${byName.get("beta")}: FLEETLINK_E_HANDLER_FAILED "beta refuses"`);
+    // Named as `name (…last 8 hex of the id)`: UUIDv7 ids enrolled together share their first digits.
+    expect(e.message).toContain(
+      `alpha (…${byName.get("alpha")!.slice(-8)}): FLEETLINK_E_HANDLER_FAILED "alpha refuses"`,
+    );
+    expect(e.message).toContain(
+      `beta (…${byName.get("beta")!.slice(-8)}): FLEETLINK_E_HANDLER_FAILED "beta refuses"`,
+    );
     const json = JSON.parse(JSON.stringify(e));
     expect(json.errors[byName.get("alpha")!]).toEqual({
       code: "FLEETLINK_E_HANDLER_FAILED",

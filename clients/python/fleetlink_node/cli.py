@@ -100,11 +100,8 @@ def parse(argv):
     return o
 
 
-def main(argv=None):
-    o = parse(sys.argv[1:] if argv is None else argv)
-    level = logging.DEBUG if o.log_level == "trace" else getattr(logging, o.log_level.upper(), logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format=f"%(asctime)s %(levelname)s {o.name}: %(message)s")
-    node = Node(
+def make_node(o):
+    return Node(
         hubs=o.hub,
         name=o.name,
         handlers=load_handlers(o.handlers),
@@ -118,6 +115,19 @@ def main(argv=None):
         inline_bytes=o.inline_bytes,
         blob_mode=o.blob_mode,
     )
+
+
+def main(argv=None):
+    o = parse(sys.argv[1:] if argv is None else argv)
+    level = logging.DEBUG if o.log_level == "trace" else getattr(logging, o.log_level.upper(), logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr, format=f"%(asctime)s %(levelname)s {o.name}: %(message)s")
+    try:
+        node = make_node(o)
+    except ValueError as e:
+        # An identity file of another node name (or another bad argument): a usage error, as `fleetlink node`.
+        print(f"fleetlink_node: FLEETLINK_E_INVALID_ARGUMENT: {e}", file=sys.stderr)
+        return 64
+
     def announce():
         # The same line as `fleetlink node`, so scripts and tests wait for it the same way.
         if node.wait_online():
@@ -126,5 +136,6 @@ def main(argv=None):
     threading.Thread(target=announce, daemon=True).start()
     code = node.run()
     if node.failure:
-        print(f"fleetlink_node: {node.failure}", file=sys.stderr)
+        prefix = f"{node.failure_code}: " if node.failure_code else ""
+        print(f"fleetlink_node: {prefix}{node.failure}", file=sys.stderr)
     return code

@@ -32,7 +32,13 @@ class Unreachable(Exception):
 
 
 class NodeStopped(Exception):
-    """The node stopped for good; the message says why."""
+    """The node stopped for good; the message says why, `code` (if any) as an error code:
+    FLEETLINK_E_CONFLICT (another process kept taking the identity), FLEETLINK_E_INVALID_ARGUMENT (the identity
+    belongs to a node of another name)."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
 
 
 def truncate(s, limit):

@@ -1,4 +1,4 @@
-"""Enrollment and the identity file (the same JSON `{nodeId, credential}` the TypeScript agent keeps)."""
+"""Enrollment and the identity file (the same JSON `{nodeId, credential, name}` the TypeScript agent keeps)."""
 
 import json
 import logging
@@ -16,7 +16,10 @@ def load_identity(path):
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
         if isinstance(d, dict) and isinstance(d.get("nodeId"), str) and isinstance(d.get("credential"), str):
-            return {"nodeId": d["nodeId"], "credential": d["credential"]}
+            out = {"nodeId": d["nodeId"], "credential": d["credential"]}
+            if isinstance(d.get("name"), str):
+                out["name"] = d["name"]  # files of older agents have none
+            return out
     except (OSError, ValueError):
         pass
     return None
@@ -29,9 +32,27 @@ def save_identity(path, identity):
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"nodeId": identity["nodeId"], "credential": identity["credential"]}, f)
+        keep = {"nodeId": identity["nodeId"], "credential": identity["credential"]}
+        if identity.get("name"):
+            keep["name"] = identity["name"]
+        json.dump(keep, f)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def name_mismatch(identity, name, identity_file=None):
+    """Why an identity may not be used under `name` (it belongs to a node of another name), else None. There is
+    no rename on the hub: the ways out are the identity's own name, or a new node under the new name."""
+    if not identity or not identity.get("name") or identity["name"] == name:
+        return None
+    old, node_id = identity["name"], identity["nodeId"]
+    src = f"identity file {identity_file}" if identity_file else "identity"
+    other = f"e.g. --identity .fleetlink/node-{name}.json, " if identity_file else ""
+    return (
+        f'name: the {src} is node "{old}" ({node_id}), not "{name}". Start it as --name {old}; or, to have a node '
+        f"named {name}, use another identity file ({other}which enrolls a new node) and remove the old one with "
+        f"fleetlink nodes unregister {node_id}. A node cannot be renamed in place."
+    )
 
 
 def enroll(client, hubs, name, token, heartbeat_ms, stop):
@@ -50,7 +71,7 @@ def enroll(client, hubs, name, token, heartbeat_ms, stop):
             )
             node = body.get("node") or {}
             if isinstance(node.get("id"), str) and isinstance(body.get("credential"), str):
-                return {"nodeId": node["id"], "credential": body["credential"]}
+                return {"nodeId": node["id"], "credential": body["credential"], "name": node.get("name") or name}
             why = f"enrollment answer from {hub} lacks node.id or credential"
         except HubError as e:
             if 400 <= e.status < 500 and e.status not in (408, 429):

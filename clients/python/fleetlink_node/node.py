@@ -15,7 +15,7 @@ from .backoff import Backoff, pending_backoff, reconnect_backoff, replaced_backo
 from .errors import HubError, NodeStopped, Unreachable
 from .executor import DEFAULT_MAX_PAYLOAD_BYTES, Executor, Outbox
 from .transport import HubClient
-from .identity import enroll, load_identity, save_identity
+from .identity import enroll, load_identity, name_mismatch, save_identity
 from .session import Close, Link, Loss, Session
 
 log = logging.getLogger("fleetlink_node")
@@ -24,6 +24,9 @@ PROTOCOL_VERSION = 1
 AGENT_NAME = "fleetlink-py"
 #: Open refusals that mean the hub does not know this identity (as opposed to "not yet" or "not now").
 REFUSED_FOR_GOOD = ("FLEETLINK_E_UNAUTHORIZED", "FLEETLINK_E_NODE_UNREGISTERED")
+
+#: Exit codes of `python3 -m fleetlink_node`, as `fleetlink node`'s (src/cli/exit-codes.ts) where they apply.
+EXIT_BY_CODE = {"FLEETLINK_E_CONFLICT": 6, "FLEETLINK_E_INVALID_ARGUMENT": 64}
 
 
 class Node:
@@ -40,7 +43,14 @@ class Node:
     (default 262144). blob_mode: how a handler receives a blob of its payload: "bytes" (in memory, default) or
     "file" (a CachedBlob: the verified file in the cache, read as the handler chooses; memory stays bounded).
     blob_cache_bytes: bytes of complete blobs the cache keeps; past it the least recently used ones not in use
-    are removed (default 4 GiB).
+    are removed (default 4 GiB). max_conflicts: replacements in a row by another process using this identity
+    after which the node gives the identity up and stops (failure_code FLEETLINK_E_CONFLICT; default 3); a
+    replacement of a session that had been online for conflict_settle_ms (default 60000) restarts the count, so
+    the node that was there first outlasts a newcomer.
+
+    An identity (file) that belongs to a node of another name than `name` is refused: ValueError at once if the
+    file says its name, else the node stops (failure_code FLEETLINK_E_INVALID_ARGUMENT) when the hub's hello
+    answer names the node.
     """
 
     def __init__(
@@ -60,6 +70,8 @@ class Node:
         inline_bytes=DEFAULT_INLINE_BYTES,
         blob_mode="bytes",
         blob_cache_bytes=DEFAULT_CACHE_BYTES,
+        max_conflicts=3,
+        conflict_settle_ms=60_000,
     ):
         if isinstance(hubs, str):
             hubs = hubs.split(",")
@@ -75,6 +87,13 @@ class Node:
         self.poll_wait_ms = int(poll_wait_ms)
         self.protocol = protocol
         self.identity = identity or (load_identity(identity_file) if identity_file else None)
+        why = name_mismatch(self.identity, name, None if identity else identity_file)
+        if why:
+            raise ValueError(why)
+        self.max_conflicts = int(max_conflicts)
+        self.conflict_settle_ms = int(conflict_settle_ms)
+        #: The failure as an error code (FLEETLINK_E_CONFLICT, FLEETLINK_E_INVALID_ARGUMENT), else None.
+        self.failure_code = None
         #: idle, enrolling, connecting, online, offline, pending, stopping, stopped, rejected
         self.state = "idle"
         #: Why the node stopped on its own (identity or protocol refused), else None.
@@ -136,7 +155,7 @@ class Node:
         while not self._stop.wait(0.5):
             pass
         self.stop()
-        return 1 if self.failure else 0
+        return EXIT_BY_CODE.get(self.failure_code, 1) if self.failure else 0
 
     def stop(self, timeout=None):
         """Stops gracefully: takes no new instructions, lets running handlers finish and their replies be
@@ -181,13 +200,14 @@ class Node:
             self._sessions()
         except NodeStopped as e:
             if not self._stop.is_set():
-                self._fail(str(e))
+                self._fail(str(e), e.code)
         except Exception as e:  # noqa: BLE001 - a bug must still end the process, said loudly
             log.exception("session loop failed")
             self._fail(f"internal error: {e}")
 
     def _sessions(self):
         backoff, pending, replaced = reconnect_backoff(), pending_backoff(), replaced_backoff()
+        conflicts = 0
         i = 0
         while not self._closing.is_set():
             hub = self.hubs[i % len(self.hubs)]
@@ -217,6 +237,7 @@ class Node:
             backoff.reset()
             pending.reset()
             self._link.up(sess)
+            online_since = time.monotonic()
             self._set_state("online")
             log.info("online as %s on %s (session %s)", self.node_id, hub, sess.id)
             loss = self._poll(sess)
@@ -228,18 +249,36 @@ class Node:
             if loss.code == Close.UNSUPPORTED_PROTOCOL:
                 raise NodeStopped(f"{hub} does not speak node protocol {self.protocol}: {loss.reason}")
             if loss.code == Close.REPLACED:
-                # A newer session of this node replaced ours: another process runs with this identity. Two such
-                # nodes would replace each other forever; back off hard and say why.
+                # A newer session of this node replaced ours: another process runs with this identity (never our
+                # own reconnect: a session we left is not polled again, so its end never reaches this loop). Two
+                # such nodes would replace each other forever; back off hard, say why, give up after a few.
+                if time.monotonic() - online_since >= self.conflict_settle_ms / 1000:
+                    conflicts = 0  # we were settled: a new conflict starts
+                    replaced.reset()
+                else:
+                    conflicts += 1
+                who = f"another process is connected as node {self.node_id}" + (
+                    f" (identity {self.identity_file})" if self.identity_file else ""
+                )
+                if conflicts >= self.max_conflicts:
+                    raise NodeStopped(
+                        f"{who}: replaced {conflicts} times in a row, giving the identity up to it. Only one agent "
+                        "may use an identity: stop the other one, or give this one its own --identity file (a new node)",
+                        "FLEETLINK_E_CONFLICT",
+                    )
                 delay = replaced.next()
                 log.warning(
-                    "another process is connected as node %s%s: only one node may use an identity; retrying in %.1f s",
-                    self.node_id,
-                    f" (identity {self.identity_file})" if self.identity_file else "",
+                    "%s: only one agent may use an identity (replaced %d of %d times in a row before this node "
+                    "gives up); retrying in %.1f s",
+                    who,
+                    conflicts,
+                    self.max_conflicts,
                     delay,
                 )
                 self._pause(delay)
                 continue
             replaced.reset()
+            conflicts = 0
             if loss.code in (Close.GOING_AWAY, Close.ABNORMAL):
                 i += 1  # this replica is going away or silent: try the next
             self._pause(backoff.next())
@@ -260,6 +299,21 @@ class Node:
             },
             10.0,
         )
+        # An identity file of an older agent does not say its node's name: the hub does.
+        hub_name = hello.get("name")
+        why = name_mismatch(
+            {"nodeId": self.node_id, "name": hub_name} if isinstance(hub_name, str) else None,
+            self.name,
+            self.identity_file,
+        )
+        if why:
+            # The hello made this session the node's: leave (the node shows offline at once), then close it.
+            for method in ("leave", "close") if "leave" in (hello.get("features") or ()) else ("close",):
+                try:
+                    self._client.post(hub, f"/v1/node/{method}", {"session": sess.id}, self._auth(), 2.0)
+                except (HubError, Unreachable) as e:
+                    log.info("%s after a name mismatch: %s", method, e)
+            raise NodeStopped(why, "FLEETLINK_E_INVALID_ARGUMENT")
         sess.lease_ms = int(hello.get("leaseMs") or 30_000)
         sess.max_payload_bytes = int(hello.get("maxPayloadBytes") or DEFAULT_MAX_PAYLOAD_BYTES)
         sess.features = tuple(hello.get("features") or ())
@@ -429,9 +483,10 @@ class Node:
     def _pause(self, seconds):
         self._closing.wait(seconds)
 
-    def _fail(self, why):
+    def _fail(self, why, code=None):
         log.error("node stops: %s", why)
         self.failure = why
+        self.failure_code = code
         self._set_state("rejected")
         self._closing.set()
         self._stop.set()

@@ -19,6 +19,7 @@ class FakeHub:
         self.cond = threading.Condition()
         self.nodes = {}  # node id → credential
         self.names = set()
+        self.name_of = {}  # node id → the name it enrolled with (the hello answer says it)
         self.sessions = {}  # session → {"node", "ended": close dict or None, "said_hello", "delivered": {id: ins}}
         self.queue = []  # instructions pushed, not yet delivered
         self.replies = {}  # reply id → body
@@ -103,6 +104,7 @@ class FakeHub:
             self.names.add(body.get("name"))
             nid, cred = str(uuid.uuid4()), uuid.uuid4().hex
             self.nodes[nid] = cred
+            self.name_of[nid] = body.get("name")
             return 201, {"node": {"id": nid, "name": body.get("name")}, "credential": cred}
         method = path.rsplit("/", 1)[-1]
         nid, _, cred = (auth or "").partition(".")
@@ -131,6 +133,7 @@ class FakeHub:
                     return 400, err("UNSUPPORTED_PROTOCOL", f"node speaks {body.get('protocol')}, hub {self.protocols}")
                 return 200, {
                     "nodeId": nid,
+                    "name": self.name_of.get(nid),
                     "onlineUntil": None,
                     "maxInflight": 32,
                     "maxPayloadBytes": 1 << 20,

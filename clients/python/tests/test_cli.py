@@ -98,6 +98,20 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.wait(10), 2)
         self.assertIn("--hub", p.stderr.read())
 
+    def test_an_identity_file_of_another_node_name_exits_64_naming_both_names(self):
+        path = os.path.join(self.work, "id.json")
+        with open(path, "w") as f:
+            f.write('{"nodeId": "0193a000-0000-7000-8000-00000000beef", "credential": "x", "name": "alpha"}')
+        p = self.start(
+            "--hub", self.hub.url, "--handlers", "fleetlink_node.conformance", "--name", "beta", "--identity", path
+        )
+        self.assertEqual(p.wait(10), 64)
+        err = p.stderr.read()
+        self.assertIn("FLEETLINK_E_INVALID_ARGUMENT", err)
+        self.assertIn('is node "alpha"', err)
+        self.assertIn("--name alpha", err)
+        self.assertEqual(self.hub.sent("open"), [])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,7 @@
 """The Python node against a fake hub (tests/fake_hub.py): its duties, one at a time."""
 
 import asyncio
+import json
 import os
 import stat
 import sys
@@ -58,7 +59,7 @@ class NodeTest(unittest.TestCase):
     def node(self, hubs=None, **kw):
         n = Node(
             hubs=hubs or [self.hub.url],
-            name="py-1",
+            name=kw.pop("name", "py-1"),
             handlers=self.handlers,
             enroll_token=ENROLL_TOKEN,
             identity_file=os.path.join(self.dir, "identity.json"),
@@ -253,6 +254,75 @@ class NodeTest(unittest.TestCase):
         self.assertFalse(n.start(timeout=10))
         self.assertIn("FLEETLINK_E_UNAUTHORIZED", n.failure)
         self.assertIn("--reenroll", n.failure)
+
+
+class IdentityTest(unittest.TestCase):
+    """One identity, one name and one process (the TypeScript agent's test/node/identity.test.ts)."""
+
+    setUp = NodeTest.setUp
+    tearDown = NodeTest.tearDown
+    node = NodeTest.node
+
+    def identity_path(self):
+        return os.path.join(self.dir, "identity.json")
+
+    def test_enrolling_keeps_the_node_name_in_the_identity_file(self):
+        n = self.node()
+        self.assertTrue(n.start(timeout=10))
+        with open(self.identity_path()) as f:
+            self.assertEqual(json.load(f), {"nodeId": n.node_id, "credential": self.hub.nodes[n.node_id], "name": "py-1"})
+
+    def test_an_identity_file_of_another_name_is_refused_naming_both_names_and_the_fix(self):
+        n = self.node()
+        self.assertTrue(n.start(timeout=10))
+        n.stop(timeout=2)
+        with self.assertRaises(ValueError) as cm:
+            self.node(name="py-2")
+        msg = str(cm.exception)
+        self.assertIn(f'is node "py-1" ({n.node_id}), not "py-2"', msg)
+        self.assertIn("--name py-1", msg)
+        self.assertIn("--identity .fleetlink/node-py-2.json", msg)
+        self.assertIn(f"fleetlink nodes unregister {n.node_id}", msg)
+
+    def test_an_older_identity_file_without_a_name_the_hello_answer_names_the_node_and_another_name_stops(self):
+        n = self.node()
+        self.assertTrue(n.start(timeout=10))
+        n.stop(timeout=2)
+        with open(self.identity_path()) as f:
+            d = json.load(f)
+        with open(self.identity_path(), "w") as f:
+            json.dump({"nodeId": d["nodeId"], "credential": d["credential"]}, f)
+        other = self.node(name="py-2")
+        self.assertFalse(other.start(timeout=10))
+        self.assertEqual(other.failure_code, "FLEETLINK_E_INVALID_ARGUMENT")
+        self.assertIn('is node "py-1"', other.failure)
+        self.assertIn('not "py-2"', other.failure)
+        last = list(self.hub.sessions)[-1]
+        self.assertEqual(self.hub.sent("leave")[-1]["session"], last)
+        self.assertEqual(self.hub.sent("close")[-1]["session"], last)
+
+    def test_replaced_max_conflicts_times_in_a_row_the_node_gives_the_identity_up_with_conflict(self):
+        n = self.node(max_conflicts=2)
+        self.assertTrue(n.start(timeout=10))
+        self.hub.end_sessions(4000, "replaced")
+        self.hub.wait_for(lambda: len(self.hub.sent("open")) >= 2, timeout=5)
+        self.assertTrue(n.wait_online(timeout=5))
+        self.hub.end_sessions(4000, "replaced")
+        self.hub.wait_for(lambda: n.state == "rejected", timeout=5)
+        self.assertEqual(n.failure_code, "FLEETLINK_E_CONFLICT")
+        self.assertIn("replaced 2 times in a row", n.failure)
+        time.sleep(0.3)
+        self.assertEqual(len(self.hub.sent("open")), 2)
+
+    def test_the_replacement_of_a_settled_session_starts_a_new_count(self):
+        # A single counted replacement would stop it; one after 0.5 s online, with 0.2 s to settle, is not counted.
+        n = self.node(max_conflicts=1, conflict_settle_ms=200)
+        self.assertTrue(n.start(timeout=10))
+        time.sleep(0.5)
+        self.hub.end_sessions(4000, "replaced")
+        self.hub.wait_for(lambda: len(self.hub.sent("open")) >= 2, timeout=5)
+        self.assertTrue(n.wait_online(timeout=5))
+        self.assertIsNone(n.failure)
 
 
 if __name__ == "__main__":

@@ -272,6 +272,7 @@ export class NodeStreams {
     this.dispatcher.wakeClaimable();
     return {
       nodeId: node.id,
+      name: node.name,
       onlineUntil: node.onlineUntil,
       maxInflight: this.o.maxInflight,
       maxPayloadBytes: this.o.store.options.maxPayloadBytes,
