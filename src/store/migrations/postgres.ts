@@ -232,4 +232,11 @@ CREATE TABLE audit (
 CREATE INDEX audit_tenant ON audit (tenant, seq);
 `,
   },
+  {
+    version: 12,
+    name: "instructions by destination, for a node's history on the dashboard",
+    sql: `
+CREATE INDEX instructions_dst ON instructions (dst, seq);
+`,
+  },
 ];
