@@ -12,8 +12,8 @@ import type { Rates } from "./rates.ts";
 
 /** Payload bytes read and shown per payload on the call page. */
 export const PREVIEW_BYTES = 4096;
-/** Nodes shown on one call's page. */
-const MAX_CALL_NODES = 1000;
+/** Nodes shown on one call's page (one more is read, to know there are more). */
+const MAX_CALL_NODES = 999;
 
 export type NodeState = "pending" | "leased" | "ok" | "error";
 
@@ -166,7 +166,7 @@ export const registerDashboardReads = (
           "The instructions of one call (those sharing the groupId `id`, or the instruction `id` if it has no " +
           "group), with each node's name, state, attempts, push and reply times, latency, its payload and result " +
           `(decoded JSON or text, cut to ${PREVIEW_BYTES} bytes with the full size stated; blob references as ` +
-          "hash and size) and error code and message. At most 1000 nodes. 404 RUN_NOT_FOUND for an unknown run, " +
+          "hash and size) and error code and message. At most 999 nodes. 404 RUN_NOT_FOUND for an unknown run, " +
           "INSTRUCTION_NOT_FOUND for an unknown call. See docs/dashboard.md.",
         tags: ["dashboard"],
         auth: "admin",
@@ -206,7 +206,8 @@ export const registerDashboardReads = (
             outcome: Type.Optional(
               Type.Union([Type.Literal("ok"), Type.Literal("error"), Type.Literal("pending")]),
             ),
-            limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+            // Query values arrive as strings; the store checks the range.
+            limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
           },
           { additionalProperties: false },
         ),
@@ -215,14 +216,14 @@ export const registerDashboardReads = (
     },
     async (req) => {
       const { node } = req.params as { node: string };
-      const q = req.query as { method?: string; run?: string; outcome?: Outcome; limit?: number };
+      const q = req.query as { method?: string; run?: string; outcome?: Outcome; limit?: string };
       // An unknown node is a 404, not an empty history.
       await store.getNode(node);
       const list = await store.nodeInstructions(node, {
         method: q.method,
         runId: q.run,
         outcome: q.outcome,
-        limit: q.limit,
+        limit: q.limit === undefined ? undefined : Number(q.limit),
       });
       return { instructions: list.map(nodeInstructionView) };
     },
