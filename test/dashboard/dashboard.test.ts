@@ -252,6 +252,7 @@ describe("dashboard in headless Chromium", () => {
           .evaluateAll((r) => r.map((x) => x.getAttribute("data-method"))),
       )
       .toEqual(["hold", "boom", "nope", "add"]);
+    await page.screenshot({ path: join(shots, "dashboard-node.png"), fullPage: true });
     await page.selectOption("[data-testid=node-filters] select[name=outcome]", "error");
     await expect
       .poll(() =>
@@ -266,7 +267,6 @@ describe("dashboard in headless Chromium", () => {
     await expect.poll(() => page.locator("[data-testid=node-instruction]").count()).toBe(1);
     await page.selectOption("[data-testid=node-filters] select[name=outcome]", "pending");
     await expect.poll(() => page.textContent("main")).toContain("No instructions match");
-    await page.screenshot({ path: join(shots, "dashboard-node.png"), fullPage: true });
 
     // From the node's row to the call: withdraw asks first; Cancel does nothing.
     await page.selectOption("[data-testid=node-filters] select[name=outcome]", "");
@@ -352,9 +352,17 @@ describe("dashboard in headless Chromium", () => {
       const fleet = await f.fleet();
       const r = await fleet.createRun();
       const alphaOnly = r.configuration((await fleet.nodes()).filter((n) => n.name === "alpha"));
-      for (let i = 0; i < 20; i++)
-        await alphaOnly.call("add", { a: i, b: 1 }, { quorum: "all", timeoutMs: 10_000 });
-      await expect(alphaOnly.call("boom", null, { quorum: "all", timeoutMs: 10_000 })).rejects.toThrow();
+      // Bursts of growing size with pauses, so the charts have a shape; a failing call every other burst.
+      for (let k = 1; k <= 6; k++) {
+        await Promise.all(
+          Array.from({ length: 4 * k }, (_, i) =>
+            alphaOnly.call("add", { a: i, b: k }, { quorum: "all", timeoutMs: 10_000 }),
+          ),
+        );
+        if (k % 2 === 0)
+          await expect(alphaOnly.call("boom", null, { quorum: "all", timeoutMs: 10_000 })).rejects.toThrow();
+        await new Promise((res) => setTimeout(res, 450));
+      }
       await page.goto(`${urlB}/#/`);
       await page.evaluate(() => sessionStorage.clear());
       await page.reload();
@@ -374,7 +382,7 @@ describe("dashboard in headless Chromium", () => {
       expect(
         await page.getAttribute("[data-testid=node-row][data-name=alpha] td:nth-child(4)", "title"),
       ).toBe(f.hub.id);
-      await page.screenshot({ path: join(shots, "dashboard-overview.png") });
+      await page.screenshot({ path: join(shots, "dashboard-charts.png") });
       await page.goto(`${f.url}/#/`);
     } finally {
       await b.close();
@@ -464,6 +472,53 @@ describe("dashboard in headless Chromium", () => {
     expect(refused.status).toBe(403);
     expect(refused.body.error.message).toMatch(/needs role admin/);
     expect((await f.store.getNode(waiting.id)).approved).toBe(false);
+
+    // The node page: Approve and Unregister disabled, saying why; no rate charts (they add up every tenant).
+    await page.click("[data-testid=node-row][data-name=waiting-a] a");
+    for (const id of ["approve", "unregister"]) {
+      const b = page.locator(`main [data-testid=${id}]`);
+      expect(await b.isDisabled()).toBe(true);
+      expect(await b.getAttribute("title")).toBe("needs role admin");
+    }
+    await page.goto(`${f.url}/#/`);
+    await page.waitForSelector("[data-testid=charts-hidden]");
+    // A run of its tenant: Finish is disabled (it needs admin or coordinator), and the hub refuses it.
+    const runA = await f.store.createRun({ tenant: "team-a" });
+    await page.goto(`${f.url}/#/runs/${runA.id}`);
+    const finish = page.locator("[data-testid=finish-run]");
+    expect(await finish.isDisabled()).toBe(true);
+    expect(await finish.getAttribute("title")).toBe("needs role admin or coordinator");
+    const finishing = await page.evaluate(
+      async ([id, secret]) => {
+        const r = await fetch(`/v1/runs/${id}/status`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+          body: JSON.stringify({ from: "pending", to: "finished" }),
+        });
+        return r.status;
+      },
+      [runA.id, reader.secret] as const,
+    );
+    expect(finishing).toBe(403);
+    const unregistering = await page.evaluate(
+      async ([id, secret]) =>
+        (await fetch(`/v1/nodes/${id}`, { method: "DELETE", headers: { authorization: `Bearer ${secret}` } }))
+          .status,
+      [waiting.id, reader.secret] as const,
+    );
+    expect(unregistering).toBe(403);
+    expect((await f.store.getRun(runA.id)).status).toBe("pending");
+    expect((await f.store.getNode(waiting.id)).status).not.toBe("unregistered");
+
+    // A coordinator may finish runs and withdraw calls, not unregister nodes.
+    const coordinator = await token({ role: "coordinator", tenant: "team-a" });
+    await login(coordinator.secret);
+    await page.goto(`${f.url}/#/runs/${runA.id}`);
+    expect(await page.locator("[data-testid=finish-run]").isDisabled()).toBe(false);
+    await page.goto(`${f.url}/#/nodes/${waiting.id}`);
+    const unregister = page.locator("main [data-testid=unregister]");
+    expect(await unregister.isDisabled()).toBe(true);
+    expect(await unregister.getAttribute("title")).toBe("needs role admin");
     expect(pageErrors).toEqual([]);
   });
 
