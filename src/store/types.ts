@@ -463,8 +463,10 @@ export interface InstructionOutcome {
   maxAttempts: number;
   createdAt: number;
   expiresAt: number;
-  /** While leased: when the lease runs out. The store keeps no delivery time once an instruction ends. */
+  /** While leased: when the lease runs out. */
   leaseUntil: number | null;
+  /** When it was first delivered (claimed, or pushed already leased); null: never, or pushed before schema 13. */
+  deliveredAt: number | null;
   /** The payload's first bytes (at most the preview asked for). */
   payload: Uint8Array;
   payloadBytes: number;

@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import { newId } from "../../src/protocol/ids.ts";
 import { storeReply } from "../../src/store/store.ts";
 import { rejectsWith } from "../helpers/expect.ts";
-import { bytes, type StoreFactory, useStore } from "./factory.ts";
+import { bytes, LEASE, type StoreFactory, useStore } from "./factory.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -108,6 +108,35 @@ export const outcomesConformance = (factory: StoreFactory): void => {
         "INVALID_ARGUMENT",
         "outcome",
       );
+    });
+
+    test("deliveredAt - the first delivery's time: a claim sets it, a redelivery keeps it, a push leased at once has it", async () => {
+      const { store, clock } = t;
+      const a = await t.onlineNode("a");
+      const run = await store.createRun();
+      const [i] = await store.pushInstructions(run.id, [{ dst: a.id, method: "m", ttlMs: 600_000 }]);
+      const view = async (id: string) => (await store.nodeInstructions(a.id)).find((x) => x.id === id)!;
+      expect((await view(i!.id)).deliveredAt).toBeNull();
+      clock.advance(100);
+      const first = clock();
+      await store.claimInstructions({ nodeIds: [a.id], limit: 1 });
+      expect(await view(i!.id)).toMatchObject({ deliveredAt: first, attempts: 1 });
+      // The lease runs out; the second delivery counts an attempt and keeps the first time.
+      clock.advance(LEASE + 1);
+      await store.claimInstructions({ nodeIds: [a.id], limit: 1 });
+      expect(await view(i!.id)).toMatchObject({ deliveredAt: first, attempts: 2 });
+      await storeReply(store, { runId: run.id, nodeId: a.id, replyTo: i!.id });
+      expect((await view(i!.id)).deliveredAt).toBe(first);
+
+      const sessionId = newId();
+      await store.openSession({ nodeId: a.id, sessionId });
+      clock.advance(50);
+      const [j] = await store.pushInstructions(run.id, [
+        { dst: a.id, method: "m", ttlMs: 600_000, leaseTo: sessionId },
+      ]);
+      // Both SQL stores honour leaseTo for the node's current session.
+      expect(j!.state).toBe("leased");
+      expect((await view(j!.id)).deliveredAt).toBe(j!.createdAt);
     });
 
     test("activityCounters - pushes and replies only grow, errors are counted after a given reply", async () => {

@@ -178,6 +178,9 @@ describe("dashboard in headless Chromium", () => {
       );
       expect(await row(node).locator("[data-testid=attempts]").textContent()).toBe("1/3");
       expect(await row(node).locator("[data-testid=latency]").textContent()).toMatch(/^\d+ ms$|s$/);
+      expect(await row(node).locator("[data-testid=delivered]").textContent()).toMatch(
+        /^delivered \+\d+ ms$/,
+      );
       const payload = row(node).locator("[data-testid=payload]");
       expect(await payload.getAttribute("data-bytes")).toBe("6011");
       expect(await payload.locator("[data-testid=payload-truncated]").textContent()).toContain(

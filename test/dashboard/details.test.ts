@@ -127,6 +127,9 @@ for (const b of backends) {
       expect(na.payload.text.length).toBe(4096);
       expect(na.result).toMatchObject({ kind: "json", text: '{\n  "ok": true\n}' });
       expect(na.latencyMs).toBe(na.repliedAt - na.pushedAt);
+      // Pushed, then delivered (the claim above), then replied.
+      expect(na.deliveredAt).toBeGreaterThanOrEqual(na.pushedAt);
+      expect(na.deliveredAt).toBeLessThanOrEqual(na.repliedAt);
       expect(nc).toMatchObject({
         name: "c",
         state: "error",

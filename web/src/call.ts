@@ -41,12 +41,12 @@ export const CallPage = ({
       confirm=${`Withdraw the ${open.length} unanswered instruction(s) of this call? Their nodes are told to stop; the caller gets CANCELLED.`}
       run=${doWithdraw} /></p>
     <table data-testid="call-nodes">
-      <thead><tr><th>node</th><th>state</th><th>attempts</th><th>pushed → replied</th><th>payload</th><th>result / error</th></tr></thead>
+      <thead><tr><th>node</th><th>state</th><th>attempts</th><th>pushed → delivered → replied</th><th>payload</th><th>result / error</th></tr></thead>
       <tbody>${c.nodes.map((n) => html`<${NodeRow} key=${n.instructionId} n=${n} now=${s.at} />`)}</tbody>
     </table>
     ${c.truncated ? html`<p class="muted">Only the first 1000 nodes are shown.</p>` : ""}
     <p class="muted">Payloads are shown up to ${size(c.previewBytes)} each; blobs are named by hash and size, not read.
-      The store keeps no delivery time once an instruction has ended: latency is from the push to the reply.</p>`;
+      Times after the push are from the push: first delivery, then the reply.</p>`;
 };
 
 const NodeRow = ({ n, now }: { n: CallNodeDetail; now: number }) =>
@@ -54,11 +54,15 @@ const NodeRow = ({ n, now }: { n: CallNodeDetail; now: number }) =>
     <td><a href=${`#/nodes/${n.nodeId}`}><strong>${n.name ?? "(gone)"}</strong></a> <span class="muted" title=${n.nodeId}>${short(n.nodeId)}</span></td>
     <td><${Badge} kind=${n.state} /></td>
     <td data-testid="attempts">${n.attempts}/${n.maxAttempts}</td>
-    <td><${When} t=${n.pushedAt} now=${now} /> → ${
+    <td><${When} t=${n.pushedAt} now=${now} /><br />→ ${
+      n.deliveredAt !== null
+        ? html`<span data-testid="delivered" title="from the push to the first delivery">delivered +${ms(n.deliveredAt - n.pushedAt)}</span>`
+        : html`<span class="muted">${n.repliedAt === null ? "not delivered yet" : "delivery not recorded"}</span>`
+    }<br />→ ${
       n.repliedAt !== null
-        ? html`<span data-testid="latency">${ms(n.latencyMs)}</span>`
+        ? html`replied +<span data-testid="latency" title="from the push to the reply">${ms(n.latencyMs)}</span>`
         : n.leaseUntil !== null
-          ? html`<span class="muted">delivered, lease until <${When} t=${n.leaseUntil} now=${now} /></span>`
+          ? html`<span class="muted">working, lease until <${When} t=${n.leaseUntil} now=${now} /></span>`
           : html`<span class="muted">waiting</span>`
     }</td>
     <td><${Payload} p=${n.payload} id="payload" /></td>

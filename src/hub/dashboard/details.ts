@@ -26,6 +26,8 @@ export interface CallNodeDetail {
   attempts: number;
   maxAttempts: number;
   pushedAt: number;
+  /** First delivery to the node (null: not delivered yet, or pushed before the store kept it). */
+  deliveredAt: number | null;
   /** While leased: when the lease runs out. */
   leaseUntil: number | null;
   repliedAt: number | null;
@@ -65,6 +67,7 @@ export interface NodeInstructionView {
   attempts: number;
   maxAttempts: number;
   createdAt: number;
+  deliveredAt: number | null;
   repliedAt: number | null;
   latencyMs: number | null;
   error: { code: string; message: string } | null;
@@ -120,6 +123,7 @@ export const callDetail = async (store: Store, runId: string, id: string): Promi
       attempts: i.attempts,
       maxAttempts: i.maxAttempts,
       pushedAt: i.createdAt,
+      deliveredAt: i.deliveredAt,
       leaseUntil: i.leaseUntil,
       repliedAt: r?.createdAt ?? null,
       latencyMs: r ? r.createdAt - i.createdAt : null,
@@ -140,6 +144,7 @@ const nodeInstructionView = (i: InstructionOutcome): NodeInstructionView => ({
   attempts: i.attempts,
   maxAttempts: i.maxAttempts,
   createdAt: i.createdAt,
+  deliveredAt: i.deliveredAt,
   repliedAt: i.reply?.createdAt ?? null,
   latencyMs: i.reply ? i.reply.createdAt - i.createdAt : null,
   error: i.reply?.error ?? null,
@@ -164,7 +169,7 @@ export const registerDashboardReads = (
         summary: "One call node by node (dashboard)",
         description:
           "The instructions of one call (those sharing the groupId `id`, or the instruction `id` if it has no " +
-          "group), with each node's name, state, attempts, push and reply times, latency, its payload and result " +
+          "group), with each node's name, state, attempts, push, first delivery and reply times, latency, its payload and result " +
           `(decoded JSON or text, cut to ${PREVIEW_BYTES} bytes with the full size stated; blob references as ` +
           "hash and size) and error code and message. At most 999 nodes. 404 RUN_NOT_FOUND for an unknown run, " +
           "INSTRUCTION_NOT_FOUND for an unknown call. See docs/dashboard.md.",

@@ -239,4 +239,12 @@ CREATE INDEX audit_tenant ON audit (tenant, seq);
 CREATE INDEX instructions_dst ON instructions (dst, seq);
 `,
   },
+  {
+    version: 13,
+    name: "first delivery time of instructions, for the dashboard's pushed → delivered → replied",
+    // Instructions from before have none: the dashboard shows pushed → replied for them.
+    sql: `
+ALTER TABLE instructions ADD COLUMN delivered_at BIGINT;
+`,
+  },
 ];

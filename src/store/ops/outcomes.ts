@@ -31,7 +31,7 @@ const bytes = (v: unknown): Uint8Array => {
  * bytea in PostgreSQL), so a call of 4 MiB payloads reads a few KiB per node. `$1` is the preview length.
  */
 const SELECT = `SELECT i.id, i.run_id, i.dst, i.group_id, i.method, i.state, i.attempts, i.max_attempts,
-    i.created_at, i.expires_at, i.lease_until, substr(i.payload, 1, $1) AS payload,
+    i.created_at, i.expires_at, i.lease_until, i.delivered_at, substr(i.payload, 1, $1) AS payload,
     length(i.payload) AS payload_bytes, r.id AS r_id, r.created_at AS r_created_at, r.error_code,
     r.error_message, substr(r.payload, 1, $1) AS r_payload, length(r.payload) AS r_payload_bytes
   FROM instructions i LEFT JOIN replies r ON r.reply_to = i.id`;
@@ -48,6 +48,7 @@ const toOutcome = (r: Row): InstructionOutcome => ({
   createdAt: num(r.created_at),
   expiresAt: num(r.expires_at),
   leaseUntil: r.lease_until === null || r.lease_until === undefined ? null : num(r.lease_until),
+  deliveredAt: r.delivered_at === null || r.delivered_at === undefined ? null : num(r.delivered_at),
   payload: bytes(r.payload),
   payloadBytes: num(r.payload_bytes),
   reply:
