@@ -34,6 +34,8 @@ describe("dashboard in headless Chromium", () => {
   let cfg: Configuration;
   /** Lets beta's `hold` handler answer. */
   let releaseHold: () => void = () => {};
+  /** Lets beta's `slow` handler answer. */
+  let releaseSlow: () => void = () => {};
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM))
@@ -95,6 +97,9 @@ describe("dashboard in headless Chromium", () => {
     const hold = new Promise<void>((r) => {
       releaseHold = r;
     });
+    const slow = new Promise<void>((r) => {
+      releaseSlow = r;
+    });
     const boom = (p: unknown) => {
       throw new Error(`disk full while writing ${JSON.stringify(p).length} bytes`);
     };
@@ -109,6 +114,10 @@ describe("dashboard in headless Chromium", () => {
       hold: async () => {
         await hold;
         return "beta done";
+      },
+      slow: async () => {
+        await slow;
+        return "slow done";
       },
     });
     await page.waitForSelector("[data-testid=node-row][data-name=alpha][data-status=online]");
@@ -382,6 +391,21 @@ describe("dashboard in headless Chromium", () => {
       );
       // Replica B's page shows alpha on replica A, which B does not hold.
       await page.waitForSelector("[data-testid=node-row][data-name=alpha]");
+      // beta works on a call held on replica A: B shows it in flight, from A's presence record (within 5 s).
+      const betaOnly = r.configuration((await fleet.nodes()).filter((n) => n.name === "beta"));
+      const slowCall = betaOnly.call("slow", null, { quorum: "all", timeoutMs: 20_000 });
+      await expect
+        .poll(() => page.textContent("[data-testid=node-row][data-name=beta] [data-testid=node-inflight]"), {
+          timeout: 8000,
+        })
+        .toBe("1");
+      releaseSlow();
+      expect([...(await slowCall).replies.values()]).toEqual(["slow done"]);
+      await expect
+        .poll(() => page.textContent("[data-testid=node-row][data-name=beta] [data-testid=node-inflight]"), {
+          timeout: 8000,
+        })
+        .toBe("0");
       expect(
         await page.getAttribute("[data-testid=node-row][data-name=alpha] td:nth-child(4)", "title"),
       ).toBe(f.hub.id);
