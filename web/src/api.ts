@@ -1,5 +1,6 @@
 import type { CallDetail, NodeInstructionView } from "../../src/hub/dashboard/details.ts";
 import type { RateSample } from "../../src/hub/dashboard/rates.ts";
+import type { Run } from "../../src/protocol/types.ts";
 import type { AuditEntry } from "../../src/store/types.ts";
 
 /** The token lives in sessionStorage: it is gone when the tab closes, and never put in a URL. */
@@ -115,6 +116,14 @@ export const nodeInstructions = async (id: string, f: NodeFilter) => {
     }
   ).instructions;
 };
+
+/** Runs of one status (or any), newest first, at most 100: the hub filters (GET /v1/runs). */
+export const listRuns = async (status: string) =>
+  (
+    (await api(`/v1/runs?limit=100${status ? `&status=${encodeURIComponent(status)}` : ""}`)) as {
+      runs: Run[];
+    }
+  ).runs;
 
 export const getRates = async () =>
   (await api("/v1/rates")) as { intervalMs: number; startedAt: number; samples: RateSample[] | null };

@@ -1,19 +1,37 @@
 import { html } from "htm/preact";
 import { useState } from "preact/hooks";
-import type { CallView, RunDetail, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
+import type { CallView, RunDetail, RunSummary, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
+import type { Run } from "../../src/protocol/types.ts";
 import { Action } from "./actions.ts";
-import { canDrive, finishRun, type Me, NEEDS_DRIVE } from "./api.ts";
+import { canDrive, finishRun, listRuns, type Me, NEEDS_DRIVE } from "./api.ts";
 import { CheckpointCard } from "./checkpoints.ts";
+import { usePoll } from "./poll.ts";
 import { Badge, Empty, ms, short, When } from "./ui.ts";
 
 const value = (e: Event) => (e.target as HTMLInputElement).value.trim();
 
+/**
+ * The newest runs with their calls' outcomes (from the feed); with a filter, the hub's list of up to 100 runs of
+ * that status (GET /v1/runs), so older runs are found too; outcome counts only for runs the feed covers.
+ */
 export const Runs = ({ s }: { s: Snapshot }) => {
   const [q, setQ] = useState("");
   const [status, setStatus] = useState("");
+  const filtered = q !== "" || status !== "";
+  const listed = usePoll(
+    () => (filtered ? listRuns(status) : Promise.resolve(null)),
+    `runs?${status}`,
+    s.at,
+    10_000,
+  );
   if (s.runs.length === 0)
     return html`<${Empty} text="No runs yet: a coordinator makes one with fleet.createRun()." />`;
-  const shown = s.runs.filter((r) => (!q || r.id.includes(q)) && (!status || r.status === status));
+  const summaries = new Map(s.runs.map((r) => [r.id, r]));
+  const base: (Run & Partial<RunSummary>)[] = filtered ? (listed.data ?? []) : s.runs;
+  const shown = base
+    .filter((r) => (!q || r.id.includes(q)) && (!status || r.status === status))
+    .map((r) => ({ ...r, ...summaries.get(r.id) }));
+  const count = (v: number | undefined) => (v === undefined ? "—" : v);
   return html`
     <form class="filters" data-testid="run-filters" onSubmit=${(e: Event) => e.preventDefault()}>
       <input name="run" placeholder="run id" onInput=${(e: Event) => setQ(value(e))} />
@@ -29,13 +47,17 @@ export const Runs = ({ s }: { s: Snapshot }) => {
             <td title=${r.id}><a href=${`#/runs/${r.id}`}>${short(r.id)}</a></td>
             <td><${Badge} kind=${r.status} />${r.reason ? html` <span class="muted">${r.reason}</span>` : ""}</td>
             <td><${When} t=${r.createdAt} now=${s.at} /></td>
-            <td>${r.calls}${r.truncated ? "+" : ""}</td>
-            <td class="ok">${r.ok}</td><td class=${r.error ? "error" : ""}>${r.error}</td><td>${r.open}</td>
+            <td>${count(r.calls)}${r.truncated ? "+" : ""}</td>
+            <td class="ok">${count(r.ok)}</td><td class=${r.error ? "error" : ""}>${count(r.error)}</td><td>${count(r.open)}</td>
           </tr>`,
         )}
       </tbody>
     </table>
-    <p class="muted">The newest ${s.runs.length} runs (${shown.length} shown); counts cover each run's newest instructions.</p>`;
+    <p class="muted">${
+      filtered
+        ? `Runs filtered by the hub (the newest 100${status ? ` ${status}` : ""}), ${shown.length} shown; outcome counts for the newest ${s.runs.length} runs.`
+        : `The newest ${s.runs.length} runs; counts cover each run's newest instructions.`
+    }</p>`;
 };
 
 type Outcome = "" | "ok" | "error" | "pending";
