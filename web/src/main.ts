@@ -18,7 +18,16 @@ import "./style.css";
  */
 type Where = { view: string; runId: string | null; id: string | null };
 const route = (): Where => {
-  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const parts = location.hash
+    .replace(/^#\/?/, "")
+    .split("/")
+    .map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        return p;
+      }
+    });
   if (parts[0] === "runs" && parts[1] && parts[2] === "calls" && parts[3])
     return { view: "call", runId: parts[1], id: parts[3] };
   if (parts[0] === "runs" && parts[1]) return { view: "run", runId: parts[1], id: null };

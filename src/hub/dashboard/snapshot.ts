@@ -47,7 +47,7 @@ export interface Snapshot {
  * A replica as its presence record says. For a tenant, `nodes` lists only the tenant's nodes, and the replica's
  * counters (which count every tenant's work) are null.
  */
-export type ReplicaView = Omit<ReplicaPresence, "inflight" | "runStreams"> & {
+export type ReplicaView = Omit<ReplicaPresence, "inflight" | "runStreams" | "inflightByNode"> & {
   inflight: number | null;
   runStreams: number | null;
 };
@@ -198,15 +198,12 @@ export class SnapshotBuilder {
         runs: runCounts,
       },
       // Another tenant's nodes, and counters that add up every tenant's work, are not shown to a tenant.
-      replicas:
+      // Per-node in-flight counts are in `nodes`, not repeated per replica (they would name other tenants' nodes).
+      replicas: replicas.map(({ inflightByNode: _, ...r }) =>
         tenant === null
-          ? replicas
-          : replicas.map((r) => ({
-              ...r,
-              nodes: r.nodes.filter((n) => ids.has(n)),
-              inflight: null,
-              runStreams: null,
-            })),
+          ? r
+          : { ...r, nodes: r.nodes.filter((n) => ids.has(n)), inflight: null, runStreams: null },
+      ),
       nodes,
       runs: summaries.map(({ leased: _, answered: __, ...r }) => r),
       checkpoints: await this.checkpoints(tenant),
