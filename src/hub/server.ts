@@ -124,6 +124,8 @@ export interface HubOptions {
   metricsToken?: string;
   /** Serve the web dashboard at `/` and its live feed at `GET /v1/events` (docs/dashboard.md). (Default: true) */
   dashboard?: boolean;
+  /** How often the dashboard's rate charts are sampled, in ms (an hour of samples is kept). (Default: 10000) */
+  dashboardRateIntervalMs?: number;
   // Blobs (docs/blobs.md).
   /**
    * Where blob bytes live: `file://DIR`, `s3://BUCKET/PREFIX`, or a BlobStorage. Enables the blob routes and
@@ -463,7 +465,17 @@ export const createHub = (o: HubOptions): Hub => {
       });
     if (checkpoints) registerCheckpointRoutes(scope, checkpoints, {}, { tenants, audit });
     if (o.dashboard !== false)
-      registerDashboard(scope, { store, access, replica: id, nodes, runs, checkpoints, log });
+      registerDashboard(scope, {
+        store,
+        access,
+        replica: id,
+        nodes,
+        runs,
+        checkpoints,
+        log,
+        inflightByNode: () => nodes.inflightByNode(),
+        rateIntervalMs: o.dashboardRateIntervalMs,
+      });
   });
   checkpoints?.startMonitor();
 

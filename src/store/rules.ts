@@ -58,9 +58,13 @@ export const outcome = (now: string, i: string, n: string): string => `CASE
     ELSE 'FLEETLINK_E_MESSAGE_EXPIRED'
   END`;
 
-/** SET clause of a delivery: leased to `owner` until `until`, one more attempt counted. */
-export const leaseTo = (until: string, owner: string, a?: string): string =>
-  `state = 'leased', attempts = ${at(a)("attempts")} + 1, lease_until = ${until}, lease_owner = ${owner}`;
+/**
+ * SET clause of a delivery at `now`: leased to `owner` until `until`, one more attempt counted, and the first
+ * delivery's time kept (a redelivery does not move it).
+ */
+export const leaseTo = (now: string, until: string, owner: string, a?: string): string =>
+  `state = 'leased', attempts = ${at(a)("attempts")} + 1, lease_until = ${until}, lease_owner = ${owner},
+   delivered_at = COALESCE(${at(a)("delivered_at")}, ${now})`;
 
 /** SET clause that gives a lease back: claimable again at once (attempts are kept). */
 export const RELEASE = "state = 'pending', lease_until = NULL, lease_owner = NULL";

@@ -15,6 +15,7 @@ import {
   useEnrollToken,
 } from "./ops/enroll-tokens.ts";
 import { approveNode, getNode, listNodes, registerNode, unregisterNode } from "./ops/nodes.ts";
+import { activityCounters, callInstructions, nodeInstructions } from "./ops/outcomes.ts";
 import { authenticatePrincipal, createPrincipal, listPrincipals, revokePrincipal } from "./ops/principals.ts";
 import { pushBatch, pushInstructions } from "./ops/push.ts";
 import { getRecord, listRecords, putRecord } from "./ops/records.ts";
@@ -31,12 +32,14 @@ import {
 } from "./ops/sessions.ts";
 import { sweep } from "./ops/sweep.ts";
 import type {
+  ActivityCounters,
   AuditEntry,
   BeginBlobUploadInput,
   BeginBlobUploadResult,
   BlobReader,
   BlobRecord,
   BlobUpload,
+  CallInstructionsOptions,
   Cancellation,
   Change,
   ClaimInstructionsInput,
@@ -46,6 +49,7 @@ import type {
   CollectBlobsResult,
   EnrollTokenRecord,
   ExtendLeasesInput,
+  InstructionOutcome,
   LeaveSessionInput,
   LeaveSessionResult,
   ListAuditOptions,
@@ -57,6 +61,7 @@ import type {
   NewNode,
   NewPrincipal,
   NewReply,
+  NodeInstructionsOptions,
   OpenSessionInput,
   OpenSessionResult,
   PrincipalRecord,
@@ -172,6 +177,19 @@ export abstract class SqlStore implements Store {
   }
   stats(): Promise<StoreStats> {
     return runs.stats(this.ops);
+  }
+  callInstructions(
+    runId: string,
+    groupId: string,
+    opts?: CallInstructionsOptions,
+  ): Promise<InstructionOutcome[]> {
+    return callInstructions(this.ops, runId, groupId, opts);
+  }
+  nodeInstructions(nodeId: string, opts?: NodeInstructionsOptions): Promise<InstructionOutcome[]> {
+    return nodeInstructions(this.ops, nodeId, opts);
+  }
+  activityCounters(afterReplySeq: number | null): Promise<ActivityCounters> {
+    return activityCounters(this.ops, afterReplySeq);
   }
 
   registerNode(input: NewNode): Promise<NodeRecord> {

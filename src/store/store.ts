@@ -1,11 +1,13 @@
 import type { Instruction, NodeRecord, Reply, Run, RunStatus } from "../protocol/types.ts";
 import type {
+  ActivityCounters,
   AuditEntry,
   BeginBlobUploadInput,
   BeginBlobUploadResult,
   BlobReader,
   BlobRecord,
   BlobUpload,
+  CallInstructionsOptions,
   Cancellation,
   ClaimInstructionsInput,
   ClaimRepliesInput,
@@ -14,6 +16,7 @@ import type {
   CollectBlobsResult,
   EnrollTokenRecord,
   ExtendLeasesInput,
+  InstructionOutcome,
   LeaveSessionInput,
   LeaveSessionResult,
   ListAuditOptions,
@@ -25,6 +28,7 @@ import type {
   NewNode,
   NewPrincipal,
   NewReply,
+  NodeInstructionsOptions,
   OpenSessionInput,
   OpenSessionResult,
   PrincipalRecord,
@@ -279,6 +283,23 @@ export interface Store {
    */
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
+
+  // Dashboard reads (docs/dashboard.md): bounded by a LIMIT on an index, payloads cut to a preview.
+
+  /**
+   * One call's instructions (those with this groupId, or the instruction with this id if it has no group), in
+   * push order, each with its reply's time, error and payload preview. Empty for an unknown call; RUN_NOT_FOUND
+   * for an unknown run.
+   */
+  callInstructions(
+    runId: string,
+    groupId: string,
+    opts?: CallInstructionsOptions,
+  ): Promise<InstructionOutcome[]>;
+  /** A node's newest instructions across runs, newest first, filtered; sizes only, no payload bytes. */
+  nodeInstructions(nodeId: string, opts?: NodeInstructionsOptions): Promise<InstructionOutcome[]>;
+  /** Store-wide counters for the dashboard's rate charts (see ActivityCounters). */
+  activityCounters(afterReplySeq: number | null): Promise<ActivityCounters>;
 
   // Blobs (docs/blobs.md). References are found in payloads by the store itself (every object `readBlobRef`
   // reads, escaped keys included): a push whose payload references a blob its run may not reference fails with

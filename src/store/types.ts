@@ -447,3 +447,62 @@ export interface Cancellation {
   /** The error code it ended with (FLEETLINK_E_CANCELLED, …_MESSAGE_EXPIRED, …_DELIVERY_FAILED, …). */
   code: string;
 }
+
+/**
+ * An instruction with its outcome, as the dashboard shows it: payloads cut to a preview (their full size
+ * stated), and the reply's time and error if there is one.
+ */
+export interface InstructionOutcome {
+  id: string;
+  runId: string;
+  dst: string;
+  groupId: string | null;
+  method: string;
+  state: Instruction["state"];
+  attempts: number;
+  maxAttempts: number;
+  createdAt: number;
+  expiresAt: number;
+  /** While leased: when the lease runs out. */
+  leaseUntil: number | null;
+  /** When it was first delivered (claimed, or pushed already leased); null: never, or pushed before schema 13. */
+  deliveredAt: number | null;
+  /** The payload's first bytes (at most the preview asked for). */
+  payload: Uint8Array;
+  payloadBytes: number;
+  reply: {
+    id: string;
+    createdAt: number;
+    error: ReplyError | null;
+    payload: Uint8Array;
+    payloadBytes: number;
+  } | null;
+}
+
+/** An instruction's outcome, for filters: `pending` has no reply yet (delivered or not). */
+export type Outcome = "ok" | "error" | "pending";
+
+export interface NodeInstructionsOptions {
+  /** (Default: LIST_LIMIT.default) */
+  limit?: number;
+  method?: string;
+  runId?: string;
+  outcome?: Outcome;
+}
+
+export interface CallInstructionsOptions {
+  /** Instructions read, at most LIST_LIMIT.max. (Default: LIST_LIMIT.max) */
+  limit?: number;
+  /** Payload bytes returned of each payload (instruction and reply), at most 65536. (Default: 4096) */
+  previewBytes?: number;
+}
+
+/**
+ * Store-wide counters for rates: the newest instruction and reply sequence numbers (they only grow, whoever
+ * wrote the rows), and how many error replies have a sequence number in (afterReplySeq, replies].
+ */
+export interface ActivityCounters {
+  instructions: number;
+  replies: number;
+  errors: number;
+}

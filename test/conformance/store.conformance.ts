@@ -13,6 +13,7 @@ import type { StoreFactory } from "./factory.ts";
 import { leaveConformance } from "./leave.conformance.ts";
 import { limitsConformance } from "./limits.conformance.ts";
 import { listingConformance } from "./listing.conformance.ts";
+import { outcomesConformance } from "./outcomes.conformance.ts";
 import { principalConformance } from "./principals.conformance.ts";
 import { replyIdConformance } from "./reply-ids.conformance.ts";
 import { sessionConformance } from "./sessions.conformance.ts";
@@ -921,5 +922,6 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
     tenancyConformance(factory);
     principalConformance(factory);
     auditConformance(factory);
+    outcomesConformance(factory);
   });
 };

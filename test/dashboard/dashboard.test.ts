@@ -6,7 +6,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
+import type { Configuration } from "../../src/coordinator/configuration.ts";
+import type { RunHandle } from "../../src/coordinator/run.ts";
+import { createHub } from "../../src/hub/server.ts";
+import { openStore } from "../../src/store/open.ts";
+import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const repo = fileURLToPath(new URL("../../", import.meta.url));
@@ -25,6 +29,13 @@ describe("dashboard in headless Chromium", () => {
   let page: Page;
   let profile: string;
   const pageErrors: string[] = [];
+  // The first test's run and configuration (alpha and beta), used again by the pages' tests.
+  let run: RunHandle;
+  let cfg: Configuration;
+  /** Lets beta's `hold` handler answer. */
+  let releaseHold: () => void = () => {};
+  /** Lets beta's `slow` handler answer. */
+  let releaseSlow: () => void = () => {};
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM))
@@ -33,7 +44,8 @@ describe("dashboard in headless Chromium", () => {
           "`apt-get update && apt-get install -y chromium` (Debian's package; .ci/run does this in CI).",
       );
     await ensureBundle();
-    f = await startFleet();
+    // Rate charts sampled every 200 ms instead of 10 s, so a test sees them move.
+    f = await startFleet({ dashboardRateIntervalMs: 200 });
     profile = mkdtempSync(join(tmpdir(), "fleetlink-chromium-"));
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
@@ -82,12 +94,30 @@ describe("dashboard in headless Chromium", () => {
     const gate = new Promise<void>((r) => {
       release = r;
     });
-    await f.node("alpha", { add });
+    const hold = new Promise<void>((r) => {
+      releaseHold = r;
+    });
+    const slow = new Promise<void>((r) => {
+      releaseSlow = r;
+    });
+    const boom = (p: unknown) => {
+      throw new Error(`disk full while writing ${JSON.stringify(p).length} bytes`);
+    };
+    await f.node("alpha", { add, boom, hold: () => "alpha done" });
     // beta answers only when the test says so, so the page can be seen with the call half done.
     await f.node("beta", {
       add: async (p) => {
         await gate;
         return add(p);
+      },
+      boom,
+      hold: async () => {
+        await hold;
+        return "beta done";
+      },
+      slow: async () => {
+        await slow;
+        return "slow done";
       },
     });
     await page.waitForSelector("[data-testid=node-row][data-name=alpha][data-status=online]");
@@ -96,8 +126,8 @@ describe("dashboard in headless Chromium", () => {
     await page.screenshot({ path: join(shots, "dashboard-overview.png") });
 
     const fleet = await f.fleet();
-    const run = await fleet.createRun();
-    const cfg = run.configuration(await fleet.nodes());
+    run = await fleet.createRun();
+    cfg = run.configuration(await fleet.nodes());
     await page.goto(`${f.url}/#/runs/${run.id}`);
     await expect.poll(() => page.textContent("main")).toContain("No calls in this run yet");
 
@@ -128,6 +158,268 @@ describe("dashboard in headless Chromium", () => {
 
     await page.click("header nav a[href='#/checkpoints']");
     await expect.poll(() => page.textContent("main")).toContain("This hub has no checkpoint store");
+    expect(pageErrors).toEqual([]);
+  });
+
+  /** The call link of the newest call of `method` on the run page. */
+  const openCall = async (method: string) => {
+    await page.goto(`${f.url}/#/runs/${run.id}`);
+    const link = page.locator("[data-testid=call-link]", { hasText: method }).first();
+    await link.click();
+    await page.waitForSelector("[data-testid=call-nodes]");
+    return page.evaluate(() => (globalThis as unknown as { location: { hash: string } }).location.hash);
+  };
+  const row = (node: string) => page.locator(`[data-testid=call-node-row][data-node=${node}]`);
+
+  it("dashboard - call page: each node's error message inline, payload cut to 4 KiB with its size, attempts, latency", async () => {
+    // A payload of ~6 KB: shown in part, with its full size.
+    const text = "x".repeat(6000);
+    await expect(cfg.call("boom", { text }, { quorum: "all", timeoutMs: 10_000 })).rejects.toThrow();
+    const hash = await openCall("boom");
+    expect(hash).toMatch(new RegExp(`^#/runs/${run.id}/calls/[0-9a-f-]{36}$`));
+    for (const node of ["alpha", "beta"]) {
+      await page.waitForSelector(`[data-testid=call-node-row][data-node=${node}][data-state=error]`);
+      expect(await row(node).locator("[data-testid=error-message]").textContent()).toBe(
+        "disk full while writing 6011 bytes",
+      );
+      expect(await row(node).locator("[data-testid=error-code]").textContent()).toMatch(
+        /^FLEETLINK_E_|^[A-Z_]+$/,
+      );
+      expect(await row(node).locator("[data-testid=attempts]").textContent()).toBe("1/3");
+      expect(await row(node).locator("[data-testid=latency]").textContent()).toMatch(/^\d+ ms$|s$/);
+      expect(await row(node).locator("[data-testid=delivered]").textContent()).toMatch(
+        /^delivered \+\d+ ms$/,
+      );
+      const payload = row(node).locator("[data-testid=payload]");
+      expect(await payload.getAttribute("data-bytes")).toBe("6011");
+      expect(await payload.locator("[data-testid=payload-truncated]").textContent()).toContain(
+        "5.9 KiB in all",
+      );
+      expect(((await payload.locator("pre").textContent()) ?? "").length).toBeLessThanOrEqual(4096);
+    }
+    expect(await page.textContent("[data-testid=call-summary]")).toContain("0 ok, 2 failed, 0 open");
+    // Nothing left to withdraw.
+    expect(await page.locator("[data-testid=withdraw]").isDisabled()).toBe(true);
+    await page.screenshot({ path: join(shots, "dashboard-call.png"), fullPage: true });
+
+    // The quorum call of the first test: results shown decoded, first and last reply latency in the run view.
+    await openCall("add");
+    expect(await row("alpha").locator("[data-testid=result] pre").textContent()).toBe("5");
+    expect(await row("alpha").locator("[data-testid=payload] pre").textContent()).toBe(
+      '{\n  "a": 2,\n  "b": 3\n}',
+    );
+    await page.goto(`${f.url}/#/runs/${run.id}`);
+    const latency = page
+      .locator("[data-testid=call]", { hasText: "add" })
+      .locator("[data-testid=call-latency]");
+    expect(await latency.textContent()).toMatch(/^first \d+(\.\d)? m?s · last \d+(\.\d)? m?s$/);
+    // The run view filters its calls by method, node and outcome.
+    await page.fill("[data-testid=call-filters] input[name=method]", "boom");
+    await expect.poll(() => page.locator("[data-testid=call]").count()).toBe(1);
+    await page.fill("[data-testid=call-filters] input[name=method]", "");
+    await page.selectOption("[data-testid=call-filters] select[name=outcome]", "ok");
+    await expect
+      .poll(() =>
+        page.locator("[data-testid=call]").evaluateAll((cs) => cs.map((c) => c.getAttribute("data-state"))),
+      )
+      .toEqual(["done"]);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - node page: version, replica, in flight while a handler runs; withdraw cancels the call's open instruction", async () => {
+    const beta = (await f.store.listNodes()).find((n) => n.name === "beta")!;
+    const held = cfg.call("hold", null, { quorum: "all", timeoutMs: 30_000 }).then(
+      () => "answered",
+      (e: Error) => e.message,
+    );
+    // In flight: beta holds its instruction. The overview's column and the node page say 1.
+    await page.goto(`${f.url}/#/`);
+    await expect
+      .poll(() => page.textContent("[data-testid=node-row][data-name=beta] [data-testid=node-inflight]"))
+      .toBe("1");
+    await expect
+      .poll(() => page.textContent("[data-testid=node-row][data-name=alpha] [data-testid=node-inflight]"))
+      .toBe("0");
+    expect(
+      await page.textContent("[data-testid=node-row][data-name=beta] [data-testid=node-version]"),
+    ).toMatch(/^fleetlink-ts\/\d+\.\d+\.\d+/);
+    await page.click("[data-testid=node-row][data-name=beta] a");
+    await expect
+      .poll(() =>
+        page.evaluate(() => (globalThis as unknown as { location: { hash: string } }).location.hash),
+      )
+      .toBe(`#/nodes/${beta.id}`);
+    await expect.poll(() => page.textContent("[data-testid=node-inflight]")).toBe("1");
+    expect(await page.textContent("[data-testid=node-version]")).toMatch(/^fleetlink-ts\//);
+    expect(await page.getAttribute("[data-testid=node-replica]", "title")).toBe(f.hub.id);
+    expect(await page.textContent("[data-testid=node-heartbeat]")).toMatch(/ago$/);
+    expect(await page.getAttribute("[data-testid=node-heartbeat] time", "title")).toMatch(
+      /^\d{4}-\d\d-\d\dT/,
+    );
+    // Its recent instructions: every call of the run, newest first; filtered on the server by outcome and method.
+    await expect
+      .poll(() =>
+        page
+          .locator("[data-testid=node-instruction]")
+          .evaluateAll((r) => r.map((x) => x.getAttribute("data-method"))),
+      )
+      .toEqual(["hold", "boom", "nope", "add"]);
+    await page.screenshot({ path: join(shots, "dashboard-node.png"), fullPage: true });
+    await page.selectOption("[data-testid=node-filters] select[name=outcome]", "error");
+    await expect
+      .poll(() =>
+        page
+          .locator("[data-testid=node-instruction]")
+          .evaluateAll((r) => r.map((x) => x.getAttribute("data-method"))),
+      )
+      .toEqual(["boom", "nope"]);
+    expect(await page.textContent("[data-testid=node-instruction][data-method=boom]")).toContain("disk full");
+    await page.fill("[data-testid=node-filters] input[name=method]", "nope");
+    await page.press("[data-testid=node-filters] input[name=method]", "Enter");
+    await expect.poll(() => page.locator("[data-testid=node-instruction]").count()).toBe(1);
+    await page.selectOption("[data-testid=node-filters] select[name=outcome]", "pending");
+    await expect.poll(() => page.textContent("main")).toContain("No instructions match");
+
+    // From the node's row to the call: withdraw asks first; Cancel does nothing.
+    await page.selectOption("[data-testid=node-filters] select[name=outcome]", "");
+    await page.fill("[data-testid=node-filters] input[name=method]", "hold");
+    await page.press("[data-testid=node-filters] input[name=method]", "Enter");
+    await page.click("[data-testid=node-instruction][data-method=hold] a >> nth=0");
+    await page.waitForSelector("[data-testid=call-node-row][data-node=beta][data-state=leased]");
+    await page.click("[data-testid=withdraw]");
+    await page.waitForSelector("[data-testid=confirm]");
+    await page.click("[data-testid=confirm-no]");
+    expect(await page.locator("[data-testid=confirm]").count()).toBe(0);
+    expect((await f.store.nodeInstructions(beta.id, { method: "hold" }))[0]!.state).toBe("leased");
+    await page.click("[data-testid=withdraw]");
+    await page.click("[data-testid=confirm-yes]");
+    await expect.poll(() => page.textContent("[data-testid=withdraw-said]")).toBe("withdrew 1 instruction");
+    await page.waitForSelector("[data-testid=call-node-row][data-node=beta][data-state=error]");
+    expect(await row("beta").locator("[data-testid=error-code]").textContent()).toBe("FLEETLINK_E_CANCELLED");
+    expect(await row("alpha").locator("[data-testid=result] pre").textContent()).toBe('"alpha done"');
+    // beta's handler finishing later changes nothing: its late reply is refused, the outcome stays CANCELLED.
+    // (The coordinator is not told: a withdrawal's CANCELLED reply is stored already claimed, as for the SDK's
+    // own cancel, so its call waits for its timeout; docs/dashboard.md says so.)
+    releaseHold();
+    await new Promise((r) => setTimeout(r, 300));
+    const [beta0] = await f.store.nodeInstructions(beta.id, { method: "hold" });
+    expect(beta0!.reply!.error!.code).toBe("FLEETLINK_E_CANCELLED");
+    void held;
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - finish run asks first and changes the run's status; unregister removes the node", async () => {
+    await page.goto(`${f.url}/#/runs/${run.id}`);
+    await page.click("[data-testid=finish-run]");
+    await page.click("[data-testid=confirm-yes]");
+    await page.waitForSelector("[data-testid=finish-run]", { state: "detached" });
+    expect((await f.store.getRun(run.id)).status).toBe("finished");
+    // 21 newer runs push it out of the feed's 20: the status filter asks the hub, and finds it still.
+    for (let i = 0; i < 21; i++) await f.store.createRun();
+    await page.click("header nav a[href='#/runs']");
+    await expect.poll(() => page.locator("[data-testid=run-row]").count()).toBe(20);
+    expect(await page.locator(`[data-testid=run-row] td[title='${run.id}']`).count()).toBe(0);
+    await page.selectOption("[data-testid=run-filters] select[name=status]", "finished");
+    await expect
+      .poll(() =>
+        page.locator("[data-testid=run-row]").evaluateAll((r) => r.map((x) => x.getAttribute("data-status"))),
+      )
+      .toEqual(["finished"]);
+    expect(await page.locator(`[data-testid=run-row] td[title='${run.id}']`).count()).toBe(1);
+
+    const gamma = await f.node("gamma", {});
+    await page.goto(`${f.url}/#/`);
+    await page.waitForSelector("[data-testid=node-row][data-name=gamma][data-status=online]");
+    await page.fill("[data-testid=node-list-filters] input[name=node]", "gam");
+    await expect
+      .poll(() =>
+        page.locator("[data-testid=node-row]").evaluateAll((r) => r.map((x) => x.getAttribute("data-name"))),
+      )
+      .toEqual(["gamma"]);
+    await page.click("[data-testid=node-row][data-name=gamma] a");
+    await page.click("[data-testid=unregister]");
+    expect(await page.textContent("[data-testid=confirm]")).toContain("Unregister gamma?");
+    await page.click("[data-testid=confirm-yes]");
+    await expect.poll(() => page.textContent("[data-testid=unregister-said]")).toBe("unregistered");
+    const id = (await f.store.listNodes()).find((n) => n.name === "gamma")!.id;
+    // An unregistration raises no store event: the feed shows it at its 2 s refresh.
+    await expect
+      .poll(() => page.textContent("[data-testid=node-title]"), { timeout: 5000 })
+      .toContain("unregistered");
+    expect((await f.store.getNode(id)).status).toBe("unregistered");
+    await gamma.stop({ timeoutMs: 1000 });
+    await page.goto(`${f.url}/#/`);
+    await page.waitForSelector("[data-testid=node-row][data-name=alpha]");
+    expect(await page.locator("[data-testid=node-row][data-name=gamma]").count()).toBe(0);
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - rate charts are fleet-wide: replica B shows the work done through replica A", async () => {
+    const storeB = await openStore(`sqlite:${join(f.dir, "fleet.db")}`);
+    const b = createHub({
+      store: storeB,
+      token: TOKEN,
+      enrollToken: ENROLL_TOKEN,
+      sweepIntervalMs: 50,
+      dashboardRateIntervalMs: 200,
+    });
+    try {
+      const urlB = await b.listen();
+      // Work through replica A only, while B samples.
+      const fleet = await f.fleet();
+      const r = await fleet.createRun();
+      const alphaOnly = r.configuration((await fleet.nodes()).filter((n) => n.name === "alpha"));
+      // Bursts of growing size with pauses, so the charts have a shape; a failing call every other burst.
+      for (let k = 1; k <= 6; k++) {
+        await Promise.all(
+          Array.from({ length: 4 * k }, (_, i) =>
+            alphaOnly.call("add", { a: i, b: k }, { quorum: "all", timeoutMs: 10_000 }),
+          ),
+        );
+        if (k % 2 === 0)
+          await expect(alphaOnly.call("boom", null, { quorum: "all", timeoutMs: 10_000 })).rejects.toThrow();
+        await new Promise((res) => setTimeout(res, 450));
+      }
+      await page.goto(`${urlB}/#/`);
+      await page.evaluate(() => sessionStorage.clear());
+      await page.reload();
+      await page.fill("input[name=token]", TOKEN);
+      await page.click("button[type=submit]");
+      await page.waitForSelector("[data-testid=charts]");
+      const max = async (id: string) =>
+        Number(await page.getAttribute(`[data-testid=chart-${id}]`, "data-max"));
+      await expect.poll(() => max("pushes"), { timeout: 8000 }).toBeGreaterThan(0);
+      expect(await max("replies")).toBeGreaterThan(0);
+      expect(await max("errors")).toBeGreaterThan(0);
+      expect(Number(await page.getAttribute("[data-testid=chart-replies]", "data-samples"))).toBeGreaterThan(
+        1,
+      );
+      // Replica B's page shows alpha on replica A, which B does not hold.
+      await page.waitForSelector("[data-testid=node-row][data-name=alpha]");
+      // beta works on a call held on replica A: B shows it in flight, from A's presence record (within 5 s).
+      const betaOnly = r.configuration((await fleet.nodes()).filter((n) => n.name === "beta"));
+      const slowCall = betaOnly.call("slow", null, { quorum: "all", timeoutMs: 20_000 });
+      await expect
+        .poll(() => page.textContent("[data-testid=node-row][data-name=beta] [data-testid=node-inflight]"), {
+          timeout: 8000,
+        })
+        .toBe("1");
+      releaseSlow();
+      expect([...(await slowCall).replies.values()]).toEqual(["slow done"]);
+      await expect
+        .poll(() => page.textContent("[data-testid=node-row][data-name=beta] [data-testid=node-inflight]"), {
+          timeout: 8000,
+        })
+        .toBe("0");
+      expect(
+        await page.getAttribute("[data-testid=node-row][data-name=alpha] td:nth-child(4)", "title"),
+      ).toBe(f.hub.id);
+      await page.screenshot({ path: join(shots, "dashboard-charts.png") });
+      await page.goto(`${f.url}/#/`);
+    } finally {
+      await b.close();
+      await storeB.close();
+    }
     expect(pageErrors).toEqual([]);
   });
 
@@ -212,6 +504,53 @@ describe("dashboard in headless Chromium", () => {
     expect(refused.status).toBe(403);
     expect(refused.body.error.message).toMatch(/needs role admin/);
     expect((await f.store.getNode(waiting.id)).approved).toBe(false);
+
+    // The node page: Approve and Unregister disabled, saying why; no rate charts (they add up every tenant).
+    await page.click("[data-testid=node-row][data-name=waiting-a] a");
+    for (const id of ["approve", "unregister"]) {
+      const b = page.locator(`main [data-testid=${id}]`);
+      expect(await b.isDisabled()).toBe(true);
+      expect(await b.getAttribute("title")).toBe("needs role admin");
+    }
+    await page.goto(`${f.url}/#/`);
+    await page.waitForSelector("[data-testid=charts-hidden]");
+    // A run of its tenant: Finish is disabled (it needs admin or coordinator), and the hub refuses it.
+    const runA = await f.store.createRun({ tenant: "team-a" });
+    await page.goto(`${f.url}/#/runs/${runA.id}`);
+    const finish = page.locator("[data-testid=finish-run]");
+    expect(await finish.isDisabled()).toBe(true);
+    expect(await finish.getAttribute("title")).toBe("needs role admin or coordinator");
+    const finishing = await page.evaluate(
+      async ([id, secret]) => {
+        const r = await fetch(`/v1/runs/${id}/status`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+          body: JSON.stringify({ from: "pending", to: "finished" }),
+        });
+        return r.status;
+      },
+      [runA.id, reader.secret] as const,
+    );
+    expect(finishing).toBe(403);
+    const unregistering = await page.evaluate(
+      async ([id, secret]) =>
+        (await fetch(`/v1/nodes/${id}`, { method: "DELETE", headers: { authorization: `Bearer ${secret}` } }))
+          .status,
+      [waiting.id, reader.secret] as const,
+    );
+    expect(unregistering).toBe(403);
+    expect((await f.store.getRun(runA.id)).status).toBe("pending");
+    expect((await f.store.getNode(waiting.id)).status).not.toBe("unregistered");
+
+    // A coordinator may finish runs and withdraw calls, not unregister nodes.
+    const coordinator = await token({ role: "coordinator", tenant: "team-a" });
+    await login(coordinator.secret);
+    await page.goto(`${f.url}/#/runs/${runA.id}`);
+    expect(await page.locator("[data-testid=finish-run]").isDisabled()).toBe(false);
+    await page.goto(`${f.url}/#/nodes/${waiting.id}`);
+    const unregister = page.locator("main [data-testid=unregister]");
+    expect(await unregister.isDisabled()).toBe(true);
+    expect(await unregister.getAttribute("title")).toBe("needs role admin");
     expect(pageErrors).toEqual([]);
   });
 

@@ -31,6 +31,10 @@ const firstSnapshot = async (url: string, token: string) => {
 describe("dashboard feed per tenant", () => {
   let f: TestFleet;
   const ids: Record<string, string> = {};
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
   const secrets: Record<string, string> = {};
 
   const post = async (token: string, path: string, body: unknown) => {
@@ -47,7 +51,17 @@ describe("dashboard feed per tenant", () => {
     f = await startFleet();
     for (const t of ["team-a", "team-b"]) {
       const enroll = await post(TOKEN, "/v1/enroll-tokens", { tenant: t, label: `${t} nodes` });
-      await f.node(`${t}-node`, { ping: () => "pong" }, { enrollToken: enroll.secret });
+      await f.node(
+        `${t}-node`,
+        {
+          ping: () => "pong",
+          wait: async () => {
+            await gate;
+            return "done";
+          },
+        },
+        { enrollToken: enroll.secret },
+      );
       ids[`run-${t}`] = (await post(TOKEN, "/v1/runs", { tenant: t })).run!.id;
       secrets[`reader-${t}`] = (await post(TOKEN, "/v1/tokens", { role: "reader", tenant: t })).secret;
     }
@@ -60,7 +74,10 @@ describe("dashboard feed per tenant", () => {
       await new Promise((r) => setTimeout(r, 50));
     }
   });
-  afterAll(() => f?.close());
+  afterAll(async () => {
+    release();
+    await f?.close();
+  });
 
   it("feed - a tenant's reader sees only its tenant: nodes, runs, counts, replica node ids", async () => {
     await expect
@@ -83,6 +100,26 @@ describe("dashboard feed per tenant", () => {
     // Nothing of tenant A anywhere in the document.
     for (const k of ["team-a-node", "run-team-a"]) expect(raw).not.toContain(ids[k]);
     expect(raw).not.toContain("team-a");
+  });
+
+  it("feed - a node's in-flight count is shown on its row, and a tenant's feed names no other tenant's busy node", async () => {
+    const res = await fetch(`${f.url}/v1/runs/${ids["run-team-a"]}/instructions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ dst: ids["team-a-node"], method: "wait", ttlMs: 60_000 }] }),
+    });
+    expect(res.status).toBe(201);
+    const busy = async () =>
+      (await firstSnapshot(`${f.url}/v1/events`, TOKEN)).snap?.nodes.find((n) => n.name === "team-a-node")
+        ?.inflight;
+    await expect.poll(busy, { timeout: 5000 }).toBe(1);
+    const { snap: all } = await firstSnapshot(`${f.url}/v1/events`, TOKEN);
+    expect(all!.nodes.find((n) => n.name === "team-b-node")!.inflight).toBe(0);
+    const { raw } = await firstSnapshot(`${f.url}/v1/events`, secrets["reader-team-b"]!);
+    expect(raw).not.toContain(ids["team-a-node"]);
+    expect(raw).not.toContain("inflightByNode");
+    release();
+    await expect.poll(busy, { timeout: 5000 }).toBe(0);
   });
 
   it("feed - an unscoped token sees every tenant", async () => {

@@ -1,3 +1,6 @@
+import type { CallDetail, NodeInstructionView } from "../../src/hub/dashboard/details.ts";
+import type { RateSample } from "../../src/hub/dashboard/rates.ts";
+import type { Run } from "../../src/protocol/types.ts";
 import type { AuditEntry } from "../../src/store/types.ts";
 
 /** The token lives in sessionStorage: it is gone when the tab closes, and never put in a URL. */
@@ -48,9 +51,14 @@ export interface Me {
 export const whoami = async (token = getToken()): Promise<Me> =>
   ((await api("/v1/whoami", {}, token)) as { principal: Me }).principal;
 
-/** What a role may do on the page: the hub checks the same on every request (403 otherwise). */
+/**
+ * What a role may do on the page: the hub checks the same on every request (403 otherwise). `manage` (approve,
+ * unregister) needs admin; `drive` (finish a run, withdraw a call) admin or coordinator (docs/api.md).
+ */
 export const canManage = (me: Me | null): boolean => me?.role === "admin";
+export const canDrive = (me: Me | null): boolean => me?.role === "admin" || me?.role === "coordinator";
 export const NEEDS_ADMIN = "needs role admin";
+export const NEEDS_DRIVE = "needs role admin or coordinator";
 
 /** An audit entry as GET /v1/audit answers it (the store's shape). */
 export type { AuditEntry };
@@ -63,3 +71,59 @@ export const listAudit = async (before: number | null) =>
 
 export const approveNode = (id: string) =>
   api(`/v1/nodes/${encodeURIComponent(id)}/approve`, { method: "POST" });
+
+export const unregisterNode = (id: string) =>
+  api(`/v1/nodes/${encodeURIComponent(id)}`, { method: "DELETE" });
+
+const post = (path: string, body: unknown) =>
+  api(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+
+/** Finishes a run (compare-and-set from the status the page shows). */
+export const finishRun = (runId: string, from: string) =>
+  post(`/v1/runs/${encodeURIComponent(runId)}/status`, {
+    from,
+    to: "finished",
+    reason: "finished from the dashboard",
+  });
+
+/** Withdraws instructions that have not ended (POST …/instructions/withdraw, as the SDK's cancel does). */
+export const withdraw = async (runId: string, ids: string[]) =>
+  (
+    (await post(`/v1/runs/${encodeURIComponent(runId)}/instructions/withdraw`, { ids })) as {
+      withdrawn: string[];
+    }
+  ).withdrawn;
+
+export const getCall = async (runId: string, id: string) =>
+  (
+    (await api(`/v1/runs/${encodeURIComponent(runId)}/calls/${encodeURIComponent(id)}`)) as {
+      call: CallDetail;
+    }
+  ).call;
+
+export interface NodeFilter {
+  method?: string;
+  run?: string;
+  outcome?: "ok" | "error" | "pending";
+}
+
+export const nodeInstructions = async (id: string, f: NodeFilter) => {
+  const q = new URLSearchParams({ limit: "50" });
+  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
+  return (
+    (await api(`/v1/nodes/${encodeURIComponent(id)}/instructions?${q}`)) as {
+      instructions: NodeInstructionView[];
+    }
+  ).instructions;
+};
+
+/** Runs of one status (or any), newest first, at most 100: the hub filters (GET /v1/runs). */
+export const listRuns = async (status: string) =>
+  (
+    (await api(`/v1/runs?limit=100${status ? `&status=${encodeURIComponent(status)}` : ""}`)) as {
+      runs: Run[];
+    }
+  ).runs;
+
+export const getRates = async () =>
+  (await api("/v1/rates")) as { intervalMs: number; startedAt: number; samples: RateSample[] | null };

@@ -1,7 +1,7 @@
 import { html } from "htm/preact";
 import { useEffect, useState } from "preact/hooks";
 import { type AuditEntry, canManage, listAudit, type Me, NEEDS_ADMIN } from "./api.ts";
-import { Badge, Empty, short, time } from "./ui.ts";
+import { Badge, Empty, short, When } from "./ui.ts";
 
 /** The audit log, newest first, 100 entries a page (admins only: the hub answers 403 to anyone else). */
 export const AuditView = ({ me }: { me: Me | null }) => {
@@ -39,7 +39,7 @@ export const AuditView = ({ me }: { me: Me | null }) => {
               (
                 e,
               ) => html`<tr key=${e.seq} data-testid="audit-row" data-action=${e.action} data-outcome=${e.outcome}>
-                <td title=${new Date(e.at).toISOString()}>${time(e.at)}</td>
+                <td><${When} t=${e.at} now=${Date.now()} /></td>
                 <td title=${e.principal}>${e.principal.length > 20 ? short(e.principal) : e.principal}</td>
                 <td>${e.role}</td><td>${e.tenant ?? "—"}</td><td>${e.address ?? "—"}</td>
                 <td title=${e.detail ? JSON.stringify(e.detail) : ""}>${e.action}</td>

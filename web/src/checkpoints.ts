@@ -1,6 +1,6 @@
 import { html } from "htm/preact";
 import type { CheckpointView, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
-import { Badge, Empty, short, time } from "./ui.ts";
+import { Badge, Empty, short, When } from "./ui.ts";
 
 type Op = CheckpointView["push"];
 
@@ -52,7 +52,7 @@ const OpLine = ({ label, op }: { label: string; op: Op }) => {
     <strong>${label}</strong> <${Badge} kind=${op.status} />
     ${op.id ? html` <span class="muted" title=${op.id}>${short(op.id)}</span>` : ""}
     ${op.hosts.length ? ` ${done}/${op.hosts.length} hosts` : ""}
-    ${op.updatedAt ? html` <span class="muted">${time(op.updatedAt)}</span>` : ""}
+    ${op.updatedAt ? html` <span class="muted"><${When} t=${op.updatedAt} now=${Date.now()} /></span>` : ""}
     ${op.error ? html` <span class="error">${op.error.message}</span>` : ""}
   </div>`;
 };

@@ -4,20 +4,37 @@ import { useEffect, useState } from "preact/hooks";
 import type { Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 import { ApiError, canManage, clearToken, getToken, type Me, setToken, whoami } from "./api.ts";
 import { AuditView } from "./audit.ts";
+import { CallPage } from "./call.ts";
 import { Checkpoints } from "./checkpoints.ts";
 import { type FeedState, openFeed } from "./feed.ts";
+import { NodePage } from "./node.ts";
 import { Overview } from "./overview.ts";
 import { Runs, RunView } from "./runs.ts";
 import "./style.css";
 
-/** The page's location: `#/`, `#/runs`, `#/runs/<id>`, `#/checkpoints`, `#/audit` (no server routes needed). */
-const route = () => {
-  const parts = location.hash.replace(/^#\/?/, "").split("/");
-  if (parts[0] === "runs" && parts[1]) return { view: "run", runId: parts[1] } as const;
-  if (parts[0] === "runs") return { view: "runs", runId: null } as const;
-  if (parts[0] === "checkpoints") return { view: "checkpoints", runId: null } as const;
-  if (parts[0] === "audit") return { view: "audit", runId: null } as const;
-  return { view: "overview", runId: null } as const;
+/**
+ * The page's location: `#/`, `#/nodes/<id>`, `#/runs`, `#/runs/<id>`, `#/runs/<id>/calls/<callId>`,
+ * `#/checkpoints`, `#/audit` (no server routes needed).
+ */
+type Where = { view: string; runId: string | null; id: string | null };
+const route = (): Where => {
+  const parts = location.hash
+    .replace(/^#\/?/, "")
+    .split("/")
+    .map((p) => {
+      try {
+        return decodeURIComponent(p);
+      } catch {
+        return p;
+      }
+    });
+  if (parts[0] === "runs" && parts[1] && parts[2] === "calls" && parts[3])
+    return { view: "call", runId: parts[1], id: parts[3] };
+  if (parts[0] === "runs" && parts[1]) return { view: "run", runId: parts[1], id: null };
+  if (parts[0] === "nodes" && parts[1]) return { view: "node", runId: null, id: parts[1] };
+  for (const v of ["runs", "checkpoints", "audit"])
+    if (parts[0] === v) return { view: v, runId: null, id: null };
+  return { view: "overview", runId: null, id: null };
 };
 
 const Login = ({ onLogin, message }: { onLogin: (t: string, me: Me) => void; message: string }) => {
@@ -125,7 +142,7 @@ const App = () => {
     setTok(null);
   };
   const tab = (view: string, href: string, label: string) =>
-    html`<a href=${href} class=${where.view === view || (view === "runs" && where.view === "run") ? "active" : ""}>${label}</a>`;
+    html`<a href=${href} class=${where.view === view || (view === "runs" && (where.view === "run" || where.view === "call")) ? "active" : ""}>${label}</a>`;
   return html`
     <header>
       <strong>fleetlink</strong>
@@ -140,13 +157,17 @@ const App = () => {
           ? html`<${AuditView} me=${me} />`
           : !snap
             ? html`<p class="empty">Waiting for the hub…</p>`
-            : where.view === "run"
-              ? html`<${RunView} d=${snap.run?.run.id === where.runId ? snap.run : null} runId=${where.runId} />`
-              : where.view === "runs"
-                ? html`<${Runs} s=${snap} />`
-                : where.view === "checkpoints"
-                  ? html`<${Checkpoints} s=${snap} />`
-                  : html`<${Overview} s=${snap} me=${me} />`
+            : where.view === "call"
+              ? html`<${CallPage} runId=${where.runId} callId=${where.id} s=${snap} me=${me} />`
+              : where.view === "node"
+                ? html`<${NodePage} id=${where.id} s=${snap} me=${me} />`
+                : where.view === "run"
+                  ? html`<${RunView} d=${snap.run?.run.id === where.runId ? snap.run : null} runId=${where.runId} now=${snap.at} me=${me} />`
+                  : where.view === "runs"
+                    ? html`<${Runs} s=${snap} />`
+                    : where.view === "checkpoints"
+                      ? html`<${Checkpoints} s=${snap} />`
+                      : html`<${Overview} s=${snap} me=${me} />`
       }
     </main>`;
 };

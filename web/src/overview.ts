@@ -2,7 +2,8 @@ import { html } from "htm/preact";
 import { useState } from "preact/hooks";
 import type { NodeView, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 import { approveNode, canManage, type Me, NEEDS_ADMIN } from "./api.ts";
-import { ago, Badge, Empty, Stat, short } from "./ui.ts";
+import { RateCharts } from "./rates.ts";
+import { Badge, Empty, Stat, short, When } from "./ui.ts";
 
 export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
   const f = s.fleet;
@@ -16,6 +17,8 @@ export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
       <${Stat} id="rate" label="replies / s" value=${f.replyRate.toFixed(1)} />
       <${Stat} id="runs" label="runs running" value=${f.runs.running} />
     </section>
+    <h2>Rates, last hour</h2>
+    <${RateCharts} />
     <h2>Nodes</h2>
     <${Nodes} s=${s} me=${me} />
     <h2>Replicas</h2>
@@ -25,7 +28,7 @@ export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
         ${s.replicas.map(
           (r) => html`<tr>
             <td title=${r.id}>${short(r.id)}${r.id === s.replica ? html` <${Badge} kind="self" text="this page's" />` : ""}</td>
-            <td>${r.nodes.length}</td><td>${r.inflight ?? "—"}</td><td>${r.runStreams ?? "—"}</td><td>${ago(r.updatedAt, Date.now())}</td>
+            <td>${r.nodes.length}</td><td>${r.inflight ?? "—"}</td><td>${r.runStreams ?? "—"}</td><td><${When} t=${r.updatedAt} now=${Date.now()} /></td>
           </tr>`,
         )}
       </tbody>
@@ -33,12 +36,23 @@ export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
 };
 
 const Nodes = ({ s, me }: { s: Snapshot; me: Me | null }) => {
+  const [q, setQ] = useState("");
+  const [status, setStatus] = useState("");
   const live = s.nodes.filter((n) => n.status !== "unregistered");
   if (live.length === 0) return html`<${Empty} text="No nodes yet: start one with fleetlink node --hub …" />`;
+  const shown = live.filter(
+    (n) => (!q || n.name.includes(q) || n.id.includes(q)) && (!status || n.status === status),
+  );
   return html`
+    <form class="filters" data-testid="node-list-filters" onSubmit=${(e: Event) => e.preventDefault()}>
+      <input name="node" placeholder="node name or id" onInput=${(e: Event) => setQ((e.target as HTMLInputElement).value.trim())} />
+      <select name="status" onChange=${(e: Event) => setStatus((e.target as HTMLSelectElement).value)}>
+        <option value="">any status</option><option value="online">online</option><option value="offline">offline</option><option value="pending">pending</option>
+      </select>
+    </form>
     <table data-testid="nodes">
       <thead><tr><th>name</th>${s.tenant === null ? html`<th>tenant</th>` : ""}<th>status</th><th>replica</th><th>last heartbeat</th><th>online until</th><th>in flight</th><th>version</th><th></th></tr></thead>
-      <tbody>${live.map((n) => html`<${NodeRow} key=${n.id} n=${n} now=${s.at} manage=${canManage(me)} tenants=${s.tenant === null} />`)}</tbody>
+      <tbody>${shown.map((n) => html`<${NodeRow} key=${n.id} n=${n} now=${s.at} manage=${canManage(me)} tenants=${s.tenant === null} />`)}</tbody>
     </table>`;
 };
 
@@ -60,14 +74,14 @@ const NodeRow = ({
       (e: Error) => setErr(e.message),
     );
   return html`<tr data-testid="node-row" data-name=${n.name} data-status=${n.status}>
-    <td title=${n.id}><strong>${n.name}</strong> <span class="muted">${short(n.id)}</span></td>
+    <td title=${n.id}><a href=${`#/nodes/${n.id}`}><strong>${n.name}</strong></a> <span class="muted">${short(n.id)}</span></td>
     ${tenants ? html`<td data-testid="node-tenant">${n.tenant}</td>` : ""}
     <td><${Badge} kind=${n.status} /></td>
     <td title=${n.replica ?? ""}>${n.replica ? short(n.replica) : "—"}</td>
-    <td>${ago(n.lastHeartbeat, now)}</td>
-    <td>${ago(n.onlineUntil, now)}</td>
-    <td>${n.inflight ?? "—"}</td>
-    <td title=${n.protocol === null ? "" : `node protocol ${n.protocol}`}>${n.version ?? "—"}</td>
+    <td><${When} t=${n.lastHeartbeat} now=${now} /></td>
+    <td><${When} t=${n.onlineUntil} now=${now} /></td>
+    <td data-testid="node-inflight">${n.inflight ?? "—"}</td>
+    <td data-testid="node-version" title=${n.protocol === null ? "" : `node protocol ${n.protocol}`}>${n.version ?? "—"}</td>
     <td>${
       n.status === "pending"
         ? // A role that may not approve sees the button disabled, saying why; the hub refuses it anyway (403).

@@ -10,7 +10,25 @@ export const ago = (t: number | null | undefined, now: number): string => {
   return d >= 0 ? `${text} ago` : `in ${text}`;
 };
 
-export const time = (t: number): string => new Date(t).toLocaleTimeString();
+export const iso = (t: number): string => new Date(t).toISOString();
+
+/** A time as the page shows it: relative to the snapshot's time, the full ISO date in the title. */
+export const When = ({ t, now }: { t: number | null | undefined; now: number }) =>
+  t == null ? "—" : html`<time datetime=${iso(t)} title=${iso(t)}>${ago(t, now)}</time>`;
+
+/** A duration: "840 ms", "2.4 s", "3.1 min". */
+export const ms = (v: number | null | undefined): string =>
+  v == null
+    ? "—"
+    : v < 1000
+      ? `${Math.round(v)} ms`
+      : v < 90_000
+        ? `${(v / 1000).toFixed(1)} s`
+        : `${(v / 60_000).toFixed(1)} min`;
+
+/** Bytes: "512 B", "4.0 KiB", "3.2 MiB". */
+export const size = (b: number): string =>
+  b < 1024 ? `${b} B` : b < 1024 ** 2 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 1024 ** 2).toFixed(1)} MiB`;
 
 /** A short id: enough to tell nodes and runs apart on screen (the full one is in the title). */
 export const short = (id: string): string => id.slice(-8);

@@ -13,8 +13,10 @@ import type { Logger } from "../../stream/channel.ts";
 import { Presence } from "../delivery/presence.ts";
 import { type AccessContext, authenticate } from "../http/access.ts";
 import { principalOf } from "../http/principal.ts";
+import { registerDashboardReads } from "./details.ts";
 import type { Recheck } from "./feed.ts";
 import { Feeds } from "./feed.ts";
+import { Rates } from "./rates.ts";
 import { SnapshotBuilder } from "./snapshot.ts";
 
 export interface DashboardOptions {
@@ -45,6 +47,8 @@ export interface DashboardOptions {
   maxBufferedBytes?: number;
   /** How often this replica rewrites its presence record, in ms. (Default: 5000) */
   presenceIntervalMs?: number;
+  /** How often the rate charts are sampled, in ms; an hour's worth of samples is kept. (Default: 10000) */
+  rateIntervalMs?: number;
 }
 
 /** src/hub and dist/hub are both two levels below the package root. */
@@ -123,6 +127,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
       nodes: o.nodes.connectedIds(),
       inflight: o.nodes.inflight,
       runStreams: o.runs.subscribers,
+      inflightByNode: o.inflightByNode?.(),
     }),
   });
   const snapshots = new SnapshotBuilder({
@@ -147,7 +152,17 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
   // PostgreSQL replica's calls that began and ended there).
   const unwatch = o.store.watch(() => feeds.changed());
   presence.start();
+  const rateIntervalMs = o.rateIntervalMs ?? 10_000;
+  const rates = new Rates({
+    store: o.store,
+    log: o.log,
+    intervalMs: rateIntervalMs,
+    size: Math.max(1, Math.ceil(3_600_000 / rateIntervalMs)),
+  });
+  rates.start();
+  registerDashboardReads(app, { store: o.store, rates });
   app.addHook("preClose", async () => {
+    rates.stop();
     unwatch();
     feeds.close();
     await presence.stop();

@@ -47,7 +47,7 @@ export interface Snapshot {
  * A replica as its presence record says. For a tenant, `nodes` lists only the tenant's nodes, and the replica's
  * counters (which count every tenant's work) are null.
  */
-export type ReplicaView = Omit<ReplicaPresence, "inflight" | "runStreams"> & {
+export type ReplicaView = Omit<ReplicaPresence, "inflight" | "runStreams" | "inflightByNode"> & {
   inflight: number | null;
   runStreams: number | null;
 };
@@ -84,6 +84,9 @@ export interface CallView {
   ok: number;
   error: number;
   open: number;
+  /** ms from the push to the first and to the last reply; null before any. */
+  firstReplyMs: number | null;
+  lastReplyMs: number | null;
 }
 
 export interface RunSummary extends Run {
@@ -134,7 +137,8 @@ const TENANT_RUN_COUNT = 1000;
 /** Run → tenant remembered (a run's tenant never changes), for the checkpoint records of a tenant. */
 const MAX_RUN_TENANTS = 10_000;
 
-type Outcome = { ok: true } | { ok: false; code: string; message: string };
+/** A finished instruction's outcome and its reply's time. */
+type Outcome = ({ ok: true } | { ok: false; code: string; message: string }) & { at: number };
 
 /** Builds snapshots from the store and this replica's state. One instance per hub, shared by all its feeds. */
 export class SnapshotBuilder {
@@ -194,15 +198,12 @@ export class SnapshotBuilder {
         runs: runCounts,
       },
       // Another tenant's nodes, and counters that add up every tenant's work, are not shown to a tenant.
-      replicas:
+      // Per-node in-flight counts are in `nodes`, not repeated per replica (they would name other tenants' nodes).
+      replicas: replicas.map(({ inflightByNode: _, ...r }) =>
         tenant === null
-          ? replicas
-          : replicas.map((r) => ({
-              ...r,
-              nodes: r.nodes.filter((n) => ids.has(n)),
-              inflight: null,
-              runStreams: null,
-            })),
+          ? r
+          : { ...r, nodes: r.nodes.filter((n) => ids.has(n)), inflight: null, runStreams: null },
+      ),
       nodes,
       runs: summaries.map(({ leased: _, answered: __, ...r }) => r),
       checkpoints: await this.checkpoints(tenant),
@@ -238,9 +239,16 @@ export class SnapshotBuilder {
         ok: 0,
         error: 0,
         open: 0,
+        firstReplyMs: null,
+        lastReplyMs: null,
       };
       for (const i of [...items].reverse()) {
         const o = this.outcomes.get(i.id);
+        if (o) {
+          const ms = o.at - first.createdAt;
+          view.firstReplyMs = view.firstReplyMs === null ? ms : Math.min(view.firstReplyMs, ms);
+          view.lastReplyMs = view.lastReplyMs === null ? ms : Math.max(view.lastReplyMs, ms);
+        }
         const state: CallNodeState = o
           ? o.ok
             ? "ok"
@@ -265,9 +273,16 @@ export class SnapshotBuilder {
   }
 
   private nodes(records: NodeRecord[], replicas: ReplicaPresence[], now: number): NodeView[] {
-    const where = new Map<string, string>();
-    for (const r of replicas) for (const n of r.nodes) where.set(n, r.id);
+    const where = new Map<string, ReplicaPresence>();
+    for (const r of replicas) for (const n of r.nodes) where.set(n, r);
     const local = this.o.inflightByNode?.();
+    // This replica's own count is current; another's is as its presence record last said (within 5 s).
+    const inflight = (id: string): number | null => {
+      const r = where.get(id);
+      if (!r) return null;
+      if (r.id === this.o.replica) return local ? (local.get(id) ?? 0) : null;
+      return r.inflightByNode ? (r.inflightByNode[id] ?? 0) : null;
+    };
     return records.map((n) => ({
       id: n.id,
       tenant: n.tenant,
@@ -281,8 +296,8 @@ export class SnapshotBuilder {
       lastHeartbeat: n.onlineUntil === null ? null : n.onlineUntil - 2 * n.heartbeatIntervalMs,
       heartbeatIntervalMs: n.heartbeatIntervalMs,
       createdAt: n.createdAt,
-      replica: where.get(n.id) ?? null,
-      inflight: where.get(n.id) === this.o.replica && local ? (local.get(n.id) ?? 0) : null,
+      replica: where.get(n.id)?.id ?? null,
+      inflight: inflight(n.id),
       version: n.agent ? `${n.agent.name}/${n.agent.version}` : null,
       protocol: n.agent?.protocol ?? null,
     }));
@@ -319,7 +334,10 @@ export class SnapshotBuilder {
     const unknown = list.filter((i) => i.state === "done" && !this.outcomes.has(i.id)).map((i) => i.id);
     if (unknown.length > 0) {
       for (const r of await this.o.store.getReplies(runId, unknown))
-        this.remember(r.replyTo, r.error ? { ok: false, ...r.error } : { ok: true });
+        this.remember(
+          r.replyTo,
+          r.error ? { ok: false, ...r.error, at: r.createdAt } : { ok: true, at: r.createdAt },
+        );
     }
     return { list, truncated };
   }

@@ -144,6 +144,16 @@ export class NodeStreams {
     return n;
   }
 
+  /** Instructions delivered from this replica and not yet answered, per connected node. */
+  inflightByNode(): Map<string, number> {
+    const m = new Map<string, number>();
+    for (const id of this.peers.peers()) {
+      const s = this.peers.get(id);
+      if (s) m.set(id, s.inflight.size);
+    }
+    return m;
+  }
+
   /** Asks the dispatcher to claim for these nodes (or every connected node). */
   wake(nodeId?: string): void {
     this.dispatcher.wake(nodeId);

@@ -13,6 +13,8 @@ export interface ReplicaPresence {
   inflight: number;
   /** Coordinator reply streams on this replica. */
   runStreams: number;
+  /** In-flight instructions of each listed node that has any (absent in records of older replicas). */
+  inflightByNode?: Record<string, number>;
   /** Set by a replica that closed cleanly: it is gone at once, not after the silence window. */
   closedAt?: number;
 }
@@ -21,7 +23,12 @@ export interface PresenceOptions {
   store: Store;
   id: string;
   /** This replica's connected nodes and in-flight count. */
-  local: () => { nodes: string[]; inflight: number; runStreams: number };
+  local: () => {
+    nodes: string[];
+    inflight: number;
+    runStreams: number;
+    inflightByNode?: ReadonlyMap<string, number>;
+  };
   log: Logger;
   /** Called when a node connected here or left (checked every second). */
   onLocalChange?: () => void;
@@ -97,13 +104,20 @@ export class Presence {
 
   private current(): ReplicaPresence {
     const l = this.o.local();
+    const nodes = l.nodes.slice(0, MAX_LISTED);
+    const byNode: Record<string, number> = {};
+    for (const n of nodes) {
+      const k = l.inflightByNode?.get(n) ?? 0;
+      if (k > 0) byNode[n] = k;
+    }
     return {
       id: this.o.id,
       startedAt: this.startedAt,
       updatedAt: Date.now(),
-      nodes: l.nodes.slice(0, MAX_LISTED),
+      nodes,
       inflight: l.inflight,
       runStreams: l.runStreams,
+      ...(l.inflightByNode ? { inflightByNode: byNode } : {}),
     };
   }
 

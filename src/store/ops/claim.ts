@@ -40,7 +40,7 @@ export const claimInstructions = async (db: Db, input: ClaimInstructionsInput): 
   const rows = await db.auto((q, nowParam) => {
     // $1 lease length, $2 the store's time, $3 the nodes, $4 rows per node, $5 the owner (or the sessions).
     const now = d.now("$2");
-    const lease = (owner: string, a?: string) => leaseTo(`${now} + CAST($1 AS BIGINT)`, owner, a);
+    const lease = (owner: string, a?: string) => leaseTo(now, `${now} + CAST($1 AS BIGINT)`, owner, a);
     if (d.name === "sqlite") {
       // The oldest `limit` claimable rows of each node (a window per node when there are several).
       const oldest = (nodes: string) =>

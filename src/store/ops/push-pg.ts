@@ -88,12 +88,13 @@ export const pushStatement = async (
              OR r.${STARTABLE}),
          ins AS (
            INSERT INTO instructions (id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms,
-             expires_at, state, attempts, max_attempts, lease_until, lease_owner, hold_offline, traceparent)
+             expires_at, state, attempts, max_attempts, lease_until, lease_owner, hold_offline, traceparent,
+             delivered_at)
            SELECT t.id, t.run_id, t.src, t.dst, t.group_id, t.method, t.payload, clock.now, t.ttl_ms,
              clock.now + t.ttl_ms, CASE WHEN l.leased THEN 'leased' ELSE 'pending' END,
              CASE WHEN l.leased THEN 1 ELSE 0 END, t.max_attempts,
              CASE WHEN l.leased THEN clock.now + $14::bigint END, CASE WHEN l.leased THEN t.lease_to END,
-             t.hold_offline, t.traceparent
+             t.hold_offline, t.traceparent, CASE WHEN l.leased THEN clock.now END
            FROM t JOIN n ON n.id = t.dst CROSS JOIN clock
              CROSS JOIN LATERAL (SELECT t.lease_to IS NOT NULL AND t.lease_to = n.session_id AS leased) l
            WHERE t.k NOT IN (SELECT k FROM bad)

@@ -203,7 +203,7 @@ const startedRun = async (db: Db, c: SqlConn, runId: string): Promise<Row> => {
 };
 
 const COLUMNS = `id, run_id, src, dst, group_id, method, payload, created_at, ttl_ms, expires_at,
-  state, attempts, max_attempts, lease_until, lease_owner, hold_offline, traceparent`;
+  state, attempts, max_attempts, lease_until, lease_owner, hold_offline, traceparent, delivered_at`;
 
 const values = (i: Instruction): unknown[] => [
   i.id,
@@ -223,6 +223,8 @@ const values = (i: Instruction): unknown[] => [
   i.leaseOwner,
   i.holdWhileOffline ? 1 : 0,
   i.traceparent ?? null,
+  // Inserted already leased to its node's stream: delivered as it is pushed.
+  i.state === "leased" ? i.createdAt : null,
 ];
 
 const COLUMN_COUNT = COLUMNS.split(",").length;
@@ -232,7 +234,7 @@ const taken = (i: Instruction, k: number) =>
   new FleetlinkError("INVALID_ARGUMENT", `instruction ${i.id} exists`, { field: `items[${k}].id` });
 
 const INSERT_ONE = `INSERT INTO instructions (${COLUMNS})
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
   ON CONFLICT (id) DO NOTHING RETURNING seq`;
 
 /**
@@ -245,7 +247,7 @@ const insertEach = async (c: SqlConn, records: Instruction[]): Promise<void> => 
 };
 
 /**
- * PostgreSQL: multi-row INSERTs (500 rows, 8500 parameters each, under the 65535 limit): one round trip per
+ * PostgreSQL: multi-row INSERTs (500 rows, 9000 parameters each, under the 65535 limit): one round trip per
  * chunk instead of one per instruction.
  */
 const insertChunks = async (c: SqlConn, records: Instruction[]): Promise<void> => {
