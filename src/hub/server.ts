@@ -16,7 +16,7 @@ import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/li
 import type { Instruction } from "../protocol/types.ts";
 import { HUB_FEATURES } from "../protocol/version.ts";
 import { instrumentStore } from "../store/instrumented.ts";
-import type { NewInstruction, PushCall, Store } from "../store/store.ts";
+import type { NewInstruction, PushCall, Store, WithdrawOptions } from "../store/store.ts";
 import { limitedLogger } from "../stream/limited-log.ts";
 import { Coalesced } from "../util/coalesce.ts";
 import { Audit } from "./audit.ts";
@@ -316,9 +316,15 @@ export const createHub = (o: HubOptions): Hub => {
    * Every withdraw (HTTP or run stream): delivered instructions it ended are in the cancellation log now, so
    * their nodes, if held here, are told at once.
    */
-  const withdraw = async (runId: string, ids: readonly string[]): Promise<string[]> => {
-    const withdrawn = await store.withdrawInstructions(runId, ids);
+  const withdraw = async (
+    runId: string,
+    ids: readonly string[],
+    opts?: WithdrawOptions,
+  ): Promise<string[]> => {
+    const withdrawn = await store.withdrawInstructions(runId, ids, opts);
     if (withdrawn.length > 0) nodes.cancelled();
+    // Replies left for the run's coordinator: its reply stream, if held here, reads them now.
+    if (withdrawn.length > 0 && opts?.deliver) runs.wake();
     return withdrawn;
   };
   const runs = new RunStreams(store, log, maxFrame, { push, withdraw });

@@ -358,12 +358,25 @@ export const HttpRoutes = {
   withdraw: routeSchema({
     summary: "Withdraw instructions",
     description:
-      "Withdraws instructions not yet delivered: each ends with a CANCELLED error reply. Delivered ones finish.",
+      "Withdraws instructions that have not ended: each ends with a CANCELLED error reply, and a delivered one's " +
+      "node is told to stop. Without `deliver` the replies are marked claimed (the caller is the coordinator " +
+      "that stopped waiting); with `deliver: true` they are left for the run's coordinator to claim, so a " +
+      "coordinator still waiting on the call hears of it (a withdraw from the dashboard or another principal).",
     tags: runs,
     auth: "admin",
     errors: ["RUN_NOT_FOUND"],
     params: idParams("run"),
-    body: Type.Object({ ids: IdList }, strict),
+    body: Type.Object(
+      {
+        ids: IdList,
+        deliver: Type.Optional(
+          Type.Boolean({
+            description: "Leave the CANCELLED replies for the run's coordinator. (Default: false)",
+          }),
+        ),
+      },
+      strict,
+    ),
     response: { 200: Type.Object({ withdrawn: Type.Array(Uuid) }) },
   }),
   queryInstructions: routeSchema({

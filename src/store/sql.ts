@@ -74,6 +74,7 @@ import type {
   StoredRecord,
   StoreReplyResult,
   StoreStats,
+  WithdrawOptions,
 } from "./store.ts";
 
 export { readConn, type SqlConn } from "./dialect.ts";
@@ -172,8 +173,8 @@ export abstract class SqlStore implements Store {
   getReplies(runId: string, instructionIds: readonly string[]): Promise<Reply[]> {
     return runs.getReplies(this.ops, runId, instructionIds);
   }
-  withdrawInstructions(runId: string, ids: readonly string[]): Promise<string[]> {
-    return runs.withdrawInstructions(this.ops, runId, ids);
+  withdrawInstructions(runId: string, ids: readonly string[], opts?: WithdrawOptions): Promise<string[]> {
+    return runs.withdrawInstructions(this.ops, runId, ids, opts);
   }
   stats(): Promise<StoreStats> {
     return runs.stats(this.ops);

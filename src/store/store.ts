@@ -61,6 +61,11 @@ export interface Change {
   runs?: readonly string[];
 }
 
+export interface WithdrawOptions {
+  /** Leave the CANCELLED replies for the run's coordinator to claim, rather than mark them claimed. (Default: false) */
+  deliver?: boolean;
+}
+
 export interface Store {
   readonly backend: "sqlite" | "postgres";
   readonly options: ResolvedStoreOptions;
@@ -172,13 +177,15 @@ export interface Store {
    */
   releaseInstructions(input: ReleaseInput): Promise<number>;
   /**
-   * Withdraws instructions that have not ended, delivered or not: each ends with a CANCELLED error reply that is
-   * already marked claimed, and a late reply of its node is refused (CANCELLED, definite). A delivered one
+   * Withdraws instructions that have not ended, delivered or not: each ends with a CANCELLED error reply, and a
+   * late reply of its node is refused (CANCELLED, definite). The reply is marked claimed when the withdrawing
+   * coordinator has stopped waiting (its own cancel); with `deliver` it is left for the run's coordinator to
+   * claim, so a coordinator still waiting hears the withdrawal (another principal's withdraw, e.g. the dashboard). A delivered one
    * (leased) is also written to the cancellation log, so its node is told to stop. A reply racing the withdrawal
    * either ends the instruction first (then it is not withdrawn) or is refused: never two replies. Returns the
    * ids withdrawn.
    */
-  withdrawInstructions(runId: string, ids: readonly string[]): Promise<string[]>;
+  withdrawInstructions(runId: string, ids: readonly string[], opts?: WithdrawOptions): Promise<string[]>;
   /**
    * Stores replies, one result per input, in one transaction. Idempotent per instruction. A reply whose payload
    * references a blob its node may not reference (or holds a malformed reference) is stored as an error reply

@@ -743,6 +743,24 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         await rejectsWith(storeReply(store, { runId: run.id, nodeId: n, replyTo: a!.id }), "CANCELLED");
       });
 
+      test("withdraw - with deliver the CANCELLED replies are left for the run's coordinator, claimed once", async () => {
+        const { run, nodes } = await setup(1);
+        const n = nodes[0]!.id;
+        const [a, b] = await store.pushInstructions(run.id, [
+          { dst: n, method: "m", ttlMs: 60_000 },
+          { dst: n, method: "m", ttlMs: 60_000 },
+        ]);
+        await store.claimInstructions({ nodeIds: [n], limit: 1 });
+        expect((await store.withdrawInstructions(run.id, [a!.id, b!.id], { deliver: true })).sort()).toEqual(
+          [a!.id, b!.id].sort(),
+        );
+        const claimed = await store.claimReplies({ runId: run.id });
+        expect(claimed.map((r) => r.replyTo).sort()).toEqual([a!.id, b!.id].sort());
+        expect(claimed.every((r) => r.error?.code === "FLEETLINK_E_CANCELLED")).toBe(true);
+        expect(await store.claimReplies({ runId: run.id })).toEqual([]);
+        await rejectsWith(storeReply(store, { runId: run.id, nodeId: n, replyTo: a!.id }), "CANCELLED");
+      });
+
       test("getReplies - reads replies whether or not they were claimed", async () => {
         const { run, nodes } = await setup(1);
         const n = nodes[0]!.id;

@@ -86,10 +86,10 @@ export const finishRun = (runId: string, from: string) =>
     reason: "finished from the dashboard",
   });
 
-/** Withdraws instructions that have not ended (POST …/instructions/withdraw, as the SDK's cancel does). */
+/** Withdraws instructions that have not ended (POST …/instructions/withdraw), leaving the CANCELLED replies for the coordinator still waiting on the call. */
 export const withdraw = async (runId: string, ids: string[]) =>
   (
-    (await post(`/v1/runs/${encodeURIComponent(runId)}/instructions/withdraw`, { ids })) as {
+    (await post(`/v1/runs/${encodeURIComponent(runId)}/instructions/withdraw`, { ids, deliver: true })) as {
       withdrawn: string[];
     }
   ).withdrawn;

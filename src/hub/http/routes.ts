@@ -4,7 +4,7 @@ import { HttpRoutes as R } from "../../protocol/http-schemas.ts";
 import { MAX_JSON_DEPTH, tooDeep } from "../../protocol/limits.ts";
 import { DEFAULT_TENANT, type Instruction, type NodeRecord, type RunStatus } from "../../protocol/types.ts";
 import { encodePayload, toWireResult } from "../../protocol/wire.ts";
-import type { EnrollTokenRecord, NewInstruction, Store } from "../../store/store.ts";
+import type { EnrollTokenRecord, NewInstruction, Store, WithdrawOptions } from "../../store/store.ts";
 import { pushSpan } from "../delivery/trace-spans.ts";
 import { type AccessContext, type AuditSink, enrollerOf } from "./access.ts";
 import { Admission, MAX_ENROLLING, RETRY_AFTER_S } from "./admission.ts";
@@ -27,7 +27,7 @@ export interface RouteContext extends AccessContext {
   /** Pushes a run's instructions and gets them to their nodes (see createHub's `push`). */
   push: (runId: string, items: NewInstruction[]) => Promise<Instruction[]>;
   /** Withdraws a run's instructions and tells the nodes held here to stop (see createHub's `withdraw`). */
-  withdraw: (runId: string, ids: readonly string[]) => Promise<string[]>;
+  withdraw: (runId: string, ids: readonly string[], opts?: WithdrawOptions) => Promise<string[]>;
   stats: () => Record<string, number>;
   /** A node was unregistered here: close its stream on this replica at once. */
   unregistered: (nodeId: string) => void;
@@ -279,8 +279,14 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
 
   app.post("/v1/runs/:run/instructions/withdraw", { ...drive, schema: R.withdraw }, async (req) => {
     const { run } = req.params as { run: string };
-    const withdrawn = await ctx.withdraw(run, (req.body as { ids: string[] }).ids);
-    await ensureRun(store, run, withdrawn.length);
+    const { ids, deliver } = req.body as { ids: string[]; deliver?: boolean };
+    const withdrawn = await ctx.withdraw(run, ids, { deliver });
+    if (deliver) {
+      // An operator's withdraw of someone else's call (the coordinator's own cancels are traffic, not audited).
+      const r = await store.getRun(run);
+      if (withdrawn.length > 0)
+        audit.record(about(principalOf(req), r.tenant), "run.withdraw", run, "ok", { withdrawn });
+    } else await ensureRun(store, run, withdrawn.length);
     return { withdrawn };
   });
 

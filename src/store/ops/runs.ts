@@ -14,6 +14,7 @@ import {
   type StoreStats,
   tenantFilter,
   tenantOrDefault,
+  type WithdrawOptions,
 } from "../store.ts";
 import { insertOutcome } from "./replies.ts";
 
@@ -140,6 +141,7 @@ export const withdrawInstructions = async (
   db: Db,
   runId: string,
   ids: readonly string[],
+  opts: WithdrawOptions = {},
 ): Promise<string[]> => {
   checkId("runId", runId);
   checkIds("ids", ids);
@@ -159,7 +161,7 @@ export const withdrawInstructions = async (
     await c.q(`UPDATE instructions SET ${END} WHERE id IN ${db.d.list("$1")}`, [
       db.d.listParam(rows.map((r) => r.id as string)),
     ]);
-    for (const i of rows) await insertOutcome(db, c, i, "FLEETLINK_E_CANCELLED", 1);
+    for (const i of rows) await insertOutcome(db, c, i, "FLEETLINK_E_CANCELLED", opts.deliver ? 0 : 1);
     return rows.map((r) => r.id as string);
   });
   // A withdrawn delivered instruction is in the cancellation log: the replica holding its node's stream reads
