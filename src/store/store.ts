@@ -303,7 +303,7 @@ export interface Store {
     groupId: string,
     opts?: CallInstructionsOptions,
   ): Promise<InstructionOutcome[]>;
-  /** A node's newest instructions across runs, newest first, filtered; sizes only, no payload bytes. */
+  /** A node's newest instructions across runs (among the store's newest 50,000), newest first, filtered; sizes only. */
   nodeInstructions(nodeId: string, opts?: NodeInstructionsOptions): Promise<InstructionOutcome[]>;
   /** Store-wide counters for the dashboard's rate charts (see ActivityCounters). */
   activityCounters(afterReplySeq: number | null): Promise<ActivityCounters>;

@@ -465,7 +465,7 @@ export interface InstructionOutcome {
   expiresAt: number;
   /** While leased: when the lease runs out. */
   leaseUntil: number | null;
-  /** When it was first delivered (claimed, or pushed already leased); null: never, or pushed before schema 13. */
+  /** When it was first delivered (claimed, or pushed already leased); null: never, or pushed before schema 12. */
   deliveredAt: number | null;
   /** The payload's first bytes (at most the preview asked for). */
   payload: Uint8Array;

@@ -234,13 +234,6 @@ CREATE INDEX audit_tenant ON audit (tenant, seq);
   },
   {
     version: 12,
-    name: "instructions by destination, for a node's history on the dashboard",
-    sql: `
-CREATE INDEX instructions_dst ON instructions (dst, seq);
-`,
-  },
-  {
-    version: 13,
     name: "first delivery time of instructions, for the dashboard's pushed → delivered → replied",
     // Instructions from before have none: the dashboard shows pushed → replied for them.
     sql: `

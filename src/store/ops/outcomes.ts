@@ -1,6 +1,6 @@
-// Reads behind the dashboard's call and node pages and its rate charts. Each one is bounded by a LIMIT on an
-// index (instructions by run, by destination; replies by primary key), so a page polled every few seconds costs
-// what it shows, not what the store holds.
+// Reads behind the dashboard's call and node pages and its rate charts. Each one is bounded (instructions by run;
+// a node's among the newest HISTORY_SCAN by sequence; replies by primary key), so a page polled every few seconds
+// costs what it shows, not what the store holds.
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import type { Db } from "../dialect.ts";
 import type { Row } from "../rows.ts";
@@ -14,6 +14,13 @@ import {
   LIST_LIMIT,
   type NodeInstructionsOptions,
 } from "../store.ts";
+
+/**
+ * How many of the store's newest instructions a node's history looks through. Bounded rather than indexed: an
+ * index of instructions by destination cost SQLite pushes 21–39 % of their rate (`npm run bench:push-index`,
+ * BENCHMARKS.md), a price every push would pay for a page an operator opens now and then.
+ */
+export const HISTORY_SCAN = 50_000;
 
 /** Largest payload preview a read returns, in bytes. */
 export const MAX_PREVIEW_BYTES = 65_536;
@@ -106,8 +113,8 @@ export const callInstructions = async (
 
 /**
  * A node's newest instructions across runs, newest first, optionally of one method, run or outcome; no payload
- * bytes (sizes only). The (dst, seq) index walks the node's instructions from the newest; the limit bounds
- * what is returned, a filter that matches little may walk the node's whole history.
+ * bytes (sizes only). Only the store's newest HISTORY_SCAN instructions are looked at (a range of the primary
+ * key, walked from the newest), so a filter that matches little costs at most that scan.
  */
 export const nodeInstructions = async (
   db: Db,
@@ -124,10 +131,11 @@ export const nodeInstructions = async (
   const rows = await db.tx(
     (c) =>
       c.q(
-        `${SELECT} WHERE i.dst = $2 AND (CAST($3 AS TEXT) IS NULL OR i.method = $3)
+        `${SELECT} WHERE i.seq > (SELECT coalesce(max(seq), 0) - $6 FROM instructions)
+           AND i.dst = $2 AND (CAST($3 AS TEXT) IS NULL OR i.method = $3)
            AND (CAST($4 AS TEXT) IS NULL OR i.run_id = $4) ${outcome}
          ORDER BY i.seq DESC LIMIT $5`,
-        [0, nodeId, method, runId, limit],
+        [0, nodeId, method, runId, limit, HISTORY_SCAN],
       ),
     "read",
   );
