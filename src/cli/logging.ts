@@ -28,24 +28,14 @@ export const logFormat = (asked: string | undefined, stderrIsTTY: boolean): (typ
   asked === "json" || asked === "pretty" ? asked : stderrIsTTY ? "pretty" : "json";
 
 /**
- * A pino logger on stderr (stdout carries the command's own output: URLs, tokens, ids). pino (and pino-pretty,
- * only for the pretty format) is imported here, by the commands that log, not by every start of the CLI. Pretty
- * is one line per entry: `12:00:01.234 INFO: node online {"node":"worker-1","hub":"http://…"}`.
+ * A pino logger on stderr (stdout carries the command's own output: URLs, tokens, ids). pino is imported here, by
+ * the commands that log, not by every start of the CLI. `pretty` is one line per entry (log-line.ts), written to
+ * process.stderr, which is synchronous for files, terminals and (on Linux) pipes, like the JSON destination.
  */
 export const createLogger = async (level: string, format: string | undefined): Promise<Logger> => {
   const { pino } = await import("pino");
   const tty = process.stderr.isTTY === true;
   if (logFormat(format, tty) === "json") return pino({ level }, pino.destination({ dest: 2, sync: true }));
-  const { default: pretty } = await import("pino-pretty");
-  return pino(
-    { level },
-    pretty({
-      destination: 2,
-      sync: true,
-      colorize: tty,
-      singleLine: true,
-      translateTime: "SYS:HH:MM:ss.l",
-      ignore: "pid,hostname",
-    }),
-  );
+  const { prettyLine } = await import("./log-line.ts");
+  return pino({ level }, { write: (line: string) => process.stderr.write(prettyLine(line, tty)) });
 };

@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
+import { prettyLine } from "../../src/cli/log-line.ts";
 import { logFormat } from "../../src/cli/logging.ts";
 import { CLI } from "./cli-run.ts";
 
@@ -52,6 +53,35 @@ describe("log format", () => {
     expect(logFormat("pretty", false)).toBe("pretty");
   });
 
+  test("prettyLine - one line per entry: time, level, message, then fields; an error by its message, never its stack", () => {
+    const time = new Date(2026, 0, 2, 3, 4, 5, 67).getTime();
+    const line = prettyLine(
+      `${JSON.stringify({
+        level: 40,
+        time,
+        pid: 1,
+        hostname: "vm",
+        node: "worker-1",
+        attempt: 2,
+        err: { type: "TypeError", message: "x is not a function", stack: "TypeError: x…\n    at a.js:1" },
+        why: "cannot divide 1 by zero",
+        hub: "http://127.0.0.1:7070",
+        msg: "handler failed",
+      })}\n`,
+    );
+    expect(line).toBe(
+      '03:04:05.067 WARN  handler failed node=worker-1 attempt=2 err="TypeError: x is not a function" ' +
+        'why="cannot divide 1 by zero" hub=http://127.0.0.1:7070\n',
+    );
+    expect(prettyLine(JSON.stringify({ level: 30, time, msg: "online", nested: { a: [1] } }))).toBe(
+      '03:04:05.067 INFO  online nested={"a":[1]}\n',
+    );
+    expect(prettyLine(JSON.stringify({ level: 50, time, msg: "x" }), true)).toBe(
+      `03:04:05.067 ${ESC}[31mERROR${ESC}[0m x\n`,
+    );
+    expect(prettyLine("not json")).toBe("not json\n");
+  });
+
   test("serve - stderr a pipe: one JSON object per line; --log-format pretty: one readable line", async () => {
     const json = await untilListening(process.execPath, [...serve, ...tokens]);
     const logLines = json.split("\n").filter((l) => l.startsWith("{"));
@@ -60,9 +90,7 @@ describe("log format", () => {
     expect(json).toMatch(/"msg":"Server listening at http:\/\/127\.0\.0\.1:\d+"/);
 
     const pretty = await untilListening(process.execPath, [...serve, ...tokens, "--log-format", "pretty"]);
-    expect(pretty).toMatch(
-      /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: Server listening at http:\/\/127\.0\.0\.1:\d+$/m,
-    );
+    expect(pretty).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}Server listening at http:\/\/127\.0\.0\.1:\d+$/m);
     expect(pretty).not.toMatch(/^\{"level"/m);
     expect(pretty).not.toContain(`${ESC}[`); // no colours when stderr is not a terminal
   }, 40_000);
@@ -75,7 +103,7 @@ describe("log format", () => {
       const tty = await untilListening("script", ["-qefc", cmd([]), "/dev/null"]);
       const plain = tty.replace(new RegExp(`${ESC}\\[[0-9;]*m`, "g"), "");
       expect(plain).toMatch(
-        /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: Server listening at http:\/\/127\.0\.0\.1:\d+\r?$/m,
+        /^\d\d:\d\d:\d\d\.\d{3} INFO {2}Server listening at http:\/\/127\.0\.0\.1:\d+\r?$/m,
       );
       expect(plain).not.toMatch(/^\{"level"/m);
       const asked = await untilListening("script", ["-qefc", cmd(["--log-format", "json"]), "/dev/null"]);
