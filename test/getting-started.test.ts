@@ -3,18 +3,17 @@
 // hubs get free ports instead of 7070/7071, PostgreSQL a schema of its own, and $HOME is a temporary directory
 // (the guide writes ~/.local/bin/fleetlink, ~/fleet-tour and ~/sdk-tour). Not run: the ```sh``` block with
 // `git clone` and `npm ci`, which this checkout has already done. Every process the shell starts is in its
-// process group, killed at the end whatever happened.
-import { spawn } from "node:child_process";
+// process group, killed at the end whatever happened (helpers/doc-shell.ts).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
+import { blockOutput, freePort, runShell, tourBlocks, tourScript } from "./helpers/doc-shell.ts";
 import { dropSchema, PG_URL, pgSchemaUrl } from "./helpers/postgres.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const doc = readFileSync(join(ROOT, "docs/getting-started.md"), "utf8");
-const blocks = [...doc.matchAll(/^```sh tour\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+const blocks = tourBlocks(doc);
 const home = mkdtempSync(join(tmpdir(), "fleetlink-tour-"));
 const pg = PG_URL ? pgSchemaUrl("tour") : undefined;
 
@@ -22,48 +21,6 @@ afterAll(async () => {
   rmSync(home, { recursive: true, force: true });
   if (pg) await dropSchema(pg.schema);
 });
-
-const freePort = async () => {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return port;
-};
-
-/** Runs `script` in bash in a process group of its own; ends the whole group when done or after `timeoutMs`. */
-const runShell = (script: string, timeoutMs: number): Promise<{ code: number | null; out: string }> =>
-  new Promise((resolve) => {
-    const env = Object.fromEntries(
-      Object.entries(process.env).filter(([k]) => !k.startsWith("FLEETLINK_") && k !== "XDG_CONFIG_HOME"),
-    );
-    const sh = spawn("bash", ["-c", script], {
-      cwd: ROOT,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...env, HOME: home, npm_config_update_notifier: "false" },
-    });
-    let out = "";
-    sh.stdout.on("data", (d) => (out += d));
-    sh.stderr.on("data", (d) => (out += d));
-    const killGroup = (sig: NodeJS.Signals) => {
-      try {
-        process.kill(-sh.pid!, sig);
-      } catch {
-        // the group is gone already
-      }
-    };
-    const timer = setTimeout(() => {
-      out += `\n::timed out after ${timeoutMs} ms::\n`;
-      killGroup("SIGTERM");
-    }, timeoutMs);
-    sh.once("exit", (code) => {
-      clearTimeout(timer);
-      // Whatever the guide left running (it should have stopped everything in its last block).
-      killGroup("SIGKILL");
-      resolve({ code, out });
-    });
-  });
 
 describe("docs/getting-started.md", () => {
   test("the guide marks its runnable blocks, and only the install block is left out", () => {
@@ -80,16 +37,14 @@ describe("docs/getting-started.md", () => {
     "getting started - tokens, a SQLite hub, 3 nodes, calls, dashboard, a 2nd replica, CLI checkpoints, a failing call, PostgreSQL, the SDK from a packed tarball",
     async () => {
       const [p1, p2] = [await freePort(), await freePort()];
-      const body = blocks
-        .map((b, i) => `echo "::block ${i + 1}::"\n${b}`)
-        .join("\n")
+      const script = tourScript(blocks)
         .replaceAll("7070", String(p1))
         .replaceAll("7071", String(p2))
         .replaceAll("schema=fleet_tour", `schema=${pg!.schema}`)
         .replaceAll("postgres://root@127.0.0.1:5432/test?", `${PG_URL!.replace(/\?.*$/, "")}?`);
-      const script = `set -eo pipefail\ntrap 'echo "::failed: line $LINENO: $BASH_COMMAND::"' ERR\n${body}\necho "::done::"\n`;
       const started = Date.now();
-      const { code, out } = await runShell(script, 110_000);
+      // The guide starts in the checkout (step 1 writes the fleetlink script from there).
+      const { code, out } = await runShell(script, { cwd: ROOT, home, timeoutMs: 110_000 });
       const took = Date.now() - started;
       const logs = () => {
         const tail = (f: string) => {
@@ -103,8 +58,7 @@ describe("docs/getting-started.md", () => {
       };
       expect(code, logs()).toBe(0);
       expect(out, logs()).toContain("::done::");
-      const section = (n: number) =>
-        out.slice(out.indexOf(`::block ${n}::`), out.indexOf(`::block ${n + 1}::`));
+      const section = (n: number) => blockOutput(out, n);
 
       // 1: the fleetlink script runs this checkout's CLI on Node.js 24.
       expect(section(1)).toMatch(/^fleetlink \d+\.\d+\.\d+ \(Node\.js 24\./m);
