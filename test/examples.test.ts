@@ -1,6 +1,6 @@
 // The README's commands and examples (and docs/sdk.md's bytes example), run as a user would.
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -71,7 +71,10 @@ describe("README", () => {
     const port = await freePort();
     const script = `export PATH="$HOME/.local/bin:$PATH"\n${tourScript(blocks).replaceAll("7070", String(port))}`;
     const { code, out } = await runShell(script, { cwd: work, home, timeoutMs: 50_000 });
-    const logs = () => `${out}\n--- hub.log\n${readFileSync(join(work, "hub.log"), "utf8").slice(-2000)}`;
+    const logs = () => {
+      const hubLog = join(home, "fleet-quick", "hub.log");
+      return `${out}\n--- hub.log\n${existsSync(hubLog) ? readFileSync(hubLog, "utf8").slice(-2000) : "(none)"}`;
+    };
     expect(code, logs()).toBe(0);
     const tour = blockOutput(out, 1);
     expect(tour.match(/^worker-\d \(\w+\)\s+ok\s+\d+ ms\s+64$/gm), logs()).toHaveLength(3);
