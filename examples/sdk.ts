@@ -41,7 +41,8 @@ for await (const item of cfg.stream("add", { a: 1, b: 1 }))
 try {
   await cfg.call("fail", null, { quorum: "majority" });
 } catch (e) {
-  if (e instanceof IncompleteCallError) console.log("fail →", e.code, "from", e.failedNodes.length, "nodes");
+  // A majority of 2 is 2: the first refusal already fails the call (a quorum that can no longer be met).
+  if (e instanceof IncompleteCallError) console.log("fail →", e.code, "failed nodes:", e.failedNodes.length);
 }
 
 const b = await cfg.broadcast("add", { a: 10, b: 0 }, { ttlMs: 60_000 });

@@ -37,7 +37,7 @@ export interface ObjectStore {
    * Deletes what writers killed mid-put left under prefix: objects `list` never shows, so garbage collection by
    * key would never find them. `stale` is a time (ms since the epoch: those last touched before it), or says
    * of each remain, by its path below the root and when it was last touched, whether it goes. Returns how
-   * many. Absent where the backend leaves no such remains or cannot see them (S3: see the README).
+   * many. Absent where the backend leaves no such remains or cannot see them (S3: see docs/sdk.md, Checkpoints).
    */
   removeStalePartials?(
     prefix: string,
@@ -61,7 +61,7 @@ export interface S3Options {
   partSizeBytes?: number;
 }
 
-/** Every kind errorKind returns; the README lists the same (test/checkpoint/readme.test.ts keeps them in step). */
+/** Every kind errorKind returns; docs/sdk.md lists the same (test/checkpoint/readme.test.ts keeps them in step). */
 export const ERROR_KINDS = [
   "auth",
   "not_found",

@@ -5,6 +5,7 @@ import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { shortId } from "../protocol/node-label.ts";
+import { plural } from "../util/plural.ts";
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -166,7 +167,7 @@ export const demoCommand = (): Command =>
           (e: unknown) => e,
         );
         if (err instanceof IncompleteCallError) {
-          const line = `call slow quorum=all → IncompleteCallError: ${err.replies.size} replies, ${[
+          const line = `call slow quorum=all → IncompleteCallError: ${plural(err.replies.size, "reply", "replies")}, ${[
             ...err.errors,
           ]
             .map(([k, e]) => `${name.get(k)} ${e.code}`)

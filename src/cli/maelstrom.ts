@@ -2,6 +2,7 @@ import { dirname, extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { WORKLOAD_NAMES, type WorkloadName } from "../maelstrom/workloads/names.ts";
+import { plural } from "../util/plural.ts";
 
 // The runtime and the harness are imported by the subcommand that runs them.
 const names: readonly string[] = WORKLOAD_NAMES;
@@ -121,9 +122,9 @@ export const maelstromCommand = (): Command => {
       else {
         const l = res.stableLatencyMs;
         const what = res.ran.clients
-          ? `${res.ops.total} ops (${res.ops.ok} ok), ${res.msgsPerOp.toFixed(2)} msgs/op` +
+          ? `${plural(res.ops.total, "op")} (${res.ops.ok} ok), ${res.msgsPerOp.toFixed(2)} msgs/op` +
             (l ? `, stable latency p50 ${l.p50} ms, max ${l.max} ms, lost ${res.lost?.length ?? 0}` : "")
-          : `no client ran: ${res.ran.initOk} of ${params.nodeCount} nodes answered init within ${params.initTimeoutS} s`;
+          : `no client ran: ${res.ran.initOk} of ${plural(params.nodeCount, "node")} answered init within ${params.initTimeoutS} s`;
         process.stdout.write(
           `${res.valid ? "valid" : "INVALID"}: ${res.workload}, ${what}` +
             `\n${res.problems.map((p) => `  ${p}\n`).join("")}report: ${join(out, "report.html")}\n`,

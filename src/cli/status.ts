@@ -106,7 +106,7 @@ export const statusCommand = (): Command => {
         connectedNodes: hub.connectedNodes ?? null,
         runSubscribers: hub.runSubscribers ?? null,
         version,
-        backend: (stats.store.backend as string | undefined) ?? (hub.backend as string | undefined) ?? null,
+        backend: (stats.store.backend as string | undefined) ?? null,
       },
       nodes: { total: nodes.length, byState },
       runs: stats.store.runs,

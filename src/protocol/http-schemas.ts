@@ -76,6 +76,9 @@ const Ok = Type.Object({ ok: Type.Literal(true) });
 
 const StatsSchema = Type.Object({
   store: Type.Object({
+    backend: Type.Union([Type.Literal("sqlite"), Type.Literal("postgres")], {
+      description: "The store's backend (`memory:` is SQLite in memory)",
+    }),
     runs: Type.Record(Type.String(), Type.Integer(), { description: "Runs per status" }),
     nodes: Type.Record(Type.String(), Type.Integer(), { description: "Nodes per status" }),
     // null for a tenant-scoped caller: store-wide counts would tell it about other tenants.

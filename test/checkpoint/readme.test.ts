@@ -1,4 +1,5 @@
-// The README's Checkpoints section: its snippet imports what it uses, and its list of error kinds is the code's.
+// The Checkpoints section of docs/sdk.md (once the README's): its snippet imports what it uses, and its list of
+// error kinds is the code's.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
@@ -6,10 +7,12 @@ import { ERROR_KINDS } from "../../src/checkpoint/object-store.ts";
 import * as api from "../../src/index.ts";
 
 const root = join(import.meta.dirname, "../..");
-const readme = readFileSync(join(root, "README.md"), "utf8");
-const section = readme.slice(readme.indexOf("## Checkpoints\n"), readme.indexOf("## Maelstrom\n"));
+const doc = readFileSync(join(root, "docs/sdk.md"), "utf8");
+const from = doc.indexOf("## Checkpoints\n");
+const next = doc.indexOf("\n## ", from + 1);
+const section = doc.slice(from, next < 0 ? undefined : next);
 
-describe("README Checkpoints section", () => {
+describe("docs/sdk.md Checkpoints section", () => {
   test("readme - the snippet imports from fleetlink every export it uses, and only exports", () => {
     const snippet = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
     const line = /import \{([^}]*)\} from "fleetlink";/.exec(snippet);

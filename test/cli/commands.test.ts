@@ -66,10 +66,12 @@ describe("fleetlink CLI commands", () => {
       new RegExp(`replicas:.*ready; http://127.0.0.1:${deadPort} DOWN \\(.*ECONNREFUSED`),
     );
     expect(status.stdout).toMatch(/nodes:\s+2 \(online 2\)/);
+    // The store's backend comes from /v1/stats (it was once dropped by the route's response schema).
+    expect(status.stdout).toMatch(/^store:\s+sqlite$/m);
     // The hub's version comes from its OpenAPI document.
     expect(as(statusJson.stdout)).toMatchObject({
       nodes: { total: 2 },
-      hub: { connectedNodes: 2, version: "0.1.0" },
+      hub: { connectedNodes: 2, version: "0.1.0", backend: "sqlite" },
     });
     expect(as(version.stdout)).toMatchObject({ fleetlink: "0.1.0", node: process.versions.node });
     const created = as(tCreate.stdout) as unknown as { token: { id: string; label: string }; secret: string };

@@ -57,6 +57,20 @@ describe("fleetlink store", () => {
     expect(JSON.parse(c.stdout)).toMatchObject({ instructions: 0, replies: 0, runs: 0 });
   });
 
+  test("stats on a stopped fleet: a node whose heartbeat window ran out counts as offline, not online", async () => {
+    const { openStore } = await import("../../src/store/open.ts");
+    const db = `sqlite:${join(dir, "stopped.db")}`;
+    const s = await openStore(db);
+    const gone = await s.registerNode({ name: "gone", heartbeatIntervalMs: 100 });
+    await s.heartbeat(gone.id); // online until now + 200 ms; then the fleet stops: no hub sweeps it
+    await s.heartbeat((await s.registerNode({ name: "live", heartbeatIntervalMs: 3_600_000 })).id);
+    await s.close();
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await fleetlink("store", "stats", "--db", db);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).nodes).toMatchObject({ online: 1, offline: 1 });
+  });
+
   test("cleanup --older-than takes a duration with a unit and refuses anything else, naming the flag", async () => {
     for (const bad of ["1x", "3600000", "-1h", "soon"]) {
       const r = await fleetlink("store", "cleanup", "--db", "sqlite:./fleet.db", "--older-than", bad);

@@ -923,6 +923,16 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
           replies: { pending: 1, claimed: 0 },
         });
       });
+
+      test("stats - a node whose online window ran out counts as offline, before any sweep (a stopped fleet)", async () => {
+        const n = await store.registerNode({ name: "gone", heartbeatIntervalMs: 1000 });
+        await store.heartbeat(n.id); // online until now + 2 intervals
+        await store.heartbeat((await store.registerNode({ name: "live", heartbeatIntervalMs: 60_000 })).id);
+        expect((await store.stats()).nodes).toMatchObject({ online: 2, offline: 0 });
+        clock.advance(2000); // the window ends: online_until <= now
+        expect((await store.stats()).nodes).toMatchObject({ online: 1, offline: 1 });
+        expect((await store.listNodes()).find((x) => x.id === n.id)?.status).toBe("online"); // not swept
+      });
     });
   });
   // Each of these opens its own store per test (so they do not also run the setup above).

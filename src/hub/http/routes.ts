@@ -323,7 +323,8 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
 
   app.get("/v1/stats", { ...read, ...noBody, schema: R.stats }, async (req) => {
     const tenant = principalOf(req).tenant;
-    if (tenant === null) return { store: await store.stats(), hub: ctx.stats() };
+    if (tenant === null)
+      return { store: { backend: store.backend, ...(await store.stats()) }, hub: ctx.stats() };
     // Store-wide counts would tell a tenant about the others: its own nodes and runs only (runs: the newest 1000
     // of each status), and no instruction or reply counts.
     const count = <T>(xs: T[], key: (x: T) => string) => {
@@ -340,6 +341,7 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     ).flat();
     return {
       store: {
+        backend: store.backend,
         runs: count(runs, (r) => r.status),
         nodes: count(await store.listNodes({ tenant }), (n) => n.status),
         instructions: null,

@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PendingCalls } from "../../stream/pending.ts";
+import { plural } from "../../util/plural.ts";
 import type { Body, Message } from "../protocol.ts";
 import { check, type Results } from "./checker.ts";
 import type { Op } from "./history.ts";
@@ -88,7 +89,7 @@ export const runTest = async (
     return out;
   };
   try {
-    log(`starting ${p.nodeCount} nodes: ${p.bin}`);
+    log(`starting ${plural(p.nodeCount, "node")}: ${p.bin}`);
     for (const id of nodes) net.spawnNode(id, p.bin, p.out);
     const inits = await Promise.allSettled(
       nodes.map((id) =>
@@ -108,10 +109,10 @@ export const runTest = async (
     });
     if (ran.initOk < p.nodeCount)
       log(
-        `init: ${ran.initOk} of ${p.nodeCount} nodes answered within ${initTimeoutS} s; no client runs ` +
+        `init: ${ran.initOk} of ${plural(p.nodeCount, "node")} answered within ${initTimeoutS} s; no client runs ` +
           "(a slow start-up? raise --init-timeout, or make --bin start faster)",
       );
-    else log(`init: ${p.nodeCount} nodes ready in ${ran.initS.toFixed(1)} s`);
+    else log(`init: ${plural(p.nodeCount, "node")} ready in ${ran.initS.toFixed(1)} s`);
     if (p.workload === "broadcast" && net.errors.length === 0) {
       const topo = topology(nodes, p.topology);
       const acks = await Promise.allSettled(

@@ -3,7 +3,7 @@ import { newId } from "../../protocol/ids.ts";
 import type { Instruction, NodeStatus, Reply, Run, RunStatus } from "../../protocol/types.ts";
 import type { Db, SqlConn } from "../dialect.ts";
 import { emptyStats, type Row, toInstruction, toReply, toRun } from "../rows.ts";
-import { END } from "../rules.ts";
+import { END, silentOnline } from "../rules.ts";
 import {
   checkId,
   checkIds,
@@ -170,16 +170,33 @@ export const withdrawInstructions = async (
   return withdrawn;
 };
 
-export const stats = async (db: Db): Promise<StoreStats> =>
-  db.tx(async (c) => {
-    const s: StoreStats = emptyStats();
-    for (const r of await c.q("SELECT status, count(*) AS n FROM runs GROUP BY status"))
-      s.runs[r.status as RunStatus] = Number(r.n);
-    for (const r of await c.q("SELECT status, count(*) AS n FROM nodes GROUP BY status"))
-      s.nodes[r.status as NodeStatus] = Number(r.n);
-    for (const r of await c.q("SELECT state, count(*) AS n FROM instructions GROUP BY state"))
-      s.instructions[r.state as Instruction["state"]] = Number(r.n);
-    for (const r of await c.q("SELECT claimed, count(*) AS n FROM replies GROUP BY claimed"))
-      s.replies[Number(r.claimed) ? "claimed" : "pending"] = Number(r.n);
-    return s;
-  }, "read");
+/**
+ * Counts, in one statement (one snapshot). A node counts as online only while its window is open at the store's
+ * time: a node whose window ran out is offline whether or not a sweep has said so yet, and a store no hub runs
+ * on (`fleetlink store stats` on a stopped fleet) is never swept at all.
+ */
+export const stats = async (db: Db): Promise<StoreStats> => {
+  const rows = await db.auto((q, nowParam) =>
+    q(
+      `SELECT 'runs' AS t, status AS k, count(*) AS n FROM runs GROUP BY status
+       UNION ALL
+       SELECT 'nodes', CASE WHEN ${silentOnline(db.d.now("$1"))} THEN 'offline' ELSE status END AS k, count(*)
+         FROM nodes GROUP BY 2
+       UNION ALL
+       SELECT 'instructions', state, count(*) FROM instructions GROUP BY state
+       UNION ALL
+       SELECT 'replies', CASE WHEN claimed <> 0 THEN 'claimed' ELSE 'pending' END, count(*) FROM replies GROUP BY 2`,
+      [nowParam],
+    ),
+  );
+  const s: StoreStats = emptyStats();
+  for (const r of rows) {
+    const n = Number(r.n);
+    const k = r.k as string;
+    if (r.t === "runs") s.runs[k as RunStatus] = n;
+    else if (r.t === "nodes") s.nodes[k as NodeStatus] = (s.nodes[k as NodeStatus] ?? 0) + n;
+    else if (r.t === "instructions") s.instructions[k as Instruction["state"]] = n;
+    else s.replies[k as "claimed" | "pending"] = n;
+  }
+  return s;
+};
