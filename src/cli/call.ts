@@ -5,6 +5,7 @@ import type { Quorum } from "../coordinator/quorum.ts";
 import type { RunHandle } from "../coordinator/run.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { nodeLabel } from "../protocol/node-label.ts";
+import { plural } from "../util/plural.ts";
 import { completeWith } from "./completion.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration } from "./flags.ts";
@@ -118,7 +119,7 @@ export const callCommand = (): Command => {
       if (typeof o.quorum === "number" && o.quorum > ids.length)
         throw new FleetlinkError(
           "INVALID_ARGUMENT",
-          `--quorum: ${o.quorum} replies asked of ${ids.length} node(s)`,
+          `--quorum: ${o.quorum} replies asked of ${plural(ids.length, "node")}`,
           {
             field: "quorum",
           },
@@ -127,7 +128,9 @@ export const callCommand = (): Command => {
       const decide = quorumFunction(quorum, ids.length);
       const run: RunHandle = o.run ? await fleet.run(o.run) : await fleet.createRun();
       if (!json)
-        process.stderr.write(`run ${run.id}: ${method} → ${ids.length} node(s), quorum ${o.quorum}\n`);
+        process.stderr.write(
+          `run ${run.id}: ${method} → ${plural(ids.length, "node")}, quorum ${o.quorum}\n`,
+        );
       const name = new Map(nodes.map((n) => [n.id, n.name]));
       const replies = new Map<string, unknown>();
       const errors = new Map<string, FleetlinkError>();
