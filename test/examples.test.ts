@@ -77,7 +77,7 @@ describe("README", () => {
     };
     expect(code, logs()).toBe(0);
     const tour = blockOutput(out, 1);
-    expect(tour.match(/^worker-\d \(\w+\)\s+ok\s+\d+ ms\s+64$/gm), logs()).toHaveLength(3);
+    expect(tour.match(/^worker-\d \(…[0-9a-f]{8}\)\s+ok\s+\d+ ms\s+64$/gm), logs()).toHaveLength(3);
     expect(tour).toMatch(/quorum all met: 3 replies, 0 failed/);
     expect(tour).toMatch(/^store:\s+sqlite$/m);
     expect(tour).toMatch(/^nodes:\s+3 \(online 3\)$/m);

@@ -68,7 +68,7 @@ describe("docs/getting-started.md", () => {
       expect(section(4).match(/^\S+\s+worker-\d\s+online\s/gm)).toHaveLength(3);
       // 5: calls and their quorums.
       expect(section(5)).toMatch(/quorum majority met: 2 replies/);
-      expect(section(5).match(/^worker-\d \(\w+\)\s+ok\s+\d+ ms\s+64$/gm)).toHaveLength(3);
+      expect(section(5).match(/^worker-\d \(…[0-9a-f]{8}\)\s+ok\s+\d+ ms\s+64$/gm)).toHaveLength(3);
       expect(section(5)).toMatch(/quorum all met: 3 replies, 0 failed/);
       expect(section(5)).toMatch(/"value": ?81/);
       // 6: the dashboard page and a reader token.
@@ -79,21 +79,23 @@ describe("docs/getting-started.md", () => {
         new RegExp(`replicas:\\s+http://127.0.0.1:${p1} ready; http://127.0.0.1:${p2} ready`),
       );
       expect(section(7)).toMatch(/^store:\s+sqlite$/m);
-      expect(section(7).match(/^worker-\d \(\w+\)\s+ok\s+\d+ ms\s+100$/gm)).toHaveLength(3);
+      expect(section(7).match(/^worker-\d \(…[0-9a-f]{8}\)\s+ok\s+\d+ ms\s+100$/gm)).toHaveLength(3);
       expect(section(7)).toMatch(new RegExp(`http://127.0.0.1:${p1} DOWN \\(.*ECONNREFUSED`));
       // 8: push at 5, add 100, pull latest: every node is back at 5.
       const ckpt = section(8);
       expect(ckpt).toMatch(/host 2: new host, node /);
-      expect(ckpt.match(/^worker-\d \(\w+\)\s+ok\s+\d+ ms\s+105$/gm)).toHaveLength(3);
+      expect(ckpt.match(/^worker-\d \(…[0-9a-f]{8}\)\s+ok\s+\d+ ms\s+105$/gm)).toHaveLength(3);
       const totals = ckpt.slice(ckpt.lastIndexOf('"status": "ok"'));
-      expect(totals.match(/^worker-\d \(\w+\)\s+ok\s+\d+ ms\s+5$/gm)).toHaveLength(3);
+      expect(totals.match(/^worker-\d \(…[0-9a-f]{8}\)\s+ok\s+\d+ ms\s+5$/gm)).toHaveLength(3);
       expect(ckpt).toMatch(/^pull: ok \S+/m);
       // 9: a handler that throws, a method no node has: exit status 7, each node's code, the node's log line.
       const debug = section(9);
       expect(debug).toMatch(/HANDLER_FAILED\s+\d+ ms\s+cannot divide 1 by zero/);
       expect(debug.match(/^exit status 7$/gm)).toHaveLength(2);
       expect(debug).toMatch(/INVALID_ARGUMENT\s+\d+ ms\s+no handler for method nosuch/);
-      expect(debug.match(/^\S+\s+worker-\d\s+divide\s+\S+\s+1\s+HANDLER_FAILED\s/gm)).toHaveLength(3);
+      expect(
+        debug.match(/^\S+\s+worker-\d \(…[0-9a-f]{8}\)\s+divide\s+\S+\s+1\s+HANDLER_FAILED\s/gm),
+      ).toHaveLength(3);
       // The node's log, pretty: one line, with the handler's message.
       expect(debug).toMatch(
         /^\d\d:\d\d:\d\d\.\d{3} WARN {2}handler failed node=worker-\d .*method=divide code=FLEETLINK_E_HANDLER_FAILED err="cannot divide 1 by zero"$/m,
@@ -101,7 +103,7 @@ describe("docs/getting-started.md", () => {
       // 10: two replicas on PostgreSQL, the nodes enrolled again.
       expect(section(10)).toMatch(/^store:\s+postgres$/m);
       expect(section(10)).toMatch(/^nodes:\s+3 \(online 3\)$/m);
-      expect(section(10).match(/^worker-\d \(\w+\)\s+ok\s+\d+ ms\s+121$/gm)).toHaveLength(3);
+      expect(section(10).match(/^worker-\d \(…[0-9a-f]{8}\)\s+ok\s+\d+ ms\s+121$/gm)).toHaveLength(3);
       // 11: the packed SDK from a project of its own.
       expect(section(11)).toContain("square(12) from 3 nodes: [ 144, 144, 144 ]");
       // The guide's "ten minutes" are a person's; the commands themselves take well under a minute.

@@ -1,6 +1,6 @@
 import https from "node:https";
 import { BlobClient, BlobTransfers } from "../blob/client.ts";
-import { type BlobMode, checkBlobOptions } from "../blob/codec.ts";
+import { checkBlobOptions } from "../blob/codec.ts";
 import { DEFAULT_INLINE_BYTES } from "../protocol/blobs.ts";
 import { CloseCode } from "../protocol/close-codes.ts";
 import {
@@ -14,7 +14,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from "../protocol/limits.ts";
 import { PROTOCOL_VERSION, TS_AGENT_NAME } from "../protocol/version.ts";
 import { NodeMethods, type WireInstruction } from "../protocol/wire.ts";
 import { type Channel, type Logger, silentLogger } from "../stream/channel.ts";
-import { type ClientTls, checkClientTls, clientTlsOptions } from "../stream/client-tls.ts";
+import { checkClientTls, clientTlsOptions } from "../stream/client-tls.ts";
 import { type Connector, Dialer, type DialerStatus, type Loss, type Plan } from "../stream/dialer.ts";
 import { httpConnector } from "../stream/http-dial.ts";
 import { StatusFeed } from "../stream/status-feed.ts";
@@ -25,106 +25,17 @@ import { withBlobs } from "./blobs.ts";
 import { enroll, loadIdentity, type NodeIdentity, saveIdentity } from "./enroll.ts";
 import { Executor } from "./executor.ts";
 import type { Handler } from "./handler.ts";
+import { checkIdentityName, IdentityConflicts, SETTLED_MS } from "./identity-guard.ts";
+import type { NodeAgentOptions } from "./options.ts";
 import { Outbox } from "./outbox.ts";
-import type { AgentPlugin, AgentPluginHost } from "./plugin.ts";
+import type { AgentPluginHost } from "./plugin.ts";
 import { agentLiveness, heartbeatAnswerMs, httpLiveness, Schedules } from "./schedules.ts";
 import type { AgentStatus } from "./status.ts";
 
 export type { NodeIdentity } from "./enroll.ts";
 export type { Handler, HandlerContext } from "./handler.ts";
+export type { NodeAgentOptions } from "./options.ts";
 export { agentLiveness } from "./schedules.ts";
-
-export interface NodeAgentOptions {
-  /** Hub replica URLs (http:// or https://); the agent uses any of them and moves on when one fails. */
-  hubs: string[];
-  name: string;
-  handlers: Record<string, Handler>;
-  /** Token to enroll with when the agent has no identity yet. */
-  enrollToken?: string;
-  /** An identity from an earlier enrollment. */
-  identity?: NodeIdentity;
-  /** File that keeps the identity across restarts (read if present, written after enrolling). */
-  identityFile?: string;
-  /**
-   * Enroll again (as a new node) when the hub refuses this identity (its database was reset, or the node was
-   * unregistered). Without it the agent stops in state `rejected` and says what to do. (Default: false)
-   */
-  reenroll?: boolean;
-  /**
-   * Replacements in a row after which the agent gives up its identity: another process uses it (the same
-   * identity file, copied or shared), and the hub keeps the newer of two streams, so the two would take turns
-   * forever. At the last one the agent stops in state `rejected` (code FLEETLINK_E_CONFLICT); `fleetlink node`
-   * exits 6. A replacement of a stream that had been online for `conflictSettleMs` restarts the count, so the
-   * agent that was there first outlasts a newcomer. (Default: 3)
-   */
-  maxConflicts?: number;
-  /**
-   * How long a stream must have been online for its replacement to start a new count of conflicts rather than
-   * add to a running one; longer than a running conflict lets either agent stay online. (Default: 60000)
-   */
-  conflictSettleMs?: number;
-  /** Heartbeat interval in ms. (Default: 5000) */
-  heartbeatIntervalMs?: number;
-  /** Timeout for one reply send before it is retried, in ms. (Default: 5000) */
-  replyTimeoutMs?: number;
-  /** Completed instruction ids remembered, so a redelivered instruction is not run twice. (Default: 10000) */
-  rememberCompleted?: number;
-  log?: Logger;
-  /**
-   * How the agent reaches a hub: `"ws"`, the WebSocket stream (the fast path), or `"http"`, the HTTP node API
-   * (long polls; for networks that let only plain HTTP through). A function is asked at every dial, so a node
-   * may switch transports across reconnects. (Default: "ws")
-   */
-  transport?: "ws" | "http" | (() => "ws" | "http");
-  /** Features that run inside the agent and add handlers (e.g. checkpoints); the agent does not import them. */
-  plugins?: AgentPlugin[];
-  /**
-   * How blobs in instruction payloads reach handlers: `"bytes"`, a Buffer (downloaded before the handler
-   * runs), or `"lazy"`, a FleetBlob handle to stream or save. (Default: "bytes")
-   */
-  blobs?: BlobMode;
-  /** Binary data in results up to this many bytes travels inline (base64); larger as blobs. (Default: 262144) */
-  inlineBytes?: number;
-  /** Directory of the downloaded-blob cache, for one process at a time. (Default: a temp dir removed at stop) */
-  blobCacheDir?: string;
-  /** Bytes the blob cache keeps before evicting the least recently used, never a blob in use. (Default: 4 GiB) */
-  blobCacheBytes?: number;
-  /**
-   * TLS for https:// hubs: the client certificate and key a hub with `--client-ca` requires (docs/mtls.md), and
-   * a CA for the hub's certificate, trusted besides the system roots. Used for enrollment, the stream (WebSocket
-   * or HTTP) and blob transfers. (Default: none)
-   */
-  tls?: ClientTls;
-}
-
-/**
- * A stream online this long before it was replaced belonged to a settled agent: the replacement is the first of
- * a new conflict, not one more of a running one. Longer than the longest replaced back-off (30 s + jitter), so
- * in a running conflict no stream lives this long.
- */
-export const SETTLED_MS = 60_000;
-
-/**
- * INVALID_ARGUMENT when an identity belongs to a node of another name than the agent's: today `--identity`
- * would silently run as that node under the other name. There is no rename on the hub: the ways out are to use
- * the identity's name, or to enroll a new node under the new name (and unregister the old one).
- */
-export const checkIdentityName = (
-  identity: Pick<NodeIdentity, "nodeId" | "name"> | undefined,
-  name: string,
-  identityFile?: string,
-): void => {
-  if (!identity?.name || identity.name === name) return;
-  const src = identityFile ? `identity file ${identityFile}` : "identity";
-  throw new FleetlinkError(
-    "INVALID_ARGUMENT",
-    `name: the ${src} is node ${JSON.stringify(identity.name)} (${identity.nodeId}), not ${JSON.stringify(name)}. ` +
-      `Start it as --name ${identity.name}; or, to have a node named ${name}, use another identity file ` +
-      `(${identityFile ? `e.g. --identity .fleetlink/node-${name}.json, ` : ""}which enrolls a new node) and remove ` +
-      `the old one with fleetlink nodes unregister ${identity.nodeId}. A node cannot be renamed in place.`,
-    { field: "name" },
-  );
-};
 
 /** Upgrade refusals that mean the hub does not know this identity (as opposed to "not yet" or "not now"). */
 const REFUSED_FOR_GOOD = new Set(["FLEETLINK_E_UNAUTHORIZED", "FLEETLINK_E_NODE_UNREGISTERED"]);
@@ -154,10 +65,8 @@ export class NodeAgent {
   private readonly pendingPolls = new Backoff(Schedules.pending);
   /** Times in a row our live stream was replaced by another process's (a shared identity). */
   private readonly replacements = new Backoff(Schedules.replaced);
-  /** Replacements in a row that count towards maxConflicts. */
-  private conflicts = 0;
-  /** When the current stream went online. */
-  private liveSince = 0;
+  /** Replacements in a row by another process on this identity (towards maxConflicts). */
+  private readonly conflicts: IdentityConflicts;
   /** Why the hub's answer to hello ended it for good: the node has another name there. */
   private nameRefusal: string | undefined;
   /** The agent status to show while the dialer waits after a loss (set by the loss policy). */
@@ -206,6 +115,7 @@ export class NodeAgent {
     }
     this.log = o.log ?? silentLogger;
     this.every = o.heartbeatIntervalMs ?? 5000;
+    this.conflicts = new IdentityConflicts(o.maxConflicts ?? 3, o.conflictSettleMs ?? SETTLED_MS);
     this.identity = o.identity ?? (o.identityFile ? loadIdentity(o.identityFile) : undefined);
     checkIdentityName(this.identity, o.name, o.identity ? undefined : o.identityFile);
     this.outbox = new Outbox({
@@ -416,7 +326,7 @@ export class NodeAgent {
   private onLive(ch: Channel, hub: string): void {
     this.channel = ch;
     this.liveHub = hub;
-    this.liveSince = Date.now();
+    this.conflicts.live();
     this.pendingPolls.reset();
     this.feed.set({ state: "online", hub, nodeId: this.identity!.nodeId });
     const every = this.every;
@@ -495,27 +405,24 @@ export class NodeAgent {
       // the dropped one says afterwards (its generation is over), so the hub's replaced close of a stream we
       // left after a network blip never reaches this policy.
       // Two such agents would replace each other forever; back off hard, say why, and give up after a few.
-      const settled = loss.wasLive && Date.now() - this.liveSince >= (this.o.conflictSettleMs ?? SETTLED_MS);
-      if (settled) {
-        this.conflicts = 0;
-        this.replacements.reset();
-      } else this.conflicts++;
-      const max = this.o.maxConflicts ?? 3;
+      const c = this.conflicts.replaced(loss.wasLive);
+      if (c.settled) this.replacements.reset();
+      const max = this.conflicts.max;
       const who = `another process is connected as node ${this.identity!.nodeId}${this.o.identityFile ? ` (identity ${this.o.identityFile})` : ""}`;
-      if (this.conflicts >= max) {
-        const why = `${who}: replaced ${this.conflicts} times in a row, giving the identity up to it. Only one agent may use an identity: stop the other one, or give this one its own --identity file (a new node)`;
-        this.log.warn({ conflicts: this.conflicts }, why);
+      if (c.giveUp) {
+        const why = `${who}: replaced ${c.count} times in a row, giving the identity up to it. Only one agent may use an identity: stop the other one, or give this one its own --identity file (a new node)`;
+        this.log.warn({ conflicts: c.count }, why);
         this.feed.set({ state: "rejected", reason: why, code: "FLEETLINK_E_CONFLICT" }, true);
         return { stop: why };
       }
       const retryInMs = this.replacements.next();
-      const why = `${who}: only one agent may use an identity (replaced ${this.conflicts} of ${max} times in a row before this agent gives up)`;
+      const why = `${who}: only one agent may use an identity (replaced ${c.count} of ${max} times in a row before this agent gives up)`;
       this.log.warn({ retryInMs }, why);
       this.waiting = { pending: false, note: why };
       return { retryInMs };
     }
     this.replacements.reset();
-    this.conflicts = 0;
+    this.conflicts.reset();
     return {};
   }
 

@@ -71,6 +71,6 @@ export const NodePage = ({ id, s, me }: { id: string; s: Snapshot; me: Me | null
               <td>${ms(i.latencyMs)}</td>
             </tr>`,
           )}</tbody></table>
-          <p class="muted">The newest 50 instructions to this node that match, across runs (read from the store: any replica shows the same).</p>`
+          <p class="muted">The newest 50 instructions to this node that match, across runs, among the store's newest 50,000 (read from the store: any replica shows the same).</p>`
     }`;
 };

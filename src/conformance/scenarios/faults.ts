@@ -25,8 +25,12 @@ const expectInflightHello = (
     );
 };
 
-/** Past the lease (1500 ms) with room for the redelivery and a progress that keeps the second lease. */
-const REDELIVER_SLEEP_MS = 3000;
+/**
+ * Past the lease (1500 ms) with room for the redelivery to reach the node while the handler still runs: 3 s more.
+ * With 1.5 s (a 3000 ms handler), a loaded machine (the suite's two workers beside other work) once delivered it
+ * after the handler had ended, and a node that does not dedupe passed (its answered reply was resent).
+ */
+const REDELIVER_SLEEP_MS = 4500;
 /** From the handler's start: the lease has run out, the sweep (100 ms) and the dispatch have had their turn. */
 const REDELIVERY_WAIT_MS = KIT_TIMINGS.leaseMs + 1000;
 const redeliveryOnce: Scenario = {
