@@ -39,7 +39,17 @@ const importModule = async (path: string, flag: string): Promise<Record<string, 
 /** Loads handlers from a module: its `handlers` export, its default export, or its function exports. */
 export const loadHandlers = async (path: string): Promise<Record<string, Handler>> => {
   const mod = await importModule(path, "--handlers");
-  const src = (mod.handlers ?? mod.default ?? mod) as Record<string, unknown>;
+  const named = mod.handlers ?? mod.default;
+  // A module of loose function exports is read as handlers; two mistakes look like one and are refused.
+  if (named === undefined && typeof mod.snapshot === "function" && typeof mod.restore === "function")
+    throw new InvalidArgumentError(
+      `--handlers ${path}: this module exports snapshot and restore, a --state module; give it as --state ${path} and the handlers module as --handlers`,
+    );
+  if (named === undefined && mod.handler !== undefined && typeof mod.handler === "object")
+    throw new InvalidArgumentError(
+      `--handlers ${path}: exports \`handler\` (an object), not \`handlers\`: rename it to \`export const handlers = { … }\``,
+    );
+  const src = (named ?? mod) as Record<string, unknown>;
   const out: Record<string, Handler> = {};
   for (const [k, v] of Object.entries(src)) if (typeof v === "function") out[k] = v as Handler;
   if (Object.keys(out).length === 0)

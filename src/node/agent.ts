@@ -443,10 +443,13 @@ export class NodeAgent {
       return;
     }
     const file = this.o.identityFile ? ` remove ${this.o.identityFile} or` : "";
+    const why = /NODE_UNREGISTERED|unregistered/.test(reason)
+      ? "an admin unregistered this node"
+      : "the hub does not know this identity: was its database reset, or is the identity another hub's?";
     this.feed.set(
       {
         state: "rejected",
-        reason: `${reason} (was the hub's database reset?):${file} re-enroll with reenroll: true (fleetlink node --reenroll)`,
+        reason: `${reason} (${why}): to join as a new node,${file} enroll again with --reenroll (SDK: reenroll: true)`,
       },
       true,
     );

@@ -256,6 +256,8 @@ export const OUTCOME_TEXT = {
   FLEETLINK_E_MESSAGE_EXPIRED: "TTL passed without a reply",
   FLEETLINK_E_CANCELLED: "withdrawn before delivery",
 } as const;
+/** The CANCELLED text of an instruction withdrawn after it was delivered (its node was working on it). */
+export const CANCELLED_DELIVERED = "withdrawn while the node worked on it (the node was told to stop)";
 export type OutcomeCode = keyof typeof OUTCOME_TEXT;
 
 /** Why a reply could not be stored, once the atomic store found nothing to answer. Shared by every backend. */

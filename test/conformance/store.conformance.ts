@@ -757,6 +757,10 @@ export const storeConformance = (name: string, factory: StoreFactory): void => {
         const claimed = await store.claimReplies({ runId: run.id });
         expect(claimed.map((r) => r.replyTo).sort()).toEqual([a!.id, b!.id].sort());
         expect(claimed.every((r) => r.error?.code === "FLEETLINK_E_CANCELLED")).toBe(true);
+        // Each says whether its node had it: the delivered one was being worked on, the other never left.
+        const byId = new Map(claimed.map((r) => [r.replyTo, r.error?.message]));
+        expect(byId.get(a!.id)).toMatch(/withdrawn while the node worked on it/);
+        expect(byId.get(b!.id)).toBe("withdrawn before delivery");
         expect(await store.claimReplies({ runId: run.id })).toEqual([]);
         await rejectsWith(storeReply(store, { runId: run.id, nodeId: n, replyTo: a!.id }), "CANCELLED");
       });

@@ -90,6 +90,7 @@ describe("enrollment retries", () => {
     const e = await rejectsWith(b.start(), "UNAUTHORIZED");
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(e.message).toMatch(/reenroll/);
+    expect(e.message).toMatch(/the hub does not know this identity: was its database reset/);
     expect(e.message).toContain(identityFile);
     expect(b.state.state).toBe("rejected");
 
@@ -105,6 +106,27 @@ describe("enrollment retries", () => {
     await c.start();
     expect(c.nodeId).not.toBe(oldId);
     expect(c.state.state).toBe("online");
+  });
+});
+
+describe("unregistered", () => {
+  test("identity - a node an admin unregisters stops in state rejected saying so, not blaming a database reset", async () => {
+    const f = await startFleet();
+    try {
+      const a = await f.node("gone", { ping: () => "pong" });
+      const res = await fetch(`${f.url}/v1/nodes/${a.nodeId}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+      expect(res.status).toBe(200);
+      await expect.poll(() => a.state.state, { timeout: 10_000 }).toBe("rejected");
+      const reason = (a.state as { reason?: string }).reason ?? "";
+      expect(reason).toMatch(/an admin unregistered this node/);
+      expect(reason).not.toMatch(/database/);
+      expect(reason).toMatch(/--reenroll/);
+    } finally {
+      await f.close();
+    }
   });
 });
 

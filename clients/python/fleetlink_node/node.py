@@ -2,6 +2,7 @@
 handlers once each and replies until the hub acknowledges, with the duties of docs/protocol.md."""
 
 import logging
+import re
 import os
 import signal
 import tempfile
@@ -478,7 +479,9 @@ class Node:
             self._enroll()
             return
         hint = f" remove {self.identity_file} or" if self.identity_file else ""
-        raise NodeStopped(f"{why} (was the hub's database reset?):{hint} enroll again with --reenroll")
+        cause = ("an admin unregistered this node" if re.search(r"NODE_UNREGISTERED|unregistered", why)
+                 else "the hub does not know this identity: was its database reset, or is the identity another hub's?")
+        raise NodeStopped(f"{why} ({cause}): to join as a new node,{hint} enroll again with --reenroll")
 
     def _pause(self, seconds):
         self._closing.wait(seconds)

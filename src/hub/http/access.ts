@@ -155,7 +155,16 @@ export const authorize = async (
   authorization: string | string[] | undefined,
   address: string,
 ): Promise<Principal> => {
-  const p = await authenticate(ctx, authorization, address);
+  const p = await authenticate(ctx, authorization, address).catch((e: unknown) => {
+    // A spent, expired or revoked enrollment token used where it could never work: say what it is first, so the
+    // fix is not "make a new enrollment token".
+    if (need !== "enroll" && isFleetlinkError(e, "UNAUTHORIZED") && parseEnrollToken(bearer(authorization)))
+      throw new FleetlinkError(
+        "UNAUTHORIZED",
+        `this is an enrollment token (it may only enroll nodes), and it is not usable either: ${e.message}`,
+      );
+    throw e;
+  });
   if (!allows(need, p)) {
     ctx.audit?.record(p, "access.refused", null, "refused", { need });
     throw forbidden(need, p);

@@ -6,6 +6,7 @@ import type { Db, SqlConn } from "../dialect.ts";
 import { type Row, toReply } from "../rows.ts";
 import { answerable, END } from "../rules.ts";
 import {
+  CANCELLED_DELIVERED,
   type Change,
   checkReply,
   diagnoseReply,
@@ -54,7 +55,7 @@ export const insertOutcome = async (
     new Uint8Array(0),
     c.now,
     code,
-    OUTCOME_TEXT[code],
+    i.state === "leased" && code === "FLEETLINK_E_CANCELLED" ? CANCELLED_DELIVERED : OUTCOME_TEXT[code],
     claimed,
   ]);
 };
