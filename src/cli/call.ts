@@ -5,6 +5,7 @@ import type { Quorum } from "../coordinator/quorum.ts";
 import type { RunHandle } from "../coordinator/run.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
 import { nodeLabel } from "../protocol/node-label.ts";
+import { nearestName } from "../util/nearest.ts";
 import { plural } from "../util/plural.ts";
 import { completeWith } from "./completion.ts";
 import { withFleet, withHub } from "./connection.ts";
@@ -63,13 +64,21 @@ const pickNodes = async (fleet: Fleet, o: { nodes?: string; all?: boolean }): Pr
       if (!hit)
         throw new FleetlinkError(
           "NODE_NOT_FOUND",
-          `--nodes: no live node with id or name ${JSON.stringify(ref)}`,
+          `--nodes: no live node with id or name ${JSON.stringify(ref)}${didYouMean(ref, known)} (fleetlink nodes list shows them)`,
           {
             field: "nodes",
           },
         );
       return hit;
     });
+};
+
+const didYouMean = (ref: string, known: readonly { name: string; status: string }[]): string => {
+  const near = nearestName(
+    ref,
+    known.filter((n) => n.status !== "unregistered").map((n) => n.name),
+  );
+  return near ? `: did you mean ${near}?` : "";
 };
 
 const emit = (json: boolean, event: Record<string, unknown>, line: string) =>

@@ -375,7 +375,12 @@ export const createHub = (o: HubOptions): Hub => {
       const field =
         `${err.validationContext ?? ""}${v?.instancePath ?? ""}`.replace(/\//g, ".") +
         (extra ? `.${extra}` : "");
-      const e = new FleetlinkError("INVALID_ARGUMENT", `${field}: ${v?.message ?? err.message}`, { field });
+      // Ids are UUIDs: say so in words a user acts on, not as the schema's "must match format".
+      const what =
+        v?.keyword === "format" && (v.params as { format?: string }).format === "uuid"
+          ? "must be an id (a UUID, such as 0193a000-0000-7000-8000-000000000001)"
+          : (v?.message ?? err.message);
+      const e = new FleetlinkError("INVALID_ARGUMENT", `${field}: ${what}`, { field });
       return reply.code(400).send({ error: e.toJSON() });
     }
     if (err.statusCode === 413) {

@@ -149,7 +149,9 @@ describe("principal tokens", () => {
     const spent = await call("GET", "/v1/runs", secret);
     expect(spent.statusCode).toBe(401);
     // It says what the token is before why it is refused, so the fix is not "make a new enrollment token".
-    expect(spent.json().error.message).toMatch(/^this is an enrollment token \(it may only enroll nodes\).*used up/);
+    expect(spent.json().error.message).toMatch(
+      /^this is an enrollment token \(it may only enroll nodes\).*used up/,
+    );
     // Entries are written in batches, off the request: wait for the valid token's 403, then give the others time.
     const refused = async () =>
       (await store.listAudit({ limit: 1000 })).entries.filter((e) => e.action === "access.refused").length -

@@ -97,6 +97,12 @@ describe("bad input", () => {
     ];
     for (const [path, body, field] of cases)
       expectError(await inject("POST", path, body), 400, "INVALID_ARGUMENT", field);
+    // An id that is not one says what an id looks like, not the schema's "must match format".
+    const notId = await inject("GET", "/v1/runs/nosuch");
+    expectError(notId, 400, "INVALID_ARGUMENT", "params.run");
+    expect((notId.json() as { error: { message: string } }).error.message).toBe(
+      "params.run: must be an id (a UUID, such as 0193a000-0000-7000-8000-000000000001)",
+    );
     const raw = await hub.app.inject({
       method: "POST",
       url: `/v1/runs/${runId}/instructions`,

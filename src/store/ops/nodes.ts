@@ -106,9 +106,13 @@ export const registerNodes = async (db: Db, items: readonly NewNode[]): Promise<
         [n.name, c.now, tenantOrDefault("tenant", n.tenant)],
       );
       out.push({
-        error: new FleetlinkError("NAME_TAKEN", `a live node (${holder?.id}) is named ${n.name}`, {
-          field: "name",
-        }),
+        error: new FleetlinkError(
+          "NAME_TAKEN",
+          `a live node (${holder?.id}) is named ${n.name}: choose another name, or stop that node and unregister it (fleetlink nodes unregister ${holder?.id}) to take its name`,
+          {
+            field: "name",
+          },
+        ),
       });
     }
     return out;
