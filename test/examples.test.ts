@@ -41,7 +41,9 @@ describe("README", () => {
     });
     expect(stdout).toContain("train → node hashed the same bytes");
     expect(stdout).toContain("train → update of 8388608 bytes, first byte 255");
-    expect(stdout).toContain("slow → handler stopped: FLEETLINK_E_CANCELLED");
+    // The call's end reaches the node either way: withdrawn when the coordinator gives up (CANCELLED), or expired by
+    // the hub's sweep when its TTL, the same 500 ms, runs out first on a loaded machine (MESSAGE_EXPIRED).
+    expect(stdout).toMatch(/^slow → handler stopped: FLEETLINK_E_(CANCELLED|MESSAGE_EXPIRED)$/m);
   }, 40_000);
 
   test("docs/sdk.md's bytes section is examples/blobs.ts verbatim (but for the import)", () => {
