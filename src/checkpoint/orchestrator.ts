@@ -2,6 +2,7 @@ import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
+import { assignCall } from "./host-calls.ts";
 import { checkPart, findCheckpoint, listCheckpoints, type Manifest } from "./layout.ts";
 import { type CallResult, type NodeCall, NodeCalls } from "./node-calls.ts";
 import type { ObjectStore } from "./object-store.ts";
@@ -143,11 +144,7 @@ export class Checkpoints {
     const nHosts = nodeIds.length;
     const results = await this.callNodes(
       runId,
-      nodeIds.map((dst, hostIdx) => ({
-        dst,
-        method: "checkpoint.assign",
-        payload: { runId, hostIdx, nHosts },
-      })),
+      nodeIds.map((dst, hostIdx) => assignCall(runId, { nHosts }, dst, hostIdx)),
       30_000,
     );
     const failed = results.findIndex((r) => !r.ok);
