@@ -40,10 +40,8 @@ export const callHosts = async (
           ok: false,
           error: new FleetlinkError(
             r.error.kind,
-            `host ${k} could not take its role again: ${r.error.message}`,
-            {
-              cause: r.error,
-            },
+            `no ${call(k).method.replace("checkpoint.", "")} sent: telling host ${k} its role first failed: ${r.error.message}`,
+            { cause: r.error },
           ),
         },
   );
