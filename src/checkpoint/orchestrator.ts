@@ -230,9 +230,12 @@ export class Checkpoints {
   private async requireRoles(runId: string): Promise<Roles> {
     const roles = await this.roles(runId);
     if (!roles)
-      throw new FleetlinkError("INVALID_ARGUMENT", `run ${runId} has no host roles: assign hosts first`, {
-        field: "run",
-      });
+      throw new FleetlinkError(
+        "INVALID_ARGUMENT",
+        `run ${runId} has no host roles: assign them first, host k = the k-th node ` +
+          `(fleetlink checkpoint assign --run ${runId} --hosts NODE0,NODE1,…; SDK: fleet.checkpoints.assign)`,
+        { field: "run" },
+      );
     return roles;
   }
 
@@ -266,7 +269,10 @@ export class Checkpoints {
   ): Promise<{ id: string; done: Promise<OpStatus> }> {
     await this.o.store.getRun(runId);
     const roles = await this.requireRoles(runId);
-    const m = await findCheckpoint(this.o.objects, runId, idOrLatest);
+    const m = await findCheckpoint(this.o.objects, runId, idOrLatest, {
+      list: `fleetlink checkpoint list --run ${runId}`,
+      push: `fleetlink checkpoint push --run ${runId}`,
+    });
     if (m.nHosts !== roles.nHosts)
       throw new FleetlinkError(
         "HOST_MISMATCH",

@@ -3,6 +3,7 @@ import { HUB_RUN } from "../checkpoint/layout.ts";
 import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
 import type { Fleet } from "../coordinator/fleet.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { isId } from "../protocol/ids.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration, parseInteger } from "./flags.ts";
 import { resolveNodeIds } from "./nodes.ts";
@@ -73,6 +74,16 @@ const sqlitePath = (db: string) => {
   if (!db.startsWith("sqlite:"))
     throw new InvalidArgumentError("--db: only sqlite:PATH hub databases are snapshotted");
   return db.slice("sqlite:".length).replace(/^\/\//, "").split("?")[0]!;
+};
+
+/** `--id`: a checkpoint id (a UUID, as `checkpoint list` shows) or latest; refused before anything is sent. */
+const parseCheckpointId = (s: string): string => {
+  const id = s.trim();
+  if (id === "latest" || isId(id)) return id;
+  throw new InvalidArgumentError(
+    `--id: ${JSON.stringify(s)} is neither a checkpoint id (a UUID: fleetlink checkpoint list --run RUN ` +
+      "or --store URL shows them) nor latest",
+  );
 };
 
 const parseStandby = (s: string): { hostIdx: number; nodeId: string } => {
@@ -169,7 +180,7 @@ export const checkpointCommand = (): Command => {
         .option("--run <id>", "run whose hosts pull"),
     ),
   )
-    .option("--id <id>", "checkpoint id or latest", "latest")
+    .option("--id <id>", "checkpoint id or latest", parseCheckpointId, "latest")
     .option("--force", "replace a local database even if it is newer (never one a running hub has open)")
     .option("--allow-role-changes", "fleet: restore by host index even if roles moved between nodes since")
     .addOption(timeout())
