@@ -119,7 +119,10 @@ export const restoreHubSnapshot = async (
   id = "latest",
   opts: { force?: boolean; onProgress?: Progress } = {},
 ): Promise<{ restored: boolean; id: string; reason: string }> => {
-  const m = await findCheckpoint(objects, HUB_RUN, id);
+  const m = await findCheckpoint(objects, HUB_RUN, id, {
+    list: `fleetlink checkpoint list --store ${objects.url}`,
+    push: `fleetlink checkpoint push --db sqlite:PATH --store ${objects.url}`,
+  });
   const part = checkPart(
     m.hosts.find((p) => p.hostIdx === 0),
     HUB_RUN,

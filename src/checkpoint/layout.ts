@@ -157,12 +157,28 @@ export const listCheckpoints = async (objects: ObjectStore, runId: string): Prom
   return out.sort((a, b) => (a.id < b.id ? -1 : 1));
 };
 
+/** The commands a CHECKPOINT_NOT_FOUND names as what to do next: the one that lists checkpoints, the one that makes one. */
+export interface NextSteps {
+  list: string;
+  push: string;
+}
+
 /** The manifest of `id`, or of the newest complete checkpoint for "latest". */
-export const findCheckpoint = async (objects: ObjectStore, runId: string, id: string): Promise<Manifest> => {
+export const findCheckpoint = async (
+  objects: ObjectStore,
+  runId: string,
+  id: string,
+  next?: NextSteps,
+): Promise<Manifest> => {
   if (id === "latest") {
     const all = await listCheckpoints(objects, runId);
     const m = all[all.length - 1];
-    if (!m) throw new FleetlinkError("CHECKPOINT_NOT_FOUND", `run ${runId} has no complete checkpoint`);
+    if (!m)
+      throw new FleetlinkError(
+        "CHECKPOINT_NOT_FOUND",
+        `run ${runId} has no complete checkpoint${next ? `: push one first (${next.push})` : ""}`,
+        { field: "id" },
+      );
     return m;
   }
   let m: Manifest | null;
@@ -173,7 +189,12 @@ export const findCheckpoint = async (objects: ObjectStore, runId: string, id: st
     if (!isFleetlinkError(e, "CHECKPOINT_NOT_FOUND")) throw e;
     m = null;
   }
-  if (!m) throw new FleetlinkError("CHECKPOINT_NOT_FOUND", `no complete checkpoint ${id} in run ${runId}`);
+  if (!m)
+    throw new FleetlinkError(
+      "CHECKPOINT_NOT_FOUND",
+      `no complete checkpoint ${id} in run ${runId}${next ? `: ${next.list} lists the ones there are` : ""}`,
+      { field: "id" },
+    );
   return m;
 };
 

@@ -2,6 +2,7 @@ import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
+import { assignCall } from "./host-calls.ts";
 import { checkPart, findCheckpoint, listCheckpoints, type Manifest } from "./layout.ts";
 import { type CallResult, type NodeCall, NodeCalls } from "./node-calls.ts";
 import type { ObjectStore } from "./object-store.ts";
@@ -143,11 +144,7 @@ export class Checkpoints {
     const nHosts = nodeIds.length;
     const results = await this.callNodes(
       runId,
-      nodeIds.map((dst, hostIdx) => ({
-        dst,
-        method: "checkpoint.assign",
-        payload: { runId, hostIdx, nHosts },
-      })),
+      nodeIds.map((dst, hostIdx) => assignCall(runId, { nHosts }, dst, hostIdx)),
       30_000,
     );
     const failed = results.findIndex((r) => !r.ok);
@@ -233,9 +230,12 @@ export class Checkpoints {
   private async requireRoles(runId: string): Promise<Roles> {
     const roles = await this.roles(runId);
     if (!roles)
-      throw new FleetlinkError("INVALID_ARGUMENT", `run ${runId} has no host roles: assign hosts first`, {
-        field: "run",
-      });
+      throw new FleetlinkError(
+        "INVALID_ARGUMENT",
+        `run ${runId} has no host roles: assign them first, host k = the k-th node ` +
+          `(fleetlink checkpoint assign --run ${runId} --hosts NODE0,NODE1,…; SDK: fleet.checkpoints.assign)`,
+        { field: "run" },
+      );
     return roles;
   }
 
@@ -269,7 +269,10 @@ export class Checkpoints {
   ): Promise<{ id: string; done: Promise<OpStatus> }> {
     await this.o.store.getRun(runId);
     const roles = await this.requireRoles(runId);
-    const m = await findCheckpoint(this.o.objects, runId, idOrLatest);
+    const m = await findCheckpoint(this.o.objects, runId, idOrLatest, {
+      list: `fleetlink checkpoint list --run ${runId}`,
+      push: `fleetlink checkpoint push --run ${runId}`,
+    });
     if (m.nHosts !== roles.nHosts)
       throw new FleetlinkError(
         "HOST_MISMATCH",

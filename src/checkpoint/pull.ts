@@ -1,4 +1,5 @@
 import type { StoredRecord } from "../store/store.ts";
+import { callHosts } from "./host-calls.ts";
 import type { HostPart, Manifest } from "./layout.ts";
 import type { CallResult } from "./node-calls.ts";
 import { errorKind } from "./object-store.ts";
@@ -27,20 +28,24 @@ export const runPull = async (
     return { hostIdx: h.hostIdx, nodeId: h.nodeId, ...restoresFrom(h, partOf(h)), ...pullOutcome(r, m.id) };
   };
   try {
-    const results = await cx.callNodes(
+    const results = await callHosts(
+      cx,
       runId,
-      roles.hosts.map((h) => ({
-        dst: h.nodeId,
-        method: "checkpoint.pull",
-        payload: {
-          runId,
-          id: m.id,
-          hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts },
-          part: partOf(h),
-          ...from(h),
-        },
-      })),
-      cx.transferTimeoutMs,
+      roles,
+      (k) => {
+        const h = roles.hosts[k]!;
+        return {
+          dst: h.nodeId,
+          method: "checkpoint.pull",
+          payload: {
+            runId,
+            id: m.id,
+            hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts },
+            part: partOf(h),
+            ...from(h),
+          },
+        };
+      },
       (k, r) => {
         const st = hostOf(k, r);
         cx.observe?.host({

@@ -1,5 +1,6 @@
 import { FleetlinkError } from "../protocol/errors.ts";
 import type { StoredRecord } from "../store/store.ts";
+import { callHosts } from "./host-calls.ts";
 import { checkPart, collectGarbage, type HostPart, hostKey, type Manifest, manifestKey } from "./layout.ts";
 import { errorKind } from "./object-store.ts";
 import { type HostStatus, type OpContext, OpRecord, type OpStatus } from "./op-record.ts";
@@ -20,15 +21,14 @@ export const runPush = async (
   try {
     // The hub decides every key; a host only writes where it is told.
     const keys = roles.hosts.map((h) => hostKey(runId, id, h.hostIdx));
-    const results = await cx.callNodes(
-      runId,
-      roles.hosts.map((h, k) => ({
+    const results = await callHosts(cx, runId, roles, (k) => {
+      const h = roles.hosts[k]!;
+      return {
         dst: h.nodeId,
         method: "checkpoint.push",
         payload: { runId, id, key: keys[k], hostInfo: { hostIdx: h.hostIdx, nHosts: roles.nHosts } },
-      })),
-      cx.transferTimeoutMs,
-    );
+      };
+    });
     rec.end();
     const hosts: HostStatus[] = [];
     const parts: HostPart[] = [];

@@ -1,6 +1,9 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { HUB_RUN } from "../checkpoint/layout.ts";
 import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
+import type { Fleet } from "../coordinator/fleet.ts";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
+import { isId } from "../protocol/ids.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration, parseInteger } from "./flags.ts";
 import { resolveNodeIds } from "./nodes.ts";
@@ -9,6 +12,46 @@ import { progressBar } from "./progress.ts";
 
 /** Push and pull results are records: always JSON (scripts read the checkpoint id from them). */
 const out = printJson;
+
+/**
+ * A fleet push or pull: its final status as JSON on stdout, whatever it is. One that did not end `ok` on every
+ * host (a host failed, or `--timeout` ran out while it still ran at the hub) also says on stderr which hosts
+ * failed and why, and exits 7 (incomplete, as a call whose quorum was not met: INCOMPLETE_CALL naming the hosts;
+ * MESSAGE_EXPIRED when still running).
+ */
+const fleetOp = async (
+  kind: "push" | "pull",
+  run: string,
+  f: Fleet,
+  op: () => Promise<OpStatus & { id: string }>,
+): Promise<void> => {
+  let s: OpStatus & { id: string };
+  try {
+    s = await op();
+  } catch (e) {
+    if (!isFleetlinkError(e, "MESSAGE_EXPIRED")) throw e;
+    // The CLI stopped waiting, the hub did not: print where it stands, then fail.
+    const now = await f.checkpoints.status(run).catch(() => null);
+    if (now) out(now[kind]);
+    throw new FleetlinkError(
+      "MESSAGE_EXPIRED",
+      `${e.message}: fleetlink checkpoint status --run ${run} shows how it ends`,
+    );
+  }
+  out(s);
+  if (s.status === "ok") return;
+  const failed = s.hosts.filter((h) => h.status !== "ok");
+  for (const h of failed)
+    process.stderr.write(
+      `host ${h.hostIdx} (node ${h.nodeId}): ${h.error ? `${h.error.kind}: ${h.error.message}` : h.status}\n`,
+    );
+  const what = failed.length
+    ? `failed on ${failed.length} of ${s.hosts.length} ${s.hosts.length === 1 ? "host" : "hosts"} (${failed
+        .map((h) => `host ${h.hostIdx}: ${h.error?.kind ?? h.status}`)
+        .join("; ")})`
+    : `failed: ${s.error ? `${s.error.kind}: ${s.error.message}` : s.status}`;
+  throw new FleetlinkError("INCOMPLETE_CALL", `${kind} ${s.id} ${what}`);
+};
 
 const rolesTable = (r: Roles | null) =>
   r === null
@@ -31,6 +74,16 @@ const sqlitePath = (db: string) => {
   if (!db.startsWith("sqlite:"))
     throw new InvalidArgumentError("--db: only sqlite:PATH hub databases are snapshotted");
   return db.slice("sqlite:".length).replace(/^\/\//, "").split("?")[0]!;
+};
+
+/** `--id`: a checkpoint id (a UUID, as `checkpoint list` shows) or latest; refused before anything is sent. */
+const parseCheckpointId = (s: string): string => {
+  const id = s.trim();
+  if (id === "latest" || isId(id)) return id;
+  throw new InvalidArgumentError(
+    `--id: ${JSON.stringify(s)} is neither a checkpoint id (a UUID: fleetlink checkpoint list --run RUN ` +
+      "or --store URL shows them) nor latest",
+  );
 };
 
 const parseStandby = (s: string): { hostIdx: number; nodeId: string } => {
@@ -106,7 +159,9 @@ export const checkpointCommand = (): Command => {
         return;
       }
       const run = needRun(o, "a fleet push (or --db for a hub snapshot)");
-      out(await withFleet(c, (f) => f.checkpoints.push(run, { timeoutMs: o.timeout })));
+      await withFleet(c, (f) =>
+        fleetOp("push", run, f, () => f.checkpoints.push(run, { timeoutMs: o.timeout })),
+      );
     });
   examples(push, [
     "fleetlink checkpoint push --run 0193… --timeout 5m",
@@ -125,7 +180,7 @@ export const checkpointCommand = (): Command => {
         .option("--run <id>", "run whose hosts pull"),
     ),
   )
-    .option("--id <id>", "checkpoint id or latest", "latest")
+    .option("--id <id>", "checkpoint id or latest", parseCheckpointId, "latest")
     .option("--force", "replace a local database even if it is newer (never one a running hub has open)")
     .option("--allow-role-changes", "fleet: restore by host index even if roles moved between nodes since")
     .addOption(timeout())
@@ -145,8 +200,8 @@ export const checkpointCommand = (): Command => {
         return;
       }
       const run = needRun(o, "a fleet pull (or --db to restore a hub database)");
-      out(
-        await withFleet(c, (f) =>
+      await withFleet(c, (f) =>
+        fleetOp("pull", run, f, () =>
           f.checkpoints.pull(run, o.id, {
             timeoutMs: o.timeout,
             allowRoleChanges: o.allowRoleChanges === true,

@@ -119,7 +119,10 @@ export class CheckpointClient {
       const s = await this.http.request<OpStatus>("GET", `/v1/runs/${runId(run)}/checkpoints/${kind}_status`);
       if (opts.wait === false || (s.id === id && s.status !== "in_progress")) return { ...s, id };
       if (Date.now() > deadline)
-        throw new FleetlinkError("MESSAGE_EXPIRED", `${kind} ${id} still in progress`);
+        throw new FleetlinkError(
+          "MESSAGE_EXPIRED",
+          `${kind} ${id} still in progress after ${opts.timeoutMs ?? 600_000} ms (the hub goes on with it)`,
+        );
       await sleep(100);
     }
   }

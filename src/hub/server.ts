@@ -49,6 +49,7 @@ import { registerRequestLog } from "./http/request-log.ts";
 import { registerRoutes } from "./http/routes.ts";
 import { RunTenants } from "./http/tenancy.ts";
 import { registerTokensRoutes } from "./http/tokens-routes.ts";
+import { validationText } from "./http/validation-text.ts";
 
 export interface HubOptions {
   store: Store;
@@ -369,18 +370,8 @@ export const createHub = (o: HubOptions): Hub => {
   app.setErrorHandler((err: FastifyError, _req, reply) => {
     if (isFleetlinkError(err)) return reply.code(err.status).send({ error: err.toJSON() });
     if (err.validation) {
-      const v = err.validation[0];
-      const params = v?.params as { missingProperty?: string; additionalProperty?: string } | undefined;
-      const extra = params?.missingProperty ?? params?.additionalProperty;
-      const field =
-        `${err.validationContext ?? ""}${v?.instancePath ?? ""}`.replace(/\//g, ".") +
-        (extra ? `.${extra}` : "");
-      // Ids are UUIDs: say so in words a user acts on, not as the schema's "must match format".
-      const what =
-        v?.keyword === "format" && (v.params as { format?: string }).format === "uuid"
-          ? "must be an id (a UUID, such as 0193a000-0000-7000-8000-000000000001)"
-          : (v?.message ?? err.message);
-      const e = new FleetlinkError("INVALID_ARGUMENT", `${field}: ${what}`, { field });
+      const { field, message } = validationText(err.validation, err.validationContext, err.message);
+      const e = new FleetlinkError("INVALID_ARGUMENT", message, { field });
       return reply.code(400).send({ error: e.toJSON() });
     }
     if (err.statusCode === 413) {

@@ -73,7 +73,13 @@ describe("checkpoint calls without polling", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     // One read per reply stored (and per push), plus the claims: 5 ms polling would have made ~200.
     expect(seen.reads).toBeLessThanOrEqual(20);
-    expect(seen.methods).toEqual(["checkpoint.push", "checkpoint.push"]);
+    // Each host is told its role again first (a restarted host has lost it), then pushes.
+    expect(seen.methods).toEqual([
+      "checkpoint.assign",
+      "checkpoint.assign",
+      "checkpoint.push",
+      "checkpoint.push",
+    ]);
   }, 20_000);
 
   test("pull - each host's status changes when its reply arrives; no pull_status instruction is sent", async () => {
@@ -114,7 +120,12 @@ describe("checkpoint calls without polling", () => {
     });
     expect(await done).toMatchObject({ status: "ok", id, hosts: [{ status: "ok" }, { status: "ok" }] });
     expect(await cp.status(run.id, "pull")).toMatchObject({ status: "ok", id });
-    expect(seen.methods).toEqual(["checkpoint.pull", "checkpoint.pull"]);
+    expect(seen.methods).toEqual([
+      "checkpoint.assign",
+      "checkpoint.assign",
+      "checkpoint.pull",
+      "checkpoint.pull",
+    ]);
     expect(seen.reads).toBeLessThanOrEqual(20);
   }, 20_000);
 

@@ -68,6 +68,29 @@ describe("checkpoint routes", () => {
     expect((await inject("POST", path, {})).statusCode).toBe(202);
   });
 
+  test("errors - say what to do next: assign first, list the checkpoints, an id must be a UUID or latest", async () => {
+    const h = await node("e0");
+    const run = await fleet.createRun();
+    const message = (res: { json: () => unknown }) =>
+      (res.json() as { error: { message: string } }).error.message;
+    const noRoles = await inject("POST", `/v1/runs/${run.id}/checkpoints/push`);
+    expect(noRoles.statusCode).toBe(400);
+    expect(message(noRoles)).toContain(`fleetlink checkpoint assign --run ${run.id} --hosts `);
+    await fleet.checkpoints.assign(run, [h.agent.nodeId!]);
+    const pull = `/v1/runs/${run.id}/checkpoints/pull`;
+    const none = await inject("POST", pull, { id: "latest" });
+    expect(none.statusCode).toBe(404);
+    expect(message(none)).toContain(`push one first (fleetlink checkpoint push --run ${run.id})`);
+    const missing = await inject("POST", pull, { id: newId() });
+    expect(missing.statusCode).toBe(404);
+    expect(errorOf(missing)).toMatchObject({ code: "FLEETLINK_E_CHECKPOINT_NOT_FOUND", field: "id" });
+    expect(message(missing)).toContain(`fleetlink checkpoint list --run ${run.id} lists the ones there are`);
+    const bad = await inject("POST", pull, { id: "nosuch" });
+    expect(bad.statusCode).toBe(400);
+    expect(errorOf(bad)).toMatchObject({ code: "FLEETLINK_E_INVALID_ARGUMENT", field: "body.id" });
+    expect(message(bad)).toBe('body.id: must be a UUID or "latest"');
+  });
+
   test("activate - the host path parameter is a digit string: the route and fleet.checkpoints.activate work", async () => {
     const h0 = await node("a0");
     const h1 = await node("a1");

@@ -34,6 +34,11 @@ describe("fleetlink checkpoint flags", () => {
         /--standby: "x" is not HOST=NODE \(a node id or name\)/,
       ],
       [["assign", ...fleet, "--hosts", "a", "--standby", "-1=n"], /--standby: must be an integer from 0/],
+      [
+        ["pull", ...fleet, "--id", "nosuch"],
+        /--id: "nosuch" is neither a checkpoint id \(a UUID: fleetlink checkpoint list/,
+      ],
+      [["pull", ...db, "--id", "lastest"], /--id: "lastest" is neither a checkpoint id .* nor latest/],
     ];
     for (const [args, want] of cases) {
       const r = await cli(args);

@@ -108,6 +108,72 @@ describe("fleetlink node --state", () => {
     }
   }, 60_000);
 
+  test("cli - a host node process killed and restarted on its --identity file pulls its state back, no re-assign", async () => {
+    const store = `file://${join(dir, "objects-r")}`;
+    const stateModule = write("state-r.mjs", STATE_MODULE);
+    const files = [0, 1].map((k) => join(dir, `restart-${k}.bin`));
+    for (const [k, f] of files.entries()) writeFileSync(f, `worker ${k}'s state before the restart\n`);
+    const saved = files.map((f) => readFileSync(f));
+    const procs: Proc[] = [];
+    try {
+      const hub = await startHubProc(`sqlite:${join(dir, "hub-r.db")}`, TOKEN, ["--checkpoint-store", store]);
+      procs.push(hub);
+      const startNode = (k: number) =>
+        startCli(
+          [
+            "node",
+            "--hub",
+            hub.value,
+            "--name",
+            `worker-${k}`,
+            "--state",
+            stateModule,
+            "--checkpoint-store",
+            store,
+            "--token",
+            enrollTokenFor(TOKEN),
+            "--identity",
+            join(dir, `id-r-${k}.json`),
+            "--heartbeat",
+            "500",
+          ],
+          /online as (\S+)/,
+          { STATE_FILE: files[k]! },
+        );
+      const nodes = await Promise.all([0, 1].map(startNode));
+      procs.push(...nodes);
+      const admin = ["--hub", hub.value, "--token", TOKEN];
+      const runId = (await cli(["runs", "create", ...admin])).stdout.trim();
+      const assigned = await cli([
+        "checkpoint",
+        "assign",
+        "--run",
+        runId,
+        "--hosts",
+        "worker-0,worker-1",
+        ...admin,
+      ]);
+      expect(assigned.code, assigned.stderr).toBe(0);
+      const pushed = await cli(["checkpoint", "push", "--run", runId, ...admin]);
+      expect(pushed.code, pushed.stderr).toBe(0);
+
+      await nodes[1]!.kill("SIGKILL");
+      writeFileSync(files[1]!, "lost in the crash");
+      const again = await startNode(1);
+      procs.push(again);
+      expect(again.value).toBe(nodes[1]!.value);
+      const pulled = await cli(["checkpoint", "pull", "--run", runId, "--id", "latest", ...admin]);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      expect(JSON.parse(pulled.stdout)).toMatchObject({
+        status: "ok",
+        hosts: [{ status: "ok" }, { status: "ok" }],
+      });
+      for (const [k, f] of files.entries()) expect(Buffer.compare(readFileSync(f), saved[k]!)).toBe(0);
+    } finally {
+      for (const p of procs.reverse()) await p.kill();
+    }
+  }, 60_000);
+
   test("cli - a state or handlers module that fails to load names the module and the error", async () => {
     const common = ["node", "--hub", "http://127.0.0.1:9", "--name", "broken", "--token", "x"];
     const store = ["--checkpoint-store", `file://${join(dir, "objects-b")}`];
