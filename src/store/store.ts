@@ -34,6 +34,8 @@ import type {
   PrincipalRecord,
   PushCall,
   PushResult,
+  RecentFailure,
+  RecentFailuresOptions,
   ReleaseInput,
   ResolvedStoreOptions,
   SessionRenewal,
@@ -307,6 +309,11 @@ export interface Store {
   nodeInstructions(nodeId: string, opts?: NodeInstructionsOptions): Promise<InstructionOutcome[]>;
   /** Store-wide counters for the dashboard's rate charts (see ActivityCounters). */
   activityCounters(afterReplySeq: number | null): Promise<ActivityCounters>;
+  /**
+   * The newest error replies, newest first, among the store's newest 50,000 replies (a range of the primary
+   * key): what failed lately, fleet-wide or of one tenant.
+   */
+  recentFailures(opts?: RecentFailuresOptions): Promise<RecentFailure[]>;
 
   // Blobs (docs/blobs.md). References are found in payloads by the store itself (every object `readBlobRef`
   // reads, escaped keys included): a push whose payload references a blob its run may not reference fails with
