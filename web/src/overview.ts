@@ -25,7 +25,7 @@ export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
     <h2>Nodes</h2>
     <${Nodes} s=${s} me=${me} />
     <h2>Replicas</h2>
-    <p class="muted">A replica is named by its id, a new one at each start; its records do not say its address.</p>
+    <p class="muted">A replica is named by its id (a new one at each start); its record holds no address. <code>fleetlink serve</code> prints its id with its address when it starts.</p>
     <table>
       <thead><tr><th>replica</th><th>nodes connected</th><th>in flight</th><th>reply streams</th><th>seen</th></tr></thead>
       <tbody>
