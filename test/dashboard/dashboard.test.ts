@@ -10,6 +10,7 @@ import type { Configuration } from "../../src/coordinator/configuration.ts";
 import type { RunHandle } from "../../src/coordinator/run.ts";
 import { createHub } from "../../src/hub/server.ts";
 import { openStore } from "../../src/store/open.ts";
+import { startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -672,6 +673,35 @@ describe("dashboard in headless Chromium", () => {
     // The feed checks its token every 2 s.
     expect(performance.now() - t0).toBeLessThan(4000);
     expect(await page.evaluate(() => sessionStorage.getItem("fleetlink.token"))).toBeNull();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - checkpoints name each host and standby as 'name (…last 8 hex)', the id on hover", async () => {
+    const c = await startCheckpointFleet();
+    try {
+      const [h0, spare] = await Promise.all(["h0", "spare"].map((n) => c.node(n)));
+      const run = await c.fleet.createRun();
+      await c.fleet.checkpoints.assign(
+        run,
+        [h0!.agent.nodeId!],
+        [{ hostIdx: 0, nodeId: spare!.agent.nodeId! }],
+      );
+      await page.goto(`${c.url}/#/checkpoints`);
+      await page.evaluate(() => sessionStorage.clear());
+      await page.reload();
+      await page.fill("input[name=token]", TOKEN);
+      await page.click("button[type=submit]");
+      const host = page.locator(
+        "[data-testid=checkpoint] [data-testid=checkpoint-host] [data-testid=node-name]",
+      );
+      await expect.poll(() => host.textContent()).toBe(`h0 (…${h0!.agent.nodeId!.slice(-8)})`);
+      expect(await host.getAttribute("title")).toBe(h0!.agent.nodeId);
+      expect(await page.textContent("[data-testid=checkpoint]")).toContain(
+        `spare (…${spare!.agent.nodeId!.slice(-8)})`,
+      );
+    } finally {
+      await c.close();
+    }
     expect(pageErrors).toEqual([]);
   });
 });
