@@ -329,6 +329,17 @@ describe("dashboard in headless Chromium", () => {
       .toEqual(["hold"]);
     // Still open: its attempts of the most allowed.
     expect(await page.textContent("[data-testid=node-instruction] [data-testid=attempts]")).toBe("1/3");
+    // A run id applies once whole (the hub matches runs exactly); a partial one is named, not sent.
+    const runField = "[data-testid=node-filters] input[name=run]";
+    await page.fill(runField, run.id.slice(0, 8));
+    await page.waitForSelector("[data-testid=node-partial-run]");
+    expect(await page.locator("[data-testid=node-error]").count()).toBe(0);
+    await page.fill(runField, run.id);
+    await page.waitForSelector("[data-testid=node-partial-run]", { state: "detached" });
+    await page.fill(runField, "00000000-0000-7000-8000-000000000000");
+    await expect.poll(() => page.textContent("main")).toContain("No instructions match");
+    await page.fill(runField, "");
+    await page.waitForSelector("[data-testid=node-instruction][data-method=hold]");
 
     // From the node's row to the call: withdraw asks first; Cancel does nothing.
     await page.click("[data-testid=node-instruction][data-method=hold] a >> nth=0");
