@@ -293,7 +293,8 @@ export interface Store {
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
 
-  // Dashboard reads (docs/dashboard.md): bounded by a LIMIT on an index, payloads cut to a preview.
+  // Dashboard reads (docs/dashboard.md): bounded (a LIMIT on an index, or a range of the newest 50,000 rows by
+  // primary key), payloads cut to a preview.
 
   /**
    * One call's instructions (those with this groupId, or the instruction with this id if it has no group), in
