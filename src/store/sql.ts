@@ -15,7 +15,7 @@ import {
   useEnrollToken,
 } from "./ops/enroll-tokens.ts";
 import { approveNode, getNode, listNodes, registerNode, unregisterNode } from "./ops/nodes.ts";
-import { activityCounters, callInstructions, nodeInstructions } from "./ops/outcomes.ts";
+import { activityCounters, callInstructions, nodeInstructions, recentFailures } from "./ops/outcomes.ts";
 import { authenticatePrincipal, createPrincipal, listPrincipals, revokePrincipal } from "./ops/principals.ts";
 import { pushBatch, pushInstructions } from "./ops/push.ts";
 import { getRecord, listRecords, putRecord } from "./ops/records.ts";
@@ -67,6 +67,8 @@ import type {
   PrincipalRecord,
   PushCall,
   PushResult,
+  RecentFailure,
+  RecentFailuresOptions,
   ReleaseInput,
   ResolvedStoreOptions,
   SessionRenewal,
@@ -191,6 +193,9 @@ export abstract class SqlStore implements Store {
   }
   activityCounters(afterReplySeq: number | null): Promise<ActivityCounters> {
     return activityCounters(this.ops, afterReplySeq);
+  }
+  recentFailures(opts?: RecentFailuresOptions): Promise<RecentFailure[]> {
+    return recentFailures(this.ops, opts);
   }
 
   registerNode(input: NewNode): Promise<NodeRecord> {

@@ -34,6 +34,8 @@ import type {
   PrincipalRecord,
   PushCall,
   PushResult,
+  RecentFailure,
+  RecentFailuresOptions,
   ReleaseInput,
   ResolvedStoreOptions,
   SessionRenewal,
@@ -291,7 +293,8 @@ export interface Store {
   cleanup(olderThanMs: number): Promise<CleanupResult>;
   stats(): Promise<StoreStats>;
 
-  // Dashboard reads (docs/dashboard.md): bounded by a LIMIT on an index, payloads cut to a preview.
+  // Dashboard reads (docs/dashboard.md): bounded (a LIMIT on an index, or a range of the newest 50,000 rows by
+  // primary key), payloads cut to a preview.
 
   /**
    * One call's instructions (those with this groupId, or the instruction with this id if it has no group), in
@@ -307,6 +310,11 @@ export interface Store {
   nodeInstructions(nodeId: string, opts?: NodeInstructionsOptions): Promise<InstructionOutcome[]>;
   /** Store-wide counters for the dashboard's rate charts (see ActivityCounters). */
   activityCounters(afterReplySeq: number | null): Promise<ActivityCounters>;
+  /**
+   * The newest error replies, newest first, among the store's newest 50,000 replies (a range of the primary
+   * key): what failed lately, fleet-wide or of one tenant.
+   */
+  recentFailures(opts?: RecentFailuresOptions): Promise<RecentFailure[]>;
 
   // Blobs (docs/blobs.md). References are found in payloads by the store itself (every object `readBlobRef`
   // reads, escaped keys included): a push whose payload references a blob its run may not reference fails with

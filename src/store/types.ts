@@ -490,6 +490,31 @@ export interface NodeInstructionsOptions {
   outcome?: Outcome;
 }
 
+/** An error reply, as the dashboard's recent failures list shows it. */
+export interface RecentFailure {
+  /** The reply's position in the store (newer replies have larger ones). */
+  seq: number;
+  replyId: string;
+  runId: string;
+  /** The node the instruction was for. */
+  nodeId: string;
+  instructionId: string;
+  /** The call it belongs to: its groupId, or the instruction's id if it has none. */
+  callId: string;
+  method: string;
+  code: string;
+  message: string;
+  /** When the reply was stored (store clock). */
+  at: number;
+}
+
+export interface RecentFailuresOptions {
+  /** At most this many, 1 to 100. (Default: 10) */
+  limit?: number;
+  /** Only replies of this tenant's runs. (Default: every tenant) */
+  tenant?: string;
+}
+
 export interface CallInstructionsOptions {
   /** Instructions read, at most LIST_LIMIT.max. (Default: LIST_LIMIT.max) */
   limit?: number;

@@ -139,6 +139,71 @@ export const outcomesConformance = (factory: StoreFactory): void => {
       expect((await view(j!.id)).deliveredAt).toBe(j!.createdAt);
     });
 
+    test("recentFailures - the newest error replies, newest first, of every tenant or one, bounded by a limit", async () => {
+      const { store, clock } = t;
+      const a = await t.onlineNode("a");
+      const b = await store.heartbeat(
+        (await store.registerNode({ name: "b", heartbeatIntervalMs: 60_000, tenant: "team-b" })).id,
+      );
+      const mine = await store.createRun();
+      const theirs = await store.createRun({ tenant: "team-b" });
+      const group = newId();
+      const [ok, failed, solo] = await store.pushInstructions(mine.id, [
+        { dst: a.id, method: "add", ttlMs: 60_000, groupId: group },
+        { dst: a.id, method: "div", ttlMs: 60_000, groupId: group },
+        { dst: a.id, method: "solo", ttlMs: 60_000 },
+      ]);
+      const [other] = await store.pushInstructions(theirs.id, [{ dst: b.id, method: "x", ttlMs: 60_000 }]);
+      await store.claimInstructions({ nodeIds: [a.id, b.id], limit: 10 });
+      await storeReply(store, { runId: mine.id, nodeId: a.id, replyTo: ok!.id, payload: bytes("1") });
+      clock.advance(10);
+      await storeReply(store, {
+        runId: mine.id,
+        nodeId: a.id,
+        replyTo: failed!.id,
+        error: { code: "DIV_ZERO", message: "division by zero" },
+      });
+      clock.advance(10);
+      await storeReply(store, {
+        runId: theirs.id,
+        nodeId: b.id,
+        replyTo: other!.id,
+        error: { code: "HANDLER_FAILED", message: "theirs" },
+      });
+      // A withdrawal's CANCELLED is a failure too; an ok reply is not.
+      clock.advance(10);
+      await store.withdrawInstructions(mine.id, [solo!.id]);
+
+      const all = await store.recentFailures();
+      expect(all.map((f) => [f.instructionId, f.code])).toEqual([
+        [solo!.id, "FLEETLINK_E_CANCELLED"],
+        [other!.id, "HANDLER_FAILED"],
+        [failed!.id, "DIV_ZERO"],
+      ]);
+      expect(all[2]).toMatchObject({
+        runId: mine.id,
+        nodeId: a.id,
+        callId: group,
+        method: "div",
+        message: "division by zero",
+        at: clock() - 20,
+      });
+      // Without a groupId the call is the instruction itself.
+      expect(all[0]!.callId).toBe(solo!.id);
+      expect(all[0]!.seq).toBeGreaterThan(all[1]!.seq);
+      expect((await store.recentFailures({ limit: 1 })).map((f) => f.instructionId)).toEqual([solo!.id]);
+      expect((await store.recentFailures({ tenant: "team-b" })).map((f) => f.instructionId)).toEqual([
+        other!.id,
+      ]);
+      expect((await store.recentFailures({ tenant: "default" })).map((f) => f.instructionId)).toEqual([
+        solo!.id,
+        failed!.id,
+      ]);
+      expect(await store.recentFailures({ tenant: "team-c" })).toEqual([]);
+      await rejectsWith(store.recentFailures({ limit: 101 }), "INVALID_ARGUMENT", "limit");
+      await rejectsWith(store.recentFailures({ limit: 0 }), "INVALID_ARGUMENT", "limit");
+    });
+
     test("activityCounters - pushes and replies only grow, errors are counted after a given reply", async () => {
       const { store } = t;
       const a = await t.onlineNode("a");

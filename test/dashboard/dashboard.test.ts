@@ -10,6 +10,7 @@ import type { Configuration } from "../../src/coordinator/configuration.ts";
 import type { RunHandle } from "../../src/coordinator/run.ts";
 import { createHub } from "../../src/hub/server.ts";
 import { openStore } from "../../src/store/open.ts";
+import { startCheckpointFleet } from "../helpers/checkpoint-fleet.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -182,10 +183,12 @@ describe("dashboard in headless Chromium", () => {
       expect(await row(node).locator("[data-testid=error-message]").textContent()).toBe(
         "disk full while writing 6011 bytes",
       );
-      expect(await row(node).locator("[data-testid=error-code]").textContent()).toMatch(
-        /^FLEETLINK_E_|^[A-Z_]+$/,
-      );
-      expect(await row(node).locator("[data-testid=attempts]").textContent()).toBe("1/3");
+      // The short code, as the run page and the CLI show it; the full one on hover.
+      const code = row(node).locator("[data-testid=error-code]");
+      expect(await code.textContent()).toBe("HANDLER_FAILED");
+      expect(await code.getAttribute("title")).toBe("FLEETLINK_E_HANDLER_FAILED");
+      // Ended: just the attempts made (no "1/3" suggesting more are coming).
+      expect(await row(node).locator("[data-testid=attempts]").textContent()).toBe("1");
       expect(await row(node).locator("[data-testid=latency]").textContent()).toMatch(/^\d+ ms$|s$/);
       expect(await row(node).locator("[data-testid=delivered]").textContent()).toMatch(
         /^delivered \+\d+ ms$/,
@@ -202,8 +205,31 @@ describe("dashboard in headless Chromium", () => {
     expect(await page.locator("[data-testid=withdraw]").isDisabled()).toBe(true);
     await page.screenshot({ path: join(shots, "dashboard-call.png"), fullPage: true });
 
+    // The overview lists the newest failures fleet-wide: node, method, short code, message, a link to the call.
+    await page.goto(`${f.url}/#/`);
+    const failure = page.locator("[data-testid=failure]").first();
+    await expect.poll(() => failure.getAttribute("data-method")).toBe("boom");
+    expect(await failure.locator("[data-testid=failure-code]").textContent()).toBe("HANDLER_FAILED");
+    expect(await failure.textContent()).toContain("disk full while writing 6011 bytes");
+    expect(await failure.locator("[data-testid=node-name]").textContent()).toMatch(
+      /^(alpha|beta) \(…[0-9a-f]{8}\)$/,
+    );
+    expect(await page.locator("[data-testid=failure][data-method=nope]").count()).toBe(2);
+    await failure.locator("[data-testid=failure-call]").click();
+    await expect
+      .poll(() =>
+        page.evaluate(() => (globalThis as unknown as { location: { hash: string } }).location.hash),
+      )
+      .toBe(hash);
+    await page.waitForSelector("[data-testid=call-nodes]");
+
     // The quorum call of the first test: results shown decoded, first and last reply latency in the run view.
     await openCall("add");
+    // A short payload keeps a sensible width: JSON is not broken inside its numbers ("400" is not "40" / "0").
+    const payloadWidth = await row("alpha")
+      .locator("[data-testid=payload]")
+      .evaluate((e) => e.clientWidth);
+    expect(payloadWidth).toBeGreaterThanOrEqual(200);
     expect(await row("alpha").locator("[data-testid=result] pre").textContent()).toBe("5");
     expect(await row("alpha").locator("[data-testid=payload] pre").textContent()).toBe(
       '{\n  "a": 2,\n  "b": 3\n}',
@@ -273,17 +299,49 @@ describe("dashboard in headless Chromium", () => {
           .evaluateAll((r) => r.map((x) => x.getAttribute("data-method"))),
       )
       .toEqual(["boom", "nope"]);
-    expect(await page.textContent("[data-testid=node-instruction][data-method=boom]")).toContain("disk full");
+    const boomRow = page.locator("[data-testid=node-instruction][data-method=boom]");
+    expect(await boomRow.textContent()).toContain("disk full");
+    expect(await boomRow.locator("[data-testid=error-code]").textContent()).toBe("HANDLER_FAILED");
+    expect(await boomRow.locator("[data-testid=attempts]").textContent()).toBe("1");
+    // Text filters apply as you type (no Enter), after a pause.
     await page.fill("[data-testid=node-filters] input[name=method]", "nope");
-    await page.press("[data-testid=node-filters] input[name=method]", "Enter");
-    await expect.poll(() => page.locator("[data-testid=node-instruction]").count()).toBe(1);
+    await expect
+      .poll(() =>
+        page
+          .locator("[data-testid=node-instruction]")
+          .evaluateAll((r) => r.map((x) => x.getAttribute("data-method"))),
+      )
+      .toEqual(["nope"]);
     await page.selectOption("[data-testid=node-filters] select[name=outcome]", "pending");
     await expect.poll(() => page.textContent("main")).toContain("No instructions match");
-
-    // From the node's row to the call: withdraw asks first; Cancel does nothing.
+    // Every filter uses every field's current value: text typed, then the outcome picked at once, both apply.
     await page.selectOption("[data-testid=node-filters] select[name=outcome]", "");
     await page.fill("[data-testid=node-filters] input[name=method]", "hold");
-    await page.press("[data-testid=node-filters] input[name=method]", "Enter");
+    await page.selectOption("[data-testid=node-filters] select[name=outcome]", "error");
+    await expect.poll(() => page.textContent("main")).toContain("No instructions match");
+    await page.selectOption("[data-testid=node-filters] select[name=outcome]", "pending");
+    await expect
+      .poll(() =>
+        page
+          .locator("[data-testid=node-instruction]")
+          .evaluateAll((r) => r.map((x) => x.getAttribute("data-method"))),
+      )
+      .toEqual(["hold"]);
+    // Still open: its attempts of the most allowed.
+    expect(await page.textContent("[data-testid=node-instruction] [data-testid=attempts]")).toBe("1/3");
+    // A run id applies once whole (the hub matches runs exactly); a partial one is named, not sent.
+    const runField = "[data-testid=node-filters] input[name=run]";
+    await page.fill(runField, run.id.slice(0, 8));
+    await page.waitForSelector("[data-testid=node-partial-run]");
+    expect(await page.locator("[data-testid=node-error]").count()).toBe(0);
+    await page.fill(runField, run.id);
+    await page.waitForSelector("[data-testid=node-partial-run]", { state: "detached" });
+    await page.fill(runField, "00000000-0000-7000-8000-000000000000");
+    await expect.poll(() => page.textContent("main")).toContain("No instructions match");
+    await page.fill(runField, "");
+    await page.waitForSelector("[data-testid=node-instruction][data-method=hold]");
+
+    // From the node's row to the call: withdraw asks first; Cancel does nothing.
     await page.click("[data-testid=node-instruction][data-method=hold] a >> nth=0");
     await page.waitForSelector("[data-testid=call-node-row][data-node=beta][data-state=leased]");
     await page.click("[data-testid=withdraw]");
@@ -295,7 +353,10 @@ describe("dashboard in headless Chromium", () => {
     await page.click("[data-testid=confirm-yes]");
     await expect.poll(() => page.textContent("[data-testid=withdraw-said]")).toBe("withdrew 1 instruction");
     await page.waitForSelector("[data-testid=call-node-row][data-node=beta][data-state=error]");
-    expect(await row("beta").locator("[data-testid=error-code]").textContent()).toBe("FLEETLINK_E_CANCELLED");
+    expect(await row("beta").locator("[data-testid=error-code]").textContent()).toBe("CANCELLED");
+    expect(await row("beta").locator("[data-testid=error-code]").getAttribute("title")).toBe(
+      "FLEETLINK_E_CANCELLED",
+    );
     expect(await row("alpha").locator("[data-testid=result] pre").textContent()).toBe('"alpha done"');
     // beta's handler finishing later changes nothing: its late reply is refused, the outcome stays CANCELLED.
     // (The coordinator is not told: a withdrawal's CANCELLED reply is stored already claimed, as for the SDK's
@@ -340,17 +401,21 @@ describe("dashboard in headless Chromium", () => {
     await page.click("[data-testid=unregister]");
     expect(await page.textContent("[data-testid=confirm]")).toContain("Unregister gamma?");
     await page.click("[data-testid=confirm-yes]");
-    await expect.poll(() => page.textContent("[data-testid=unregister-said]")).toBe("unregistered");
     const id = (await f.store.listNodes()).find((n) => n.name === "gamma")!.id;
-    // An unregistration raises no store event: the feed shows it at its 2 s refresh.
-    await expect
-      .poll(() => page.textContent("[data-testid=node-title]"), { timeout: 5000 })
-      .toContain("unregistered");
+    // The hub's answer is enough: the page shows the node unregistered at once, not at the feed's 2 s refresh
+    // (an unregistration raises no store event), and no longer "online until".
+    await page.waitForSelector("[data-testid=unregistered-note]", { timeout: 1000 });
+    expect(await page.textContent("[data-testid=node-title]")).toContain("unregistered");
+    expect(await page.textContent("[data-testid=node-online-until]")).toContain("unregistered");
+    expect(await page.locator("main [data-testid=unregister]").count()).toBe(0);
     expect((await f.store.getNode(id)).status).toBe("unregistered");
     await gamma.stop({ timeoutMs: 1000 });
     await page.goto(`${f.url}/#/`);
     await page.waitForSelector("[data-testid=node-row][data-name=alpha]");
-    expect(await page.locator("[data-testid=node-row][data-name=gamma]").count()).toBe(0);
+    // Elsewhere the feed shows it at its next refresh (every 2 s): the overview drops the node.
+    await expect
+      .poll(() => page.locator("[data-testid=node-row][data-name=gamma]").count(), { timeout: 5000 })
+      .toBe(0);
     expect(pageErrors).toEqual([]);
   });
 
@@ -584,7 +649,16 @@ describe("dashboard in headless Chromium", () => {
     await approve.click();
     await page.waitForSelector("[data-testid=node-row][data-name=waiting-a]:not([data-status=pending])");
     await page.click("header nav a[href='#/audit']");
-    await page.waitForSelector("[data-testid=audit-row][data-action='node.approve'][data-outcome=ok]");
+    const approved = page.locator("[data-testid=audit-row][data-action='node.approve'][data-outcome=ok]");
+    await approved.first().waitFor();
+    // Who: the token's label (from the token listing), its id on hover; the node approved by name.
+    await expect
+      .poll(() => approved.first().locator("[data-testid=audit-who]").textContent())
+      .toBe("team a admin");
+    expect(await approved.first().locator("[data-testid=audit-who]").getAttribute("title")).toBe(admin.id);
+    expect(await approved.first().locator("[data-testid=node-name]").textContent()).toMatch(
+      /^waiting-a \(…[0-9a-f]{8}\)$/,
+    );
     // The reader's refused approval of the same tenant is there too; nothing of team-b or the default tenant.
     await page.waitForSelector("[data-testid=audit-row][data-outcome=refused]");
     const tenants = await page
@@ -610,6 +684,35 @@ describe("dashboard in headless Chromium", () => {
     // The feed checks its token every 2 s.
     expect(performance.now() - t0).toBeLessThan(4000);
     expect(await page.evaluate(() => sessionStorage.getItem("fleetlink.token"))).toBeNull();
+    expect(pageErrors).toEqual([]);
+  });
+
+  it("dashboard - checkpoints name each host and standby as 'name (…last 8 hex)', the id on hover", async () => {
+    const c = await startCheckpointFleet();
+    try {
+      const [h0, spare] = await Promise.all(["h0", "spare"].map((n) => c.node(n)));
+      const run = await c.fleet.createRun();
+      await c.fleet.checkpoints.assign(
+        run,
+        [h0!.agent.nodeId!],
+        [{ hostIdx: 0, nodeId: spare!.agent.nodeId! }],
+      );
+      await page.goto(`${c.url}/#/checkpoints`);
+      await page.evaluate(() => sessionStorage.clear());
+      await page.reload();
+      await page.fill("input[name=token]", TOKEN);
+      await page.click("button[type=submit]");
+      const host = page.locator(
+        "[data-testid=checkpoint] [data-testid=checkpoint-host] [data-testid=node-name]",
+      );
+      await expect.poll(() => host.textContent()).toBe(`h0 (…${h0!.agent.nodeId!.slice(-8)})`);
+      expect(await host.getAttribute("title")).toBe(h0!.agent.nodeId);
+      expect(await page.textContent("[data-testid=checkpoint]")).toContain(
+        `spare (…${spare!.agent.nodeId!.slice(-8)})`,
+      );
+    } finally {
+      await c.close();
+    }
     expect(pageErrors).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-// The dashboard's reads behind the call page, the node page and the rate charts, through the hub's routes
+// The dashboard's reads behind the call page, the node page, recent failures and the rate charts, through the hub's routes
 // (fastify inject) on SQLite and PostgreSQL; and how payloads are shown.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { payloadView } from "../../src/hub/dashboard/payload-view.ts";
@@ -238,6 +238,48 @@ for (const b of backends) {
       const scoped = await get("/v1/rates", { authorization: `Bearer ${secret}` });
       expect(scoped.status).toBe(200);
       expect(scoped.body.samples).toBeNull();
+    });
+
+    it("GET /v1/failures - the newest error replies, newest first; a tenant's token sees its own", async () => {
+      const { store } = f;
+      const n = await store.heartbeat(
+        (await store.registerNode({ name: "f", heartbeatIntervalMs: 60_000 })).id,
+      );
+      const run = await store.createRun();
+      const group = newId();
+      const [a, b] = await store.pushInstructions(run.id, [
+        { dst: n.id, method: "square", ttlMs: 60_000, groupId: group },
+        { dst: n.id, method: "resize", ttlMs: 60_000 },
+      ]);
+      await store.claimInstructions({ nodeIds: [n.id], limit: 5 });
+      await storeReply(store, {
+        runId: run.id,
+        nodeId: n.id,
+        replyTo: a!.id,
+        error: { code: "FLEETLINK_E_HANDLER_FAILED", message: "square failed" },
+      });
+      await storeReply(store, { runId: run.id, nodeId: n.id, replyTo: b!.id, payload: bytes("1") });
+      const { status, body } = await get("/v1/failures?limit=1");
+      expect(status).toBe(200);
+      expect(body.failures).toEqual([
+        expect.objectContaining({
+          runId: run.id,
+          nodeId: n.id,
+          callId: group,
+          method: "square",
+          code: "FLEETLINK_E_HANDLER_FAILED",
+          message: "square failed",
+        }),
+      ]);
+      expect((await get("/v1/failures?limit=500")).status).toBe(400);
+      const made = await f.hub.app.inject({
+        method: "POST",
+        url: "/v1/tokens",
+        headers: auth,
+        payload: { role: "reader", tenant: "team-y" },
+      });
+      const scoped = await get("/v1/failures", { authorization: `Bearer ${made.json().secret as string}` });
+      expect(scoped).toEqual({ status: 200, body: { failures: [] } });
     });
   });
 }

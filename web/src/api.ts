@@ -1,7 +1,7 @@
 import type { CallDetail, NodeInstructionView } from "../../src/hub/dashboard/details.ts";
 import type { RateSample } from "../../src/hub/dashboard/rates.ts";
 import type { Run } from "../../src/protocol/types.ts";
-import type { AuditEntry } from "../../src/store/types.ts";
+import type { AuditEntry, RecentFailure } from "../../src/store/types.ts";
 
 /** The token lives in sessionStorage: it is gone when the tab closes, and never put in a URL. */
 const KEY = "fleetlink.token";
@@ -69,6 +69,10 @@ export const listAudit = async (before: number | null) =>
     next: number | null;
   };
 
+/** Stored tokens (GET /v1/tokens, admins; a tenant's admin gets its tenant's): the audit view names them by label. */
+export const listTokens = async () =>
+  ((await api("/v1/tokens")) as { tokens: { id: string; label: string | null }[] }).tokens;
+
 export const approveNode = (id: string) =>
   api(`/v1/nodes/${encodeURIComponent(id)}/approve`, { method: "POST" });
 
@@ -127,3 +131,7 @@ export const listRuns = async (status: string) =>
 
 export const getRates = async () =>
   (await api("/v1/rates")) as { intervalMs: number; startedAt: number; samples: RateSample[] | null };
+
+/** The newest error replies, fleet-wide (of the token's tenant), newest first (GET /v1/failures). */
+export const recentFailures = async (limit = 10) =>
+  ((await api(`/v1/failures?limit=${limit}`)) as { failures: RecentFailure[] }).failures;

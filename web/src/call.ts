@@ -5,7 +5,7 @@ import type { Snapshot } from "../../src/hub/dashboard/snapshot.ts";
 import { Action } from "./actions.ts";
 import { canDrive, getCall, type Me, NEEDS_DRIVE, withdraw } from "./api.ts";
 import { usePoll } from "./poll.ts";
-import { Badge, Empty, ms, short, size, When } from "./ui.ts";
+import { attempts, Badge, Code, Empty, ms, short, size, When } from "./ui.ts";
 
 /** One call node by node: payload, result or error inline, attempts and latency (`#/runs/<run>/calls/<id>`). */
 export const CallPage = ({
@@ -40,8 +40,8 @@ export const CallPage = ({
     <p><${Action} id="withdraw" label="Withdraw" allowed=${canDrive(me) && open.length > 0} needs=${open.length === 0 && canDrive(me) ? "nothing left to withdraw" : NEEDS_DRIVE}
       confirm=${`Withdraw the ${open.length} unanswered instruction(s) of this call? Their nodes are told to stop; the caller gets CANCELLED.`}
       run=${doWithdraw} /></p>
-    <table data-testid="call-nodes">
-      <thead><tr><th>node</th><th>state</th><th>attempts</th><th>pushed → delivered → replied</th><th>payload</th><th>result / error</th></tr></thead>
+    <table class="call-table" data-testid="call-nodes">
+      <thead><tr><th>node</th><th>state</th><th>attempts</th><th>pushed → delivered → replied</th><th class="col-payload">payload</th><th class="col-payload">result / error</th></tr></thead>
       <tbody>${c.nodes.map((n) => html`<${NodeRow} key=${n.instructionId} n=${n} now=${s.at} />`)}</tbody>
     </table>
     ${c.truncated ? html`<p class="muted">Only the first 1000 nodes are shown.</p>` : ""}
@@ -53,7 +53,7 @@ const NodeRow = ({ n, now }: { n: CallNodeDetail; now: number }) =>
   html`<tr data-testid="call-node-row" data-node=${n.name ?? n.nodeId} data-state=${n.state}>
     <td><a href=${`#/nodes/${n.nodeId}`}><strong>${n.name ?? "(gone)"}</strong></a> <span class="muted" title=${n.nodeId}>${short(n.nodeId)}</span></td>
     <td><${Badge} kind=${n.state} /></td>
-    <td data-testid="attempts">${n.attempts}/${n.maxAttempts}</td>
+    <td data-testid="attempts" title=${`at most ${n.maxAttempts}`}>${attempts(n.attempts, n.maxAttempts, n.state)}</td>
     <td><${When} t=${n.pushedAt} now=${now} /><br />→ ${
       n.deliveredAt !== null
         ? html`<span data-testid="delivered" title="from the push to the first delivery">delivered +${ms(n.deliveredAt - n.pushedAt)}</span>`
@@ -68,7 +68,7 @@ const NodeRow = ({ n, now }: { n: CallNodeDetail; now: number }) =>
     <td><${Payload} p=${n.payload} id="payload" /></td>
     <td>${
       n.error
-        ? html`<div class="error" data-testid="error"><strong data-testid="error-code">${n.error.code}</strong>: <span data-testid="error-message">${n.error.message}</span></div>`
+        ? html`<div class="error" data-testid="error"><${Code} code=${n.error.code} id="error-code" />: <span data-testid="error-message">${n.error.message}</span></div>`
         : n.result
           ? html`<${Payload} p=${n.result} id="result" />`
           : html`<span class="muted">—</span>`

@@ -1,6 +1,6 @@
 import { html } from "htm/preact";
 import type { CheckpointView, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
-import { Badge, Empty, short, When } from "./ui.ts";
+import { Badge, Empty, NodeName, nameMap, short, When } from "./ui.ts";
 
 type Op = CheckpointView["push"];
 
@@ -9,15 +9,19 @@ export const Checkpoints = ({ s }: { s: Snapshot }) => {
     return html`<${Empty} text="This hub has no checkpoint store (serve --checkpoint-store file://DIR or s3://…)." />`;
   if (s.checkpoints.length === 0)
     return html`<${Empty} text="No run has host roles yet (fleetlink checkpoint assign)." />`;
+  const names = nameMap(s.nodes);
   return s.checkpoints.map(
     (v) =>
-      html`<h3><a href=${`#/runs/${v.runId}`}>Run ${short(v.runId)}</a></h3><${CheckpointCard} v=${v} />`,
+      html`<h3><a href=${`#/runs/${v.runId}`}>Run ${short(v.runId)}</a></h3><${CheckpointCard} v=${v} names=${names} />`,
   );
 };
 
-/** Host roles with their standbys, the last push and pull host by host, and standby takeovers. */
-export const CheckpointCard = ({ v }: { v: CheckpointView }) => {
-  const name = (id: string) => short(id);
+/**
+ * Host roles with their standbys, the last push and pull host by host, and standby takeovers; nodes by name
+ * (`name (…last 8 hex)`, the id in the title).
+ */
+export const CheckpointCard = ({ v, names }: { v: CheckpointView; names: ReadonlyMap<string, string> }) => {
+  const name = (id: string) => html`<${NodeName} id=${id} names=${names} />`;
   return html`<div class="card" data-testid="checkpoint">
     <div class="ops"><${OpLine} label="push" op=${v.push} /><${OpLine} label="pull" op=${v.pull} /></div>
     <table>
@@ -27,8 +31,8 @@ export const CheckpointCard = ({ v }: { v: CheckpointView }) => {
           const p = v.push.hosts.find((x) => x.hostIdx === h.hostIdx);
           const q = v.pull.hosts.find((x) => x.hostIdx === h.hostIdx);
           return html`<tr>
-            <td>${h.hostIdx}</td><td title=${h.nodeId}>${name(h.nodeId)}</td>
-            <td>${h.standby.length ? h.standby.map(name).join(", ") : "—"}</td>
+            <td>${h.hostIdx}</td><td data-testid="checkpoint-host">${name(h.nodeId)}</td>
+            <td>${h.standby.length ? h.standby.map((id, i) => html`${i > 0 ? ", " : ""}${name(id)}`) : "—"}</td>
             <td>${p ? html`<${Badge} kind=${p.status} />${p.error ? html` <span class="error">${p.error.message}</span>` : ""}` : "—"}</td>
             <td>${q ? html`<${Badge} kind=${q.status} />${q.error ? html` <span class="error">${q.error.message}</span>` : ""}` : "—"}</td>
           </tr>`;

@@ -11,6 +11,7 @@ import { NodePage } from "./node.ts";
 import { Overview } from "./overview.ts";
 import { Runs, RunView } from "./runs.ts";
 import "./style.css";
+import { nameMap } from "./ui.ts";
 
 /**
  * The page's location: `#/`, `#/nodes/<id>`, `#/runs`, `#/runs/<id>`, `#/runs/<id>/calls/<callId>`,
@@ -154,7 +155,7 @@ const App = () => {
     <main>
       ${
         where.view === "audit"
-          ? html`<${AuditView} me=${me} />`
+          ? html`<${AuditView} me=${me} names=${nameMap(snap?.nodes ?? [])} />`
           : !snap
             ? html`<p class="empty">Waiting for the hub…</p>`
             : where.view === "call"
@@ -162,7 +163,7 @@ const App = () => {
               : where.view === "node"
                 ? html`<${NodePage} id=${where.id} s=${snap} me=${me} />`
                 : where.view === "run"
-                  ? html`<${RunView} d=${snap.run?.run.id === where.runId ? snap.run : null} runId=${where.runId} now=${snap.at} me=${me} />`
+                  ? html`<${RunView} d=${snap.run?.run.id === where.runId ? snap.run : null} runId=${where.runId} now=${snap.at} me=${me} names=${nameMap(snap.nodes)} />`
                   : where.view === "runs"
                     ? html`<${Runs} s=${snap} />`
                     : where.view === "checkpoints"

@@ -1,9 +1,10 @@
 import { html } from "htm/preact";
 import { useState } from "preact/hooks";
 import type { NodeView, Snapshot } from "../../src/hub/dashboard/snapshot.ts";
-import { approveNode, canManage, type Me, NEEDS_ADMIN } from "./api.ts";
+import { approveNode, canManage, type Me, NEEDS_ADMIN, recentFailures } from "./api.ts";
+import { usePoll } from "./poll.ts";
 import { RateCharts } from "./rates.ts";
-import { Badge, Empty, Stat, short, When } from "./ui.ts";
+import { Badge, Code, Empty, NodeName, nameMap, Stat, short, When } from "./ui.ts";
 
 export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
   const f = s.fleet;
@@ -17,11 +18,14 @@ export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
       <${Stat} id="rate" label="replies / s" value=${f.replyRate.toFixed(1)} />
       <${Stat} id="runs" label="runs running" value=${f.runs.running} />
     </section>
+    <h2>Recent failures</h2>
+    <${Failures} s=${s} />
     <h2>Rates, last hour</h2>
     <${RateCharts} />
     <h2>Nodes</h2>
     <${Nodes} s=${s} me=${me} />
     <h2>Replicas</h2>
+    <p class="muted">A replica is named by its id (a new one at each start); its record holds no address. <code>fleetlink serve</code> prints its id with its address when it starts.</p>
     <table>
       <thead><tr><th>replica</th><th>nodes connected</th><th>in flight</th><th>reply streams</th><th>seen</th></tr></thead>
       <tbody>
@@ -89,4 +93,29 @@ const NodeRow = ({
         : ""
     }${err ? html` <span class="error">${err}</span>` : ""}</td>
   </tr>`;
+};
+
+/**
+ * The newest error replies fleet-wide (of the token's tenant): what failed, where, and a link to the call. Read
+ * from the store (GET /v1/failures) when a snapshot says something changed, at most once a second, and every 5 s.
+ */
+const Failures = ({ s }: { s: Snapshot }) => {
+  const { data, error } = usePoll(() => recentFailures(10), "failures", s.at);
+  if (error) return html`<p class="error" data-testid="failures-error">${error}</p>`;
+  if (!data) return html`<${Empty} text="Loading…" />`;
+  if (data.length === 0) return html`<${Empty} text="No error replies among the newest 50,000 replies." />`;
+  const names = nameMap(s.nodes);
+  return html`<table data-testid="failures">
+      <thead><tr><th>when</th><th>node</th><th>method</th><th>code</th><th>message</th><th>run</th></tr></thead>
+      <tbody>${data.map(
+        (x) => html`<tr key=${x.replyId} data-testid="failure" data-method=${x.method}>
+          <td><${When} t=${x.at} now=${s.at} /></td>
+          <td><a href=${`#/nodes/${x.nodeId}`}><${NodeName} id=${x.nodeId} names=${names} /></a></td>
+          <td><a href=${`#/runs/${x.runId}/calls/${x.callId}`} data-testid="failure-call">${x.method}</a></td>
+          <td class="error"><${Code} code=${x.code} id="failure-code" /></td>
+          <td class="error failure-message">${x.message.length > 160 ? `${x.message.slice(0, 160)}…` : x.message}</td>
+          <td title=${x.runId}><a href=${`#/runs/${x.runId}`}>${short(x.runId)}</a></td>
+        </tr>`,
+      )}</tbody></table>
+    <p class="muted">The newest 10 error replies among the store's newest 50,000 replies; the method links to the call.</p>`;
 };

@@ -6,7 +6,7 @@ import { Action } from "./actions.ts";
 import { canDrive, finishRun, listRuns, type Me, NEEDS_DRIVE } from "./api.ts";
 import { CheckpointCard } from "./checkpoints.ts";
 import { usePoll } from "./poll.ts";
-import { Badge, Empty, ms, short, When } from "./ui.ts";
+import { Badge, Empty, ms, short, shortCode, When } from "./ui.ts";
 
 const value = (e: Event) => (e.target as HTMLInputElement).value.trim();
 
@@ -67,11 +67,14 @@ export const RunView = ({
   runId,
   now,
   me,
+  names,
 }: {
   d: RunDetail | null;
   runId: string;
   now: number;
   me: Me | null;
+  /** Node id → name (the feed's nodes), for the checkpoint card. */
+  names: ReadonlyMap<string, string>;
 }) => {
   const [method, setMethod] = useState("");
   const [node, setNode] = useState("");
@@ -114,7 +117,7 @@ export const RunView = ({
           : calls.map((c) => html`<${Call} key=${c.id} c=${c} runId=${r.id} now=${now} />`)
     }
     ${d.truncated ? html`<p class="muted">Older calls are not shown.</p>` : ""}
-    ${d.checkpoint ? html`<h2>Checkpoints</h2><${CheckpointCard} v=${d.checkpoint} />` : ""}`;
+    ${d.checkpoint ? html`<h2>Checkpoints</h2><${CheckpointCard} v=${d.checkpoint} names=${names} />` : ""}`;
 };
 
 /** One call: the instructions sharing a groupId, each node's state as the replies arrive. */
@@ -131,7 +134,7 @@ const Call = ({ c, runId, now }: { c: CallView; runId: string; now: number }) =>
     <ul class="call-nodes">
       ${c.nodes.map(
         (n) => html`<li data-testid="call-node" data-state=${n.state} title=${n.message ?? ""}>
-          <${Badge} kind=${n.state} text=${n.state === "error" ? (n.code ?? "error").replace("FLEETLINK_E_", "") : n.state === "ok" ? "replied ok" : n.state} />
+          <span title=${n.code ?? ""}><${Badge} kind=${n.state} text=${n.state === "error" ? shortCode(n.code ?? "error") : n.state === "ok" ? "replied ok" : n.state} /></span>
           <a href=${`#/nodes/${n.nodeId}`}>${n.name ?? short(n.nodeId)}</a>
           ${n.message ? html` <span class="error call-message">${n.message.slice(0, 120)}</span>` : ""}
         </li>`,

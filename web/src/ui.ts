@@ -1,4 +1,5 @@
 import { html } from "htm/preact";
+import { nodeLabel, shortId } from "../../src/protocol/node-label.ts";
 
 /** "3 s ago" / "in 8 s", relative to the snapshot's time (the store's clock, not the browser's). */
 export const ago = (t: number | null | undefined, now: number): string => {
@@ -40,3 +41,28 @@ export const Stat = ({ label, value, id }: { label: string; value: string | numb
   html`<div class="stat" data-testid=${`stat-${id}`}><div class="stat-value">${value}</div><div class="stat-label">${label}</div></div>`;
 
 export const Empty = ({ text }: { text: string }) => html`<p class="empty">${text}</p>`;
+
+/**
+ * An error code as every view and the CLI show it: without fleetlink's `FLEETLINK_E_` prefix
+ * (`HANDLER_FAILED`), the full code in the title.
+ */
+export const shortCode = (code: string): string => code.replace(/^FLEETLINK_E_/, "");
+export const Code = ({ code, id }: { code: string; id?: string }) =>
+  html`<strong class="code" title=${code} data-testid=${id}>${shortCode(code)}</strong>`;
+
+/**
+ * Attempts of an instruction: "n/max" while it may still be delivered again (pending, leased), just "n" once it
+ * has ended (no more attempts will come, whatever the maximum).
+ */
+export const attempts = (n: number, max: number, state: string): string =>
+  state === "pending" || state === "leased" ? `${n}/${max}` : `${n}`;
+
+/** A node as the CLI names it, `worker-1 (…a1b2c3d4)` (`…a1b2c3d4` when its name is not known); the id in the title. */
+export const NodeName = ({ id, names }: { id: string; names: ReadonlyMap<string, string> }) => {
+  const name = names.get(id);
+  return html`<span class="node-name" title=${id} data-testid="node-name">${name ? nodeLabel(id, name) : shortId(id)}</span>`;
+};
+
+/** Node id → name, from the feed's nodes. */
+export const nameMap = (nodes: readonly { id: string; name: string }[]): ReadonlyMap<string, string> =>
+  new Map(nodes.map((n) => [n.id, n.name]));

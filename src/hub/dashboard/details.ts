@@ -198,8 +198,8 @@ export const registerDashboardReads = (
         description:
           "The node's newest instructions across runs, newest first: method, run, call, state, attempts, push and " +
           "reply times, latency, error, payload and result sizes. Filters: `method`, `run`, `outcome` (ok, error, " +
-          "pending: no reply yet); `limit` 1..1000 (default 100). Served by an index of instructions by node; a " +
-          "filter that matches little may read the node's whole history. See docs/dashboard.md.",
+          "pending: no reply yet); `limit` 1..1000 (default 100). Looks among the store's newest 50,000 " +
+          "instructions (a bounded scan, no index by node): an older instruction is not found. See docs/dashboard.md.",
         tags: ["dashboard"],
         auth: "admin",
         errors: ["NODE_NOT_FOUND"],
@@ -231,6 +231,36 @@ export const registerDashboardReads = (
         limit: q.limit === undefined ? undefined : Number(q.limit),
       });
       return { instructions: list.map(nodeInstructionView) };
+    },
+  );
+
+  app.get(
+    "/v1/failures",
+    {
+      ...read,
+      schema: routeSchema({
+        summary: "The newest error replies (dashboard)",
+        description:
+          "The newest error replies, newest first, among the store's newest 50,000 replies: run, node, call " +
+          "(its groupId, or the instruction id), method, error code and message, time. `limit` 1..100 " +
+          "(default 10). A tenant-scoped token sees its tenant's runs' replies only. See docs/dashboard.md.",
+        tags: ["dashboard"],
+        auth: "admin",
+        querystring: Type.Object(
+          { limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,3}$" })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ failures: Type.Array(Detail) }) },
+      }),
+    },
+    async (req) => {
+      const q = req.query as { limit?: string };
+      const tenant = principalOf(req).tenant;
+      const failures = await store.recentFailures({
+        limit: q.limit === undefined ? undefined : Number(q.limit),
+        ...(tenant === null ? {} : { tenant }),
+      });
+      return { failures };
     },
   );
 

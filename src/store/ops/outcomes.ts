@@ -1,5 +1,5 @@
-// Reads behind the dashboard's call and node pages and its rate charts. Each one is bounded (instructions by run;
-// a node's among the newest HISTORY_SCAN by sequence; replies by primary key), so a page polled every few seconds
+// Reads behind the dashboard's call and node pages, its recent failures and its rate charts. Each one is bounded
+// (instructions by run; a node's among the newest HISTORY_SCAN by sequence; replies by primary key), so a page polled every few seconds
 // costs what it shows, not what the store holds.
 import { FleetlinkError, invalid } from "../../protocol/errors.ts";
 import type { Db } from "../dialect.ts";
@@ -13,6 +13,9 @@ import {
   type InstructionOutcome,
   LIST_LIMIT,
   type NodeInstructionsOptions,
+  type RecentFailure,
+  type RecentFailuresOptions,
+  tenantFilter,
 } from "../store.ts";
 
 /**
@@ -162,3 +165,43 @@ export const activityCounters = async (db: Db, afterReplySeq: number | null): Pr
     }
     return { instructions: num(i?.n ?? 0), replies, errors };
   }, "read");
+
+/** Most failures `recentFailures` returns. */
+export const MAX_RECENT_FAILURES = 100;
+
+/**
+ * The newest error replies, newest first, among the store's newest HISTORY_SCAN replies: a range of the replies'
+ * primary key walked from the newest, so a store with few errors costs at most that scan, never the whole table.
+ * A tenant's are those of its runs (the runs' primary key, per reply looked at).
+ */
+export const recentFailures = async (db: Db, opts: RecentFailuresOptions = {}): Promise<RecentFailure[]> => {
+  const limit = opts.limit ?? 10;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_RECENT_FAILURES)
+    throw invalid("limit", `must be an integer from 1 to ${MAX_RECENT_FAILURES}`);
+  const tenant = tenantFilter(opts.tenant);
+  const rows = await db.tx(
+    (c) =>
+      c.q(
+        `SELECT r.seq, r.id, r.run_id, r.src, r.reply_to, r.group_id, r.method, r.created_at, r.error_code,
+           r.error_message
+         FROM replies r
+         WHERE r.seq > (SELECT coalesce(max(seq), 0) - $1 FROM replies) AND r.error_code IS NOT NULL
+           AND (CAST($2 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM runs WHERE runs.id = r.run_id AND runs.tenant = $2))
+         ORDER BY r.seq DESC LIMIT $3`,
+        [HISTORY_SCAN, tenant, limit],
+      ),
+    "read",
+  );
+  return rows.map((r) => ({
+    seq: num(r.seq),
+    replyId: r.id as string,
+    runId: r.run_id as string,
+    nodeId: r.src as string,
+    instructionId: r.reply_to as string,
+    callId: (r.group_id as string | null) ?? (r.reply_to as string),
+    method: r.method as string,
+    code: r.error_code as string,
+    message: (r.error_message as string | null) ?? "",
+    at: num(r.created_at),
+  }));
+};
