@@ -12,7 +12,12 @@ import {
 } from "../protocol/blobs.ts";
 import { FleetlinkError, invalid, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
-import { FRAME_OVERHEAD_BYTES, MAX_LOGGED_CHARS, truncate } from "../protocol/limits.ts";
+import {
+  FRAME_OVERHEAD_BYTES,
+  MAX_LOGGED_CHARS,
+  RESERVED_METHOD_PREFIX,
+  truncate,
+} from "../protocol/limits.ts";
 import type { Instruction } from "../protocol/types.ts";
 import { HUB_FEATURES } from "../protocol/version.ts";
 import { instrumentStore } from "../store/instrumented.ts";
@@ -171,6 +176,21 @@ export interface Hub {
 /** The fleetlink error body, for the few places that answer outside Fastify's reply (raw sockets). */
 
 /** One hub replica: stateless over the shared store; any number may run against the same store. */
+/**
+ * `checkpoint.*` instructions are the hub's own (assign, push, pull, activate; sent from its role records): a
+ * coordinator's push of one is refused, so a node takes a host role only from the hub that records it. The
+ * coordinator drives checkpoints through `/v1/runs/:run/checkpoints/…` (`fleet.checkpoints`, `fleetlink checkpoint`).
+ */
+const refuseReservedMethods = (items: readonly NewInstruction[]): void => {
+  const i = items.findIndex((it) => it.method.startsWith(RESERVED_METHOD_PREFIX));
+  if (i >= 0)
+    throw new FleetlinkError(
+      "INVALID_ARGUMENT",
+      `items[${i}].method: ${JSON.stringify(items[i]!.method)}: methods starting with ${RESERVED_METHOD_PREFIX} are the hub's own; drive checkpoints with fleetlink checkpoint … or fleet.checkpoints`,
+      { field: `items[${i}].method` },
+    );
+};
+
 export const createHub = (o: HubOptions): Hub => {
   if (typeof o.token !== "string" || o.token.length === 0)
     throw new FleetlinkError("INVALID_ARGUMENT", "token: the admin token must be a non-empty string", {
@@ -297,6 +317,7 @@ export const createHub = (o: HubOptions): Hub => {
    */
   const pushes = new GroupCommit((calls: PushCall[]) => store.pushBatch(calls), 256);
   const push = async (runId: string, items: NewInstruction[]): Promise<Instruction[]> => {
+    refuseReservedMethods(items);
     const lease = nodes.lease(items);
     let pushed: Instruction[] | null = null;
     try {

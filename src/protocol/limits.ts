@@ -35,3 +35,6 @@ export const tooDeep = (v: unknown, max = MAX_JSON_DEPTH): boolean => {
   }
   return false;
 };
+
+/** Instruction methods with this prefix are sent by the hub only (checkpoints); a coordinator's push of one is refused. */
+export const RESERVED_METHOD_PREFIX = "checkpoint.";
