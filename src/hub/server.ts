@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import pino from "pino";
@@ -316,6 +317,8 @@ export const createHub = (o: HubOptions): Hub => {
    * sent as soon as the push commits; the others wake the dispatcher (here) or other replicas (store watch).
    */
   const pushes = new GroupCommit((calls: PushCall[]) => store.pushBatch(calls), 256);
+  /** Where this replica listens, once listen() has bound it (for the presence record). */
+  let listening: string | undefined;
   const push = async (runId: string, items: NewInstruction[]): Promise<Instruction[]> => {
     refuseReservedMethods(items);
     const lease = nodes.lease(items);
@@ -497,6 +500,7 @@ export const createHub = (o: HubOptions): Hub => {
         checkpoints,
         log,
         inflightByNode: () => nodes.inflightByNode(),
+        address: () => listening,
         rateIntervalMs: o.dashboardRateIntervalMs,
       });
   });
@@ -558,8 +562,13 @@ export const createHub = (o: HubOptions): Hub => {
     checkpoints,
     blobs: blobCollector,
     async listen(l = {}) {
-      const address = await app.listen({ host: l.host ?? "127.0.0.1", port: l.port ?? 0 });
-      return address.replace("[::1]", "127.0.0.1");
+      const address = (await app.listen({ host: l.host ?? "127.0.0.1", port: l.port ?? 0 })).replace(
+        "[::1]",
+        "127.0.0.1",
+      );
+      // A wildcard bind says nothing to someone reading the dashboard elsewhere: name the host instead.
+      listening = address.replace(/\/\/(0\.0\.0\.0|\[::\])(?=:)/, `//${hostname()}`);
+      return address;
     },
     async close() {
       unwatch();

@@ -461,6 +461,12 @@ describe("dashboard in headless Chromium", () => {
       );
       // Replica B's page shows alpha on replica A, which B does not hold.
       await page.waitForSelector("[data-testid=node-row][data-name=alpha]");
+      // Each replica with the address it listens on, from its presence record (A's written within 5 s).
+      await expect
+        .poll(async () => (await page.locator(".replica-address").allTextContents()).sort(), {
+          timeout: 8000,
+        })
+        .toEqual([f.url, urlB].sort());
       // beta works on a call held on replica A: B shows it in flight, from A's presence record (within 5 s).
       const betaOnly = r.configuration((await fleet.nodes()).filter((n) => n.name === "beta"));
       const slowCall = betaOnly.call("slow", null, { quorum: "all", timeoutMs: 20_000 });

@@ -25,14 +25,14 @@ export const Overview = ({ s, me }: { s: Snapshot; me: Me | null }) => {
     <h2>Nodes</h2>
     <${Nodes} s=${s} me=${me} />
     <h2>Replicas</h2>
-    <p class="muted">A replica is named by its id (a new one at each start); its record holds no address. <code>fleetlink serve</code> prints its id with its address when it starts.</p>
+    <p class="muted">A replica is named by its id (a new one at each start) and the address it listens on.</p>
     <table>
-      <thead><tr><th>replica</th><th>nodes connected</th><th>in flight</th><th>reply streams</th><th>seen</th></tr></thead>
+      <thead><tr><th>replica</th><th>address</th><th>nodes connected</th><th>in flight</th><th>reply streams</th><th>seen</th></tr></thead>
       <tbody>
         ${s.replicas.map(
           (r) => html`<tr>
             <td title=${r.id}>${short(r.id)}${r.id === s.replica ? html` <${Badge} kind="self" text="this page's" />` : ""}</td>
-            <td>${r.nodes.length}</td><td>${r.inflight ?? "—"}</td><td>${r.runStreams ?? "—"}</td><td><${When} t=${r.updatedAt} now=${Date.now()} /></td>
+            <td class="replica-address">${r.address ?? "—"}</td><td>${r.nodes.length}</td><td>${r.inflight ?? "—"}</td><td>${r.runStreams ?? "—"}</td><td><${When} t=${r.updatedAt} now=${Date.now()} /></td>
           </tr>`,
         )}
       </tbody>

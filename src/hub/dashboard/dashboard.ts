@@ -35,6 +35,8 @@ export interface DashboardOptions {
   log: Logger;
   /** In-flight instructions per node connected here, when the node streams can say. (Default: not shown) */
   inflightByNode?: () => ReadonlyMap<string, number>;
+  /** Where this replica listens, once it does (shown in the replicas table). (Default: not shown) */
+  address?: () => string | undefined;
   /** The built front end. (Default: web/dist of this package) */
   webRoot?: string;
   /** Live feeds open at once on this replica. (Default: 32) */
@@ -128,6 +130,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
       inflight: o.nodes.inflight,
       runStreams: o.runs.subscribers,
       inflightByNode: o.inflightByNode?.(),
+      address: o.address?.(),
     }),
   });
   const snapshots = new SnapshotBuilder({

@@ -17,6 +17,8 @@ export interface ReplicaPresence {
   inflightByNode?: Record<string, number>;
   /** Set by a replica that closed cleanly: it is gone at once, not after the silence window. */
   closedAt?: number;
+  /** Where the replica listens (`http://host:port`, the host's name for a wildcard bind); absent before listen. */
+  address?: string;
 }
 
 export interface PresenceOptions {
@@ -28,6 +30,7 @@ export interface PresenceOptions {
     inflight: number;
     runStreams: number;
     inflightByNode?: ReadonlyMap<string, number>;
+    address?: string;
   };
   log: Logger;
   /** Called when a node connected here or left (checked every second). */
@@ -118,6 +121,7 @@ export class Presence {
       inflight: l.inflight,
       runStreams: l.runStreams,
       ...(l.inflightByNode ? { inflightByNode: byNode } : {}),
+      ...(l.address ? { address: l.address } : {}),
     };
   }
 
