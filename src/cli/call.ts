@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import type { Fleet, FleetNode } from "../coordinator/fleet.ts";
 import type { Quorum } from "../coordinator/quorum.ts";
 import type { RunHandle } from "../coordinator/run.ts";
-import { FleetlinkError } from "../protocol/errors.ts";
+import { FleetlinkError, shownCode } from "../protocol/errors.ts";
 import { nodeLabel } from "../protocol/node-label.ts";
 import { nearestName } from "../util/nearest.ts";
 import { plural } from "../util/plural.ts";
@@ -165,10 +165,10 @@ export const callCommand = (): Command => {
               node: item.node,
               name: name.get(item.node),
               ok: false,
-              error: { code: item.error.code, message: item.error.message },
+              error: { code: shownCode(item.error), message: item.error.message },
               ms,
             },
-            `${who}  ${String(item.error.code).replace(/^FLEETLINK_E_/, "")}  ${ms} ms  ${item.error.message}`,
+            `${who}  ${shownCode(item.error).replace(/^FLEETLINK_E_/, "")}  ${ms} ms  ${item.error.message}`,
           );
         }
         decision = decide({ replies, errors, nodes: ids });

@@ -1,4 +1,4 @@
-import { FleetlinkError } from "../protocol/errors.ts";
+import { FleetlinkError, shownCode } from "../protocol/errors.ts";
 import { nodeLabel } from "../protocol/node-label.ts";
 import type { NodeRef } from "./names.ts";
 
@@ -40,7 +40,7 @@ export class IncompleteCallError extends FleetlinkError {
       .slice(0, MESSAGE_NODES)
       .map(
         ([n, e]) =>
-          `${nodeLabel(n, nodes.get(n)?.name)}: ${e.code ?? "error"} ${JSON.stringify(cut(String(e.message), MESSAGE_TEXT))}`,
+          `${nodeLabel(n, nodes.get(n)?.name)}: ${shownCode(e)} ${JSON.stringify(cut(String(e.message), MESSAGE_TEXT))}`,
       );
     if (errors.size > MESSAGE_NODES) failed.push(`${errors.size - MESSAGE_NODES} more (see .errors)`);
     super(
@@ -64,7 +64,7 @@ export class IncompleteCallError extends FleetlinkError {
     return [...this.errors].map(([id, e]) => ({
       id,
       name: this.nodes.get(id)?.name ?? null,
-      code: String(e.code),
+      code: shownCode(e),
       message: String(e.message),
     }));
   }
@@ -82,7 +82,7 @@ export class IncompleteCallError extends FleetlinkError {
       replied: [...this.replies.keys()],
       failed: this.failed,
       errors: Object.fromEntries(
-        [...this.errors].map(([n, e]) => [n, { code: String(e.code), message: String(e.message) }]),
+        [...this.errors].map(([n, e]) => [n, { code: shownCode(e), message: String(e.message) }]),
       ),
     };
   }

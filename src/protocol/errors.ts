@@ -119,29 +119,44 @@ export class FleetlinkError extends Error {
   readonly definite: boolean;
   /** The input field at fault, when there is one. */
   readonly field: string | undefined;
+  /**
+   * The node's own code of a HANDLER_FAILED error, when its handler failed with one (a Python
+   * `HandlerError("APP_E_NOT_A_NUMBER", …)`, any node's reply error whose code is not a FLEETLINK_E_ one).
+   */
+  readonly appCode: string | undefined;
 
-  constructor(kind: ErrorName, message?: string, opts: { field?: string; cause?: unknown } = {}) {
+  constructor(
+    kind: ErrorName,
+    message?: string,
+    opts: { field?: string; cause?: unknown; appCode?: string } = {},
+  ) {
     const entry = ErrorCodes[kind];
     super(message ?? entry.text, { cause: opts.cause });
     this.code = errorCode(kind);
     this.status = entry.status;
     this.definite = entry.definite;
     this.field = opts.field;
+    this.appCode = kind === "HANDLER_FAILED" ? opts.appCode : undefined;
   }
 
   get kind(): ErrorName {
     return this.code.slice("FLEETLINK_E_".length) as ErrorName;
   }
 
-  toJSON(): { code: ErrorCode; message: string; field?: string; definite: boolean } {
+  toJSON(): { code: ErrorCode; message: string; field?: string; definite: boolean; appCode?: string } {
     return {
       code: this.code,
       message: this.message,
       definite: this.definite,
       ...(this.field ? { field: this.field } : {}),
+      ...(this.appCode ? { appCode: this.appCode } : {}),
     };
   }
 }
+
+/** The code to show for an error: a node's own code when its handler failed with one, else the error's code. */
+export const shownCode = (e: { code?: unknown; appCode?: string }): string =>
+  e.appCode ?? String(e.code ?? "error");
 
 export const isFleetlinkError = (e: unknown, kind?: ErrorName): e is FleetlinkError =>
   e instanceof FleetlinkError && (kind === undefined || e.kind === kind);

@@ -101,7 +101,13 @@ export const toWireError = (e: unknown): WireError => {
 export const fromWireError = (w: WireError): FleetlinkError => {
   if (typeof w?.code !== "string")
     return new FleetlinkError("HANDLER_FAILED", `malformed error: ${JSON.stringify(w)}`);
-  const kind = w.code.startsWith("FLEETLINK_E_") ? w.code.slice("FLEETLINK_E_".length) : "HANDLER_FAILED";
+  if (!w.code.startsWith("FLEETLINK_E_"))
+    // A node's own code (an application's): kept beside the kind, never folded into it.
+    return new FleetlinkError("HANDLER_FAILED", w.message, {
+      appCode: w.code.slice(0, 200),
+      ...(w.field ? { field: w.field } : {}),
+    });
+  const kind = w.code.slice("FLEETLINK_E_".length);
   try {
     return new FleetlinkError(kind as "HANDLER_FAILED", w.message, w.field ? { field: w.field } : {});
   } catch {

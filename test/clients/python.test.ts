@@ -1,6 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
+import { IncompleteCallError } from "../../src/coordinator/errors.ts";
+import { cli } from "../cli/cli-run.ts";
 import { ENROLL_TOKEN, startFleet, type TestFleet, TOKEN } from "../helpers/fleet.ts";
 import { enrollTokenFor, type Proc, startHubProc } from "../helpers/procs.ts";
 import { PY_CLIENT, PYTHON, type PyNode, startPyNode } from "./py-node.ts";
@@ -74,6 +76,39 @@ describe("python node", () => {
       })
       .toBe("offline");
     expect(py.output()).not.toMatch(/Traceback/);
+  }, 60_000);
+
+  test("python node - a HandlerError with the application's own code reaches the coordinator as appCode, in results, IncompleteCallError and the CLI", async () => {
+    fleet = await startFleet();
+    const py = await startPyNode({
+      hubs: [fleet.url],
+      enrollToken: ENROLL_TOKEN,
+      name: "py-app",
+      handlers: join(import.meta.dirname, "py_app_error_handlers.py"),
+    });
+    nodes.push(py);
+    const run = await (await fleet.fleet()).createRun();
+    const cfg = run.configuration([py.nodeId]);
+    expect((await cfg.call("score", 4, { quorum: "all", timeoutMs: 10_000 })).replies.get(py.nodeId)).toBe(8);
+    const bad = await cfg.call("score", "x", { quorum: everyNode, timeoutMs: 10_000 });
+    const e = bad.errors.get(py.nodeId);
+    expect(e).toMatchObject({ code: "FLEETLINK_E_HANDLER_FAILED", appCode: "APP_E_NOT_A_NUMBER" });
+    expect(e?.message).toBe("score needs a number, got str");
+    const incomplete = await cfg
+      .call("score", "x", { quorum: "all", timeoutMs: 10_000 })
+      .catch((x: unknown) => x);
+    expect(incomplete).toBeInstanceOf(IncompleteCallError);
+    expect((incomplete as IncompleteCallError).failed).toEqual([
+      expect.objectContaining({ name: "py-app", code: "APP_E_NOT_A_NUMBER" }),
+    ]);
+    expect((incomplete as IncompleteCallError).message).toMatch(
+      /py-app \(…[0-9a-f]{8}\): APP_E_NOT_A_NUMBER/,
+    );
+    const r = await cli(["call", "score", '"x"', "--nodes", "py-app", "--hub", fleet.url, "--token", TOKEN]);
+    expect(r.code).toBe(7);
+    expect(r.stdout + r.stderr).toMatch(
+      /py-app \(…[0-9a-f]{8}\)\s+APP_E_NOT_A_NUMBER\s+\d+ ms\s+score needs a number/,
+    );
   }, 60_000);
 
   test("python node - its hub replica killed with SIGKILL mid-call: it moves to the other replica, the call completes and the handler ran once", async () => {
