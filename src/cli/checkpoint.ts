@@ -4,6 +4,7 @@ import type { OpStatus, Roles } from "../checkpoint/orchestrator.ts";
 import type { Fleet } from "../coordinator/fleet.ts";
 import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { isId } from "../protocol/ids.ts";
+import { nodeLabel } from "../protocol/node-label.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration, parseInteger } from "./flags.ts";
 import { resolveNodeIds } from "./nodes.ts";
@@ -41,9 +42,17 @@ const fleetOp = async (
   out(s);
   if (s.status === "ok") return;
   const failed = s.hosts.filter((h) => h.status !== "ok");
+  // Hosts by name, as `call` shows nodes (one listing; ids alone if it fails).
+  const names = new Map(
+    (await f.nodes({ all: true }).catch(() => [])).map((n) => [n.id, n.name] as [string, string]),
+  );
   for (const h of failed)
     process.stderr.write(
-      `host ${h.hostIdx} (node ${h.nodeId}): ${h.error ? `${h.error.kind}: ${h.error.message}` : h.status}\n`,
+      `host ${h.hostIdx} (${nodeLabel(h.nodeId, names.get(h.nodeId))}): ${h.error ? `${h.error.kind}: ${h.error.message}` : h.status}\n`,
+    );
+  if (failed.some((h) => h.error?.kind === "host_unavailable"))
+    process.stderr.write(
+      `a host that is down: start its node again on its identity file and run the ${kind} again, or give the host a standby (fleetlink checkpoint assign --run ${run} --hosts … --standby HOST=NODE)\n`,
     );
   const what = failed.length
     ? `failed on ${failed.length} of ${s.hosts.length} ${s.hosts.length === 1 ? "host" : "hosts"} (${failed

@@ -34,7 +34,7 @@ export const ErrorCodes = {
   NODE_UNAVAILABLE: {
     status: 503,
     definite: false,
-    text: "The node missed its heartbeat window or was unregistered before replying",
+    text: "The node went offline (it left, missed its heartbeat window, or was unregistered) before replying",
   },
   DELIVERY_FAILED: {
     status: 503,

@@ -49,7 +49,7 @@ describe("fleetlink checkpoint push/pull exit status", () => {
       status: "error",
       hosts: [{ status: "ok" }, { status: "error" }],
     });
-    expect(push.stderr).toContain(`host 1 (node ${flaky.agent.nodeId}): internal: `);
+    expect(push.stderr).toContain(`host 1 (flaky (…${flaky.agent.nodeId!.slice(-8)})): internal: `);
     expect(push.stderr).toContain("disk on fire");
     expect(push.stderr).toMatch(
       /^fleetlink: FLEETLINK_E_INCOMPLETE_CALL: push \S+ failed on 1 of 2 hosts \(host 1: internal\)$/m,
@@ -83,5 +83,10 @@ describe("fleetlink checkpoint push/pull exit status", () => {
     expect(down.stderr).toMatch(
       /FLEETLINK_E_INCOMPLETE_CALL: push \S+ failed on 1 of 2 hosts \(host 1: host_unavailable\)/,
     );
+    // A host that is down: what to do about it, and no "missed its heartbeat window" for a node that left.
+    expect(down.stderr).toMatch(
+      /start its node again on its identity file and run the push again, or give the host a standby/,
+    );
+    expect(down.stderr).not.toMatch(/missed its heartbeat window or was unregistered/);
   }, 90_000);
 });
