@@ -251,7 +251,8 @@ export const enrollRefusal = (
 
 /** The text of the error reply made for an instruction that ended without one. */
 export const OUTCOME_TEXT = {
-  FLEETLINK_E_NODE_UNAVAILABLE: "node went offline (it left, missed its heartbeat window, or was unregistered) before replying",
+  FLEETLINK_E_NODE_UNAVAILABLE:
+    "node went offline (it left, missed its heartbeat window, or was unregistered) before replying",
   FLEETLINK_E_DELIVERY_FAILED: "lease expired the maximum number of times without a reply",
   FLEETLINK_E_MESSAGE_EXPIRED: "TTL passed without a reply",
   FLEETLINK_E_CANCELLED: "withdrawn before delivery",
