@@ -278,7 +278,16 @@ export const serveCommand = (): Command =>
             }
           : {}),
       });
-      const url = await hub.listen({ host: o.host, port: o.port });
+      const url = await hub.listen({ host: o.host, port: o.port }).catch(async (e: NodeJS.ErrnoException) => {
+        await hub.close().catch(() => {});
+        await store.close().catch(() => {});
+        // The port is a flag the user chose: a usage error naming it and the fix, not an unexpected failure.
+        if (e?.code === "EADDRINUSE" || e?.code === "EACCES")
+          throw new InvalidArgumentError(
+            `--port ${o.port}: ${e.code === "EADDRINUSE" ? "already in use on" : "not allowed on"} ${o.host} (another fleetlink serve?): choose another --port, or stop what holds it`,
+          );
+        throw e;
+      });
       const shown = o.tlsCert ? url.replace(/^http:/, "https:") : url;
       process.stdout.write(`fleetlink hub ${hub.id} listening on ${shown} (store ${store.backend})\n`);
       if (!given) process.stdout.write(`admin token (coordinators only): ${token}\n`);
