@@ -136,10 +136,17 @@ export class Executor {
         code: isFleetlinkError(e) ? e.code : "FLEETLINK_E_HANDLER_FAILED",
         message: truncate(describeError(e), MAX_ERROR_MESSAGE_CHARS),
       };
-      this.o.log.warn(
-        { instruction: ins.id, method: ins.method, code: error.code, err: truncate(error.message, 256) },
-        "handler failed",
-      );
+      // A handler that ended because its call was cancelled did what it was told: not a failure to grep for.
+      if (cancelled.aborted)
+        this.o.log.debug(
+          { instruction: ins.id, method: ins.method, err: truncate(error.message, 256) },
+          "handler stopped: its instruction was cancelled",
+        );
+      else
+        this.o.log.warn(
+          { instruction: ins.id, method: ins.method, code: error.code, err: truncate(error.message, 256) },
+          "handler failed",
+        );
     }
     if (cancelled.aborted) {
       // Nobody reads it: the hub refuses a reply to an ended instruction (INSTRUCTION_ENDED).

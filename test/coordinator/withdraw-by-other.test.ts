@@ -21,16 +21,25 @@ const until = async (what: string, ok: () => Promise<boolean>, ms = 5000) => {
 test("withdraw - a call withdrawn by another principal with deliver ends for its waiting coordinator with CANCELLED, long before its timeout", async () => {
   f = await startFleet();
   let stopped = false;
+  const logged: { level: string; msg?: string }[] = [];
+  const log = {
+    debug: (_o: object, msg?: string) => logged.push({ level: "debug", msg }),
+    warn: (_o: object, msg?: string) => logged.push({ level: "warn", msg }),
+  };
   const quick = await f.node("quick", { work: (p) => p });
-  const stuck = await f.node("stuck", {
-    work: (_p, ctx) =>
-      new Promise((_resolve, reject) =>
-        ctx.signal.addEventListener("abort", () => {
-          stopped = true;
-          reject(new Error("stopped"));
-        }),
-      ),
-  });
+  const stuck = await f.node(
+    "stuck",
+    {
+      work: (_p, ctx) =>
+        new Promise((_resolve, reject) =>
+          ctx.signal.addEventListener("abort", () => {
+            stopped = true;
+            reject(new Error("stopped"));
+          }),
+        ),
+    },
+    { log },
+  );
   const fleet = await f.fleet();
   const run = await fleet.createRun();
   const t0 = Date.now();
@@ -63,6 +72,11 @@ test("withdraw - a call withdrawn by another principal with deliver ends for its
     expect.objectContaining({ id: stuck.nodeId, name: "stuck", code: "FLEETLINK_E_CANCELLED" }),
   ]);
   await until("the stuck handler to be told to stop", async () => stopped);
+  // Stopping because the call was withdrawn is not a handler failure in the node's log.
+  await until("the node to log the stop", async () =>
+    logged.some((l) => l.msg === "handler stopped: its instruction was cancelled"),
+  );
+  expect(logged.filter((l) => l.msg === "handler failed")).toEqual([]);
   // Delivered once: nothing is left to claim for the run.
   expect(await f.store.claimReplies({ runId: run.id })).toEqual([]);
   // An operator's withdraw is in the audit log, with what it withdrew.
