@@ -591,6 +591,8 @@ describe("dashboard in headless Chromium", () => {
     const finish = page.locator("[data-testid=finish-run]");
     expect(await finish.isDisabled()).toBe(true);
     expect(await finish.getAttribute("title")).toBe("needs role admin or coordinator");
+    // Said beside the button too, not only on hover.
+    expect(await page.textContent("[data-testid=finish-run-needs]")).toBe("needs role admin or coordinator");
     const finishing = await page.evaluate(
       async ([id, secret]) => {
         const r = await fetch(`/v1/runs/${id}/status`, {

@@ -40,6 +40,7 @@ export const Action = ({
   return html`<span class="action">
     <button data-testid=${id} disabled=${!allowed || busy} title=${allowed ? label : needs}
       onClick=${() => (confirm ? setAsking(true) : go())}>${label}</button>
+    ${!allowed ? html` <span class="muted" data-testid=${`${id}-needs`}>${needs}</span>` : ""}
     ${
       asking
         ? html`<span class="confirm" role="alertdialog" data-testid="confirm">${confirm}
