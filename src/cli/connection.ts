@@ -2,6 +2,7 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 // Types only: the SDK is imported when a command connects, not when the CLI declares its options.
 import type { Fleet } from "../coordinator/fleet.ts";
 import type { HubClient } from "../coordinator/http.ts";
+import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { readSecret } from "./flags.ts";
 import { configPath, loadProfile } from "./profiles.ts";
 
@@ -13,6 +14,8 @@ export interface Connection {
   token: string;
   /** Profile used for the hub or the token, if any. */
   profile?: string;
+  /** Where the token came from, as a refusal names it: "--token-file ./admin.token", "FLEETLINK_TOKEN", … */
+  tokenFrom: string;
 }
 
 /**
@@ -74,6 +77,9 @@ export const connection = (cmd: Command): Connection => {
   const profile = needsProfile || o.profile !== undefined ? loadProfile(o.profile) : undefined;
   const hubs = parseHubs(o.hub ?? profile?.hubs?.join(",") ?? DEFAULT_HUB);
   let token: string | undefined;
+  let tokenFrom = "";
+  const named = (k: "token" | "tokenFile", env: string, file?: string) =>
+    cmd.getOptionValueSource(k) === "env" ? env : k === "token" ? "--token" : `--token-file ${file}`;
   if (o.token !== undefined || o.tokenFile !== undefined) {
     const fileFirst = o.tokenFile !== undefined && (o.token === undefined || src("tokenFile") < src("token"));
     const same = o.token !== undefined && o.tokenFile !== undefined && src("token") === src("tokenFile");
@@ -82,23 +88,36 @@ export const connection = (cmd: Command): Connection => {
       : fileFirst
         ? readSecret(undefined, o.tokenFile, "token")
         : o.token;
+    tokenFrom = fileFirst
+      ? named("tokenFile", `FLEETLINK_TOKEN_FILE (${o.tokenFile})`, o.tokenFile)
+      : named("token", "FLEETLINK_TOKEN");
   } else if (profile) {
     token = profile.token ?? readSecret(undefined, profile.tokenFile, "token");
+    tokenFrom = `profile ${profile.name} in ${configPath()}`;
   }
   if (!token)
     throw new InvalidArgumentError(
       `the admin token is needed: --token-file, --token, FLEETLINK_TOKEN(_FILE) or a profile in ${configPath()}`,
     );
-  return { hubs, token, ...(profile ? { profile: profile.name } : {}) };
+  return { hubs, token, tokenFrom, ...(profile ? { profile: profile.name } : {}) };
 };
+
+/** A refused token (401) says which token it was, so the fix is not a guess between flags, files and profiles. */
+const sayWhereTheTokenCameFrom =
+  (from: string) =>
+  (e: unknown): never => {
+    if (from && isFleetlinkError(e, "UNAUTHORIZED"))
+      throw new FleetlinkError("UNAUTHORIZED", `${e.message} (the token came from ${from})`, { cause: e });
+    throw e;
+  };
 
 /** Runs `fn` with an HTTP client of the command's hub, and closes the client's connections after. */
 export const withClient = async <T>(cmd: Command, fn: (c: HubClient) => Promise<T>): Promise<T> => {
-  const { hubs, token } = connection(cmd);
+  const { hubs, token, tokenFrom } = connection(cmd);
   const { HubClient } = await import("../coordinator/http.ts");
   const client = new HubClient(hubs, token);
   try {
-    return await fn(client);
+    return await fn(client).catch(sayWhereTheTokenCameFrom(tokenFrom));
   } finally {
     await client.close(0);
   }
@@ -106,11 +125,11 @@ export const withClient = async <T>(cmd: Command, fn: (c: HubClient) => Promise<
 
 /** Runs `fn` with a Fleet (coordinator SDK) of the command's hub, closed after. */
 export const withFleet = async <T>(cmd: Command, fn: (f: Fleet) => Promise<T>): Promise<T> => {
-  const { hubs, token } = connection(cmd);
+  const { hubs, token, tokenFrom } = connection(cmd);
   const { Fleet } = await import("../coordinator/fleet.ts");
-  const fleet = await Fleet.connect({ hub: hubs, token });
+  const fleet = await Fleet.connect({ hub: hubs, token }).catch(sayWhereTheTokenCameFrom(tokenFrom));
   try {
-    return await fn(fleet);
+    return await fn(fleet).catch(sayWhereTheTokenCameFrom(tokenFrom));
   } finally {
     await fleet.close();
   }
