@@ -5,11 +5,11 @@ import type { Quorum } from "../coordinator/quorum.ts";
 import type { RunHandle } from "../coordinator/run.ts";
 import { FleetlinkError, shownCode } from "../protocol/errors.ts";
 import { nodeLabel } from "../protocol/node-label.ts";
-import { nearestName } from "../util/nearest.ts";
 import { plural } from "../util/plural.ts";
 import { completeWith } from "./completion.ts";
 import { withFleet, withHub } from "./connection.ts";
 import { parseDuration } from "./flags.ts";
+import { byName, didYouMean } from "./nodes.ts";
 import { examples } from "./output.ts";
 
 /** `first`, `majority`, `all` or a number of replies. */
@@ -56,11 +56,7 @@ const pickNodes = async (fleet: Fleet, o: { nodes?: string; all?: boolean }): Pr
     .map((ref) => ref.trim())
     .filter(Boolean)
     .map((ref) => {
-      const hit =
-        known.find((n) => n.id === ref) ??
-        known
-          .filter((n) => n.name === ref && n.status !== "unregistered")
-          .sort((a, b) => b.createdAt - a.createdAt)[0];
+      const hit = known.find((n) => n.id === ref) ?? byName(known, ref, true);
       if (!hit)
         throw new FleetlinkError(
           "NODE_NOT_FOUND",
@@ -71,14 +67,6 @@ const pickNodes = async (fleet: Fleet, o: { nodes?: string; all?: boolean }): Pr
         );
       return hit;
     });
-};
-
-const didYouMean = (ref: string, known: readonly { name: string; status: string }[]): string => {
-  const near = nearestName(
-    ref,
-    known.filter((n) => n.status !== "unregistered").map((n) => n.name),
-  );
-  return near ? `: did you mean ${near}?` : "";
 };
 
 const emit = (json: boolean, event: Record<string, unknown>, line: string) =>

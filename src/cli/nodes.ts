@@ -2,6 +2,7 @@ import { Command } from "commander";
 import type { FleetNode } from "../coordinator/fleet.ts";
 import type { HubClient } from "../coordinator/http.ts";
 import { FleetlinkError } from "../protocol/errors.ts";
+import { nearestName } from "../util/nearest.ts";
 import { withClient, withHub } from "./connection.ts";
 import { examples, fields, show, table, when, withJson } from "./output.ts";
 
@@ -25,16 +26,36 @@ export const resolveNode = async (c: HubClient, ref: string): Promise<FleetNode>
   const { nodes } = await c.request<{ nodes: FleetNode[] }>("GET", "/v1/nodes");
   const found = byName(nodes, ref);
   if (!found)
-    throw new FleetlinkError("NODE_NOT_FOUND", `no node with id or name ${JSON.stringify(ref)}`, {
-      field: "node",
-    });
+    throw new FleetlinkError(
+      "NODE_NOT_FOUND",
+      `no node with id or name ${JSON.stringify(ref)}${didYouMean(ref, nodes)}`,
+      {
+        field: "node",
+      },
+    );
   return found;
 };
 
-/** The node a name means: the live node of that name, else the newest of that name. */
-const byName = (nodes: readonly FleetNode[], name: string): FleetNode | undefined => {
+/**
+ * The node a name means: the live node of that name, else (unless `liveOnly`) the newest of that name. One rule
+ * for every command that takes a node by name.
+ */
+export const byName = (
+  nodes: readonly FleetNode[],
+  name: string,
+  liveOnly = false,
+): FleetNode | undefined => {
   const named = nodes.filter((n) => n.name === name).sort((a, b) => b.createdAt - a.createdAt);
-  return named.find((n) => n.status !== "unregistered") ?? named[0];
+  return named.find((n) => n.status !== "unregistered") ?? (liveOnly ? undefined : named[0]);
+};
+
+/** `: did you mean worker-2?` for a mistyped name, from the live nodes' names; "" when none is near. */
+export const didYouMean = (ref: string, nodes: readonly FleetNode[]): string => {
+  const near = nearestName(
+    ref,
+    nodes.filter((n) => n.status !== "unregistered").map((n) => n.name),
+  );
+  return near ? `: did you mean ${near}?` : "";
 };
 
 /**
@@ -53,9 +74,13 @@ export const resolveNodeIds = async (
     const found = byName(nodes, ref);
     const flag = flagOf(i);
     if (!found)
-      throw new FleetlinkError("NODE_NOT_FOUND", `${flag}: no node with id or name ${JSON.stringify(ref)}`, {
-        field: flag.replace(/^--/, ""),
-      });
+      throw new FleetlinkError(
+        "NODE_NOT_FOUND",
+        `${flag}: no node with id or name ${JSON.stringify(ref)}${didYouMean(ref, nodes)}`,
+        {
+          field: flag.replace(/^--/, ""),
+        },
+      );
     return found.id;
   });
 };
