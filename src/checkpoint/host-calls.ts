@@ -3,8 +3,8 @@ import type { CallResult, NodeCall } from "./node-calls.ts";
 import type { OpContext } from "./op-record.ts";
 import type { Roles } from "./roles.ts";
 
-/** Longest a host may take to take its role again before a push or pull, in ms (as for `assign`). */
-const ASSIGN_TIMEOUT_MS = 30_000;
+/** Longest a host may take to take its role, at `assign` and again before each push or pull, in ms. */
+export const ASSIGN_TIMEOUT_MS = 30_000;
 
 /** The instruction that tells host k its role: what `assign` sends, and what every push and pull sends again. */
 export const assignCall = (runId: string, roles: Pick<Roles, "nHosts">, nodeId: string, hostIdx: number) => ({

@@ -2,7 +2,7 @@ import { FleetlinkError, isFleetlinkError } from "../protocol/errors.ts";
 import { newId } from "../protocol/ids.ts";
 import type { Store, StoredRecord } from "../store/store.ts";
 import type { Logger } from "../stream/channel.ts";
-import { assignCall } from "./host-calls.ts";
+import { ASSIGN_TIMEOUT_MS, assignCall } from "./host-calls.ts";
 import { checkPart, findCheckpoint, listCheckpoints, type Manifest } from "./layout.ts";
 import { type CallResult, type NodeCall, NodeCalls } from "./node-calls.ts";
 import type { ObjectStore } from "./object-store.ts";
@@ -145,7 +145,7 @@ export class Checkpoints {
     const results = await this.callNodes(
       runId,
       nodeIds.map((dst, hostIdx) => assignCall(runId, { nHosts }, dst, hostIdx)),
-      30_000,
+      ASSIGN_TIMEOUT_MS,
     );
     const failed = results.findIndex((r) => !r.ok);
     if (failed >= 0) {
