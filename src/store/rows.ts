@@ -4,9 +4,11 @@ import type { AuditEntry, EnrollTokenRecord, PrincipalRecord, StoredRecord } fro
 /** Row shapes shared by the SQL backends (same column names in SQLite and PostgreSQL). */
 export type Row = Record<string, unknown>;
 
-const num = (v: unknown): number => (typeof v === "number" ? v : Number(v));
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
-const bytes = (v: unknown): Uint8Array => {
+export const num = (v: unknown): number => (typeof v === "number" ? v : Number(v));
+export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+/** A BLOB/bytea column as a Uint8Array view; an absent one (NULL, an outer join's miss) as empty bytes. */
+export const bytes = (v: unknown): Uint8Array => {
+  if (v === null || v === undefined) return new Uint8Array(0);
   const b = v as Uint8Array;
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 };

@@ -165,7 +165,7 @@ export const registerDashboard = (app: FastifyInstance, o: DashboardOptions): vo
   rates.start();
   registerDashboardReads(app, { store: o.store, rates });
   app.addHook("preClose", async () => {
-    rates.stop();
+    await rates.stop();
     unwatch();
     feeds.close();
     await presence.stop();

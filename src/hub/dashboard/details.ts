@@ -6,7 +6,7 @@ import { FleetlinkError } from "../../protocol/errors.ts";
 import { routeSchema } from "../../protocol/route-doc.ts";
 import { Uuid } from "../../protocol/schemas.ts";
 import type { InstructionOutcome, Outcome, Store } from "../../store/store.ts";
-import { principalOf } from "../http/principal.ts";
+import { principalOf, tenantFilter } from "../http/principal.ts";
 import { type PayloadView, payloadView } from "./payload-view.ts";
 import type { Rates } from "./rates.ts";
 
@@ -222,14 +222,14 @@ export const registerDashboardReads = (
     async (req) => {
       const { node } = req.params as { node: string };
       const q = req.query as { method?: string; run?: string; outcome?: Outcome; limit?: string };
-      // An unknown node is a 404, not an empty history.
-      await store.getNode(node);
       const list = await store.nodeInstructions(node, {
         method: q.method,
         runId: q.run,
         outcome: q.outcome,
         limit: q.limit === undefined ? undefined : Number(q.limit),
       });
+      // An unknown node is a 404, not an empty history (read only when there is nothing to show).
+      if (list.length === 0) await store.getNode(node);
       return { instructions: list.map(nodeInstructionView) };
     },
   );
@@ -255,10 +255,9 @@ export const registerDashboardReads = (
     },
     async (req) => {
       const q = req.query as { limit?: string };
-      const tenant = principalOf(req).tenant;
       const failures = await store.recentFailures({
         limit: q.limit === undefined ? undefined : Number(q.limit),
-        ...(tenant === null ? {} : { tenant }),
+        tenant: tenantFilter(principalOf(req)),
       });
       return { failures };
     },

@@ -1,4 +1,4 @@
-import { BLOB_KEY, type BlobInfo, readBlobRef, SHA256_PREFIX } from "../../protocol/blobs.ts";
+import { BLOB_KEY, type BlobInfo, collectBlobRefs, SHA256_PREFIX } from "../../protocol/blobs.ts";
 
 /** A payload as the dashboard shows it: decoded when it can be, cut to the preview, blobs named not fetched. */
 export interface PayloadView {
@@ -21,16 +21,6 @@ const REF = new RegExp(
   "g",
 );
 const MAX_BLOBS_SHOWN = 32;
-
-const refsIn = (v: unknown, out: BlobInfo[], depth = 0): void => {
-  if (out.length >= MAX_BLOBS_SHOWN || depth > 64 || typeof v !== "object" || v === null) return;
-  const ref = readBlobRef(v);
-  if (ref) {
-    out.push(ref);
-    return;
-  }
-  for (const x of Array.isArray(v) ? v : Object.values(v)) refsIn(x, out, depth + 1);
-};
 
 /** Control characters other than tab, newline and carriage return: bytes that are not text. */
 const isControl = (text: string): boolean => {
@@ -63,8 +53,10 @@ export const payloadView = (preview: Uint8Array, bytes: number, limit: number): 
   if (!cut) {
     try {
       const value: unknown = JSON.parse(text);
-      const blobs: BlobInfo[] = [];
-      refsIn(value, blobs);
+      // The store's own walk (any depth, each blob once); the page names at most MAX_BLOBS_SHOWN of them.
+      const blobs: BlobInfo[] = collectBlobRefs(value)
+        .refs.slice(0, MAX_BLOBS_SHOWN)
+        .map(({ sha256, size }) => ({ sha256, size }));
       const shown = JSON.stringify(value, null, 2);
       return {
         bytes,

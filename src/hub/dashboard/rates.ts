@@ -32,7 +32,8 @@ export class Rates {
   private next = 0;
   private last: { at: number; instructions: number; replies: number } | null = null;
   private timer: ReturnType<typeof setInterval> | undefined;
-  private busy = false;
+  /** The sample being taken, if one is: stop() waits for it, so none reads a store being closed. */
+  private sampling: Promise<void> | null = null;
   private readonly o: RatesOptions;
 
   constructor(o: RatesOptions) {
@@ -42,13 +43,22 @@ export class Rates {
   }
 
   start(): void {
-    void this.sample();
-    this.timer = setInterval(() => void this.sample(), this.intervalMs);
+    this.tick();
+    this.timer = setInterval(() => this.tick(), this.intervalMs);
     this.timer.unref();
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.timer);
+    await this.sampling;
+  }
+
+  private tick(): void {
+    // A slow store skips a sample rather than queueing reads.
+    if (this.sampling) return;
+    this.sampling = this.sample().finally(() => {
+      this.sampling = null;
+    });
   }
 
   /** Oldest first. */
@@ -57,9 +67,6 @@ export class Rates {
   }
 
   private async sample(): Promise<void> {
-    // A slow store skips a sample rather than queueing reads.
-    if (this.busy) return;
-    this.busy = true;
     try {
       const c = await this.o.store.activityCounters(this.last?.replies ?? null);
       const at = Date.now();
@@ -76,8 +83,6 @@ export class Rates {
       this.last = { at, instructions: c.instructions, replies: c.replies };
     } catch (e) {
       this.o.log.warn({ err: String(e) }, "dashboard rates not sampled");
-    } finally {
-      this.busy = false;
     }
   }
 

@@ -39,3 +39,11 @@ export const sees = (p: Principal, tenant: string): boolean => p.tenant === null
 
 /** The tenant filter for a list: undefined (all) for an unscoped principal, else its own tenant. */
 export const tenantFilter = (p: Principal): string | undefined => p.tenant ?? undefined;
+
+/**
+ * The principal as an audit entry names it, with the tenant the action concerns: an unscoped admin acting on a
+ * tenant's node, run or token is that tenant's history too, so the tenant's own admins see it in GET /v1/audit.
+ * An action on something of no tenant (null: an unscoped token) stays unscoped.
+ */
+export const about = (p: Principal, tenant: string | null): Principal =>
+  tenant === null ? p : { ...p, tenant: p.tenant ?? tenant };

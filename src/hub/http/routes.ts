@@ -9,7 +9,7 @@ import { pushSpan } from "../delivery/trace-spans.ts";
 import { type AccessContext, type AuditSink, enrollerOf } from "./access.ts";
 import { Admission, MAX_ENROLLING, RETRY_AFTER_S } from "./admission.ts";
 import { formatEnrollToken, hashCredential, newCredential, newSecret } from "./auth.ts";
-import { type Principal, principalOf, tenantFilter } from "./principal.ts";
+import { about, principalOf, tenantFilter } from "./principal.ts";
 import { type RunTenants, tenantFor } from "./tenancy.ts";
 
 /** Query values arrive as digit strings (the schema checks that); the store checks the range. */
@@ -36,11 +36,6 @@ export interface RouteContext extends AccessContext {
   audit: AuditSink;
 }
 
-/**
- * The principal as an audit entry names it, with the tenant the action concerns: an unscoped admin's approval of
- * a tenant's node is that tenant's history too, so the tenant's own admin sees it in GET /v1/audit.
- */
-const about = (p: Principal, tenant: string): Principal => ({ ...p, tenant: p.tenant ?? tenant });
 const publicNode = ({ credentialHash: _, ...n }: NodeRecord) => n;
 const publicToken = ({ secretHash: _, ...t }: EnrollTokenRecord) => t;
 /** Routes that take no body refuse one instead of reading megabytes of it. */
@@ -283,9 +278,10 @@ export const registerRoutes = (app: FastifyInstance, ctx: RouteContext): void =>
     const withdrawn = await ctx.withdraw(run, ids, { deliver });
     if (deliver) {
       // An operator's withdraw of someone else's call (the coordinator's own cancels are traffic, not audited).
-      const r = await store.getRun(run);
+      // The run's tenant from the cache the access check keeps warm (RUN_NOT_FOUND for an unknown run).
+      const tenant = await tenants.tenantOf(run);
       if (withdrawn.length > 0)
-        audit.record(about(principalOf(req), r.tenant), "run.withdraw", run, "ok", { withdrawn });
+        audit.record(about(principalOf(req), tenant), "run.withdraw", run, "ok", { withdrawn });
     } else await ensureRun(store, run, withdrawn.length);
     return { withdrawn };
   });

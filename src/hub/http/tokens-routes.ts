@@ -5,7 +5,7 @@ import type { Role } from "../../protocol/types.ts";
 import type { PrincipalRecord, Store } from "../../store/store.ts";
 import type { AuditSink } from "./access.ts";
 import { formatPrincipalToken, hashCredential, newSecret } from "./auth.ts";
-import { type Principal, principalOf, tenantFilter } from "./principal.ts";
+import { about, principalOf, tenantFilter } from "./principal.ts";
 import { tenantFor } from "./tenancy.ts";
 
 export interface TokensRoutesContext {
@@ -21,13 +21,6 @@ const notFound = () => new FleetlinkError("TOKEN_NOT_FOUND", "no such token", { 
  * one tenant, managed by admins. A tenant-scoped admin sees and makes tokens of its own tenant only (never an
  * unscoped one); another tenant's token reads as unknown.
  */
-/**
- * The entry of an unscoped admin acting on a tenant's token carries that tenant, so the tenant's own admins see it
- * in their audit log; an unscoped token's entry stays unscoped.
- */
-const about = (p: Principal, tenant: string | null): Principal =>
-  tenant === null ? p : { ...p, tenant: p.tenant ?? tenant };
-
 export const registerTokensRoutes = (app: FastifyInstance, ctx: TokensRoutesContext): void => {
   const { store, audit } = ctx;
   const manage = { config: { access: "manage" } } as const;

@@ -1,9 +1,9 @@
 // Reads behind the dashboard's call and node pages, its recent failures and its rate charts. Each one is bounded
 // (instructions by run; a node's among the newest HISTORY_SCAN by sequence; replies by primary key), so a page polled every few seconds
 // costs what it shows, not what the store holds.
-import { FleetlinkError, invalid } from "../../protocol/errors.ts";
+import { invalid } from "../../protocol/errors.ts";
 import type { Db } from "../dialect.ts";
-import type { Row } from "../rows.ts";
+import { bytes, num, numOrNull, type Row } from "../rows.ts";
 import {
   type ActivityCounters,
   type CallInstructionsOptions,
@@ -17,6 +17,7 @@ import {
   type RecentFailuresOptions,
   tenantFilter,
 } from "../store.ts";
+import { runRow } from "./runs.ts";
 
 /**
  * How many of the store's newest instructions a node's history looks through. Bounded rather than indexed: an
@@ -28,13 +29,6 @@ export const HISTORY_SCAN = 50_000;
 /** Largest payload preview a read returns, in bytes. */
 export const MAX_PREVIEW_BYTES = 65_536;
 const OUTCOMES = ["ok", "error", "pending"] as const;
-
-const num = (v: unknown): number => (typeof v === "number" ? v : Number(v));
-const bytes = (v: unknown): Uint8Array => {
-  if (v === null || v === undefined) return new Uint8Array(0);
-  const b = v as Uint8Array;
-  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-};
 
 /**
  * Instructions joined to their replies, payloads cut in SQL (`substr` takes bytes of a BLOB in SQLite and of a
@@ -57,8 +51,8 @@ const toOutcome = (r: Row): InstructionOutcome => ({
   maxAttempts: num(r.max_attempts),
   createdAt: num(r.created_at),
   expiresAt: num(r.expires_at),
-  leaseUntil: r.lease_until === null || r.lease_until === undefined ? null : num(r.lease_until),
-  deliveredAt: r.delivered_at === null || r.delivered_at === undefined ? null : num(r.delivered_at),
+  leaseUntil: numOrNull(r.lease_until),
+  deliveredAt: numOrNull(r.delivered_at),
   payload: bytes(r.payload),
   payloadBytes: num(r.payload_bytes),
   reply:
@@ -106,10 +100,7 @@ export const callInstructions = async (
        ORDER BY i.seq LIMIT $4`,
       [preview, runId, groupId, limit],
     );
-    if (rows.length === 0) {
-      const [run] = await c.q("SELECT id FROM runs WHERE id = $1", [runId]);
-      if (!run) throw new FleetlinkError("RUN_NOT_FOUND", `no run ${runId}`);
-    }
+    if (rows.length === 0) await runRow(c, runId);
     return rows.map(toOutcome);
   }, "read");
 };
